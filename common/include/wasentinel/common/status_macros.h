@@ -14,6 +14,19 @@
     if (!was_status_.ok()) return was_status_;       \
   } while (false)
 
+/// Aborts with the status when `expr` is not OK: for calls that cannot fail unless an invariant
+/// is broken.
+#define WAS_CHECK_OK(expr)                                                      \
+  do {                                                                          \
+    ::absl::Status was_status_ = (expr);                                        \
+    if (!was_status_.ok()) ::wasentinel::internal::CheckOkFailed(               \
+        __FILE__, __LINE__, was_status_);                                       \
+  } while (false)
+
+namespace wasentinel::internal {
+[[noreturn]] void CheckOkFailed(const char* file, int line, const ::absl::Status& status);
+}  // namespace wasentinel::internal
+
 #define WAS_STATUS_CONCAT_INNER_(a, b) a##b
 #define WAS_STATUS_CONCAT_(a, b) WAS_STATUS_CONCAT_INNER_(a, b)
 

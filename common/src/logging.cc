@@ -1,0 +1,15 @@
+#include "wasentinel/common/logging.h"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+namespace wasentinel {
+
+std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name, std::string_view level) {
+  auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  auto logger = std::make_shared<spdlog::logger>(name, std::move(sink));
+  logger->set_level(spdlog::level::from_str(std::string(level)));
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ [%n] %v");
+  return logger;
+}
+
+}  // namespace wasentinel

@@ -1,0 +1,646 @@
+#include "connection.h"
+
+#include "wasentinel/common/logging.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <chrono>
+#include <deque>
+#include <random>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "noise_channel.h"
+#include "url.h"
+#include "wasentinel/common/status_macros.h"
+
+namespace wasentinel::wa {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+
+std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
+  return absl::ToChronoNanoseconds(d);
+}
+
+int64_t NowUnixMs() { return absl::ToUnixMillis(absl::Now()); }
+
+// The WebSocket below the Noise layer, plain or over TLS.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual awaitable<void> Connect(const Url& url, const std::string& origin,
+                                  absl::Duration timeout) = 0;
+  virtual awaitable<size_t> Read(beast::flat_buffer& buffer) = 0;
+  virtual awaitable<void> Write(ByteView data) = 0;
+  virtual awaitable<void> Close() = 0;
+  virtual void Abort() = 0;
+};
+
+template <class Stream>
+class BeastTransport final : public Transport {
+ public:
+  template <class... Args>
+  explicit BeastTransport(Args&&... args) : ws_(std::forward<Args>(args)...) {}
+
+  awaitable<void> Connect(const Url& url, const std::string& origin,
+                          absl::Duration timeout) override {
+    auto& lowest = beast::get_lowest_layer(ws_);
+    tcp::resolver resolver(ws_.get_executor());
+    lowest.expires_after(ToChrono(timeout));
+    auto endpoints = co_await resolver.async_resolve(url.host, url.port, use_awaitable);
+    co_await lowest.async_connect(endpoints, use_awaitable);
+    if constexpr (!std::is_same_v<Stream, websocket::stream<beast::tcp_stream>>) {
+      auto& tls = ws_.next_layer();
+      if (!SSL_set_tlsext_host_name(tls.native_handle(), url.host.c_str())) {
+        throw beast::system_error(beast::error_code(static_cast<int>(::ERR_get_error()),
+                                                    asio::error::get_ssl_category()));
+      }
+      tls.set_verify_mode(asio::ssl::verify_peer);
+      tls.set_verify_callback(asio::ssl::host_name_verification(url.host));
+      co_await tls.async_handshake(asio::ssl::stream_base::client, use_awaitable);
+    }
+    lowest.expires_never();
+    websocket::stream_base::timeout t{};
+    t.handshake_timeout = ToChrono(timeout);
+    t.idle_timeout = websocket::stream_base::none();  // the WhatsApp keepalive watches liveness
+    t.keep_alive_pings = false;
+    ws_.set_option(t);
+    ws_.set_option(websocket::stream_base::decorator([origin](websocket::request_type& req) {
+      req.set(beast::http::field::origin, origin);
+      req.set(beast::http::field::cache_control, "no-cache");
+      req.set(beast::http::field::pragma, "no-cache");
+    }));
+    ws_.binary(true);
+    ws_.read_message_max(kMaxFrameSize + 16);
+    std::string host = url.host;
+    if (url.port != (url.tls ? "443" : "80")) host += ":" + url.port;
+    co_await ws_.async_handshake(host, url.target, use_awaitable);
+  }
+
+  awaitable<size_t> Read(beast::flat_buffer& buffer) override {
+    co_return co_await ws_.async_read(buffer, use_awaitable);
+  }
+
+  awaitable<void> Write(ByteView data) override {
+    co_await ws_.async_write(asio::buffer(data.data(), data.size()), use_awaitable);
+  }
+
+  awaitable<void> Close() override {
+    co_await ws_.async_close(websocket::close_code::normal, use_awaitable);
+  }
+
+  void Abort() override {
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+  }
+
+ private:
+  Stream ws_;
+};
+
+using PlainWs = websocket::stream<beast::tcp_stream>;
+using TlsWs = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
+
+wire::ClientPayload LoginPayload(const DeviceCredentials& creds, uint32_t tertiary) {
+  wire::ClientPayload p;
+  p.set_username(creds.phone);
+  p.set_device(creds.device);
+  p.set_passive(true);
+  p.set_pull(true);
+  p.set_lc(1);
+  p.set_lid_db_migrated(true);
+  p.set_connect_type(wire::ClientPayload::WIFI_UNKNOWN);
+  p.set_connect_reason(wire::ClientPayload::USER_ACTIVATED);
+  auto* ua = p.mutable_user_agent();
+  ua->set_platform(wire::ClientPayload::UserAgent::WEB);
+  ua->mutable_app_version()->set_primary(2);
+  ua->mutable_app_version()->set_secondary(3000);
+  ua->mutable_app_version()->set_tertiary(tertiary);
+  ua->set_mcc("000");
+  ua->set_mnc("000");
+  ua->set_os_version("0.1");
+  ua->set_manufacturer("");
+  ua->set_device("Desktop");
+  ua->set_os_build_number("0.1");
+  ua->set_release_channel(wire::ClientPayload::UserAgent::RELEASE);
+  ua->set_locale_language_iso_639_1("en");
+  ua->set_locale_country_iso_3166_1_alpha_2("US");
+  p.mutable_web_info()->set_web_sub_platform(wire::ClientPayload::WebInfo::WEB_BROWSER);
+  return p;
+}
+
+int CodeOf(const Node& node, std::string_view attr) {
+  int code = 0;
+  const std::string* v = node.Attr(attr);
+  return v && absl::SimpleAtoi(*v, &code) ? code : 0;
+}
+
+// <stream:error> → cause (wa-protocol.md §7).
+CloseInfo StreamErrorInfo(const Node& node) {
+  const int code = CodeOf(node, "code");
+  const Node* conflict = node.Child("conflict");
+  const std::string conflict_type = conflict ? conflict->AttrOr("type") : "";
+  CloseInfo info;
+  info.code = code;
+  if (code == 515) {
+    info.cause = CloseCause::kRestartRequired;
+  } else if (code == 401 || conflict_type == "device_removed") {
+    info.cause = CloseCause::kLoggedOut;
+    info.code = 401;
+  } else if (conflict) {
+    info.cause = CloseCause::kReplaced;
+    info.code = code ? code : 440;
+  } else {
+    info.cause = CloseCause::kServerError;
+    if (!code) info.code = 500;
+  }
+  info.detail = conflict ? absl::StrCat("stream error ", info.code, " (conflict ", conflict_type, ")")
+                         : absl::StrCat("stream error ", info.code);
+  return info;
+}
+
+// <failure reason=N> → cause (wa-protocol.md §5, §7).
+CloseInfo FailureInfo(const Node& node) {
+  CloseInfo info;
+  info.code = CodeOf(node, "reason");
+  if (!info.code) info.code = 500;
+  switch (info.code) {
+    case 401:
+    case 406:
+      info.cause = CloseCause::kLoggedOut;
+      break;
+    case 402:
+    case 403: {
+      info.cause = CloseCause::kBanned;
+      if (int expire = CodeOf(node, "expire"); expire > 0) info.ban_expires_in = absl::Seconds(expire);
+      break;
+    }
+    case 405:
+      info.cause = CloseCause::kClientOutdated;
+      break;
+    default:
+      info.cause = CloseCause::kServerError;
+  }
+  info.detail = absl::StrCat("login failure ", info.code);
+  if (const std::string* m = node.Attr("message")) absl::StrAppend(&info.detail, ": ", *m);
+  return info;
+}
+
+}  // namespace
+
+std::string_view CloseCauseName(CloseCause cause) {
+  switch (cause) {
+    case CloseCause::kClosedByUs: return "closed_by_us";
+    case CloseCause::kConnectFailed: return "connect_failed";
+    case CloseCause::kHandshakeFailed: return "handshake_failed";
+    case CloseCause::kSocketClosed: return "socket_closed";
+    case CloseCause::kKeepaliveTimeout: return "keepalive_timeout";
+    case CloseCause::kRestartRequired: return "restart_required";
+    case CloseCause::kLoggedOut: return "logged_out";
+    case CloseCause::kReplaced: return "replaced";
+    case CloseCause::kBanned: return "banned";
+    case CloseCause::kClientOutdated: return "client_outdated";
+    case CloseCause::kServerError: return "server_error";
+    case CloseCause::kProtocolError: return "protocol_error";
+  }
+  return "unknown";
+}
+
+class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
+ public:
+  Impl(asio::any_io_executor executor, asio::ssl::context& tls, ConnectionOptions options,
+       DeviceCredentials creds, std::shared_ptr<ConnectionObserver> observer,
+       std::shared_ptr<spdlog::logger> logger)
+      : executor_(executor),
+        tls_(tls),
+        options_(std::move(options)),
+        creds_(std::move(creds)),
+        observer_(std::move(observer)),
+        log_(std::move(logger)),
+        login_deadline_(executor),
+        keepalive_timer_(executor),
+        close_timer_(executor),
+        rng_(std::random_device{}()) {
+    id_prefix_ = absl::StrCat(std::uniform_int_distribution<uint32_t>(0, 0xffff)(rng_), ".");
+  }
+
+  void Start() {
+    auto url = ParseUrl(options_.url);
+    if (!url.ok()) {
+      Finish({CloseCause::kConnectFailed, 0, std::string(url.status().message())});
+      return;
+    }
+    url_ = *url;
+    if (url_.tls) {
+      transport_ = std::make_unique<BeastTransport<TlsWs>>(executor_, tls_);
+    } else {
+      transport_ = std::make_unique<BeastTransport<PlainWs>>(executor_);
+    }
+    login_deadline_.expires_after(ToChrono(options_.connect_timeout));
+    login_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec && !self->logged_in_) {
+        self->Finish({CloseCause::kConnectFailed, 0, "timed out before login"});
+      }
+    });
+    asio::co_spawn(executor_, Run(shared_from_this()), asio::detached);
+  }
+
+  void Close() {
+    if (finished_ || closing_) return;
+    closing_ = true;
+    if (!logged_in_) {
+      Finish({CloseCause::kClosedByUs, 0, "closed"});
+      return;
+    }
+    Send(MakeNode("presence", {{"type", "unavailable"}}));
+    close_timer_.expires_after(std::chrono::seconds(3));
+    close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->Finish({CloseCause::kClosedByUs, 0, "closed (close handshake timed out)"});
+    });
+    if (!writing_) StartWriter();
+  }
+
+  void Abort() { Finish({CloseCause::kClosedByUs, 0, "aborted"}); }
+
+  const asio::any_io_executor& Executor() const { return executor_; }
+
+  void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done) {
+    if (!logged_in_ || finished_ || closing_) {
+      done(absl::UnavailableError("the session is not logged in"));
+      return;
+    }
+    Send(PresenceAvailable());
+    Ping(std::move(done));
+  }
+
+  ConnectionStats stats;
+
+ private:
+  static awaitable<void> Run(std::shared_ptr<Impl> self) {
+    enum { kConnecting, kHandshaking, kOpen } phase = kConnecting;
+    try {
+      co_await self->transport_->Connect(self->url_, self->options_.origin,
+                                         self->options_.connect_timeout);
+      phase = kHandshaking;
+      ClientHandshake hs(self->creds_.noise_key);
+      Bytes first(kConnectionHeader.begin(), kConnectionHeader.end());
+      WAS_CHECK_OK(AppendFrame(first, hs.Hello()));
+      co_await self->transport_->Write(first);
+
+      beast::flat_buffer buffer;
+      FrameReader reader;
+      std::optional<Bytes> server_hello;
+      while (!server_hello) {
+        const size_t n = co_await self->transport_->Read(buffer);
+        reader.Feed(ByteView(static_cast<const uint8_t*>(buffer.data().data()), n));
+        buffer.consume(n);
+        auto next = reader.Next();
+        if (!next.ok()) throw std::runtime_error(std::string(next.status().message()));
+        server_hello = std::move(*next);
+      }
+      auto finish = hs.Finish(*server_hello, LoginPayload(self->creds_, self->options_.app_version_tertiary),
+                              self->options_.root_key, absl::ToUnixSeconds(absl::Now()));
+      if (!finish.ok()) {
+        self->Finish({CloseCause::kHandshakeFailed, 0, std::string(finish.status().message())});
+        co_return;
+      }
+      Bytes frame;
+      WAS_CHECK_OK(AppendFrame(frame, *finish));
+      co_await self->transport_->Write(frame);
+      self->channel_.emplace(hs.Split());
+      phase = kOpen;
+
+      while (!self->finished_) {
+        const size_t n = co_await self->transport_->Read(buffer);
+        self->channel_->Feed(ByteView(static_cast<const uint8_t*>(buffer.data().data()), n));
+        buffer.consume(n);
+        while (!self->finished_) {
+          auto node = self->channel_->Next();
+          if (!node.ok()) {
+            if (node.status().code() == absl::StatusCode::kResourceExhausted) {
+              self->Finish({CloseCause::kProtocolError, 0, std::string(node.status().message())});
+              co_return;
+            }
+            ++self->dropped_frames_;
+            self->log_->warn("dropped an unreadable frame from the server: {}", node.status().message());
+            continue;
+          }
+          if (!node->has_value()) break;
+          self->Handle(**node);
+        }
+      }
+    } catch (const std::exception& e) {
+      if (self->finished_) co_return;
+      if (self->closing_) {
+        self->Finish({CloseCause::kClosedByUs, 0, "closed"});
+      } else if (phase == kConnecting) {
+        self->Finish({CloseCause::kConnectFailed, 0, e.what()});
+      } else if (phase == kHandshaking) {
+        self->Finish({CloseCause::kHandshakeFailed, 0, e.what()});
+      } else {
+        self->Finish({CloseCause::kSocketClosed, 0, e.what()});
+      }
+    }
+  }
+
+  void Handle(const Node& node) {
+    if (log_->should_log(spdlog::level::trace)) log_->trace("recv {}", NodeToXml(node));
+    const std::string& tag = node.tag;
+    if (tag == "success") {
+      OnSuccess(node);
+    } else if (tag == "failure") {
+      Finish(FailureInfo(node));
+    } else if (tag == "stream:error") {
+      Finish(StreamErrorInfo(node));
+    } else if (tag == "xmlstreamend") {
+      Finish({CloseCause::kSocketClosed, 0, "the server ended the stream"});
+    } else if (tag == "iq") {
+      OnIq(node);
+    } else if (tag == "message" || tag == "receipt" || tag == "notification" || tag == "call") {
+      OnStanza(node);
+    } else if (tag == "ib") {
+      if (node.Child("downgrade_webclient")) {
+        Finish({CloseCause::kServerError, 411, "multi-device mismatch (downgrade_webclient)"});
+      }
+    }
+  }
+
+  void OnSuccess(const Node& node) {
+    if (logged_in_) return;
+    logged_in_ = true;
+    login_deadline_.cancel();
+    LoginInfo info;
+    int64_t t = 0;
+    if (const std::string* ts = node.Attr("t"); ts && absl::SimpleAtoi(*ts, &t)) {
+      info.server_time = absl::FromUnixSeconds(t);
+    }
+    info.lid = node.AttrOr("lid");
+    last_pong_ = absl::Now();
+    // wa-protocol.md §5: become active, learn the prekey count, then show presence.
+    SendIq(MakeNode("iq", {{"to", std::string(kServerJid)}, {"xmlns", "passive"}, {"type", "set"}},
+                    std::vector<Node>{MakeNode("active")}),
+           [](absl::StatusOr<Node>) {});
+    SendIq(MakeNode("iq", {{"to", std::string(kServerJid)}, {"xmlns", "encrypt"}, {"type", "get"}},
+                    std::vector<Node>{MakeNode("count")}),
+           [self = shared_from_this()](absl::StatusOr<Node> reply) {
+             if (!reply.ok()) return;
+             if (const Node* count = reply->Child("count")) {
+               self->stats.prekey_count = CodeOf(*count, "value");
+             }
+           });
+    Send(PresenceAvailable());
+    ScheduleKeepalive();
+    if (observer_) observer_->OnLoggedIn(info);
+  }
+
+  void OnIq(const Node& node) {
+    const std::string type = node.AttrOr("type");
+    if (type == "result" || type == "error") {
+      auto it = pending_.find(node.AttrOr("id"));
+      if (it == pending_.end()) return;
+      auto done = std::move(it->second.done);
+      it->second.timer->cancel();
+      pending_.erase(it);
+      if (type == "error") {
+        const Node* err = node.Child("error");
+        done(absl::FailedPreconditionError(absl::StrCat(
+            "iq error ", err ? err->AttrOr("code") : "", " ", err ? err->AttrOr("text") : "")));
+      } else {
+        done(node);
+      }
+      return;
+    }
+    if (type == "get" && node.AttrOr("xmlns") == "urn:xmpp:ping") {
+      Send(MakeNode("iq", {{"id", node.AttrOr("id")}, {"to", node.AttrOr("from", kServerJid)},
+                           {"type", "result"}}));
+    }
+  }
+
+  // Inbound stanzas are acknowledged without being decrypted (wa-protocol.md §10): an <ack> of
+  // the stanza's class, which is what a connection-only client owes the server.
+  void OnStanza(const Node& node) {
+    const std::string* id = node.Attr("id");
+    const std::string* from = node.Attr("from");
+    if (id && from) {
+      Node::Attrs attrs = {{"id", *id}, {"to", *from}, {"class", node.tag}};
+      if (const std::string* p = node.Attr("participant")) attrs.emplace_back("participant", *p);
+      if (node.tag != "message") {
+        if (const std::string* t = node.Attr("type")) attrs.emplace_back("type", *t);
+      }
+      Send(MakeNode("ack", std::move(attrs)));
+    }
+    if (node.tag == "message") {
+      const absl::Time now = absl::Now();
+      ++stats.inbound_messages;
+      stats.last_inbound_unix_ms = absl::ToUnixMillis(now);
+      if (observer_) observer_->OnInboundMessage(now);
+    }
+  }
+
+  Node PresenceAvailable() const {
+    Node::Attrs attrs = {{"type", "available"}};
+    if (!creds_.push_name.empty()) attrs.emplace_back("name", creds_.push_name);
+    return MakeNode("presence", std::move(attrs));
+  }
+
+  void ScheduleKeepalive() {
+    const int64_t lo = absl::ToInt64Milliseconds(options_.keepalive_interval_min);
+    const int64_t hi = std::max(lo, absl::ToInt64Milliseconds(options_.keepalive_interval_max));
+    keepalive_timer_.expires_after(
+        std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(lo, hi)(rng_)));
+    keepalive_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->finished_ || self->closing_) return;
+      self->Ping([self](absl::StatusOr<absl::Duration> rtt) {
+        if (self->finished_) return;
+        if (rtt.ok()) {
+          self->OnPongReceived(*rtt);
+        } else {
+          ++self->stats.missed_pings;
+          const absl::Duration silent = absl::Now() - self->last_pong_;
+          self->log_->warn("keepalive ping unanswered ({} since the last answer)",
+                           absl::FormatDuration(silent));
+          if (silent >= self->options_.keepalive_max_silence) {
+            self->Finish({CloseCause::kKeepaliveTimeout, 0,
+                          absl::StrCat("no keepalive answer for ", absl::FormatDuration(silent))});
+            return;
+          }
+        }
+        self->ScheduleKeepalive();
+      });
+    });
+  }
+
+  void OnPongReceived(absl::Duration rtt) {
+    last_pong_ = absl::Now();
+    stats.last_pong_unix_ms = absl::ToUnixMillis(last_pong_);
+    stats.keepalive_rtt_us = absl::ToInt64Microseconds(rtt);
+    if (observer_) observer_->OnPong(rtt);
+  }
+
+  void Ping(std::function<void(absl::StatusOr<absl::Duration>)> done) {
+    const absl::Time sent = absl::Now();
+    SendIq(MakeNode("iq", {{"to", std::string(kServerJid)}, {"type", "get"}, {"xmlns", "w:p"}}),
+           [sent, done = std::move(done)](absl::StatusOr<Node> reply) {
+             if (!reply.ok()) {
+               done(reply.status());
+             } else {
+               done(absl::Now() - sent);
+             }
+           },
+           options_.keepalive_response_timeout);
+  }
+
+  void SendIq(Node iq, std::function<void(absl::StatusOr<Node>)> done,
+              absl::Duration timeout = absl::Seconds(60)) {
+    const std::string id = absl::StrCat(id_prefix_, ++next_id_);
+    iq.attrs.insert(iq.attrs.begin(), {"id", id});
+    auto timer = std::make_unique<asio::steady_timer>(executor_);
+    timer->expires_after(ToChrono(timeout));
+    timer->async_wait([self = shared_from_this(), id](beast::error_code ec) {
+      if (ec) return;
+      auto it = self->pending_.find(id);
+      if (it == self->pending_.end()) return;
+      auto cb = std::move(it->second.done);
+      self->pending_.erase(it);
+      cb(absl::DeadlineExceededError("no answer in time"));
+    });
+    pending_.emplace(id, PendingIq{std::move(done), std::move(timer)});
+    Send(iq);
+  }
+
+  void Send(const Node& node) {
+    if (finished_ || !channel_) return;
+    if (log_->should_log(spdlog::level::trace)) log_->trace("send {}", NodeToXml(node));
+    auto sealed = channel_->Seal(node);
+    if (!sealed.ok()) {
+      log_->error("cannot encode <{}>: {}", node.tag, sealed.status().message());
+      return;
+    }
+    outbox_.push_back(*std::move(sealed));
+    if (!writing_) StartWriter();
+  }
+
+  void StartWriter() {
+    writing_ = true;
+    asio::co_spawn(executor_, WriteLoop(shared_from_this()), asio::detached);
+  }
+
+  static awaitable<void> WriteLoop(std::shared_ptr<Impl> self) {
+    try {
+      while (!self->outbox_.empty() && !self->finished_) {
+        Bytes next = std::move(self->outbox_.front());
+        self->outbox_.pop_front();
+        co_await self->transport_->Write(next);
+      }
+      if (self->closing_ && !self->finished_) {
+        co_await self->transport_->Close();
+        self->Finish({CloseCause::kClosedByUs, 0, "closed"});
+      }
+    } catch (const std::exception& e) {
+      if (!self->finished_) {
+        self->Finish({self->closing_ ? CloseCause::kClosedByUs : CloseCause::kSocketClosed, 0,
+                      absl::StrCat("write failed: ", e.what())});
+      }
+    }
+    self->writing_ = false;
+  }
+
+  void Finish(CloseInfo info) {
+    if (finished_) return;
+    finished_ = true;
+    login_deadline_.cancel();
+    keepalive_timer_.cancel();
+    close_timer_.cancel();
+    if (transport_) transport_->Abort();
+    auto pending = std::move(pending_);
+    pending_.clear();
+    for (auto& [id, p] : pending) {
+      p.timer->cancel();
+      p.done(absl::UnavailableError("connection closed"));
+    }
+    outbox_.clear();
+    log_->info("connection closed: {} ({})", CloseCauseName(info.cause), info.detail);
+    if (auto observer = std::move(observer_)) observer->OnClosed(info);
+  }
+
+  struct PendingIq {
+    std::function<void(absl::StatusOr<Node>)> done;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+
+  asio::any_io_executor executor_;
+  asio::ssl::context& tls_;
+  ConnectionOptions options_;
+  DeviceCredentials creds_;
+  std::shared_ptr<ConnectionObserver> observer_;
+  std::shared_ptr<spdlog::logger> log_;
+  Url url_;
+  std::unique_ptr<Transport> transport_;
+  std::optional<NoiseChannel> channel_;
+  asio::steady_timer login_deadline_;
+  asio::steady_timer keepalive_timer_;
+  asio::steady_timer close_timer_;
+  std::mt19937_64 rng_;
+  std::string id_prefix_;
+  uint64_t next_id_ = 0;
+  absl::flat_hash_map<std::string, PendingIq> pending_;
+  std::deque<Bytes> outbox_;
+  absl::Time last_pong_;
+  int64_t dropped_frames_ = 0;
+  bool writing_ = false;
+  bool logged_in_ = false;
+  bool closing_ = false;
+  bool finished_ = false;
+};
+
+std::shared_ptr<Connection> Connection::Start(asio::any_io_executor executor,
+                                              asio::ssl::context& tls, ConnectionOptions options,
+                                              DeviceCredentials creds,
+                                              std::shared_ptr<ConnectionObserver> observer,
+                                              std::shared_ptr<spdlog::logger> logger) {
+  std::shared_ptr<Connection> conn(new Connection());
+  conn->impl_ = std::make_shared<Impl>(executor, tls, std::move(options), std::move(creds),
+                                       std::move(observer), std::move(logger));
+  asio::post(executor, [impl = conn->impl_] { impl->Start(); });
+  return conn;
+}
+
+Connection::~Connection() {
+  // Dropping the last handle without Close() must not leave a socket behind.
+  asio::post(impl_->Executor(), [impl = impl_] { impl->Abort(); });
+}
+
+void Connection::Close() {
+  asio::post(impl_->Executor(), [impl = impl_] { impl->Close(); });
+}
+
+void Connection::Abort() {
+  asio::post(impl_->Executor(), [impl = impl_] { impl->Abort(); });
+}
+
+void Connection::Probe(std::function<void(absl::StatusOr<absl::Duration>)> done) {
+  asio::post(impl_->Executor(), [impl = impl_, done = std::move(done)]() mutable {
+    impl->Probe(std::move(done));
+  });
+}
+
+const ConnectionStats& Connection::stats() const { return impl_->stats; }
+
+}  // namespace wasentinel::wa

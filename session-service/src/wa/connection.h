@@ -1,0 +1,133 @@
+// One WhatsApp Web connection of a linked device: WebSocket (TLS or, on loopback, plain), Noise
+// handshake, login with stored credentials, keepalive, presence, stream errors, and minimal
+// acknowledgement of inbound stanzas.
+//
+// Source: shared/docs/wa-protocol.md §1 (transport), §2 (handshake), §3 (login payload), §5
+// (after login), §6 (keepalive, defaults as whatsmeow), §7 (disconnect reasons), §10 (acks).
+//
+// Threading: a connection lives on one executor (an io_context run by one thread, or a strand).
+// Its public methods may be called from any thread; they post to that executor. The observer is
+// always called on it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "credentials.h"
+#include "handshake.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace wasentinel::wa {
+
+struct ConnectionOptions {
+  /// WebSocket URL: wss:// (TLS, verified against the system trust store) or ws:// (loopback
+  /// tests and wa-sim).
+  std::string url = "wss://web.whatsapp.com/ws/chat";
+  std::string origin = "https://web.whatsapp.com";
+  /// The trust anchor of the Noise certificate chain (default: WhatsApp's real root key).
+  std::array<uint8_t, 32> root_key = kWhatsAppRootKey;
+  /// TCP + TLS + WebSocket + Noise handshake, until <success>/<failure>.
+  absl::Duration connect_timeout = absl::Seconds(20);
+  /// Pings go out at a random interval in [min, max] (whatsmeow: 20–30 s)...
+  absl::Duration keepalive_interval_min = absl::Seconds(20);
+  absl::Duration keepalive_interval_max = absl::Seconds(30);
+  /// ...each waits this long for its answer (whatsmeow: 10 s)...
+  absl::Duration keepalive_response_timeout = absl::Seconds(10);
+  /// ...and the connection is given up when no ping was answered for this long (whatsmeow's
+  /// KeepAliveMaxFailTime: 3 min).
+  absl::Duration keepalive_max_silence = absl::Minutes(3);
+  /// WhatsApp Web version sent in the UserAgent (2.3000.N).
+  uint32_t app_version_tertiary = 1023223821;
+};
+
+/// Why a connection ended (shared/docs/wa-protocol.md §7).
+enum class CloseCause {
+  kClosedByUs,         ///< Close() or Abort()
+  kConnectFailed,      ///< DNS, TCP, TLS or WebSocket upgrade failed, or timed out
+  kHandshakeFailed,    ///< Noise handshake or certificate verification failed
+  kSocketClosed,       ///< the server closed the socket or sent <xmlstreamend/>
+  kKeepaliveTimeout,   ///< no ping answered within keepalive_max_silence
+  kRestartRequired,    ///< <stream:error code="515"/>
+  kLoggedOut,          ///< stream error 401 / device_removed, <failure reason=401|406>
+  kReplaced,           ///< <stream:error><conflict type="replaced"/></stream:error>
+  kBanned,             ///< <failure reason=402|403>
+  kClientOutdated,     ///< <failure reason=405>
+  kServerError,        ///< stream error or failure 5xx, or another code
+  kProtocolError,      ///< undecodable or undecryptable input from the server
+};
+
+std::string_view CloseCauseName(CloseCause cause);
+
+struct CloseInfo {
+  CloseCause cause = CloseCause::kSocketClosed;
+  int code = 0;         ///< stream-error / failure code when the server gave one
+  std::string detail;   ///< human-readable, for last_error
+  std::optional<absl::Duration> ban_expires_in;  ///< <failure expire=...> for kBanned
+};
+
+struct LoginInfo {
+  absl::Time server_time;  ///< <success t=...>
+  std::string lid;         ///< <success lid=...>
+};
+
+/// Callbacks of one connection, on its executor. OnClosed is called exactly once, last.
+class ConnectionObserver {
+ public:
+  virtual ~ConnectionObserver() = default;
+  virtual void OnLoggedIn(const LoginInfo& info) = 0;
+  virtual void OnClosed(const CloseInfo& info) = 0;
+  virtual void OnPong(absl::Duration round_trip) {}
+  virtual void OnInboundMessage(absl::Time at) {}
+};
+
+/// Figures of a live connection, readable from any thread.
+struct ConnectionStats {
+  std::atomic<int64_t> last_pong_unix_ms{0};
+  std::atomic<int64_t> keepalive_rtt_us{-1};
+  std::atomic<int64_t> missed_pings{0};
+  std::atomic<int64_t> inbound_messages{0};
+  std::atomic<int64_t> last_inbound_unix_ms{0};
+  std::atomic<int64_t> prekey_count{-1};
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  /// Starts connecting at once. `tls` is used for wss:// URLs and must outlive the connection.
+  static std::shared_ptr<Connection> Start(boost::asio::any_io_executor executor,
+                                           boost::asio::ssl::context& tls,
+                                           ConnectionOptions options, DeviceCredentials creds,
+                                           std::shared_ptr<ConnectionObserver> observer,
+                                           std::shared_ptr<spdlog::logger> logger);
+  ~Connection();
+
+  /// Sends presence unavailable (when logged in) and closes the WebSocket cleanly; OnClosed
+  /// follows with kClosedByUs. Idempotent.
+  void Close();
+  /// Closes the socket at once, without a goodbye (lost lease, drain deadline). Idempotent.
+  void Abort();
+  /// Sends presence available and a ping now; `done` gets the ping's round trip or why it
+  /// failed (UNAVAILABLE when not logged in, DEADLINE_EXCEEDED without an answer in time).
+  void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done);
+
+  const ConnectionStats& stats() const;
+
+  class Impl;
+
+ private:
+  Connection() = default;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace wasentinel::wa

@@ -1,0 +1,275 @@
+// The client connection against wa-sim over loopback: login, keepalive, every way a session
+// ends (stream errors, conflict, drops, blackhole), inbound messages, probe, clean close.
+#include "connection.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <thread>
+
+#include "sim_control.h"
+#include "sim_server.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/testing/recorder.h"
+
+namespace wasentinel::wa {
+namespace {
+
+using wasentinel::testing::Recorder;
+
+struct Event {
+  enum Kind { kLoggedIn, kClosed, kPong, kMessage } kind;
+  CloseInfo close;
+};
+
+class RecordingObserver : public ConnectionObserver {
+ public:
+  void OnLoggedIn(const LoginInfo&) override { events.Push({Event::kLoggedIn, {}}); }
+  void OnClosed(const CloseInfo& info) override { events.Push({Event::kClosed, info}); }
+  void OnPong(absl::Duration) override { events.Push({Event::kPong, {}}); }
+  void OnInboundMessage(absl::Time) override { events.Push({Event::kMessage, {}}); }
+
+  bool Has(Event::Kind kind) const {
+    for (const auto& e : events.Snapshot()) {
+      if (e.kind == kind) return true;
+    }
+    return false;
+  }
+  ::testing::AssertionResult WaitFor(Event::Kind kind) {
+    return events.WaitFor([kind](const std::vector<Event>& v) {
+      for (const auto& e : v) {
+        if (e.kind == kind) return true;
+      }
+      return false;
+    });
+  }
+  CloseInfo Closed() {
+    for (const auto& e : events.Snapshot()) {
+      if (e.kind == Event::kClosed) return e.close;
+    }
+    return {};
+  }
+
+  Recorder<Event> events;
+};
+
+// wa-sim in this process, on its own io thread; the client on another.
+class Loopback {
+ public:
+  Loopback() : sim_log_(MakeLogger("wa-sim", "warn")), client_log_(MakeLogger("client", "warn")) {
+    sim::SimOptions opts;
+    opts.ws_port = 0;
+    opts.control_port = 0;
+    sim_ = std::move(sim::SimServer::Create(sim_io_, opts, sim_log_).value());
+    sim_thread_ = std::thread([this] { sim_io_.run(); });
+    client_thread_ = std::thread([this] { client_io_.run(); });
+  }
+  ~Loopback() {
+    client_work_.reset();
+    client_thread_.join();
+    sim_io_.stop();
+    sim_thread_.join();
+  }
+
+  DeviceCredentials RegisterDevice(uint64_t phone = 15551234567, uint32_t device = 12) {
+    DeviceCredentials creds;
+    creds.noise_key = KeyPair::Generate();
+    creds.phone = phone;
+    creds.device = device;
+    creds.push_name = "Loopback";
+    auto r = control().Post("/devices", {{"jid", creds.Jid()},
+                                         {"noise_public_key", Base64Encode(creds.noise_key.pub)}});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return creds;
+  }
+
+  ConnectionOptions Options() const {
+    ConnectionOptions o;
+    o.url = "ws://127.0.0.1:" + std::to_string(sim_->ws_port()) + "/ws/chat";
+    o.root_key = sim_->root_public_key();
+    o.connect_timeout = absl::Seconds(5);
+    o.keepalive_interval_min = absl::Milliseconds(20);
+    o.keepalive_interval_max = absl::Milliseconds(40);
+    o.keepalive_response_timeout = absl::Milliseconds(100);
+    o.keepalive_max_silence = absl::Milliseconds(300);
+    return o;
+  }
+
+  std::shared_ptr<Connection> Connect(const DeviceCredentials& creds,
+                                      std::shared_ptr<RecordingObserver> observer,
+                                      std::optional<ConnectionOptions> options = std::nullopt) {
+    return Connection::Start(client_io_.get_executor(), tls_, options.value_or(Options()), creds,
+                             observer, client_log_);
+  }
+
+  sim::SimControl control() const { return sim::SimControl(sim_->control_port()); }
+
+ private:
+  std::shared_ptr<spdlog::logger> sim_log_, client_log_;
+  boost::asio::io_context sim_io_{1};
+  boost::asio::io_context client_io_{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> client_work_{
+      client_io_.get_executor()};
+  boost::asio::ssl::context tls_{boost::asio::ssl::context::tls_client};
+  std::unique_ptr<sim::SimServer> sim_;
+  std::thread sim_thread_, client_thread_;
+};
+
+TEST(Connection, LogsInAndKeepsAlive) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto obs = std::make_shared<RecordingObserver>();
+  auto conn = lb.Connect(creds, obs);
+  ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
+  ASSERT_TRUE(obs->events.WaitFor([](const std::vector<Event>& v) {
+    return std::count_if(v.begin(), v.end(), [](const Event& e) { return e.kind == Event::kPong; }) >= 3;
+  }));
+  EXPECT_GE(conn->stats().keepalive_rtt_us.load(), 0);
+  EXPECT_GT(conn->stats().last_pong_unix_ms.load(), 0);
+  EXPECT_TRUE(wasentinel::testing::Eventually([&] { return conn->stats().prekey_count.load() == 50; }));
+  auto conns = lb.control().Get("/connections").value();
+  ASSERT_EQ(conns["connections"].size(), 1u);
+  EXPECT_EQ(conns["connections"][0]["jid"], "15551234567:12");
+  EXPECT_EQ(conns["connections"][0]["presence"], "available");
+  EXPECT_FALSE(obs->Has(Event::kClosed));
+}
+
+struct FaultCase {
+  std::string name;
+  std::string action;
+  nlohmann::json body;
+  CloseCause cause;
+  int code;
+};
+
+class ConnectionFault : public ::testing::TestWithParam<FaultCase> {};
+
+TEST_P(ConnectionFault, EndsWithTheRightCause) {
+  const FaultCase& fc = GetParam();
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto obs = std::make_shared<RecordingObserver>();
+  auto conn = lb.Connect(creds, obs);
+  ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
+  auto r = lb.control().Post("/connections/" + creds.Jid() + "/" + fc.action, fc.body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(obs->WaitFor(Event::kClosed));
+  CloseInfo info = obs->Closed();
+  EXPECT_EQ(info.cause, fc.cause) << CloseCauseName(info.cause) << ": " << info.detail;
+  EXPECT_EQ(info.code, fc.code) << info.detail;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllFaults, ConnectionFault,
+    ::testing::Values(
+        FaultCase{"restart", "stream-error", {{"code", 515}}, CloseCause::kRestartRequired, 515},
+        FaultCase{"logged_out", "stream-error", {{"code", 401}}, CloseCause::kLoggedOut, 401},
+        FaultCase{"server_error", "stream-error", {{"code", 503}}, CloseCause::kServerError, 503},
+        FaultCase{"replaced", "conflict", nlohmann::json::object(), CloseCause::kReplaced, 440},
+        FaultCase{"drop_close", "drop", {{"mode", "close"}}, CloseCause::kSocketClosed, 0},
+        FaultCase{"drop_rst", "drop", {{"mode", "rst"}}, CloseCause::kSocketClosed, 0},
+        FaultCase{"blackhole", "blackhole", {{"enabled", true}}, CloseCause::kKeepaliveTimeout, 0}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(Connection, UnknownDeviceIsLoggedOut) {
+  Loopback lb;
+  DeviceCredentials creds;
+  creds.noise_key = KeyPair::Generate();
+  creds.phone = 15550000000;
+  creds.device = 3;
+  auto obs = std::make_shared<RecordingObserver>();
+  auto conn = lb.Connect(creds, obs);
+  ASSERT_TRUE(obs->WaitFor(Event::kClosed));
+  EXPECT_EQ(obs->Closed().cause, CloseCause::kLoggedOut);
+  EXPECT_EQ(obs->Closed().code, 401);
+  EXPECT_FALSE(obs->Has(Event::kLoggedIn));
+}
+
+TEST(Connection, WrongRootKeyFailsTheHandshake) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto obs = std::make_shared<RecordingObserver>();
+  auto options = lb.Options();
+  options.root_key = kWhatsAppRootKey;  // the real root does not sign wa-sim's chain
+  auto conn = lb.Connect(creds, obs, options);
+  ASSERT_TRUE(obs->WaitFor(Event::kClosed));
+  EXPECT_EQ(obs->Closed().cause, CloseCause::kHandshakeFailed);
+  EXPECT_NE(obs->Closed().detail.find("server certificate"), std::string::npos) << obs->Closed().detail;
+}
+
+TEST(Connection, NothingListeningIsAConnectFailure) {
+  Loopback lb;
+  auto obs = std::make_shared<RecordingObserver>();
+  auto options = lb.Options();
+  options.url = "ws://127.0.0.1:1/ws/chat";
+  auto conn = lb.Connect(lb.RegisterDevice(), obs, options);
+  ASSERT_TRUE(obs->WaitFor(Event::kClosed));
+  EXPECT_EQ(obs->Closed().cause, CloseCause::kConnectFailed);
+}
+
+TEST(Connection, AcknowledgesInboundMessages) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto obs = std::make_shared<RecordingObserver>();
+  auto conn = lb.Connect(creds, obs);
+  ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(lb.control().Post("/connections/" + creds.Jid() + "/message").ok());
+  }
+  ASSERT_TRUE(obs->events.WaitFor([](const std::vector<Event>& v) {
+    return std::count_if(v.begin(), v.end(), [](const Event& e) { return e.kind == Event::kMessage; }) == 3;
+  }));
+  EXPECT_EQ(conn->stats().inbound_messages.load(), 3);
+  EXPECT_GT(conn->stats().last_inbound_unix_ms.load(), 0);
+  EXPECT_TRUE(wasentinel::testing::Eventually([&] {
+    auto c = lb.control().Get("/connections");
+    return c.ok() && (*c)["connections"].size() == 1 && (*c)["connections"][0]["acks"] == 3;
+  }));
+}
+
+TEST(Connection, ProbeAnswersTheRoundTrip) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto obs = std::make_shared<RecordingObserver>();
+  auto options = lb.Options();
+  options.keepalive_interval_min = options.keepalive_interval_max = absl::Hours(1);
+  auto conn = lb.Connect(creds, obs, options);
+  ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
+  Recorder<absl::StatusOr<absl::Duration>> probes;
+  conn->Probe([&](absl::StatusOr<absl::Duration> rtt) { probes.Push(rtt); });
+  ASSERT_TRUE(probes.WaitForCount(1));
+  EXPECT_TRUE(probes.Snapshot()[0].ok()) << probes.Snapshot()[0].status();
+}
+
+TEST(Connection, CloseSaysGoodbye) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto obs = std::make_shared<RecordingObserver>();
+  auto conn = lb.Connect(creds, obs);
+  ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
+  conn->Close();
+  ASSERT_TRUE(obs->WaitFor(Event::kClosed));
+  EXPECT_EQ(obs->Closed().cause, CloseCause::kClosedByUs);
+  EXPECT_TRUE(wasentinel::testing::Eventually([&] {
+    auto c = lb.control().Get("/connections");
+    return c.ok() && (*c)["connections"].empty();
+  }));
+}
+
+TEST(Connection, SecondLoginReplacesTheFirst) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto first = std::make_shared<RecordingObserver>();
+  auto c1 = lb.Connect(creds, first);
+  ASSERT_TRUE(first->WaitFor(Event::kLoggedIn));
+  auto second = std::make_shared<RecordingObserver>();
+  auto c2 = lb.Connect(creds, second);
+  ASSERT_TRUE(second->WaitFor(Event::kLoggedIn));
+  ASSERT_TRUE(first->WaitFor(Event::kClosed));
+  EXPECT_EQ(first->Closed().cause, CloseCause::kReplaced);
+  EXPECT_FALSE(second->Has(Event::kClosed));
+}
+
+}  // namespace
+}  // namespace wasentinel::wa

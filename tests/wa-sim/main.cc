@@ -1,0 +1,70 @@
+// wa-sim: a WhatsApp Web server on loopback for tests, demos and load (see sim_server.h).
+#include <csignal>
+#include <fstream>
+#include <iostream>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <nlohmann/json.hpp>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "sim_server.h"
+#include "wasentinel/common/logging.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on (loopback)");
+ABSL_FLAG(uint16_t, port, 7080, "WebSocket port (0: any free port)");
+ABSL_FLAG(uint16_t, control_port, 7081, "control API port (0: any free port)");
+ABSL_FLAG(std::string, root_private_key, "",
+          "hex of the certificate root's private key (default: a fresh key each start)");
+ABSL_FLAG(std::string, ready_file, "",
+          "write {ws_port, control_port, root_public_key} as JSON here once listening");
+ABSL_FLAG(int, prekey_count, 50, "prekey count answered to clients");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, off");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("wa-sim: a protocol-faithful WhatsApp Web server for tests");
+  absl::ParseCommandLine(argc, argv);
+  using namespace wasentinel;
+  auto log = MakeLogger("wa-sim", absl::GetFlag(FLAGS_log_level));
+
+  sim::SimOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.ws_port = absl::GetFlag(FLAGS_port);
+  options.control_port = absl::GetFlag(FLAGS_control_port);
+  options.prekey_count = absl::GetFlag(FLAGS_prekey_count);
+  if (auto hex = absl::GetFlag(FLAGS_root_private_key); !hex.empty()) {
+    auto key = HexDecode(hex);
+    if (!key.ok() || key->size() != 32) {
+      log->critical("--root_private_key must be 64 hex digits");
+      return 2;
+    }
+    options.root_private_key = *key;
+  }
+
+  boost::asio::io_context io(1);
+  auto server = sim::SimServer::Create(io, options, log);
+  if (!server.ok()) {
+    log->critical("{}", server.status());
+    return 1;
+  }
+  const std::string root_hex = HexEncode((*server)->root_public_key());
+  log->info("listening: ws://{}:{}/ws/chat, control http://{}:{}, root public key {}",
+            options.host, (*server)->ws_port(), options.host, (*server)->control_port(), root_hex);
+  if (auto path = absl::GetFlag(FLAGS_ready_file); !path.empty()) {
+    nlohmann::json ready = {{"ws_port", (*server)->ws_port()},
+                            {"control_port", (*server)->control_port()},
+                            {"root_public_key", root_hex}};
+    const std::string tmp = path + ".tmp";
+    std::ofstream(tmp) << ready.dump() << "\n";
+    std::rename(tmp.c_str(), path.c_str());
+  }
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int) {
+    log->info("stopping");
+    io.stop();
+  });
+  io.run();
+  return 0;
+}

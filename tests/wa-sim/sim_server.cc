@@ -1,0 +1,612 @@
+#include "sim_server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <deque>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "credentials.h"
+#include "handshake.h"
+#include "noise_channel.h"
+#include "wasentinel/common/logging.h"
+
+namespace wasentinel::sim {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using json = nlohmann::json;
+
+
+using wa::MakeNode;
+using wa::Node;
+
+constexpr std::string_view kServer = "@s.whatsapp.net";
+
+// "15551234567:12@s.whatsapp.net" or "15551234567:12" → "15551234567:12".
+std::string DeviceKey(std::string_view jid) {
+  std::string key(jid.substr(0, jid.find('@')));
+  if (key.find(':') == std::string::npos) key += ":0";
+  return key;
+}
+
+struct Device {
+  std::array<uint8_t, 32> noise_pub{};
+  std::string lid;
+  std::string name;
+  bool logged_out = false;
+  int64_t logins = 0;
+};
+
+class SimConn;
+
+}  // namespace
+
+class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
+ public:
+  State(asio::io_context& io, SimOptions options, std::shared_ptr<spdlog::logger> log)
+      : io_(io), options_(std::move(options)), log_(std::move(log)), ws_acceptor_(io),
+        control_acceptor_(io) {}
+
+  absl::Status Init() {
+    if (options_.root_private_key.empty()) {
+      root_ = wa::KeyPair::Generate();
+    } else {
+      auto kp = wa::KeyPair::FromPrivate(options_.root_private_key);
+      if (!kp.ok()) return kp.status();
+      root_ = *kp;
+    }
+    static_key_ = wa::KeyPair::Generate();
+    const uint64_t now = absl::ToUnixSeconds(absl::Now());
+    cert_chain_ = wa::MakeCertChain(root_, wa::KeyPair::Generate(), static_key_.pub,
+                                    now - 86400, now + 365 * 86400);
+    for (auto [acceptor, port] : {std::pair{&ws_acceptor_, options_.ws_port},
+                                  std::pair{&control_acceptor_, options_.control_port}}) {
+      beast::error_code ec;
+      tcp::endpoint ep(asio::ip::make_address(options_.host, ec), port);
+      if (ec) return absl::InvalidArgumentError(absl::StrCat("bad host ", options_.host));
+      acceptor->open(ep.protocol(), ec);
+      if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) acceptor->bind(ep, ec);
+      if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) {
+        return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":", port,
+                                                   ": ", ec.message()));
+      }
+    }
+    asio::co_spawn(io_, AcceptWs(shared_from_this()), asio::detached);
+    asio::co_spawn(io_, AcceptControl(shared_from_this()), asio::detached);
+    return absl::OkStatus();
+  }
+
+  void Stop() {
+    beast::error_code ec;
+    ws_acceptor_.close(ec);
+    control_acceptor_.close(ec);
+  }
+
+  uint16_t ws_port() const { return ws_acceptor_.local_endpoint().port(); }
+  uint16_t control_port() const { return control_acceptor_.local_endpoint().port(); }
+  const wa::KeyPair& root() const { return root_; }
+  const wa::KeyPair& static_key() const { return static_key_; }
+  const Bytes& cert_chain() const { return cert_chain_; }
+  const SimOptions& options() const { return options_; }
+  spdlog::logger& log() { return *log_; }
+
+  // Devices and live connections, touched only on the io thread.
+  std::map<std::string, Device> devices;
+  std::map<uint64_t, std::shared_ptr<SimConn>> conns;
+  uint64_t next_conn_id = 1;
+  struct Counters {
+    int64_t accepted = 0, logins = 0, login_failures = 0, replaced = 0, handshake_failures = 0,
+            pings_answered = 0, acks_received = 0, messages_sent = 0;
+  } counters;
+
+  std::shared_ptr<SimConn> FindLive(const std::string& device_key);
+
+ private:
+  static awaitable<void> AcceptWs(std::shared_ptr<State> self);
+  static awaitable<void> AcceptControl(std::shared_ptr<State> self);
+  static awaitable<void> ServeControl(std::shared_ptr<State> self, tcp::socket socket);
+  http::response<http::string_body> Route(const http::request<http::string_body>& req);
+
+  asio::io_context& io_;
+  SimOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  tcp::acceptor ws_acceptor_;
+  tcp::acceptor control_acceptor_;
+  wa::KeyPair root_;
+  wa::KeyPair static_key_;
+  Bytes cert_chain_;
+};
+
+namespace {
+
+// One client connection: WebSocket, Noise responder, then the stanza loop.
+class SimConn : public std::enable_shared_from_this<SimConn> {
+ public:
+  SimConn(std::shared_ptr<SimServer::State> server, tcp::socket socket, uint64_t id)
+      : server_(std::move(server)), ws_(std::move(socket)), id_(id),
+        remote_(ws_.next_layer().socket().remote_endpoint().address().to_string() + ":" +
+                std::to_string(ws_.next_layer().socket().remote_endpoint().port())),
+        connected_at_(absl::Now()) {}
+
+  static awaitable<void> Run(std::shared_ptr<SimConn> self) {
+    auto& log = self->server_->log();
+    try {
+      self->ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+      self->ws_.binary(true);
+      co_await self->ws_.async_accept(use_awaitable);
+      beast::flat_buffer buffer;
+      // The first message starts with the 4-byte header, then the ClientHello frame.
+      Bytes pending;
+      while (pending.size() < 4) {
+        size_t n = co_await self->ws_.async_read(buffer, use_awaitable);
+        auto data = static_cast<const uint8_t*>(buffer.data().data());
+        pending.insert(pending.end(), data, data + n);
+        buffer.consume(n);
+      }
+      if (pending[0] != 'W' || pending[1] != 'A' || pending[2] != 6) {
+        throw std::runtime_error(pending[0] == 'E' && pending[1] == 'D'
+                                     ? "routing-info intro (ED) is not supported"
+                                     : "bad connection header");
+      }
+      if (pending[3] != wa::kConnectionHeader[3]) {
+        throw std::runtime_error(absl::StrCat("dictionary version ", pending[3],
+                                              " is not supported (only 3)"));
+      }
+      wa::ServerHandshake hs(self->server_->static_key(), self->server_->cert_chain(),
+                             ByteView(pending.data(), 4));
+      wa::FrameReader reader;
+      reader.Feed(ByteView(pending).subspan(4));
+      auto next_frame = [&]() -> awaitable<Bytes> {
+        for (;;) {
+          auto f = reader.Next();
+          if (!f.ok()) throw std::runtime_error(std::string(f.status().message()));
+          if (f->has_value()) co_return std::move(**f);
+          size_t n = co_await self->ws_.async_read(buffer, use_awaitable);
+          reader.Feed(ByteView(static_cast<const uint8_t*>(buffer.data().data()), n));
+          buffer.consume(n);
+        }
+      };
+      Bytes hello = co_await next_frame();
+      auto reply = hs.Respond(hello);
+      if (!reply.ok()) throw std::runtime_error(std::string(reply.status().message()));
+      Bytes out;
+      (void)wa::AppendFrame(out, *reply);
+      co_await self->ws_.async_write(asio::buffer(out), use_awaitable);
+      Bytes finish = co_await next_frame();
+      auto identity = hs.Complete(finish);
+      if (!identity.ok()) throw std::runtime_error(std::string(identity.status().message()));
+      self->channel_.emplace(hs.Split());
+      self->handshake_done_ = true;
+      self->OnClientPayload(*identity);
+
+      while (!self->closed_) {
+        size_t n = co_await self->ws_.async_read(buffer, use_awaitable);
+        self->channel_->Feed(ByteView(static_cast<const uint8_t*>(buffer.data().data()), n));
+        buffer.consume(n);
+        for (;;) {
+          auto node = self->channel_->Next();
+          if (!node.ok()) {
+            if (node.status().code() == absl::StatusCode::kResourceExhausted) {
+              throw std::runtime_error(std::string(node.status().message()));
+            }
+            log.warn("conn {}: unreadable frame: {}", self->id_, node.status().message());
+            continue;
+          }
+          if (!node->has_value()) break;
+          self->Handle(**node);
+        }
+      }
+    } catch (const std::exception& e) {
+      if (!self->handshake_done_) ++self->server_->counters.handshake_failures;
+      log.debug("conn {} ({}) ended: {}", self->id_, self->jid_, e.what());
+    }
+    self->Gone();
+  }
+
+  void Handle(const Node& node) {
+    if (blackholed_) return;
+    if (node.tag == "iq") {
+      OnIq(node);
+    } else if (node.tag == "ack" || node.tag == "receipt") {
+      ++acks_;
+      ++server_->counters.acks_received;
+    } else if (node.tag == "presence") {
+      presence_ = node.AttrOr("type", "available");
+    }
+  }
+
+  void OnIq(const Node& iq) {
+    const std::string id = iq.AttrOr("id");
+    const std::string xmlns = iq.AttrOr("xmlns");
+    const std::string type = iq.AttrOr("type");
+    Node::Attrs attrs = {{"from", std::string(kServer)}, {"type", "result"}, {"id", id}};
+    if (xmlns == "w:p") {
+      ++pings_;
+      ++server_->counters.pings_answered;
+      Send(MakeNode("iq", attrs));
+    } else if (xmlns == "encrypt" && type == "get" && iq.Child("count")) {
+      Send(MakeNode("iq", attrs,
+                    std::vector<Node>{MakeNode(
+                        "count", {{"value", std::to_string(server_->options().prekey_count)}})}));
+    } else if (type == "get" || type == "set") {
+      // passive/active, prekey upload, usync, props, ...: acknowledged with an empty result.
+      Send(MakeNode("iq", attrs));
+    }
+  }
+
+  void OnClientPayload(const wa::ServerHandshake::ClientIdentity& id) {
+    auto& log = server_->log();
+    if (id.payload.has_device_pairing_data()) {
+      log.info("conn {}: registration (pairing) is not served yet; refusing", id_);
+      SendAndClose(MakeNode("failure", {{"reason", "401"}}));
+      return;
+    }
+    jid_ = absl::StrCat(id.payload.username(), ":", id.payload.device());
+    auto it = server_->devices.find(jid_);
+    if (it == server_->devices.end() || it->second.logged_out ||
+        it->second.noise_pub != id.static_pub) {
+      ++server_->counters.login_failures;
+      log.info("conn {}: login of {} refused ({})", id_, jid_,
+               it == server_->devices.end() ? "unknown device"
+               : it->second.logged_out      ? "logged out"
+                                            : "noise key mismatch");
+      SendAndClose(MakeNode("failure", {{"reason", "401"}, {"location", "sim"}}));
+      return;
+    }
+    // One live connection per device: the newer login replaces the older one.
+    if (auto old = server_->FindLive(jid_); old && old.get() != this) {
+      ++server_->counters.replaced;
+      old->SendAndClose(MakeNode("stream:error", {},
+                                 std::vector<Node>{MakeNode("conflict", {{"type", "replaced"}})}));
+    }
+    logged_in_ = true;
+    ++it->second.logins;
+    ++server_->counters.logins;
+    Node::Attrs attrs = {{"t", std::to_string(absl::ToUnixSeconds(absl::Now()))},
+                         {"props", "1"}, {"abprops", "1"}, {"location", "sim"}};
+    if (!it->second.lid.empty()) attrs.emplace_back("lid", it->second.lid);
+    Send(MakeNode("success", std::move(attrs)));
+    Send(MakeNode("ib", {}, std::vector<Node>{MakeNode("offline", {{"count", "0"}})}));
+    log.info("conn {}: {} logged in from {}", id_, jid_, remote_);
+  }
+
+  void Send(const Node& node) {
+    if (closed_ || !channel_) return;
+    auto sealed = channel_->Seal(node);
+    if (!sealed.ok()) return;
+    outbox_.push_back(*std::move(sealed));
+    if (!writing_) {
+      writing_ = true;
+      asio::co_spawn(ws_.get_executor(), WriteLoop(shared_from_this()), asio::detached);
+    }
+  }
+
+  void SendAndClose(const Node& node) {
+    Send(node);
+    close_after_write_ = true;
+    if (!writing_) Drop(/*rst=*/false);
+  }
+
+  static awaitable<void> WriteLoop(std::shared_ptr<SimConn> self) {
+    try {
+      while (!self->outbox_.empty() && !self->closed_) {
+        Bytes b = std::move(self->outbox_.front());
+        self->outbox_.pop_front();
+        co_await self->ws_.async_write(asio::buffer(b), use_awaitable);
+      }
+    } catch (const std::exception&) {
+    }
+    self->writing_ = false;
+    if (self->close_after_write_) self->Drop(/*rst=*/false);
+  }
+
+  // Ends the connection: a clean WebSocket close, or a TCP reset (SO_LINGER 0).
+  void Drop(bool rst) {
+    if (closed_) return;
+    if (!rst && writing_) {
+      close_after_write_ = true;  // a close may not overlap a write; the writer closes after
+      return;
+    }
+    closed_ = true;
+    auto& sock = ws_.next_layer().socket();
+    beast::error_code ec;
+    if (rst) {
+      sock.set_option(asio::socket_base::linger(true, 0), ec);
+      sock.close(ec);
+      return;
+    }
+    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {
+      beast::error_code ignored;
+      self->ws_.next_layer().socket().close(ignored);
+    });
+  }
+
+  void SendStreamError(int code) {
+    if (code == 401) {
+      if (auto it = server_->devices.find(jid_); it != server_->devices.end()) {
+        it->second.logged_out = true;
+      }
+      SendAndClose(MakeNode("stream:error", {{"code", "401"}},
+                            std::vector<Node>{MakeNode("conflict", {{"type", "device_removed"}})}));
+      return;
+    }
+    SendAndClose(MakeNode("stream:error", {{"code", std::to_string(code)}}));
+  }
+
+  std::string SendMessage(const std::string& from) {
+    Bytes id_bytes(8);
+    wa::RandomBytes(id_bytes);
+    std::string id = "3EB0" + wasentinel::HexEncode(id_bytes);
+    absl::AsciiStrToUpper(&id);
+    Bytes ciphertext(48);
+    wa::RandomBytes(ciphertext);
+    Send(MakeNode("message",
+                  {{"from", from}, {"type", "text"}, {"id", id},
+                   {"t", std::to_string(absl::ToUnixSeconds(absl::Now()))}},
+                  std::vector<Node>{MakeNode("enc", {{"v", "2"}, {"type", "msg"}}, ciphertext)}));
+    ++server_->counters.messages_sent;
+    return id;
+  }
+
+  void Gone() {
+    closed_ = true;
+    server_->conns.erase(id_);
+  }
+
+  json ToJson() const {
+    return {{"id", id_},
+            {"jid", jid_},
+            {"remote", remote_},
+            {"logged_in", logged_in_},
+            {"connected_at", absl::FormatTime(connected_at_)},
+            {"blackholed", blackholed_},
+            {"presence", presence_},
+            {"pings", pings_},
+            {"acks", acks_}};
+  }
+
+  const std::string& jid() const { return jid_; }
+  bool logged_in() const { return logged_in_ && !closed_; }
+  void set_blackholed(bool on) { blackholed_ = on; }
+
+ private:
+  std::shared_ptr<SimServer::State> server_;
+  websocket::stream<beast::tcp_stream> ws_;
+  uint64_t id_;
+  std::string remote_;
+  absl::Time connected_at_;
+  std::string jid_;
+  std::optional<wa::NoiseChannel> channel_;
+  std::deque<Bytes> outbox_;
+  std::string presence_;
+  int64_t pings_ = 0;
+  int64_t acks_ = 0;
+  bool handshake_done_ = false;
+  bool logged_in_ = false;
+  bool blackholed_ = false;
+  bool writing_ = false;
+  bool close_after_write_ = false;
+  bool closed_ = false;
+};
+
+http::response<http::string_body> JsonResponse(http::status status, const json& body,
+                                               unsigned version, bool keep_alive) {
+  http::response<http::string_body> res{status, version};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(keep_alive);
+  res.body() = body.dump();
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace
+
+std::shared_ptr<SimConn> SimServer::State::FindLive(const std::string& device_key) {
+  for (auto& [id, c] : conns) {
+    if (c->jid() == device_key && c->logged_in()) return c;
+  }
+  return nullptr;
+}
+
+awaitable<void> SimServer::State::AcceptWs(std::shared_ptr<State> self) {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket = co_await self->ws_acceptor_.async_accept(
+        asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !self->ws_acceptor_.is_open()) co_return;
+    if (ec) continue;
+    socket.set_option(tcp::no_delay(true), ec);
+    ++self->counters.accepted;
+    const uint64_t id = self->next_conn_id++;
+    auto conn = std::make_shared<SimConn>(self, std::move(socket), id);
+    self->conns.emplace(id, conn);
+    asio::co_spawn(self->io_, SimConn::Run(conn), asio::detached);
+  }
+}
+
+awaitable<void> SimServer::State::AcceptControl(std::shared_ptr<State> self) {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket = co_await self->control_acceptor_.async_accept(
+        asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !self->control_acceptor_.is_open()) co_return;
+    if (ec) continue;
+    asio::co_spawn(self->io_, ServeControl(self, std::move(socket)), asio::detached);
+  }
+}
+
+awaitable<void> SimServer::State::ServeControl(std::shared_ptr<State> self, tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  try {
+    for (;;) {
+      http::request<http::string_body> req;
+      stream.expires_after(std::chrono::seconds(30));
+      co_await http::async_read(stream, buffer, req, use_awaitable);
+      auto res = self->Route(req);
+      co_await http::async_write(stream, res, use_awaitable);
+      if (!req.keep_alive()) break;
+    }
+  } catch (const std::exception&) {
+  }
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+http::response<http::string_body> SimServer::State::Route(
+    const http::request<http::string_body>& req) {
+  const unsigned v = req.version();
+  const bool ka = req.keep_alive();
+  auto reply = [&](http::status s, const json& body) { return JsonResponse(s, body, v, ka); };
+  auto error = [&](http::status s, std::string msg) { return reply(s, {{"error", msg}}); };
+  std::string target(req.target());
+  std::vector<std::string> parts = absl::StrSplit(target.substr(0, target.find('?')), '/',
+                                                   absl::SkipEmpty());
+  json body = json::object();
+  if (!req.body().empty()) {
+    body = json::parse(req.body(), nullptr, false);
+    if (body.is_discarded() || !body.is_object()) {
+      return error(http::status::bad_request, "the body must be a JSON object");
+    }
+  }
+  const auto method = req.method();
+
+  if (parts.size() == 1 && parts[0] == "health") return reply(http::status::ok, {{"ok", true}});
+  if (parts.size() == 1 && parts[0] == "root-key") {
+    return reply(http::status::ok, {{"root_public_key", HexEncode(root_.pub)}});
+  }
+  if (parts.size() == 1 && parts[0] == "stats") {
+    int64_t live = 0;
+    for (auto& [id, c] : conns) live += c->logged_in() ? 1 : 0;
+    return reply(http::status::ok,
+                 {{"connections", conns.size()}, {"logged_in", live}, {"devices", devices.size()},
+                  {"accepted", counters.accepted}, {"logins", counters.logins},
+                  {"login_failures", counters.login_failures}, {"replaced", counters.replaced},
+                  {"handshake_failures", counters.handshake_failures},
+                  {"pings_answered", counters.pings_answered},
+                  {"acks_received", counters.acks_received},
+                  {"messages_sent", counters.messages_sent}});
+  }
+  if (!parts.empty() && parts[0] == "devices") {
+    if (parts.size() == 1 && method == http::verb::get) {
+      json list = json::array();
+      for (auto& [k, d] : devices) {
+        list.push_back({{"jid", k}, {"logged_out", d.logged_out}, {"logins", d.logins}});
+      }
+      return reply(http::status::ok, {{"devices", list}});
+    }
+    if (parts.size() == 1 && method == http::verb::post) {
+      // {"creds": <Baileys creds.json>} or {"jid": "PHONE:DEV", "noise_public_key": "<base64>"}.
+      std::string key;
+      Device d;
+      if (body.contains("creds")) {
+        auto creds = wa::DeviceCredentials::FromBaileysJson(body["creds"].dump());
+        if (!creds.ok()) return error(http::status::bad_request, std::string(creds.status().message()));
+        key = DeviceKey(creds->Jid());
+        d.noise_pub = creds->noise_key.pub;
+        d.lid = creds->lid;
+        d.name = creds->push_name;
+      } else if (body.contains("jid") && body["jid"].is_string() &&
+                 body.contains("noise_public_key") && body["noise_public_key"].is_string()) {
+        auto pub = Base64Decode(body["noise_public_key"].get<std::string>());
+        if (!pub.ok() || pub->size() != 32) {
+          return error(http::status::bad_request, "noise_public_key must be 32 bytes of base64");
+        }
+        key = DeviceKey(body["jid"].get<std::string>());
+        std::copy(pub->begin(), pub->end(), d.noise_pub.begin());
+        if (body.contains("lid") && body["lid"].is_string()) d.lid = body["lid"];
+      } else {
+        return error(http::status::bad_request, "give \"creds\" or \"jid\" + \"noise_public_key\"");
+      }
+      devices[key] = d;
+      log_->info("registered device {}", key);
+      return reply(http::status::created, {{"jid", key}});
+    }
+    if (parts.size() == 2 && method == http::verb::delete_) {
+      return devices.erase(DeviceKey(parts[1])) ? reply(http::status::ok, {{"deleted", true}})
+                                                 : error(http::status::not_found, "no such device");
+    }
+  }
+  if (!parts.empty() && parts[0] == "connections") {
+    if (parts.size() == 1 && method == http::verb::get) {
+      json list = json::array();
+      for (auto& [id, c] : conns) list.push_back(c->ToJson());
+      return reply(http::status::ok, {{"connections", list}});
+    }
+    if (parts.size() == 3 && method == http::verb::post) {
+      auto conn = FindLive(DeviceKey(parts[1]));
+      if (!conn) return error(http::status::not_found, "no live connection for " + parts[1]);
+      const std::string& action = parts[2];
+      if (action == "drop") {
+        const std::string mode = body.value("mode", "close");
+        if (mode != "close" && mode != "rst") {
+          return error(http::status::bad_request, "mode is \"close\" or \"rst\"");
+        }
+        conn->Drop(mode == "rst");
+        return reply(http::status::ok, {{"dropped", conn->jid()}, {"mode", mode}});
+      }
+      if (action == "blackhole") {
+        const bool on = body.value("enabled", true);
+        conn->set_blackholed(on);
+        return reply(http::status::ok, {{"blackholed", on}});
+      }
+      if (action == "stream-error") {
+        if (!body.contains("code") || !body["code"].is_number_integer()) {
+          return error(http::status::bad_request, "\"code\" (integer) is required");
+        }
+        conn->SendStreamError(body["code"].get<int>());
+        return reply(http::status::ok, {{"sent", body["code"]}});
+      }
+      if (action == "conflict") {
+        conn->SendAndClose(MakeNode(
+            "stream:error", {}, std::vector<Node>{MakeNode("conflict", {{"type", "replaced"}})}));
+        return reply(http::status::ok, {{"sent", "conflict replaced"}});
+      }
+      if (action == "message") {
+        const std::string from = body.value("from", std::string("15550009999@s.whatsapp.net"));
+        return reply(http::status::ok, {{"id", conn->SendMessage(from)}});
+      }
+      return error(http::status::not_found, "unknown action " + action);
+    }
+  }
+  return error(http::status::not_found, "no route for " + target);
+}
+
+absl::StatusOr<std::unique_ptr<SimServer>> SimServer::Create(
+    asio::io_context& io, SimOptions options, std::shared_ptr<spdlog::logger> logger) {
+  std::unique_ptr<SimServer> server(new SimServer());
+  server->state_ = std::make_shared<State>(io, std::move(options), std::move(logger));
+  if (auto st = server->state_->Init(); !st.ok()) return st;
+  return server;
+}
+
+SimServer::~SimServer() {
+  if (state_) state_->Stop();
+}
+
+uint16_t SimServer::ws_port() const { return state_->ws_port(); }
+uint16_t SimServer::control_port() const { return state_->control_port(); }
+const std::array<uint8_t, 32>& SimServer::root_public_key() const { return state_->root().pub; }
+
+}  // namespace wasentinel::sim

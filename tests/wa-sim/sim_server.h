@@ -1,0 +1,60 @@
+// wa-sim: a protocol-faithful WhatsApp Web server for tests, demos and load.
+//
+// It speaks the real connection layer (shared/docs/wa-protocol.md §1–§7, §10, §11 "What a fake
+// server must do") on ws:// over loopback: Noise responder with its own certificate chain
+// (intermediate signed by a test root key, leaf naming the server's static key), login of
+// registered devices, the answers Baileys and whatsmeow wait for after <success>, keepalive
+// answers, and acks. A control API (HTTP/JSON) injects faults: drop (close or RST), blackhole,
+// stream errors, conflict/replaced, inbound messages.
+//
+// Like the real service, a second login of the same device replaces the first connection with
+// <stream:error><conflict type="replaced"/></stream:error>.
+//
+// Threading: everything runs on the io_context it is given, which must be run by one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "absl/status/statusor.h"
+#include "crypto.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace wasentinel::sim {
+
+struct SimOptions {
+  std::string host = "127.0.0.1";
+  uint16_t ws_port = 7080;       ///< 0: any free port
+  uint16_t control_port = 7081;  ///< 0: any free port
+  /// The root key's private half; empty: a fresh random key each start.
+  Bytes root_private_key;
+  /// Answered to `<iq xmlns="encrypt" type="get"><count/></iq>`; more than 5 means "no upload".
+  int prekey_count = 50;
+};
+
+class SimServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<SimServer>> Create(boost::asio::io_context& io,
+                                                           SimOptions options,
+                                                           std::shared_ptr<spdlog::logger> logger);
+  ~SimServer();
+
+  uint16_t ws_port() const;
+  uint16_t control_port() const;
+  /// The test root public key that signs the certificate chain (clients trust it).
+  const std::array<uint8_t, 32>& root_public_key() const;
+
+  class State;
+
+ private:
+  SimServer() = default;
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace wasentinel::sim
