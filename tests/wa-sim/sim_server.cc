@@ -198,6 +198,10 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
       if (!identity.ok()) throw std::runtime_error(std::string(identity.status().message()));
       self->channel_.emplace(hs.Split());
       self->handshake_done_ = true;
+      if (auto delay = self->server_->options().post_handshake_delay; delay.count() > 0) {
+        asio::steady_timer pause(self->ws_.get_executor(), delay);
+        co_await pause.async_wait(use_awaitable);
+      }
       self->OnClientPayload(*identity);
 
       while (!self->closed_) {
@@ -495,6 +499,10 @@ http::response<http::string_body> SimServer::State::Route(
   if (parts.size() == 1 && parts[0] == "health") return reply(http::status::ok, {{"ok", true}});
   if (parts.size() == 1 && parts[0] == "root-key") {
     return reply(http::status::ok, {{"root_public_key", HexEncode(root_.pub)}});
+  }
+  if (parts.size() == 1 && parts[0] == "cert-chain") {
+    return reply(http::status::ok, {{"cert_chain", HexEncode(cert_chain_)},
+                                    {"server_static_key", HexEncode(static_key_.pub)}});
   }
   if (parts.size() == 1 && parts[0] == "stats") {
     int64_t live = 0;

@@ -13,6 +13,7 @@
 // Threading: everything runs on the io_context it is given, which must be run by one thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -36,6 +37,10 @@ struct SimOptions {
   Bytes root_private_key;
   /// Answered to `<iq xmlns="encrypt" type="get"><count/></iq>`; more than 5 means "no upload".
   int prekey_count = 50;
+  /// Pause between the client's ClientFinish and the first node sent. Baileys 6.7.x switches to
+  /// its transport keys in an un-awaited async step (wa-protocol.md §11, item 5), so a <success>
+  /// sent at once can reach it still holding the handshake key.
+  std::chrono::milliseconds post_handshake_delay{50};
 };
 
 class SimServer {

@@ -1,0 +1,63 @@
+// Shared helpers of the interop tests: start wa-sim on free loopback ports, call its control
+// API, run wa-node in batch mode.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export function requiredEnv(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run these tests through ctest (label interop)`);
+  return v;
+}
+
+export async function waitFor(cond, { timeoutMs = 10000, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export async function startSim() {
+  const dir = mkdtempSync(join(tmpdir(), 'wa-sim-'));
+  const ready = join(dir, 'ready.json');
+  const proc = spawn(requiredEnv('WA_SIM'),
+    ['--port=0', '--control_port=0', `--ready_file=${ready}`, '--log_level=warn'],
+    { stdio: ['ignore', 'inherit', 'inherit'] });
+  let exited = null;
+  proc.on('exit', (code) => { exited = code; });
+  await waitFor(() => existsSync(ready) || exited !== null, { what: 'wa-sim to listen' });
+  if (exited !== null) throw new Error(`wa-sim exited with ${exited}`);
+  const info = JSON.parse(readFileSync(ready, 'utf8'));
+  const base = `http://127.0.0.1:${info.control_port}`;
+  const call = async (method, path, body) => {
+    const res = await fetch(base + path, {
+      method,
+      headers: body ? { 'content-type': 'application/json' } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const json = await res.json();
+    if (!res.ok) throw new Error(`wa-sim ${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  return {
+    url: `ws://127.0.0.1:${info.ws_port}/ws/chat`,
+    rootPublicKey: Buffer.from(info.root_public_key, 'hex'),
+    get: (path) => call('GET', path),
+    post: (path, body = {}) => call('POST', path, body),
+    stop: () => { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); },
+  };
+}
+
+// Runs `wa-node <cmd> --lines` over many inputs at once.
+export function waNodeLines(cmd, lines) {
+  const out = spawnSync(requiredEnv('WA_NODE'), [cmd, '--lines'], {
+    input: lines.join('\n') + '\n',
+    maxBuffer: 1 << 30,
+  });
+  if (out.status !== 0) throw new Error(`wa-node ${cmd} failed: ${out.stderr}`);
+  return out.stdout.toString().split('\n').filter((l) => l.length > 0);
+}
