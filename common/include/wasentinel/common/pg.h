@@ -1,0 +1,72 @@
+// PostgreSQL access through libpqxx: a small connection pool, libpqxx errors translated to
+// absl::Status, and schema migrations applied under an advisory lock.
+//
+// Include only from store implementations (.cc): this header brings in libpqxx.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace wasentinel {
+
+/// Maps a libpqxx / std exception to a status: broken connections → UNAVAILABLE, unique
+/// violations → ALREADY_EXISTS, foreign keys / checks → FAILED_PRECONDITION, bad input →
+/// INVALID_ARGUMENT, others → INTERNAL. The message names `what` (the operation).
+absl::Status PgError(const std::exception& e, std::string_view what);
+
+class PgPool {
+ public:
+  /// Opens `size` connections to `url` lazily (the first on Create, to fail fast on a bad URL
+  /// or an unreachable server: UNAVAILABLE).
+  static absl::StatusOr<std::unique_ptr<PgPool>> Create(std::string url, int size);
+
+  /// Runs `fn(connection)` on a pooled connection; exceptions become statuses (PgError). A
+  /// connection found broken is reopened on its next use. DEADLINE_EXCEEDED when no connection
+  /// frees up within `wait`.
+  absl::Status Run(std::string_view what, const std::function<void(pqxx::connection&)>& fn,
+                   absl::Duration wait = absl::Seconds(10));
+
+  /// Runs `fn` in one transaction (committed when fn returns normally).
+  absl::Status Transact(std::string_view what, const std::function<void(pqxx::work&)>& fn,
+                        absl::Duration wait = absl::Seconds(10));
+
+  /// SELECT 1 round trip; the latency or UNAVAILABLE.
+  absl::StatusOr<absl::Duration> Ping();
+
+  const std::string& url() const { return url_; }
+
+ private:
+  PgPool(std::string url, int size) : url_(std::move(url)), slots_(size) {}
+  std::string url_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<pqxx::connection>> slots_;  // nullptr: not open yet, or broken
+  std::vector<bool> busy_ = std::vector<bool>(slots_.size(), false);
+};
+
+struct Migration {
+  int version;
+  std::string description;
+  std::string sql;
+};
+
+/// Applies the migrations of `service` not yet recorded in `schema_migrations`, each in its own
+/// transaction, in version order, while holding a PostgreSQL advisory lock so that replicas
+/// starting together apply each exactly once.
+absl::Status ApplyMigrations(PgPool& pool, std::string_view service,
+                             const std::vector<Migration>& migrations, spdlog::logger& log);
+
+}  // namespace wasentinel

@@ -1,0 +1,132 @@
+#include "wasentinel/common/pg.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "wasentinel/common/bytes.h"
+#include "wasentinel/common/logging.h"
+
+namespace wasentinel {
+
+absl::Status PgError(const std::exception& e, std::string_view what) {
+  const std::string msg = absl::StrCat(Sv(what), ": ", e.what());
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) ||
+      dynamic_cast<const pqxx::in_doubt_error*>(&e)) {
+    return absl::UnavailableError(msg);
+  }
+  if (dynamic_cast<const pqxx::unique_violation*>(&e)) return absl::AlreadyExistsError(msg);
+  if (dynamic_cast<const pqxx::foreign_key_violation*>(&e) ||
+      dynamic_cast<const pqxx::check_violation*>(&e) ||
+      dynamic_cast<const pqxx::not_null_violation*>(&e)) {
+    return absl::FailedPreconditionError(msg);
+  }
+  if (dynamic_cast<const pqxx::data_exception*>(&e)) return absl::InvalidArgumentError(msg);
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    // Class 08: connection exceptions; 57P: operator intervention (shutdown, restart).
+    const std::string& state = sql->sqlstate();
+    if (state.starts_with("08") || state.starts_with("57P")) return absl::UnavailableError(msg);
+  }
+  return absl::InternalError(msg);
+}
+
+absl::StatusOr<std::unique_ptr<PgPool>> PgPool::Create(std::string url, int size) {
+  std::unique_ptr<PgPool> pool(new PgPool(std::move(url), std::max(1, size)));
+  try {
+    pool->slots_[0] = std::make_unique<pqxx::connection>(pool->url_);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL: ", e.what()));
+  }
+  return pool;
+}
+
+absl::Status PgPool::Run(std::string_view what, const std::function<void(pqxx::connection&)>& fn,
+                         absl::Duration wait) {
+  size_t slot = 0;
+  {
+    std::unique_lock lock(mu_);
+    auto free_slot = [&] {
+      for (size_t i = 0; i < busy_.size(); ++i) {
+        if (!busy_[i]) {
+          slot = i;
+          return true;
+        }
+      }
+      return false;
+    };
+    if (!cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), free_slot)) {
+      return absl::DeadlineExceededError(absl::StrCat(Sv(what), ": no database connection free"));
+    }
+    busy_[slot] = true;
+  }
+  absl::Status status;
+  try {
+    auto& conn = slots_[slot];
+    if (!conn || !conn->is_open()) conn = std::make_unique<pqxx::connection>(url_);
+    fn(*conn);
+  } catch (const std::exception& e) {
+    status = PgError(e, what);
+    if (status.code() == absl::StatusCode::kUnavailable) slots_[slot].reset();
+  }
+  {
+    std::lock_guard lock(mu_);
+    busy_[slot] = false;
+  }
+  cv_.notify_one();
+  return status;
+}
+
+absl::Status PgPool::Transact(std::string_view what, const std::function<void(pqxx::work&)>& fn,
+                              absl::Duration wait) {
+  return Run(what, [&](pqxx::connection& c) {
+    pqxx::work w(c);
+    fn(w);
+    w.commit();
+  }, wait);
+}
+
+absl::StatusOr<absl::Duration> PgPool::Ping() {
+  const absl::Time start = absl::Now();
+  absl::Status st = Run("ping", [](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec("SELECT 1");
+  }, absl::Seconds(2));
+  if (!st.ok()) return st;
+  return absl::Now() - start;
+}
+
+absl::Status ApplyMigrations(PgPool& pool, std::string_view service,
+                             const std::vector<Migration>& migrations, spdlog::logger& log) {
+  return pool.Run("apply migrations", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    // One lock for every service: migrations are rare and short.
+    n.exec("SELECT pg_advisory_lock(727001)");
+    try {
+      n.exec(
+          "CREATE TABLE IF NOT EXISTS schema_migrations ("
+          " service text NOT NULL, version int NOT NULL, description text NOT NULL,"
+          " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (service, version))");
+      for (const Migration& m : migrations) {
+        pqxx::work w(c);
+        auto r = w.exec_params("SELECT 1 FROM schema_migrations WHERE service = $1 AND version = $2",
+                               std::string(service), m.version);
+        if (!r.empty()) continue;
+        w.exec(m.sql);
+        w.exec_params("INSERT INTO schema_migrations (service, version, description) VALUES ($1, $2, $3)",
+                      std::string(service), m.version, m.description);
+        w.commit();
+        log.info("applied migration {} {}: {}", Sv(service), m.version, m.description);
+      }
+    } catch (...) {
+      try {
+        pqxx::nontransaction u(c);
+        u.exec("SELECT pg_advisory_unlock(727001)");
+      } catch (...) {
+      }
+      throw;
+    }
+    pqxx::nontransaction u(c);
+    u.exec("SELECT pg_advisory_unlock(727001)");
+  });
+}
+
+}  // namespace wasentinel

@@ -1,0 +1,127 @@
+#include "app.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "event_bus.h"
+#include "pg_store.h"
+#include "session_service.h"
+#include "transition_writer.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/common/pg.h"
+#include "wasentinel/common/status_macros.h"
+
+namespace wasentinel::session {
+
+class App::Impl {
+ public:
+  std::shared_ptr<spdlog::logger> log;
+  std::unique_ptr<PgPool> pool;
+  std::unique_ptr<PgSessionStore> store;
+  std::unique_ptr<Sealer> sealer;
+  EventBus bus;
+  std::unique_ptr<TransitionWriter> writer;
+  boost::asio::io_context io{1};
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
+  std::thread io_thread;
+  boost::asio::ssl::context tls{boost::asio::ssl::context::tls_client};
+  std::unique_ptr<SessionManager> manager;
+  std::unique_ptr<SessionServiceImpl> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  bool shut_down = false;
+
+  ~Impl() {
+    if (server) server->Shutdown(std::chrono::system_clock::now());
+    manager.reset();
+    if (work) work.reset();
+    io.stop();
+    if (io_thread.joinable()) io_thread.join();
+  }
+};
+
+App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+App::~App() = default;
+
+// A wrong or missing sealing key is a start-up error, not silent garbage at the first restore.
+static absl::Status CheckSealingKeys(SessionStore& store, const Sealer& sealer) {
+  std::string token;
+  do {
+    WAS_ASSIGN_OR_RETURN(auto page, store.List({}, 500, token));
+    for (const auto& rec : page.sessions) {
+      if (!rec.credentials) continue;
+      auto opened = sealer.Open(rec.credentials->key_id, rec.credentials->blob);
+      if (!opened.ok()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "stored credentials of session ", rec.id, " do not open: ", opened.status().message(),
+            ". Configure the key they were sealed with (WAS_AUTH_STATE_KEY)."));
+      }
+    }
+    token = page.next_page_token;
+  } while (!token.empty());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->log = MakeLogger("session-service", options.log_level);
+  if (options.database_url.empty()) {
+    return absl::InvalidArgumentError("no database URL (--database_url or WAS_DATABASE_URL)");
+  }
+  WAS_ASSIGN_OR_RETURN(auto sealer, Sealer::FromConfig(options.auth_state_keys));
+  impl->sealer = std::make_unique<Sealer>(std::move(sealer));
+  WAS_ASSIGN_OR_RETURN(impl->pool, PgPool::Create(options.database_url, options.database_pool_size));
+  WAS_RETURN_IF_ERROR(ApplyMigrations(*impl->pool, "session-service", PgSessionStore::Migrations(), *impl->log));
+  impl->store = std::make_unique<PgSessionStore>(*impl->pool);
+  WAS_RETURN_IF_ERROR(CheckSealingKeys(*impl->store, *impl->sealer));
+  impl->writer = std::make_unique<TransitionWriter>(*impl->store, impl->bus, impl->log);
+
+  impl->tls.set_default_verify_paths();
+  impl->tls.set_verify_mode(boost::asio::ssl::verify_peer);
+  impl->work = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+      impl->io.get_executor());
+  impl->io_thread = std::thread([io = &impl->io] { io->run(); });
+  impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
+                                                   *impl->writer, options.manager, impl->log);
+  impl->service = std::make_unique<SessionServiceImpl>(*impl->manager, *impl->store, impl->bus, impl->log);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &impl->port);
+  builder.RegisterService(impl->service.get());
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || impl->port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options.grpc_listen));
+  }
+  impl->server->GetHealthCheckService()->SetServingStatus(true);
+  impl->log->info("gRPC listening on port {}", impl->port);
+  return std::unique_ptr<App>(new App(std::move(impl)));
+}
+
+absl::Status App::Start() { return impl_->manager->RestoreAll(); }
+
+int App::grpc_port() const { return impl_->port; }
+
+void App::Shutdown(absl::Duration drain) {
+  if (impl_->shut_down) return;
+  impl_->shut_down = true;
+  const absl::Time deadline = absl::Now() + drain;
+  auto& log = *impl_->log;
+  log.info("shutting down (drain deadline {})", drain);
+  impl_->server->GetHealthCheckService()->SetServingStatus(false);
+  impl_->bus.Close();  // watch streams end with CANCELLED "shutting down"
+  impl_->manager->Shutdown(deadline);
+  if (!impl_->writer->Drain(deadline)) {
+    log.error("{} state changes were not written before the deadline", impl_->writer->queued());
+  }
+  impl_->server->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Milliseconds(100))));
+  log.info("shut down");
+}
+
+}  // namespace wasentinel::session

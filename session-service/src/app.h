@@ -1,0 +1,47 @@
+// session-service's composition root: builds the PostgreSQL pool, store, sealer, connection
+// thread, manager and gRPC server from Options, and takes them down in reverse order.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "manager.h"
+
+namespace wasentinel::session {
+
+struct Options {
+  std::string grpc_listen = "0.0.0.0:7001";
+  std::string database_url;        ///< libpq URL or key=value string (WAS_DATABASE_URL)
+  std::string auth_state_keys;     ///< Sealer::FromConfig format (WAS_AUTH_STATE_KEY)
+  int database_pool_size = 8;
+  ManagerOptions manager;
+  std::string log_level = "info";
+  bool restore_on_start = true;
+};
+
+class App {
+ public:
+  /// Connects to PostgreSQL (UNAVAILABLE), applies migrations, checks the sealing keys against
+  /// the stored credentials (FAILED_PRECONDITION naming a key id that is missing or wrong),
+  /// starts the gRPC server (UNAVAILABLE when the address cannot be bound).
+  static absl::StatusOr<std::unique_ptr<App>> Create(const Options& options);
+  ~App();
+
+  /// Restores the sessions to keep connected (start-up restore).
+  absl::Status Start();
+  /// Health NOT_SERVING, stop taking calls, close every session cleanly within `deadline`,
+  /// write their DISCONNECTED/SHUTDOWN, end watch streams.
+  void Shutdown(absl::Duration deadline);
+
+  /// The bound gRPC port (useful with ":0").
+  int grpc_port() const;
+
+  class Impl;
+
+ private:
+  explicit App(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wasentinel::session

@@ -1,0 +1,86 @@
+#include "event_bus.h"
+
+#include <algorithm>
+
+namespace wasentinel::session {
+
+bool EventBus::Subscription::Matches(const EventRecord& e) const {
+  if (!filter_.session_id.empty() && filter_.session_id != e.session_id) return false;
+  if (!filter_.tenant_id.empty() && filter_.tenant_id != e.tenant_id) return false;
+  return true;
+}
+
+void EventBus::Subscription::Push(const EventRecord& e) {
+  absl::MutexLock lock(&mu_);
+  if (closed_ || overflowed_) return;
+  if (queue_.size() >= capacity_) {
+    overflowed_ = true;
+    queue_.clear();
+    return;
+  }
+  queue_.push_back(e);
+}
+
+void EventBus::Subscription::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+}
+
+absl::StatusOr<std::optional<EventRecord>> EventBus::Subscription::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || closed_ || overflowed_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (overflowed_) return absl::ResourceExhaustedError("watcher fell too far behind; resume from the last sequence seen");
+  if (!queue_.empty()) {
+    EventRecord e = std::move(queue_.front());
+    queue_.pop_front();
+    return std::optional<EventRecord>(std::move(e));
+  }
+  if (closed_) return absl::CancelledError("event stream closed: the service is shutting down");
+  return std::optional<EventRecord>();
+}
+
+std::shared_ptr<EventBus::Subscription> EventBus::Subscribe(SessionFilter filter, size_t capacity) {
+  std::shared_ptr<Subscription> sub(new Subscription(std::move(filter), capacity));
+  absl::MutexLock lock(&mu_);
+  if (closed_) {
+    sub->Close();
+    return sub;
+  }
+  subs_.push_back(sub);
+  return sub;
+}
+
+void EventBus::Publish(const EventRecord& event) {
+  std::vector<std::shared_ptr<Subscription>> live;
+  {
+    absl::MutexLock lock(&mu_);
+    subs_.erase(std::remove_if(subs_.begin(), subs_.end(),
+                               [&](const std::weak_ptr<Subscription>& w) {
+                                 auto s = w.lock();
+                                 if (s) live.push_back(std::move(s));
+                                 return !s;
+                               }),
+                subs_.end());
+  }
+  for (auto& s : live) {
+    if (s->Matches(event)) s->Push(event);
+  }
+}
+
+void EventBus::Close() {
+  std::vector<std::shared_ptr<Subscription>> live;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    for (auto& w : subs_) {
+      if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+    subs_.clear();
+  }
+  for (auto& s : live) s->Close();
+}
+
+}  // namespace wasentinel::session

@@ -1,0 +1,457 @@
+#include "manager.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <future>
+#include <random>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "credentials.h"
+#include "pg_store.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/common/status_macros.h"
+
+namespace wasentinel::session {
+namespace {
+
+namespace asio = boost::asio;
+
+bool IsTerminal(v1::SessionState s) {
+  return s == v1::SESSION_STATE_LOGGED_OUT || s == v1::SESSION_STATE_REPLACED ||
+         s == v1::SESSION_STATE_BANNED;
+}
+
+v1::StateReason ReasonOf(wa::CloseCause cause) {
+  switch (cause) {
+    case wa::CloseCause::kClosedByUs: return v1::STATE_REASON_USER;
+    case wa::CloseCause::kConnectFailed: return v1::STATE_REASON_CONNECT_FAILED;
+    case wa::CloseCause::kHandshakeFailed: return v1::STATE_REASON_HANDSHAKE_FAILED;
+    case wa::CloseCause::kSocketClosed: return v1::STATE_REASON_SOCKET_CLOSED;
+    case wa::CloseCause::kKeepaliveTimeout: return v1::STATE_REASON_KEEPALIVE_TIMEOUT;
+    case wa::CloseCause::kRestartRequired: return v1::STATE_REASON_RESTART_REQUIRED;
+    case wa::CloseCause::kLoggedOut: return v1::STATE_REASON_LOGGED_OUT;
+    case wa::CloseCause::kReplaced: return v1::STATE_REASON_REPLACED;
+    case wa::CloseCause::kBanned: return v1::STATE_REASON_BANNED;
+    case wa::CloseCause::kClientOutdated: return v1::STATE_REASON_CLIENT_OUTDATED;
+    case wa::CloseCause::kServerError: return v1::STATE_REASON_SERVER_ERROR;
+    case wa::CloseCause::kProtocolError: return v1::STATE_REASON_PROTOCOL_ERROR;
+  }
+  return v1::STATE_REASON_UNSPECIFIED;
+}
+
+std::optional<absl::Time> MillisToTime(int64_t ms) {
+  if (ms <= 0) return std::nullopt;
+  return absl::FromUnixMillis(ms);
+}
+
+}  // namespace
+
+class SessionManager::Impl : public std::enable_shared_from_this<SessionManager::Impl> {
+ public:
+  Impl(asio::io_context& io, asio::ssl::context& tls, SessionStore& store, const Sealer& sealer,
+       TransitionWriter& writer, ManagerOptions options, std::shared_ptr<spdlog::logger> log)
+      : io_(io), tls_(tls), store_(store), sealer_(sealer), writer_(writer),
+        options_(std::move(options)), backoff_(options_.backoff, options_.backoff_jitter),
+        log_(std::move(log)), rng_(std::random_device{}()) {}
+
+  // Runs `fn` on the io thread and waits for its result.
+  template <class F>
+  auto OnIo(F fn) -> decltype(fn()) {
+    std::packaged_task<decltype(fn())()> task(std::move(fn));
+    auto result = task.get_future();
+    asio::post(io_, [&task] { task(); });
+    return result.get();
+  }
+
+  // ---- everything below runs on the io thread ----
+
+  struct Runtime {
+    SessionRecord record;
+    v1::SessionState state = v1::SESSION_STATE_DISCONNECTED;
+    v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED;
+    std::string last_error;
+    std::optional<wa::DeviceCredentials> creds;
+    std::shared_ptr<wa::Connection> conn;
+    uint64_t generation = 0;
+    bool logged_in = false;
+    int attempt = 0;  // retries used since the last successful login
+    std::unique_ptr<asio::steady_timer> retry_timer;
+  };
+
+  class Observer final : public wa::ConnectionObserver {
+   public:
+    Observer(std::weak_ptr<Impl> impl, std::string id, uint64_t generation)
+        : impl_(std::move(impl)), id_(std::move(id)), generation_(generation) {}
+    void OnLoggedIn(const wa::LoginInfo& info) override {
+      if (auto impl = impl_.lock()) impl->OnLoggedIn(id_, generation_, info);
+    }
+    void OnClosed(const wa::CloseInfo& info) override {
+      if (auto impl = impl_.lock()) impl->OnClosed(id_, generation_, info);
+    }
+
+   private:
+    std::weak_ptr<Impl> impl_;
+    std::string id_;
+    uint64_t generation_;
+  };
+
+  // Creates or refreshes the runtime from a stored row; opens its credentials.
+  absl::StatusOr<Runtime*> Ensure(const SessionRecord& rec) {
+    auto [it, inserted] = sessions_.try_emplace(rec.id);
+    Runtime& rt = it->second;
+    if (inserted) {
+      rt.state = rec.state;
+      rt.reason = rec.reason;
+      rt.last_error = rec.last_error;
+    }
+    rt.record = rec;
+    if (!rt.creds && rec.credentials) {
+      auto plain = sealer_.Open(rec.credentials->key_id, rec.credentials->blob);
+      if (!plain.ok()) return plain.status();
+      auto creds = wa::DeviceCredentials::FromBaileysJson(ToString(*plain));
+      if (!creds.ok()) return creds.status();
+      rt.creds = *std::move(creds);
+    }
+    return &rt;
+  }
+
+  LiveInfo Live(const Runtime& rt) const {
+    LiveInfo live;
+    live.state = rt.state;
+    live.reason = rt.reason;
+    live.last_error = rt.last_error;
+    live.socket_alive = rt.conn && rt.logged_in;
+    live.retry_pending = rt.retry_timer != nullptr;
+    if (rt.conn) {
+      const auto& s = rt.conn->stats();
+      live.inbound_messages = s.inbound_messages.load();
+      live.last_inbound_at = MillisToTime(s.last_inbound_unix_ms.load());
+      live.last_pong_at = MillisToTime(s.last_pong_unix_ms.load());
+      if (int64_t rtt = s.keepalive_rtt_us.load(); rtt >= 0) live.keepalive_rtt = absl::Microseconds(rtt);
+    }
+    return live;
+  }
+
+  std::optional<LiveInfo> LiveOf(const std::string& id) const {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return std::nullopt;
+    return Live(it->second);
+  }
+
+  void SetState(Runtime& rt, v1::SessionState to, v1::StateReason reason, std::string error = "",
+                bool count_reconnect = false, bool count_error = false, bool clear_creds = false) {
+    if (rt.state == to && rt.reason == reason && error.empty() && !count_reconnect) return;
+    Transition t;
+    t.session_id = rt.record.id;
+    t.tenant_id = rt.record.tenant_id;
+    t.from = rt.state;
+    t.to = to;
+    t.reason = reason;
+    t.error = error;
+    t.at = absl::Now();
+    t.count_reconnect = count_reconnect;
+    t.count_error = count_error;
+    t.clear_credentials = clear_creds;
+    log_->info("session {} ({}): {} → {} ({}){}{}", rt.record.id, wa::MaskPhone(rt.record.phone_number),
+               StateName(rt.state), StateName(to), ReasonName(reason), error.empty() ? "" : ": ",
+               error);
+    rt.state = to;
+    rt.reason = reason;
+    if (!error.empty()) rt.last_error = error;
+    writer_.Post(std::move(t));
+  }
+
+  absl::Status ConnectNow(Runtime& rt, v1::StateReason reason, bool count_reconnect) {
+    if (!rt.creds) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("session ", rt.record.id, " has no credentials (logged out or never paired)"));
+    }
+    rt.retry_timer.reset();
+    if (rt.conn) rt.conn->Abort();
+    ++rt.generation;
+    rt.logged_in = false;
+    SetState(rt, v1::SESSION_STATE_CONNECTING, reason, "", count_reconnect);
+    rt.conn = wa::Connection::Start(
+        io_.get_executor(), tls_, options_.connection, *rt.creds,
+        std::make_shared<Observer>(weak_from_this(), rt.record.id, rt.generation), log_);
+    return absl::OkStatus();
+  }
+
+  void OnLoggedIn(const std::string& id, uint64_t generation, const wa::LoginInfo&) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.generation != generation) return;
+    Runtime& rt = it->second;
+    rt.logged_in = true;
+    rt.attempt = 0;
+    SetState(rt, v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS);
+  }
+
+  void OnClosed(const std::string& id, uint64_t generation, const wa::CloseInfo& info) {
+    if (auto c = closing_.find(id); c != closing_.end() && c->second == generation) {
+      closing_.erase(c);
+      if (closing_.empty() && all_closed_) std::exchange(all_closed_, nullptr)();
+    }
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.generation != generation) return;
+    Runtime& rt = it->second;
+    rt.conn.reset();
+    rt.logged_in = false;
+    const v1::StateReason reason = ReasonOf(info.cause);
+    switch (info.cause) {
+      case wa::CloseCause::kClosedByUs:
+        return;  // whoever closed it recorded the state
+      case wa::CloseCause::kRestartRequired:
+        (void)ConnectNow(rt, reason, /*count_reconnect=*/true);
+        return;
+      case wa::CloseCause::kLoggedOut:
+        rt.creds.reset();
+        SetState(rt, v1::SESSION_STATE_LOGGED_OUT, reason, info.detail, false, true, true);
+        return;
+      case wa::CloseCause::kReplaced:
+        SetState(rt, v1::SESSION_STATE_REPLACED, reason, info.detail, false, true);
+        return;
+      case wa::CloseCause::kBanned:
+        SetState(rt, v1::SESSION_STATE_BANNED, reason, info.detail, false, true);
+        if (info.ban_expires_in) ScheduleAt(rt, *info.ban_expires_in);
+        return;
+      case wa::CloseCause::kClientOutdated:
+        SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason, info.detail, false, true);
+        return;
+      default:
+        SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason, info.detail, false, true);
+        ScheduleRetry(rt);
+    }
+  }
+
+  // The next backoff retry, or RETRIES_EXHAUSTED when the schedule is used up.
+  void ScheduleRetry(Runtime& rt) {
+    if (rt.attempt >= backoff_.max_attempts()) {
+      SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_RETRIES_EXHAUSTED, rt.last_error);
+      return;
+    }
+    ++rt.attempt;
+    ScheduleAt(rt, backoff_.Delay(rt.attempt, rng_));
+  }
+
+  void ScheduleAt(Runtime& rt, absl::Duration delay) {
+    rt.retry_timer = std::make_unique<asio::steady_timer>(io_, absl::ToChronoNanoseconds(delay));
+    const uint64_t generation = rt.generation;
+    rt.retry_timer->async_wait([self = shared_from_this(), id = rt.record.id, generation](auto ec) {
+      if (ec) return;
+      auto it = self->sessions_.find(id);
+      if (it == self->sessions_.end() || it->second.generation != generation) return;
+      it->second.retry_timer.reset();
+      (void)self->ConnectNow(it->second, v1::STATE_REASON_RETRY, /*count_reconnect=*/true);
+    });
+  }
+
+  void CloseConnection(Runtime& rt) {
+    rt.retry_timer.reset();
+    if (rt.conn) {
+      closing_[rt.record.id] = rt.generation;
+      rt.conn->Close();
+      rt.conn.reset();
+    }
+    ++rt.generation;
+    rt.logged_in = false;
+    rt.attempt = 0;
+  }
+
+  void Disconnect(Runtime& rt, v1::StateReason reason) {
+    CloseConnection(rt);
+    if (rt.state == v1::SESSION_STATE_CONNECTED || rt.state == v1::SESSION_STATE_CONNECTING ||
+        rt.state == v1::SESSION_STATE_QR_PENDING || rt.state == v1::SESSION_STATE_DISCONNECTED) {
+      SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason);
+    }
+  }
+
+  // Should a status query restore this session (seed 004)?
+  bool WantsRestore(const Runtime& rt) const {
+    return rt.creds && rt.record.is_active && rt.record.auto_connect && !rt.conn &&
+           !rt.retry_timer && !IsTerminal(rt.state) && rt.reason != v1::STATE_REASON_USER &&
+           rt.reason != v1::STATE_REASON_RETRIES_EXHAUSTED &&
+           rt.reason != v1::STATE_REASON_CLIENT_OUTDATED;
+  }
+
+  void Pace(std::vector<std::string> ids, size_t next) {
+    for (; next < ids.size(); ++next) {
+      if (stopping_) return;
+      auto it = sessions_.find(ids[next]);
+      if (it != sessions_.end() && !it->second.conn) {
+        (void)ConnectNow(it->second, v1::STATE_REASON_STARTUP_RESTORE, false);
+      }
+      if (options_.restore_per_second > 0 && next + 1 < ids.size()) {
+        std::uniform_real_distribution<double> jitter(0.5, 1.5);
+        const absl::Duration gap = absl::Seconds(jitter(rng_) / options_.restore_per_second);
+        pace_timer_ = std::make_unique<asio::steady_timer>(io_, absl::ToChronoNanoseconds(gap));
+        pace_timer_->async_wait([self = shared_from_this(), ids = std::move(ids), next](auto ec) mutable {
+          if (!ec) self->Pace(std::move(ids), next + 1);
+        });
+        return;
+      }
+    }
+  }
+
+  void ShutdownAll(std::function<void()> done) {
+    stopping_ = true;
+    pace_timer_.reset();
+    for (auto& [id, rt] : sessions_) Disconnect(rt, v1::STATE_REASON_SHUTDOWN);
+    if (closing_.empty()) {
+      done();
+    } else {
+      all_closed_ = std::move(done);
+    }
+  }
+
+  asio::io_context& io_;
+  asio::ssl::context& tls_;
+  SessionStore& store_;
+  const Sealer& sealer_;
+  TransitionWriter& writer_;
+  const ManagerOptions options_;
+  const Backoff backoff_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::mt19937_64 rng_;
+  absl::flat_hash_map<std::string, Runtime> sessions_;
+  absl::flat_hash_map<std::string, uint64_t> closing_;  // id → generation being closed
+  std::function<void()> all_closed_;
+  std::unique_ptr<asio::steady_timer> pace_timer_;
+  bool stopping_ = false;
+};
+
+SessionManager::SessionManager(asio::io_context& io, asio::ssl::context& tls, SessionStore& store,
+                               const Sealer& sealer, TransitionWriter& writer,
+                               ManagerOptions options, std::shared_ptr<spdlog::logger> log)
+    : impl_(std::make_shared<Impl>(io, tls, store, sealer, writer, std::move(options), std::move(log))),
+      store_(store), sealer_(sealer) {}
+
+SessionManager::~SessionManager() = default;
+
+absl::StatusOr<SessionView> SessionManager::Create(const NewSession& req) {
+  WAS_ASSIGN_OR_RETURN(auto creds, wa::DeviceCredentials::FromBaileysJson(req.creds_json));
+  SessionRecord rec;
+  rec.tenant_id = req.tenant_id;
+  rec.session_name = req.session_name.empty() ? "primary" : req.session_name;
+  rec.account_name = req.account_name;
+  rec.owner_email = req.owner_email;
+  rec.auto_connect = req.auto_connect;
+  rec.phone_number = std::to_string(creds.phone);
+  rec.device_jid = creds.Jid();
+  auto sealed = sealer_.Seal(AsBytes(req.creds_json));
+  rec.credentials = SealedCredentials{sealed.key_id, std::move(sealed.blob)};
+  WAS_ASSIGN_OR_RETURN(auto created, store_.Create(rec));
+  impl_->writer_.PublishStored(created.second);
+  return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+    WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(created.first));
+    if (rec.auto_connect) WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_CREATED, false));
+    return SessionView{created.first, impl_->Live(*rt)};
+  });
+}
+
+absl::StatusOr<SessionView> SessionManager::Get(const std::string& id) {
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+    auto it = impl_->sessions_.find(id);
+    Impl::Runtime* rt = nullptr;
+    if (it != impl_->sessions_.end()) {
+      rt = &it->second;
+      rt->record = rec;
+    } else if (rec.credentials) {
+      auto ensured = impl_->Ensure(rec);
+      if (ensured.ok()) rt = *ensured;
+    }
+    if (rt && impl_->WantsRestore(*rt) && !impl_->stopping_) {
+      (void)impl_->ConnectNow(*rt, v1::STATE_REASON_RESTORE_ON_DEMAND, false);
+    }
+    return SessionView{rec, rt ? std::optional<LiveInfo>(impl_->Live(*rt)) : std::nullopt};
+  });
+}
+
+absl::StatusOr<SessionView> SessionManager::Connect(const std::string& id) {
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+    if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
+    WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
+    const bool live = rt->conn != nullptr;
+    if (!live) WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_USER, false));
+    return SessionView{rec, impl_->Live(*rt)};
+  });
+}
+
+absl::StatusOr<SessionView> SessionManager::Disconnect(const std::string& id) {
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+    auto ensured = impl_->Ensure(rec);
+    if (!ensured.ok()) {
+      // Unreadable credentials do not stop a disconnect.
+      auto [it, inserted] = impl_->sessions_.try_emplace(rec.id);
+      if (inserted) {
+        it->second.record = rec;
+        it->second.state = rec.state;
+        it->second.reason = rec.reason;
+      }
+      ensured = &it->second;
+    }
+    impl_->Disconnect(**ensured, v1::STATE_REASON_USER);
+    return SessionView{rec, impl_->Live(**ensured)};
+  });
+}
+
+std::vector<std::optional<LiveInfo>> SessionManager::LiveInfos(const std::vector<std::string>& ids) {
+  return impl_->OnIo([&] {
+    std::vector<std::optional<LiveInfo>> out;
+    out.reserve(ids.size());
+    for (const auto& id : ids) out.push_back(impl_->LiveOf(id));
+    return out;
+  });
+}
+
+absl::Status SessionManager::RestoreAll() {
+  WAS_ASSIGN_OR_RETURN(auto live, store_.ListLive());
+  WAS_ASSIGN_OR_RETURN(auto restorable, store_.ListRestorable());
+  return impl_->OnIo([&]() -> absl::Status {
+    absl::flat_hash_map<std::string, bool> will_restore;
+    for (const auto& rec : restorable) will_restore[rec.id] = true;
+    for (const auto& rec : live) {
+      if (will_restore.contains(rec.id)) continue;
+      auto [it, inserted] = impl_->sessions_.try_emplace(rec.id);
+      it->second.record = rec;
+      it->second.state = rec.state;
+      it->second.reason = rec.reason;
+      impl_->SetState(it->second, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SERVICE_RESTART);
+    }
+    std::vector<std::string> ids;
+    for (const auto& rec : restorable) {
+      auto rt = impl_->Ensure(rec);
+      if (!rt.ok()) {
+        impl_->log_->error("session {} cannot be restored: {}", rec.id, rt.status());
+        auto [it, inserted] = impl_->sessions_.try_emplace(rec.id);
+        it->second.record = rec;
+        it->second.state = rec.state;
+        it->second.reason = rec.reason;
+        impl_->SetState(it->second, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_STARTUP_RESTORE,
+                        std::string(rt.status().message()), false, true);
+        continue;
+      }
+      ids.push_back(rec.id);
+    }
+    impl_->log_->info("restoring {} sessions at {} per second", ids.size(),
+                      impl_->options_.restore_per_second > 0
+                          ? std::to_string(impl_->options_.restore_per_second)
+                          : std::string("unlimited"));
+    impl_->Pace(std::move(ids), 0);
+    return absl::OkStatus();
+  });
+}
+
+void SessionManager::Shutdown(absl::Time deadline) {
+  auto closed = std::make_shared<std::promise<void>>();
+  auto future = closed->get_future();
+  asio::post(impl_->io_, [impl = impl_, closed] { impl->ShutdownAll([closed] { closed->set_value(); }); });
+  if (future.wait_until(absl::ToChronoTime(deadline)) != std::future_status::ready) {
+    impl_->log_->warn("drain deadline reached; aborting the connections still closing");
+  }
+}
+
+}  // namespace wasentinel::session

@@ -1,0 +1,345 @@
+#include "pg_store.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "wasentinel/common/pg.h"
+#include "wasentinel/common/status_macros.h"
+
+namespace wasentinel::session {
+namespace {
+
+constexpr std::string_view kStatePrefix = "SESSION_STATE_";
+constexpr std::string_view kReasonPrefix = "STATE_REASON_";
+
+// Columns of `sessions` as every query selects them; timestamps as Unix microseconds.
+constexpr const char* kSessionColumns =
+    "id::text, tenant_id, session_name, phone_number, device_jid, account_name, owner_email,"
+    " is_active, auto_connect, auth_key_id, auth_state, connection_status, status_reason,"
+    " last_error,"
+    " (extract(epoch from last_connected_at) * 1000000)::bigint,"
+    " (extract(epoch from last_disconnected_at) * 1000000)::bigint,"
+    " (extract(epoch from created_at) * 1000000)::bigint,"
+    " (extract(epoch from updated_at) * 1000000)::bigint,"
+    " reconnect_count, error_count";
+
+constexpr const char* kEventColumns =
+    "sequence, session_id::text, tenant_id, from_state, to_state, reason, error,"
+    " (extract(epoch from at) * 1000000)::bigint";
+
+// The single row a statement must return (libpqxx 6 has no exec_params1).
+pqxx::row One(const pqxx::result& r) {
+  if (r.size() != 1) throw pqxx::unexpected_rows("expected exactly one row");
+  return r[0];
+}
+
+std::optional<absl::Time> OptTime(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return absl::FromUnixMicros(f.as<int64_t>());
+}
+
+SessionRecord ToRecord(const pqxx::row& r) {
+  SessionRecord s;
+  s.id = r[0].as<std::string>();
+  s.tenant_id = r[1].as<std::string>();
+  s.session_name = r[2].as<std::string>();
+  s.phone_number = r[3].is_null() ? "" : r[3].as<std::string>();
+  s.device_jid = r[4].is_null() ? "" : r[4].as<std::string>();
+  s.account_name = r[5].as<std::string>();
+  s.owner_email = r[6].as<std::string>();
+  s.is_active = r[7].as<bool>();
+  s.auto_connect = r[8].as<bool>();
+  if (!r[9].is_null() && !r[10].is_null()) {
+    pqxx::binarystring blob(r[10]);
+    s.credentials = SealedCredentials{r[9].as<std::string>(), Bytes(blob.begin(), blob.end())};
+  }
+  s.state = StateFromName(r[11].as<std::string>());
+  s.reason = ReasonFromName(r[12].is_null() ? "" : r[12].as<std::string>());
+  s.last_error = r[13].is_null() ? "" : r[13].as<std::string>();
+  s.last_connected_at = OptTime(r[14]);
+  s.last_disconnected_at = OptTime(r[15]);
+  s.created_at = absl::FromUnixMicros(r[16].as<int64_t>());
+  s.updated_at = absl::FromUnixMicros(r[17].as<int64_t>());
+  s.reconnect_count = r[18].as<int64_t>();
+  s.error_count = r[19].as<int64_t>();
+  return s;
+}
+
+EventRecord ToEvent(const pqxx::row& r) {
+  EventRecord e;
+  e.sequence = r[0].as<int64_t>();
+  e.session_id = r[1].as<std::string>();
+  e.tenant_id = r[2].as<std::string>();
+  e.from = StateFromName(r[3].as<std::string>());
+  e.to = StateFromName(r[4].as<std::string>());
+  e.reason = ReasonFromName(r[5].as<std::string>());
+  e.error = r[6].as<std::string>();
+  e.at = absl::FromUnixMicros(r[7].as<int64_t>());
+  return e;
+}
+
+// A UUID in its canonical text form; anything else is refused before it reaches SQL.
+bool IsUuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CheckId(const std::string& id) {
+  if (!IsUuid(id)) return absl::InvalidArgumentError(absl::StrCat("session id \"", id, "\" is not a UUID"));
+  return absl::OkStatus();
+}
+
+// "{CONNECTED,DISCONNECTED}" for = ANY($n::text[]).
+std::string StatesArray(const std::vector<v1::SessionState>& states) {
+  std::vector<std::string> names;
+  for (auto s : states) names.push_back(StateName(s));
+  return absl::StrCat("{", absl::StrJoin(names, ","), "}");
+}
+
+}  // namespace
+
+std::string StateName(v1::SessionState state) {
+  std::string name = v1::SessionState_Name(state);
+  return name.starts_with(kStatePrefix) ? name.substr(kStatePrefix.size()) : name;
+}
+
+v1::SessionState StateFromName(std::string_view name) {
+  v1::SessionState s = v1::SESSION_STATE_UNSPECIFIED;
+  v1::SessionState_Parse(absl::StrCat(Sv(kStatePrefix), Sv(name)), &s);
+  return s;
+}
+
+std::string ReasonName(v1::StateReason reason) {
+  std::string name = v1::StateReason_Name(reason);
+  return name.starts_with(kReasonPrefix) ? name.substr(kReasonPrefix.size()) : name;
+}
+
+v1::StateReason ReasonFromName(std::string_view name) {
+  v1::StateReason r = v1::STATE_REASON_UNSPECIFIED;
+  v1::StateReason_Parse(absl::StrCat(Sv(kReasonPrefix), Sv(name)), &r);
+  return r;
+}
+
+const std::vector<Migration>& PgSessionStore::Migrations() {
+  static const auto* migrations = new std::vector<Migration>{
+      {1, "sessions and session_events",
+       R"sql(
+CREATE TABLE sessions (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  tenant_id text NOT NULL,
+  session_name text NOT NULL DEFAULT 'primary',
+  phone_number text,
+  device_jid text,
+  account_name text NOT NULL DEFAULT '',
+  owner_email text NOT NULL DEFAULT '',
+  is_active boolean NOT NULL DEFAULT true,
+  auto_connect boolean NOT NULL DEFAULT true,
+  auth_key_id text,
+  auth_state bytea,
+  connection_status text NOT NULL DEFAULT 'DISCONNECTED',
+  status_reason text,
+  last_error text,
+  last_connected_at timestamptz,
+  last_disconnected_at timestamptz,
+  reconnect_count bigint NOT NULL DEFAULT 0,
+  error_count bigint NOT NULL DEFAULT 0,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (tenant_id, session_name),
+  CHECK ((auth_state IS NULL) = (auth_key_id IS NULL))
+);
+CREATE INDEX sessions_restore_idx ON sessions (session_name)
+  WHERE auth_state IS NOT NULL AND is_active AND auto_connect;
+CREATE TABLE session_events (
+  sequence bigserial PRIMARY KEY,
+  session_id uuid NOT NULL,
+  tenant_id text NOT NULL,
+  from_state text NOT NULL,
+  to_state text NOT NULL,
+  reason text NOT NULL,
+  error text NOT NULL DEFAULT '',
+  at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX session_events_session_idx ON session_events (session_id, sequence);
+CREATE INDEX session_events_at_idx ON session_events (at);
+)sql"},
+  };
+  return *migrations;
+}
+
+absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(const SessionRecord& rec) {
+  std::pair<SessionRecord, EventRecord> out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("create session", [&](pqxx::work& w) {
+    std::optional<std::string> key_id;
+    std::optional<std::string> blob_hex;  // bytea travels as hex text: libpqxx 6 has no nullable binary parameter
+    if (rec.credentials) {
+      key_id = rec.credentials->key_id;
+      blob_hex = HexEncode(rec.credentials->blob);
+    }
+    auto r = One(w.exec_params(
+        absl::StrCat(
+            "INSERT INTO sessions (tenant_id, session_name, phone_number, device_jid, account_name,"
+             " owner_email, is_active, auto_connect, auth_key_id, auth_state, connection_status,"
+            " status_reason) VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9,"
+            " decode($10, 'hex'), 'DISCONNECTED', 'CREATED') RETURNING ",
+            kSessionColumns),
+        rec.tenant_id, rec.session_name, rec.phone_number, rec.device_jid, rec.account_name,
+        rec.owner_email, rec.is_active, rec.auto_connect, key_id, blob_hex));
+    out.first = ToRecord(r);
+    auto e = One(w.exec_params(
+        absl::StrCat("INSERT INTO session_events (session_id, tenant_id, from_state, to_state, reason)"
+                     " VALUES ($1::uuid, $2, 'UNSPECIFIED', 'DISCONNECTED', 'CREATED') RETURNING ",
+                     kEventColumns),
+        out.first.id, out.first.tenant_id));
+    out.second = ToEvent(e);
+  }));
+  return out;
+}
+
+absl::StatusOr<SessionRecord> PgSessionStore::Get(const std::string& id) {
+  WAS_RETURN_IF_ERROR(CheckId(id));
+  std::optional<SessionRecord> rec;
+  WAS_RETURN_IF_ERROR(pool_.Run("get session", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE id = $1::uuid"), id);
+    if (!r.empty()) rec = ToRecord(r[0]);
+  }));
+  if (!rec) return absl::NotFoundError(absl::StrCat("no session ", id));
+  return *rec;
+}
+
+absl::StatusOr<SessionPage> PgSessionStore::List(const SessionFilter& filter, int page_size,
+                                                 const std::string& page_token) {
+  if (!page_token.empty()) WAS_RETURN_IF_ERROR(CheckId(page_token));
+  SessionPage page;
+  WAS_RETURN_IF_ERROR(pool_.Run("list sessions", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        absl::StrCat("SELECT ", kSessionColumns,
+                     " FROM sessions WHERE ($1 = '' OR tenant_id = $1)"
+                     " AND ($2 = '{}' OR connection_status = ANY($2::text[]))"
+                     " AND ($3 = '' OR id > NULLIF($3, '')::uuid) ORDER BY id LIMIT $4"),
+        filter.tenant_id, StatesArray(filter.states), page_token, page_size + 1);
+    for (const auto& row : r) page.sessions.push_back(ToRecord(row));
+  }));
+  if (static_cast<int>(page.sessions.size()) > page_size) {
+    page.sessions.pop_back();
+    page.next_page_token = page.sessions.back().id;
+  }
+  return page;
+}
+
+absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::ListRestorable() {
+  std::vector<SessionRecord> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("list restorable sessions", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec(absl::StrCat(
+        "SELECT ", kSessionColumns,
+        " FROM sessions WHERE session_name = 'primary' AND auth_state IS NOT NULL AND is_active"
+        " AND auto_connect ORDER BY id"));
+    for (const auto& row : r) out.push_back(ToRecord(row));
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::ListLive() {
+  std::vector<SessionRecord> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("list live sessions", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec(absl::StrCat(
+        "SELECT ", kSessionColumns,
+        " FROM sessions WHERE connection_status IN ('QR_PENDING', 'CONNECTING', 'CONNECTED')"
+        " ORDER BY id"));
+    for (const auto& row : r) out.push_back(ToRecord(row));
+  }));
+  return out;
+}
+
+absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t) {
+  WAS_RETURN_IF_ERROR(CheckId(t.session_id));
+  EventRecord event;
+  WAS_RETURN_IF_ERROR(pool_.Transact("record transition", [&](pqxx::work& w) {
+    const int64_t at = absl::ToUnixMicros(t.at);
+    auto e = One(w.exec_params(
+        absl::StrCat("INSERT INTO session_events (session_id, tenant_id, from_state, to_state,"
+                     " reason, error, at) VALUES ($1::uuid, $2, $3, $4, $5, $6,"
+                     " to_timestamp($7::double precision / 1000000)) RETURNING ",
+                     kEventColumns),
+        t.session_id, t.tenant_id, StateName(t.from), StateName(t.to), ReasonName(t.reason),
+        t.error, at));
+    event = ToEvent(e);
+    const bool connected = t.to == v1::SESSION_STATE_CONNECTED;
+    const bool left_connected =
+        t.from == v1::SESSION_STATE_CONNECTED && t.to != v1::SESSION_STATE_CONNECTED;
+    w.exec_params(
+        "UPDATE sessions SET connection_status = $2, status_reason = $3,"
+        " last_error = CASE WHEN $4 = '' THEN (CASE WHEN $2 = 'CONNECTED' THEN NULL ELSE last_error END) ELSE $4 END,"
+        " last_connected_at = CASE WHEN $5 THEN to_timestamp($7::double precision / 1000000) ELSE last_connected_at END,"
+        " last_disconnected_at = CASE WHEN $6 THEN to_timestamp($7::double precision / 1000000) ELSE last_disconnected_at END,"
+        " reconnect_count = reconnect_count + $8, error_count = error_count + $9,"
+        " auth_state = CASE WHEN $10 THEN NULL ELSE auth_state END,"
+        " auth_key_id = CASE WHEN $10 THEN NULL ELSE auth_key_id END,"
+        " updated_at = now() WHERE id = $1::uuid",
+        t.session_id, StateName(t.to), ReasonName(t.reason), t.error, connected, left_connected,
+        at, t.count_reconnect ? 1 : 0, t.count_error ? 1 : 0, t.clear_credentials);
+  }));
+  return event;
+}
+
+absl::StatusOr<std::vector<EventRecord>> PgSessionStore::EventsAfter(int64_t after,
+                                                                     const SessionFilter& filter,
+                                                                     int limit) {
+  if (!filter.session_id.empty()) WAS_RETURN_IF_ERROR(CheckId(filter.session_id));
+  std::vector<EventRecord> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("read events", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        absl::StrCat("SELECT ", kEventColumns,
+                     " FROM session_events WHERE sequence > $1"
+                     " AND ($2 = '' OR session_id = NULLIF($2, '')::uuid)"
+                     " AND ($3 = '' OR tenant_id = $3) ORDER BY sequence LIMIT $4"),
+        after, filter.session_id, filter.tenant_id, limit);
+    for (const auto& row : r) out.push_back(ToEvent(row));
+  }));
+  return out;
+}
+
+absl::StatusOr<int64_t> PgSessionStore::LatestSequence() {
+  int64_t seq = 0;
+  WAS_RETURN_IF_ERROR(pool_.Run("latest sequence", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    seq = n.exec1("SELECT COALESCE(max(sequence), 0) FROM session_events")[0].as<int64_t>();
+  }));
+  return seq;
+}
+
+absl::StatusOr<int64_t> PgSessionStore::OldestSequence() {
+  int64_t seq = 0;
+  WAS_RETURN_IF_ERROR(pool_.Run("oldest sequence", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    seq = n.exec1("SELECT COALESCE(min(sequence), 0) FROM session_events")[0].as<int64_t>();
+  }));
+  return seq;
+}
+
+absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> PgSessionStore::CountByState() {
+  std::vector<std::pair<v1::SessionState, int64_t>> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("count sessions", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec("SELECT connection_status, count(*) FROM sessions GROUP BY 1 ORDER BY 1");
+    for (const auto& row : r) out.emplace_back(StateFromName(row[0].as<std::string>()), row[1].as<int64_t>());
+  }));
+  return out;
+}
+
+absl::StatusOr<absl::Duration> PgSessionStore::Ping() { return pool_.Ping(); }
+
+}  // namespace wasentinel::session

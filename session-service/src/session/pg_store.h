@@ -1,0 +1,46 @@
+// SessionStore on PostgreSQL (libpqxx), with the session-service schema migrations.
+#pragma once
+
+#include <vector>
+
+#include "store.h"
+
+namespace wasentinel {
+class PgPool;
+struct Migration;
+}  // namespace wasentinel
+
+namespace wasentinel::session {
+
+class PgSessionStore final : public SessionStore {
+ public:
+  explicit PgSessionStore(PgPool& pool) : pool_(pool) {}
+
+  /// session-service's migrations (service name "session-service").
+  static const std::vector<Migration>& Migrations();
+
+  absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(const SessionRecord& record) override;
+  absl::StatusOr<SessionRecord> Get(const std::string& id) override;
+  absl::StatusOr<SessionPage> List(const SessionFilter& filter, int page_size,
+                                   const std::string& page_token) override;
+  absl::StatusOr<std::vector<SessionRecord>> ListRestorable() override;
+  absl::StatusOr<std::vector<SessionRecord>> ListLive() override;
+  absl::StatusOr<EventRecord> RecordTransition(const Transition& t) override;
+  absl::StatusOr<std::vector<EventRecord>> EventsAfter(int64_t after, const SessionFilter& filter,
+                                                       int limit) override;
+  absl::StatusOr<int64_t> LatestSequence() override;
+  absl::StatusOr<int64_t> OldestSequence() override;
+  absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() override;
+  absl::StatusOr<absl::Duration> Ping() override;
+
+ private:
+  PgPool& pool_;
+};
+
+/// "CONNECTED" ↔ SESSION_STATE_CONNECTED: the stored (and logged) names.
+std::string StateName(v1::SessionState state);
+v1::SessionState StateFromName(std::string_view name);
+std::string ReasonName(v1::StateReason reason);
+v1::StateReason ReasonFromName(std::string_view name);
+
+}  // namespace wasentinel::session

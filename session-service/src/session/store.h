@@ -1,0 +1,115 @@
+// Persistence of sessions and their state-change events (the `sessions` and `session_events`
+// tables; shared/docs/architecture.md "Session state machine", seed 000 task 1 and seed 001 §1).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "wasentinel/common/bytes.h"
+#include "wasentinel/session/v1/session.pb.h"
+
+namespace wasentinel::session {
+
+namespace v1 = ::wasentinel::session::v1;
+
+/// Credentials sealed at rest (wasentinel::Sealer output).
+struct SealedCredentials {
+  std::string key_id;
+  Bytes blob;
+};
+
+struct SessionRecord {
+  std::string id;  ///< UUID
+  std::string tenant_id;
+  std::string session_name = "primary";
+  std::string phone_number;
+  std::string device_jid;
+  std::string account_name;
+  std::string owner_email;
+  bool is_active = true;
+  bool auto_connect = true;
+  std::optional<SealedCredentials> credentials;
+  v1::SessionState state = v1::SESSION_STATE_DISCONNECTED;
+  v1::StateReason reason = v1::STATE_REASON_CREATED;
+  std::string last_error;
+  std::optional<absl::Time> last_connected_at;
+  std::optional<absl::Time> last_disconnected_at;
+  absl::Time created_at;
+  absl::Time updated_at;
+  int64_t reconnect_count = 0;
+  int64_t error_count = 0;
+};
+
+struct EventRecord {
+  int64_t sequence = 0;
+  std::string session_id;
+  std::string tenant_id;
+  v1::SessionState from = v1::SESSION_STATE_UNSPECIFIED;
+  v1::SessionState to = v1::SESSION_STATE_UNSPECIFIED;
+  v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED;
+  std::string error;
+  absl::Time at;
+};
+
+/// One state change, written with its event in a single transaction.
+struct Transition {
+  std::string session_id;
+  std::string tenant_id;
+  v1::SessionState from = v1::SESSION_STATE_UNSPECIFIED;
+  v1::SessionState to = v1::SESSION_STATE_UNSPECIFIED;
+  v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED;
+  std::string error;             ///< becomes last_error when not empty
+  absl::Time at;
+  bool count_reconnect = false;  ///< reconnect_count += 1
+  bool count_error = false;      ///< error_count += 1
+  bool clear_credentials = false;  ///< the device was logged out: its credentials are dead
+};
+
+struct SessionFilter {
+  std::string tenant_id;                 ///< empty: any
+  std::vector<v1::SessionState> states;  ///< empty: any
+  std::string session_id;                ///< empty: any (events only)
+};
+
+struct SessionPage {
+  std::vector<SessionRecord> sessions;
+  std::string next_page_token;
+};
+
+/// The store seam. Errors: NOT_FOUND (unknown id), ALREADY_EXISTS (duplicate tenant +
+/// session_name), INVALID_ARGUMENT (malformed id or token), UNAVAILABLE (database down).
+class SessionStore {
+ public:
+  virtual ~SessionStore() = default;
+
+  /// Inserts `record` (its id, state and timestamps are assigned) and its CREATED event.
+  virtual absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(const SessionRecord& record) = 0;
+  virtual absl::StatusOr<SessionRecord> Get(const std::string& id) = 0;
+  /// Ordered by id; `page_size` rows at most.
+  virtual absl::StatusOr<SessionPage> List(const SessionFilter& filter, int page_size,
+                                           const std::string& page_token) = 0;
+  /// Sessions to connect at start-up (seed 001 §1; architecture.md): session_name 'primary',
+  /// credentials present, is_active and auto_connect.
+  virtual absl::StatusOr<std::vector<SessionRecord>> ListRestorable() = 0;
+  /// Every session whose stored state is QR_PENDING, CONNECTING or CONNECTED.
+  virtual absl::StatusOr<std::vector<SessionRecord>> ListLive() = 0;
+  /// Writes the event and the session's new state; answers the event with its sequence.
+  virtual absl::StatusOr<EventRecord> RecordTransition(const Transition& t) = 0;
+  /// Events with sequence > `after`, oldest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<EventRecord>> EventsAfter(int64_t after,
+                                                               const SessionFilter& filter,
+                                                               int limit) = 0;
+  /// The newest sequence (0 when there is none).
+  virtual absl::StatusOr<int64_t> LatestSequence() = 0;
+  /// The oldest retained sequence (0 when there is none).
+  virtual absl::StatusOr<int64_t> OldestSequence() = 0;
+  /// Session counts by stored state.
+  virtual absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() = 0;
+  virtual absl::StatusOr<absl::Duration> Ping() = 0;
+};
+
+}  // namespace wasentinel::session

@@ -1,0 +1,79 @@
+#include "transition_writer.h"
+
+#include "pg_store.h"
+#include "wasentinel/common/logging.h"
+
+namespace wasentinel::session {
+
+TransitionWriter::TransitionWriter(SessionStore& store, EventBus& bus,
+                                   std::shared_ptr<spdlog::logger> log,
+                                   absl::Duration retry_interval)
+    : store_(store), bus_(bus), log_(std::move(log)), retry_interval_(retry_interval),
+      thread_([this] { Loop(); }) {}
+
+TransitionWriter::~TransitionWriter() {
+  Drain(absl::Now() + absl::Seconds(5));
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+void TransitionWriter::Post(Transition t) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(t));
+}
+
+size_t TransitionWriter::queued() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size() + (writing_ ? 1 : 0);
+}
+
+bool TransitionWriter::Drain(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return queue_.empty() && !writing_; };
+  return mu_.AwaitWithDeadline(absl::Condition(&empty), deadline);
+}
+
+void TransitionWriter::Loop() {
+  for (;;) {
+    Transition t;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || stop_; };
+      mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // stopping
+      t = queue_.front();
+      writing_ = true;
+    }
+    for (;;) {
+      auto event = store_.RecordTransition(t);
+      if (event.ok()) {
+        bus_.Publish(*event);
+        break;
+      }
+      if (event.status().code() != absl::StatusCode::kUnavailable &&
+          event.status().code() != absl::StatusCode::kDeadlineExceeded) {
+        log_->error("dropping transition of session {} to {}: {}", t.session_id, StateName(t.to),
+                    event.status());
+        break;
+      }
+      log_->warn("database unavailable, will retry writing session {} → {}: {}", t.session_id,
+                 StateName(t.to), event.status());
+      absl::MutexLock lock(&mu_);
+      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), retry_interval_)) {
+        log_->error("stopping with {} transitions unwritten", queue_.size());
+        queue_.clear();
+        writing_ = false;
+        return;
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    queue_.pop_front();
+    writing_ = false;
+  }
+}
+
+}  // namespace wasentinel::session
