@@ -96,15 +96,20 @@ absl::StatusOr<absl::Duration> PgPool::Ping() {
 
 absl::Status ApplyMigrations(PgPool& pool, std::string_view service,
                              const std::vector<Migration>& migrations, spdlog::logger& log) {
-  return pool.Run("apply migrations", [&](pqxx::connection& c) {
+  // libpqxx allows one transaction object at a time per connection, so each step has its own;
+  // the advisory lock is held by the session, across them. One lock for every service:
+  // migrations are rare and short.
+  auto exec = [](pqxx::connection& c, const std::string& sql) {
     pqxx::nontransaction n(c);
-    // One lock for every service: migrations are rare and short.
-    n.exec("SELECT pg_advisory_lock(727001)");
+    n.exec(sql);
+  };
+  return pool.Run("apply migrations", [&](pqxx::connection& c) {
+    exec(c, "SELECT pg_advisory_lock(727001)");
     try {
-      n.exec(
-          "CREATE TABLE IF NOT EXISTS schema_migrations ("
-          " service text NOT NULL, version int NOT NULL, description text NOT NULL,"
-          " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (service, version))");
+      exec(c,
+           "CREATE TABLE IF NOT EXISTS schema_migrations ("
+           " service text NOT NULL, version int NOT NULL, description text NOT NULL,"
+           " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (service, version))");
       for (const Migration& m : migrations) {
         pqxx::work w(c);
         auto r = w.exec_params("SELECT 1 FROM schema_migrations WHERE service = $1 AND version = $2",
@@ -118,14 +123,12 @@ absl::Status ApplyMigrations(PgPool& pool, std::string_view service,
       }
     } catch (...) {
       try {
-        pqxx::nontransaction u(c);
-        u.exec("SELECT pg_advisory_unlock(727001)");
+        exec(c, "SELECT pg_advisory_unlock(727001)");
       } catch (...) {
       }
       throw;
     }
-    pqxx::nontransaction u(c);
-    u.exec("SELECT pg_advisory_unlock(727001)");
+    exec(c, "SELECT pg_advisory_unlock(727001)");
   });
 }
 

@@ -194,6 +194,8 @@ grpc::Status SessionServiceImpl::WatchSessionEvents(grpc::ServerContext* ctx,
     if (!latest.ok()) return ToGrpc(latest.status());
     last = *latest;
   }
+  log_->debug("watch from sequence {} (session '{}', tenant '{}')", last, filter.session_id,
+              filter.tenant_id);
   while (!ctx->IsCancelled()) {
     auto next = sub->Next(absl::Milliseconds(500));
     if (!next.ok()) return ToGrpc(next.status());

@@ -60,8 +60,9 @@ void EventBus::Publish(const EventRecord& event) {
     subs_.erase(std::remove_if(subs_.begin(), subs_.end(),
                                [&](const std::weak_ptr<Subscription>& w) {
                                  auto s = w.lock();
-                                 if (s) live.push_back(std::move(s));
-                                 return !s;
+                                 if (!s) return true;  // the watcher has gone
+                                 live.push_back(std::move(s));
+                                 return false;
                                }),
                 subs_.end());
   }

@@ -50,6 +50,8 @@ void TransitionWriter::Loop() {
     for (;;) {
       auto event = store_.RecordTransition(t);
       if (event.ok()) {
+        log_->debug("stored event {}: session {} → {}", event->sequence, event->session_id,
+                    StateName(event->to));
         bus_.Publish(*event);
         break;
       }

@@ -1,0 +1,389 @@
+// session-service end to end in one process: PostgreSQL (fixture pg), wa-sim on loopback, the
+// App with its gRPC server on 127.0.0.1:0, and a gRPC client.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <thread>
+
+#include "app.h"
+#include "fake_creds.h"
+#include "sim_control.h"
+#include "sim_server.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/session/v1/session.grpc.pb.h"
+#include "wasentinel/testing/recorder.h"
+#include "wasentinel/testing/test_database.h"
+
+namespace wasentinel::session {
+namespace {
+
+using ::wasentinel::testing::Recorder;
+
+constexpr char kKey[] = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+class Sim {
+ public:
+  Sim() {
+    sim::SimOptions o;
+    o.ws_port = 0;
+    o.control_port = 0;
+    server_ = std::move(sim::SimServer::Create(io_, o, MakeLogger("wa-sim", "warn")).value());
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~Sim() {
+    io_.stop();
+    thread_.join();
+  }
+  std::string url() const { return "ws://127.0.0.1:" + std::to_string(server_->ws_port()) + "/ws/chat"; }
+  const std::array<uint8_t, 32>& root() const { return server_->root_public_key(); }
+  sim::SimControl control() const { return sim::SimControl(server_->control_port()); }
+
+  // A device known to wa-sim, as a Baileys creds.json.
+  std::string Device(uint64_t phone, uint32_t device = 5) {
+    wa::KeyPair noise = wa::KeyPair::Generate();
+    std::string creds = wasentinel::testing::BaileysCredsJson(noise, phone, device);
+    EXPECT_TRUE(control().Post("/devices", {{"creds", nlohmann::json::parse(creds)}}).ok());
+    return creds;
+  }
+
+ private:
+  boost::asio::io_context io_{1};
+  std::unique_ptr<sim::SimServer> server_;
+  std::thread thread_;
+};
+
+Options StackOptions(const std::string& db_url, const Sim& sim) {
+  Options o;
+  o.grpc_listen = "127.0.0.1:0";
+  o.database_url = db_url;
+  o.auth_state_keys = kKey;
+  o.log_level = std::getenv("WAS_TEST_LOG") ? std::getenv("WAS_TEST_LOG") : "warn";
+  auto& c = o.manager.connection;
+  c.url = sim.url();
+  c.root_key = sim.root();
+  c.connect_timeout = absl::Seconds(5);
+  c.keepalive_interval_min = absl::Milliseconds(30);
+  c.keepalive_interval_max = absl::Milliseconds(50);
+  c.keepalive_response_timeout = absl::Milliseconds(100);
+  c.keepalive_max_silence = absl::Milliseconds(300);
+  o.manager.backoff = {absl::Milliseconds(50), absl::Milliseconds(50), absl::Milliseconds(50)};
+  o.manager.restore_per_second = 0;
+  return o;
+}
+
+// Streams WatchSessionEvents into a recorder until destroyed.
+class Watcher {
+ public:
+  // Replays from `after` (default: everything; each test has a database of its own), so no
+  // event is missed between starting the stream and the first call.
+  Watcher(v1::SessionService::Stub& stub, std::optional<int64_t> after = 0) {
+    v1::WatchSessionEventsRequest req;
+    if (after) req.set_after_sequence(*after);
+    reader_ = stub.WatchSessionEvents(&ctx_, req);
+    thread_ = std::thread([this] {
+      v1::SessionEvent e;
+      while (reader_->Read(&e)) events.Push(e);
+      status_ = reader_->Finish();
+      done.Push(true);
+    });
+  }
+  ~Watcher() {
+    ctx_.TryCancel();
+    thread_.join();
+  }
+  // Waits for an event of `session` reaching `state` (optionally with `reason`).
+  ::testing::AssertionResult WaitFor(const std::string& session, v1::SessionState state,
+                                     v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+    return events.WaitFor(
+        [&](const std::vector<v1::SessionEvent>& v) {
+          for (const auto& e : v) {
+            if (e.session_id() == session && e.to_state() == state &&
+                (reason == v1::STATE_REASON_UNSPECIFIED || e.reason() == reason)) {
+              return true;
+            }
+          }
+          return false;
+        },
+        timeout);
+  }
+  std::vector<v1::SessionEvent> Of(const std::string& session) { return Of(events.Snapshot(), session); }
+  static std::vector<v1::SessionEvent> Of(const std::vector<v1::SessionEvent>& all,
+                                          const std::string& session) {
+    std::vector<v1::SessionEvent> out;
+    for (const auto& e : all) {
+      if (e.session_id() == session) out.push_back(e);
+    }
+    return out;
+  }
+  // Waits until the latest event of `session` reached `state`.
+  ::testing::AssertionResult WaitForLatest(const std::string& session, v1::SessionState state) {
+    return events.WaitFor([&](const std::vector<v1::SessionEvent>& all) {
+      auto mine = Of(all, session);
+      return !mine.empty() && mine.back().to_state() == state;
+    });
+  }
+  const grpc::Status& status() const { return status_; }
+
+  Recorder<v1::SessionEvent> events;
+  Recorder<bool> done;
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::SessionEvent>> reader_;
+  grpc::Status status_;
+  std::thread thread_;
+};
+
+struct Stack {
+  wasentinel::testing::TestDatabase db;
+  Sim sim;
+  std::unique_ptr<App> app;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::SessionService::Stub> stub;
+
+  explicit Stack(std::function<void(Options&)> tweak = nullptr) { Start(tweak); }
+  void Start(std::function<void(Options&)> tweak = nullptr) {
+    Options o = StackOptions(db.url(), sim);
+    if (tweak) tweak(o);
+    app = std::move(App::Create(o).value());
+    EXPECT_TRUE(app->Start().ok());
+    channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(app->grpc_port()),
+                                  grpc::InsecureChannelCredentials());
+    stub = v1::SessionService::NewStub(channel);
+  }
+  void Stop() {
+    app->Shutdown(absl::Seconds(5));
+    stub.reset();
+    channel.reset();
+    app.reset();
+  }
+
+  absl::StatusOr<v1::Session> Create(const std::string& tenant, const std::string& creds,
+                                     bool auto_connect = true) {
+    grpc::ClientContext ctx;
+    v1::CreateSessionRequest req;
+    req.set_tenant_id(tenant);
+    req.set_account_name("Shop " + tenant);
+    req.set_owner_email("ops@example.com");
+    req.set_creds_json(creds);
+    req.set_auto_connect(auto_connect);
+    v1::CreateSessionResponse resp;
+    grpc::Status st = stub->CreateSession(&ctx, req, &resp);
+    if (!st.ok()) return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
+    return resp.session();
+  }
+  grpc::Status Get(const std::string& id, v1::Session* out) {
+    grpc::ClientContext ctx;
+    v1::GetSessionRequest req;
+    req.set_id(id);
+    v1::GetSessionResponse resp;
+    grpc::Status st = stub->GetSession(&ctx, req, &resp);
+    if (out) *out = resp.session();
+    return st;
+  }
+};
+
+TEST(SessionService, CreatedSessionConnectsAndReportsEveryChange) {
+  Stack s;
+  Watcher w(*s.stub);
+  auto session = s.Create("acme", s.sim.Device(15550001001)).value();
+  EXPECT_EQ(session.phone_number(), "15550001001");
+  EXPECT_EQ(session.device_jid(), "15550001001:5@s.whatsapp.net");
+  EXPECT_TRUE(session.has_credentials());
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS));
+  v1::Session got;
+  ASSERT_TRUE(s.Get(session.id(), &got).ok());
+  EXPECT_EQ(got.state(), v1::SESSION_STATE_CONNECTED);
+  EXPECT_TRUE(got.socket_alive());
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    v1::Session x;
+    return s.Get(session.id(), &x).ok() && x.has_last_pong_at() && x.has_last_connected_at();
+  }));
+
+  // A dropped socket: DISCONNECTED, then a backoff retry, then CONNECTED again.
+  ASSERT_TRUE(s.sim.control().Post("/connections/15550001001:5/drop", {{"mode", "rst"}}).ok());
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SOCKET_CLOSED));
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RETRY));
+  ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
+
+  // 515: reconnect at once, without DISCONNECTED in between.
+  ASSERT_TRUE(s.sim.control().Post("/connections/15550001001:5/stream-error", {{"code", 515}}).ok());
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RESTART_REQUIRED));
+
+  // Keepalive timeout when wa-sim stops answering.
+  ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
+  ASSERT_TRUE(s.sim.control().Post("/connections/15550001001:5/blackhole").ok());
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_KEEPALIVE_TIMEOUT));
+  ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
+
+  // Every event has a strictly increasing sequence.
+  auto events = w.events.Snapshot();
+  for (size_t i = 1; i < events.size(); ++i) EXPECT_LT(events[i - 1].sequence(), events[i].sequence());
+}
+
+TEST(SessionService, LoggedOutAndReplacedAreNotRetried) {
+  Stack s;
+  Watcher w(*s.stub);
+  auto a = s.Create("a", s.sim.Device(15550002001)).value();
+  auto b = s.Create("b", s.sim.Device(15550002002)).value();
+  ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_CONNECTED));
+  ASSERT_TRUE(w.WaitFor(b.id(), v1::SESSION_STATE_CONNECTED));
+  ASSERT_TRUE(s.sim.control().Post("/connections/15550002001:5/stream-error", {{"code", 401}}).ok());
+  ASSERT_TRUE(s.sim.control().Post("/connections/15550002002:5/conflict").ok());
+  ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_LOGGED_OUT, v1::STATE_REASON_LOGGED_OUT));
+  ASSERT_TRUE(w.WaitFor(b.id(), v1::SESSION_STATE_REPLACED, v1::STATE_REASON_REPLACED));
+  v1::Session got;
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    return s.Get(a.id(), &got).ok() && !got.has_credentials();
+  }));
+  EXPECT_EQ(got.state(), v1::SESSION_STATE_LOGGED_OUT);
+  // Connect without credentials is refused clearly.
+  grpc::ClientContext ctx;
+  v1::ConnectRequest req;
+  req.set_id(a.id());
+  v1::ConnectResponse resp;
+  EXPECT_EQ(s.stub->Connect(&ctx, req, &resp).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(s.Get(b.id(), &got).ok());
+  EXPECT_EQ(got.state(), v1::SESSION_STATE_REPLACED);
+  EXPECT_FALSE(got.socket_alive());
+}
+
+TEST(SessionService, ConnectAndDisconnectAreIdempotent) {
+  Stack s;
+  Watcher w(*s.stub);
+  auto session = s.Create("acme", s.sim.Device(15550003001), /*auto_connect=*/false).value();
+  EXPECT_EQ(session.state(), v1::SESSION_STATE_DISCONNECTED);
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    v1::ConnectRequest req;
+    req.set_id(session.id());
+    v1::ConnectResponse resp;
+    ASSERT_TRUE(s.stub->Connect(&ctx, req, &resp).ok());
+    EXPECT_TRUE(resp.session().state() == v1::SESSION_STATE_CONNECTING ||
+                resp.session().state() == v1::SESSION_STATE_CONNECTED);
+  }
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    v1::DisconnectRequest req;
+    req.set_id(session.id());
+    v1::DisconnectResponse resp;
+    ASSERT_TRUE(s.stub->Disconnect(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.session().state(), v1::SESSION_STATE_DISCONNECTED);
+    EXPECT_EQ(resp.session().reason(), v1::STATE_REASON_USER);
+  }
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_USER));
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    auto c = s.sim.control().Get("/connections");
+    return c.ok() && (*c)["connections"].empty();
+  }));
+  int connecting = 0;
+  for (const auto& e : w.Of(session.id())) connecting += e.to_state() == v1::SESSION_STATE_CONNECTING;
+  EXPECT_EQ(connecting, 1);
+}
+
+TEST(SessionService, RestartRestoresSessions) {
+  Stack s;
+  auto a = s.Create("a", s.sim.Device(15550004001)).value();
+  auto b = s.Create("b", s.sim.Device(15550004002)).value();
+  {
+    Watcher w(*s.stub);
+    ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_CONNECTED));
+    ASSERT_TRUE(w.WaitFor(b.id(), v1::SESSION_STATE_CONNECTED));
+  }
+  s.Stop();
+  // Shutdown wrote DISCONNECTED / SHUTDOWN for both; nothing is connected at wa-sim.
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    auto c = s.sim.control().Get("/connections");
+    return c.ok() && (*c)["connections"].empty();
+  }));
+  s.Start();
+  Watcher w(*s.stub, /*after=*/0);
+  ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SHUTDOWN));
+  ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_STARTUP_RESTORE));
+  ASSERT_TRUE(w.WaitForLatest(a.id(), v1::SESSION_STATE_CONNECTED));
+  ASSERT_TRUE(w.WaitForLatest(b.id(), v1::SESSION_STATE_CONNECTED));
+}
+
+TEST(SessionService, RetriesEndInRetriesExhausted) {
+  Stack s([](Options& o) { o.manager.connection.url = "ws://127.0.0.1:1/ws/chat"; });
+  Watcher w(*s.stub);
+  auto session = s.Create("acme", s.sim.Device(15550005001)).value();
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_RETRIES_EXHAUSTED));
+  int retries = 0;
+  for (const auto& e : w.Of(session.id())) retries += e.reason() == v1::STATE_REASON_RETRY;
+  EXPECT_EQ(retries, 3);
+  v1::Session got;
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    return s.Get(session.id(), &got).ok() && got.reason() == v1::STATE_REASON_RETRIES_EXHAUSTED;
+  }));
+  EXPECT_FALSE(got.last_error().empty());
+}
+
+TEST(SessionService, BadInputGetsClearErrors) {
+  Stack s;
+  auto create = [&](const std::string& tenant, const std::string& creds) {
+    grpc::ClientContext ctx;
+    v1::CreateSessionRequest req;
+    req.set_tenant_id(tenant);
+    req.set_creds_json(creds);
+    v1::CreateSessionResponse resp;
+    return s.stub->CreateSession(&ctx, req, &resp);
+  };
+  EXPECT_EQ(create("", "{}").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(create("t", "").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(create("t", "not json").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(create("t", R"({"noiseKey":{"private":"AA==","public":"AA=="}})").error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  const std::string creds = s.sim.Device(15550006001);
+  EXPECT_TRUE(create("t", creds).ok());
+  EXPECT_EQ(create("t", creds).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(s.Get("nope", nullptr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.Get("6f1c1f1e-0000-4000-8000-000000000000", nullptr).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext ctx;
+  v1::ListSessionsRequest list;
+  list.set_page_size(100000);
+  v1::ListSessionsResponse resp;
+  EXPECT_EQ(s.stub->ListSessions(&ctx, list, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST(SessionService, HealthAndWatchReplay) {
+  Stack s;
+  auto a = s.Create("a", s.sim.Device(15550007001)).value();
+  {
+    Watcher w(*s.stub);
+    ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_CONNECTED));
+  }
+  grpc::ClientContext ctx;
+  v1::GetHealthResponse health;
+  ASSERT_TRUE(s.stub->GetHealth(&ctx, {}, &health).ok());
+  EXPECT_TRUE(health.database_reachable());
+  EXPECT_EQ(health.total_sessions(), 1);
+  EXPECT_EQ(health.status(), v1::OVERALL_STATUS_OK);
+  // Replay from the start: CREATED, CONNECTING, CONNECTED in order.
+  Watcher replay(*s.stub, 0);
+  ASSERT_TRUE(replay.events.WaitForCount(3));
+  auto ev = replay.Of(a.id());
+  ASSERT_GE(ev.size(), 3u);
+  EXPECT_EQ(ev[0].reason(), v1::STATE_REASON_CREATED);
+  EXPECT_EQ(ev[1].to_state(), v1::SESSION_STATE_CONNECTING);
+  EXPECT_EQ(ev[2].to_state(), v1::SESSION_STATE_CONNECTED);
+}
+
+TEST(SessionService, WrongSealingKeyIsAStartupError) {
+  Stack s;
+  ASSERT_TRUE(s.Create("a", s.sim.Device(15550008001)).ok());
+  s.Stop();
+  Options o = StackOptions(s.db.url(), s.sim);
+  o.auth_state_keys = "k1:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+  auto app = App::Create(o);
+  EXPECT_EQ(app.status().code(), absl::StatusCode::kFailedPrecondition) << app.status();
+  o.auth_state_keys = "k2:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+  EXPECT_EQ(App::Create(o).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace wasentinel::session
