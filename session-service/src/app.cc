@@ -115,11 +115,12 @@ void App::Shutdown(absl::Duration drain) {
   auto& log = *impl_->log;
   log.info("shutting down (drain deadline {})", drain);
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
-  impl_->bus.Close();  // watch streams end with CANCELLED "shutting down"
-  impl_->manager->Shutdown(deadline);
+  impl_->manager->Shutdown(deadline);  // refuses new connects, closes every socket
   if (!impl_->writer->Drain(deadline)) {
     log.error("{} state changes were not written before the deadline", impl_->writer->queued());
   }
+  // Watchers have now seen the SHUTDOWN transitions; their streams end with CANCELLED.
+  impl_->bus.Close();
   impl_->server->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Milliseconds(100))));
   log.info("shut down");
 }
