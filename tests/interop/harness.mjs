@@ -11,13 +11,13 @@ export function requiredEnv(name) {
   return v;
 }
 
-export async function waitFor(cond, { timeoutMs = 10000, what = 'condition' } = {}) {
+export async function waitFor(cond, { timeoutMs = 10000, what = 'condition', intervalMs = 10 } = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await cond();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 

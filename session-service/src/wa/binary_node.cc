@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <charconv>
+#include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -81,11 +82,13 @@ uint8_t PackHex(char c) {
   return static_cast<uint8_t>(c - '0');
 }
 
-uint8_t DomainTypeOf(std::string_view server) {
+// The AD_JID domain byte of the servers AD_JID can carry; nullopt for any other server.
+std::optional<uint8_t> DomainTypeOf(std::string_view server) {
+  if (server == "s.whatsapp.net") return 0;
   if (server == "lid") return 1;
   if (server == "hosted") return 128;
   if (server == "hosted.lid") return 129;
-  return 0;
+  return std::nullopt;
 }
 
 class Encoder {
@@ -189,9 +192,12 @@ class Encoder {
       device = value;
     }
     if (device >= 0) {
-      if (user.empty()) return false;
+      // AD_JID names its server by a domain byte, so only four servers fit; anything else
+      // with a device part is written raw rather than lose its server.
+      const std::optional<uint8_t> domain = DomainTypeOf(server);
+      if (user.empty() || !domain) return false;
       Push(kAdJid);
-      Push(DomainTypeOf(server));
+      Push(*domain);
       Push(static_cast<uint8_t>(device));
       (void)WriteString(user);
     } else {
@@ -354,7 +360,12 @@ class Decoder {
     return out;
   }
 
-  absl::StatusOr<std::string> ReadString(uint8_t tag) {
+  // `in_jid`: reading a part of a JID, which may not itself be a JID (no legitimate encoder
+  // nests them, and unbounded nesting would recurse without limit).
+  absl::StatusOr<std::string> ReadString(uint8_t tag, bool in_jid = false) {
+    if (in_jid && (tag == kJidPair || tag == kAdJid || tag == kFbJid || tag == kInteropJid)) {
+      return Error("a JID nested inside a JID");
+    }
     if (tag >= 1 && tag < tokens::kSingleByte.size()) return std::string(tokens::kSingleByte[tag]);
     switch (tag) {
       case kListEmpty:
@@ -375,9 +386,9 @@ class Decoder {
       }
       case kJidPair: {
         WAS_ASSIGN_OR_RETURN(uint8_t ub, ReadByte());
-        WAS_ASSIGN_OR_RETURN(std::string user, ReadString(ub));
+        WAS_ASSIGN_OR_RETURN(std::string user, ReadString(ub, /*in_jid=*/true));
         WAS_ASSIGN_OR_RETURN(uint8_t sb, ReadByte());
-        WAS_ASSIGN_OR_RETURN(std::string server, ReadString(sb));
+        WAS_ASSIGN_OR_RETURN(std::string server, ReadString(sb, /*in_jid=*/true));
         if (server.empty()) return Error("JID pair without a server");
         return absl::StrCat(user, "@", server);
       }
@@ -385,7 +396,7 @@ class Decoder {
         WAS_ASSIGN_OR_RETURN(uint8_t domain, ReadByte());
         WAS_ASSIGN_OR_RETURN(uint8_t device, ReadByte());
         WAS_ASSIGN_OR_RETURN(uint8_t ub, ReadByte());
-        WAS_ASSIGN_OR_RETURN(std::string user, ReadString(ub));
+        WAS_ASSIGN_OR_RETURN(std::string user, ReadString(ub, /*in_jid=*/true));
         std::string_view server = domain == 1     ? "lid"
                                   : domain == 128 ? "hosted"
                                   : domain == 129 ? "hosted.lid"
@@ -396,19 +407,19 @@ class Decoder {
       }
       case kFbJid: {
         WAS_ASSIGN_OR_RETURN(uint8_t ub, ReadByte());
-        WAS_ASSIGN_OR_RETURN(std::string user, ReadString(ub));
+        WAS_ASSIGN_OR_RETURN(std::string user, ReadString(ub, /*in_jid=*/true));
         WAS_ASSIGN_OR_RETURN(uint32_t device, ReadInt(2));
         WAS_ASSIGN_OR_RETURN(uint8_t sb, ReadByte());
-        WAS_ASSIGN_OR_RETURN(std::string server, ReadString(sb));
+        WAS_ASSIGN_OR_RETURN(std::string server, ReadString(sb, /*in_jid=*/true));
         return absl::StrCat(user, ":", device, "@", server);
       }
       case kInteropJid: {
         WAS_ASSIGN_OR_RETURN(uint8_t ub, ReadByte());
-        WAS_ASSIGN_OR_RETURN(std::string user, ReadString(ub));
+        WAS_ASSIGN_OR_RETURN(std::string user, ReadString(ub, /*in_jid=*/true));
         WAS_ASSIGN_OR_RETURN(uint32_t device, ReadInt(2));
         WAS_ASSIGN_OR_RETURN(uint32_t integrator, ReadInt(2));
         WAS_ASSIGN_OR_RETURN(uint8_t sb, ReadByte());
-        WAS_ASSIGN_OR_RETURN(std::string server, ReadString(sb));
+        WAS_ASSIGN_OR_RETURN(std::string server, ReadString(sb, /*in_jid=*/true));
         return absl::StrCat(integrator, "-", user, ":", device, "@", server);
       }
       case kHex8:

@@ -1,0 +1,115 @@
+// Benchmark: N sessions kept connected by one session-service to wa-sim over loopback.
+//
+// Prints one JSON object per N with:
+//   connect_all_seconds     from session-service start until all N sessions are CONNECTED
+//                           (start-up restore with the rate limit lifted)
+//   rss_bytes_per_session   (RSS with N connected − RSS of an idle service) / N
+//   idle_cpu_percent        CPU of session-service over `idle_window_seconds` at idle
+//                           (keepalives only, default intervals), as % of one core
+//
+// Environment: WA_SIM, SESSION_SERVICE, PROTO_DIR, DATABASE_URL (an empty database per N is
+// made by the caller: DATABASE_URL_<N>), BASELINE_DATABASE_URL (an empty database).
+// Usage: node bench/session_load.mjs N [N ...] [--idle-window=SECONDS]
+import { createRequire } from 'node:module';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { randomBytes } from 'node:crypto';
+
+const require = createRequire(new URL('../tests/package.json', import.meta.url));
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const { initAuthCreds, BufferJSON } = await import(require.resolve('baileys'));
+const { startSim, waitFor, requiredEnv } = await import('../tests/interop/harness.mjs');
+
+const args = process.argv.slice(2);
+const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
+const idleWindow = Number((args.find((a) => a.startsWith('--idle-window=')) ?? '--idle-window=20').split('=')[1]);
+const pageSize = 4096;
+const ticks = 100;  // USER_HZ on Linux
+
+const pkg = protoLoader.loadSync('wasentinel/session/v1/session.proto', {
+  includeDirs: [requiredEnv('PROTO_DIR')], keepCase: true, enums: String, longs: Number, defaults: true,
+});
+const { SessionService } = grpc.loadPackageDefinition(pkg).wasentinel.session.v1;
+const freePort = () => new Promise((resolve) => {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+});
+const rss = (pid) => Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * pageSize;
+const cpuSeconds = (pid) => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / ticks;  // utime + stime
+};
+
+async function service(sim, dbUrl, key) {
+  const port = await freePort();
+  const proc = spawn(requiredEnv('SESSION_SERVICE'), [
+    `--grpc_listen=127.0.0.1:${port}`, `--database_url=${dbUrl}`, `--auth_state_key=${key}`,
+    `--wa_url=${sim.url}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
+    '--restore_per_second=0', '--log_level=warn',
+  ], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const exited = new Promise((r) => proc.on('exit', r));
+  const client = new SessionService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const call = (m, req) => new Promise((res, rej) =>
+    client[m](req, { deadline: Date.now() + 60000 }, (e, r) => (e ? rej(e) : res(r))));
+  const stop = async () => { client.close(); proc.kill('SIGTERM'); await exited; };
+  return { proc, call, stop, started: Date.now() };
+}
+const connectedCount = async (svc) => {
+  try {
+    const h = await svc.call('GetHealth', {});
+    return h.counts.find((c) => c.state === 'SESSION_STATE_CONNECTED')?.count ?? 0;
+  } catch { return -1; }
+};
+
+const sim = await startSim();
+const key = randomBytes(32).toString('hex');
+try {
+  // Baseline: an idle session-service with no sessions.
+  const base = await service(sim, requiredEnv('BASELINE_DATABASE_URL'), key);
+  await waitFor(async () => (await connectedCount(base)) >= 0, { timeoutMs: 30000, what: 'baseline service' });
+  const baselineRss = rss(base.proc.pid);
+  await base.stop();
+
+  for (const n of sizes) {
+    const dbUrl = requiredEnv(`DATABASE_URL_${n}`);
+    // Create the sessions (they connect as they are created), then restart to time the restore.
+    let svc = await service(sim, dbUrl, key);
+    await waitFor(async () => (await connectedCount(svc)) >= 0, { timeoutMs: 30000, what: 'service' });
+    for (let i = 0; i < n; i++) {
+      const creds = initAuthCreds();
+      creds.me = { id: `1999${String(n).padStart(4, '0')}${String(i).padStart(5, '0')}:2@s.whatsapp.net` };
+      const json = JSON.stringify(creds, BufferJSON.replacer);
+      await sim.post('/devices', { creds: JSON.parse(json) });
+      await svc.call('CreateSession', { tenant_id: `bench-${n}-${i}`, creds_json: json });
+    }
+    await waitFor(async () => (await connectedCount(svc)) === n, { timeoutMs: 120000, what: `${n} created sessions connected` });
+    await svc.stop();
+
+    svc = await service(sim, dbUrl, key);
+    await waitFor(async () => (await connectedCount(svc)) === n,
+      { timeoutMs: 120000, what: `${n} sessions restored`, intervalMs: 50 });
+    const connectAll = (Date.now() - svc.started) / 1000;
+    // Let the connect burst settle before measuring the idle state.
+    await new Promise((r) => setTimeout(r, 3000));
+    const rssN = rss(svc.proc.pid);
+    const cpu0 = cpuSeconds(svc.proc.pid);
+    const w0 = Date.now();
+    await new Promise((r) => setTimeout(r, idleWindow * 1000));
+    const cpuPct = (100 * (cpuSeconds(svc.proc.pid) - cpu0)) / ((Date.now() - w0) / 1000);
+    const stats = await sim.get('/stats');
+    const still = await connectedCount(svc);
+    await svc.stop();
+    console.log(JSON.stringify({
+      benchmark: 'session_load', sessions: n,
+      connect_all_seconds: Number(connectAll.toFixed(3)),
+      rss_bytes: rssN, baseline_rss_bytes: baselineRss,
+      rss_bytes_per_session: Math.round((rssN - baselineRss) / n),
+      idle_cpu_percent: Number(cpuPct.toFixed(3)), idle_window_seconds: idleWindow,
+      connected_after_idle: still, sim_pings_answered: stats.pings_answered,
+    }));
+  }
+} finally {
+  sim.stop();
+}
