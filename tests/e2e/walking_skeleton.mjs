@@ -157,11 +157,16 @@ try {
   console.error(`walking skeleton: ${e.stack ?? e}`);
   check('no unexpected error', false, e.message);
 } finally {
+  const step = (what) => { if (!demo) console.error(`${new Date().toISOString()} teardown: ${what}`); };
+  step('cancel watch');
   stream?.cancel();
   client.close();
+  step('stop session-service');
   if (service) { service.proc.kill('SIGTERM'); await service.exited; }
+  step('stop wa-sim');
   sim.stop();
   rmSync(work, { recursive: true, force: true });
+  step('done');
 }
 const passed = checks.filter((x) => x.ok).length;
 if (demo) say(`\n${passed} of ${checks.length} checks passed; ${events.length} events streamed.`);

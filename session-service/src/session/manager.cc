@@ -188,8 +188,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   }
 
   void OnClosed(const std::string& id, uint64_t generation, const wa::CloseInfo& info) {
-    if (auto c = closing_.find(id); c != closing_.end() && c->second == generation) {
-      closing_.erase(c);
+    if (auto c = closing_.find(id); c != closing_.end() && c->second.first == generation) {
+      closing_.erase(c);  // drops the last handle of the closed connection
       if (closing_.empty() && all_closed_) std::exchange(all_closed_, nullptr)();
     }
     auto it = sessions_.find(id);
@@ -249,9 +249,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   void CloseConnection(Runtime& rt) {
     rt.retry_timer.reset();
     if (rt.conn) {
-      closing_[rt.record.id] = rt.generation;
+      // Keep the handle until OnClosed: dropping the last one aborts the connection, and the
+      // goodbye (presence unavailable, WebSocket close) would be cut short.
       rt.conn->Close();
-      rt.conn.reset();
+      closing_[rt.record.id] = {rt.generation, std::move(rt.conn)};
     }
     ++rt.generation;
     rt.logged_in = false;
@@ -314,7 +315,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   std::shared_ptr<spdlog::logger> log_;
   std::mt19937_64 rng_;
   absl::flat_hash_map<std::string, Runtime> sessions_;
-  absl::flat_hash_map<std::string, uint64_t> closing_;  // id → generation being closed
+  // Connections closing gracefully: id → (generation, handle kept alive until OnClosed).
+  absl::flat_hash_map<std::string, std::pair<uint64_t, std::shared_ptr<wa::Connection>>> closing_;
   std::function<void()> all_closed_;
   std::unique_ptr<asio::steady_timer> pace_timer_;
   bool stopping_ = false;
