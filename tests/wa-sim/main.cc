@@ -21,6 +21,9 @@ ABSL_FLAG(std::string, root_private_key, "",
 ABSL_FLAG(std::string, ready_file, "",
           "write {ws_port, control_port, root_public_key} as JSON here once listening");
 ABSL_FLAG(int, prekey_count, 50, "prekey count answered to clients");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: also serve wss:// on --tls_port");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(uint16_t, tls_port, 7443, "wss:// port with --tls_cert (0: any free port)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, off");
 
 int main(int argc, char** argv) {
@@ -34,6 +37,9 @@ int main(int argc, char** argv) {
   options.ws_port = absl::GetFlag(FLAGS_port);
   options.control_port = absl::GetFlag(FLAGS_control_port);
   options.prekey_count = absl::GetFlag(FLAGS_prekey_count);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_port = absl::GetFlag(FLAGS_tls_port);
   if (auto hex = absl::GetFlag(FLAGS_root_private_key); !hex.empty()) {
     auto key = HexDecode(hex);
     if (!key.ok() || key->size() != 32) {
@@ -54,6 +60,7 @@ int main(int argc, char** argv) {
             options.host, (*server)->ws_port(), options.host, (*server)->control_port(), root_hex);
   if (auto path = absl::GetFlag(FLAGS_ready_file); !path.empty()) {
     nlohmann::json ready = {{"ws_port", (*server)->ws_port()},
+                            {"tls_port", (*server)->tls_port()},
                             {"control_port", (*server)->control_port()},
                             {"root_public_key", root_hex}};
     const std::string tmp = path + ".tmp";

@@ -3,6 +3,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -64,7 +66,7 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
  public:
   State(asio::io_context& io, SimOptions options, std::shared_ptr<spdlog::logger> log)
       : io_(io), options_(std::move(options)), log_(std::move(log)), ws_acceptor_(io),
-        control_acceptor_(io) {}
+        control_acceptor_(io), tls_acceptor_(io) {}
 
   absl::Status Init() {
     if (options_.root_private_key.empty()) {
@@ -78,8 +80,18 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
     const uint64_t now = absl::ToUnixSeconds(absl::Now());
     cert_chain_ = wa::MakeCertChain(root_, wa::KeyPair::Generate(), static_key_.pub,
                                     now - 86400, now + 365 * 86400);
-    for (auto [acceptor, port] : {std::pair{&ws_acceptor_, options_.ws_port},
-                                  std::pair{&control_acceptor_, options_.control_port}}) {
+    const bool tls = !options_.tls_cert_file.empty() && !options_.tls_key_file.empty();
+    if (tls) {
+      tls_ctx_.emplace(asio::ssl::context::tls_server);
+      beast::error_code ec;
+      tls_ctx_->use_certificate_chain_file(options_.tls_cert_file, ec);
+      if (!ec) tls_ctx_->use_private_key_file(options_.tls_key_file, asio::ssl::context::pem, ec);
+      if (ec) return absl::InvalidArgumentError(absl::StrCat("TLS certificate or key: ", ec.message()));
+    }
+    std::vector<std::pair<tcp::acceptor*, uint16_t>> listeners = {
+        {&ws_acceptor_, options_.ws_port}, {&control_acceptor_, options_.control_port}};
+    if (tls) listeners.emplace_back(&tls_acceptor_, options_.tls_port);
+    for (auto [acceptor, port] : listeners) {
       beast::error_code ec;
       tcp::endpoint ep(asio::ip::make_address(options_.host, ec), port);
       if (ec) return absl::InvalidArgumentError(absl::StrCat("bad host ", options_.host));
@@ -94,6 +106,7 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
     }
     asio::co_spawn(io_, AcceptWs(shared_from_this()), asio::detached);
     asio::co_spawn(io_, AcceptControl(shared_from_this()), asio::detached);
+    if (tls) asio::co_spawn(io_, AcceptTls(shared_from_this()), asio::detached);
     return absl::OkStatus();
   }
 
@@ -101,7 +114,9 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
     beast::error_code ec;
     ws_acceptor_.close(ec);
     control_acceptor_.close(ec);
+    tls_acceptor_.close(ec);
   }
+  uint16_t tls_port() const { return tls_acceptor_.is_open() ? tls_acceptor_.local_endpoint().port() : 0; }
 
   uint16_t ws_port() const { return ws_acceptor_.local_endpoint().port(); }
   uint16_t control_port() const { return control_acceptor_.local_endpoint().port(); }
@@ -125,6 +140,8 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
  private:
   static awaitable<void> AcceptWs(std::shared_ptr<State> self);
   static awaitable<void> AcceptControl(std::shared_ptr<State> self);
+  static awaitable<void> AcceptTls(std::shared_ptr<State> self);
+  static awaitable<void> RelayTls(std::shared_ptr<State> self, tcp::socket socket);
   static awaitable<void> ServeControl(std::shared_ptr<State> self, tcp::socket socket);
   http::response<http::string_body> Route(const http::request<http::string_body>& req);
 
@@ -133,6 +150,8 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
   std::shared_ptr<spdlog::logger> log_;
   tcp::acceptor ws_acceptor_;
   tcp::acceptor control_acceptor_;
+  tcp::acceptor tls_acceptor_;
+  std::optional<asio::ssl::context> tls_ctx_;
   wa::KeyPair root_;
   wa::KeyPair static_key_;
   Bytes cert_chain_;
@@ -460,6 +479,62 @@ awaitable<void> SimServer::State::AcceptControl(std::shared_ptr<State> self) {
   }
 }
 
+awaitable<void> SimServer::State::AcceptTls(std::shared_ptr<State> self) {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket = co_await self->tls_acceptor_.async_accept(
+        asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !self->tls_acceptor_.is_open()) co_return;
+    if (ec) continue;
+    asio::co_spawn(self->io_, RelayTls(self, std::move(socket)), asio::detached);
+  }
+}
+
+// Terminates TLS and relays the plaintext to the ws:// listener, both ways, until either side
+// closes.
+awaitable<void> SimServer::State::RelayTls(std::shared_ptr<State> self, tcp::socket socket) {
+  auto tls = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), *self->tls_ctx_);
+  auto plain = std::make_shared<tcp::socket>(self->io_);
+  try {
+    beast::get_lowest_layer(*tls).expires_after(std::chrono::seconds(10));
+    co_await tls->async_handshake(asio::ssl::stream_base::server, use_awaitable);
+    beast::get_lowest_layer(*tls).expires_never();
+    co_await plain->async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), self->ws_port()),
+                                  use_awaitable);
+  } catch (const std::exception& e) {
+    self->log_->debug("TLS front: {}", e.what());
+    co_return;
+  }
+  auto done = std::make_shared<bool>(false);
+  auto close_both = [tls, plain, done] {
+    if (*done) return;
+    *done = true;
+    beast::error_code ec;
+    beast::get_lowest_layer(*tls).socket().close(ec);
+    plain->close(ec);
+  };
+  asio::co_spawn(self->io_, [tls, plain, close_both]() -> awaitable<void> {
+    std::array<char, 16384> buf;
+    try {
+      for (;;) {
+        size_t n = co_await tls->async_read_some(asio::buffer(buf), use_awaitable);
+        co_await asio::async_write(*plain, asio::buffer(buf.data(), n), use_awaitable);
+      }
+    } catch (const std::exception&) {
+    }
+    close_both();
+  }, asio::detached);
+  std::array<char, 16384> buf;
+  try {
+    for (;;) {
+      size_t n = co_await plain->async_read_some(asio::buffer(buf), use_awaitable);
+      co_await asio::async_write(*tls, asio::buffer(buf.data(), n), use_awaitable);
+    }
+  } catch (const std::exception&) {
+  }
+  close_both();
+}
+
 awaitable<void> SimServer::State::ServeControl(std::shared_ptr<State> self, tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
@@ -615,6 +690,7 @@ SimServer::~SimServer() {
 
 uint16_t SimServer::ws_port() const { return state_->ws_port(); }
 uint16_t SimServer::control_port() const { return state_->control_port(); }
+uint16_t SimServer::tls_port() const { return state_->tls_port(); }
 const std::array<uint8_t, 32>& SimServer::root_public_key() const { return state_->root().pub; }
 
 }  // namespace wasentinel::sim

@@ -41,6 +41,11 @@ struct SimOptions {
   /// its transport keys in an un-awaited async step (wa-protocol.md §11, item 5), so a <success>
   /// sent at once can reach it still holding the handshake key.
   std::chrono::milliseconds post_handshake_delay{50};
+  /// With both set, a wss:// listener on `tls_port` terminates TLS (PEM files) in front of the
+  /// ws:// one, so clients' TLS path is exercised as against the real service.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  uint16_t tls_port = 7443;  ///< 0: any free port
 };
 
 class SimServer {
@@ -52,6 +57,8 @@ class SimServer {
 
   uint16_t ws_port() const;
   uint16_t control_port() const;
+  /// The wss:// port, or 0 without TLS.
+  uint16_t tls_port() const;
   /// The test root public key that signs the certificate chain (clients trust it).
   const std::array<uint8_t, 32>& root_public_key() const;
 

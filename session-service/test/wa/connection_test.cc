@@ -57,10 +57,20 @@ class RecordingObserver : public ConnectionObserver {
 // wa-sim in this process, on its own io thread; the client on another.
 class Loopback {
  public:
-  Loopback() : sim_log_(MakeLogger("wa-sim", "warn")), client_log_(MakeLogger("client", "warn")) {
+  explicit Loopback(bool trust_sim_tls = true)
+      : sim_log_(MakeLogger("wa-sim", "warn")), client_log_(MakeLogger("client", "warn")) {
     sim::SimOptions opts;
     opts.ws_port = 0;
     opts.control_port = 0;
+    opts.tls_port = 0;
+    opts.tls_cert_file = WAS_SIM_TESTDATA "/tls-cert.pem";
+    opts.tls_key_file = WAS_SIM_TESTDATA "/tls-key.pem";
+    tls_.set_verify_mode(boost::asio::ssl::verify_peer);
+    if (trust_sim_tls) {
+      tls_.load_verify_file(opts.tls_cert_file);
+    } else {
+      tls_.set_default_verify_paths();
+    }
     sim_ = std::move(sim::SimServer::Create(sim_io_, opts, sim_log_).value());
     sim_thread_ = std::thread([this] { sim_io_.run(); });
     client_thread_ = std::thread([this] { client_io_.run(); });
@@ -104,6 +114,7 @@ class Loopback {
   }
 
   sim::SimControl control() const { return sim::SimControl(sim_->control_port()); }
+  std::string TlsUrl() const { return "wss://localhost:" + std::to_string(sim_->tls_port()) + "/ws/chat"; }
 
  private:
   std::shared_ptr<spdlog::logger> sim_log_, client_log_;
@@ -206,6 +217,31 @@ TEST(Connection, NothingListeningIsAConnectFailure) {
   auto conn = lb.Connect(lb.RegisterDevice(), obs, options);
   ASSERT_TRUE(obs->WaitFor(Event::kClosed));
   EXPECT_EQ(obs->Closed().cause, CloseCause::kConnectFailed);
+}
+
+TEST(Connection, LogsInOverTls) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto obs = std::make_shared<RecordingObserver>();
+  auto options = lb.Options();
+  options.url = lb.TlsUrl();
+  auto conn = lb.Connect(creds, obs, options);
+  ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn)) << obs->Closed().detail;
+  ASSERT_TRUE(obs->WaitFor(Event::kPong));
+  ASSERT_TRUE(lb.control().Post("/connections/" + creds.Jid() + "/stream-error", {{"code", 515}}).ok());
+  ASSERT_TRUE(obs->WaitFor(Event::kClosed));
+  EXPECT_EQ(obs->Closed().cause, CloseCause::kRestartRequired);
+}
+
+TEST(Connection, UntrustedTlsCertificateIsAConnectFailure) {
+  Loopback lb(/*trust_sim_tls=*/false);
+  auto obs = std::make_shared<RecordingObserver>();
+  auto options = lb.Options();
+  options.url = lb.TlsUrl();
+  auto conn = lb.Connect(lb.RegisterDevice(), obs, options);
+  ASSERT_TRUE(obs->WaitFor(Event::kClosed));
+  EXPECT_EQ(obs->Closed().cause, CloseCause::kConnectFailed);
+  EXPECT_NE(obs->Closed().detail.find("certificate"), std::string::npos) << obs->Closed().detail;
 }
 
 TEST(Connection, AcknowledgesInboundMessages) {
