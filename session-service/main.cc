@@ -20,25 +20,31 @@ std::string Env(const char* name, const char* fallback) {
 }
 }  // namespace
 
-ABSL_FLAG(std::string, grpc_listen, Env("WAS_GRPC_LISTEN", "0.0.0.0:7001"), "gRPC address [WAS_GRPC_LISTEN]");
-ABSL_FLAG(std::string, database_url, Env("WAS_DATABASE_URL", ""), "PostgreSQL URL [WAS_DATABASE_URL]");
+ABSL_FLAG(std::string, grpc_listen, Env("WAS_GRPC_LISTEN", "0.0.0.0:7001"),
+          "gRPC address [WAS_GRPC_LISTEN]");
+ABSL_FLAG(std::string, database_url, Env("WAS_DATABASE_URL", ""),
+          "PostgreSQL URL [WAS_DATABASE_URL]");
 ABSL_FLAG(std::string, auth_state_key, Env("WAS_AUTH_STATE_KEY", ""),
           "sealing keys for stored credentials: KEY or ID:KEY[,ID:KEY] (first seals; 64 hex or "
           "base64 of 32 bytes) [WAS_AUTH_STATE_KEY]");
-ABSL_FLAG(std::string, wa_url, Env("WAS_WA_URL", "wss://web.whatsapp.com/ws/chat"), "WhatsApp WebSocket URL [WAS_WA_URL]");
+ABSL_FLAG(std::string, wa_url, Env("WAS_WA_URL", "wss://web.whatsapp.com/ws/chat"),
+          "WhatsApp WebSocket URL [WAS_WA_URL]");
 ABSL_FLAG(std::string, wa_root_key, Env("WAS_WA_ROOT_KEY", ""),
           "hex of the Noise certificate root public key; default WhatsApp's [WAS_WA_ROOT_KEY]");
 ABSL_FLAG(std::string, keepalive_interval, Env("WAS_KEEPALIVE_INTERVAL", "20s,30s"),
           "ping interval range MIN,MAX [WAS_KEEPALIVE_INTERVAL]");
-ABSL_FLAG(std::string, keepalive_timeout, Env("WAS_KEEPALIVE_TIMEOUT", "10s"), "wait for a ping answer [WAS_KEEPALIVE_TIMEOUT]");
+ABSL_FLAG(std::string, keepalive_timeout, Env("WAS_KEEPALIVE_TIMEOUT", "10s"),
+          "wait for a ping answer [WAS_KEEPALIVE_TIMEOUT]");
 ABSL_FLAG(std::string, keepalive_max_silence, Env("WAS_KEEPALIVE_MAX_SILENCE", "3m"),
           "give a connection up after no ping answered this long [WAS_KEEPALIVE_MAX_SILENCE]");
-ABSL_FLAG(std::string, connect_timeout, Env("WAS_CONNECT_TIMEOUT", "20s"), "connect + handshake + login [WAS_CONNECT_TIMEOUT]");
+ABSL_FLAG(std::string, connect_timeout, Env("WAS_CONNECT_TIMEOUT", "20s"),
+          "connect + handshake + login [WAS_CONNECT_TIMEOUT]");
 ABSL_FLAG(std::string, reconnect_backoff, Env("WAS_RECONNECT_BACKOFF", "5s,15s,45s"),
           "delays before the retries after a drop [WAS_RECONNECT_BACKOFF]");
 ABSL_FLAG(double, restore_per_second, std::atof(Env("WAS_RESTORE_PER_SECOND", "20").c_str()),
           "start-up restores per second, 0 = no limit [WAS_RESTORE_PER_SECOND]");
-ABSL_FLAG(std::string, shutdown_timeout, Env("WAS_SHUTDOWN_TIMEOUT", "10s"), "drain deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
+ABSL_FLAG(std::string, shutdown_timeout, Env("WAS_SHUTDOWN_TIMEOUT", "10s"),
+          "drain deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
 ABSL_FLAG(std::string, log_level, Env("WAS_LOG_LEVEL", "info"), "trace … off [WAS_LOG_LEVEL]");
 
 namespace {
@@ -88,8 +94,10 @@ int main(int argc, char** argv) {
   }
   c.keepalive_interval_min = interval->front();
   c.keepalive_interval_max = interval->back();
-  c.keepalive_response_timeout = DurationFlag("keepalive_timeout", absl::GetFlag(FLAGS_keepalive_timeout));
-  c.keepalive_max_silence = DurationFlag("keepalive_max_silence", absl::GetFlag(FLAGS_keepalive_max_silence));
+  c.keepalive_response_timeout =
+      DurationFlag("keepalive_timeout", absl::GetFlag(FLAGS_keepalive_timeout));
+  c.keepalive_max_silence =
+      DurationFlag("keepalive_max_silence", absl::GetFlag(FLAGS_keepalive_max_silence));
   c.connect_timeout = DurationFlag("connect_timeout", absl::GetFlag(FLAGS_connect_timeout));
   auto backoff = Backoff::ParseSteps(absl::GetFlag(FLAGS_reconnect_backoff));
   if (!backoff.ok()) {
@@ -98,7 +106,8 @@ int main(int argc, char** argv) {
   }
   o.manager.backoff = *backoff;
   o.manager.restore_per_second = absl::GetFlag(FLAGS_restore_per_second);
-  const absl::Duration drain = DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));
+  const absl::Duration drain =
+      DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));
 
   auto app = session::App::Create(o);
   if (!app.ok()) {

@@ -12,7 +12,8 @@ absl::StatusOr<std::vector<absl::Duration>> Backoff::ParseSteps(std::string_view
   for (absl::string_view part : absl::StrSplit(Sv(text), ',', absl::SkipWhitespace())) {
     absl::Duration d;
     if (!absl::ParseDuration(absl::StripAsciiWhitespace(part), &d) || d < absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(absl::StrCat("bad backoff step \"", part, "\" (want e.g. 5s)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad backoff step \"", part, "\" (want e.g. 5s)"));
     }
     steps.push_back(d);
   }

@@ -77,19 +77,25 @@ absl::Status PgPool::Run(std::string_view what, const std::function<void(pqxx::c
 
 absl::Status PgPool::Transact(std::string_view what, const std::function<void(pqxx::work&)>& fn,
                               absl::Duration wait) {
-  return Run(what, [&](pqxx::connection& c) {
-    pqxx::work w(c);
-    fn(w);
-    w.commit();
-  }, wait);
+  return Run(
+      what,
+      [&](pqxx::connection& c) {
+        pqxx::work w(c);
+        fn(w);
+        w.commit();
+      },
+      wait);
 }
 
 absl::StatusOr<absl::Duration> PgPool::Ping() {
   const absl::Time start = absl::Now();
-  absl::Status st = Run("ping", [](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    n.exec("SELECT 1");
-  }, absl::Seconds(2));
+  absl::Status st = Run(
+      "ping",
+      [](pqxx::connection& c) {
+        pqxx::nontransaction n(c);
+        n.exec("SELECT 1");
+      },
+      absl::Seconds(2));
   if (!st.ok()) return st;
   return absl::Now() - start;
 }
@@ -112,12 +118,14 @@ absl::Status ApplyMigrations(PgPool& pool, std::string_view service,
            " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (service, version))");
       for (const Migration& m : migrations) {
         pqxx::work w(c);
-        auto r = w.exec_params("SELECT 1 FROM schema_migrations WHERE service = $1 AND version = $2",
-                               std::string(service), m.version);
+        auto r =
+            w.exec_params("SELECT 1 FROM schema_migrations WHERE service = $1 AND version = $2",
+                          std::string(service), m.version);
         if (!r.empty()) continue;
         w.exec(m.sql);
-        w.exec_params("INSERT INTO schema_migrations (service, version, description) VALUES ($1, $2, $3)",
-                      std::string(service), m.version, m.description);
+        w.exec_params(
+            "INSERT INTO schema_migrations (service, version, description) VALUES ($1, $2, $3)",
+            std::string(service), m.version, m.description);
         w.commit();
         log.info("applied migration {} {}: {}", Sv(service), m.version, m.description);
       }

@@ -37,7 +37,8 @@ absl::StatusOr<Sealer> Sealer::FromConfig(std::string_view config) {
     }
     auto key = ParseKeyMaterial(std::string_view(material.data(), material.size()));
     if (!key.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("sealing key \"", k.id, "\": ", key.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sealing key \"", k.id, "\": ", key.status().message()));
     }
     k.key = *key;
     keys.push_back(std::move(k));
@@ -51,7 +52,8 @@ absl::StatusOr<Sealer> Sealer::Create(std::vector<Key> keys) {
   absl::flat_hash_set<std::string> ids;
   for (const Key& k : keys) {
     if (k.id.empty() || !ids.insert(k.id).second) {
-      return absl::InvalidArgumentError(absl::StrCat("sealing key ids must be unique and non-empty: \"", k.id, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sealing key ids must be unique and non-empty: \"", k.id, "\""));
     }
   }
   return Sealer(std::move(keys));
@@ -59,7 +61,8 @@ absl::StatusOr<Sealer> Sealer::Create(std::vector<Key> keys) {
 
 Sealer::Sealed Sealer::Seal(ByteView plaintext) const {
   const Key& k = keys_.front();
-  Sealed out{k.id, Bytes(crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + plaintext.size())};
+  Sealed out{k.id,
+             Bytes(crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + plaintext.size())};
   randombytes_buf(out.blob.data(), crypto_secretbox_NONCEBYTES);
   crypto_secretbox_easy(out.blob.data() + crypto_secretbox_NONCEBYTES, plaintext.data(),
                         plaintext.size(), out.blob.data(), k.key.data());

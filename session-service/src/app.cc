@@ -75,20 +75,24 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   }
   WAS_ASSIGN_OR_RETURN(auto sealer, Sealer::FromConfig(options.auth_state_keys));
   impl->sealer = std::make_unique<Sealer>(std::move(sealer));
-  WAS_ASSIGN_OR_RETURN(impl->pool, PgPool::Create(options.database_url, options.database_pool_size));
-  WAS_RETURN_IF_ERROR(ApplyMigrations(*impl->pool, "session-service", PgSessionStore::Migrations(), *impl->log));
+  WAS_ASSIGN_OR_RETURN(impl->pool,
+                       PgPool::Create(options.database_url, options.database_pool_size));
+  WAS_RETURN_IF_ERROR(
+      ApplyMigrations(*impl->pool, "session-service", PgSessionStore::Migrations(), *impl->log));
   impl->store = std::make_unique<PgSessionStore>(*impl->pool);
   WAS_RETURN_IF_ERROR(CheckSealingKeys(*impl->store, *impl->sealer));
   impl->writer = std::make_unique<TransitionWriter>(*impl->store, impl->bus, impl->log);
 
   impl->tls.set_default_verify_paths();
   impl->tls.set_verify_mode(boost::asio::ssl::verify_peer);
-  impl->work = std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
-      impl->io.get_executor());
+  impl->work =
+      std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+          impl->io.get_executor());
   impl->io_thread = std::thread([io = &impl->io] { io->run(); });
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
                                                    *impl->writer, options.manager, impl->log);
-  impl->service = std::make_unique<SessionServiceImpl>(*impl->manager, *impl->store, impl->bus, impl->log);
+  impl->service =
+      std::make_unique<SessionServiceImpl>(*impl->manager, *impl->store, impl->bus, impl->log);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -121,7 +125,8 @@ void App::Shutdown(absl::Duration drain) {
   }
   // Watchers have now seen the SHUTDOWN transitions; their streams end with CANCELLED.
   impl_->bus.Close();
-  impl_->server->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Milliseconds(100))));
+  impl_->server->Shutdown(
+      absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Milliseconds(100))));
   log.info("shut down");
 }
 

@@ -12,8 +12,8 @@ namespace wasentinel::session {
 
 struct Options {
   std::string grpc_listen = "0.0.0.0:7001";
-  std::string database_url;        ///< libpq URL or key=value string (WAS_DATABASE_URL)
-  std::string auth_state_keys;     ///< Sealer::FromConfig format (WAS_AUTH_STATE_KEY)
+  std::string database_url;     ///< libpq URL or key=value string (WAS_DATABASE_URL)
+  std::string auth_state_keys;  ///< Sealer::FromConfig format (WAS_AUTH_STATE_KEY)
   int database_pool_size = 8;
   ManagerOptions manager;
   std::string log_level = "info";

@@ -21,11 +21,13 @@ inline std::string BaileysCredsJson(const wa::KeyPair& noise, uint64_t phone, ui
   const wa::KeyPair identity = wa::KeyPair::Generate();
   nlohmann::json j = {
       {"noiseKey", {{"private", BufferJson(noise.priv)}, {"public", BufferJson(noise.pub)}}},
-      {"signedIdentityKey", {{"private", BufferJson(identity.priv)}, {"public", BufferJson(identity.pub)}}},
+      {"signedIdentityKey",
+       {{"private", BufferJson(identity.priv)}, {"public", BufferJson(identity.pub)}}},
       {"registrationId", 4242},
       {"advSecretKey", Base64Encode(Bytes(32, 7))},
-      {"me", {{"id", std::to_string(phone) + ":" + std::to_string(device) + "@s.whatsapp.net"},
-              {"name", name}}},
+      {"me",
+       {{"id", std::to_string(phone) + ":" + std::to_string(device) + "@s.whatsapp.net"},
+        {"name", name}}},
       {"platform", "android"},
       {"registered", true},
   };

@@ -45,7 +45,8 @@ std::string DecodeLine(std::string_view line, bool no_flag) {
   if (!bytes.ok()) return "error: " + std::string(bytes.status().message());
   auto node = no_flag ? wa::DecodeNodeBody(*bytes) : wa::DecodeNode(*bytes);
   if (!node.ok()) return "error: " + std::string(node.status().message());
-  return wa::NodeToJson(*node).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return wa::NodeToJson(*node).dump(-1, ' ', false,
+                                    nlohmann::ordered_json::error_handler_t::replace);
 }
 
 std::string EncodeLine(std::string_view line) {
@@ -69,12 +70,18 @@ int main(int argc, char** argv) {
   std::string path;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--raw") raw = true;
-    else if (a == "--no-flag") no_flag = true;
-    else if (a == "--json") json = true;
-    else if (a == "--lines") lines = true;
-    else if (a.starts_with("--")) return Usage();
-    else path = a;
+    if (a == "--raw")
+      raw = true;
+    else if (a == "--no-flag")
+      no_flag = true;
+    else if (a == "--json")
+      json = true;
+    else if (a == "--lines")
+      lines = true;
+    else if (a.starts_with("--"))
+      return Usage();
+    else
+      path = a;
   }
   std::string input;
   if (!ReadAll(path, input)) {

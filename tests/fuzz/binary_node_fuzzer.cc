@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto node = wa::DecodeNode(ByteView(data, size), limits);
   if (!node.ok()) return 0;
   (void)wa::NodeToXml(*node);
-  (void)wa::NodeToJson(*node).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  (void)wa::NodeToJson(*node).dump(-1, ' ', false,
+                                   nlohmann::ordered_json::error_handler_t::replace);
   auto bytes = wa::EncodeNode(*node);
   if (!bytes.ok()) return 0;
   auto again = wa::DecodeNode(*bytes, limits);

@@ -1,10 +1,9 @@
 // wa-sim: a WhatsApp Web server on loopback for tests, demos and load (see sim_server.h).
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <fstream>
 #include <iostream>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
@@ -56,8 +55,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string root_hex = HexEncode((*server)->root_public_key());
-  log->info("listening: ws://{}:{}/ws/chat, control http://{}:{}, root public key {}",
-            options.host, (*server)->ws_port(), options.host, (*server)->control_port(), root_hex);
+  log->info("listening: ws://{}:{}/ws/chat, control http://{}:{}, root public key {}", options.host,
+            (*server)->ws_port(), options.host, (*server)->control_port(), root_hex);
   if (auto path = absl::GetFlag(FLAGS_ready_file); !path.empty()) {
     nlohmann::json ready = {{"ws_port", (*server)->ws_port()},
                             {"tls_port", (*server)->tls_port()},

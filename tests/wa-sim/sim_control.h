@@ -55,7 +55,8 @@ class SimControl {
     }
   }
 
-  absl::StatusOr<nlohmann::json> Post(const std::string& target, const nlohmann::json& body = nlohmann::json::object()) {
+  absl::StatusOr<nlohmann::json> Post(const std::string& target,
+                                      const nlohmann::json& body = nlohmann::json::object()) {
     return Call(boost::beast::http::verb::post, target, body);
   }
   absl::StatusOr<nlohmann::json> Get(const std::string& target) {

@@ -2,22 +2,22 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/beast/ssl.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <deque>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "credentials.h"
@@ -36,7 +36,6 @@ using tcp = asio::ip::tcp;
 using asio::awaitable;
 using asio::use_awaitable;
 using json = nlohmann::json;
-
 
 using wa::MakeNode;
 using wa::Node;
@@ -65,8 +64,12 @@ class SimConn;
 class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
  public:
   State(asio::io_context& io, SimOptions options, std::shared_ptr<spdlog::logger> log)
-      : io_(io), options_(std::move(options)), log_(std::move(log)), ws_acceptor_(io),
-        control_acceptor_(io), tls_acceptor_(io) {}
+      : io_(io),
+        options_(std::move(options)),
+        log_(std::move(log)),
+        ws_acceptor_(io),
+        control_acceptor_(io),
+        tls_acceptor_(io) {}
 
   absl::Status Init() {
     if (options_.root_private_key.empty()) {
@@ -78,15 +81,16 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
     }
     static_key_ = wa::KeyPair::Generate();
     const uint64_t now = absl::ToUnixSeconds(absl::Now());
-    cert_chain_ = wa::MakeCertChain(root_, wa::KeyPair::Generate(), static_key_.pub,
-                                    now - 86400, now + 365 * 86400);
+    cert_chain_ = wa::MakeCertChain(root_, wa::KeyPair::Generate(), static_key_.pub, now - 86400,
+                                    now + 365 * 86400);
     const bool tls = !options_.tls_cert_file.empty() && !options_.tls_key_file.empty();
     if (tls) {
       tls_ctx_.emplace(asio::ssl::context::tls_server);
       beast::error_code ec;
       tls_ctx_->use_certificate_chain_file(options_.tls_cert_file, ec);
       if (!ec) tls_ctx_->use_private_key_file(options_.tls_key_file, asio::ssl::context::pem, ec);
-      if (ec) return absl::InvalidArgumentError(absl::StrCat("TLS certificate or key: ", ec.message()));
+      if (ec)
+        return absl::InvalidArgumentError(absl::StrCat("TLS certificate or key: ", ec.message()));
     }
     std::vector<std::pair<tcp::acceptor*, uint16_t>> listeners = {
         {&ws_acceptor_, options_.ws_port}, {&control_acceptor_, options_.control_port}};
@@ -100,8 +104,8 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
       if (!ec) acceptor->bind(ep, ec);
       if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
       if (ec) {
-        return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":", port,
-                                                   ": ", ec.message()));
+        return absl::UnavailableError(
+            absl::StrCat("cannot listen on ", options_.host, ":", port, ": ", ec.message()));
       }
     }
     asio::co_spawn(io_, AcceptWs(shared_from_this()), asio::detached);
@@ -116,7 +120,9 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
     control_acceptor_.close(ec);
     tls_acceptor_.close(ec);
   }
-  uint16_t tls_port() const { return tls_acceptor_.is_open() ? tls_acceptor_.local_endpoint().port() : 0; }
+  uint16_t tls_port() const {
+    return tls_acceptor_.is_open() ? tls_acceptor_.local_endpoint().port() : 0;
+  }
 
   uint16_t ws_port() const { return ws_acceptor_.local_endpoint().port(); }
   uint16_t control_port() const { return control_acceptor_.local_endpoint().port(); }
@@ -163,7 +169,9 @@ namespace {
 class SimConn : public std::enable_shared_from_this<SimConn> {
  public:
   SimConn(std::shared_ptr<SimServer::State> server, tcp::socket socket, uint64_t id)
-      : server_(std::move(server)), ws_(std::move(socket)), id_(id),
+      : server_(std::move(server)),
+        ws_(std::move(socket)),
+        id_(id),
         remote_(ws_.next_layer().socket().remote_endpoint().address().to_string() + ":" +
                 std::to_string(ws_.next_layer().socket().remote_endpoint().port())),
         connected_at_(absl::Now()) {}
@@ -189,8 +197,8 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
                                      : "bad connection header");
       }
       if (pending[3] != wa::kConnectionHeader[3]) {
-        throw std::runtime_error(absl::StrCat("dictionary version ", pending[3],
-                                              " is not supported (only 3)"));
+        throw std::runtime_error(
+            absl::StrCat("dictionary version ", pending[3], " is not supported (only 3)"));
       }
       wa::ServerHandshake hs(self->server_->static_key(), self->server_->cert_chain(),
                              ByteView(pending.data(), 4));
@@ -307,7 +315,9 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     ++it->second.logins;
     ++server_->counters.logins;
     Node::Attrs attrs = {{"t", std::to_string(absl::ToUnixSeconds(absl::Now()))},
-                         {"props", "1"}, {"abprops", "1"}, {"location", "sim"}};
+                         {"props", "1"},
+                         {"abprops", "1"},
+                         {"location", "sim"}};
     if (!it->second.lid.empty()) attrs.emplace_back("lid", it->second.lid);
     Send(MakeNode("success", std::move(attrs)));
     Send(MakeNode("ib", {}, std::vector<Node>{MakeNode("offline", {{"count", "0"}})}));
@@ -385,7 +395,9 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     Bytes ciphertext(48);
     wa::RandomBytes(ciphertext);
     Send(MakeNode("message",
-                  {{"from", from}, {"type", "text"}, {"id", id},
+                  {{"from", from},
+                   {"type", "text"},
+                   {"id", id},
                    {"t", std::to_string(absl::ToUnixSeconds(absl::Now()))}},
                   std::vector<Node>{MakeNode("enc", {{"v", "2"}, {"type", "msg"}}, ciphertext)}));
     ++server_->counters.messages_sent;
@@ -455,8 +467,8 @@ std::shared_ptr<SimConn> SimServer::State::FindLive(const std::string& device_ke
 awaitable<void> SimServer::State::AcceptWs(std::shared_ptr<State> self) {
   for (;;) {
     beast::error_code ec;
-    tcp::socket socket = co_await self->ws_acceptor_.async_accept(
-        asio::redirect_error(use_awaitable, ec));
+    tcp::socket socket =
+        co_await self->ws_acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !self->ws_acceptor_.is_open()) co_return;
     if (ec) continue;
     socket.set_option(tcp::no_delay(true), ec);
@@ -471,8 +483,8 @@ awaitable<void> SimServer::State::AcceptWs(std::shared_ptr<State> self) {
 awaitable<void> SimServer::State::AcceptControl(std::shared_ptr<State> self) {
   for (;;) {
     beast::error_code ec;
-    tcp::socket socket = co_await self->control_acceptor_.async_accept(
-        asio::redirect_error(use_awaitable, ec));
+    tcp::socket socket =
+        co_await self->control_acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !self->control_acceptor_.is_open()) co_return;
     if (ec) continue;
     asio::co_spawn(self->io_, ServeControl(self, std::move(socket)), asio::detached);
@@ -482,8 +494,8 @@ awaitable<void> SimServer::State::AcceptControl(std::shared_ptr<State> self) {
 awaitable<void> SimServer::State::AcceptTls(std::shared_ptr<State> self) {
   for (;;) {
     beast::error_code ec;
-    tcp::socket socket = co_await self->tls_acceptor_.async_accept(
-        asio::redirect_error(use_awaitable, ec));
+    tcp::socket socket =
+        co_await self->tls_acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !self->tls_acceptor_.is_open()) co_return;
     if (ec) continue;
     asio::co_spawn(self->io_, RelayTls(self, std::move(socket)), asio::detached);
@@ -493,14 +505,15 @@ awaitable<void> SimServer::State::AcceptTls(std::shared_ptr<State> self) {
 // Terminates TLS and relays the plaintext to the ws:// listener, both ways, until either side
 // closes.
 awaitable<void> SimServer::State::RelayTls(std::shared_ptr<State> self, tcp::socket socket) {
-  auto tls = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), *self->tls_ctx_);
+  auto tls =
+      std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), *self->tls_ctx_);
   auto plain = std::make_shared<tcp::socket>(self->io_);
   try {
     beast::get_lowest_layer(*tls).expires_after(std::chrono::seconds(10));
     co_await tls->async_handshake(asio::ssl::stream_base::server, use_awaitable);
     beast::get_lowest_layer(*tls).expires_never();
-    co_await plain->async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), self->ws_port()),
-                                  use_awaitable);
+    co_await plain->async_connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), self->ws_port()), use_awaitable);
   } catch (const std::exception& e) {
     self->log_->debug("TLS front: {}", e.what());
     co_return;
@@ -513,17 +526,20 @@ awaitable<void> SimServer::State::RelayTls(std::shared_ptr<State> self, tcp::soc
     beast::get_lowest_layer(*tls).socket().close(ec);
     plain->close(ec);
   };
-  asio::co_spawn(self->io_, [tls, plain, close_both]() -> awaitable<void> {
-    std::array<char, 16384> buf;
-    try {
-      for (;;) {
-        size_t n = co_await tls->async_read_some(asio::buffer(buf), use_awaitable);
-        co_await asio::async_write(*plain, asio::buffer(buf.data(), n), use_awaitable);
-      }
-    } catch (const std::exception&) {
-    }
-    close_both();
-  }, asio::detached);
+  asio::co_spawn(
+      self->io_,
+      [tls, plain, close_both]() -> awaitable<void> {
+        std::array<char, 16384> buf;
+        try {
+          for (;;) {
+            size_t n = co_await tls->async_read_some(asio::buffer(buf), use_awaitable);
+            co_await asio::async_write(*plain, asio::buffer(buf.data(), n), use_awaitable);
+          }
+        } catch (const std::exception&) {
+        }
+        close_both();
+      },
+      asio::detached);
   std::array<char, 16384> buf;
   try {
     for (;;) {
@@ -560,8 +576,8 @@ http::response<http::string_body> SimServer::State::Route(
   auto reply = [&](http::status s, const json& body) { return JsonResponse(s, body, v, ka); };
   auto error = [&](http::status s, std::string msg) { return reply(s, {{"error", msg}}); };
   std::string target(req.target());
-  std::vector<std::string> parts = absl::StrSplit(target.substr(0, target.find('?')), '/',
-                                                   absl::SkipEmpty());
+  std::vector<std::string> parts =
+      absl::StrSplit(target.substr(0, target.find('?')), '/', absl::SkipEmpty());
   json body = json::object();
   if (!req.body().empty()) {
     body = json::parse(req.body(), nullptr, false);
@@ -582,14 +598,17 @@ http::response<http::string_body> SimServer::State::Route(
   if (parts.size() == 1 && parts[0] == "stats") {
     int64_t live = 0;
     for (auto& [id, c] : conns) live += c->logged_in() ? 1 : 0;
-    return reply(http::status::ok,
-                 {{"connections", conns.size()}, {"logged_in", live}, {"devices", devices.size()},
-                  {"accepted", counters.accepted}, {"logins", counters.logins},
-                  {"login_failures", counters.login_failures}, {"replaced", counters.replaced},
-                  {"handshake_failures", counters.handshake_failures},
-                  {"pings_answered", counters.pings_answered},
-                  {"acks_received", counters.acks_received},
-                  {"messages_sent", counters.messages_sent}});
+    return reply(http::status::ok, {{"connections", conns.size()},
+                                    {"logged_in", live},
+                                    {"devices", devices.size()},
+                                    {"accepted", counters.accepted},
+                                    {"logins", counters.logins},
+                                    {"login_failures", counters.login_failures},
+                                    {"replaced", counters.replaced},
+                                    {"handshake_failures", counters.handshake_failures},
+                                    {"pings_answered", counters.pings_answered},
+                                    {"acks_received", counters.acks_received},
+                                    {"messages_sent", counters.messages_sent}});
   }
   if (!parts.empty() && parts[0] == "devices") {
     if (parts.size() == 1 && method == http::verb::get) {
@@ -605,7 +624,8 @@ http::response<http::string_body> SimServer::State::Route(
       Device d;
       if (body.contains("creds")) {
         auto creds = wa::DeviceCredentials::FromBaileysJson(body["creds"].dump());
-        if (!creds.ok()) return error(http::status::bad_request, std::string(creds.status().message()));
+        if (!creds.ok())
+          return error(http::status::bad_request, std::string(creds.status().message()));
         key = DeviceKey(creds->Jid());
         d.noise_pub = creds->noise_key.pub;
         d.lid = creds->lid;
@@ -628,7 +648,7 @@ http::response<http::string_body> SimServer::State::Route(
     }
     if (parts.size() == 2 && method == http::verb::delete_) {
       return devices.erase(DeviceKey(parts[1])) ? reply(http::status::ok, {{"deleted", true}})
-                                                 : error(http::status::not_found, "no such device");
+                                                : error(http::status::not_found, "no such device");
     }
   }
   if (!parts.empty() && parts[0] == "connections") {

@@ -13,12 +13,11 @@
 // Threading: everything runs on the io_context it is given, which must be run by one thread.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
-
-#include <boost/asio/io_context.hpp>
 
 #include "absl/status/statusor.h"
 #include "crypto.h"

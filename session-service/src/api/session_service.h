@@ -21,7 +21,8 @@ class SessionServiceImpl final : public v1::SessionService::Service {
                           v1::GetSessionResponse*) override;
   grpc::Status ListSessions(grpc::ServerContext*, const v1::ListSessionsRequest*,
                             v1::ListSessionsResponse*) override;
-  grpc::Status Connect(grpc::ServerContext*, const v1::ConnectRequest*, v1::ConnectResponse*) override;
+  grpc::Status Connect(grpc::ServerContext*, const v1::ConnectRequest*,
+                       v1::ConnectResponse*) override;
   grpc::Status Disconnect(grpc::ServerContext*, const v1::DisconnectRequest*,
                           v1::DisconnectResponse*) override;
   grpc::Status WatchSessionEvents(grpc::ServerContext*, const v1::WatchSessionEventsRequest*,

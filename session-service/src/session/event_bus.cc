@@ -32,7 +32,9 @@ absl::StatusOr<std::optional<EventRecord>> EventBus::Subscription::Next(absl::Du
     return !queue_.empty() || closed_ || overflowed_;
   };
   mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-  if (overflowed_) return absl::ResourceExhaustedError("watcher fell too far behind; resume from the last sequence seen");
+  if (overflowed_)
+    return absl::ResourceExhaustedError(
+        "watcher fell too far behind; resume from the last sequence seen");
   if (!queue_.empty()) {
     EventRecord e = std::move(queue_.front());
     queue_.pop_front();

@@ -24,18 +24,30 @@ bool IsTerminal(v1::SessionState s) {
 
 v1::StateReason ReasonOf(wa::CloseCause cause) {
   switch (cause) {
-    case wa::CloseCause::kClosedByUs: return v1::STATE_REASON_USER;
-    case wa::CloseCause::kConnectFailed: return v1::STATE_REASON_CONNECT_FAILED;
-    case wa::CloseCause::kHandshakeFailed: return v1::STATE_REASON_HANDSHAKE_FAILED;
-    case wa::CloseCause::kSocketClosed: return v1::STATE_REASON_SOCKET_CLOSED;
-    case wa::CloseCause::kKeepaliveTimeout: return v1::STATE_REASON_KEEPALIVE_TIMEOUT;
-    case wa::CloseCause::kRestartRequired: return v1::STATE_REASON_RESTART_REQUIRED;
-    case wa::CloseCause::kLoggedOut: return v1::STATE_REASON_LOGGED_OUT;
-    case wa::CloseCause::kReplaced: return v1::STATE_REASON_REPLACED;
-    case wa::CloseCause::kBanned: return v1::STATE_REASON_BANNED;
-    case wa::CloseCause::kClientOutdated: return v1::STATE_REASON_CLIENT_OUTDATED;
-    case wa::CloseCause::kServerError: return v1::STATE_REASON_SERVER_ERROR;
-    case wa::CloseCause::kProtocolError: return v1::STATE_REASON_PROTOCOL_ERROR;
+    case wa::CloseCause::kClosedByUs:
+      return v1::STATE_REASON_USER;
+    case wa::CloseCause::kConnectFailed:
+      return v1::STATE_REASON_CONNECT_FAILED;
+    case wa::CloseCause::kHandshakeFailed:
+      return v1::STATE_REASON_HANDSHAKE_FAILED;
+    case wa::CloseCause::kSocketClosed:
+      return v1::STATE_REASON_SOCKET_CLOSED;
+    case wa::CloseCause::kKeepaliveTimeout:
+      return v1::STATE_REASON_KEEPALIVE_TIMEOUT;
+    case wa::CloseCause::kRestartRequired:
+      return v1::STATE_REASON_RESTART_REQUIRED;
+    case wa::CloseCause::kLoggedOut:
+      return v1::STATE_REASON_LOGGED_OUT;
+    case wa::CloseCause::kReplaced:
+      return v1::STATE_REASON_REPLACED;
+    case wa::CloseCause::kBanned:
+      return v1::STATE_REASON_BANNED;
+    case wa::CloseCause::kClientOutdated:
+      return v1::STATE_REASON_CLIENT_OUTDATED;
+    case wa::CloseCause::kServerError:
+      return v1::STATE_REASON_SERVER_ERROR;
+    case wa::CloseCause::kProtocolError:
+      return v1::STATE_REASON_PROTOCOL_ERROR;
   }
   return v1::STATE_REASON_UNSPECIFIED;
 }
@@ -51,9 +63,15 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
  public:
   Impl(asio::io_context& io, asio::ssl::context& tls, SessionStore& store, const Sealer& sealer,
        TransitionWriter& writer, ManagerOptions options, std::shared_ptr<spdlog::logger> log)
-      : io_(io), tls_(tls), store_(store), sealer_(sealer), writer_(writer),
-        options_(std::move(options)), backoff_(options_.backoff, options_.backoff_jitter),
-        log_(std::move(log)), rng_(std::random_device{}()) {}
+      : io_(io),
+        tls_(tls),
+        store_(store),
+        sealer_(sealer),
+        writer_(writer),
+        options_(std::move(options)),
+        backoff_(options_.backoff, options_.backoff_jitter),
+        log_(std::move(log)),
+        rng_(std::random_device{}()) {}
 
   // Runs `fn` on the io thread and waits for its result.
   template <class F>
@@ -128,7 +146,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       live.inbound_messages = s.inbound_messages.load();
       live.last_inbound_at = MillisToTime(s.last_inbound_unix_ms.load());
       live.last_pong_at = MillisToTime(s.last_pong_unix_ms.load());
-      if (int64_t rtt = s.keepalive_rtt_us.load(); rtt >= 0) live.keepalive_rtt = absl::Microseconds(rtt);
+      if (int64_t rtt = s.keepalive_rtt_us.load(); rtt >= 0)
+        live.keepalive_rtt = absl::Microseconds(rtt);
     }
     return live;
   }
@@ -153,9 +172,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     t.count_reconnect = count_reconnect;
     t.count_error = count_error;
     t.clear_credentials = clear_creds;
-    log_->info("session {} ({}): {} → {} ({}){}{}", rt.record.id, wa::MaskPhone(rt.record.phone_number),
-               StateName(rt.state), StateName(to), ReasonName(reason), error.empty() ? "" : ": ",
-               error);
+    log_->info("session {} ({}): {} → {} ({}){}{}", rt.record.id,
+               wa::MaskPhone(rt.record.phone_number), StateName(rt.state), StateName(to),
+               ReasonName(reason), error.empty() ? "" : ": ", error);
     rt.state = to;
     rt.reason = reason;
     if (!error.empty()) rt.last_error = error;
@@ -164,8 +183,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
 
   absl::Status ConnectNow(Runtime& rt, v1::StateReason reason, bool count_reconnect) {
     if (!rt.creds) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("session ", rt.record.id, " has no credentials (logged out or never paired)"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "session ", rt.record.id, " has no credentials (logged out or never paired)"));
     }
     rt.retry_timer.reset();
     if (rt.conn) rt.conn->Abort();
@@ -227,7 +246,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   // The next backoff retry, or RETRIES_EXHAUSTED when the schedule is used up.
   void ScheduleRetry(Runtime& rt) {
     if (rt.attempt >= backoff_.max_attempts()) {
-      SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_RETRIES_EXHAUSTED, rt.last_error);
+      SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_RETRIES_EXHAUSTED,
+               rt.last_error);
       return;
     }
     ++rt.attempt;
@@ -286,9 +306,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
         std::uniform_real_distribution<double> jitter(0.5, 1.5);
         const absl::Duration gap = absl::Seconds(jitter(rng_) / options_.restore_per_second);
         pace_timer_ = std::make_unique<asio::steady_timer>(io_, absl::ToChronoNanoseconds(gap));
-        pace_timer_->async_wait([self = shared_from_this(), ids = std::move(ids), next](auto ec) mutable {
-          if (!ec) self->Pace(std::move(ids), next + 1);
-        });
+        pace_timer_->async_wait(
+            [self = shared_from_this(), ids = std::move(ids), next](auto ec) mutable {
+              if (!ec) self->Pace(std::move(ids), next + 1);
+            });
         return;
       }
     }
@@ -325,8 +346,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
 SessionManager::SessionManager(asio::io_context& io, asio::ssl::context& tls, SessionStore& store,
                                const Sealer& sealer, TransitionWriter& writer,
                                ManagerOptions options, std::shared_ptr<spdlog::logger> log)
-    : impl_(std::make_shared<Impl>(io, tls, store, sealer, writer, std::move(options), std::move(log))),
-      store_(store), sealer_(sealer) {}
+    : impl_(std::make_shared<Impl>(io, tls, store, sealer, writer, std::move(options),
+                                   std::move(log))),
+      store_(store),
+      sealer_(sealer) {}
 
 SessionManager::~SessionManager() = default;
 
@@ -346,7 +369,8 @@ absl::StatusOr<SessionView> SessionManager::Create(const NewSession& req) {
   impl_->writer_.PublishStored(created.second);
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(created.first));
-    if (rec.auto_connect) WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_CREATED, false));
+    if (rec.auto_connect)
+      WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_CREATED, false));
     return SessionView{created.first, impl_->Live(*rt)};
   });
 }
@@ -400,7 +424,8 @@ absl::StatusOr<SessionView> SessionManager::Disconnect(const std::string& id) {
   });
 }
 
-std::vector<std::optional<LiveInfo>> SessionManager::LiveInfos(const std::vector<std::string>& ids) {
+std::vector<std::optional<LiveInfo>> SessionManager::LiveInfos(
+    const std::vector<std::string>& ids) {
   return impl_->OnIo([&] {
     std::vector<std::optional<LiveInfo>> out;
     out.reserve(ids.size());
@@ -432,8 +457,9 @@ absl::Status SessionManager::RestoreAll() {
         it->second.record = rec;
         it->second.state = rec.state;
         it->second.reason = rec.reason;
-        impl_->SetState(it->second, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_STARTUP_RESTORE,
-                        std::string(rt.status().message()), false, true);
+        impl_->SetState(it->second, v1::SESSION_STATE_DISCONNECTED,
+                        v1::STATE_REASON_STARTUP_RESTORE, std::string(rt.status().message()), false,
+                        true);
         continue;
       }
       ids.push_back(rec.id);
@@ -450,7 +476,8 @@ absl::Status SessionManager::RestoreAll() {
 void SessionManager::Shutdown(absl::Time deadline) {
   auto closed = std::make_shared<std::promise<void>>();
   auto future = closed->get_future();
-  asio::post(impl_->io_, [impl = impl_, closed] { impl->ShutdownAll([closed] { closed->set_value(); }); });
+  asio::post(impl_->io_,
+             [impl = impl_, closed] { impl->ShutdownAll([closed] { closed->set_value(); }); });
   if (future.wait_until(absl::ToChronoTime(deadline)) != std::future_status::ready) {
     impl_->log_->warn("drain deadline reached; aborting the connections still closing");
   }

@@ -10,13 +10,12 @@
 // TransitionWriter and published to watchers after they are stored.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ssl/context.hpp>
 
 #include "absl/status/statusor.h"
 #include "connection.h"

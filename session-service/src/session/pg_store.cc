@@ -93,7 +93,8 @@ bool IsUuid(std::string_view s) {
 }
 
 absl::Status CheckId(const std::string& id) {
-  if (!IsUuid(id)) return absl::InvalidArgumentError(absl::StrCat("session id \"", id, "\" is not a UUID"));
+  if (!IsUuid(id))
+    return absl::InvalidArgumentError(absl::StrCat("session id \"", id, "\" is not a UUID"));
   return absl::OkStatus();
 }
 
@@ -175,11 +176,13 @@ CREATE INDEX session_events_at_idx ON session_events (at);
   return *migrations;
 }
 
-absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(const SessionRecord& rec) {
+absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
+    const SessionRecord& rec) {
   std::pair<SessionRecord, EventRecord> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("create session", [&](pqxx::work& w) {
     std::optional<std::string> key_id;
-    std::optional<std::string> blob_hex;  // bytea travels as hex text: libpqxx 6 has no nullable binary parameter
+    std::optional<std::string>
+        blob_hex;  // bytea travels as hex text: libpqxx 6 has no nullable binary parameter
     if (rec.credentials) {
       key_id = rec.credentials->key_id;
       blob_hex = HexEncode(rec.credentials->blob);
@@ -187,7 +190,7 @@ absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(con
     auto r = One(w.exec_params(
         absl::StrCat(
             "INSERT INTO sessions (tenant_id, session_name, phone_number, device_jid, account_name,"
-             " owner_email, is_active, auto_connect, auth_key_id, auth_state, connection_status,"
+            " owner_email, is_active, auto_connect, auth_key_id, auth_state, connection_status,"
             " status_reason) VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, $7, $8, $9,"
             " decode($10, 'hex'), 'DISCONNECTED', 'CREATED') RETURNING ",
             kSessionColumns),
@@ -195,9 +198,10 @@ absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(con
         rec.owner_email, rec.is_active, rec.auto_connect, key_id, blob_hex));
     out.first = ToRecord(r);
     auto e = One(w.exec_params(
-        absl::StrCat("INSERT INTO session_events (session_id, tenant_id, from_state, to_state, reason)"
-                     " VALUES ($1::uuid, $2, 'UNSPECIFIED', 'DISCONNECTED', 'CREATED') RETURNING ",
-                     kEventColumns),
+        absl::StrCat(
+            "INSERT INTO session_events (session_id, tenant_id, from_state, to_state, reason)"
+            " VALUES ($1::uuid, $2, 'UNSPECIFIED', 'DISCONNECTED', 'CREATED') RETURNING ",
+            kEventColumns),
         out.first.id, out.first.tenant_id));
     out.second = ToEvent(e);
   }));
@@ -209,7 +213,8 @@ absl::StatusOr<SessionRecord> PgSessionStore::Get(const std::string& id) {
   std::optional<SessionRecord> rec;
   WAS_RETURN_IF_ERROR(pool_.Run("get session", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE id = $1::uuid"), id);
+    auto r = n.exec_params(
+        absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE id = $1::uuid"), id);
     if (!r.empty()) rec = ToRecord(r[0]);
   }));
   if (!rec) return absl::NotFoundError(absl::StrCat("no session ", id));
@@ -281,15 +286,18 @@ absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t
         t.from == v1::SESSION_STATE_CONNECTED && t.to != v1::SESSION_STATE_CONNECTED;
     w.exec_params(
         "UPDATE sessions SET connection_status = $2, status_reason = $3,"
-        " last_error = CASE WHEN $4 = '' THEN (CASE WHEN $2 = 'CONNECTED' THEN NULL ELSE last_error END) ELSE $4 END,"
-        " last_connected_at = CASE WHEN $5 THEN to_timestamp($7::double precision / 1000000) ELSE last_connected_at END,"
-        " last_disconnected_at = CASE WHEN $6 THEN to_timestamp($7::double precision / 1000000) ELSE last_disconnected_at END,"
+        " last_error = CASE WHEN $4 = '' THEN (CASE WHEN $2 = 'CONNECTED' THEN NULL ELSE "
+        "last_error END) ELSE $4 END,"
+        " last_connected_at = CASE WHEN $5 THEN to_timestamp($7::double precision / 1000000) ELSE "
+        "last_connected_at END,"
+        " last_disconnected_at = CASE WHEN $6 THEN to_timestamp($7::double precision / 1000000) "
+        "ELSE last_disconnected_at END,"
         " reconnect_count = reconnect_count + $8, error_count = error_count + $9,"
         " auth_state = CASE WHEN $10 THEN NULL ELSE auth_state END,"
         " auth_key_id = CASE WHEN $10 THEN NULL ELSE auth_key_id END,"
         " updated_at = now() WHERE id = $1::uuid",
-        t.session_id, StateName(t.to), ReasonName(t.reason), t.error, connected, left_connected,
-        at, t.count_reconnect ? 1 : 0, t.count_error ? 1 : 0, t.clear_credentials);
+        t.session_id, StateName(t.to), ReasonName(t.reason), t.error, connected, left_connected, at,
+        t.count_reconnect ? 1 : 0, t.count_error ? 1 : 0, t.clear_credentials);
   }));
   return event;
 }
@@ -301,12 +309,12 @@ absl::StatusOr<std::vector<EventRecord>> PgSessionStore::EventsAfter(int64_t aft
   std::vector<EventRecord> out;
   WAS_RETURN_IF_ERROR(pool_.Run("read events", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(
-        absl::StrCat("SELECT ", kEventColumns,
-                     " FROM session_events WHERE sequence > $1"
-                     " AND ($2 = '' OR session_id = NULLIF($2, '')::uuid)"
-                     " AND ($3 = '' OR tenant_id = $3) ORDER BY sequence LIMIT $4"),
-        after, filter.session_id, filter.tenant_id, limit);
+    auto r =
+        n.exec_params(absl::StrCat("SELECT ", kEventColumns,
+                                   " FROM session_events WHERE sequence > $1"
+                                   " AND ($2 = '' OR session_id = NULLIF($2, '')::uuid)"
+                                   " AND ($3 = '' OR tenant_id = $3) ORDER BY sequence LIMIT $4"),
+                      after, filter.session_id, filter.tenant_id, limit);
     for (const auto& row : r) out.push_back(ToEvent(row));
   }));
   return out;
@@ -335,7 +343,8 @@ absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> PgSessionStore
   WAS_RETURN_IF_ERROR(pool_.Run("count sessions", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
     auto r = n.exec("SELECT connection_status, count(*) FROM sessions GROUP BY 1 ORDER BY 1");
-    for (const auto& row : r) out.emplace_back(StateFromName(row[0].as<std::string>()), row[1].as<int64_t>());
+    for (const auto& row : r)
+      out.emplace_back(StateFromName(row[0].as<std::string>()), row[1].as<int64_t>());
   }));
   return out;
 }

@@ -19,7 +19,8 @@ class PgSessionStore final : public SessionStore {
   /// session-service's migrations (service name "session-service").
   static const std::vector<Migration>& Migrations();
 
-  absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(const SessionRecord& record) override;
+  absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
+      const SessionRecord& record) override;
   absl::StatusOr<SessionRecord> Get(const std::string& id) override;
   absl::StatusOr<SessionPage> List(const SessionFilter& filter, int page_size,
                                    const std::string& page_token) override;

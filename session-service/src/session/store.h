@@ -62,10 +62,10 @@ struct Transition {
   v1::SessionState from = v1::SESSION_STATE_UNSPECIFIED;
   v1::SessionState to = v1::SESSION_STATE_UNSPECIFIED;
   v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED;
-  std::string error;             ///< becomes last_error when not empty
+  std::string error;  ///< becomes last_error when not empty
   absl::Time at;
-  bool count_reconnect = false;  ///< reconnect_count += 1
-  bool count_error = false;      ///< error_count += 1
+  bool count_reconnect = false;    ///< reconnect_count += 1
+  bool count_error = false;        ///< error_count += 1
   bool clear_credentials = false;  ///< the device was logged out: its credentials are dead
 };
 
@@ -87,7 +87,8 @@ class SessionStore {
   virtual ~SessionStore() = default;
 
   /// Inserts `record` (its id, state and timestamps are assigned) and its CREATED event.
-  virtual absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(const SessionRecord& record) = 0;
+  virtual absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
+      const SessionRecord& record) = 0;
   virtual absl::StatusOr<SessionRecord> Get(const std::string& id) = 0;
   /// Ordered by id; `page_size` rows at most.
   virtual absl::StatusOr<SessionPage> List(const SessionFilter& filter, int page_size,

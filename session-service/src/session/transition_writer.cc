@@ -8,7 +8,10 @@ namespace wasentinel::session {
 TransitionWriter::TransitionWriter(SessionStore& store, EventBus& bus,
                                    std::shared_ptr<spdlog::logger> log,
                                    absl::Duration retry_interval)
-    : store_(store), bus_(bus), log_(std::move(log)), retry_interval_(retry_interval),
+    : store_(store),
+      bus_(bus),
+      log_(std::move(log)),
+      retry_interval_(retry_interval),
       thread_([this] { Loop(); }) {}
 
 TransitionWriter::~TransitionWriter() {

@@ -46,7 +46,8 @@ const absl::flat_hash_map<std::string_view, TokenIndex>& TokenMap() {
     }
     for (size_t d = 0; d < tokens::kDoubleByte.size(); ++d) {
       for (size_t i = 0; i < tokens::kDoubleByte[d].size(); ++i) {
-        m->emplace(tokens::kDoubleByte[d][i], TokenIndex{static_cast<int>(d), static_cast<uint8_t>(i)});
+        m->emplace(tokens::kDoubleByte[d][i],
+                   TokenIndex{static_cast<int>(d), static_cast<uint8_t>(i)});
       }
     }
     return m;
@@ -587,7 +588,8 @@ absl::StatusOr<Jid> Jid::Parse(std::string_view text) {
 }
 
 std::string Jid::ToString() const {
-  return device >= 0 ? absl::StrCat(user, ":", device, "@", server) : absl::StrCat(user, "@", server);
+  return device >= 0 ? absl::StrCat(user, ":", device, "@", server)
+                     : absl::StrCat(user, "@", server);
 }
 
 }  // namespace wasentinel::wa

@@ -1,7 +1,5 @@
 #include "connection.h"
 
-#include "wasentinel/common/logging.h"
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -22,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "noise_channel.h"
 #include "url.h"
+#include "wasentinel/common/logging.h"
 #include "wasentinel/common/status_macros.h"
 
 namespace wasentinel::wa {
@@ -171,8 +170,9 @@ CloseInfo StreamErrorInfo(const Node& node) {
     info.cause = CloseCause::kServerError;
     if (!code) info.code = 500;
   }
-  info.detail = conflict ? absl::StrCat("stream error ", info.code, " (conflict ", conflict_type, ")")
-                         : absl::StrCat("stream error ", info.code);
+  info.detail = conflict
+                    ? absl::StrCat("stream error ", info.code, " (conflict ", conflict_type, ")")
+                    : absl::StrCat("stream error ", info.code);
   return info;
 }
 
@@ -189,7 +189,8 @@ CloseInfo FailureInfo(const Node& node) {
     case 402:
     case 403: {
       info.cause = CloseCause::kBanned;
-      if (int expire = CodeOf(node, "expire"); expire > 0) info.ban_expires_in = absl::Seconds(expire);
+      if (int expire = CodeOf(node, "expire"); expire > 0)
+        info.ban_expires_in = absl::Seconds(expire);
       break;
     }
     case 405:
@@ -207,18 +208,30 @@ CloseInfo FailureInfo(const Node& node) {
 
 std::string_view CloseCauseName(CloseCause cause) {
   switch (cause) {
-    case CloseCause::kClosedByUs: return "closed_by_us";
-    case CloseCause::kConnectFailed: return "connect_failed";
-    case CloseCause::kHandshakeFailed: return "handshake_failed";
-    case CloseCause::kSocketClosed: return "socket_closed";
-    case CloseCause::kKeepaliveTimeout: return "keepalive_timeout";
-    case CloseCause::kRestartRequired: return "restart_required";
-    case CloseCause::kLoggedOut: return "logged_out";
-    case CloseCause::kReplaced: return "replaced";
-    case CloseCause::kBanned: return "banned";
-    case CloseCause::kClientOutdated: return "client_outdated";
-    case CloseCause::kServerError: return "server_error";
-    case CloseCause::kProtocolError: return "protocol_error";
+    case CloseCause::kClosedByUs:
+      return "closed_by_us";
+    case CloseCause::kConnectFailed:
+      return "connect_failed";
+    case CloseCause::kHandshakeFailed:
+      return "handshake_failed";
+    case CloseCause::kSocketClosed:
+      return "socket_closed";
+    case CloseCause::kKeepaliveTimeout:
+      return "keepalive_timeout";
+    case CloseCause::kRestartRequired:
+      return "restart_required";
+    case CloseCause::kLoggedOut:
+      return "logged_out";
+    case CloseCause::kReplaced:
+      return "replaced";
+    case CloseCause::kBanned:
+      return "banned";
+    case CloseCause::kClientOutdated:
+      return "client_outdated";
+    case CloseCause::kServerError:
+      return "server_error";
+    case CloseCause::kProtocolError:
+      return "protocol_error";
   }
   return "unknown";
 }
@@ -315,8 +328,9 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
         if (!next.ok()) throw std::runtime_error(std::string(next.status().message()));
         server_hello = std::move(*next);
       }
-      auto finish = hs.Finish(*server_hello, LoginPayload(self->creds_, self->options_.app_version_tertiary),
-                              self->options_.root_key, absl::ToUnixSeconds(absl::Now()));
+      auto finish =
+          hs.Finish(*server_hello, LoginPayload(self->creds_, self->options_.app_version_tertiary),
+                    self->options_.root_key, absl::ToUnixSeconds(absl::Now()));
       if (!finish.ok()) {
         self->Finish({CloseCause::kHandshakeFailed, 0, std::string(finish.status().message())});
         co_return;
@@ -339,7 +353,8 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
               co_return;
             }
             ++self->dropped_frames_;
-            self->log_->warn("dropped an unreadable frame from the server: {}", node.status().message());
+            self->log_->warn("dropped an unreadable frame from the server: {}",
+                             node.status().message());
             continue;
           }
           if (!node->has_value()) break;
@@ -420,15 +435,16 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       pending_.erase(it);
       if (type == "error") {
         const Node* err = node.Child("error");
-        done(absl::FailedPreconditionError(absl::StrCat(
-            "iq error ", err ? err->AttrOr("code") : "", " ", err ? err->AttrOr("text") : "")));
+        done(absl::FailedPreconditionError(absl::StrCat("iq error ", err ? err->AttrOr("code") : "",
+                                                        " ", err ? err->AttrOr("text") : "")));
       } else {
         done(node);
       }
       return;
     }
     if (type == "get" && node.AttrOr("xmlns") == "urn:xmpp:ping") {
-      Send(MakeNode("iq", {{"id", node.AttrOr("id")}, {"to", node.AttrOr("from", kServerJid)},
+      Send(MakeNode("iq", {{"id", node.AttrOr("id")},
+                           {"to", node.AttrOr("from", kServerJid)},
                            {"type", "result"}}));
     }
   }
@@ -496,15 +512,16 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
 
   void Ping(std::function<void(absl::StatusOr<absl::Duration>)> done) {
     const absl::Time sent = absl::Now();
-    SendIq(MakeNode("iq", {{"to", std::string(kServerJid)}, {"type", "get"}, {"xmlns", "w:p"}}),
-           [sent, done = std::move(done)](absl::StatusOr<Node> reply) {
-             if (!reply.ok()) {
-               done(reply.status());
-             } else {
-               done(absl::Now() - sent);
-             }
-           },
-           options_.keepalive_response_timeout);
+    SendIq(
+        MakeNode("iq", {{"to", std::string(kServerJid)}, {"type", "get"}, {"xmlns", "w:p"}}),
+        [sent, done = std::move(done)](absl::StatusOr<Node> reply) {
+          if (!reply.ok()) {
+            done(reply.status());
+          } else {
+            done(absl::Now() - sent);
+          }
+        },
+        options_.keepalive_response_timeout);
   }
 
   void SendIq(Node iq, std::function<void(absl::StatusOr<Node>)> done,
@@ -636,9 +653,8 @@ void Connection::Abort() {
 }
 
 void Connection::Probe(std::function<void(absl::StatusOr<absl::Duration>)> done) {
-  asio::post(impl_->Executor(), [impl = impl_, done = std::move(done)]() mutable {
-    impl->Probe(std::move(done));
-  });
+  asio::post(impl_->Executor(),
+             [impl = impl_, done = std::move(done)]() mutable { impl->Probe(std::move(done)); });
 }
 
 const ConnectionStats& Connection::stats() const { return impl_->stats; }

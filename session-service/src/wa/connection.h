@@ -11,14 +11,13 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/ssl/context.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -54,26 +53,26 @@ struct ConnectionOptions {
 
 /// Why a connection ended (shared/docs/wa-protocol.md §7).
 enum class CloseCause {
-  kClosedByUs,         ///< Close() or Abort()
-  kConnectFailed,      ///< DNS, TCP, TLS or WebSocket upgrade failed, or timed out
-  kHandshakeFailed,    ///< Noise handshake or certificate verification failed
-  kSocketClosed,       ///< the server closed the socket or sent <xmlstreamend/>
-  kKeepaliveTimeout,   ///< no ping answered within keepalive_max_silence
-  kRestartRequired,    ///< <stream:error code="515"/>
-  kLoggedOut,          ///< stream error 401 / device_removed, <failure reason=401|406>
-  kReplaced,           ///< <stream:error><conflict type="replaced"/></stream:error>
-  kBanned,             ///< <failure reason=402|403>
-  kClientOutdated,     ///< <failure reason=405>
-  kServerError,        ///< stream error or failure 5xx, or another code
-  kProtocolError,      ///< undecodable or undecryptable input from the server
+  kClosedByUs,        ///< Close() or Abort()
+  kConnectFailed,     ///< DNS, TCP, TLS or WebSocket upgrade failed, or timed out
+  kHandshakeFailed,   ///< Noise handshake or certificate verification failed
+  kSocketClosed,      ///< the server closed the socket or sent <xmlstreamend/>
+  kKeepaliveTimeout,  ///< no ping answered within keepalive_max_silence
+  kRestartRequired,   ///< <stream:error code="515"/>
+  kLoggedOut,         ///< stream error 401 / device_removed, <failure reason=401|406>
+  kReplaced,          ///< <stream:error><conflict type="replaced"/></stream:error>
+  kBanned,            ///< <failure reason=402|403>
+  kClientOutdated,    ///< <failure reason=405>
+  kServerError,       ///< stream error or failure 5xx, or another code
+  kProtocolError,     ///< undecodable or undecryptable input from the server
 };
 
 std::string_view CloseCauseName(CloseCause cause);
 
 struct CloseInfo {
   CloseCause cause = CloseCause::kSocketClosed;
-  int code = 0;         ///< stream-error / failure code when the server gave one
-  std::string detail;   ///< human-readable, for last_error
+  int code = 0;        ///< stream-error / failure code when the server gave one
+  std::string detail;  ///< human-readable, for last_error
   std::optional<absl::Duration> ban_expires_in;  ///< <failure expire=...> for kBanned
 };
 

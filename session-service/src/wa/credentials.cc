@@ -1,7 +1,6 @@
 #include "credentials.h"
 
 #include <charconv>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -71,13 +70,15 @@ absl::StatusOr<DeviceCredentials> DeviceCredentials::FromBaileysJson(std::string
   if (!jid.ok() || jid->server != "s.whatsapp.net" || jid->user.empty()) {
     return Bad("me.id is not a phone-number JID");
   }
-  auto [ptr, ec] = std::from_chars(jid->user.data(), jid->user.data() + jid->user.size(), creds.phone);
+  auto [ptr, ec] =
+      std::from_chars(jid->user.data(), jid->user.data() + jid->user.size(), creds.phone);
   if (ec != std::errc() || ptr != jid->user.data() + jid->user.size()) {
     return Bad("me.id does not start with a phone number");
   }
   creds.device = jid->device < 0 ? 0 : static_cast<uint32_t>(jid->device);
   if (me.contains("lid") && me["lid"].is_string()) creds.lid = me["lid"].get<std::string>();
-  if (me.contains("name") && me["name"].is_string()) creds.push_name = me["name"].get<std::string>();
+  if (me.contains("name") && me["name"].is_string())
+    creds.push_name = me["name"].get<std::string>();
   return creds;
 }
 

@@ -17,10 +17,10 @@ namespace wasentinel::wa {
 
 struct DeviceCredentials {
   KeyPair noise_key;
-  uint64_t phone = 0;      ///< E.164 digits of the account, from me.id
-  uint32_t device = 0;     ///< the linked device's number, from me.id
-  std::string lid;         ///< me.lid, if present
-  std::string push_name;   ///< me.name, if present
+  uint64_t phone = 0;     ///< E.164 digits of the account, from me.id
+  uint32_t device = 0;    ///< the linked device's number, from me.id
+  std::string lid;        ///< me.lid, if present
+  std::string push_name;  ///< me.name, if present
 
   /// "PHONE:DEVICE@s.whatsapp.net".
   std::string Jid() const;

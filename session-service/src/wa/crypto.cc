@@ -127,8 +127,10 @@ Bytes AesGcmEncrypt(ByteView key, ByteView iv, ByteView aad, ByteView plaintext)
   EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr);
   EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(iv.size()), nullptr);
   EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), iv.data());
-  if (!aad.empty()) EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size()));
-  EVP_EncryptUpdate(ctx.get(), out.data(), &len, plaintext.data(), static_cast<int>(plaintext.size()));
+  if (!aad.empty())
+    EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size()));
+  EVP_EncryptUpdate(ctx.get(), out.data(), &len, plaintext.data(),
+                    static_cast<int>(plaintext.size()));
   total = len;
   EVP_EncryptFinal_ex(ctx.get(), out.data() + total, &len);
   total += len;
@@ -146,11 +148,11 @@ absl::StatusOr<Bytes> AesGcmDecrypt(ByteView key, ByteView iv, ByteView aad, Byt
   EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr);
   EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(iv.size()), nullptr);
   EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), iv.data());
-  if (!aad.empty()) EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size()));
+  if (!aad.empty())
+    EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(), static_cast<int>(aad.size()));
   EVP_DecryptUpdate(ctx.get(), out.data(), &len, sealed.data(), static_cast<int>(n));
   int total = len;
-  EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, 16,
-                      const_cast<uint8_t*>(sealed.data() + n));
+  EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, 16, const_cast<uint8_t*>(sealed.data() + n));
   if (EVP_DecryptFinal_ex(ctx.get(), out.data() + total, &len) <= 0) {
     return absl::DataLossError("AES-GCM tag mismatch");
   }

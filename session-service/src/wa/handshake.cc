@@ -71,8 +71,10 @@ absl::Status VerifyCertChain(ByteView chain_bytes, ByteView root_pub, ByteView s
     return CertError("intermediate is not signed by the trusted root key");
   }
   Cert::Details inter_d;
-  if (!inter_d.ParseFromString(inter.details())) return CertError("intermediate details do not parse");
-  if (inter_d.issuer_serial() != kRootIssuerSerial) return CertError("intermediate issuer is not the root");
+  if (!inter_d.ParseFromString(inter.details()))
+    return CertError("intermediate details do not parse");
+  if (inter_d.issuer_serial() != kRootIssuerSerial)
+    return CertError("intermediate issuer is not the root");
   if (inter_d.key().size() != 32) return CertError("intermediate key is not 32 bytes");
   if (!ValidAt(inter_d, now_unix)) return CertError("intermediate is expired or not yet valid");
   if (!CurveVerify(AsBytes(inter_d.key()), AsBytes(leaf.details()), AsBytes(leaf.signature()))) {
@@ -80,7 +82,8 @@ absl::Status VerifyCertChain(ByteView chain_bytes, ByteView root_pub, ByteView s
   }
   Cert::Details leaf_d;
   if (!leaf_d.ParseFromString(leaf.details())) return CertError("leaf details do not parse");
-  if (leaf_d.issuer_serial() != inter_d.serial()) return CertError("leaf issuer is not the intermediate");
+  if (leaf_d.issuer_serial() != inter_d.serial())
+    return CertError("leaf issuer is not the intermediate");
   if (leaf_d.key().size() != 32 || server_static.size() != 32 ||
       sodium_memcmp(leaf_d.key().data(), server_static.data(), 32) != 0) {
     return CertError("leaf key is not the server's static key");
@@ -100,8 +103,8 @@ Bytes ClientHandshake::Hello() {
 }
 
 absl::StatusOr<Bytes> ClientHandshake::Finish(ByteView server_hello,
-                                              const wire::ClientPayload& payload,
-                                              ByteView root_pub, int64_t now_unix) {
+                                              const wire::ClientPayload& payload, ByteView root_pub,
+                                              int64_t now_unix) {
   wire::HandshakeMessage msg;
   if (!msg.ParseFromArray(server_hello.data(), static_cast<int>(server_hello.size())) ||
       !msg.has_server_hello()) {
@@ -160,9 +163,11 @@ absl::StatusOr<ServerHandshake::ClientIdentity> ServerHandshake::Complete(ByteVi
       !msg.has_client_finish() || msg.client_finish().static_().size() != 48) {
     return absl::InvalidArgumentError("handshake: expected a ClientFinish");
   }
-  WAS_ASSIGN_OR_RETURN(Bytes client_static, state_.DecryptAndHash(AsBytes(msg.client_finish().static_())));
+  WAS_ASSIGN_OR_RETURN(Bytes client_static,
+                       state_.DecryptAndHash(AsBytes(msg.client_finish().static_())));
   WAS_RETURN_IF_ERROR(state_.MixSharedSecret(ephemeral_.priv, client_static));
-  WAS_ASSIGN_OR_RETURN(Bytes payload, state_.DecryptAndHash(AsBytes(msg.client_finish().payload())));
+  WAS_ASSIGN_OR_RETURN(Bytes payload,
+                       state_.DecryptAndHash(AsBytes(msg.client_finish().payload())));
   ClientIdentity id;
   std::memcpy(id.static_pub.data(), client_static.data(), 32);
   if (!id.payload.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {

@@ -31,8 +31,8 @@ inline constexpr uint32_t kRootIssuerSerial = 0;
 /// signed by `root`, and a leaf {serial 2, issuer 1, key = `server_static_pub`} signed by the
 /// intermediate, both valid over [not_before, not_after] (Unix seconds). issuer_serial is
 /// written explicitly, as Baileys ≥ 6.7.17 requires.
-Bytes MakeCertChain(const KeyPair& root, const KeyPair& intermediate,
-                    ByteView server_static_pub, uint64_t not_before, uint64_t not_after);
+Bytes MakeCertChain(const KeyPair& root, const KeyPair& intermediate, ByteView server_static_pub,
+                    uint64_t not_before, uint64_t not_after);
 
 /// Verifies a serialized CertChain as whatsmeow does: both certificates present with 64-byte
 /// signatures; the intermediate signed by `root_pub`, issued by serial 0, 32-byte key, valid at

@@ -36,7 +36,8 @@ absl::StatusOr<Node> FromJson(const nlohmann::ordered_json& j, const std::string
     } else if (c->is_array()) {
       std::vector<Node> children;
       for (size_t i = 0; i < c->size(); ++i) {
-        WAS_ASSIGN_OR_RETURN(Node child, FromJson((*c)[i], absl::StrCat(path, ".content[", i, "]")));
+        WAS_ASSIGN_OR_RETURN(Node child,
+                             FromJson((*c)[i], absl::StrCat(path, ".content[", i, "]")));
         children.push_back(std::move(child));
       }
       node.content = std::move(children);
@@ -67,6 +68,8 @@ nlohmann::ordered_json NodeToJson(const Node& node) {
   return j;
 }
 
-absl::StatusOr<Node> NodeFromJson(const nlohmann::ordered_json& json) { return FromJson(json, "$"); }
+absl::StatusOr<Node> NodeFromJson(const nlohmann::ordered_json& json) {
+  return FromJson(json, "$");
+}
 
 }  // namespace wasentinel::wa

@@ -104,7 +104,8 @@ absl::StatusOr<std::optional<Bytes>> FrameReader::Next() {
 
 absl::Status AppendFrame(Bytes& out, ByteView payload) {
   if (payload.size() > kMaxFrameSize) {
-    return absl::InvalidArgumentError(absl::StrCat("frame of ", payload.size(), " bytes is too large"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("frame of ", payload.size(), " bytes is too large"));
   }
   out.push_back(static_cast<uint8_t>(payload.size() >> 16));
   out.push_back(static_cast<uint8_t>(payload.size() >> 8));

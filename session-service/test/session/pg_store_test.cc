@@ -58,7 +58,8 @@ TEST(PgSessionStore, CreatesAndReadsBack) {
 TEST(PgSessionStore, ClearErrors) {
   Fixture f;
   ASSERT_TRUE(f.store.Create(NewRecord("acme")).ok());
-  EXPECT_THAT(f.store.Create(NewRecord("acme")).status(), StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(f.store.Create(NewRecord("acme")).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_THAT(f.store.Get("not-a-uuid").status(), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(f.store.Get("00000000-0000-0000-0000-000000000000").status(),
               StatusIs(absl::StatusCode::kNotFound));
@@ -70,14 +71,29 @@ TEST(PgSessionStore, TransitionsUpdateTheRowAndAppendEvents) {
   Fixture f;
   auto [rec, created] = f.store.Create(NewRecord("acme")).value();
   const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
-  Transition t{rec.id, rec.tenant_id, v1::SESSION_STATE_DISCONNECTED, v1::SESSION_STATE_CONNECTING,
-               v1::STATE_REASON_STARTUP_RESTORE, "", t0};
+  Transition t{rec.id,
+               rec.tenant_id,
+               v1::SESSION_STATE_DISCONNECTED,
+               v1::SESSION_STATE_CONNECTING,
+               v1::STATE_REASON_STARTUP_RESTORE,
+               "",
+               t0};
   auto e1 = f.store.RecordTransition(t).value();
-  t = {rec.id, rec.tenant_id, v1::SESSION_STATE_CONNECTING, v1::SESSION_STATE_CONNECTED,
-       v1::STATE_REASON_LOGIN_SUCCESS, "", t0 + absl::Seconds(1)};
+  t = {rec.id,
+       rec.tenant_id,
+       v1::SESSION_STATE_CONNECTING,
+       v1::SESSION_STATE_CONNECTED,
+       v1::STATE_REASON_LOGIN_SUCCESS,
+       "",
+       t0 + absl::Seconds(1)};
   auto e2 = f.store.RecordTransition(t).value();
-  t = {rec.id, rec.tenant_id, v1::SESSION_STATE_CONNECTED, v1::SESSION_STATE_DISCONNECTED,
-       v1::STATE_REASON_SOCKET_CLOSED, "socket closed", t0 + absl::Seconds(2)};
+  t = {rec.id,
+       rec.tenant_id,
+       v1::SESSION_STATE_CONNECTED,
+       v1::SESSION_STATE_DISCONNECTED,
+       v1::STATE_REASON_SOCKET_CLOSED,
+       "socket closed",
+       t0 + absl::Seconds(2)};
   t.count_error = true;
   auto e3 = f.store.RecordTransition(t).value();
   EXPECT_LT(created.sequence, e1.sequence);
@@ -100,8 +116,13 @@ TEST(PgSessionStore, TransitionsUpdateTheRowAndAppendEvents) {
   EXPECT_EQ(f.store.OldestSequence().value(), created.sequence);
 
   // A logout forgets the credentials.
-  t = {rec.id, rec.tenant_id, v1::SESSION_STATE_DISCONNECTED, v1::SESSION_STATE_LOGGED_OUT,
-       v1::STATE_REASON_LOGGED_OUT, "stream error 401", t0 + absl::Seconds(3)};
+  t = {rec.id,
+       rec.tenant_id,
+       v1::SESSION_STATE_DISCONNECTED,
+       v1::SESSION_STATE_LOGGED_OUT,
+       v1::STATE_REASON_LOGGED_OUT,
+       "stream error 401",
+       t0 + absl::Seconds(3)};
   t.clear_credentials = true;
   ASSERT_TRUE(f.store.RecordTransition(t).ok());
   EXPECT_FALSE(f.store.Get(rec.id).value().credentials.has_value());
@@ -109,8 +130,10 @@ TEST(PgSessionStore, TransitionsUpdateTheRowAndAppendEvents) {
 
 TEST(PgSessionStore, ListsWithFiltersAndPages) {
   Fixture f;
-  for (int i = 0; i < 7; ++i) ASSERT_TRUE(f.store.Create(NewRecord("t1", "s" + std::to_string(i))).ok());
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(f.store.Create(NewRecord("t2", "s" + std::to_string(i))).ok());
+  for (int i = 0; i < 7; ++i)
+    ASSERT_TRUE(f.store.Create(NewRecord("t1", "s" + std::to_string(i))).ok());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(f.store.Create(NewRecord("t2", "s" + std::to_string(i))).ok());
   std::vector<std::string> seen;
   std::string token;
   do {
@@ -124,8 +147,11 @@ TEST(PgSessionStore, ListsWithFiltersAndPages) {
   } while (!token.empty());
   EXPECT_EQ(seen.size(), 7u);
   EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
-  EXPECT_EQ(f.store.List({.states = {v1::SESSION_STATE_CONNECTED}}, 100, "").value().sessions.size(), 0u);
-  EXPECT_EQ(f.store.List({.states = {v1::SESSION_STATE_DISCONNECTED}}, 100, "").value().sessions.size(), 10u);
+  EXPECT_EQ(
+      f.store.List({.states = {v1::SESSION_STATE_CONNECTED}}, 100, "").value().sessions.size(), 0u);
+  EXPECT_EQ(
+      f.store.List({.states = {v1::SESSION_STATE_DISCONNECTED}}, 100, "").value().sessions.size(),
+      10u);
   auto counts = f.store.CountByState().value();
   ASSERT_EQ(counts.size(), 1u);
   EXPECT_EQ(counts[0].second, 10);

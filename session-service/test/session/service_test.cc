@@ -35,7 +35,9 @@ class Sim {
     io_.stop();
     thread_.join();
   }
-  std::string url() const { return "ws://127.0.0.1:" + std::to_string(server_->ws_port()) + "/ws/chat"; }
+  std::string url() const {
+    return "ws://127.0.0.1:" + std::to_string(server_->ws_port()) + "/ws/chat";
+  }
   const std::array<uint8_t, 32>& root() const { return server_->root_public_key(); }
   sim::SimControl control() const { return sim::SimControl(server_->control_port()); }
 
@@ -108,7 +110,9 @@ class Watcher {
         },
         timeout);
   }
-  std::vector<v1::SessionEvent> Of(const std::string& session) { return Of(events.Snapshot(), session); }
+  std::vector<v1::SessionEvent> Of(const std::string& session) {
+    return Of(events.Snapshot(), session);
+  }
   static std::vector<v1::SessionEvent> Of(const std::vector<v1::SessionEvent>& all,
                                           const std::string& session) {
     std::vector<v1::SessionEvent> out;
@@ -171,7 +175,8 @@ struct Stack {
     req.set_auto_connect(auto_connect);
     v1::CreateSessionResponse resp;
     grpc::Status st = stub->CreateSession(&ctx, req, &resp);
-    if (!st.ok()) return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
+    if (!st.ok())
+      return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
     return resp.session();
   }
   grpc::Status Get(const std::string& id, v1::Session* out) {
@@ -204,23 +209,28 @@ TEST(SessionService, CreatedSessionConnectsAndReportsEveryChange) {
 
   // A dropped socket: DISCONNECTED, then a backoff retry, then CONNECTED again.
   ASSERT_TRUE(s.sim.control().Post("/connections/15550001001:5/drop", {{"mode", "rst"}}).ok());
-  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SOCKET_CLOSED));
+  ASSERT_TRUE(
+      w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SOCKET_CLOSED));
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RETRY));
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
 
   // 515: reconnect at once, without DISCONNECTED in between.
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550001001:5/stream-error", {{"code", 515}}).ok());
-  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RESTART_REQUIRED));
+  ASSERT_TRUE(
+      s.sim.control().Post("/connections/15550001001:5/stream-error", {{"code", 515}}).ok());
+  ASSERT_TRUE(
+      w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RESTART_REQUIRED));
 
   // Keepalive timeout when wa-sim stops answering.
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
   ASSERT_TRUE(s.sim.control().Post("/connections/15550001001:5/blackhole").ok());
-  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_KEEPALIVE_TIMEOUT));
+  ASSERT_TRUE(
+      w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_KEEPALIVE_TIMEOUT));
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
 
   // Every event has a strictly increasing sequence.
   auto events = w.events.Snapshot();
-  for (size_t i = 1; i < events.size(); ++i) EXPECT_LT(events[i - 1].sequence(), events[i].sequence());
+  for (size_t i = 1; i < events.size(); ++i)
+    EXPECT_LT(events[i - 1].sequence(), events[i].sequence());
 }
 
 TEST(SessionService, LoggedOutAndReplacedAreNotRetried) {
@@ -230,14 +240,14 @@ TEST(SessionService, LoggedOutAndReplacedAreNotRetried) {
   auto b = s.Create("b", s.sim.Device(15550002002)).value();
   ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_CONNECTED));
   ASSERT_TRUE(w.WaitFor(b.id(), v1::SESSION_STATE_CONNECTED));
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550002001:5/stream-error", {{"code", 401}}).ok());
+  ASSERT_TRUE(
+      s.sim.control().Post("/connections/15550002001:5/stream-error", {{"code", 401}}).ok());
   ASSERT_TRUE(s.sim.control().Post("/connections/15550002002:5/conflict").ok());
   ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_LOGGED_OUT, v1::STATE_REASON_LOGGED_OUT));
   ASSERT_TRUE(w.WaitFor(b.id(), v1::SESSION_STATE_REPLACED, v1::STATE_REASON_REPLACED));
   v1::Session got;
-  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
-    return s.Get(a.id(), &got).ok() && !got.has_credentials();
-  }));
+  ASSERT_TRUE(wasentinel::testing::Eventually(
+      [&] { return s.Get(a.id(), &got).ok() && !got.has_credentials(); }));
   EXPECT_EQ(got.state(), v1::SESSION_STATE_LOGGED_OUT);
   // Connect without credentials is refused clearly.
   grpc::ClientContext ctx;
@@ -280,7 +290,8 @@ TEST(SessionService, ConnectAndDisconnectAreIdempotent) {
     return c.ok() && (*c)["connections"].empty();
   }));
   int connecting = 0;
-  for (const auto& e : w.Of(session.id())) connecting += e.to_state() == v1::SESSION_STATE_CONNECTING;
+  for (const auto& e : w.Of(session.id()))
+    connecting += e.to_state() == v1::SESSION_STATE_CONNECTING;
   EXPECT_EQ(connecting, 1);
 }
 
@@ -311,7 +322,8 @@ TEST(SessionService, RetriesEndInRetriesExhausted) {
   Stack s([](Options& o) { o.manager.connection.url = "ws://127.0.0.1:1/ws/chat"; });
   Watcher w(*s.stub);
   auto session = s.Create("acme", s.sim.Device(15550005001)).value();
-  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_RETRIES_EXHAUSTED));
+  ASSERT_TRUE(
+      w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_RETRIES_EXHAUSTED));
   int retries = 0;
   for (const auto& e : w.Of(session.id())) retries += e.reason() == v1::STATE_REASON_RETRY;
   EXPECT_EQ(retries, 3);
@@ -347,7 +359,8 @@ TEST(SessionService, BadInputGetsClearErrors) {
   v1::ListSessionsRequest list;
   list.set_page_size(100000);
   v1::ListSessionsResponse resp;
-  EXPECT_EQ(s.stub->ListSessions(&ctx, list, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.stub->ListSessions(&ctx, list, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST(SessionService, HealthAndWatchReplay) {

@@ -1,9 +1,8 @@
 #include "binary_node.h"
 
-#include <zlib.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include "node_json.h"
 
@@ -23,11 +22,14 @@ struct Vector {
 
 std::vector<Vector> BaileysVectors() {
   return {
-      {MakeNode("iq", {{"id", "1.2-3"}, {"to", "@s.whatsapp.net"}, {"type", "get"}, {"xmlns", "w:p"}},
+      {MakeNode("iq",
+                {{"id", "1.2-3"}, {"to", "@s.whatsapp.net"}, {"type", "get"}, {"xmlns", "w:p"}},
                 std::vector<Node>{MakeNode("ping")}),
        "00 f8 0a 19 08 ff 83 1b 2a 3f 11 fa 00 03 04 29 16 57 f8 01 f8 01 56"},
       {MakeNode("presence", {{"type", "available"}, {"name", "Bob"}}), "00f8051f048889fc03426f62"},
-      {MakeNode("ack", {{"id", "ABCDEF0123456789"}, {"to", "15550001111@s.whatsapp.net"}, {"class", "message"}}),
+      {MakeNode("ack", {{"id", "ABCDEF0123456789"},
+                        {"to", "15550001111@s.whatsapp.net"},
+                        {"class", "message"}}),
        "00 f8 07 1b 08 fb 08 ab cd ef 01 23 45 67 89 11 fa ff 86 15 55 00 01 11 1f 03 15 13"},
       {MakeNode("device", {{"jid", "15551234567:12@s.whatsapp.net"}, {"lid", "999:3@lid"}}),
        "00 f8 05 3b 0c f7 00 0c ff 86 15 55 12 34 56 7f 76 f7 01 03 ff 82 99 9f"},
@@ -54,10 +56,10 @@ TEST(BinaryNode, DecodesBaileysVectors) {
 TEST(BinaryNode, RoundTripsEveryStringForm) {
   Node n = MakeNode(
       "message",
-      {{"id", "3EB0A1B2C3D4E5F6"},           // hex
-       {"t", "1700000000"},                  // nibble
-       {"odd", "123"},                       // odd nibble
-       {"from", "123456789-1600000000@g.us"},// JID pair with a nibble user
+      {{"id", "3EB0A1B2C3D4E5F6"},             // hex
+       {"t", "1700000000"},                    // nibble
+       {"odd", "123"},                         // odd nibble
+       {"from", "123456789-1600000000@g.us"},  // JID pair with a nibble user
        {"participant", "5511999999999:7@s.whatsapp.net"},
        {"lid", "12345:9@lid"},
        {"notify", "Ünïcödé name ✓"},
@@ -66,7 +68,7 @@ TEST(BinaryNode, RoundTripsEveryStringForm) {
       std::vector<Node>{
           MakeNode("enc", {{"v", "2"}, {"type", "pkmsg"}}, Bytes(300, 0xab)),  // BINARY_20
           MakeNode("body", {}, std::string("1700000000")),  // string content (packed)
-          MakeNode("raw", {}, ToBytes("hello")),  // raw string content reads back as bytes
+          MakeNode("raw", {}, ToBytes("hello")),      // raw string content reads back as bytes
           MakeNode("big", {}, Bytes(1 << 20, 0x01)),  // BINARY_32 (printed truncated)  // BINARY_32
           MakeNode("list", {}, std::vector<Node>(300, MakeNode("item"))),  // LIST_16
       });
@@ -92,23 +94,23 @@ TEST(BinaryNode, InflatesCompressedFrames) {
 
 TEST(BinaryNode, RefusesHostileInput) {
   const std::vector<std::string> bad = {
-      "",                  // no flag byte
-      "00",                // no node
-      "00f8",              // list size missing
-      "00f800",            // empty list
-      "00f80100",          // empty tag
-      "00f80219fcff",      // binary length past the end
-      "00f80219f8ff",      // child count past the end
-      "00f80119aa",        // trailing byte
-      "00f80119 00",       // trailing byte
-      "00f801ef",          // dictionary index missing
-      "00f801f0",          // unknown string tag
-      "00f80119ff",        // trailing packed tag
-      "00f801ff81",        // odd packed string with no bytes: truncated
-      "00f801ffc1cc",      // invalid nibble 12
-      "00f801fa0000",      // JID pair without a server
-      "02789c",            // truncated zlib
-      "02deadbeef",        // not zlib
+      "",              // no flag byte
+      "00",            // no node
+      "00f8",          // list size missing
+      "00f800",        // empty list
+      "00f80100",      // empty tag
+      "00f80219fcff",  // binary length past the end
+      "00f80219f8ff",  // child count past the end
+      "00f80119aa",    // trailing byte
+      "00f80119 00",   // trailing byte
+      "00f801ef",      // dictionary index missing
+      "00f801f0",      // unknown string tag
+      "00f80119ff",    // trailing packed tag
+      "00f801ff81",    // odd packed string with no bytes: truncated
+      "00f801ffc1cc",  // invalid nibble 12
+      "00f801fa0000",  // JID pair without a server
+      "02789c",        // truncated zlib
+      "02deadbeef",    // not zlib
   };
   for (const auto& h : bad) {
     auto node = DecodeNode(Hex(h));
@@ -133,14 +135,16 @@ TEST(BinaryNode, JsonRoundTrip) {
                     std::vector<Node>{MakeNode("ref", {}, ToBytes("\x01\x02")),
                                       MakeNode("t", {}, std::string("text"))});
   auto j = NodeToJson(n);
-  EXPECT_EQ(j.dump(),
-            R"({"tag":"iq","attrs":{"id":"1","to":"@s.whatsapp.net"},"content":[{"tag":"ref","content":{"hex":"0102"}},{"tag":"t","content":"text"}]})");
+  EXPECT_EQ(
+      j.dump(),
+      R"({"tag":"iq","attrs":{"id":"1","to":"@s.whatsapp.net"},"content":[{"tag":"ref","content":{"hex":"0102"}},{"tag":"t","content":"text"}]})");
   auto back = NodeFromJson(j);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, n);
   EXPECT_FALSE(NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":""})")).ok());
   EXPECT_FALSE(NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":"a","attrs":{"x":1}})")).ok());
-  EXPECT_FALSE(NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":"a","content":{"hex":"zz"}})")).ok());
+  EXPECT_FALSE(
+      NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":"a","content":{"hex":"zz"}})")).ok());
 }
 
 TEST(Jid, Parses) {

@@ -114,7 +114,9 @@ class Loopback {
   }
 
   sim::SimControl control() const { return sim::SimControl(sim_->control_port()); }
-  std::string TlsUrl() const { return "wss://localhost:" + std::to_string(sim_->tls_port()) + "/ws/chat"; }
+  std::string TlsUrl() const {
+    return "wss://localhost:" + std::to_string(sim_->tls_port()) + "/ws/chat";
+  }
 
  private:
   std::shared_ptr<spdlog::logger> sim_log_, client_log_;
@@ -134,11 +136,13 @@ TEST(Connection, LogsInAndKeepsAlive) {
   auto conn = lb.Connect(creds, obs);
   ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
   ASSERT_TRUE(obs->events.WaitFor([](const std::vector<Event>& v) {
-    return std::count_if(v.begin(), v.end(), [](const Event& e) { return e.kind == Event::kPong; }) >= 3;
+    return std::count_if(v.begin(), v.end(),
+                         [](const Event& e) { return e.kind == Event::kPong; }) >= 3;
   }));
   EXPECT_GE(conn->stats().keepalive_rtt_us.load(), 0);
   EXPECT_GT(conn->stats().last_pong_unix_ms.load(), 0);
-  EXPECT_TRUE(wasentinel::testing::Eventually([&] { return conn->stats().prekey_count.load() == 50; }));
+  EXPECT_TRUE(
+      wasentinel::testing::Eventually([&] { return conn->stats().prekey_count.load() == 50; }));
   auto conns = lb.control().Get("/connections").value();
   ASSERT_EQ(conns["connections"].size(), 1u);
   EXPECT_EQ(conns["connections"][0]["jid"], "15551234567:12");
@@ -206,7 +210,8 @@ TEST(Connection, WrongRootKeyFailsTheHandshake) {
   auto conn = lb.Connect(creds, obs, options);
   ASSERT_TRUE(obs->WaitFor(Event::kClosed));
   EXPECT_EQ(obs->Closed().cause, CloseCause::kHandshakeFailed);
-  EXPECT_NE(obs->Closed().detail.find("server certificate"), std::string::npos) << obs->Closed().detail;
+  EXPECT_NE(obs->Closed().detail.find("server certificate"), std::string::npos)
+      << obs->Closed().detail;
 }
 
 TEST(Connection, NothingListeningIsAConnectFailure) {
@@ -228,7 +233,8 @@ TEST(Connection, LogsInOverTls) {
   auto conn = lb.Connect(creds, obs, options);
   ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn)) << obs->Closed().detail;
   ASSERT_TRUE(obs->WaitFor(Event::kPong));
-  ASSERT_TRUE(lb.control().Post("/connections/" + creds.Jid() + "/stream-error", {{"code", 515}}).ok());
+  ASSERT_TRUE(
+      lb.control().Post("/connections/" + creds.Jid() + "/stream-error", {{"code", 515}}).ok());
   ASSERT_TRUE(obs->WaitFor(Event::kClosed));
   EXPECT_EQ(obs->Closed().cause, CloseCause::kRestartRequired);
 }
@@ -254,7 +260,8 @@ TEST(Connection, AcknowledgesInboundMessages) {
     ASSERT_TRUE(lb.control().Post("/connections/" + creds.Jid() + "/message").ok());
   }
   ASSERT_TRUE(obs->events.WaitFor([](const std::vector<Event>& v) {
-    return std::count_if(v.begin(), v.end(), [](const Event& e) { return e.kind == Event::kMessage; }) == 3;
+    return std::count_if(v.begin(), v.end(),
+                         [](const Event& e) { return e.kind == Event::kMessage; }) == 3;
   }));
   EXPECT_EQ(conn->stats().inbound_messages.load(), 3);
   EXPECT_GT(conn->stats().last_inbound_unix_ms.load(), 0);

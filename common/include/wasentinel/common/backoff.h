@@ -14,7 +14,8 @@ class Backoff {
  public:
   /// `steps`: the delay before retry 1, 2, …; `jitter` in [0, 1): each delay is scaled by a
   /// uniform factor in [1 - jitter, 1 + jitter].
-  Backoff(std::vector<absl::Duration> steps, double jitter) : steps_(std::move(steps)), jitter_(jitter) {}
+  Backoff(std::vector<absl::Duration> steps, double jitter)
+      : steps_(std::move(steps)), jitter_(jitter) {}
 
   /// Parses "5s,15s,45s" (absl durations). INVALID_ARGUMENT for a bad or negative entry.
   static absl::StatusOr<std::vector<absl::Duration>> ParseSteps(std::string_view text);

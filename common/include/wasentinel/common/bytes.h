@@ -22,7 +22,9 @@ inline ByteView AsBytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 /// Copies bytes into a std::string (which may hold any byte).
-inline std::string ToString(ByteView b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+inline std::string ToString(ByteView b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
 inline Bytes ToBytes(std::string_view s) { return {s.begin(), s.end()}; }
 
 /// Lower-case hex of `b`.

@@ -38,6 +38,7 @@ namespace wasentinel {
 
 /// A logger named `name` writing to standard error at `level` ("trace" … "off"), for the
 /// composition root to create and pass down. Libraries never use spdlog's default logger.
-std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name, std::string_view level = "info");
+std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name,
+                                           std::string_view level = "info");
 
 }  // namespace wasentinel

@@ -8,19 +8,18 @@
 #include "absl/status/statusor.h"
 
 /// Evaluates `expr` (an absl::Status); returns it from the enclosing function when not OK.
-#define WAS_RETURN_IF_ERROR(expr)                    \
-  do {                                               \
-    ::absl::Status was_status_ = (expr);             \
-    if (!was_status_.ok()) return was_status_;       \
+#define WAS_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::absl::Status was_status_ = (expr);       \
+    if (!was_status_.ok()) return was_status_; \
   } while (false)
 
 /// Aborts with the status when `expr` is not OK: for calls that cannot fail unless an invariant
 /// is broken.
-#define WAS_CHECK_OK(expr)                                                      \
-  do {                                                                          \
-    ::absl::Status was_status_ = (expr);                                        \
-    if (!was_status_.ok()) ::wasentinel::internal::CheckOkFailed(               \
-        __FILE__, __LINE__, was_status_);                                       \
+#define WAS_CHECK_OK(expr)                                                                         \
+  do {                                                                                             \
+    ::absl::Status was_status_ = (expr);                                                           \
+    if (!was_status_.ok()) ::wasentinel::internal::CheckOkFailed(__FILE__, __LINE__, was_status_); \
   } while (false)
 
 namespace wasentinel::internal {
@@ -35,7 +34,7 @@ namespace wasentinel::internal {
 #define WAS_ASSIGN_OR_RETURN(lhs, expr) \
   WAS_ASSIGN_OR_RETURN_IMPL_(WAS_STATUS_CONCAT_(was_statusor_, __LINE__), lhs, expr)
 
-#define WAS_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                               \
+#define WAS_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)    \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()

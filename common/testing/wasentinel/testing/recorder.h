@@ -40,7 +40,8 @@ class Recorder {
   }
 
   /// Waits until at least `n` items were recorded.
-  ::testing::AssertionResult WaitForCount(size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  ::testing::AssertionResult WaitForCount(
+      size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     return WaitFor([n](const std::vector<T>& v) { return v.size() >= n; }, timeout);
   }
 
@@ -57,14 +58,16 @@ class Recorder {
 
 /// Polls `cond` (cheap, thread-safe) until it holds or `timeout` passes, yielding between
 /// tries; for state that has no notification to wait on (another process's counters).
-inline ::testing::AssertionResult Eventually(const std::function<bool()>& cond,
-                                             std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+inline ::testing::AssertionResult Eventually(
+    const std::function<bool()>& cond,
+    std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::mutex mu;
   std::condition_variable cv;
   while (!cond()) {
     if (std::chrono::steady_clock::now() >= deadline) {
-      return ::testing::AssertionFailure() << "condition not met within " << timeout.count() << " ms";
+      return ::testing::AssertionFailure()
+             << "condition not met within " << timeout.count() << " ms";
     }
     std::unique_lock lock(mu);
     cv.wait_for(lock, std::chrono::milliseconds(5));  // a bounded wait between polls
