@@ -53,7 +53,7 @@ async function service(sim, dbUrl, key) {
   const client = new SessionService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const call = (m, req) => new Promise((res, rej) =>
     client[m](req, { deadline: Date.now() + 60000 }, (e, r) => (e ? rej(e) : res(r))));
-  const stop = async () => { client.close(); proc.kill('SIGTERM'); await exited; };
+  const stop = async () => { proc.kill('SIGTERM'); await exited; client.close(); };
   return { proc, call, stop, started: Date.now() };
 }
 const connectedCount = async (svc) => {

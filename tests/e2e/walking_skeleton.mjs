@@ -158,11 +158,12 @@ try {
   check('no unexpected error', false, e.message);
 } finally {
   const step = (what) => { if (!demo) console.error(`${new Date().toISOString()} teardown: ${what}`); };
-  step('cancel watch');
-  stream?.cancel();
-  client.close();
+  // session-service first: its shutdown ends the watch stream from the server side. Cancelling
+  // a live stream from here has aborted node 20's HTTP/2 layer (std::bad_alloc) at times.
   step('stop session-service');
   if (service) { service.proc.kill('SIGTERM'); await service.exited; }
+  step('close the gRPC client');
+  client.close();
   step('stop wa-sim');
   sim.stop();
   rmSync(work, { recursive: true, force: true });
