@@ -1,11 +1,13 @@
 // session-service end to end in one process: PostgreSQL (fixture pg), wa-sim on loopback, the
 // App with its gRPC server on 127.0.0.1:0, and a gRPC client.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "app.h"
 #include "fake_creds.h"
 #include "sim_control.h"
@@ -384,6 +386,28 @@ TEST(SessionService, HealthAndWatchReplay) {
   EXPECT_EQ(ev[0].reason(), v1::STATE_REASON_CREATED);
   EXPECT_EQ(ev[1].to_state(), v1::SESSION_STATE_CONNECTING);
   EXPECT_EQ(ev[2].to_state(), v1::SESSION_STATE_CONNECTED);
+
+  // grpc.health.v1.Health/Check, spoken as raw protobuf: an empty HealthCheckRequest
+  // (service ""), answered HealthCheckResponse{status: SERVING} = bytes 08 01.
+  grpc::GenericStub generic(s.channel);
+  grpc::ClientContext hctx;
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty;
+  request = grpc::ByteBuffer(&empty, 1);
+  absl::Notification done;
+  grpc::Status hstatus;
+  generic.UnaryCall(&hctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
+                    &response, [&](grpc::Status st) {
+                      hstatus = st;
+                      done.Notify();
+                    });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(hstatus.ok()) << hstatus.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
 TEST(SessionService, WrongSealingKeyIsAStartupError) {
