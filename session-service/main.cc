@@ -1,6 +1,8 @@
 // session-service: keeps WhatsApp Web linked-device sessions connected (see src/app.h).
 //
 // Every flag has a WAS_ environment fallback (flag > environment > default).
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -48,6 +50,16 @@ ABSL_FLAG(std::string, shutdown_timeout, Env("WAS_SHUTDOWN_TIMEOUT", "10s"),
 ABSL_FLAG(std::string, log_level, Env("WAS_LOG_LEVEL", "info"), "trace … off [WAS_LOG_LEVEL]");
 
 namespace {
+
+// One socket per session: thousands of sessions need more descriptors than the usual soft
+// limit of 1024.
+void RaiseFileLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
 
 absl::Duration DurationFlag(const std::string& name, const std::string& text) {
   absl::Duration d;
@@ -109,6 +121,7 @@ int main(int argc, char** argv) {
   const absl::Duration drain =
       DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));
 
+  RaiseFileLimit();
   auto app = session::App::Create(o);
   if (!app.ok()) {
     std::cerr << "session-service: " << app.status().ToString() << "\n";

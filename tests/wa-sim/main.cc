@@ -1,4 +1,6 @@
 // wa-sim: a WhatsApp Web server on loopback for tests, demos and load (see sim_server.h).
+#include <sys/resource.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
@@ -19,11 +21,22 @@ ABSL_FLAG(std::string, root_private_key, "",
           "hex of the certificate root's private key (default: a fresh key each start)");
 ABSL_FLAG(std::string, ready_file, "",
           "write {ws_port, control_port, root_public_key} as JSON here once listening");
+ABSL_FLAG(std::string, root_key_file, "",
+          "write the certificate root's public key (hex) here, for clients to trust");
 ABSL_FLAG(int, prekey_count, 50, "prekey count answered to clients");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: also serve wss:// on --tls_port");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(uint16_t, tls_port, 7443, "wss:// port with --tls_cert (0: any free port)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, off");
+
+// Hundreds of connections need more descriptors than the usual soft limit of 1024.
+static void RaiseFileLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("wa-sim: a protocol-faithful WhatsApp Web server for tests");
@@ -48,6 +61,7 @@ int main(int argc, char** argv) {
     options.root_private_key = *key;
   }
 
+  RaiseFileLimit();
   boost::asio::io_context io(1);
   auto server = sim::SimServer::Create(io, options, log);
   if (!server.ok()) {
@@ -57,6 +71,9 @@ int main(int argc, char** argv) {
   const std::string root_hex = HexEncode((*server)->root_public_key());
   log->info("listening: ws://{}:{}/ws/chat, control http://{}:{}, root public key {}", options.host,
             (*server)->ws_port(), options.host, (*server)->control_port(), root_hex);
+  if (auto path = absl::GetFlag(FLAGS_root_key_file); !path.empty()) {
+    std::ofstream(path) << root_hex << "\n";
+  }
   if (auto path = absl::GetFlag(FLAGS_ready_file); !path.empty()) {
     nlohmann::json ready = {{"ws_port", (*server)->ws_port()},
                             {"tls_port", (*server)->tls_port()},

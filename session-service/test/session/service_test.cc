@@ -396,8 +396,8 @@ TEST(SessionService, HealthAndWatchReplay) {
   request = grpc::ByteBuffer(&empty, 1);
   absl::Notification done;
   grpc::Status hstatus;
-  generic.UnaryCall(&hctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &response, [&](grpc::Status st) {
+  generic.UnaryCall(&hctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status st) {
                       hstatus = st;
                       done.Notify();
                     });
