@@ -47,6 +47,8 @@ ABSL_FLAG(double, restore_per_second, std::atof(Env("WAS_RESTORE_PER_SECOND", "2
           "start-up restores per second, 0 = no limit [WAS_RESTORE_PER_SECOND]");
 ABSL_FLAG(std::string, shutdown_timeout, Env("WAS_SHUTDOWN_TIMEOUT", "10s"),
           "drain deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
+ABSL_FLAG(std::string, event_retention, Env("WAS_EVENT_RETENTION", "720h"),
+          "session events older than this are pruned [WAS_EVENT_RETENTION]");
 ABSL_FLAG(std::string, log_level, Env("WAS_LOG_LEVEL", "info"), "trace … off [WAS_LOG_LEVEL]");
 
 namespace {
@@ -118,6 +120,7 @@ int main(int argc, char** argv) {
   }
   o.manager.backoff = *backoff;
   o.manager.restore_per_second = absl::GetFlag(FLAGS_restore_per_second);
+  o.event_retention = DurationFlag("event_retention", absl::GetFlag(FLAGS_event_retention));
   const absl::Duration drain =
       DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));
 

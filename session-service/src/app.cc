@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "event_bus.h"
 #include "pg_store.h"
 #include "session_service.h"
@@ -35,8 +36,40 @@ class App::Impl {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   bool shut_down = false;
+  absl::Mutex prune_mu;
+  bool prune_stop ABSL_GUARDED_BY(prune_mu) = false;
+  std::thread pruner;
+
+  // Deletes events past the retention in batches of 1000, so no statement holds locks long.
+  void PruneLoop(absl::Duration retention, absl::Duration interval) {
+    for (;;) {
+      int64_t total = 0;
+      for (;;) {
+        auto n = store->PruneEventsBefore(absl::Now() - retention, 1000);
+        if (!n.ok()) {
+          log->warn("pruning session events: {}", n.status());
+          break;
+        }
+        total += *n;
+        if (*n < 1000) break;
+      }
+      if (total > 0) log->info("pruned {} session events older than {}", total, retention);
+      absl::MutexLock lock(&prune_mu);
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(prune_mu) { return prune_stop; };
+      if (prune_mu.AwaitWithTimeout(absl::Condition(&stop), interval)) return;
+    }
+  }
+
+  void StopPruner() {
+    {
+      absl::MutexLock lock(&prune_mu);
+      prune_stop = true;
+    }
+    if (pruner.joinable()) pruner.join();
+  }
 
   ~Impl() {
+    StopPruner();
     if (server) server->Shutdown(std::chrono::system_clock::now());
     manager.reset();
     if (work) work.reset();
@@ -82,6 +115,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   impl->store = std::make_unique<PgSessionStore>(*impl->pool);
   WAS_RETURN_IF_ERROR(CheckSealingKeys(*impl->store, *impl->sealer));
   impl->writer = std::make_unique<TransitionWriter>(*impl->store, impl->bus, impl->log);
+  impl->pruner = std::thread(
+      [impl = impl.get(), retention = options.event_retention,
+       interval = options.event_prune_interval] { impl->PruneLoop(retention, interval); });
 
   impl->tls.set_default_verify_paths();
   impl->tls.set_verify_mode(boost::asio::ssl::verify_peer);
@@ -119,6 +155,7 @@ void App::Shutdown(absl::Duration drain) {
   auto& log = *impl_->log;
   log.info("shutting down (drain deadline {})", drain);
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
+  impl_->StopPruner();
   impl_->manager->Shutdown(deadline);  // refuses new connects, closes every socket
   if (!impl_->writer->Drain(deadline)) {
     log.error("{} state changes were not written before the deadline", impl_->writer->queued());

@@ -18,6 +18,10 @@ struct Options {
   ManagerOptions manager;
   std::string log_level = "info";
   bool restore_on_start = true;
+  /// Events older than this are pruned, in small batches, every `event_prune_interval`
+  /// (architecture.md: 30 days).
+  absl::Duration event_retention = absl::Hours(24 * 30);
+  absl::Duration event_prune_interval = absl::Minutes(10);
 };
 
 class App {

@@ -349,6 +349,19 @@ absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> PgSessionStore
   return out;
 }
 
+absl::StatusOr<int64_t> PgSessionStore::PruneEventsBefore(absl::Time cutoff, int batch) {
+  int64_t deleted = 0;
+  WAS_RETURN_IF_ERROR(pool_.Run("prune events", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        "DELETE FROM session_events WHERE sequence IN (SELECT sequence FROM session_events"
+        " WHERE at < to_timestamp($1::double precision / 1000000) ORDER BY sequence LIMIT $2)",
+        absl::ToUnixMicros(cutoff), batch);
+    deleted = r.affected_rows();
+  }));
+  return deleted;
+}
+
 absl::StatusOr<absl::Duration> PgSessionStore::Ping() { return pool_.Ping(); }
 
 }  // namespace wasentinel::session

@@ -31,6 +31,7 @@ class PgSessionStore final : public SessionStore {
                                                        int limit) override;
   absl::StatusOr<int64_t> LatestSequence() override;
   absl::StatusOr<int64_t> OldestSequence() override;
+  absl::StatusOr<int64_t> PruneEventsBefore(absl::Time cutoff, int batch) override;
   absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() override;
   absl::StatusOr<absl::Duration> Ping() override;
 

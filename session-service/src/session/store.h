@@ -108,6 +108,8 @@ class SessionStore {
   virtual absl::StatusOr<int64_t> LatestSequence() = 0;
   /// The oldest retained sequence (0 when there is none).
   virtual absl::StatusOr<int64_t> OldestSequence() = 0;
+  /// Deletes up to `batch` events older than `cutoff`, oldest first; answers how many went.
+  virtual absl::StatusOr<int64_t> PruneEventsBefore(absl::Time cutoff, int batch) = 0;
   /// Session counts by stored state.
   virtual absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() = 0;
   virtual absl::StatusOr<absl::Duration> Ping() = 0;

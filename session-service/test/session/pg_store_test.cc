@@ -128,6 +128,30 @@ TEST(PgSessionStore, TransitionsUpdateTheRowAndAppendEvents) {
   EXPECT_FALSE(f.store.Get(rec.id).value().credentials.has_value());
 }
 
+TEST(PgSessionStore, PrunesOldEventsInBatches) {
+  Fixture f;
+  auto [rec, created] = f.store.Create(NewRecord("acme")).value();
+  const absl::Time t0 = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) - 2 * 86400);
+  for (int i = 0; i < 5; ++i) {
+    Transition t{rec.id,
+                 rec.tenant_id,
+                 v1::SESSION_STATE_DISCONNECTED,
+                 v1::SESSION_STATE_CONNECTING,
+                 v1::STATE_REASON_RETRY,
+                 "",
+                 t0 + absl::Seconds(i)};
+    ASSERT_TRUE(f.store.RecordTransition(t).ok());
+  }
+  // The CREATED event is from now; the five others from two days ago. Cut after the third.
+  EXPECT_EQ(f.store.PruneEventsBefore(t0 + absl::Seconds(2.5), 2).value(), 2);
+  EXPECT_EQ(f.store.PruneEventsBefore(t0 + absl::Seconds(2.5), 2).value(), 1);
+  EXPECT_EQ(f.store.PruneEventsBefore(t0 + absl::Seconds(2.5), 2).value(), 0);
+  auto left = f.store.EventsAfter(0, {}, 100).value();
+  ASSERT_EQ(left.size(), 3u);
+  EXPECT_EQ(left[0].sequence, created.sequence);
+  EXPECT_EQ(left[1].at, t0 + absl::Seconds(3));
+}
+
 TEST(PgSessionStore, ListsWithFiltersAndPages) {
   Fixture f;
   for (int i = 0; i < 7; ++i)
