@@ -24,6 +24,8 @@ std::string Env(const char* name, const char* fallback) {
 
 ABSL_FLAG(std::string, grpc_listen, Env("WAS_GRPC_LISTEN", "0.0.0.0:7001"),
           "gRPC address [WAS_GRPC_LISTEN]");
+ABSL_FLAG(std::string, metrics_listen, Env("WAS_METRICS_LISTEN", "0.0.0.0:9101"),
+          "Prometheus /metrics address; empty disables [WAS_METRICS_LISTEN]");
 ABSL_FLAG(std::string, database_url, Env("WAS_DATABASE_URL", ""),
           "PostgreSQL URL [WAS_DATABASE_URL]");
 ABSL_FLAG(std::string, auth_state_key, Env("WAS_AUTH_STATE_KEY", ""),
@@ -88,6 +90,7 @@ int main(int argc, char** argv) {
 
   session::Options o;
   o.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   o.database_url = absl::GetFlag(FLAGS_database_url);
   o.auth_state_keys = absl::GetFlag(FLAGS_auth_state_key);
   o.log_level = absl::GetFlag(FLAGS_log_level);

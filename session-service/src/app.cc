@@ -3,6 +3,8 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <thread>
@@ -31,6 +33,9 @@ class App::Impl {
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   std::thread io_thread;
   boost::asio::ssl::context tls{boost::asio::ssl::context::tls_client};
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<SessionMetrics> metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
   std::unique_ptr<SessionManager> manager;
   std::unique_ptr<SessionServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
@@ -125,8 +130,20 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
       std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
           impl->io.get_executor());
   impl->io_thread = std::thread([io = &impl->io] { io->run(); });
+  impl->metrics = std::make_unique<SessionMetrics>(*impl->registry);
+  if (!options.metrics_listen.empty()) {
+    try {
+      impl->exposer = std::make_unique<prometheus::Exposer>(options.metrics_listen, 1);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", options.metrics_listen, ": ", e.what()));
+    }
+    impl->exposer->RegisterCollectable(impl->registry);
+    impl->log->info("metrics on port {}", impl->exposer->GetListeningPorts().front());
+  }
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
-                                                   *impl->writer, options.manager, impl->log);
+                                                   *impl->writer, options.manager, impl->log,
+                                                   impl->metrics.get());
   impl->service =
       std::make_unique<SessionServiceImpl>(*impl->manager, *impl->store, impl->bus, impl->log);
 
@@ -147,6 +164,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
 absl::Status App::Start() { return impl_->manager->RestoreAll(); }
 
 int App::grpc_port() const { return impl_->port; }
+
+int App::metrics_port() const {
+  return impl_->exposer ? impl_->exposer->GetListeningPorts().front() : 0;
+}
 
 void App::Shutdown(absl::Duration drain) {
   if (impl_->shut_down) return;

@@ -12,6 +12,8 @@ namespace wasentinel::session {
 
 struct Options {
   std::string grpc_listen = "0.0.0.0:7001";
+  /// Prometheus /metrics address ("host:port"; port 0 picks one; empty: no exposer).
+  std::string metrics_listen = "0.0.0.0:9101";
   std::string database_url;     ///< libpq URL or key=value string (WAS_DATABASE_URL)
   std::string auth_state_keys;  ///< Sealer::FromConfig format (WAS_AUTH_STATE_KEY)
   int database_pool_size = 8;
@@ -40,6 +42,8 @@ class App {
 
   /// The bound gRPC port (useful with ":0").
   int grpc_port() const;
+  /// The bound metrics port, 0 without an exposer.
+  int metrics_port() const;
 
   class Impl;
 

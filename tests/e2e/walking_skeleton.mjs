@@ -42,12 +42,14 @@ const { SessionService } = grpc.loadPackageDefinition(pkg).wasentinel.session.v1
 const work = mkdtempSync(join(tmpdir(), 'was-skeleton-'));
 const sim = await startSim();
 const grpcPort = await freePort();
+const metricsPort = await freePort();
 const sealingKey = randomBytes(32).toString('hex');
 let service = null;
 
 function startService() {
   const proc = spawn(requiredEnv('SESSION_SERVICE'), [
     `--grpc_listen=127.0.0.1:${grpcPort}`,
+    `--metrics_listen=127.0.0.1:${metricsPort}`,
     `--database_url=${requiredEnv('DATABASE_URL')}`,
     `--auth_state_key=demo:${sealingKey}`,
     `--wa_url=${sim.url}`,
@@ -150,6 +152,11 @@ try {
   const health = await call('GetHealth', {});
   check('health DEGRADED with 2 of 3 connected', health.status === 'OVERALL_STATUS_DEGRADED',
     health.counts.map((x) => `${x.state.replace('SESSION_STATE_', '')}=${x.count}`).join(' '));
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const gauge = (state) => Number(metrics.match(new RegExp(`^wasentinel_sessions\\{state="${state}"\\} (\\S+)`, 'm'))?.[1]);
+  // The gauge counts the sessions this process holds: the restored two.
+  check('metrics: 2 sessions CONNECTED', gauge('CONNECTED') === 2 && gauge('CONNECTING') === 0,
+    `CONNECTED=${gauge('CONNECTED')} CONNECTING=${gauge('CONNECTING')}`);
   const seqs = events.map((e) => e.sequence);
   check('event sequences strictly increase', seqs.every((s, i) => i === 0 || s > seqs[i - 1]));
   exitCode = checks.every((x) => x.ok) ? 0 : 1;

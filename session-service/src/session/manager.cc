@@ -62,8 +62,10 @@ std::optional<absl::Time> MillisToTime(int64_t ms) {
 class SessionManager::Impl : public std::enable_shared_from_this<SessionManager::Impl> {
  public:
   Impl(asio::io_context& io, asio::ssl::context& tls, SessionStore& store, const Sealer& sealer,
-       TransitionWriter& writer, ManagerOptions options, std::shared_ptr<spdlog::logger> log)
-      : io_(io),
+       TransitionWriter& writer, ManagerOptions options, std::shared_ptr<spdlog::logger> log,
+       SessionMetrics* metrics)
+      : metrics_(metrics),
+        io_(io),
         tls_(tls),
         store_(store),
         sealer_(sealer),
@@ -94,6 +96,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     uint64_t generation = 0;
     bool logged_in = false;
     int attempt = 0;  // retries used since the last successful login
+    absl::Time connecting_since;
     std::unique_ptr<asio::steady_timer> retry_timer;
   };
 
@@ -107,6 +110,15 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     void OnClosed(const wa::CloseInfo& info) override {
       if (auto impl = impl_.lock()) impl->OnClosed(id_, generation_, info);
     }
+    void OnPong(absl::Duration rtt) override {
+      if (auto impl = impl_.lock(); impl && impl->metrics_) impl->metrics_->KeepaliveAnswered(rtt);
+    }
+    void OnKeepaliveMissed() override {
+      if (auto impl = impl_.lock(); impl && impl->metrics_) impl->metrics_->KeepaliveMissed();
+    }
+    void OnInboundMessage(absl::Time) override {
+      if (auto impl = impl_.lock(); impl && impl->metrics_) impl->metrics_->InboundMessage();
+    }
 
    private:
     std::weak_ptr<Impl> impl_;
@@ -114,16 +126,23 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     uint64_t generation_;
   };
 
-  // Creates or refreshes the runtime from a stored row; opens its credentials.
-  absl::StatusOr<Runtime*> Ensure(const SessionRecord& rec) {
+  // The runtime of a stored row, created on first sight with the row's state.
+  Runtime& Insert(const SessionRecord& rec) {
     auto [it, inserted] = sessions_.try_emplace(rec.id);
     Runtime& rt = it->second;
     if (inserted) {
       rt.state = rec.state;
       rt.reason = rec.reason;
       rt.last_error = rec.last_error;
+      if (metrics_) metrics_->Transition(v1::SESSION_STATE_UNSPECIFIED, rt.state, rt.reason);
     }
     rt.record = rec;
+    return rt;
+  }
+
+  // Creates or refreshes the runtime from a stored row; opens its credentials.
+  absl::StatusOr<Runtime*> Ensure(const SessionRecord& rec) {
+    Runtime& rt = Insert(rec);
     if (!rt.creds && rec.credentials) {
       auto plain = sealer_.Open(rec.credentials->key_id, rec.credentials->blob);
       if (!plain.ok()) return plain.status();
@@ -175,6 +194,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     log_->info("session {} ({}): {} → {} ({}){}{}", rt.record.id,
                wa::MaskPhone(rt.record.phone_number), StateName(rt.state), StateName(to),
                ReasonName(reason), error.empty() ? "" : ": ", error);
+    if (metrics_) metrics_->Transition(rt.state, to, reason);
     rt.state = to;
     rt.reason = reason;
     if (!error.empty()) rt.last_error = error;
@@ -191,6 +211,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     ++rt.generation;
     rt.logged_in = false;
     SetState(rt, v1::SESSION_STATE_CONNECTING, reason, "", count_reconnect);
+    rt.connecting_since = absl::Now();
     rt.conn = wa::Connection::Start(
         io_.get_executor(), tls_, options_.connection, *rt.creds,
         std::make_shared<Observer>(weak_from_this(), rt.record.id, rt.generation), log_);
@@ -203,6 +224,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     Runtime& rt = it->second;
     rt.logged_in = true;
     rt.attempt = 0;
+    if (metrics_) metrics_->Connected(absl::Now() - rt.connecting_since);
     SetState(rt, v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS);
   }
 
@@ -326,6 +348,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     }
   }
 
+  SessionMetrics* const metrics_;  // may be null
   asio::io_context& io_;
   asio::ssl::context& tls_;
   SessionStore& store_;
@@ -345,9 +368,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
 
 SessionManager::SessionManager(asio::io_context& io, asio::ssl::context& tls, SessionStore& store,
                                const Sealer& sealer, TransitionWriter& writer,
-                               ManagerOptions options, std::shared_ptr<spdlog::logger> log)
+                               ManagerOptions options, std::shared_ptr<spdlog::logger> log,
+                               SessionMetrics* metrics)
     : impl_(std::make_shared<Impl>(io, tls, store, sealer, writer, std::move(options),
-                                   std::move(log))),
+                                   std::move(log), metrics)),
       store_(store),
       sealer_(sealer) {}
 
@@ -411,13 +435,7 @@ absl::StatusOr<SessionView> SessionManager::Disconnect(const std::string& id) {
     auto ensured = impl_->Ensure(rec);
     if (!ensured.ok()) {
       // Unreadable credentials do not stop a disconnect.
-      auto [it, inserted] = impl_->sessions_.try_emplace(rec.id);
-      if (inserted) {
-        it->second.record = rec;
-        it->second.state = rec.state;
-        it->second.reason = rec.reason;
-      }
-      ensured = &it->second;
+      ensured = &impl_->Insert(rec);
     }
     impl_->Disconnect(**ensured, v1::STATE_REASON_USER);
     return SessionView{rec, impl_->Live(**ensured)};
@@ -442,22 +460,15 @@ absl::Status SessionManager::RestoreAll() {
     for (const auto& rec : restorable) will_restore[rec.id] = true;
     for (const auto& rec : live) {
       if (will_restore.contains(rec.id)) continue;
-      auto [it, inserted] = impl_->sessions_.try_emplace(rec.id);
-      it->second.record = rec;
-      it->second.state = rec.state;
-      it->second.reason = rec.reason;
-      impl_->SetState(it->second, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SERVICE_RESTART);
+      impl_->SetState(impl_->Insert(rec), v1::SESSION_STATE_DISCONNECTED,
+                      v1::STATE_REASON_SERVICE_RESTART);
     }
     std::vector<std::string> ids;
     for (const auto& rec : restorable) {
       auto rt = impl_->Ensure(rec);
       if (!rt.ok()) {
         impl_->log_->error("session {} cannot be restored: {}", rec.id, rt.status());
-        auto [it, inserted] = impl_->sessions_.try_emplace(rec.id);
-        it->second.record = rec;
-        it->second.state = rec.state;
-        it->second.reason = rec.reason;
-        impl_->SetState(it->second, v1::SESSION_STATE_DISCONNECTED,
+        impl_->SetState(impl_->Insert(rec), v1::SESSION_STATE_DISCONNECTED,
                         v1::STATE_REASON_STARTUP_RESTORE, std::string(rt.status().message()), false,
                         true);
         continue;

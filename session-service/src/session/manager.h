@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "connection.h"
+#include "metrics.h"
 #include "store.h"
 #include "transition_writer.h"
 #include "wasentinel/common/backoff.h"
@@ -66,7 +67,7 @@ class SessionManager {
  public:
   SessionManager(boost::asio::io_context& io, boost::asio::ssl::context& tls, SessionStore& store,
                  const Sealer& sealer, TransitionWriter& writer, ManagerOptions options,
-                 std::shared_ptr<spdlog::logger> log);
+                 std::shared_ptr<spdlog::logger> log, SessionMetrics* metrics = nullptr);
   ~SessionManager();
 
   /// Validates and seals the creds.json, stores the session, connects it when auto_connect.

@@ -489,6 +489,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
           self->OnPongReceived(*rtt);
         } else {
           ++self->stats.missed_pings;
+          if (self->observer_) self->observer_->OnKeepaliveMissed();
           const absl::Duration silent = absl::Now() - self->last_pong_;
           self->log_->warn("keepalive ping unanswered ({} since the last answer)",
                            absl::FormatDuration(silent));

@@ -88,6 +88,7 @@ class ConnectionObserver {
   virtual void OnLoggedIn(const LoginInfo& info) = 0;
   virtual void OnClosed(const CloseInfo& info) = 0;
   virtual void OnPong(absl::Duration round_trip) {}
+  virtual void OnKeepaliveMissed() {}
   virtual void OnInboundMessage(absl::Time at) {}
 };
 

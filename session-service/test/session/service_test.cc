@@ -60,6 +60,7 @@ class Sim {
 Options StackOptions(const std::string& db_url, const Sim& sim) {
   Options o;
   o.grpc_listen = "127.0.0.1:0";
+  o.metrics_listen = "127.0.0.1:0";
   o.database_url = db_url;
   o.auth_state_keys = kKey;
   o.log_level = std::getenv("WAS_TEST_LOG") ? std::getenv("WAS_TEST_LOG") : "warn";

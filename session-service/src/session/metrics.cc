@@ -1,0 +1,65 @@
+#include "metrics.h"
+
+#include "absl/strings/str_cat.h"
+#include "pg_store.h"
+
+namespace wasentinel::session {
+
+SessionMetrics::SessionMetrics(prometheus::Registry& registry)
+    : sessions_(prometheus::BuildGauge()
+                    .Name("wasentinel_sessions")
+                    .Help("Sessions held by this session-service, by state")
+                    .Register(registry)),
+      transitions_(prometheus::BuildCounter()
+                       .Name("wasentinel_session_transitions_total")
+                       .Help("Session state changes, by from, to and reason")
+                       .Register(registry)),
+      keepalive_rtt_(
+          prometheus::BuildHistogram()
+              .Name("wasentinel_keepalive_rtt_seconds")
+              .Help("Round trip of answered keepalive pings")
+              .Register(registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                               0.5, 1, 2.5, 5, 10})),
+      keepalive_missed_(prometheus::BuildCounter()
+                            .Name("wasentinel_keepalive_missed_total")
+                            .Help("Keepalive pings that got no answer in time")
+                            .Register(registry)
+                            .Add({})),
+      inbound_messages_(prometheus::BuildCounter()
+                            .Name("wasentinel_inbound_messages_total")
+                            .Help("Inbound <message> stanzas acknowledged")
+                            .Register(registry)
+                            .Add({})),
+      connect_seconds_(prometheus::BuildHistogram()
+                           .Name("wasentinel_connect_seconds")
+                           .Help("Time from CONNECTING to CONNECTED")
+                           .Register(registry)
+                           .Add({}, prometheus::Histogram::BucketBoundaries{
+                                        0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60})) {
+  for (int s = v1::SessionState_MIN; s <= v1::SessionState_MAX; ++s) {
+    if (s == v1::SESSION_STATE_UNSPECIFIED) continue;
+    sessions_.Add({{"state", StateName(static_cast<v1::SessionState>(s))}}).Set(0);
+  }
+}
+
+void SessionMetrics::Transition(v1::SessionState from, v1::SessionState to,
+                                v1::StateReason reason) {
+  if (from != v1::SESSION_STATE_UNSPECIFIED)
+    sessions_.Add({{"state", StateName(from)}}).Decrement();
+  sessions_.Add({{"state", StateName(to)}}).Increment();
+  const std::string key = absl::StrCat(from, "/", to, "/", reason);
+  prometheus::Counter* counter = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& slot = transition_counters_[key];
+    if (!slot) {
+      slot = &transitions_.Add(
+          {{"from", StateName(from)}, {"to", StateName(to)}, {"reason", ReasonName(reason)}});
+    }
+    counter = slot;
+  }
+  counter->Increment();
+}
+
+}  // namespace wasentinel::session

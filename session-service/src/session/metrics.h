@@ -1,0 +1,46 @@
+// session-service's Prometheus metrics (exposed by the App on --metrics_listen, default :9101).
+//
+//   wasentinel_sessions{state}                              gauge: sessions held by this process
+//   wasentinel_session_transitions_total{from,to,reason}    counter: every state change
+//   wasentinel_keepalive_rtt_seconds                        histogram: answered pings
+//   wasentinel_keepalive_missed_total                       counter: pings without an answer
+//   wasentinel_inbound_messages_total                       counter: <message> stanzas acked
+//   wasentinel_connect_seconds                              histogram: CONNECTING → CONNECTED
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "store.h"
+
+namespace wasentinel::session {
+
+class SessionMetrics {
+ public:
+  explicit SessionMetrics(prometheus::Registry& registry);
+
+  /// A session of this process moved `from` → `to` (`from` UNSPECIFIED: it appeared).
+  void Transition(v1::SessionState from, v1::SessionState to, v1::StateReason reason);
+  void KeepaliveAnswered(absl::Duration rtt) { keepalive_rtt_.Observe(absl::ToDoubleSeconds(rtt)); }
+  void KeepaliveMissed() { keepalive_missed_.Increment(); }
+  void InboundMessage() { inbound_messages_.Increment(); }
+  void Connected(absl::Duration took) { connect_seconds_.Observe(absl::ToDoubleSeconds(took)); }
+
+ private:
+  prometheus::Family<prometheus::Gauge>& sessions_;
+  prometheus::Family<prometheus::Counter>& transitions_;
+  prometheus::Histogram& keepalive_rtt_;
+  prometheus::Counter& keepalive_missed_;
+  prometheus::Counter& inbound_messages_;
+  prometheus::Histogram& connect_seconds_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, prometheus::Counter*> transition_counters_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace wasentinel::session
