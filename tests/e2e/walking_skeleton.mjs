@@ -6,7 +6,7 @@
 // Environment: WA_SIM, SESSION_SERVICE (binaries), DATABASE_URL, PROTO_DIR.
 // Flags: --demo prints the event stream and a summary for people; otherwise TAP-like lines.
 // Exit code 0 only if every step was seen.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -152,6 +152,13 @@ try {
   const health = await call('GetHealth', {});
   check('health DEGRADED with 2 of 3 connected', health.status === 'OVERALL_STATUS_DEGRADED',
     health.counts.map((x) => `${x.state.replace('SESSION_STATE_', '')}=${x.count}`).join(' '));
+  const wactl = (...a) => spawnSync(requiredEnv('WACTL'), [`--addr=127.0.0.1:${grpcPort}`, ...a], { encoding: 'utf8' });
+  const listed = wactl('list', '--state=CONNECTED');
+  check('wactl lists the 2 connected sessions', listed.status === 0 && JSON.parse(listed.stdout).sessions.length === 2,
+    listed.stderr.trim());
+  const bad = wactl('get', 'not-a-uuid');
+  check('wactl get of a malformed id: INVALID_ARGUMENT', bad.status === 1 && bad.stderr.includes('INVALID_ARGUMENT'),
+    bad.stderr.trim());
   const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   const gauge = (state) => Number(metrics.match(new RegExp(`^wasentinel_sessions\\{state="${state}"\\} (\\S+)`, 'm'))?.[1]);
   // The gauge counts the sessions this process holds: the restored two.
