@@ -1,8 +1,6 @@
 // session-service: keeps WhatsApp Web linked-device sessions connected (see src/app.h).
 //
 // Every flag has a WAS_ environment fallback (flag > environment > default).
-#include <sys/resource.h>
-
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -14,56 +12,42 @@
 #include "app.h"
 #include "wasentinel/common/backoff.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/process.h"
 
-namespace {
-std::string Env(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-}  // namespace
-
-ABSL_FLAG(std::string, grpc_listen, Env("WAS_GRPC_LISTEN", "0.0.0.0:7001"),
+ABSL_FLAG(std::string, grpc_listen, wasentinel::EnvOr("WAS_GRPC_LISTEN", "0.0.0.0:7001"),
           "gRPC address [WAS_GRPC_LISTEN]");
-ABSL_FLAG(std::string, metrics_listen, Env("WAS_METRICS_LISTEN", "0.0.0.0:9101"),
+ABSL_FLAG(std::string, metrics_listen, wasentinel::EnvOr("WAS_METRICS_LISTEN", "0.0.0.0:9101"),
           "Prometheus /metrics address; empty disables [WAS_METRICS_LISTEN]");
-ABSL_FLAG(std::string, database_url, Env("WAS_DATABASE_URL", ""),
+ABSL_FLAG(std::string, database_url, wasentinel::EnvOr("WAS_DATABASE_URL", ""),
           "PostgreSQL URL [WAS_DATABASE_URL]");
-ABSL_FLAG(std::string, auth_state_key, Env("WAS_AUTH_STATE_KEY", ""),
+ABSL_FLAG(std::string, auth_state_key, wasentinel::EnvOr("WAS_AUTH_STATE_KEY", ""),
           "sealing keys for stored credentials: KEY or ID:KEY[,ID:KEY] (first seals; 64 hex or "
           "base64 of 32 bytes) [WAS_AUTH_STATE_KEY]");
-ABSL_FLAG(std::string, wa_url, Env("WAS_WA_URL", "wss://web.whatsapp.com/ws/chat"),
+ABSL_FLAG(std::string, wa_url, wasentinel::EnvOr("WAS_WA_URL", "wss://web.whatsapp.com/ws/chat"),
           "WhatsApp WebSocket URL [WAS_WA_URL]");
-ABSL_FLAG(std::string, wa_root_key, Env("WAS_WA_ROOT_KEY", ""),
+ABSL_FLAG(std::string, wa_root_key, wasentinel::EnvOr("WAS_WA_ROOT_KEY", ""),
           "hex of the Noise certificate root public key; default WhatsApp's [WAS_WA_ROOT_KEY]");
-ABSL_FLAG(std::string, keepalive_interval, Env("WAS_KEEPALIVE_INTERVAL", "20s,30s"),
+ABSL_FLAG(std::string, keepalive_interval, wasentinel::EnvOr("WAS_KEEPALIVE_INTERVAL", "20s,30s"),
           "ping interval range MIN,MAX [WAS_KEEPALIVE_INTERVAL]");
-ABSL_FLAG(std::string, keepalive_timeout, Env("WAS_KEEPALIVE_TIMEOUT", "10s"),
+ABSL_FLAG(std::string, keepalive_timeout, wasentinel::EnvOr("WAS_KEEPALIVE_TIMEOUT", "10s"),
           "wait for a ping answer [WAS_KEEPALIVE_TIMEOUT]");
-ABSL_FLAG(std::string, keepalive_max_silence, Env("WAS_KEEPALIVE_MAX_SILENCE", "3m"),
+ABSL_FLAG(std::string, keepalive_max_silence, wasentinel::EnvOr("WAS_KEEPALIVE_MAX_SILENCE", "3m"),
           "give a connection up after no ping answered this long [WAS_KEEPALIVE_MAX_SILENCE]");
-ABSL_FLAG(std::string, connect_timeout, Env("WAS_CONNECT_TIMEOUT", "20s"),
+ABSL_FLAG(std::string, connect_timeout, wasentinel::EnvOr("WAS_CONNECT_TIMEOUT", "20s"),
           "connect + handshake + login [WAS_CONNECT_TIMEOUT]");
-ABSL_FLAG(std::string, reconnect_backoff, Env("WAS_RECONNECT_BACKOFF", "5s,15s,45s"),
+ABSL_FLAG(std::string, reconnect_backoff, wasentinel::EnvOr("WAS_RECONNECT_BACKOFF", "5s,15s,45s"),
           "delays before the retries after a drop [WAS_RECONNECT_BACKOFF]");
-ABSL_FLAG(double, restore_per_second, std::atof(Env("WAS_RESTORE_PER_SECOND", "20").c_str()),
+ABSL_FLAG(double, restore_per_second,
+          std::atof(wasentinel::EnvOr("WAS_RESTORE_PER_SECOND", "20").c_str()),
           "start-up restores per second, 0 = no limit [WAS_RESTORE_PER_SECOND]");
-ABSL_FLAG(std::string, shutdown_timeout, Env("WAS_SHUTDOWN_TIMEOUT", "10s"),
+ABSL_FLAG(std::string, shutdown_timeout, wasentinel::EnvOr("WAS_SHUTDOWN_TIMEOUT", "10s"),
           "drain deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
-ABSL_FLAG(std::string, event_retention, Env("WAS_EVENT_RETENTION", "720h"),
+ABSL_FLAG(std::string, event_retention, wasentinel::EnvOr("WAS_EVENT_RETENTION", "720h"),
           "session events older than this are pruned [WAS_EVENT_RETENTION]");
-ABSL_FLAG(std::string, log_level, Env("WAS_LOG_LEVEL", "info"), "trace … off [WAS_LOG_LEVEL]");
+ABSL_FLAG(std::string, log_level, wasentinel::EnvOr("WAS_LOG_LEVEL", "info"),
+          "trace … off [WAS_LOG_LEVEL]");
 
 namespace {
-
-// One socket per session: thousands of sessions need more descriptors than the usual soft
-// limit of 1024.
-void RaiseFileLimit() {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
-}
 
 absl::Duration DurationFlag(const std::string& name, const std::string& text) {
   absl::Duration d;
@@ -127,7 +111,7 @@ int main(int argc, char** argv) {
   const absl::Duration drain =
       DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));
 
-  RaiseFileLimit();
+  wasentinel::RaiseFileLimit();
   auto app = session::App::Create(o);
   if (!app.ok()) {
     std::cerr << "session-service: " << app.status().ToString() << "\n";

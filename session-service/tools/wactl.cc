@@ -20,16 +20,10 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_split.h"
+#include "wasentinel/common/process.h"
 #include "wasentinel/session/v1/session.grpc.pb.h"
 
-namespace {
-std::string Env(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
-}  // namespace
-
-ABSL_FLAG(std::string, addr, Env("WAS_ADDR", "127.0.0.1:7001"),
+ABSL_FLAG(std::string, addr, wasentinel::EnvOr("WAS_ADDR", "127.0.0.1:7001"),
           "session-service address [WAS_ADDR]");
 ABSL_FLAG(std::string, tenant, "", "tenant id (create, list, watch)");
 ABSL_FLAG(std::string, state, "", "comma-separated states to list, e.g. CONNECTED,DISCONNECTED");

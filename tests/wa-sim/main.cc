@@ -1,6 +1,4 @@
 // wa-sim: a WhatsApp Web server on loopback for tests, demos and load (see sim_server.h).
-#include <sys/resource.h>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
@@ -13,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "sim_server.h"
 #include "wasentinel/common/logging.h"
+#include "wasentinel/common/process.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "address to listen on (loopback)");
 ABSL_FLAG(uint16_t, port, 7080, "WebSocket port (0: any free port)");
@@ -28,15 +27,6 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: also serve wss:// o
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(uint16_t, tls_port, 7443, "wss:// port with --tls_cert (0: any free port)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, off");
-
-// Hundreds of connections need more descriptors than the usual soft limit of 1024.
-static void RaiseFileLimit() {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-  }
-}
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("wa-sim: a protocol-faithful WhatsApp Web server for tests");
@@ -61,7 +51,7 @@ int main(int argc, char** argv) {
     options.root_private_key = *key;
   }
 
-  RaiseFileLimit();
+  wasentinel::RaiseFileLimit();
   boost::asio::io_context io(1);
   auto server = sim::SimServer::Create(io, options, log);
   if (!server.ok()) {

@@ -559,7 +559,13 @@ awaitable<void> SimServer::State::ServeControl(std::shared_ptr<State> self, tcp:
       http::request<http::string_body> req;
       stream.expires_after(std::chrono::seconds(30));
       co_await http::async_read(stream, buffer, req, use_awaitable);
-      auto res = self->Route(req);
+      http::response<http::string_body> res;
+      try {
+        res = self->Route(req);
+      } catch (const std::exception& e) {  // a JSON member of the wrong type, for one
+        res = JsonResponse(http::status::bad_request, {{"error", e.what()}}, req.version(),
+                           req.keep_alive());
+      }
       co_await http::async_write(stream, res, use_awaitable);
       if (!req.keep_alive()) break;
     }

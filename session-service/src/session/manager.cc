@@ -2,6 +2,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cassert>
 #include <future>
 #include <random>
 
@@ -75,12 +76,15 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
         log_(std::move(log)),
         rng_(std::random_device{}()) {}
 
-  // Runs `fn` on the io thread and waits for its result.
+  // Runs `fn` on the io thread and waits for its result. Never call it from the io thread.
   template <class F>
   auto OnIo(F fn) -> decltype(fn()) {
-    std::packaged_task<decltype(fn())()> task(std::move(fn));
-    auto result = task.get_future();
-    asio::post(io_, [&task] { task(); });
+    assert(!io_.get_executor().running_in_this_thread());
+    auto task = std::make_shared<std::packaged_task<decltype(fn())()>>(std::move(fn));
+    auto result = task->get_future();
+    // The handler owns the task: a handler destroyed unrun breaks the promise (an exception
+    // here) instead of leaving the caller waiting forever.
+    asio::post(io_, [task] { (*task)(); });
     return result.get();
   }
 
@@ -202,6 +206,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   }
 
   absl::Status ConnectNow(Runtime& rt, v1::StateReason reason, bool count_reconnect) {
+    if (stopping_) return absl::UnavailableError("session-service is shutting down");
     if (!rt.creds) {
       return absl::FailedPreconditionError(absl::StrCat(
           "session ", rt.record.id, " has no credentials (logged out or never paired)"));
@@ -229,7 +234,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   }
 
   void OnClosed(const std::string& id, uint64_t generation, const wa::CloseInfo& info) {
-    if (auto c = closing_.find(id); c != closing_.end() && c->second.first == generation) {
+    if (auto c = closing_.find(ClosingKey(id, generation)); c != closing_.end()) {
       closing_.erase(c);  // drops the last handle of the closed connection
       if (closing_.empty() && all_closed_) std::exchange(all_closed_, nullptr)();
     }
@@ -294,7 +299,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       // Keep the handle until OnClosed: dropping the last one aborts the connection, and the
       // goodbye (presence unavailable, WebSocket close) would be cut short.
       rt.conn->Close();
-      closing_[rt.record.id] = {rt.generation, std::move(rt.conn)};
+      closing_[ClosingKey(rt.record.id, rt.generation)] = std::move(rt.conn);
     }
     ++rt.generation;
     rt.logged_in = false;
@@ -321,7 +326,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     for (; next < ids.size(); ++next) {
       if (stopping_) return;
       auto it = sessions_.find(ids[next]);
-      if (it != sessions_.end() && !it->second.conn) {
+      // Whatever happened to it since the restore began (a Disconnect, an on-demand restore,
+      // a logout) wins over the restore.
+      if (it != sessions_.end() && WantsRestore(it->second)) {
         (void)ConnectNow(it->second, v1::STATE_REASON_STARTUP_RESTORE, false);
       }
       if (options_.restore_per_second > 0 && next + 1 < ids.size()) {
@@ -359,8 +366,16 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   std::shared_ptr<spdlog::logger> log_;
   std::mt19937_64 rng_;
   absl::flat_hash_map<std::string, Runtime> sessions_;
-  // Connections closing gracefully: id → (generation, handle kept alive until OnClosed).
-  absl::flat_hash_map<std::string, std::pair<uint64_t, std::shared_ptr<wa::Connection>>> closing_;
+  // Connections closing gracefully, by ClosingKey; each handle is kept alive until OnClosed.
+  absl::flat_hash_map<std::string, std::shared_ptr<wa::Connection>> closing_;
+  static std::string ClosingKey(const std::string& id, uint64_t generation) {
+    return absl::StrCat(id, "/", generation);
+  }
+
+  // Past the drain deadline: cut what is still closing.
+  void AbortClosing() {
+    for (auto& [key, conn] : closing_) conn->Abort();
+  }
   std::function<void()> all_closed_;
   std::unique_ptr<asio::steady_timer> pace_timer_;
   bool stopping_ = false;
@@ -491,6 +506,7 @@ void SessionManager::Shutdown(absl::Time deadline) {
              [impl = impl_, closed] { impl->ShutdownAll([closed] { closed->set_value(); }); });
   if (future.wait_until(absl::ToChronoTime(deadline)) != std::future_status::ready) {
     impl_->log_->warn("drain deadline reached; aborting the connections still closing");
+    asio::post(impl_->io_, [impl = impl_] { impl->AbortClosing(); });
   }
 }
 

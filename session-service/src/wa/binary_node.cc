@@ -247,6 +247,8 @@ class Decoder {
     WAS_ASSIGN_OR_RETURN(node.tag, ReadString(tag_byte));
     if (node.tag.empty()) return Error("node with an empty tag");
     const size_t attr_count = (size - 1) >> 1;
+    // Every attribute takes at least two bytes; refuse counts the input cannot hold.
+    if (attr_count > Remaining() / 2) return Error("attribute count exceeds the input");
     node.attrs.reserve(attr_count);
     for (size_t i = 0; i < attr_count; ++i) {
       WAS_ASSIGN_OR_RETURN(uint8_t kb, ReadByte());

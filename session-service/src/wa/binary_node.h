@@ -55,8 +55,10 @@ Node MakeNode(std::string tag, Node::Attrs attrs = {}, Node::Content content = {
 
 /// Limits that bound the decoder's work on hostile input.
 struct DecodeLimits {
-  size_t max_depth = 64;                  ///< nesting of child lists
-  size_t max_inflated_bytes = 32u << 20;  ///< zlib output of one frame
+  size_t max_depth = 64;  ///< nesting of child lists
+  /// zlib output of one frame: the protocol's frame limit (2^24). Decoded nodes take up to
+  /// ~30x their encoded size in memory, so this also bounds the decoder's allocations.
+  size_t max_inflated_bytes = 16u << 20;
 };
 
 /// Encodes `node` as a frame plaintext: flag byte 0x00 followed by the node.

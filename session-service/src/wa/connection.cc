@@ -55,14 +55,15 @@ template <class Stream>
 class BeastTransport final : public Transport {
  public:
   template <class... Args>
-  explicit BeastTransport(Args&&... args) : ws_(std::forward<Args>(args)...) {}
+  explicit BeastTransport(asio::any_io_executor executor, Args&&... args)
+      : resolver_(executor), ws_(executor, std::forward<Args>(args)...) {}
 
   awaitable<void> Connect(const Url& url, const std::string& origin,
                           absl::Duration timeout) override {
     auto& lowest = beast::get_lowest_layer(ws_);
-    tcp::resolver resolver(ws_.get_executor());
     lowest.expires_after(ToChrono(timeout));
-    auto endpoints = co_await resolver.async_resolve(url.host, url.port, use_awaitable);
+    auto endpoints = co_await resolver_.async_resolve(url.host, url.port, use_awaitable);
+    if (aborted_) throw beast::system_error(asio::error::operation_aborted);
     co_await lowest.async_connect(endpoints, use_awaitable);
     if constexpr (!std::is_same_v<Stream, websocket::stream<beast::tcp_stream>>) {
       auto& tls = ws_.next_layer();
@@ -105,13 +106,18 @@ class BeastTransport final : public Transport {
   }
 
   void Abort() override {
+    // A lookup in flight would otherwise go on to open a fresh socket after this.
+    aborted_ = true;
+    resolver_.cancel();
     beast::error_code ignored;
     beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
     beast::get_lowest_layer(ws_).socket().close(ignored);
   }
 
  private:
+  tcp::resolver resolver_;
   Stream ws_;
+  bool aborted_ = false;
 };
 
 using PlainWs = websocket::stream<beast::tcp_stream>;
@@ -311,17 +317,21 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     try {
       co_await self->transport_->Connect(self->url_, self->options_.origin,
                                          self->options_.connect_timeout);
+      // Close() or Abort() may have ended the connection while this step ran.
+      if (self->finished_) co_return;
       phase = kHandshaking;
       ClientHandshake hs(self->creds_.noise_key);
       Bytes first(kConnectionHeader.begin(), kConnectionHeader.end());
       WAS_CHECK_OK(AppendFrame(first, hs.Hello()));
       co_await self->transport_->Write(first);
+      if (self->finished_) co_return;
 
       beast::flat_buffer buffer;
       FrameReader reader;
       std::optional<Bytes> server_hello;
       while (!server_hello) {
         const size_t n = co_await self->transport_->Read(buffer);
+        if (self->finished_) co_return;
         reader.Feed(ByteView(static_cast<const uint8_t*>(buffer.data().data()), n));
         buffer.consume(n);
         auto next = reader.Next();

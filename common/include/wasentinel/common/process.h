@@ -1,0 +1,17 @@
+// Process-level helpers for the executables' main(): environment fallbacks for flags and the
+// descriptor limit. Libraries never call these (docs/conventions.md "Wiring and lifecycle").
+#pragma once
+
+#include <string>
+
+namespace wasentinel {
+
+/// The value of environment variable `name`, or `fallback` when it is unset or empty; used as
+/// flag defaults so that flag > environment > default.
+std::string EnvOr(const char* name, const char* fallback);
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit: one socket per session needs more than the
+/// usual 1024. Returns the soft limit in force afterwards.
+long RaiseFileLimit();
+
+}  // namespace wasentinel

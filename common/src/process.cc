@@ -1,0 +1,24 @@
+#include "wasentinel/common/process.h"
+
+#include <sys/resource.h>
+
+#include <cstdlib>
+
+namespace wasentinel {
+
+std::string EnvOr(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+long RaiseFileLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return -1;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  return static_cast<long>(lim.rlim_cur);
+}
+
+}  // namespace wasentinel
