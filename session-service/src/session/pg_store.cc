@@ -321,21 +321,20 @@ absl::StatusOr<std::vector<EventRecord>> PgSessionStore::EventsAfter(int64_t aft
 }
 
 absl::StatusOr<int64_t> PgSessionStore::LatestSequence() {
-  int64_t seq = 0;
-  WAS_RETURN_IF_ERROR(pool_.Run("latest sequence", [&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    seq = n.exec1("SELECT COALESCE(max(sequence), 0) FROM session_events")[0].as<int64_t>();
-  }));
-  return seq;
+  return ScalarInt64("latest sequence", "SELECT COALESCE(max(sequence), 0) FROM session_events");
 }
 
 absl::StatusOr<int64_t> PgSessionStore::OldestSequence() {
-  int64_t seq = 0;
-  WAS_RETURN_IF_ERROR(pool_.Run("oldest sequence", [&](pqxx::connection& c) {
+  return ScalarInt64("oldest sequence", "SELECT COALESCE(min(sequence), 0) FROM session_events");
+}
+
+absl::StatusOr<int64_t> PgSessionStore::ScalarInt64(const char* what, const char* sql) {
+  int64_t value = 0;
+  WAS_RETURN_IF_ERROR(pool_.Run(what, [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    seq = n.exec1("SELECT COALESCE(min(sequence), 0) FROM session_events")[0].as<int64_t>();
+    value = n.exec1(sql)[0].as<int64_t>();
   }));
-  return seq;
+  return value;
 }
 
 absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> PgSessionStore::CountByState() {

@@ -36,6 +36,9 @@ class PgSessionStore final : public SessionStore {
   absl::StatusOr<absl::Duration> Ping() override;
 
  private:
+  // The single int64 that `sql` selects.
+  absl::StatusOr<int64_t> ScalarInt64(const char* what, const char* sql);
+
   PgPool& pool_;
 };
 

@@ -6,6 +6,7 @@
 // shared/docs/wa-protocol.md §4.
 #pragma once
 
+// clang-format off
 #include <array>
 #include <string_view>
 
@@ -1291,3 +1292,4 @@ inline constexpr std::array<std::array<std::string_view, 256>, 4> kDoubleByte = 
 }};
 
 }  // namespace wasentinel::wa::tokens
+// clang-format on
