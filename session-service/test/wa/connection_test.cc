@@ -300,6 +300,29 @@ TEST(Connection, CloseSaysGoodbye) {
   }));
 }
 
+TEST(Connection, CloseWhileConnectingNeverLogsInLater) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto options = lb.Options();
+  options.url = "ws://localhost:" + options.url.substr(options.url.rfind(':') + 1);  // resolve
+  auto first = std::make_shared<RecordingObserver>();
+  auto c1 = lb.Connect(creds, first, options);
+  c1->Close();  // before the name lookup can finish
+  ASSERT_TRUE(first->WaitFor(Event::kClosed));
+  EXPECT_EQ(first->Closed().cause, CloseCause::kClosedByUs);
+  // A later connection of the same device stays up: no straggler logs in and replaces it.
+  auto second = std::make_shared<RecordingObserver>();
+  auto c2 = lb.Connect(creds, second, options);
+  ASSERT_TRUE(second->WaitFor(Event::kLoggedIn));
+  ASSERT_TRUE(second->events.WaitFor([](const std::vector<Event>& v) {
+    return std::count_if(v.begin(), v.end(),
+                         [](const Event& e) { return e.kind == Event::kPong; }) >= 5;
+  }));
+  EXPECT_FALSE(second->Has(Event::kClosed));
+  EXPECT_FALSE(first->Has(Event::kLoggedIn));
+  EXPECT_EQ(lb.control().Get("/stats").value()["logins"], 1);
+}
+
 TEST(Connection, SecondLoginReplacesTheFirst) {
   Loopback lb;
   auto creds = lb.RegisterDevice();
