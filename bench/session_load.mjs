@@ -13,14 +13,13 @@
 import { createRequire } from 'node:module';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 
 const require = createRequire(new URL('../tests/package.json', import.meta.url));
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const { initAuthCreds, BufferJSON } = await import(require.resolve('baileys'));
-const { startSim, waitFor, requiredEnv } = await import('../tests/interop/harness.mjs');
+const { startSim, waitFor, requiredEnv, freePort } = await import('../tests/interop/harness.mjs');
 
 const args = process.argv.slice(2);
 const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
@@ -32,10 +31,6 @@ const pkg = protoLoader.loadSync('wasentinel/session/v1/session.proto', {
   includeDirs: [requiredEnv('PROTO_DIR')], keepCase: true, enums: String, longs: Number, defaults: true,
 });
 const { SessionService } = grpc.loadPackageDefinition(pkg).wasentinel.session.v1;
-const freePort = () => new Promise((resolve) => {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
-});
 const rss = (pid) => Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * pageSize;
 const cpuSeconds = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');

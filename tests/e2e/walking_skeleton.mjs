@@ -8,14 +8,13 @@
 // Exit code 0 only if every step was seen.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { useMultiFileAuthState } from 'baileys';
-import { startSim, requiredEnv, waitFor } from '../interop/harness.mjs';
+import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
 
 const demo = process.argv.includes('--demo');
 const t0 = Date.now();
@@ -29,10 +28,6 @@ function check(name, ok, detail = '') {
   return ok;
 }
 
-const freePort = () => new Promise((resolve) => {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
-});
 
 const pkg = protoLoader.loadSync('wasentinel/session/v1/session.proto', {
   includeDirs: [requiredEnv('PROTO_DIR')], keepCase: true, enums: String, longs: Number, defaults: true,

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 
 export function requiredEnv(name) {
   const v = process.env[name];
@@ -61,3 +62,9 @@ export function waNodeLines(cmd, lines) {
   if (out.status !== 0) throw new Error(`wa-node ${cmd} failed: ${out.stderr}`);
   return out.stdout.toString().split('\n').filter((l) => l.length > 0);
 }
+
+// A TCP port free on loopback right now (for servers that take a port, not 0).
+export const freePort = () => new Promise((resolve) => {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+});

@@ -526,29 +526,22 @@ awaitable<void> SimServer::State::RelayTls(std::shared_ptr<State> self, tcp::soc
     beast::get_lowest_layer(*tls).socket().close(ec);
     plain->close(ec);
   };
-  asio::co_spawn(
-      self->io_,
-      [tls, plain, close_both]() -> awaitable<void> {
-        std::array<char, 16384> buf;
-        try {
-          for (;;) {
-            size_t n = co_await tls->async_read_some(asio::buffer(buf), use_awaitable);
-            co_await asio::async_write(*plain, asio::buffer(buf.data(), n), use_awaitable);
-          }
-        } catch (const std::exception&) {
-        }
-        close_both();
-      },
-      asio::detached);
-  std::array<char, 16384> buf;
-  try {
-    for (;;) {
-      size_t n = co_await plain->async_read_some(asio::buffer(buf), use_awaitable);
-      co_await asio::async_write(*tls, asio::buffer(buf.data(), n), use_awaitable);
+  // Copies one direction until it fails or the other side closed, then closes both. No
+  // captures: a coroutine lambda's captures die with the lambda, while its arguments (here the
+  // closer, which owns both streams) live in the coroutine frame.
+  auto pump = [](auto& from, auto& to, auto closer) -> awaitable<void> {
+    std::array<char, 16384> buf;
+    try {
+      for (;;) {
+        size_t n = co_await from.async_read_some(asio::buffer(buf), use_awaitable);
+        co_await asio::async_write(to, asio::buffer(buf.data(), n), use_awaitable);
+      }
+    } catch (const std::exception&) {
     }
-  } catch (const std::exception&) {
-  }
-  close_both();
+    closer();
+  };
+  asio::co_spawn(self->io_, pump(*tls, *plain, close_both), asio::detached);
+  co_await pump(*plain, *tls, close_both);
 }
 
 awaitable<void> SimServer::State::ServeControl(std::shared_ptr<State> self, tcp::socket socket) {

@@ -243,26 +243,23 @@ absl::StatusOr<SessionPage> PgSessionStore::List(const SessionFilter& filter, in
 }
 
 absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::ListRestorable() {
-  std::vector<SessionRecord> out;
-  WAS_RETURN_IF_ERROR(pool_.Run("list restorable sessions", [&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    auto r = n.exec(absl::StrCat(
-        "SELECT ", kSessionColumns,
-        " FROM sessions WHERE session_name = 'primary' AND auth_state IS NOT NULL AND is_active"
-        " AND auto_connect ORDER BY id"));
-    for (const auto& row : r) out.push_back(ToRecord(row));
-  }));
-  return out;
+  return SelectSessions("list restorable sessions",
+                        "session_name = 'primary' AND auth_state IS NOT NULL AND is_active"
+                        " AND auto_connect");
 }
 
 absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::ListLive() {
+  return SelectSessions("list live sessions",
+                        "connection_status IN ('QR_PENDING', 'CONNECTING', 'CONNECTED')");
+}
+
+absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::SelectSessions(const char* what,
+                                                                          const char* where) {
   std::vector<SessionRecord> out;
-  WAS_RETURN_IF_ERROR(pool_.Run("list live sessions", [&](pqxx::connection& c) {
+  WAS_RETURN_IF_ERROR(pool_.Run(what, [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec(absl::StrCat(
-        "SELECT ", kSessionColumns,
-        " FROM sessions WHERE connection_status IN ('QR_PENDING', 'CONNECTING', 'CONNECTED')"
-        " ORDER BY id"));
+    auto r = n.exec(
+        absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE ", where, " ORDER BY id"));
     for (const auto& row : r) out.push_back(ToRecord(row));
   }));
   return out;

@@ -36,6 +36,8 @@ class PgSessionStore final : public SessionStore {
   absl::StatusOr<absl::Duration> Ping() override;
 
  private:
+  // Every session matching the SQL condition `where` (a constant), ordered by id.
+  absl::StatusOr<std::vector<SessionRecord>> SelectSessions(const char* what, const char* where);
   // The single int64 that `sql` selects.
   absl::StatusOr<int64_t> ScalarInt64(const char* what, const char* sql);
 

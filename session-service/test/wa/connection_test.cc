@@ -36,12 +36,11 @@ class RecordingObserver : public ConnectionObserver {
     }
     return false;
   }
-  ::testing::AssertionResult WaitFor(Event::Kind kind) {
-    return events.WaitFor([kind](const std::vector<Event>& v) {
-      for (const auto& e : v) {
-        if (e.kind == kind) return true;
-      }
-      return false;
+  // Waits until `n` events of `kind` were recorded.
+  ::testing::AssertionResult WaitFor(Event::Kind kind, size_t n = 1) {
+    return events.WaitFor([kind, n](const std::vector<Event>& v) {
+      return static_cast<size_t>(std::count_if(
+                 v.begin(), v.end(), [kind](const Event& e) { return e.kind == kind; })) >= n;
     });
   }
   CloseInfo Closed() {
@@ -135,10 +134,7 @@ TEST(Connection, LogsInAndKeepsAlive) {
   auto obs = std::make_shared<RecordingObserver>();
   auto conn = lb.Connect(creds, obs);
   ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
-  ASSERT_TRUE(obs->events.WaitFor([](const std::vector<Event>& v) {
-    return std::count_if(v.begin(), v.end(),
-                         [](const Event& e) { return e.kind == Event::kPong; }) >= 3;
-  }));
+  ASSERT_TRUE(obs->WaitFor(Event::kPong, 3));
   EXPECT_GE(conn->stats().keepalive_rtt_us.load(), 0);
   EXPECT_GT(conn->stats().last_pong_unix_ms.load(), 0);
   EXPECT_TRUE(
@@ -259,10 +255,7 @@ TEST(Connection, AcknowledgesInboundMessages) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(lb.control().Post("/connections/" + creds.Jid() + "/message").ok());
   }
-  ASSERT_TRUE(obs->events.WaitFor([](const std::vector<Event>& v) {
-    return std::count_if(v.begin(), v.end(),
-                         [](const Event& e) { return e.kind == Event::kMessage; }) == 3;
-  }));
+  ASSERT_TRUE(obs->WaitFor(Event::kMessage, 3));
   EXPECT_EQ(conn->stats().inbound_messages.load(), 3);
   EXPECT_GT(conn->stats().last_inbound_unix_ms.load(), 0);
   EXPECT_TRUE(wasentinel::testing::Eventually([&] {
@@ -314,10 +307,7 @@ TEST(Connection, CloseWhileConnectingNeverLogsInLater) {
   auto second = std::make_shared<RecordingObserver>();
   auto c2 = lb.Connect(creds, second, options);
   ASSERT_TRUE(second->WaitFor(Event::kLoggedIn));
-  ASSERT_TRUE(second->events.WaitFor([](const std::vector<Event>& v) {
-    return std::count_if(v.begin(), v.end(),
-                         [](const Event& e) { return e.kind == Event::kPong; }) >= 5;
-  }));
+  ASSERT_TRUE(second->WaitFor(Event::kPong, 5));
   EXPECT_FALSE(second->Has(Event::kClosed));
   EXPECT_FALSE(first->Has(Event::kLoggedIn));
   EXPECT_EQ(lb.control().Get("/stats").value()["logins"], 1);
