@@ -44,6 +44,22 @@ ABSL_FLAG(std::string, shutdown_timeout, wasentinel::EnvOr("WAS_SHUTDOWN_TIMEOUT
           "drain deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
 ABSL_FLAG(std::string, event_retention, wasentinel::EnvOr("WAS_EVENT_RETENTION", "720h"),
           "session events older than this are pruned [WAS_EVENT_RETENTION]");
+ABSL_FLAG(std::string, api_keys, wasentinel::EnvOr("WAS_API_KEYS", ""),
+          "API keys NAME:SCOPE:KEY,... (scope read|operate|admin); empty: no authentication"
+          " [WAS_API_KEYS]");
+ABSL_FLAG(std::string, tls_cert, wasentinel::EnvOr("WAS_TLS_CERT", ""),
+          "gRPC TLS certificate chain (PEM file); empty: plaintext [WAS_TLS_CERT]");
+ABSL_FLAG(std::string, tls_key, wasentinel::EnvOr("WAS_TLS_KEY", ""),
+          "gRPC TLS private key (PEM file) [WAS_TLS_KEY]");
+ABSL_FLAG(std::string, tls_client_ca, wasentinel::EnvOr("WAS_TLS_CLIENT_CA", ""),
+          "require client certificates signed by this CA (PEM file; mTLS) [WAS_TLS_CLIENT_CA]");
+ABSL_FLAG(std::string, replica_id, wasentinel::EnvOr("WAS_REPLICA_ID", ""),
+          "this replica's name in leases and deep health; default hostname-pid [WAS_REPLICA_ID]");
+ABSL_FLAG(bool, reseal_on_start, wasentinel::EnvOr("WAS_RESEAL_ON_START", "false") == "true",
+          "re-seal all credentials under the first key of --auth_state_key at start-up"
+          " [WAS_RESEAL_ON_START]");
+ABSL_FLAG(std::string, qr_timeouts, wasentinel::EnvOr("WAS_QR_TIMEOUTS", "60s,20s"),
+          "how long the first and each later pairing QR code is shown [WAS_QR_TIMEOUTS]");
 ABSL_FLAG(std::string, log_level, wasentinel::EnvOr("WAS_LOG_LEVEL", "info"),
           "trace … off [WAS_LOG_LEVEL]");
 
@@ -78,6 +94,12 @@ int main(int argc, char** argv) {
   o.database_url = absl::GetFlag(FLAGS_database_url);
   o.auth_state_keys = absl::GetFlag(FLAGS_auth_state_key);
   o.log_level = absl::GetFlag(FLAGS_log_level);
+  o.api_keys = absl::GetFlag(FLAGS_api_keys);
+  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  o.replica_id = absl::GetFlag(FLAGS_replica_id);
+  o.reseal_on_start = absl::GetFlag(FLAGS_reseal_on_start);
   auto& c = o.manager.connection;
   c.url = absl::GetFlag(FLAGS_wa_url);
   if (auto hex = absl::GetFlag(FLAGS_wa_root_key); !hex.empty()) {
@@ -100,6 +122,13 @@ int main(int argc, char** argv) {
   c.keepalive_max_silence =
       DurationFlag("keepalive_max_silence", absl::GetFlag(FLAGS_keepalive_max_silence));
   c.connect_timeout = DurationFlag("connect_timeout", absl::GetFlag(FLAGS_connect_timeout));
+  auto qr = Backoff::ParseSteps(absl::GetFlag(FLAGS_qr_timeouts));
+  if (!qr.ok() || qr->empty() || qr->size() > 2) {
+    std::cerr << "session-service: --qr_timeouts wants FIRST[,NEXT] durations\n";
+    return 2;
+  }
+  c.qr_first_timeout = qr->front();
+  c.qr_next_timeout = qr->back();
   auto backoff = Backoff::ParseSteps(absl::GetFlag(FLAGS_reconnect_backoff));
   if (!backoff.ok()) {
     std::cerr << "session-service: --reconnect_backoff: " << backoff.status().message() << "\n";

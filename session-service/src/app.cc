@@ -8,6 +8,10 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <thread>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -27,6 +31,7 @@ class App::Impl {
   std::unique_ptr<PgPool> pool;
   std::unique_ptr<PgSessionStore> store;
   std::unique_ptr<Sealer> sealer;
+  std::unique_ptr<ApiKeys> keys;
   EventBus bus;
   std::unique_ptr<TransitionWriter> writer;
   boost::asio::io_context io{1};
@@ -86,6 +91,37 @@ class App::Impl {
 App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 App::~App() = default;
 
+static absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read the ", Sv(what), " ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+static absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerTlsCredentials(
+    const Options& options) {
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  WAS_ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(options.tls_cert_file, "TLS certificate"));
+  WAS_ASSIGN_OR_RETURN(pair.private_key, ReadFile(options.tls_key_file, "TLS key"));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!options.tls_client_ca_file.empty()) {
+    WAS_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options.tls_client_ca_file, "client CA"));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+static std::string DefaultReplicaId() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "session-service");
+  return absl::StrCat(host, "-", getpid());
+}
+
 // A wrong or missing sealing key is a start-up error, not silent garbage at the first restore.
 static absl::Status CheckSealingKeys(SessionStore& store, const Sealer& sealer) {
   std::string token;
@@ -113,6 +149,16 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   }
   WAS_ASSIGN_OR_RETURN(auto sealer, Sealer::FromConfig(options.auth_state_keys));
   impl->sealer = std::make_unique<Sealer>(std::move(sealer));
+  WAS_ASSIGN_OR_RETURN(auto keys, ApiKeys::FromConfig(options.api_keys));
+  impl->keys = std::make_unique<ApiKeys>(std::move(keys));
+  if (!impl->keys->enabled()) {
+    impl->log->warn("no API keys configured (WAS_API_KEYS): every gRPC call is allowed");
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    WAS_ASSIGN_OR_RETURN(credentials, ServerTlsCredentials(options));
+  }
+  const std::string replica = options.replica_id.empty() ? DefaultReplicaId() : options.replica_id;
   WAS_ASSIGN_OR_RETURN(impl->pool,
                        PgPool::Create(options.database_url, options.database_pool_size));
   WAS_RETURN_IF_ERROR(
@@ -144,13 +190,18 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
                                                    *impl->writer, options.manager, impl->log,
                                                    impl->metrics.get());
-  impl->service =
-      std::make_unique<SessionServiceImpl>(*impl->manager, *impl->store, impl->bus, impl->log);
+  if (options.reseal_on_start) {
+    WAS_ASSIGN_OR_RETURN(auto rotated, impl->manager->RotateSealingKey());
+    impl->log->info("start-up re-seal: {} credentials now under key id {}", rotated.resealed,
+                    rotated.key_id);
+  }
+  impl->service = std::make_unique<SessionServiceImpl>(*impl->manager, *impl->store, impl->bus,
+                                                       *impl->keys, replica, impl->log);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_listen, grpc::InsecureServerCredentials(), &impl->port);
+  builder.AddListeningPort(options.grpc_listen, credentials, &impl->port);
   builder.RegisterService(impl->service.get());
   impl->server = builder.BuildAndStart();
   if (!impl->server || impl->port == 0) {

@@ -16,6 +16,17 @@ struct Options {
   std::string metrics_listen = "0.0.0.0:9101";
   std::string database_url;     ///< libpq URL or key=value string (WAS_DATABASE_URL)
   std::string auth_state_keys;  ///< Sealer::FromConfig format (WAS_AUTH_STATE_KEY)
+  /// ApiKeys::FromConfig format "NAME:SCOPE:KEY,..." (WAS_API_KEYS); empty: no authentication.
+  std::string api_keys;
+  /// gRPC TLS: PEM certificate chain and key; with `tls_client_ca` clients must present a
+  /// certificate signed by it (mTLS). Empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  /// This replica's name in leases and deep health (default: hostname-pid).
+  std::string replica_id;
+  /// Re-seal every credential under the current key at start-up (key rotation without a call).
+  bool reseal_on_start = false;
   int database_pool_size = 8;
   ManagerOptions manager;
   std::string log_level = "info";

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/logging.h"
 
@@ -16,6 +17,47 @@ google::protobuf::Timestamp Ts(absl::Time t) {
 
 constexpr int kMaxPageSize = 500;
 constexpr int kDefaultPageSize = 100;
+constexpr size_t kMaxCredsJson = 1 << 20;
+
+google::protobuf::Duration Dur(absl::Duration d) {
+  return TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(d));
+}
+
+std::string_view Metadata(grpc::ServerContext* ctx, std::string_view key) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(grpc::string_ref(key.data(), key.size()));
+  if (it == md.end()) return {};
+  return {it->second.data(), it->second.size()};
+}
+
+grpc::Status Invalid(std::string message) {
+  return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
+}
+
+grpc::Status CheckEmail(const std::string& email) {
+  if (!email.empty() && (email.size() > 254 || email.find('@') == std::string::npos)) {
+    return Invalid("owner_email is not an e-mail address");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckTenant(const std::string& tenant) {
+  if (tenant.empty() || tenant.size() > 128) {
+    return Invalid("tenant_id is required (1..128 characters)");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckCreds(const std::string& creds, bool required) {
+  if (creds.empty() && required) return Invalid("creds_json is required (a Baileys creds.json)");
+  if (creds.size() > kMaxCredsJson) return Invalid("creds_json is larger than 1 MiB");
+  return grpc::Status::OK;
+}
+
+#define WAS_GRPC_RETURN_IF_ERROR(expr)  \
+  do {                                  \
+    if (grpc::Status _st = (expr); !_st.ok()) return _st; \
+  } while (0)
 
 }  // namespace
 
@@ -64,27 +106,33 @@ v1::Session ToProto(const SessionView& view) {
 }
 
 SessionServiceImpl::SessionServiceImpl(SessionManager& manager, SessionStore& store, EventBus& bus,
+                                       const ApiKeys& keys, std::string replica,
                                        std::shared_ptr<spdlog::logger> log)
-    : manager_(manager), store_(store), bus_(bus), log_(std::move(log)), started_at_(absl::Now()) {}
+    : manager_(manager),
+      store_(store),
+      bus_(bus),
+      keys_(keys),
+      replica_(std::move(replica)),
+      log_(std::move(log)),
+      started_at_(absl::Now()) {}
 
-grpc::Status SessionServiceImpl::CreateSession(grpc::ServerContext*,
+grpc::Status SessionServiceImpl::Authorize(grpc::ServerContext* ctx, Scope scope) const {
+  auto who = keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope);
+  if (!who.ok()) {
+    log_->debug("refused a call from {}: {}", ctx->peer(), who.status().message());
+    return ToGrpc(who.status());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::CreateSession(grpc::ServerContext* ctx,
                                                const v1::CreateSessionRequest* req,
                                                v1::CreateSessionResponse* resp) {
-  if (req->tenant_id().empty() || req->tenant_id().size() > 128) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "tenant_id is required (1..128 characters)"};
-  }
-  if (req->session_name().size() > 64) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "session_name is at most 64 characters"};
-  }
-  if (req->creds_json().empty()) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "creds_json is required (a Baileys creds.json)"};
-  }
-  if (req->creds_json().size() > 1 << 20) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "creds_json is larger than 1 MiB"};
-  }
-  if (!req->owner_email().empty() && req->owner_email().find('@') == std::string::npos) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "owner_email is not an e-mail address"};
-  }
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  WAS_GRPC_RETURN_IF_ERROR(CheckTenant(req->tenant_id()));
+  if (req->session_name().size() > 64) return Invalid("session_name is at most 64 characters");
+  WAS_GRPC_RETURN_IF_ERROR(CheckCreds(req->creds_json(), /*required=*/false));
+  WAS_GRPC_RETURN_IF_ERROR(CheckEmail(req->owner_email()));
   NewSession n;
   n.tenant_id = req->tenant_id();
   n.session_name = req->session_name().empty() ? "primary" : req->session_name();
@@ -98,17 +146,20 @@ grpc::Status SessionServiceImpl::CreateSession(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SessionServiceImpl::GetSession(grpc::ServerContext*, const v1::GetSessionRequest* req,
+grpc::Status SessionServiceImpl::GetSession(grpc::ServerContext* ctx,
+                                            const v1::GetSessionRequest* req,
                                             v1::GetSessionResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
   auto view = manager_.Get(req->id());
   if (!view.ok()) return ToGrpc(view.status());
   *resp->mutable_session() = ToProto(*view);
   return grpc::Status::OK;
 }
 
-grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext*,
+grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,
                                               const v1::ListSessionsRequest* req,
                                               v1::ListSessionsResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
   if (req->page_size() < 0 || req->page_size() > kMaxPageSize) {
     return {grpc::StatusCode::INVALID_ARGUMENT,
             absl::StrCat("page_size must be between 0 and ", kMaxPageSize)};
@@ -134,16 +185,19 @@ grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SessionServiceImpl::Connect(grpc::ServerContext*, const v1::ConnectRequest* req,
+grpc::Status SessionServiceImpl::Connect(grpc::ServerContext* ctx, const v1::ConnectRequest* req,
                                          v1::ConnectResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
   auto view = manager_.Connect(req->id());
   if (!view.ok()) return ToGrpc(view.status());
   *resp->mutable_session() = ToProto(*view);
   return grpc::Status::OK;
 }
 
-grpc::Status SessionServiceImpl::Disconnect(grpc::ServerContext*, const v1::DisconnectRequest* req,
+grpc::Status SessionServiceImpl::Disconnect(grpc::ServerContext* ctx,
+                                            const v1::DisconnectRequest* req,
                                             v1::DisconnectResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
   auto view = manager_.Disconnect(req->id());
   if (!view.ok()) return ToGrpc(view.status());
   *resp->mutable_session() = ToProto(*view);
@@ -153,6 +207,7 @@ grpc::Status SessionServiceImpl::Disconnect(grpc::ServerContext*, const v1::Disc
 grpc::Status SessionServiceImpl::WatchSessionEvents(grpc::ServerContext* ctx,
                                                     const v1::WatchSessionEventsRequest* req,
                                                     grpc::ServerWriter<v1::SessionEvent>* writer) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
   SessionFilter filter;
   filter.session_id = req->session_id();
   filter.tenant_id = req->tenant_id();
@@ -239,6 +294,244 @@ grpc::Status SessionServiceImpl::GetHealth(grpc::ServerContext*, const v1::GetHe
   } else {
     resp->set_status(v1::OVERALL_STATUS_OK);
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::BulkGetSessions(grpc::ServerContext* ctx,
+                                                 const v1::BulkGetSessionsRequest* req,
+                                                 v1::BulkGetSessionsResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  if (req->ids().empty() || req->ids().size() > kMaxPageSize) {
+    return Invalid(absl::StrCat("ids holds 1..", kMaxPageSize, " session ids"));
+  }
+  std::vector<std::string> ids(req->ids().begin(), req->ids().end());
+  auto views = manager_.GetMany(ids);
+  if (!views.ok()) return ToGrpc(views.status());
+  absl::flat_hash_map<std::string, const SessionView*> by_id;
+  for (const auto& v : *views) by_id[v.record.id] = &v;
+  for (const auto& id : ids) {
+    if (auto it = by_id.find(id); it != by_id.end()) {
+      *resp->add_sessions() = ToProto(*it->second);
+    } else {
+      resp->add_not_found(id);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
+                                              const v1::StartPairingRequest* req,
+                                              grpc::ServerWriter<v1::PairingUpdate>* writer) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  PairingRequest p;
+  p.session_id = req->session_id();
+  if (p.session_id.empty()) {
+    WAS_GRPC_RETURN_IF_ERROR(CheckTenant(req->tenant_id()));
+    if (req->session_name().size() > 64) return Invalid("session_name is at most 64 characters");
+    WAS_GRPC_RETURN_IF_ERROR(CheckEmail(req->owner_email()));
+    p.tenant_id = req->tenant_id();
+    p.session_name = req->session_name().empty() ? "primary" : req->session_name();
+    p.account_name = req->account_name();
+    p.owner_email = req->owner_email();
+  }
+  auto feed = std::make_shared<PairingFeed>();
+  auto view = manager_.StartPairing(p, feed);
+  if (!view.ok()) return ToGrpc(view.status());
+  const std::string id = view->record.id;
+  log_->info("pairing session {} started", id);
+  v1::PairingUpdate first;
+  *first.mutable_session() = ToProto(*view);
+  if (!writer->Write(first)) {
+    manager_.CancelPairing(id, feed);
+    return grpc::Status::OK;
+  }
+  while (!ctx->IsCancelled()) {
+    auto next = feed->Next(absl::Milliseconds(200));
+    if (!next) continue;
+    v1::PairingUpdate u;
+    using Kind = PairingFeed::Update::Kind;
+    switch (next->kind) {
+      case Kind::kQr: {
+        auto* qr = u.mutable_qr();
+        qr->set_code(next->qr);
+        *qr->mutable_expires_at() = Ts(next->expires_at);
+        qr->set_index(next->index);
+        qr->set_total(next->total);
+        break;
+      }
+      case Kind::kSuccess: {
+        auto* ok = u.mutable_success();
+        const auto& rec = next->session->record;
+        ok->set_phone_number(rec.phone_number);
+        ok->set_device_jid(next->device.jid);
+        ok->set_platform(next->device.platform);
+        *ok->mutable_session() = ToProto(*next->session);
+        break;
+      }
+      case Kind::kFailure:
+        u.mutable_failure()->set_reason(next->reason);
+        u.mutable_failure()->set_message(next->message);
+        break;
+    }
+    if (!writer->Write(u)) break;
+    if (next->kind != Kind::kQr) return grpc::Status::OK;
+  }
+  log_->info("pairing stream of session {} went away; cancelling the pairing", id);
+  manager_.CancelPairing(id, feed);
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::Reconnect(grpc::ServerContext* ctx,
+                                           const v1::ReconnectRequest* req,
+                                           v1::ReconnectResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  auto view = manager_.Reconnect(req->id());
+  if (!view.ok()) return ToGrpc(view.status());
+  *resp->mutable_session() = ToProto(*view);
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::Logout(grpc::ServerContext* ctx, const v1::LogoutRequest* req,
+                                        v1::LogoutResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  auto view = manager_.Logout(req->id());
+  if (!view.ok()) return ToGrpc(view.status());
+  *resp->mutable_session() = ToProto(*view);
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::DeleteSession(grpc::ServerContext* ctx,
+                                               const v1::DeleteSessionRequest* req,
+                                               v1::DeleteSessionResponse*) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  return ToGrpc(manager_.Delete(req->id()));
+}
+
+grpc::Status SessionServiceImpl::ProbeSession(grpc::ServerContext* ctx,
+                                              const v1::ProbeSessionRequest* req,
+                                              v1::ProbeSessionResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  absl::Duration timeout = absl::Seconds(10);
+  if (req->has_timeout()) {
+    timeout = absl::Microseconds(TimeUtil::DurationToMicroseconds(req->timeout()));
+    if (timeout <= absl::ZeroDuration() || timeout > absl::Seconds(60)) {
+      return Invalid("timeout must be in (0, 60 s]");
+    }
+  }
+  auto probed = manager_.Probe(req->id(), timeout);
+  if (!probed.ok()) return ToGrpc(probed.status());
+  const auto& [view, result] = *probed;
+  resp->set_ok(result.round_trip.ok());
+  if (result.round_trip.ok()) {
+    *resp->mutable_round_trip() = Dur(*result.round_trip);
+  } else {
+    resp->set_error(std::string(result.round_trip.status().message()));
+  }
+  *resp->mutable_session() = ToProto(view);
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::ImportCredentials(grpc::ServerContext* ctx,
+                                                   const v1::ImportCredentialsRequest* req,
+                                                   v1::ImportCredentialsResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  WAS_GRPC_RETURN_IF_ERROR(CheckCreds(req->creds_json(), /*required=*/true));
+  auto view = manager_.ImportCredentials(req->id(), req->creds_json());
+  if (!view.ok()) return ToGrpc(view.status());
+  *resp->mutable_session() = ToProto(*view);
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::UpdateSession(grpc::ServerContext* ctx,
+                                               const v1::UpdateSessionRequest* req,
+                                               v1::UpdateSessionResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  SessionUpdate u;
+  if (req->has_auto_connect()) u.auto_connect = req->auto_connect();
+  if (req->has_is_active()) u.is_active = req->is_active();
+  if (req->has_account_name()) {
+    if (req->account_name().size() > 256) return Invalid("account_name is at most 256 characters");
+    u.account_name = req->account_name();
+  }
+  if (req->has_owner_email()) {
+    WAS_GRPC_RETURN_IF_ERROR(CheckEmail(req->owner_email()));
+    u.owner_email = req->owner_email();
+  }
+  auto view = manager_.Update(req->id(), u);
+  if (!view.ok()) return ToGrpc(view.status());
+  *resp->mutable_session() = ToProto(*view);
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::RotateSealingKey(grpc::ServerContext* ctx,
+                                                  const v1::RotateSealingKeyRequest*,
+                                                  v1::RotateSealingKeyResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  auto result = manager_.RotateSealingKey();
+  if (!result.ok()) return ToGrpc(result.status());
+  resp->set_key_id(result->key_id);
+  resp->set_resealed(result->resealed);
+  return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::GetDeepHealth(grpc::ServerContext* ctx,
+                                               const v1::GetDeepHealthRequest* req,
+                                               v1::GetDeepHealthResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  const absl::Time now = absl::Now();
+  resp->set_replica(replica_);
+  *resp->mutable_started_at() = Ts(started_at_);
+  *resp->mutable_uptime() = Dur(now - started_at_);
+  auto latency = store_.Ping();
+  if (!latency.ok()) {
+    resp->set_database_reachable(false);
+    resp->set_database_error(std::string(latency.status().message()));
+    resp->set_status(v1::OVERALL_STATUS_ERROR);
+    return grpc::Status::OK;
+  }
+  resp->set_database_reachable(true);
+  *resp->mutable_database_latency() = Dur(*latency);
+  SessionFilter filter;
+  filter.tenant_id = req->tenant_id();
+  std::string token;
+  int64_t total = 0, connected = 0;
+  do {
+    auto page = store_.List(filter, kMaxPageSize, token);
+    if (!page.ok()) return ToGrpc(page.status());
+    std::vector<std::string> ids;
+    for (const auto& r : page->sessions) ids.push_back(r.id);
+    auto live = manager_.LiveInfos(ids);
+    for (size_t i = 0; i < page->sessions.size(); ++i) {
+      const SessionRecord& r = page->sessions[i];
+      const v1::Session s = ToProto(SessionView{r, live[i]});
+      auto* h = resp->add_sessions();
+      h->set_session_id(r.id);
+      h->set_tenant_id(r.tenant_id);
+      h->set_phone_number(r.phone_number);
+      h->set_state(s.state());
+      h->set_reason(s.reason());
+      h->set_socket_alive(s.socket_alive());
+      if (live[i]) h->set_owner(replica_);
+      if (s.has_last_pong_at()) *h->mutable_last_pong_at() = s.last_pong_at();
+      if (s.has_keepalive_rtt()) *h->mutable_keepalive_rtt() = s.keepalive_rtt();
+      if (live[i]) h->set_missed_pings(live[i]->missed_pings);
+      if (s.has_last_inbound_message_at())
+        *h->mutable_last_inbound_message_at() = s.last_inbound_message_at();
+      h->set_inbound_messages(s.inbound_messages());
+      if (s.has_last_connected_at()) *h->mutable_last_connected_at() = s.last_connected_at();
+      if (s.has_last_disconnected_at())
+        *h->mutable_last_disconnected_at() = s.last_disconnected_at();
+      h->set_last_error(s.last_error());
+      h->set_error_count(s.error_count());
+      h->set_reconnect_count(s.reconnect_count());
+      ++total;
+      if (s.state() == v1::SESSION_STATE_CONNECTED) ++connected;
+    }
+    token = page->next_page_token;
+  } while (!token.empty());
+  resp->set_status(total > 0 && connected == 0 ? v1::OVERALL_STATUS_ERROR
+                   : connected < total         ? v1::OVERALL_STATUS_DEGRADED
+                                               : v1::OVERALL_STATUS_OK);
   return grpc::Status::OK;
 }
 

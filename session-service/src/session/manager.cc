@@ -49,6 +49,10 @@ v1::StateReason ReasonOf(wa::CloseCause cause) {
       return v1::STATE_REASON_SERVER_ERROR;
     case wa::CloseCause::kProtocolError:
       return v1::STATE_REASON_PROTOCOL_ERROR;
+    case wa::CloseCause::kPairingTimeout:
+      return v1::STATE_REASON_PAIRING_TIMEOUT;
+    case wa::CloseCause::kPairingRejected:
+      return v1::STATE_REASON_PAIRING_REJECTED;
   }
   return v1::STATE_REASON_UNSPECIFIED;
 }
@@ -58,7 +62,38 @@ std::optional<absl::Time> MillisToTime(int64_t ms) {
   return absl::FromUnixMillis(ms);
 }
 
+using Failure = v1::PairingUpdate::Failure;
+
+PairingFeed::Update FailureUpdate(Failure::Reason reason, std::string message) {
+  PairingFeed::Update u;
+  u.kind = PairingFeed::Update::Kind::kFailure;
+  u.reason = reason;
+  u.message = std::move(message);
+  return u;
+}
+
+// Waits for a value set on another thread.
+template <class T>
+struct Promised {
+  std::shared_ptr<std::promise<T>> promise = std::make_shared<std::promise<T>>();
+  std::future<T> future = promise->get_future();
+};
+
 }  // namespace
+
+void PairingFeed::Push(Update update) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(update));
+}
+
+std::optional<PairingFeed::Update> PairingFeed::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty(); };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) return std::nullopt;
+  Update u = std::move(queue_.front());
+  queue_.pop_front();
+  return u;
+}
 
 class SessionManager::Impl : public std::enable_shared_from_this<SessionManager::Impl> {
  public:
@@ -102,6 +137,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     int attempt = 0;  // retries used since the last successful login
     absl::Time connecting_since;
     std::unique_ptr<asio::steady_timer> retry_timer;
+    std::shared_ptr<PairingFeed> pairing;  // a StartPairing stream waits for the outcome
   };
 
   class Observer final : public wa::ConnectionObserver {
@@ -122,6 +158,13 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     }
     void OnInboundMessage(absl::Time) override {
       if (auto impl = impl_.lock(); impl && impl->metrics_) impl->metrics_->InboundMessage();
+    }
+    void OnQrCode(const std::string& text, absl::Duration valid_for, int index,
+                  int total) override {
+      if (auto impl = impl_.lock()) impl->OnQrCode(id_, generation_, text, valid_for, index, total);
+    }
+    void OnPaired(const wa::PairedDevice& device, const wa::DeviceCredentials& creds) override {
+      if (auto impl = impl_.lock()) impl->OnPaired(id_, generation_, device, creds);
     }
 
    private:
@@ -164,8 +207,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     live.last_error = rt.last_error;
     live.socket_alive = rt.conn && rt.logged_in;
     live.retry_pending = rt.retry_timer != nullptr;
+    live.pairing = rt.pairing != nullptr;
     if (rt.conn) {
       const auto& s = rt.conn->stats();
+      live.missed_pings = s.missed_pings.load();
       live.inbound_messages = s.inbound_messages.load();
       live.last_inbound_at = MillisToTime(s.last_inbound_unix_ms.load());
       live.last_pong_at = MillisToTime(s.last_pong_unix_ms.load());
@@ -182,8 +227,13 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   }
 
   void SetState(Runtime& rt, v1::SessionState to, v1::StateReason reason, std::string error = "",
-                bool count_reconnect = false, bool count_error = false, bool clear_creds = false) {
-    if (rt.state == to && rt.reason == reason && error.empty() && !count_reconnect) return;
+                bool count_reconnect = false, bool count_error = false, bool clear_creds = false,
+                std::optional<CredentialsUpdate> set_creds = std::nullopt,
+                std::function<void(const absl::StatusOr<EventRecord>&)> on_stored = nullptr) {
+    if (rt.state == to && rt.reason == reason && error.empty() && !count_reconnect && !set_creds &&
+        !on_stored) {
+      return;
+    }
     Transition t;
     t.session_id = rt.record.id;
     t.tenant_id = rt.record.tenant_id;
@@ -195,6 +245,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     t.count_reconnect = count_reconnect;
     t.count_error = count_error;
     t.clear_credentials = clear_creds;
+    t.set_credentials = std::move(set_creds);
+    t.delete_session = to == v1::SESSION_STATE_DELETED;
+    t.on_stored = std::move(on_stored);
     log_->info("session {} ({}): {} → {} ({}){}{}", rt.record.id,
                wa::MaskPhone(rt.record.phone_number), StateName(rt.state), StateName(to),
                ReasonName(reason), error.empty() ? "" : ": ", error);
@@ -215,7 +268,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     if (rt.conn) rt.conn->Abort();
     ++rt.generation;
     rt.logged_in = false;
-    SetState(rt, v1::SESSION_STATE_CONNECTING, reason, "", count_reconnect);
+    SetState(rt, rt.creds->paired() ? v1::SESSION_STATE_CONNECTING : v1::SESSION_STATE_QR_PENDING,
+             reason, "", count_reconnect);
     rt.connecting_since = absl::Now();
     rt.conn = wa::Connection::Start(
         io_.get_executor(), tls_, options_.connection, *rt.creds,
@@ -231,6 +285,51 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     rt.attempt = 0;
     if (metrics_) metrics_->Connected(absl::Now() - rt.connecting_since);
     SetState(rt, v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS);
+    if (auto feed = std::exchange(rt.pairing, nullptr)) {
+      PairingFeed::Update u;
+      u.kind = PairingFeed::Update::Kind::kSuccess;
+      u.device.jid = rt.creds->Jid();
+      u.device.lid = rt.creds->lid;
+      u.device.platform = rt.creds->platform;
+      u.session = SessionView{rt.record, Live(rt)};
+      feed->Push(std::move(u));
+    }
+  }
+
+  void OnQrCode(const std::string& id, uint64_t generation, const std::string& text,
+                absl::Duration valid_for, int index, int total) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.generation != generation || !it->second.pairing) return;
+    PairingFeed::Update u;
+    u.qr = text;
+    u.expires_at = absl::Now() + valid_for;
+    u.index = index;
+    u.total = total;
+    it->second.pairing->Push(std::move(u));
+  }
+
+  void OnPaired(const std::string& id, uint64_t generation, const wa::PairedDevice& device,
+                const wa::DeviceCredentials& creds) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.generation != generation) return;
+    Runtime& rt = it->second;
+    rt.creds = creds;
+    auto sealed = sealer_.Seal(AsBytes(creds.ToBaileysJson()));
+    CredentialsUpdate update{SealedCredentials{sealed.key_id, std::move(sealed.blob)},
+                             std::to_string(creds.phone), creds.Jid()};
+    rt.record.phone_number = update.phone_number;
+    rt.record.device_jid = update.device_jid;
+    rt.record.credentials = update.sealed;
+    log_->info("session {}: paired as {} ({})", id, wa::MaskPhone(update.phone_number),
+               device.platform);
+    SetState(rt, v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_PAIRED, "", false, false, false,
+             std::move(update));
+  }
+
+  // A pairing that ended without a login: tell the stream, forget the unpaired keys.
+  void FailPairing(Runtime& rt, Failure::Reason reason, const std::string& message) {
+    if (auto feed = std::exchange(rt.pairing, nullptr)) feed->Push(FailureUpdate(reason, message));
+    if (rt.creds && !rt.creds->paired()) rt.creds.reset();
   }
 
   void OnClosed(const std::string& id, uint64_t generation, const wa::CloseInfo& info) {
@@ -244,6 +343,22 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     rt.conn.reset();
     rt.logged_in = false;
     const v1::StateReason reason = ReasonOf(info.cause);
+    if (rt.creds && !rt.creds->paired()) {
+      // Registration ended without pair-success.
+      const Failure::Reason why = info.cause == wa::CloseCause::kPairingTimeout ? Failure::REASON_TIMEOUT
+                                  : info.cause == wa::CloseCause::kPairingRejected
+                                      ? Failure::REASON_REJECTED
+                                      : Failure::REASON_CONNECTION_FAILED;
+      FailPairing(rt, why, info.detail);
+      SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason, info.detail, false,
+               why != Failure::REASON_TIMEOUT);
+      return;
+    }
+    if (rt.pairing && info.cause != wa::CloseCause::kRestartRequired) {
+      FailPairing(rt, Failure::REASON_LOGIN_FAILED,
+                  absl::StrCat("paired, but the first login failed: ", info.detail,
+                               "; the credentials are stored and the session retries"));
+    }
     switch (info.cause) {
       case wa::CloseCause::kClosedByUs:
         return;  // whoever closed it recorded the state
@@ -316,7 +431,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
 
   // Should a status query restore this session (seed 004)?
   bool WantsRestore(const Runtime& rt) const {
-    return rt.creds && rt.record.is_active && rt.record.auto_connect && !rt.conn &&
+    return rt.creds && rt.creds->paired() && rt.record.is_active && rt.record.auto_connect &&
+           !rt.conn &&
            !rt.retry_timer && !IsTerminal(rt.state) && rt.reason != v1::STATE_REASON_USER &&
            rt.reason != v1::STATE_REASON_RETRIES_EXHAUSTED &&
            rt.reason != v1::STATE_REASON_CLIENT_OUTDATED;
@@ -347,7 +463,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   void ShutdownAll(std::function<void()> done) {
     stopping_ = true;
     pace_timer_.reset();
-    for (auto& [id, rt] : sessions_) Disconnect(rt, v1::STATE_REASON_SHUTDOWN);
+    for (auto& [id, rt] : sessions_) {
+      FailPairing(rt, Failure::REASON_SHUTDOWN, "session-service is shutting down");
+      Disconnect(rt, v1::STATE_REASON_SHUTDOWN);
+    }
     if (closing_.empty()) {
       done();
     } else {
@@ -393,24 +512,88 @@ SessionManager::SessionManager(asio::io_context& io, asio::ssl::context& tls, Se
 SessionManager::~SessionManager() = default;
 
 absl::StatusOr<SessionView> SessionManager::Create(const NewSession& req) {
-  WAS_ASSIGN_OR_RETURN(auto creds, wa::DeviceCredentials::FromBaileysJson(req.creds_json));
   SessionRecord rec;
   rec.tenant_id = req.tenant_id;
   rec.session_name = req.session_name.empty() ? "primary" : req.session_name;
   rec.account_name = req.account_name;
   rec.owner_email = req.owner_email;
   rec.auto_connect = req.auto_connect;
-  rec.phone_number = std::to_string(creds.phone);
-  rec.device_jid = creds.Jid();
-  auto sealed = sealer_.Seal(AsBytes(req.creds_json));
-  rec.credentials = SealedCredentials{sealed.key_id, std::move(sealed.blob)};
+  if (!req.creds_json.empty()) {
+    WAS_ASSIGN_OR_RETURN(auto creds, wa::DeviceCredentials::FromBaileysJson(req.creds_json));
+    rec.phone_number = std::to_string(creds.phone);
+    rec.device_jid = creds.Jid();
+    auto sealed = sealer_.Seal(AsBytes(req.creds_json));
+    rec.credentials = SealedCredentials{sealed.key_id, std::move(sealed.blob)};
+  }
   WAS_ASSIGN_OR_RETURN(auto created, store_.Create(rec));
   impl_->writer_.PublishStored(created.second);
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+    if (!created.first.credentials) {
+      return SessionView{created.first, impl_->Live(impl_->Insert(created.first))};
+    }
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(created.first));
     if (rec.auto_connect)
       WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_CREATED, false));
     return SessionView{created.first, impl_->Live(*rt)};
+  });
+}
+
+absl::StatusOr<SessionView> SessionManager::StartPairing(const PairingRequest& req,
+                                                         std::shared_ptr<PairingFeed> feed) {
+  absl::StatusOr<SessionRecord> rec;
+  if (!req.session_id.empty()) {
+    rec = store_.Get(req.session_id);
+  } else {
+    const std::string name = req.session_name.empty() ? "primary" : req.session_name;
+    rec = store_.GetByName(req.tenant_id, name);
+    if (absl::IsNotFound(rec.status())) {
+      NewSession n;
+      n.tenant_id = req.tenant_id;
+      n.session_name = name;
+      n.account_name = req.account_name;
+      n.owner_email = req.owner_email;
+      auto created = Create(n);
+      // Two pairings raced to create it: the loser reuses the winner's row.
+      if (absl::IsAlreadyExists(created.status())) {
+        rec = store_.GetByName(req.tenant_id, name);
+      } else if (!created.ok()) {
+        return created.status();
+      } else {
+        rec = created->record;
+      }
+    }
+  }
+  if (!rec.ok()) return rec.status();
+  if (rec->credentials) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "session ", rec->id, " already has credentials; Logout first to pair another device"));
+  }
+  return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+    if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
+    Impl::Runtime& rt = impl_->Insert(*rec);
+    if (rt.pairing || (rt.creds && rt.creds->paired())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("session ", rec->id, " is being paired or has just been paired"));
+    }
+    rt.creds = wa::DeviceCredentials::Generate();
+    rt.pairing = std::move(feed);
+    WAS_RETURN_IF_ERROR(impl_->ConnectNow(rt, v1::STATE_REASON_PAIRING, false));
+    return SessionView{*rec, impl_->Live(rt)};
+  });
+}
+
+void SessionManager::CancelPairing(const std::string& id, const std::shared_ptr<PairingFeed>& feed) {
+  impl_->OnIo([&] {
+    auto it = impl_->sessions_.find(id);
+    if (it == impl_->sessions_.end() || it->second.pairing != feed) return;
+    Impl::Runtime& rt = it->second;
+    if (rt.creds && rt.creds->paired()) {
+      rt.pairing.reset();  // paired already: the login goes on without a listener
+      return;
+    }
+    impl_->FailPairing(rt, Failure::REASON_CANCELLED, "the pairing stream was cancelled");
+    impl_->CloseConnection(rt);
+    impl_->SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_PAIRING_CANCELLED);
   });
 }
 
@@ -433,13 +616,46 @@ absl::StatusOr<SessionView> SessionManager::Get(const std::string& id) {
   });
 }
 
+absl::StatusOr<std::vector<SessionView>> SessionManager::GetMany(
+    const std::vector<std::string>& ids) {
+  WAS_ASSIGN_OR_RETURN(auto records, store_.GetMany(ids));
+  std::vector<std::string> found;
+  for (const auto& r : records) found.push_back(r.id);
+  auto live = LiveInfos(found);
+  std::vector<SessionView> out;
+  for (size_t i = 0; i < records.size(); ++i) out.push_back({records[i], live[i]});
+  return out;
+}
+
 absl::StatusOr<SessionView> SessionManager::Connect(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  if (!rec.is_active) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("session ", id, " is inactive; set is_active with UpdateSession first"));
+  }
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
     const bool live = rt->conn != nullptr;
     if (!live) WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_USER, false));
+    return SessionView{rec, impl_->Live(*rt)};
+  });
+}
+
+absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id) {
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  if (!rec.is_active) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("session ", id, " is inactive; set is_active with UpdateSession first"));
+  }
+  return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+    if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
+    WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
+    if (rt->pairing || (rt->creds && !rt->creds->paired())) {
+      return absl::FailedPreconditionError(absl::StrCat("session ", id, " is being paired"));
+    }
+    rt->attempt = 0;
+    WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_USER, /*count_reconnect=*/true));
     return SessionView{rec, impl_->Live(*rt)};
   });
 }
@@ -452,9 +668,210 @@ absl::StatusOr<SessionView> SessionManager::Disconnect(const std::string& id) {
       // Unreadable credentials do not stop a disconnect.
       ensured = &impl_->Insert(rec);
     }
+    impl_->FailPairing(**ensured, Failure::REASON_CANCELLED, "the session was disconnected");
     impl_->Disconnect(**ensured, v1::STATE_REASON_USER);
     return SessionView{rec, impl_->Live(**ensured)};
   });
+}
+
+namespace {
+constexpr absl::Duration kLogoutIqTimeout = absl::Seconds(10);
+}
+
+// Logs the device out at WhatsApp and forgets its credentials; `then` runs on the io thread
+// with the runtime afterwards (its state is LOGGED_OUT / USER).
+void SessionManager::LogoutOnIo(const std::string& id, v1::StateReason final_reason,
+                                std::function<void(absl::Status)> then) {
+  auto it = impl_->sessions_.find(id);
+  if (it == impl_->sessions_.end()) return then(absl::NotFoundError(absl::StrCat("no session ", id)));
+  Impl::Runtime& rt = it->second;
+  impl_->FailPairing(rt, Failure::REASON_CANCELLED, "the session was logged out");
+  auto finish = [impl = impl_, id, final_reason, then = std::move(then)](absl::Status at_whatsapp) {
+    auto it = impl->sessions_.find(id);
+    if (it == impl->sessions_.end()) return then(at_whatsapp);
+    Impl::Runtime& rt = it->second;
+    rt.retry_timer.reset();
+    if (rt.conn) rt.conn->Abort();
+    rt.conn.reset();
+    ++rt.generation;
+    rt.logged_in = false;
+    rt.attempt = 0;
+    rt.creds.reset();
+    std::string error;
+    if (!at_whatsapp.ok()) {
+      error = absl::StrCat("credentials forgotten, but WhatsApp was not told (",
+                           at_whatsapp.message(), "); remove the device on the phone");
+    }
+    impl->SetState(rt, v1::SESSION_STATE_LOGGED_OUT, final_reason, error, false, false,
+                   /*clear_creds=*/true);
+    then(at_whatsapp);
+  };
+  if (!rt.creds || !rt.creds->paired()) {
+    return finish(absl::OkStatus());  // nothing to tell WhatsApp
+  }
+  if (!rt.conn) {
+    if (auto st = impl_->ConnectNow(rt, v1::STATE_REASON_USER, false); !st.ok()) {
+      return finish(st);
+    }
+  }
+  const uint64_t generation = rt.generation;
+  rt.conn->Logout(
+      [impl = impl_, id, generation, finish = std::move(finish)](absl::Status st) mutable {
+        asio::post(impl->io_, [impl, id, generation, st, finish = std::move(finish)]() mutable {
+          auto it = impl->sessions_.find(id);
+          if (it != impl->sessions_.end() && it->second.generation != generation) {
+            // Something else (a Reconnect, another Logout) took over meanwhile.
+            return finish(absl::AbortedError("the session changed during logout"));
+          }
+          finish(st);
+        });
+      },
+      kLogoutIqTimeout);
+}
+
+absl::StatusOr<SessionView> SessionManager::Logout(const std::string& id) {
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  Promised<absl::Status> done;
+  impl_->OnIo([&] {
+    auto ensured = impl_->Ensure(rec);
+    if (!ensured.ok()) impl_->Insert(rec);  // unreadable credentials are forgotten all the same
+    LogoutOnIo(id, v1::STATE_REASON_USER,
+               [p = done.promise](absl::Status st) { p->set_value(st); });
+  });
+  const absl::Status at_whatsapp = done.future.get();
+  if (!at_whatsapp.ok()) {
+    impl_->log_->warn("session {}: logout did not reach WhatsApp: {}", id, at_whatsapp);
+  }
+  WAS_ASSIGN_OR_RETURN(rec, store_.Get(id));
+  rec.credentials.reset();
+  return SessionView{rec, impl_->OnIo([&] { return impl_->LiveOf(id); })};
+}
+
+absl::Status SessionManager::Delete(const std::string& id) {
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  Promised<absl::StatusOr<EventRecord>> stored;
+  impl_->OnIo([&] {
+    auto ensured = impl_->Ensure(rec);
+    Impl::Runtime& rt = ensured.ok() ? **ensured : impl_->Insert(rec);
+    auto remove = [impl = impl_, id, p = stored.promise](absl::Status) {
+      auto it = impl->sessions_.find(id);
+      if (it == impl->sessions_.end()) {
+        p->set_value(absl::NotFoundError(absl::StrCat("no session ", id)));
+        return;
+      }
+      impl->FailPairing(it->second, Failure::REASON_CANCELLED, "the session was deleted");
+      impl->CloseConnection(it->second);
+      impl->SetState(it->second, v1::SESSION_STATE_DELETED, v1::STATE_REASON_DELETED, "", false,
+                     false, false, std::nullopt,
+                     [p](const absl::StatusOr<EventRecord>& e) { p->set_value(e); });
+      impl->sessions_.erase(it);
+    };
+    if (rt.creds && rt.creds->paired()) {
+      LogoutOnIo(id, v1::STATE_REASON_DELETED, std::move(remove));
+    } else {
+      remove(absl::OkStatus());
+    }
+  });
+  auto event = stored.future.get();
+  return event.status();
+}
+
+absl::StatusOr<std::pair<SessionView, ProbeResult>> SessionManager::Probe(
+    const std::string& id, absl::Duration timeout) {
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  Promised<absl::StatusOr<absl::Duration>> probed;
+  WAS_RETURN_IF_ERROR(impl_->OnIo([&]() -> absl::Status {
+    auto it = impl_->sessions_.find(id);
+    if (it == impl_->sessions_.end() || !it->second.conn || !it->second.logged_in) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("session ", id, " has no live socket here; Connect it first"));
+    }
+    it->second.conn->Probe(
+        [p = probed.promise](absl::StatusOr<absl::Duration> rtt) { p->set_value(rtt); }, timeout);
+    return absl::OkStatus();
+  }));
+  ProbeResult result{probed.future.get()};
+  return std::pair{SessionView{rec, impl_->OnIo([&] { return impl_->LiveOf(id); })}, result};
+}
+
+absl::StatusOr<SessionView> SessionManager::ImportCredentials(const std::string& id,
+                                                              const std::string& creds_json) {
+  WAS_ASSIGN_OR_RETURN(auto creds, wa::DeviceCredentials::FromBaileysJson(creds_json));
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  auto sealed = sealer_.Seal(AsBytes(creds_json));
+  CredentialsUpdate update{SealedCredentials{sealed.key_id, std::move(sealed.blob)},
+                           std::to_string(creds.phone), creds.Jid()};
+  Promised<absl::StatusOr<EventRecord>> stored;
+  WAS_RETURN_IF_ERROR(impl_->OnIo([&]() -> absl::Status {
+    Impl::Runtime& rt = impl_->Insert(rec);
+    if (rt.pairing) {
+      return absl::FailedPreconditionError(absl::StrCat("session ", id, " is being paired"));
+    }
+    impl_->CloseConnection(rt);
+    rt.creds = creds;
+    rt.record.credentials = update.sealed;
+    rt.record.phone_number = update.phone_number;
+    rt.record.device_jid = update.device_jid;
+    impl_->SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_CREDENTIALS_IMPORTED, "",
+                    false, false, false, update,
+                    [p = stored.promise](const absl::StatusOr<EventRecord>& e) { p->set_value(e); });
+    return absl::OkStatus();
+  }));
+  WAS_RETURN_IF_ERROR(stored.future.get().status());
+  WAS_ASSIGN_OR_RETURN(rec, store_.Get(id));
+  return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+    auto it = impl_->sessions_.find(id);
+    if (it == impl_->sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+    Impl::Runtime& rt = it->second;
+    rt.record = rec;
+    if (rec.is_active && rec.auto_connect && !rt.conn && !impl_->stopping_) {
+      WAS_RETURN_IF_ERROR(impl_->ConnectNow(rt, v1::STATE_REASON_CREDENTIALS_IMPORTED, false));
+    }
+    return SessionView{rec, impl_->Live(rt)};
+  });
+}
+
+absl::StatusOr<SessionView> SessionManager::Update(const std::string& id,
+                                                   const SessionUpdate& update) {
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Update(id, update));
+  return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+    auto it = impl_->sessions_.find(id);
+    if (it == impl_->sessions_.end()) return SessionView{rec, std::nullopt};
+    Impl::Runtime& rt = it->second;
+    rt.record = rec;
+    if (!rec.is_active) {
+      impl_->FailPairing(rt, Failure::REASON_CANCELLED, "the session was made inactive");
+      impl_->Disconnect(rt, v1::STATE_REASON_USER);
+    }
+    return SessionView{rec, impl_->Live(rt)};
+  });
+}
+
+absl::StatusOr<SessionManager::RotationResult> SessionManager::RotateSealingKey() {
+  RotationResult result;
+  result.key_id = sealer_.current_key_id();
+  for (;;) {
+    WAS_ASSIGN_OR_RETURN(auto batch, store_.ListSealedNotUnder(result.key_id, 100));
+    if (batch.empty()) break;
+    int64_t progressed = 0;
+    for (const auto& rec : batch) {
+      auto plain = sealer_.Open(rec.credentials->key_id, rec.credentials->blob);
+      if (!plain.ok()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("credentials of session ", rec.id, " do not open under key id \"",
+                         rec.credentials->key_id, "\": ", plain.status().message()));
+      }
+      auto sealed = sealer_.Seal(*plain);
+      WAS_ASSIGN_OR_RETURN(bool replaced,
+                           store_.ReplaceSealed(rec.id, *rec.credentials,
+                                                SealedCredentials{sealed.key_id, sealed.blob}));
+      if (replaced) ++result.resealed;
+      ++progressed;  // a row changed meanwhile was re-sealed by whoever changed it
+    }
+    if (progressed == 0) break;
+  }
+  impl_->log_->info("re-sealed {} credentials under key id {}", result.resealed, result.key_id);
+  return result;
 }
 
 std::vector<std::optional<LiveInfo>> SessionManager::LiveInfos(

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <deque>
 #include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <optional>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "connection.h"
 #include "metrics.h"
 #include "store.h"
@@ -46,7 +48,14 @@ struct LiveInfo {
   std::optional<absl::Time> last_inbound_at;
   std::optional<absl::Time> last_pong_at;
   std::optional<absl::Duration> keepalive_rtt;
+  int64_t missed_pings = 0;
   bool retry_pending = false;
+  bool pairing = false;
+};
+
+/// What ProbeSession found.
+struct ProbeResult {
+  absl::StatusOr<absl::Duration> round_trip;  ///< or why the probe failed
 };
 
 struct SessionView {
@@ -60,7 +69,43 @@ struct NewSession {
   std::string account_name;
   std::string owner_email;
   bool auto_connect = true;
-  std::string creds_json;
+  std::string creds_json;  ///< empty: a session to pair later
+};
+
+/// Where to pair: an existing session by id, or (tenant, session name) created on demand.
+struct PairingRequest {
+  std::string session_id;
+  std::string tenant_id;
+  std::string session_name = "primary";
+  std::string account_name;
+  std::string owner_email;
+};
+
+/// The updates of one pairing, handed from the connection thread to the StartPairing stream.
+/// Thread-safe.
+class PairingFeed {
+ public:
+  struct Update {
+    enum class Kind { kQr, kSuccess, kFailure } kind = Kind::kQr;
+    // kQr
+    std::string qr;
+    absl::Time expires_at;
+    int index = 0;
+    int total = 0;
+    // kSuccess
+    wa::PairedDevice device;
+    std::optional<SessionView> session;
+    // kFailure
+    v1::PairingUpdate::Failure::Reason reason = v1::PairingUpdate::Failure::REASON_UNSPECIFIED;
+    std::string message;
+  };
+  void Push(Update update);
+  /// The next update, or nullopt after `timeout`.
+  std::optional<Update> Next(absl::Duration timeout);
+
+ private:
+  absl::Mutex mu_;
+  std::deque<Update> queue_ ABSL_GUARDED_BY(mu_);
 };
 
 class SessionManager {
@@ -70,14 +115,50 @@ class SessionManager {
                  std::shared_ptr<spdlog::logger> log, SessionMetrics* metrics = nullptr);
   ~SessionManager();
 
-  /// Validates and seals the creds.json, stores the session, connects it when auto_connect.
-  /// INVALID_ARGUMENT (bad creds.json), ALREADY_EXISTS (tenant + session_name taken).
+  /// Validates and seals the creds.json (if any), stores the session, connects it when it has
+  /// credentials and auto_connect. INVALID_ARGUMENT (bad creds.json), ALREADY_EXISTS (tenant +
+  /// session_name taken).
   absl::StatusOr<SessionView> Create(const NewSession& request);
+  /// Starts pairing a new device into the session (created when the request names none that
+  /// exists): fresh credentials, a registration connection, QR codes and the outcome pushed to
+  /// `feed`. FAILED_PRECONDITION when the session has credentials or is being paired.
+  absl::StatusOr<SessionView> StartPairing(const PairingRequest& request,
+                                           std::shared_ptr<PairingFeed> feed);
+  /// The stream went away: a pairing still waiting for its scan is cancelled
+  /// (DISCONNECTED / PAIRING_CANCELLED). No-op once the pairing finished or for another feed.
+  void CancelPairing(const std::string& id, const std::shared_ptr<PairingFeed>& feed);
+  /// Closes any socket and connects again now with a fresh retry schedule.
+  /// FAILED_PRECONDITION without credentials or while pairing.
+  absl::StatusOr<SessionView> Reconnect(const std::string& id);
+  /// Logs the device out at WhatsApp (connecting first if needed; bounded by the connect and
+  /// iq timeouts), then forgets its credentials: LOGGED_OUT / USER. A failure to reach
+  /// WhatsApp is recorded in last_error; the credentials are forgotten anyway.
+  absl::StatusOr<SessionView> Logout(const std::string& id);
+  /// Logout if it has credentials, then deletes the row (the DELETED event stays).
+  absl::Status Delete(const std::string& id);
+  /// Presence + ping on the live socket. FAILED_PRECONDITION when there is none here.
+  absl::StatusOr<std::pair<SessionView, ProbeResult>> Probe(const std::string& id,
+                                                            absl::Duration timeout);
+  /// Replaces the credentials (sealed, stored with a CREDENTIALS_IMPORTED event) and connects
+  /// when the session is active and auto-connect. INVALID_ARGUMENT for a bad creds.json.
+  absl::StatusOr<SessionView> ImportCredentials(const std::string& id,
+                                                const std::string& creds_json);
+  /// Stores the changed settings; is_active=false disconnects (reason USER).
+  absl::StatusOr<SessionView> Update(const std::string& id, const SessionUpdate& update);
+  struct RotationResult {
+    std::string key_id;
+    int64_t resealed = 0;
+  };
+  /// Re-seals every stored credential under the current key. FAILED_PRECONDITION naming the
+  /// session whose credentials do not open.
+  absl::StatusOr<RotationResult> RotateSealingKey();
   /// The stored session with its live state. A session with credentials, active, auto-connect,
   /// not ended by WhatsApp (logged out, replaced, banned) or by a user, and with no socket here
   /// is restored on the spot and answered CONNECTING (seed 004).
   absl::StatusOr<SessionView> Get(const std::string& id);
-  /// Connect: idempotent. FAILED_PRECONDITION without credentials.
+  /// Many at once; ids that do not exist are left out.
+  absl::StatusOr<std::vector<SessionView>> GetMany(const std::vector<std::string>& ids);
+  /// Connect: idempotent. FAILED_PRECONDITION without credentials or when inactive.
   absl::StatusOr<SessionView> Connect(const std::string& id);
   /// Disconnect: idempotent; DISCONNECTED with reason USER.
   absl::StatusOr<SessionView> Disconnect(const std::string& id);
@@ -95,6 +176,9 @@ class SessionManager {
   class Impl;
 
  private:
+  void LogoutOnIo(const std::string& id, v1::StateReason final_reason,
+                  std::function<void(absl::Status)> then);
+
   std::shared_ptr<Impl> impl_;
   SessionStore& store_;
   const Sealer& sealer_;

@@ -221,6 +221,23 @@ absl::StatusOr<SessionRecord> PgSessionStore::Get(const std::string& id) {
   return *rec;
 }
 
+absl::StatusOr<SessionRecord> PgSessionStore::GetByName(const std::string& tenant_id,
+                                                        const std::string& session_name) {
+  std::optional<SessionRecord> rec;
+  WAS_RETURN_IF_ERROR(pool_.Run("get session by name", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
+                                        " FROM sessions WHERE tenant_id = $1 AND session_name = $2"),
+                           tenant_id, session_name);
+    if (!r.empty()) rec = ToRecord(r[0]);
+  }));
+  if (!rec) {
+    return absl::NotFoundError(absl::StrCat("no session \"", session_name, "\" of tenant \"",
+                                            tenant_id, "\""));
+  }
+  return *rec;
+}
+
 absl::StatusOr<SessionPage> PgSessionStore::List(const SessionFilter& filter, int page_size,
                                                  const std::string& page_token) {
   if (!page_token.empty()) WAS_RETURN_IF_ERROR(CheckId(page_token));
@@ -265,11 +282,81 @@ absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::SelectSessions(const 
   return out;
 }
 
+absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::GetMany(
+    const std::vector<std::string>& ids) {
+  for (const auto& id : ids) WAS_RETURN_IF_ERROR(CheckId(id));
+  std::vector<SessionRecord> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("get sessions", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
+                                        " FROM sessions WHERE id = ANY($1::uuid[])"),
+                           absl::StrCat("{", absl::StrJoin(ids, ","), "}"));
+    for (const auto& row : r) out.push_back(ToRecord(row));
+  }));
+  return out;
+}
+
+absl::StatusOr<SessionRecord> PgSessionStore::Update(const std::string& id,
+                                                     const SessionUpdate& u) {
+  WAS_RETURN_IF_ERROR(CheckId(id));
+  std::optional<SessionRecord> rec;
+  WAS_RETURN_IF_ERROR(pool_.Run("update session", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        absl::StrCat("UPDATE sessions SET auto_connect = COALESCE($2, auto_connect),"
+                     " is_active = COALESCE($3, is_active),"
+                     " account_name = COALESCE($4, account_name),"
+                     " owner_email = COALESCE($5, owner_email), updated_at = now()"
+                     " WHERE id = $1::uuid RETURNING ",
+                     kSessionColumns),
+        id, u.auto_connect, u.is_active, u.account_name, u.owner_email);
+    if (!r.empty()) rec = ToRecord(r[0]);
+  }));
+  if (!rec) return absl::NotFoundError(absl::StrCat("no session ", id));
+  return *rec;
+}
+
 absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t) {
   WAS_RETURN_IF_ERROR(CheckId(t.session_id));
   EventRecord event;
+  bool found = true;
   WAS_RETURN_IF_ERROR(pool_.Transact("record transition", [&](pqxx::work& w) {
     const int64_t at = absl::ToUnixMicros(t.at);
+    if (t.delete_session) {
+      found = !w.exec_params("DELETE FROM sessions WHERE id = $1::uuid RETURNING id", t.session_id)
+                   .empty();
+    } else {
+      const bool connected = t.to == v1::SESSION_STATE_CONNECTED;
+      const bool left_connected =
+          t.from == v1::SESSION_STATE_CONNECTED && t.to != v1::SESSION_STATE_CONNECTED;
+      std::optional<std::string> key_id, blob_hex, phone, jid;
+      if (t.set_credentials) {
+        key_id = t.set_credentials->sealed.key_id;
+        blob_hex = HexEncode(t.set_credentials->sealed.blob);
+        phone = t.set_credentials->phone_number;
+        jid = t.set_credentials->device_jid;
+      }
+      auto r = w.exec_params(
+          "UPDATE sessions SET connection_status = $2, status_reason = $3,"
+          " last_error = CASE WHEN $4 = '' THEN (CASE WHEN $2 = 'CONNECTED' THEN NULL ELSE "
+          "last_error END) ELSE $4 END,"
+          " last_connected_at = CASE WHEN $5 THEN to_timestamp($7::double precision / 1000000)"
+          " ELSE last_connected_at END,"
+          " last_disconnected_at = CASE WHEN $6 THEN to_timestamp($7::double precision / 1000000)"
+          " ELSE last_disconnected_at END,"
+          " reconnect_count = reconnect_count + $8, error_count = error_count + $9,"
+          " auth_state = CASE WHEN $11::text IS NOT NULL THEN decode($12, 'hex')"
+          "   WHEN $10 THEN NULL ELSE auth_state END,"
+          " auth_key_id = CASE WHEN $11::text IS NOT NULL THEN $11 WHEN $10 THEN NULL"
+          "   ELSE auth_key_id END,"
+          " phone_number = COALESCE($13, phone_number), device_jid = COALESCE($14, device_jid),"
+          " updated_at = now() WHERE id = $1::uuid RETURNING id",
+          t.session_id, StateName(t.to), ReasonName(t.reason), t.error, connected, left_connected,
+          at, t.count_reconnect ? 1 : 0, t.count_error ? 1 : 0, t.clear_credentials, key_id,
+          blob_hex, phone, jid);
+      found = !r.empty();
+    }
+    if (!found) return;
     auto e = One(w.exec_params(
         absl::StrCat("INSERT INTO session_events (session_id, tenant_id, from_state, to_state,"
                      " reason, error, at) VALUES ($1::uuid, $2, $3, $4, $5, $6,"
@@ -278,25 +365,40 @@ absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t
         t.session_id, t.tenant_id, StateName(t.from), StateName(t.to), ReasonName(t.reason),
         t.error, at));
     event = ToEvent(e);
-    const bool connected = t.to == v1::SESSION_STATE_CONNECTED;
-    const bool left_connected =
-        t.from == v1::SESSION_STATE_CONNECTED && t.to != v1::SESSION_STATE_CONNECTED;
-    w.exec_params(
-        "UPDATE sessions SET connection_status = $2, status_reason = $3,"
-        " last_error = CASE WHEN $4 = '' THEN (CASE WHEN $2 = 'CONNECTED' THEN NULL ELSE "
-        "last_error END) ELSE $4 END,"
-        " last_connected_at = CASE WHEN $5 THEN to_timestamp($7::double precision / 1000000) ELSE "
-        "last_connected_at END,"
-        " last_disconnected_at = CASE WHEN $6 THEN to_timestamp($7::double precision / 1000000) "
-        "ELSE last_disconnected_at END,"
-        " reconnect_count = reconnect_count + $8, error_count = error_count + $9,"
-        " auth_state = CASE WHEN $10 THEN NULL ELSE auth_state END,"
-        " auth_key_id = CASE WHEN $10 THEN NULL ELSE auth_key_id END,"
-        " updated_at = now() WHERE id = $1::uuid",
-        t.session_id, StateName(t.to), ReasonName(t.reason), t.error, connected, left_connected, at,
-        t.count_reconnect ? 1 : 0, t.count_error ? 1 : 0, t.clear_credentials);
   }));
+  if (!found) return absl::NotFoundError(absl::StrCat("no session ", t.session_id));
   return event;
+}
+
+absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::ListSealedNotUnder(
+    const std::string& key_id, int limit) {
+  std::vector<SessionRecord> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("list sealed credentials", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
+                                        " FROM sessions WHERE auth_key_id IS NOT NULL"
+                                        " AND auth_key_id <> $1 ORDER BY id LIMIT $2"),
+                           key_id, limit);
+    for (const auto& row : r) out.push_back(ToRecord(row));
+  }));
+  return out;
+}
+
+absl::StatusOr<bool> PgSessionStore::ReplaceSealed(const std::string& id,
+                                                   const SealedCredentials& expected,
+                                                   const SealedCredentials& replacement) {
+  WAS_RETURN_IF_ERROR(CheckId(id));
+  bool replaced = false;
+  WAS_RETURN_IF_ERROR(pool_.Run("re-seal credentials", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        "UPDATE sessions SET auth_key_id = $4, auth_state = decode($5, 'hex')"
+        " WHERE id = $1::uuid AND auth_key_id = $2 AND auth_state = decode($3, 'hex')",
+        id, expected.key_id, HexEncode(expected.blob), replacement.key_id,
+        HexEncode(replacement.blob));
+    replaced = r.affected_rows() == 1;
+  }));
+  return replaced;
 }
 
 absl::StatusOr<std::vector<EventRecord>> PgSessionStore::EventsAfter(int64_t after,

@@ -22,11 +22,19 @@ class PgSessionStore final : public SessionStore {
   absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
       const SessionRecord& record) override;
   absl::StatusOr<SessionRecord> Get(const std::string& id) override;
+  absl::StatusOr<SessionRecord> GetByName(const std::string& tenant_id,
+                                          const std::string& session_name) override;
   absl::StatusOr<SessionPage> List(const SessionFilter& filter, int page_size,
                                    const std::string& page_token) override;
   absl::StatusOr<std::vector<SessionRecord>> ListRestorable() override;
   absl::StatusOr<std::vector<SessionRecord>> ListLive() override;
+  absl::StatusOr<std::vector<SessionRecord>> GetMany(const std::vector<std::string>& ids) override;
+  absl::StatusOr<SessionRecord> Update(const std::string& id, const SessionUpdate& update) override;
   absl::StatusOr<EventRecord> RecordTransition(const Transition& t) override;
+  absl::StatusOr<std::vector<SessionRecord>> ListSealedNotUnder(const std::string& key_id,
+                                                                int limit) override;
+  absl::StatusOr<bool> ReplaceSealed(const std::string& id, const SealedCredentials& expected,
+                                     const SealedCredentials& replacement) override;
   absl::StatusOr<std::vector<EventRecord>> EventsAfter(int64_t after, const SessionFilter& filter,
                                                        int limit) override;
   absl::StatusOr<int64_t> LatestSequence() override;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +56,21 @@ struct EventRecord {
   absl::Time at;
 };
 
+/// New credentials for a session (pairing, ImportCredentials), written with a transition.
+struct CredentialsUpdate {
+  SealedCredentials sealed;
+  std::string phone_number;
+  std::string device_jid;
+};
+
+/// UpdateSession: the fields that are set change.
+struct SessionUpdate {
+  std::optional<bool> auto_connect;
+  std::optional<bool> is_active;
+  std::optional<std::string> account_name;
+  std::optional<std::string> owner_email;
+};
+
 /// One state change, written with its event in a single transaction.
 struct Transition {
   std::string session_id;
@@ -67,6 +83,10 @@ struct Transition {
   bool count_reconnect = false;    ///< reconnect_count += 1
   bool count_error = false;        ///< error_count += 1
   bool clear_credentials = false;  ///< the device was logged out: its credentials are dead
+  std::optional<CredentialsUpdate> set_credentials;  ///< stored with the transition
+  bool delete_session = false;  ///< DeleteSession: the row goes, the event stays
+  /// Called on the writer's thread once the transition is stored (or finally failed).
+  std::function<void(const absl::StatusOr<EventRecord>&)> on_stored;
 };
 
 struct SessionFilter {
@@ -90,6 +110,9 @@ class SessionStore {
   virtual absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
       const SessionRecord& record) = 0;
   virtual absl::StatusOr<SessionRecord> Get(const std::string& id) = 0;
+  /// The session (tenant_id, session_name). NOT_FOUND when there is none.
+  virtual absl::StatusOr<SessionRecord> GetByName(const std::string& tenant_id,
+                                                  const std::string& session_name) = 0;
   /// Ordered by id; `page_size` rows at most.
   virtual absl::StatusOr<SessionPage> List(const SessionFilter& filter, int page_size,
                                            const std::string& page_token) = 0;
@@ -98,8 +121,22 @@ class SessionStore {
   virtual absl::StatusOr<std::vector<SessionRecord>> ListRestorable() = 0;
   /// Every session whose stored state is QR_PENDING, CONNECTING or CONNECTED.
   virtual absl::StatusOr<std::vector<SessionRecord>> ListLive() = 0;
-  /// Writes the event and the session's new state; answers the event with its sequence.
+  /// The sessions among `ids` that exist, in no particular order.
+  virtual absl::StatusOr<std::vector<SessionRecord>> GetMany(const std::vector<std::string>& ids) = 0;
+  /// Applies `update`; answers the updated row.
+  virtual absl::StatusOr<SessionRecord> Update(const std::string& id,
+                                               const SessionUpdate& update) = 0;
+  /// Writes the event and the session's new state (or deletes the row); answers the event with
+  /// its sequence. NOT_FOUND when the session no longer exists.
   virtual absl::StatusOr<EventRecord> RecordTransition(const Transition& t) = 0;
+  /// Up to `limit` sessions whose credentials are sealed under another key id than `key_id`.
+  virtual absl::StatusOr<std::vector<SessionRecord>> ListSealedNotUnder(const std::string& key_id,
+                                                                        int limit) = 0;
+  /// Replaces sealed credentials if they are still `expected` (compare-and-set); false when
+  /// they changed meanwhile.
+  virtual absl::StatusOr<bool> ReplaceSealed(const std::string& id,
+                                             const SealedCredentials& expected,
+                                             const SealedCredentials& replacement) = 0;
   /// Events with sequence > `after`, oldest first, at most `limit`.
   virtual absl::StatusOr<std::vector<EventRecord>> EventsAfter(int64_t after,
                                                                const SessionFilter& filter,

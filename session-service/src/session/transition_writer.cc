@@ -56,12 +56,19 @@ void TransitionWriter::Loop() {
         log_->debug("stored event {}: session {} → {}", event->sequence, event->session_id,
                     StateName(event->to));
         bus_.Publish(*event);
+        if (t.on_stored) t.on_stored(event);
         break;
       }
       if (event.status().code() != absl::StatusCode::kUnavailable &&
           event.status().code() != absl::StatusCode::kDeadlineExceeded) {
-        log_->error("dropping transition of session {} to {}: {}", t.session_id, StateName(t.to),
-                    event.status());
+        if (event.status().code() == absl::StatusCode::kNotFound) {
+          log_->debug("session {} was deleted; its change to {} is moot", t.session_id,
+                      StateName(t.to));
+        } else {
+          log_->error("dropping transition of session {} to {}: {}", t.session_id,
+                      StateName(t.to), event.status());
+        }
+        if (t.on_stored) t.on_stored(event);
         break;
       }
       log_->warn("database unavailable, will retry writing session {} → {}: {}", t.session_id,
@@ -70,6 +77,9 @@ void TransitionWriter::Loop() {
       auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping), retry_interval_)) {
         log_->error("stopping with {} transitions unwritten", queue_.size());
+        for (auto& q : queue_) {
+          if (q.on_stored) q.on_stored(absl::UnavailableError("shut down before it was written"));
+        }
         queue_.clear();
         writing_ = false;
         return;

@@ -123,34 +123,6 @@ class BeastTransport final : public Transport {
 using PlainWs = websocket::stream<beast::tcp_stream>;
 using TlsWs = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
 
-wire::ClientPayload LoginPayload(const DeviceCredentials& creds, uint32_t tertiary) {
-  wire::ClientPayload p;
-  p.set_username(creds.phone);
-  p.set_device(creds.device);
-  p.set_passive(true);
-  p.set_pull(true);
-  p.set_lc(1);
-  p.set_lid_db_migrated(true);
-  p.set_connect_type(wire::ClientPayload::WIFI_UNKNOWN);
-  p.set_connect_reason(wire::ClientPayload::USER_ACTIVATED);
-  auto* ua = p.mutable_user_agent();
-  ua->set_platform(wire::ClientPayload::UserAgent::WEB);
-  ua->mutable_app_version()->set_primary(2);
-  ua->mutable_app_version()->set_secondary(3000);
-  ua->mutable_app_version()->set_tertiary(tertiary);
-  ua->set_mcc("000");
-  ua->set_mnc("000");
-  ua->set_os_version("0.1");
-  ua->set_manufacturer("");
-  ua->set_device("Desktop");
-  ua->set_os_build_number("0.1");
-  ua->set_release_channel(wire::ClientPayload::UserAgent::RELEASE);
-  ua->set_locale_language_iso_639_1("en");
-  ua->set_locale_country_iso_3166_1_alpha_2("US");
-  p.mutable_web_info()->set_web_sub_platform(wire::ClientPayload::WebInfo::WEB_BROWSER);
-  return p;
-}
-
 int CodeOf(const Node& node, std::string_view attr) {
   int code = 0;
   const std::string* v = node.Attr(attr);
@@ -238,6 +210,10 @@ std::string_view CloseCauseName(CloseCause cause) {
       return "server_error";
     case CloseCause::kProtocolError:
       return "protocol_error";
+    case CloseCause::kPairingTimeout:
+      return "pairing_timeout";
+    case CloseCause::kPairingRejected:
+      return "pairing_rejected";
   }
   return "unknown";
 }
@@ -300,13 +276,33 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
 
   const asio::any_io_executor& Executor() const { return executor_; }
 
-  void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done) {
+  void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done, absl::Duration timeout) {
     if (!logged_in_ || finished_ || closing_) {
       done(absl::UnavailableError("the session is not logged in"));
       return;
     }
     Send(PresenceAvailable());
-    Ping(std::move(done));
+    Ping(
+        [self = shared_from_this(), done = std::move(done)](absl::StatusOr<absl::Duration> rtt) {
+          if (rtt.ok()) self->OnPongReceived(*rtt);
+          done(rtt);
+        },
+        timeout);
+  }
+
+  void Logout(std::function<void(absl::Status)> done, absl::Duration timeout) {
+    if (finished_ || closing_) {
+      done(absl::UnavailableError("the connection is closed"));
+      return;
+    }
+    if (!logged_in_) {
+      pending_logout_ = {std::move(done), timeout};  // sent once logged in
+      return;
+    }
+    SendIq(MakeNode("iq", {{"to", std::string(kServerJid)}, {"type", "set"}, {"xmlns", "md"}},
+                    std::vector<Node>{MakeNode("remove-companion-device",
+                                               {{"jid", creds_.Jid()}, {"reason", "user_initiated"}})}),
+           [done = std::move(done)](absl::StatusOr<Node> reply) { done(reply.status()); }, timeout);
   }
 
   ConnectionStats stats;
@@ -338,9 +334,11 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
         if (!next.ok()) throw std::runtime_error(std::string(next.status().message()));
         server_hello = std::move(*next);
       }
-      auto finish =
-          hs.Finish(*server_hello, LoginPayload(self->creds_, self->options_.app_version_tertiary),
-                    self->options_.root_key, absl::ToUnixSeconds(absl::Now()));
+      const wire::ClientPayload payload =
+          self->creds_.paired() ? LoginPayload(self->creds_, self->options_.client)
+                                : RegistrationPayload(self->creds_, self->options_.client);
+      auto finish = hs.Finish(*server_hello, payload, self->options_.root_key,
+                              absl::ToUnixSeconds(absl::Now()));
       if (!finish.ok()) {
         self->Finish({CloseCause::kHandshakeFailed, 0, std::string(finish.status().message())});
         co_return;
@@ -433,6 +431,10 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     Send(PresenceAvailable());
     ScheduleKeepalive();
     if (observer_) observer_->OnLoggedIn(info);
+    if (pending_logout_) {
+      auto [done, timeout] = *std::exchange(pending_logout_, std::nullopt);
+      Logout(std::move(done), timeout);
+    }
   }
 
   void OnIq(const Node& node) {
@@ -452,11 +454,75 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       }
       return;
     }
+    if (type == "set" && !creds_.paired()) {
+      if (node.Child("pair-device")) return OnPairDevice(node);
+      if (node.Child("pair-success")) return OnPairSuccess(node);
+    }
     if (type == "get" && node.AttrOr("xmlns") == "urn:xmpp:ping") {
       Send(MakeNode("iq", {{"id", node.AttrOr("id")},
                            {"to", node.AttrOr("from", kServerJid)},
                            {"type", "result"}}));
     }
+  }
+
+  // §8 step 1: the refs arrive; each is shown in turn, then the pairing has timed out.
+  void OnPairDevice(const Node& iq) {
+    Send(MakeNode("iq", {{"to", std::string(kServerJid)}, {"type", "result"},
+                         {"id", iq.AttrOr("id")}}));
+    auto refs = PairDeviceRefs(iq);
+    if (!refs.ok()) {
+      Finish({CloseCause::kProtocolError, 0, std::string(refs.status().message())});
+      return;
+    }
+    login_deadline_.cancel();  // the QR timers bound the wait from here
+    qr_refs_ = *std::move(refs);
+    next_qr_ = 0;
+    ShowNextQr();
+  }
+
+  void ShowNextQr() {
+    if (finished_ || closing_ || paired_) return;
+    if (next_qr_ >= qr_refs_.size()) {
+      Finish({CloseCause::kPairingTimeout, 408, "no QR code was scanned in time"});
+      return;
+    }
+    const absl::Duration valid =
+        next_qr_ == 0 ? options_.qr_first_timeout : options_.qr_next_timeout;
+    const std::string text = QrCodeText(qr_refs_[next_qr_++], creds_);
+    log_->info("pairing: QR code {} of {} shown for {}", next_qr_, qr_refs_.size(),
+               absl::FormatDuration(valid));
+    if (observer_) {
+      observer_->OnQrCode(text, valid, static_cast<int>(next_qr_), static_cast<int>(qr_refs_.size()));
+    }
+    keepalive_timer_.expires_after(ToChrono(valid));
+    keepalive_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->ShowNextQr();
+    });
+  }
+
+  // §8 steps 4–8: verify the identity the phone signed, countersign it, keep the credentials.
+  void OnPairSuccess(const Node& iq) {
+    keepalive_timer_.cancel();
+    auto answer = AnswerPairSuccess(iq, creds_);
+    if (!answer.ok()) {
+      log_->warn("pairing rejected: {}", answer.status().message());
+      Send(PairErrorReply(iq, answer.status()));
+      close_after_write_ = CloseInfo{CloseCause::kPairingRejected, 401,
+                                     absl::StrCat("pairing rejected: ", answer.status().message())};
+      if (!writing_) StartWriter();
+      return;
+    }
+    paired_ = true;
+    creds_ = answer->creds;
+    Send(answer->reply);
+    log_->info("paired as device {} of {} ({})", creds_.device, MaskPhone(std::to_string(creds_.phone)),
+               answer->device.platform);
+    if (observer_) observer_->OnPaired(answer->device, creds_);
+    // The server answers with stream error 515; the owner then logs in.
+    login_deadline_.expires_after(ToChrono(options_.connect_timeout));
+    login_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->Finish({CloseCause::kRestartRequired, 515, "paired; no restart from the server"});
+    });
   }
 
   // Inbound stanzas are acknowledged without being decrypted (wa-protocol.md §10): an <ack> of
@@ -493,7 +559,8 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
         std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(lo, hi)(rng_)));
     keepalive_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->finished_ || self->closing_) return;
-      self->Ping([self](absl::StatusOr<absl::Duration> rtt) {
+      self->Ping(
+          [self](absl::StatusOr<absl::Duration> rtt) {
         if (self->finished_) return;
         if (rtt.ok()) {
           self->OnPongReceived(*rtt);
@@ -510,18 +577,20 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
           }
         }
         self->ScheduleKeepalive();
-      });
+          },
+          self->options_.keepalive_response_timeout);
     });
   }
 
   void OnPongReceived(absl::Duration rtt) {
     last_pong_ = absl::Now();
+    stats.missed_pings = 0;
     stats.last_pong_unix_ms = absl::ToUnixMillis(last_pong_);
     stats.keepalive_rtt_us = absl::ToInt64Microseconds(rtt);
     if (observer_) observer_->OnPong(rtt);
   }
 
-  void Ping(std::function<void(absl::StatusOr<absl::Duration>)> done) {
+  void Ping(std::function<void(absl::StatusOr<absl::Duration>)> done, absl::Duration timeout) {
     const absl::Time sent = absl::Now();
     SendIq(
         MakeNode("iq", {{"to", std::string(kServerJid)}, {"type", "get"}, {"xmlns", "w:p"}}),
@@ -532,7 +601,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
             done(absl::Now() - sent);
           }
         },
-        options_.keepalive_response_timeout);
+        timeout);
   }
 
   void SendIq(Node iq, std::function<void(absl::StatusOr<Node>)> done,
@@ -577,7 +646,9 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
         self->outbox_.pop_front();
         co_await self->transport_->Write(next);
       }
-      if (self->closing_ && !self->finished_) {
+      if (self->close_after_write_ && !self->finished_) {
+        self->Finish(*self->close_after_write_);
+      } else if (self->closing_ && !self->finished_) {
         co_await self->transport_->Close();
         self->Finish({CloseCause::kClosedByUs, 0, "closed"});
       }
@@ -604,6 +675,10 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       p.done(absl::UnavailableError("connection closed"));
     }
     outbox_.clear();
+    if (pending_logout_) {
+      std::exchange(pending_logout_, std::nullopt)->first(
+          absl::UnavailableError(absl::StrCat("the connection ended before login: ", info.detail)));
+    }
     log_->info("connection closed: {} ({})", CloseCauseName(info.cause), info.detail);
     if (auto observer = std::move(observer_)) observer->OnClosed(info);
   }
@@ -631,6 +706,11 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
   absl::flat_hash_map<std::string, PendingIq> pending_;
   std::deque<Bytes> outbox_;
   absl::Time last_pong_;
+  std::vector<std::string> qr_refs_;
+  size_t next_qr_ = 0;
+  bool paired_ = false;
+  std::optional<CloseInfo> close_after_write_;
+  std::optional<std::pair<std::function<void(absl::Status)>, absl::Duration>> pending_logout_;
   int64_t dropped_frames_ = 0;
   bool writing_ = false;
   bool logged_in_ = false;
@@ -663,9 +743,17 @@ void Connection::Abort() {
   asio::post(impl_->Executor(), [impl = impl_] { impl->Abort(); });
 }
 
-void Connection::Probe(std::function<void(absl::StatusOr<absl::Duration>)> done) {
-  asio::post(impl_->Executor(),
-             [impl = impl_, done = std::move(done)]() mutable { impl->Probe(std::move(done)); });
+void Connection::Probe(std::function<void(absl::StatusOr<absl::Duration>)> done,
+                       absl::Duration timeout) {
+  asio::post(impl_->Executor(), [impl = impl_, done = std::move(done), timeout]() mutable {
+    impl->Probe(std::move(done), timeout);
+  });
+}
+
+void Connection::Logout(std::function<void(absl::Status)> done, absl::Duration timeout) {
+  asio::post(impl_->Executor(), [impl = impl_, done = std::move(done), timeout]() mutable {
+    impl->Logout(std::move(done), timeout);
+  });
 }
 
 const ConnectionStats& Connection::stats() const { return impl_->stats; }

@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "credentials.h"
 #include "handshake.h"
+#include "pairing.h"
 
 namespace spdlog {
 class logger;
@@ -47,8 +48,13 @@ struct ConnectionOptions {
   /// ...and the connection is given up when no ping was answered for this long (whatsmeow's
   /// KeepAliveMaxFailTime: 3 min).
   absl::Duration keepalive_max_silence = absl::Minutes(3);
-  /// WhatsApp Web version sent in the UserAgent (2.3000.N).
-  uint32_t app_version_tertiary = 1023223821;
+  /// What the client says about itself: WhatsApp Web version, OS name for the phone's list.
+  ClientInfo client;
+  /// Pairing (credentials not paired yet): the first QR code is shown this long, each later
+  /// one `qr_next_timeout` (Baileys, whatsmeow: 60 s, then 20 s); after the last ref the
+  /// connection ends with kPairingTimeout.
+  absl::Duration qr_first_timeout = absl::Seconds(60);
+  absl::Duration qr_next_timeout = absl::Seconds(20);
 };
 
 /// Why a connection ended (shared/docs/wa-protocol.md §7).
@@ -65,6 +71,8 @@ enum class CloseCause {
   kClientOutdated,    ///< <failure reason=405>
   kServerError,       ///< stream error or failure 5xx, or another code
   kProtocolError,     ///< undecodable or undecryptable input from the server
+  kPairingTimeout,    ///< every QR ref expired unscanned
+  kPairingRejected,   ///< <pair-success> did not verify (HMAC or account signature)
 };
 
 std::string_view CloseCauseName(CloseCause cause);
@@ -82,11 +90,21 @@ struct LoginInfo {
 };
 
 /// Callbacks of one connection, on its executor. OnClosed is called exactly once, last.
+///
+/// With credentials that are not paired, the connection registers instead of logging in:
+/// OnQrCode for each ref as it is due, then OnPaired once the phone scanned one and the
+/// identity verified (the server follows with 515, i.e. OnClosed kRestartRequired, and the
+/// owner logs in with the paired credentials).
 class ConnectionObserver {
  public:
   virtual ~ConnectionObserver() = default;
   virtual void OnLoggedIn(const LoginInfo& info) = 0;
   virtual void OnClosed(const CloseInfo& info) = 0;
+  /// QR code `index` of `total` (1-based) to show, valid for `valid_for`. The text is a
+  /// credential: never log it.
+  virtual void OnQrCode(const std::string& text, absl::Duration valid_for, int index, int total) {}
+  /// Pairing succeeded: `creds` are the paired credentials to store.
+  virtual void OnPaired(const PairedDevice& device, const DeviceCredentials& creds) {}
   virtual void OnPong(absl::Duration round_trip) {}
   virtual void OnKeepaliveMissed() {}
   virtual void OnInboundMessage(absl::Time at) {}
@@ -96,7 +114,7 @@ class ConnectionObserver {
 struct ConnectionStats {
   std::atomic<int64_t> last_pong_unix_ms{0};
   std::atomic<int64_t> keepalive_rtt_us{-1};
-  std::atomic<int64_t> missed_pings{0};
+  std::atomic<int64_t> missed_pings{0};  ///< since the last answered ping
   std::atomic<int64_t> inbound_messages{0};
   std::atomic<int64_t> last_inbound_unix_ms{0};
   std::atomic<int64_t> prekey_count{-1};
@@ -119,7 +137,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Abort();
   /// Sends presence available and a ping now; `done` gets the ping's round trip or why it
   /// failed (UNAVAILABLE when not logged in, DEADLINE_EXCEEDED without an answer in time).
-  void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done);
+  void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done, absl::Duration timeout);
+  /// Removes this linked device at WhatsApp (<iq xmlns=md><remove-companion-device
+  /// reason=user_initiated/>, as Baileys' and whatsmeow's logout do), once logged in; `done`
+  /// gets the server's answer (UNAVAILABLE if the connection ends first, DEADLINE_EXCEEDED
+  /// after `timeout` without an answer). The connection stays open: close it afterwards.
+  void Logout(std::function<void(absl::Status)> done, absl::Duration timeout);
 
   const ConnectionStats& stats() const;
 

@@ -229,4 +229,12 @@ void RandomBytes(std::span<uint8_t> out) {
   randombytes_buf(out.data(), out.size());
 }
 
+Bytes SignalPublicKey(ByteView pub) {
+  Bytes out;
+  out.reserve(pub.size() + 1);
+  out.push_back(0x05);
+  out.insert(out.end(), pub.begin(), pub.end());
+  return out;
+}
+
 }  // namespace wasentinel::wa

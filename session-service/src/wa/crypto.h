@@ -51,6 +51,9 @@ std::array<uint8_t, 64> CurveSign(const std::array<uint8_t, 32>& priv, ByteView 
 /// with a leading 0x05). False for any malformed input.
 bool CurveVerify(ByteView pub, ByteView message, ByteView signature);
 
+/// The libsignal form of a public key: 0x05 ‖ the 32-byte X25519 key (33 bytes).
+Bytes SignalPublicKey(ByteView pub);
+
 /// Fills `out` with random bytes.
 void RandomBytes(std::span<uint8_t> out);
 

@@ -273,7 +273,7 @@ TEST(Connection, ProbeAnswersTheRoundTrip) {
   auto conn = lb.Connect(creds, obs, options);
   ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
   Recorder<absl::StatusOr<absl::Duration>> probes;
-  conn->Probe([&](absl::StatusOr<absl::Duration> rtt) { probes.Push(rtt); });
+  conn->Probe([&](absl::StatusOr<absl::Duration> rtt) { probes.Push(rtt); }, absl::Seconds(5));
   ASSERT_TRUE(probes.WaitForCount(1));
   EXPECT_TRUE(probes.Snapshot()[0].ok()) << probes.Snapshot()[0].status();
 }
