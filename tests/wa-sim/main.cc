@@ -6,6 +6,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -23,6 +25,7 @@ ABSL_FLAG(std::string, ready_file, "",
 ABSL_FLAG(std::string, root_key_file, "",
           "write the certificate root's public key (hex) here, for clients to trust");
 ABSL_FLAG(int, prekey_count, 50, "prekey count answered to clients");
+ABSL_FLAG(int, pairing_refs, 6, "refs (QR codes) sent to a registering client");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: also serve wss:// on --tls_port");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(uint16_t, tls_port, 7443, "wss:// port with --tls_cert (0: any free port)");
@@ -39,6 +42,7 @@ int main(int argc, char** argv) {
   options.ws_port = absl::GetFlag(FLAGS_port);
   options.control_port = absl::GetFlag(FLAGS_control_port);
   options.prekey_count = absl::GetFlag(FLAGS_prekey_count);
+  options.pairing_refs = std::clamp(absl::GetFlag(FLAGS_pairing_refs), 1, 20);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_port = absl::GetFlag(FLAGS_tls_port);

@@ -23,6 +23,7 @@
 #include "credentials.h"
 #include "handshake.h"
 #include "noise_channel.h"
+#include "pairing.h"
 #include "wasentinel/common/logging.h"
 
 namespace wasentinel::sim {
@@ -48,6 +49,14 @@ std::string DeviceKey(std::string_view jid) {
   if (key.find(':') == std::string::npos) key += ":0";
   return key;
 }
+
+// The phone side of an account: its identity (account) key signs every linked device.
+struct Account {
+  wa::KeyPair key = wa::KeyPair::Generate();
+  std::string lid_user;
+  uint32_t next_device = 1;
+  uint32_t next_key_index = 1;
+};
 
 struct Device {
   std::array<uint8_t, 32> noise_pub{};
@@ -132,13 +141,15 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
   const SimOptions& options() const { return options_; }
   spdlog::logger& log() { return *log_; }
 
-  // Devices and live connections, touched only on the io thread.
+  // Accounts (by phone), devices and live connections, touched only on the io thread.
+  std::map<std::string, Account> accounts;
   std::map<std::string, Device> devices;
   std::map<uint64_t, std::shared_ptr<SimConn>> conns;
   uint64_t next_conn_id = 1;
   struct Counters {
     int64_t accepted = 0, logins = 0, login_failures = 0, replaced = 0, handshake_failures = 0,
-            pings_answered = 0, acks_received = 0, messages_sent = 0;
+            pings_answered = 0, acks_received = 0, messages_sent = 0, registrations = 0,
+            pairings = 0, pairings_rejected = 0, logouts = 0;
   } counters;
 
   std::shared_ptr<SimConn> FindLive(const std::string& device_key);
@@ -149,6 +160,9 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
   static awaitable<void> AcceptTls(std::shared_ptr<State> self);
   static awaitable<void> RelayTls(std::shared_ptr<State> self, tcp::socket socket);
   static awaitable<void> ServeControl(std::shared_ptr<State> self, tcp::socket socket);
+  // POST /pair: plays the phone scanning a QR code; answers once the companion answered.
+  static awaitable<http::response<http::string_body>> Pair(
+      std::shared_ptr<State> self, const http::request<http::string_body>& req);
   http::response<http::string_body> Route(const http::request<http::string_body>& req);
 
   asio::io_context& io_;
@@ -272,6 +286,18 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     const std::string xmlns = iq.AttrOr("xmlns");
     const std::string type = iq.AttrOr("type");
     Node::Attrs attrs = {{"from", std::string(kServer)}, {"type", "result"}, {"id", id}};
+    if ((type == "result" || type == "error") && pairing_ && id == pairing_->iq_id) {
+      OnPairAnswer(iq);
+      return;
+    }
+    if (xmlns == "md" && type == "set" && iq.Child("remove-companion-device")) {
+      // Logout: the device is removed; the server ends the stream as for any removed device.
+      ++server_->counters.logouts;
+      Send(MakeNode("iq", attrs));
+      server_->log().info("conn {}: {} logged itself out", id_, jid_);
+      SendStreamError(401);
+      return;
+    }
     if (xmlns == "w:p") {
       ++pings_;
       ++server_->counters.pings_answered;
@@ -289,8 +315,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   void OnClientPayload(const wa::ServerHandshake::ClientIdentity& id) {
     auto& log = server_->log();
     if (id.payload.has_device_pairing_data()) {
-      log.info("conn {}: registration (pairing) is not served yet; refusing", id_);
-      SendAndClose(MakeNode("failure", {{"reason", "401"}}));
+      StartRegistration(id);
       return;
     }
     jid_ = absl::StrCat(id.payload.username(), ":", id.payload.device());
@@ -324,6 +349,128 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     log.info("conn {}: {} logged in from {}", id_, jid_, remote_);
   }
 
+  // §8 step 1: a new companion gets its refs; it shows them as QR codes until one is scanned.
+  void StartRegistration(const wa::ServerHandshake::ClientIdentity& id) {
+    const auto& reg = id.payload.device_pairing_data();
+    if (reg.e_ident().size() != 32) {
+      SendAndClose(MakeNode("failure", {{"reason", "400"}, {"location", "sim"}}));
+      return;
+    }
+    registering_ = true;
+    noise_pub_ = id.static_pub;
+    std::copy(reg.e_ident().begin(), reg.e_ident().end(), identity_pub_.begin());
+    ++server_->counters.registrations;
+    std::vector<Node> refs;
+    for (int i = 0; i < server_->options().pairing_refs; ++i) {
+      Bytes r(18);
+      wa::RandomBytes(r);
+      refs_.push_back(absl::StrCat("2@", Base64Encode(r)));
+      refs.push_back(MakeNode("ref", {}, ToBytes(refs_.back())));
+    }
+    Send(MakeNode("iq",
+                  {{"from", std::string(kServer)}, {"type", "set"}, {"id", NextId()}, {"xmlns", "md"}},
+                  std::vector<Node>{MakeNode("pair-device", {}, std::move(refs))}));
+    server_->log().info("conn {}: registration; {} refs sent", id_, refs_.size());
+  }
+
+ public:
+  struct PairOutcome {
+    int http_status = 200;
+    json body;
+  };
+  using PairDone = std::function<void(PairOutcome)>;
+
+  bool Shows(const wa::ScannedQr& qr) const {
+    return registering_ && !pairing_ && !closed_ && qr.noise_pub == noise_pub_ &&
+           qr.identity_pub == identity_pub_ &&
+           std::find(refs_.begin(), refs_.end(), qr.ref) != refs_.end();
+  }
+
+  // §8 steps 4–5: the phone signs the companion's identity; the server sends pair-success.
+  void SendPairSuccess(const wa::ScannedQr& qr, const std::string& phone, const json& opts,
+                       PairDone done) {
+    auto& account = server_->accounts[phone];
+    if (account.lid_user.empty()) {
+      Bytes r(6);
+      wa::RandomBytes(r);
+      uint64_t lid = 0;
+      for (uint8_t b : r) lid = lid * 256 + b;
+      account.lid_user = std::to_string(100000000000000ULL + lid % 900000000000000ULL);
+    }
+    wa::PhoneIdentityOptions po;
+    po.key_index = account.next_key_index++;
+    po.timestamp = absl::ToUnixSeconds(absl::Now());
+    wa::RandomBytes(std::span(reinterpret_cast<uint8_t*>(&po.raw_id), sizeof po.raw_id));
+    const std::string corrupt = opts.value("corrupt", std::string());
+    po.corrupt_hmac = corrupt == "hmac";
+    po.corrupt_signature = corrupt == "signature";
+    const uint32_t device = account.next_device++;
+    PendingPair p;
+    p.iq_id = NextId();
+    p.phone = phone;
+    p.device_key = absl::StrCat(phone, ":", device);
+    p.lid = absl::StrCat(account.lid_user, ":", device, "@lid");
+    p.name = opts.value("name", std::string());
+    p.account_pub = account.key.pub;
+    p.done = std::move(done);
+    std::vector<Node> children = {
+        MakeNode("device-identity", {}, wa::PhoneSignDeviceIdentity(account.key, qr, po)),
+        MakeNode("device", {{"jid", absl::StrCat(p.device_key, "@s.whatsapp.net")}, {"lid", p.lid}}),
+        MakeNode("platform", {{"name", opts.value("platform", std::string("android"))}})};
+    if (opts.contains("business_name") && opts["business_name"].is_string()) {
+      children.push_back(MakeNode("biz", {{"name", opts["business_name"].get<std::string>()}}));
+    }
+    Send(MakeNode("iq",
+                  {{"from", std::string(kServer)},
+                   {"type", "set"},
+                   {"id", p.iq_id},
+                   {"t", std::to_string(po.timestamp)}},
+                  std::vector<Node>{MakeNode("pair-success", {}, std::move(children))}));
+    pairing_ = std::move(p);
+  }
+
+ private:
+  // §8 steps 8–9: the companion's countersignature (or refusal); then 515.
+  void OnPairAnswer(const Node& iq) {
+    PendingPair p = std::move(*pairing_);
+    pairing_.reset();
+    auto& log = server_->log();
+    if (iq.AttrOr("type") == "error") {
+      const Node* err = iq.Child("error");
+      ++server_->counters.pairings_rejected;
+      log.info("conn {}: the companion refused pairing ({})", id_,
+               err ? err->AttrOr("text") : std::string("no reason"));
+      p.done({200, {{"result", "rejected"},
+                    {"code", err ? err->AttrOr("code") : ""},
+                    {"text", err ? err->AttrOr("text") : ""}}});
+      SendAndClose(MakeNode("stream:error", {{"code", "401"}}));
+      return;
+    }
+    if (auto st = wa::VerifyPairDeviceSign(iq, identity_pub_, p.account_pub); !st.ok()) {
+      ++server_->counters.pairings_rejected;
+      log.warn("conn {}: pair-device-sign refused: {}", id_, st.message());
+      p.done({200, {{"result", "bad_signature"}, {"text", std::string(st.message())}}});
+      SendAndClose(MakeNode("stream:error", {{"code", "401"}}));
+      return;
+    }
+    Device d;
+    d.noise_pub = noise_pub_;
+    d.lid = p.lid;
+    d.name = p.name;
+    server_->devices[p.device_key] = d;
+    ++server_->counters.pairings;
+    registering_ = false;
+    log.info("conn {}: paired device {} (key index {})", id_, p.device_key,
+             iq.Child("pair-device-sign") ? "ok" : "");
+    p.done({200, {{"result", "paired"},
+                  {"jid", absl::StrCat(p.device_key, "@s.whatsapp.net")},
+                  {"lid", p.lid}}});
+    SendAndClose(MakeNode("stream:error", {{"code", "515"}}));
+  }
+
+  std::string NextId() { return absl::StrCat("sim.", id_, ".", ++next_iq_); }
+
+ public:
   void Send(const Node& node) {
     if (closed_ || !channel_) return;
     auto sealed = channel_->Seal(node);
@@ -406,6 +553,11 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
 
   void Gone() {
     closed_ = true;
+    if (pairing_) {
+      auto done = std::move(pairing_->done);
+      pairing_.reset();
+      done({200, {{"result", "connection_closed"}}});
+    }
     server_->conns.erase(id_);
   }
 
@@ -418,7 +570,8 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
             {"blackholed", blackholed_},
             {"presence", presence_},
             {"pings", pings_},
-            {"acks", acks_}};
+            {"acks", acks_},
+            {"registering", registering_}};
   }
 
   const std::string& jid() const { return jid_; }
@@ -432,6 +585,17 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   std::string remote_;
   absl::Time connected_at_;
   std::string jid_;
+  struct PendingPair {
+    std::string iq_id, phone, device_key, lid, name;
+    std::array<uint8_t, 32> account_pub{};
+    PairDone done;
+  };
+  bool registering_ = false;
+  std::array<uint8_t, 32> noise_pub_{};
+  std::array<uint8_t, 32> identity_pub_{};
+  std::vector<std::string> refs_;
+  std::optional<PendingPair> pairing_;
+  uint64_t next_iq_ = 0;
   std::optional<wa::NoiseChannel> channel_;
   std::deque<Bytes> outbox_;
   std::string presence_;
@@ -554,7 +718,11 @@ awaitable<void> SimServer::State::ServeControl(std::shared_ptr<State> self, tcp:
       co_await http::async_read(stream, buffer, req, use_awaitable);
       http::response<http::string_body> res;
       try {
-        res = self->Route(req);
+        if (req.method() == http::verb::post && req.target() == "/pair") {
+          res = co_await Pair(self, req);
+        } else {
+          res = self->Route(req);
+        }
       } catch (const std::exception& e) {  // a JSON member of the wrong type, for one
         res = JsonResponse(http::status::bad_request, {{"error", e.what()}}, req.version(),
                            req.keep_alive());
@@ -566,6 +734,54 @@ awaitable<void> SimServer::State::ServeControl(std::shared_ptr<State> self, tcp:
   }
   beast::error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+awaitable<http::response<http::string_body>> SimServer::State::Pair(
+    std::shared_ptr<State> self, const http::request<http::string_body>& req) {
+  auto reply = [&](http::status st, const json& body) {
+    return JsonResponse(st, body, req.version(), req.keep_alive());
+  };
+  json body = json::parse(req.body(), nullptr, false);
+  if (body.is_discarded() || !body.is_object() || !body.contains("qr") || !body["qr"].is_string() ||
+      !body.contains("phone") || !body["phone"].is_string()) {
+    co_return reply(http::status::bad_request,
+                    {{"error", "give \"qr\" (the text shown) and \"phone\" (E.164 digits)"}});
+  }
+  const std::string phone = body["phone"];
+  if (phone.empty() || phone.size() > 15 ||
+      phone.find_first_not_of("0123456789") != std::string::npos || phone[0] == '0') {
+    co_return reply(http::status::bad_request, {{"error", "phone must be E.164 digits"}});
+  }
+  auto qr = wa::ParseQrCode(body["qr"].get<std::string>());
+  if (!qr.ok()) {
+    co_return reply(http::status::bad_request, {{"error", std::string(qr.status().message())}});
+  }
+  std::shared_ptr<SimConn> conn;
+  for (auto& [id, c] : self->conns) {
+    if (c->Shows(*qr)) conn = c;
+  }
+  if (!conn) {
+    co_return reply(http::status::not_found,
+                    {{"error", "no connection is showing that QR code (expired, or never issued)"}});
+  }
+  struct Wait {
+    explicit Wait(asio::any_io_executor ex) : timer(ex) {}
+    asio::steady_timer timer;
+    std::optional<SimConn::PairOutcome> outcome;
+  };
+  auto wait = std::make_shared<Wait>(self->io_.get_executor());
+  wait->timer.expires_after(std::chrono::seconds(body.value("timeout_seconds", 10)));
+  conn->SendPairSuccess(*qr, phone, body, [wait](SimConn::PairOutcome o) {
+    wait->outcome = std::move(o);
+    wait->timer.cancel();
+  });
+  beast::error_code ec;
+  co_await wait->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+  if (!wait->outcome) {
+    co_return reply(http::status::gateway_timeout,
+                    {{"error", "the companion did not answer pair-success in time"}});
+  }
+  co_return reply(static_cast<http::status>(wait->outcome->http_status), wait->outcome->body);
 }
 
 http::response<http::string_body> SimServer::State::Route(
@@ -607,7 +823,11 @@ http::response<http::string_body> SimServer::State::Route(
                                     {"handshake_failures", counters.handshake_failures},
                                     {"pings_answered", counters.pings_answered},
                                     {"acks_received", counters.acks_received},
-                                    {"messages_sent", counters.messages_sent}});
+                                    {"messages_sent", counters.messages_sent},
+                                    {"registrations", counters.registrations},
+                                    {"pairings", counters.pairings},
+                                    {"pairings_rejected", counters.pairings_rejected},
+                                    {"logouts", counters.logouts}});
   }
   if (!parts.empty() && parts[0] == "devices") {
     if (parts.size() == 1 && method == http::verb::get) {

@@ -45,6 +45,8 @@ struct SimOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   uint16_t tls_port = 7443;  ///< 0: any free port
+  /// Refs sent to a registering (pairing) client, each shown as one QR code (WhatsApp: 6).
+  int pairing_refs = 6;
 };
 
 class SimServer {
