@@ -1,0 +1,196 @@
+// The session-service test stack in one process: PostgreSQL (fixture pg), wa-sim on loopback,
+// the App with its gRPC server on 127.0.0.1:0, a gRPC client, and a WatchSessionEvents recorder.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <thread>
+
+#include "app.h"
+#include "fake_creds.h"
+#include "sim_control.h"
+#include "sim_server.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/session/v1/session.grpc.pb.h"
+#include "wasentinel/testing/recorder.h"
+#include "wasentinel/testing/test_database.h"
+
+namespace wasentinel::session {
+
+using ::wasentinel::testing::Recorder;
+
+inline constexpr char kKey[] = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+class Sim {
+ public:
+  explicit Sim(std::function<void(sim::SimOptions&)> tweak = nullptr) {
+    sim::SimOptions o;
+    o.ws_port = 0;
+    o.control_port = 0;
+    if (tweak) tweak(o);
+    server_ = std::move(sim::SimServer::Create(io_, o, MakeLogger("wa-sim", "warn")).value());
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~Sim() {
+    io_.stop();
+    thread_.join();
+  }
+  std::string url() const {
+    return "ws://127.0.0.1:" + std::to_string(server_->ws_port()) + "/ws/chat";
+  }
+  const std::array<uint8_t, 32>& root() const { return server_->root_public_key(); }
+  sim::SimControl control() const { return sim::SimControl(server_->control_port()); }
+
+  // A device known to wa-sim, as a Baileys creds.json.
+  std::string Device(uint64_t phone, uint32_t device = 5) {
+    wa::KeyPair noise = wa::KeyPair::Generate();
+    std::string creds = wasentinel::testing::BaileysCredsJson(noise, phone, device);
+    EXPECT_TRUE(control().Post("/devices", {{"creds", nlohmann::json::parse(creds)}}).ok());
+    return creds;
+  }
+
+ private:
+  boost::asio::io_context io_{1};
+  std::unique_ptr<sim::SimServer> server_;
+  std::thread thread_;
+};
+
+inline Options StackOptions(const std::string& db_url, const Sim& sim) {
+  Options o;
+  o.grpc_listen = "127.0.0.1:0";
+  o.metrics_listen = "127.0.0.1:0";
+  o.database_url = db_url;
+  o.auth_state_keys = kKey;
+  o.log_level = std::getenv("WAS_TEST_LOG") ? std::getenv("WAS_TEST_LOG") : "warn";
+  auto& c = o.manager.connection;
+  c.url = sim.url();
+  c.root_key = sim.root();
+  c.connect_timeout = absl::Seconds(5);
+  c.keepalive_interval_min = absl::Milliseconds(30);
+  c.keepalive_interval_max = absl::Milliseconds(50);
+  c.keepalive_response_timeout = absl::Milliseconds(100);
+  c.keepalive_max_silence = absl::Milliseconds(300);
+  o.manager.backoff = {absl::Milliseconds(50), absl::Milliseconds(50), absl::Milliseconds(50)};
+  o.manager.restore_per_second = 0;
+  return o;
+}
+
+// Streams WatchSessionEvents into a recorder until destroyed.
+class Watcher {
+ public:
+  // Replays from `after` (default: everything; each test has a database of its own), so no
+  // event is missed between starting the stream and the first call.
+  Watcher(v1::SessionService::Stub& stub, std::optional<int64_t> after = 0) {
+    v1::WatchSessionEventsRequest req;
+    if (after) req.set_after_sequence(*after);
+    reader_ = stub.WatchSessionEvents(&ctx_, req);
+    thread_ = std::thread([this] {
+      v1::SessionEvent e;
+      while (reader_->Read(&e)) events.Push(e);
+      status_ = reader_->Finish();
+      done.Push(true);
+    });
+  }
+  ~Watcher() {
+    ctx_.TryCancel();
+    thread_.join();
+  }
+  // Waits for an event of `session` reaching `state` (optionally with `reason`).
+  ::testing::AssertionResult WaitFor(const std::string& session, v1::SessionState state,
+                                     v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+    return events.WaitFor(
+        [&](const std::vector<v1::SessionEvent>& v) {
+          for (const auto& e : v) {
+            if (e.session_id() == session && e.to_state() == state &&
+                (reason == v1::STATE_REASON_UNSPECIFIED || e.reason() == reason)) {
+              return true;
+            }
+          }
+          return false;
+        },
+        timeout);
+  }
+  std::vector<v1::SessionEvent> Of(const std::string& session) {
+    return Of(events.Snapshot(), session);
+  }
+  static std::vector<v1::SessionEvent> Of(const std::vector<v1::SessionEvent>& all,
+                                          const std::string& session) {
+    std::vector<v1::SessionEvent> out;
+    for (const auto& e : all) {
+      if (e.session_id() == session) out.push_back(e);
+    }
+    return out;
+  }
+  // Waits until the latest event of `session` reached `state`.
+  ::testing::AssertionResult WaitForLatest(const std::string& session, v1::SessionState state) {
+    return events.WaitFor([&](const std::vector<v1::SessionEvent>& all) {
+      auto mine = Of(all, session);
+      return !mine.empty() && mine.back().to_state() == state;
+    });
+  }
+  const grpc::Status& status() const { return status_; }
+
+  Recorder<v1::SessionEvent> events;
+  Recorder<bool> done;
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::SessionEvent>> reader_;
+  grpc::Status status_;
+  std::thread thread_;
+};
+
+struct Stack {
+  wasentinel::testing::TestDatabase db;
+  Sim sim;
+  std::unique_ptr<App> app;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::SessionService::Stub> stub;
+
+  explicit Stack(std::function<void(Options&)> tweak = nullptr) { Start(tweak); }
+  void Start(std::function<void(Options&)> tweak = nullptr) {
+    Options o = StackOptions(db.url(), sim);
+    if (tweak) tweak(o);
+    app = std::move(App::Create(o).value());
+    EXPECT_TRUE(app->Start().ok());
+    channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(app->grpc_port()),
+                                  grpc::InsecureChannelCredentials());
+    stub = v1::SessionService::NewStub(channel);
+  }
+  void Stop() {
+    app->Shutdown(absl::Seconds(5));
+    stub.reset();
+    channel.reset();
+    app.reset();
+  }
+
+  absl::StatusOr<v1::Session> Create(const std::string& tenant, const std::string& creds,
+                                     bool auto_connect = true) {
+    grpc::ClientContext ctx;
+    v1::CreateSessionRequest req;
+    req.set_tenant_id(tenant);
+    req.set_account_name("Shop " + tenant);
+    req.set_owner_email("ops@example.com");
+    req.set_creds_json(creds);
+    req.set_auto_connect(auto_connect);
+    v1::CreateSessionResponse resp;
+    grpc::Status st = stub->CreateSession(&ctx, req, &resp);
+    if (!st.ok())
+      return absl::Status(static_cast<absl::StatusCode>(st.error_code()), st.error_message());
+    return resp.session();
+  }
+  grpc::Status Get(const std::string& id, v1::Session* out) {
+    grpc::ClientContext ctx;
+    v1::GetSessionRequest req;
+    req.set_id(id);
+    v1::GetSessionResponse resp;
+    grpc::Status st = stub->GetSession(&ctx, req, &resp);
+    if (out) *out = resp.session();
+    return st;
+  }
+};
+
+}  // namespace wasentinel::session
