@@ -1,44 +1,64 @@
-// wactl: the command line of session-service's gRPC API. Prints protobuf JSON.
+// wactl: the operator's command line of session-service's gRPC API.
 //
-//   wactl [--addr=HOST:PORT] health
-//   wactl list [--tenant=T] [--state=CONNECTED,...] [--page_size=N] [--page_token=TOKEN]
-//   wactl get ID | connect ID | disconnect ID
-//   wactl create --tenant=T --creds=creds.json [--name=primary] [--account=NAME]
-//                [--email=E] [--auto_connect=false]
-//   wactl watch [--after=SEQ] [--session=ID] [--tenant=T]    (one JSON event per line)
+//   wactl [flags] sessions list [--tenant=T] [--state=CONNECTED,...] [--page_size=N]
+//   wactl [flags] sessions get|connect|disconnect|reconnect|logout|delete|probe ID
+//   wactl [flags] sessions create --tenant=T [--creds=creds.json] [--name=primary]
+//                                 [--account=NAME] [--email=E] [--auto_connect=false]
+//   wactl [flags] pair --tenant=T [--name=primary] | pair --session=ID   [--png=qr.png]
+//   wactl [flags] watch [--after=SEQ] [--session=ID] [--tenant=T]
+//   wactl [flags] health [--deep]
+// (`wactl list`, `wactl get ID`, ... work too.) Human tables by default; --json prints the
+// responses as protobuf JSON (watch and pair: one JSON object per line).
 //
-// Exit codes: 0 OK, 1 the call failed (the gRPC status is printed), 2 bad usage.
+// Exit codes: 0 OK; 1 the call failed (its gRPC status is printed) or pairing failed;
+// 2 bad usage; 3 a probe that reached the session but got no answer.
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
+#include <png.h>
+#include <qrencode.h>
 
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <memory>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "wasentinel/common/process.h"
 #include "wasentinel/session/v1/session.grpc.pb.h"
 
 ABSL_FLAG(std::string, addr, wasentinel::EnvOr("WAS_ADDR", "127.0.0.1:7001"),
           "session-service address [WAS_ADDR]");
-ABSL_FLAG(std::string, tenant, "", "tenant id (create, list, watch)");
+ABSL_FLAG(std::string, api_key, wasentinel::EnvOr("WAS_API_KEY", ""),
+          "API key sent as x-api-key [WAS_API_KEY]");
+ABSL_FLAG(std::string, tls_ca, wasentinel::EnvOr("WAS_TLS_CA", ""),
+          "PEM CA to verify a TLS server; empty: plaintext [WAS_TLS_CA]");
+ABSL_FLAG(bool, json, false, "print protobuf JSON instead of tables");
+ABSL_FLAG(std::string, tenant, "", "tenant id (create, list, pair, watch)");
 ABSL_FLAG(std::string, state, "", "comma-separated states to list, e.g. CONNECTED,DISCONNECTED");
 ABSL_FLAG(int, page_size, 0, "list page size (server default 100)");
 ABSL_FLAG(std::string, page_token, "", "list page token");
-ABSL_FLAG(std::string, creds, "", "create: path of a Baileys creds.json");
-ABSL_FLAG(std::string, name, "primary", "create: session name");
-ABSL_FLAG(std::string, account, "", "create: account name");
-ABSL_FLAG(std::string, email, "", "create: owner e-mail");
+ABSL_FLAG(std::string, creds, "", "create: path of a Baileys creds.json (none: pair it later)");
+ABSL_FLAG(std::string, name, "primary", "create, pair: session name");
+ABSL_FLAG(std::string, account, "", "create, pair: account name");
+ABSL_FLAG(std::string, email, "", "create, pair: owner e-mail");
 ABSL_FLAG(bool, auto_connect, true, "create: connect now and on every start");
 ABSL_FLAG(int64_t, after, -1, "watch: replay events after this sequence (-1: only new ones)");
-ABSL_FLAG(std::string, session, "", "watch: only this session");
+ABSL_FLAG(std::string, session, "", "watch, pair: only / this session");
+ABSL_FLAG(std::string, png, "", "pair: also write each QR code to this PNG file");
+ABSL_FLAG(bool, deep, false, "health: deep health (database latency, every session)");
 ABSL_FLAG(int, timeout_seconds, 30, "deadline of unary calls");
 
 namespace v1 = wasentinel::session::v1;
+using google::protobuf::util::TimeUtil;
 
 namespace {
 
@@ -46,50 +66,235 @@ std::string CodeName(const grpc::Status& status) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
 }
 
-int Print(const grpc::Status& status, const google::protobuf::Message& message) {
-  if (!status.ok()) {
-    std::cerr << "wactl: " << CodeName(status) << ": " << status.error_message() << "\n";
-    return 1;
-  }
-  std::string json;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
-  std::cout << json;
-  return 0;
+int Fail(const grpc::Status& status) {
+  std::cerr << "wactl: " << CodeName(status) << ": " << status.error_message() << "\n";
+  return 1;
 }
 
-void Deadline(grpc::ClientContext& ctx) {
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::seconds(absl::GetFlag(FLAGS_timeout_seconds)));
+std::string Json(const google::protobuf::Message& m, bool pretty) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = pretty;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &json, options);
+  if (!pretty) json += "\n";
+  return json;
+}
+
+std::string State(int s) {
+  std::string n = v1::SessionState_Name(static_cast<v1::SessionState>(s));
+  return n.substr(std::string("SESSION_STATE_").size());
+}
+std::string Reason(int r) {
+  std::string n = v1::StateReason_Name(static_cast<v1::StateReason>(r));
+  return n.substr(std::string("STATE_REASON_").size());
+}
+std::string When(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixSeconds(t.seconds()),
+                          absl::LocalTimeZone());
+}
+std::string Dur(const google::protobuf::Duration& d) {
+  return absl::FormatDuration(absl::Microseconds(TimeUtil::DurationToMicroseconds(d)));
+}
+
+void Table(const std::vector<v1::Session>& sessions) {
+  std::printf("%-36s  %-16s  %-10s  %-14s  %-13s  %-19s  %s\n", "ID", "TENANT", "NAME", "PHONE",
+              "STATE", "REASON", "LAST CONNECTED");
+  for (const auto& s : sessions) {
+    std::printf("%-36s  %-16s  %-10s  %-14s  %-13s  %-19s  %s\n", s.id().c_str(),
+                s.tenant_id().c_str(), s.session_name().c_str(),
+                s.phone_number().empty() ? "-" : s.phone_number().c_str(), State(s.state()).c_str(),
+                Reason(s.reason()).c_str(), When(s.last_connected_at()).c_str());
+  }
+}
+
+void Detail(const v1::Session& s) {
+  auto row = [](const char* k, const std::string& v) { std::printf("%-22s %s\n", k, v.c_str()); };
+  row("id", s.id());
+  row("tenant", s.tenant_id());
+  row("session name", s.session_name());
+  row("account name", s.account_name());
+  row("owner e-mail", s.owner_email());
+  row("phone number", s.phone_number());
+  row("device", s.device_jid());
+  row("state", State(s.state()) + " (" + Reason(s.reason()) + ")");
+  if (!s.last_error().empty()) row("last error", s.last_error());
+  row("credentials", s.has_credentials() ? "yes" : "no");
+  row("active / auto-connect",
+      absl::StrCat(s.is_active() ? "yes" : "no", " / ", s.auto_connect() ? "yes" : "no"));
+  row("socket alive", s.socket_alive() ? "yes" : "no");
+  row("last connected", When(s.last_connected_at()));
+  row("last disconnected", When(s.last_disconnected_at()));
+  row("last pong", When(s.last_pong_at()));
+  if (s.has_keepalive_rtt()) row("keepalive round trip", Dur(s.keepalive_rtt()));
+  row("reconnects / errors", absl::StrCat(s.reconnect_count(), " / ", s.error_count()));
+  row("inbound messages", absl::StrCat(s.inbound_messages()));
+}
+
+// Prints the QR code with half-block characters (two modules per character cell).
+void DrawQr(const std::string& text) {
+  std::unique_ptr<QRcode, decltype(&QRcode_free)> qr(
+      QRcode_encodeString(text.c_str(), 0, QR_ECLEVEL_L, QR_MODE_8, 1), QRcode_free);
+  if (!qr) {
+    std::cerr << "wactl: cannot encode the QR code\n";
+    return;
+  }
+  const int w = qr->width, margin = 2, size = w + 2 * margin;
+  auto dark = [&](int x, int y) {
+    x -= margin;
+    y -= margin;
+    return x >= 0 && y >= 0 && x < w && y < w && (qr->data[y * w + x] & 1);
+  };
+  for (int y = 0; y < size; y += 2) {
+    std::string line;
+    for (int x = 0; x < size; ++x) {
+      const bool top = dark(x, y), bottom = y + 1 < size && dark(x, y + 1);
+      // Light modules are drawn (the terminal background is assumed dark).
+      line += !top && !bottom ? "█" : !top ? "▀" : !bottom ? "▄" : " ";
+    }
+    std::cout << line << "\n";
+  }
+  std::cout.flush();
+}
+
+bool WritePng(const std::string& text, const std::string& path) {
+  std::unique_ptr<QRcode, decltype(&QRcode_free)> qr(
+      QRcode_encodeString(text.c_str(), 0, QR_ECLEVEL_L, QR_MODE_8, 1), QRcode_free);
+  if (!qr) return false;
+  constexpr int kScale = 8, kMargin = 4;
+  const int w = qr->width, size = (w + 2 * kMargin) * kScale;
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return false;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    std::fclose(f);
+    return false;
+  }
+  png_init_io(png, f);
+  png_set_IHDR(png, info, size, size, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  std::vector<png_byte> row(size);
+  for (int y = 0; y < size; ++y) {
+    const int qy = y / kScale - kMargin;
+    for (int x = 0; x < size; ++x) {
+      const int qx = x / kScale - kMargin;
+      const bool dark = qx >= 0 && qy >= 0 && qx < w && qy < w && (qr->data[qy * w + qx] & 1);
+      row[x] = dark ? 0 : 255;
+    }
+    png_write_row(png, row.data());
+  }
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return std::fclose(f) == 0;
 }
 
 int Usage() {
-  std::cerr << "usage: wactl [--addr=HOST:PORT] health|list|get ID|create|connect ID|disconnect "
-               "ID|watch  (--help for flags)\n";
+  std::cerr << "usage: wactl [--addr=HOST:PORT] [--json] sessions list|get|create|connect|"
+               "disconnect|reconnect|logout|delete|probe [ID] | pair | watch | health [--deep]"
+               "  (--help for flags)\n";
   return 2;
 }
 
-}  // namespace
+class Cli {
+ public:
+  explicit Cli(std::shared_ptr<grpc::Channel> channel)
+      : stub_(v1::SessionService::NewStub(std::move(channel))), json_(absl::GetFlag(FLAGS_json)) {}
 
-int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("wactl: command line of WA Sentinel's session-service");
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() < 2) return Usage();
-  const std::string cmd = args[1];
-  const std::string id = args.size() > 2 ? args[2] : "";
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_addr), grpc::InsecureChannelCredentials());
-  auto stub = v1::SessionService::NewStub(channel);
-  grpc::ClientContext ctx;
-
-  if (cmd == "health") {
-    Deadline(ctx);
-    v1::GetHealthResponse resp;
-    return Print(stub->GetHealth(&ctx, {}, &resp), resp);
+  std::unique_ptr<grpc::ClientContext> Context(bool deadline = true) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    if (const std::string key = absl::GetFlag(FLAGS_api_key); !key.empty()) {
+      ctx->AddMetadata("x-api-key", key);
+    }
+    if (deadline) {
+      ctx->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(absl::GetFlag(FLAGS_timeout_seconds)));
+    }
+    return ctx;
   }
-  if (cmd == "list") {
-    Deadline(ctx);
+
+  // A unary call answering a Session: the table form or JSON.
+  template <class Req, class Resp, class Method>
+  int SessionCall(Method method, const Req& req) {
+    Resp resp;
+    auto ctx = Context();
+    grpc::Status st = (stub_.get()->*method)(ctx.get(), req, &resp);
+    if (!st.ok()) return Fail(st);
+    if (json_) {
+      std::cout << Json(resp, true);
+    } else {
+      Detail(resp.session());
+    }
+    return 0;
+  }
+
+  int Sessions(const std::string& verb, const std::string& id) {
+    if (verb == "list") return List();
+    if (verb == "create") return Create();
+    if (id.empty()) return Usage();
+    if (verb == "get") {
+      v1::GetSessionRequest r;
+      r.set_id(id);
+      return SessionCall<v1::GetSessionRequest, v1::GetSessionResponse>(
+          &v1::SessionService::Stub::GetSession, r);
+    }
+    if (verb == "connect") {
+      v1::ConnectRequest r;
+      r.set_id(id);
+      return SessionCall<v1::ConnectRequest, v1::ConnectResponse>(
+          &v1::SessionService::Stub::Connect, r);
+    }
+    if (verb == "disconnect") {
+      v1::DisconnectRequest r;
+      r.set_id(id);
+      return SessionCall<v1::DisconnectRequest, v1::DisconnectResponse>(
+          &v1::SessionService::Stub::Disconnect, r);
+    }
+    if (verb == "reconnect") {
+      v1::ReconnectRequest r;
+      r.set_id(id);
+      return SessionCall<v1::ReconnectRequest, v1::ReconnectResponse>(
+          &v1::SessionService::Stub::Reconnect, r);
+    }
+    if (verb == "logout") {
+      v1::LogoutRequest r;
+      r.set_id(id);
+      return SessionCall<v1::LogoutRequest, v1::LogoutResponse>(&v1::SessionService::Stub::Logout,
+                                                                r);
+    }
+    if (verb == "delete") {
+      v1::DeleteSessionRequest r;
+      r.set_id(id);
+      v1::DeleteSessionResponse resp;
+      auto ctx = Context();
+      grpc::Status st = stub_->DeleteSession(ctx.get(), r, &resp);
+      if (!st.ok()) return Fail(st);
+      std::cout << (json_ ? "{}\n" : "deleted " + id + "\n");
+      return 0;
+    }
+    if (verb == "probe") {
+      v1::ProbeSessionRequest r;
+      r.set_id(id);
+      v1::ProbeSessionResponse resp;
+      auto ctx = Context();
+      grpc::Status st = stub_->ProbeSession(ctx.get(), r, &resp);
+      if (!st.ok()) return Fail(st);
+      if (json_) {
+        std::cout << Json(resp, true);
+      } else if (resp.ok()) {
+        std::cout << "answered in " << Dur(resp.round_trip()) << "\n";
+      } else {
+        std::cout << "no answer: " << resp.error() << "\n";
+      }
+      return resp.ok() ? 0 : 3;
+    }
+    return Usage();
+  }
+
+  int List() {
     v1::ListSessionsRequest req;
     req.set_tenant_id(absl::GetFlag(FLAGS_tenant));
     req.set_page_size(absl::GetFlag(FLAGS_page_size));
@@ -103,66 +308,188 @@ int main(int argc, char** argv) {
       req.add_states(state);
     }
     v1::ListSessionsResponse resp;
-    return Print(stub->ListSessions(&ctx, req, &resp), resp);
+    auto ctx = Context();
+    grpc::Status st = stub_->ListSessions(ctx.get(), req, &resp);
+    if (!st.ok()) return Fail(st);
+    if (json_) {
+      std::cout << Json(resp, true);
+      return 0;
+    }
+    Table({resp.sessions().begin(), resp.sessions().end()});
+    if (!resp.next_page_token().empty()) {
+      std::cout << "more: --page_token=" << resp.next_page_token() << "\n";
+    }
+    return 0;
   }
-  if (cmd == "get" || cmd == "connect" || cmd == "disconnect") {
-    if (id.empty()) return Usage();
-    Deadline(ctx);
-    if (cmd == "get") {
-      v1::GetSessionRequest req;
-      req.set_id(id);
-      v1::GetSessionResponse resp;
-      return Print(stub->GetSession(&ctx, req, &resp), resp);
-    }
-    if (cmd == "connect") {
-      v1::ConnectRequest req;
-      req.set_id(id);
-      v1::ConnectResponse resp;
-      return Print(stub->Connect(&ctx, req, &resp), resp);
-    }
-    v1::DisconnectRequest req;
-    req.set_id(id);
-    v1::DisconnectResponse resp;
-    return Print(stub->Disconnect(&ctx, req, &resp), resp);
-  }
-  if (cmd == "create") {
-    const std::string path = absl::GetFlag(FLAGS_creds);
-    std::ifstream f(path);
-    if (path.empty() || !f) {
-      std::cerr << "wactl: --creds must name a readable creds.json\n";
-      return 2;
-    }
+
+  int Create() {
     v1::CreateSessionRequest req;
-    req.set_creds_json(std::string(std::istreambuf_iterator<char>(f), {}));
+    if (const std::string path = absl::GetFlag(FLAGS_creds); !path.empty()) {
+      std::ifstream f(path);
+      if (!f) {
+        std::cerr << "wactl: cannot read " << path << "\n";
+        return 2;
+      }
+      req.set_creds_json(std::string(std::istreambuf_iterator<char>(f), {}));
+    }
     req.set_tenant_id(absl::GetFlag(FLAGS_tenant));
     req.set_session_name(absl::GetFlag(FLAGS_name));
     req.set_account_name(absl::GetFlag(FLAGS_account));
     req.set_owner_email(absl::GetFlag(FLAGS_email));
     req.set_auto_connect(absl::GetFlag(FLAGS_auto_connect));
-    Deadline(ctx);
-    v1::CreateSessionResponse resp;
-    return Print(stub->CreateSession(&ctx, req, &resp), resp);
+    return SessionCall<v1::CreateSessionRequest, v1::CreateSessionResponse>(
+        &v1::SessionService::Stub::CreateSession, req);
   }
-  if (cmd == "watch") {
+
+  int Pair() {
+    v1::StartPairingRequest req;
+    req.set_session_id(absl::GetFlag(FLAGS_session));
+    req.set_tenant_id(absl::GetFlag(FLAGS_tenant));
+    req.set_session_name(absl::GetFlag(FLAGS_name));
+    req.set_account_name(absl::GetFlag(FLAGS_account));
+    req.set_owner_email(absl::GetFlag(FLAGS_email));
+    if (req.session_id().empty() && req.tenant_id().empty()) {
+      std::cerr << "wactl: pair needs --tenant (a new or unpaired session) or --session=ID\n";
+      return 2;
+    }
+    auto ctx = Context(/*deadline=*/false);
+    auto reader = stub_->StartPairing(ctx.get(), req);
+    v1::PairingUpdate u;
+    int rc = 1;
+    const std::string png = absl::GetFlag(FLAGS_png);
+    while (reader->Read(&u)) {
+      if (json_) std::cout << Json(u, false) << std::flush;
+      switch (u.update_case()) {
+        case v1::PairingUpdate::kSession:
+          if (!json_) std::cout << "pairing session " << u.session().id() << "\n";
+          break;
+        case v1::PairingUpdate::kQr:
+          if (!png.empty() && !WritePng(u.qr().code(), png)) {
+            std::cerr << "wactl: cannot write " << png << "\n";
+          }
+          if (!json_) {
+            std::cout << "\nScan with WhatsApp → Linked devices (code " << u.qr().index() << " of "
+                      << u.qr().total() << ", valid until " << When(u.qr().expires_at())
+                      << "):\n";
+            DrawQr(u.qr().code());
+          }
+          break;
+        case v1::PairingUpdate::kSuccess:
+          if (!json_) {
+            std::cout << "paired: " << u.success().device_jid() << " (" << u.success().platform()
+                      << "); session " << State(u.success().session().state()) << "\n";
+          }
+          rc = 0;
+          break;
+        case v1::PairingUpdate::kFailure:
+          std::cerr << "wactl: pairing failed: "
+                    << v1::PairingUpdate::Failure::Reason_Name(u.failure().reason()) << ": "
+                    << u.failure().message() << "\n";
+          rc = 1;
+          break;
+        default:
+          break;
+      }
+    }
+    grpc::Status st = reader->Finish();
+    if (!st.ok()) return Fail(st);
+    return rc;
+  }
+
+  int Watch() {
     v1::WatchSessionEventsRequest req;
     if (absl::GetFlag(FLAGS_after) >= 0) req.set_after_sequence(absl::GetFlag(FLAGS_after));
     req.set_session_id(absl::GetFlag(FLAGS_session));
     req.set_tenant_id(absl::GetFlag(FLAGS_tenant));
-    auto reader = stub->WatchSessionEvents(&ctx, req);
-    v1::SessionEvent event;
-    google::protobuf::util::JsonPrintOptions options;
-    options.preserve_proto_field_names = true;
-    while (reader->Read(&event)) {
-      std::string json;
-      (void)google::protobuf::util::MessageToJsonString(event, &json, options);
-      std::cout << json << std::endl;
+    auto ctx = Context(/*deadline=*/false);
+    auto reader = stub_->WatchSessionEvents(ctx.get(), req);
+    v1::SessionEvent e;
+    while (reader->Read(&e)) {
+      if (json_) {
+        std::cout << Json(e, false) << std::flush;
+      } else {
+        std::cout << absl::StrFormat("%8d  %s  %s  %s → %s (%s)%s\n", e.sequence(), When(e.at()),
+                                     e.session_id(), State(e.from_state()), State(e.to_state()),
+                                     Reason(e.reason()), e.error().empty() ? "" : ": " + e.error())
+                  << std::flush;
+      }
     }
-    grpc::Status status = reader->Finish();
-    if (!status.ok()) {
-      std::cerr << "wactl: " << CodeName(status) << ": " << status.error_message() << "\n";
-      return 1;
+    grpc::Status st = reader->Finish();
+    return st.ok() ? 0 : Fail(st);
+  }
+
+  int Health() {
+    auto ctx = Context();
+    if (!absl::GetFlag(FLAGS_deep)) {
+      v1::GetHealthResponse resp;
+      grpc::Status st = stub_->GetHealth(ctx.get(), {}, &resp);
+      if (!st.ok()) return Fail(st);
+      if (json_) {
+        std::cout << Json(resp, true);
+        return 0;
+      }
+      std::cout << v1::OverallStatus_Name(resp.status()) << "  sessions " << resp.total_sessions()
+                << "  database " << (resp.database_reachable() ? "reachable" : "UNREACHABLE")
+                << "  up " << Dur(resp.uptime()) << "\n";
+      for (const auto& c : resp.counts()) std::cout << "  " << State(c.state()) << " " << c.count() << "\n";
+      return 0;
+    }
+    v1::GetDeepHealthResponse resp;
+    grpc::Status st = stub_->GetDeepHealth(ctx.get(), {}, &resp);
+    if (!st.ok()) return Fail(st);
+    if (json_) {
+      std::cout << Json(resp, true);
+      return 0;
+    }
+    std::cout << v1::OverallStatus_Name(resp.status()) << "  replica " << resp.replica()
+              << "  database "
+              << (resp.database_reachable() ? "reachable in " + Dur(resp.database_latency())
+                                            : "UNREACHABLE: " + resp.database_error())
+              << "\n";
+    std::printf("%-36s  %-13s  %-6s  %-12s  %-19s  %-19s  %s\n", "SESSION", "STATE", "SOCKET",
+                "KEEPALIVE", "LAST PONG", "LAST INBOUND", "RECONNECTS/ERRORS");
+    for (const auto& h : resp.sessions()) {
+      std::printf("%-36s  %-13s  %-6s  %-12s  %-19s  %-19s  %lld/%lld\n", h.session_id().c_str(),
+                  State(h.state()).c_str(), h.socket_alive() ? "alive" : "-",
+                  h.has_keepalive_rtt() ? Dur(h.keepalive_rtt()).c_str() : "-",
+                  When(h.last_pong_at()).c_str(), When(h.last_inbound_message_at()).c_str(),
+                  static_cast<long long>(h.reconnect_count()),
+                  static_cast<long long>(h.error_count()));
     }
     return 0;
   }
-  return Usage();
+
+ private:
+  std::unique_ptr<v1::SessionService::Stub> stub_;
+  const bool json_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("wactl: command line of WA Sentinel's session-service");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() < 2) return Usage();
+  std::vector<std::string> words(args.begin() + 1, args.end());
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (const std::string ca = absl::GetFlag(FLAGS_tls_ca); !ca.empty()) {
+    std::ifstream f(ca);
+    if (!f) {
+      std::cerr << "wactl: cannot read " << ca << "\n";
+      return 2;
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = std::string(std::istreambuf_iterator<char>(f), {});
+    creds = grpc::SslCredentials(ssl);
+  }
+  Cli cli(grpc::CreateChannel(absl::GetFlag(FLAGS_addr), creds));
+  const std::string& cmd = words[0];
+  if (cmd == "sessions") {
+    if (words.size() < 2) return Usage();
+    return cli.Sessions(words[1], words.size() > 2 ? words[2] : "");
+  }
+  if (cmd == "pair") return cli.Pair();
+  if (cmd == "watch") return cli.Watch();
+  if (cmd == "health") return cli.Health();
+  return cli.Sessions(cmd, words.size() > 1 ? words[1] : "");  // `wactl list`, `wactl get ID`
 }

@@ -10,6 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
@@ -148,7 +149,7 @@ try {
   check('health DEGRADED with 2 of 3 connected', health.status === 'OVERALL_STATUS_DEGRADED',
     health.counts.map((x) => `${x.state.replace('SESSION_STATE_', '')}=${x.count}`).join(' '));
   const wactl = (...a) => spawnSync(requiredEnv('WACTL'), [`--addr=127.0.0.1:${grpcPort}`, ...a], { encoding: 'utf8' });
-  const listed = wactl('list', '--state=CONNECTED');
+  const listed = wactl('--json', 'list', '--state=CONNECTED');
   check('wactl lists the 2 connected sessions', listed.status === 0 && JSON.parse(listed.stdout).sessions.length === 2,
     listed.stderr.trim());
   const bad = wactl('get', 'not-a-uuid');
@@ -159,6 +160,46 @@ try {
   // The gauge counts the sessions this process holds: the restored two.
   check('metrics: 2 sessions CONNECTED', gauge('CONNECTED') === 2 && gauge('CONNECTING') === 0,
     `CONNECTED=${gauge('CONNECTED')} CONNECTING=${gauge('CONNECTING')}`);
+
+  if (demo) say('\n— wactl pairs a new device by QR code; wa-sim plays the phone');
+  const pairing = spawn(requiredEnv('WACTL'),
+    [`--addr=127.0.0.1:${grpcPort}`, '--json', 'pair', '--tenant=tenant-new', '--account=New shop'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const pairLines = [];
+  let pairErr = '';
+  pairing.stderr.on('data', (d) => { pairErr += d; });
+  createInterface({ input: pairing.stdout }).on('line', (l) => pairLines.push(JSON.parse(l)));
+  const pairExit = new Promise((resolve) => pairing.on('exit', resolve));
+  await waitFor(() => pairLines.some((u) => u.qr), { timeoutMs: 20000, what: 'a QR code from wactl pair' });
+  const qrUpdate = pairLines.find((u) => u.qr);
+  const scan = await sim.post('/pair', { qr: qrUpdate.qr.code, phone: '15550008000' });
+  check('wa-sim (the phone) scanned the QR code', scan.result === 'paired', JSON.stringify(scan));
+  const pairCode = await pairExit;
+  const success = pairLines.find((u) => u.success);
+  check('wactl pair ends with success, exit 0', pairCode === 0 && success?.success.phone_number === '15550008000',
+    pairErr.trim());
+  const pairedId = pairLines.find((u) => u.session)?.session.id;
+  check('the paired session is CONNECTED', await sawEvent(pairedId, 'CONNECTED', 'LOGIN_SUCCESS', mark));
+
+  if (demo) say('\n— the rest of the API from Node (grpc-js)');
+  const probe = await call('ProbeSession', { id: a.id });
+  check('ProbeSession answers a round trip', probe.ok === true && probe.round_trip !== null, probe.error);
+  const bulk = await call('BulkGetSessions', { ids: [a.id, b.id, '6f1c1f1e-0000-4000-8000-000000000000'] });
+  check('BulkGetSessions answers 2 and 1 not found', bulk.sessions.length === 2 && bulk.not_found.length === 1);
+  const deep = await call('GetDeepHealth', {});
+  check('GetDeepHealth: database reachable, 4 sessions', deep.database_reachable && deep.sessions.length === 4);
+  mark = events.length;
+  const re = await call('Reconnect', { id: c.id });
+  check('Reconnect answers CONNECTING', re.session.state === 'SESSION_STATE_CONNECTING');
+  check('shop-c CONNECTED after Reconnect', await sawEvent(c.id, 'CONNECTED', 'LOGIN_SUCCESS', mark));
+  const out = await call('Logout', { id: c.id });
+  check('Logout: LOGGED_OUT, credentials forgotten',
+    out.session.state === 'SESSION_STATE_LOGGED_OUT' && !out.session.has_credentials);
+  await call('DeleteSession', { id: c.id });
+  check('DeleteSession: DELETED event streamed', await sawEvent(c.id, 'DELETED', 'DELETED', mark));
+  const gone = await call('GetSession', { id: c.id }).then(() => 'found', (e) => e.code);
+  check('a deleted session is NOT_FOUND', gone === grpc.status.NOT_FOUND, String(gone));
+
   const seqs = events.map((e) => e.sequence);
   check('event sequences strictly increase', seqs.every((s, i) => i === 0 || s > seqs[i - 1]));
   exitCode = checks.every((x) => x.ok) ? 0 : 1;
