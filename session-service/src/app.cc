@@ -19,6 +19,7 @@
 #include "pg_store.h"
 #include "session_service.h"
 #include "transition_writer.h"
+#include "wasentinel/common/grpc_metrics.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/common/status_macros.h"
@@ -203,6 +204,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.grpc_listen, credentials, &impl->port);
   builder.RegisterService(impl->service.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(MakeGrpcMetricsInterceptor(*impl->registry));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   impl->server = builder.BuildAndStart();
   if (!impl->server || impl->port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options.grpc_listen));

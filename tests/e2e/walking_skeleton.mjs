@@ -200,6 +200,11 @@ try {
   const gone = await call('GetSession', { id: c.id }).then(() => 'found', (e) => e.code);
   check('a deleted session is NOT_FOUND', gone === grpc.status.NOT_FOUND, String(gone));
 
+  const after = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  check('metrics: gRPC calls by method and code',
+    /^wasentinel_grpc_calls_total\{[^}]*code="NOT_FOUND"[^}]*SessionService\/GetSession"\} 1/m.test(after) &&
+    /^wasentinel_grpc_calls_in_flight\{[^}]*WatchSessionEvents"\} 1/m.test(after));
+
   const seqs = events.map((e) => e.sequence);
   check('event sequences strictly increase', seqs.every((s, i) => i === 0 || s > seqs[i - 1]));
   exitCode = checks.every((x) => x.ok) ? 0 : 1;

@@ -38,7 +38,7 @@ SessionMetrics::SessionMetrics(prometheus::Registry& registry)
                            .Add({}, prometheus::Histogram::BucketBoundaries{
                                         0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60})) {
   for (int s = v1::SessionState_MIN; s <= v1::SessionState_MAX; ++s) {
-    if (s == v1::SESSION_STATE_UNSPECIFIED) continue;
+    if (s == v1::SESSION_STATE_UNSPECIFIED || s == v1::SESSION_STATE_DELETED) continue;
     sessions_.Add({{"state", StateName(static_cast<v1::SessionState>(s))}}).Set(0);
   }
 }
@@ -47,7 +47,7 @@ void SessionMetrics::Transition(v1::SessionState from, v1::SessionState to,
                                 v1::StateReason reason) {
   if (from != v1::SESSION_STATE_UNSPECIFIED)
     sessions_.Add({{"state", StateName(from)}}).Decrement();
-  sessions_.Add({{"state", StateName(to)}}).Increment();
+  if (to != v1::SESSION_STATE_DELETED) sessions_.Add({{"state", StateName(to)}}).Increment();
   const std::string key = absl::StrCat(from, "/", to, "/", reason);
   prometheus::Counter* counter = nullptr;
   {

@@ -6,6 +6,9 @@
 //   wasentinel_keepalive_missed_total                       counter: pings without an answer
 //   wasentinel_inbound_messages_total                       counter: <message> stanzas acked
 //   wasentinel_connect_seconds                              histogram: CONNECTING → CONNECTED
+//   wasentinel_grpc_calls_total{method,code}, wasentinel_grpc_calls_in_flight{method}
+//                                                           (common/grpc_metrics.h; the in-flight
+//                                                           WatchSessionEvents are the watchers)
 #pragma once
 
 #include <prometheus/counter.h>
