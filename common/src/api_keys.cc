@@ -51,8 +51,8 @@ absl::StatusOr<ApiKeys> ApiKeys::FromConfig(std::string_view config) {
     } else if (parts[1] == "admin") {
       e.scope = Scope::kAdmin;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("API key \"", e.name, "\": scope \"",
-                                                     parts[1], "\" is not read, operate or admin"));
+      return absl::InvalidArgumentError(absl::StrCat("API key \"", e.name, "\": scope \"", parts[1],
+                                                     "\" is not read, operate or admin"));
     }
     if (parts[2].size() < 16) {
       return absl::InvalidArgumentError(
@@ -71,8 +71,7 @@ absl::StatusOr<ApiKeys> ApiKeys::FromConfig(std::string_view config) {
 }
 
 absl::StatusOr<std::string> ApiKeys::Authorize(std::string_view x_api_key,
-                                               std::string_view authorization,
-                                               Scope needed) const {
+                                               std::string_view authorization, Scope needed) const {
   if (keys_.empty()) return std::string("anonymous");
   std::string_view key = x_api_key;
   if (key.empty() && !authorization.empty()) {
@@ -95,8 +94,8 @@ absl::StatusOr<std::string> ApiKeys::Authorize(std::string_view x_api_key,
   if (!match) return absl::UnauthenticatedError("unknown API key");
   if (static_cast<int>(match->scope) < static_cast<int>(needed)) {
     return absl::PermissionDeniedError(absl::StrCat("API key \"", match->name, "\" has scope ",
-                                                    Sv(ScopeName(match->scope)), "; this call needs ",
-                                                    Sv(ScopeName(needed))));
+                                                    Sv(ScopeName(match->scope)),
+                                                    "; this call needs ", Sv(ScopeName(needed))));
   }
   return match->name;
 }

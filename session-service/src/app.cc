@@ -5,13 +5,13 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
+#include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
-#include <thread>
+#include <cstring>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
-#include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"

@@ -369,8 +369,7 @@ class Cli {
           }
           if (!json_) {
             std::cout << "\nScan with WhatsApp → Linked devices (code " << u.qr().index() << " of "
-                      << u.qr().total() << ", valid until " << When(u.qr().expires_at())
-                      << "):\n";
+                      << u.qr().total() << ", valid until " << When(u.qr().expires_at()) << "):\n";
             DrawQr(u.qr().code());
           }
           break;
@@ -431,7 +430,8 @@ class Cli {
       std::cout << v1::OverallStatus_Name(resp.status()) << "  sessions " << resp.total_sessions()
                 << "  database " << (resp.database_reachable() ? "reachable" : "UNREACHABLE")
                 << "  up " << Dur(resp.uptime()) << "\n";
-      for (const auto& c : resp.counts()) std::cout << "  " << State(c.state()) << " " << c.count() << "\n";
+      for (const auto& c : resp.counts())
+        std::cout << "  " << State(c.state()) << " " << c.count() << "\n";
       return 0;
     }
     v1::GetDeepHealthResponse resp;

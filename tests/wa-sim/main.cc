@@ -1,12 +1,11 @@
 // wa-sim: a WhatsApp Web server on loopback for tests, demos and load (see sim_server.h).
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-
-#include <algorithm>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"

@@ -367,9 +367,9 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
       refs_.push_back(absl::StrCat("2@", Base64Encode(r)));
       refs.push_back(MakeNode("ref", {}, ToBytes(refs_.back())));
     }
-    Send(MakeNode("iq",
-                  {{"from", std::string(kServer)}, {"type", "set"}, {"id", NextId()}, {"xmlns", "md"}},
-                  std::vector<Node>{MakeNode("pair-device", {}, std::move(refs))}));
+    Send(MakeNode(
+        "iq", {{"from", std::string(kServer)}, {"type", "set"}, {"id", NextId()}, {"xmlns", "md"}},
+        std::vector<Node>{MakeNode("pair-device", {}, std::move(refs))}));
     server_->log().info("conn {}: registration; {} refs sent", id_, refs_.size());
   }
 
@@ -415,7 +415,8 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     p.done = std::move(done);
     std::vector<Node> children = {
         MakeNode("device-identity", {}, wa::PhoneSignDeviceIdentity(account.key, qr, po)),
-        MakeNode("device", {{"jid", absl::StrCat(p.device_key, "@s.whatsapp.net")}, {"lid", p.lid}}),
+        MakeNode("device",
+                 {{"jid", absl::StrCat(p.device_key, "@s.whatsapp.net")}, {"lid", p.lid}}),
         MakeNode("platform", {{"name", opts.value("platform", std::string("android"))}})};
     if (opts.contains("business_name") && opts["business_name"].is_string()) {
       children.push_back(MakeNode("biz", {{"name", opts["business_name"].get<std::string>()}}));
@@ -440,9 +441,10 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
       ++server_->counters.pairings_rejected;
       log.info("conn {}: the companion refused pairing ({})", id_,
                err ? err->AttrOr("text") : std::string("no reason"));
-      p.done({200, {{"result", "rejected"},
-                    {"code", err ? err->AttrOr("code") : ""},
-                    {"text", err ? err->AttrOr("text") : ""}}});
+      p.done({200,
+              {{"result", "rejected"},
+               {"code", err ? err->AttrOr("code") : ""},
+               {"text", err ? err->AttrOr("text") : ""}}});
       SendAndClose(MakeNode("stream:error", {{"code", "401"}}));
       return;
     }
@@ -462,9 +464,10 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     registering_ = false;
     log.info("conn {}: paired device {} (key index {})", id_, p.device_key,
              iq.Child("pair-device-sign") ? "ok" : "");
-    p.done({200, {{"result", "paired"},
-                  {"jid", absl::StrCat(p.device_key, "@s.whatsapp.net")},
-                  {"lid", p.lid}}});
+    p.done({200,
+            {{"result", "paired"},
+             {"jid", absl::StrCat(p.device_key, "@s.whatsapp.net")},
+             {"lid", p.lid}}});
     SendAndClose(MakeNode("stream:error", {{"code", "515"}}));
   }
 
@@ -761,8 +764,9 @@ awaitable<http::response<http::string_body>> SimServer::State::Pair(
     if (c->Shows(*qr)) conn = c;
   }
   if (!conn) {
-    co_return reply(http::status::not_found,
-                    {{"error", "no connection is showing that QR code (expired, or never issued)"}});
+    co_return reply(
+        http::status::not_found,
+        {{"error", "no connection is showing that QR code (expired, or never issued)"}});
   }
   struct Wait {
     explicit Wait(asio::any_io_executor ex) : timer(ex) {}

@@ -26,8 +26,7 @@ class Families {
                        .Register(registry)) {}
 
   prometheus::Counter& Calls(const std::string& method, grpc::StatusCode code) {
-    const std::string name =
-        absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+    const std::string name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
     absl::MutexLock lock(&mu_);
     auto& slot = calls_by_key_[absl::StrCat(method, "|", name)];
     if (!slot) slot = &calls_.Add({{"method", method}, {"code", name}});

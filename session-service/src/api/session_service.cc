@@ -54,8 +54,8 @@ grpc::Status CheckCreds(const std::string& creds, bool required) {
   return grpc::Status::OK;
 }
 
-#define WAS_GRPC_RETURN_IF_ERROR(expr)  \
-  do {                                  \
+#define WAS_GRPC_RETURN_IF_ERROR(expr)                    \
+  do {                                                    \
     if (grpc::Status _st = (expr); !_st.ok()) return _st; \
   } while (0)
 

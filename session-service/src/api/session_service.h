@@ -15,8 +15,7 @@ namespace wasentinel::session {
 class SessionServiceImpl final : public v1::SessionService::Service {
  public:
   SessionServiceImpl(SessionManager& manager, SessionStore& store, EventBus& bus,
-                     const ApiKeys& keys, std::string replica,
-                     std::shared_ptr<spdlog::logger> log);
+                     const ApiKeys& keys, std::string replica, std::shared_ptr<spdlog::logger> log);
 
   grpc::Status CreateSession(grpc::ServerContext*, const v1::CreateSessionRequest*,
                              v1::CreateSessionResponse*) override;
@@ -38,8 +37,7 @@ class SessionServiceImpl final : public v1::SessionService::Service {
                             grpc::ServerWriter<v1::PairingUpdate>*) override;
   grpc::Status Reconnect(grpc::ServerContext*, const v1::ReconnectRequest*,
                          v1::ReconnectResponse*) override;
-  grpc::Status Logout(grpc::ServerContext*, const v1::LogoutRequest*,
-                      v1::LogoutResponse*) override;
+  grpc::Status Logout(grpc::ServerContext*, const v1::LogoutRequest*, v1::LogoutResponse*) override;
   grpc::Status DeleteSession(grpc::ServerContext*, const v1::DeleteSessionRequest*,
                              v1::DeleteSessionResponse*) override;
   grpc::Status ProbeSession(grpc::ServerContext*, const v1::ProbeSessionRequest*,

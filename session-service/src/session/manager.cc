@@ -345,10 +345,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     const v1::StateReason reason = ReasonOf(info.cause);
     if (rt.creds && !rt.creds->paired()) {
       // Registration ended without pair-success.
-      const Failure::Reason why = info.cause == wa::CloseCause::kPairingTimeout ? Failure::REASON_TIMEOUT
-                                  : info.cause == wa::CloseCause::kPairingRejected
-                                      ? Failure::REASON_REJECTED
-                                      : Failure::REASON_CONNECTION_FAILED;
+      const Failure::Reason why =
+          info.cause == wa::CloseCause::kPairingTimeout    ? Failure::REASON_TIMEOUT
+          : info.cause == wa::CloseCause::kPairingRejected ? Failure::REASON_REJECTED
+                                                           : Failure::REASON_CONNECTION_FAILED;
       FailPairing(rt, why, info.detail);
       SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason, info.detail, false,
                why != Failure::REASON_TIMEOUT);
@@ -432,9 +432,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   // Should a status query restore this session (seed 004)?
   bool WantsRestore(const Runtime& rt) const {
     return rt.creds && rt.creds->paired() && rt.record.is_active && rt.record.auto_connect &&
-           !rt.conn &&
-           !rt.retry_timer && !IsTerminal(rt.state) && rt.reason != v1::STATE_REASON_USER &&
-           rt.reason != v1::STATE_REASON_RETRIES_EXHAUSTED &&
+           !rt.conn && !rt.retry_timer && !IsTerminal(rt.state) &&
+           rt.reason != v1::STATE_REASON_USER && rt.reason != v1::STATE_REASON_RETRIES_EXHAUSTED &&
            rt.reason != v1::STATE_REASON_CLIENT_OUTDATED;
   }
 
@@ -582,7 +581,8 @@ absl::StatusOr<SessionView> SessionManager::StartPairing(const PairingRequest& r
   });
 }
 
-void SessionManager::CancelPairing(const std::string& id, const std::shared_ptr<PairingFeed>& feed) {
+void SessionManager::CancelPairing(const std::string& id,
+                                   const std::shared_ptr<PairingFeed>& feed) {
   impl_->OnIo([&] {
     auto it = impl_->sessions_.find(id);
     if (it == impl_->sessions_.end() || it->second.pairing != feed) return;
@@ -683,7 +683,8 @@ constexpr absl::Duration kLogoutIqTimeout = absl::Seconds(10);
 void SessionManager::LogoutOnIo(const std::string& id, v1::StateReason final_reason,
                                 std::function<void(absl::Status)> then) {
   auto it = impl_->sessions_.find(id);
-  if (it == impl_->sessions_.end()) return then(absl::NotFoundError(absl::StrCat("no session ", id)));
+  if (it == impl_->sessions_.end())
+    return then(absl::NotFoundError(absl::StrCat("no session ", id)));
   Impl::Runtime& rt = it->second;
   impl_->FailPairing(rt, Failure::REASON_CANCELLED, "the session was logged out");
   auto finish = [impl = impl_, id, final_reason, then = std::move(then)](absl::Status at_whatsapp) {
@@ -776,8 +777,8 @@ absl::Status SessionManager::Delete(const std::string& id) {
   return event.status();
 }
 
-absl::StatusOr<std::pair<SessionView, ProbeResult>> SessionManager::Probe(
-    const std::string& id, absl::Duration timeout) {
+absl::StatusOr<std::pair<SessionView, ProbeResult>> SessionManager::Probe(const std::string& id,
+                                                                          absl::Duration timeout) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
   Promised<absl::StatusOr<absl::Duration>> probed;
   WAS_RETURN_IF_ERROR(impl_->OnIo([&]() -> absl::Status {
@@ -812,9 +813,10 @@ absl::StatusOr<SessionView> SessionManager::ImportCredentials(const std::string&
     rt.record.credentials = update.sealed;
     rt.record.phone_number = update.phone_number;
     rt.record.device_jid = update.device_jid;
-    impl_->SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_CREDENTIALS_IMPORTED, "",
-                    false, false, false, update,
-                    [p = stored.promise](const absl::StatusOr<EventRecord>& e) { p->set_value(e); });
+    impl_->SetState(
+        rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_CREDENTIALS_IMPORTED, "", false, false,
+        false, update,
+        [p = stored.promise](const absl::StatusOr<EventRecord>& e) { p->set_value(e); });
     return absl::OkStatus();
   }));
   WAS_RETURN_IF_ERROR(stored.future.get().status());

@@ -11,8 +11,8 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <deque>
 #include <boost/asio/ssl/context.hpp>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>

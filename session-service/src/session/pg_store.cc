@@ -226,14 +226,15 @@ absl::StatusOr<SessionRecord> PgSessionStore::GetByName(const std::string& tenan
   std::optional<SessionRecord> rec;
   WAS_RETURN_IF_ERROR(pool_.Run("get session by name", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
-                                        " FROM sessions WHERE tenant_id = $1 AND session_name = $2"),
-                           tenant_id, session_name);
+    auto r =
+        n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
+                                   " FROM sessions WHERE tenant_id = $1 AND session_name = $2"),
+                      tenant_id, session_name);
     if (!r.empty()) rec = ToRecord(r[0]);
   }));
   if (!rec) {
-    return absl::NotFoundError(absl::StrCat("no session \"", session_name, "\" of tenant \"",
-                                            tenant_id, "\""));
+    return absl::NotFoundError(
+        absl::StrCat("no session \"", session_name, "\" of tenant \"", tenant_id, "\""));
   }
   return *rec;
 }
@@ -288,9 +289,9 @@ absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::GetMany(
   std::vector<SessionRecord> out;
   WAS_RETURN_IF_ERROR(pool_.Run("get sessions", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
-                                        " FROM sessions WHERE id = ANY($1::uuid[])"),
-                           absl::StrCat("{", absl::StrJoin(ids, ","), "}"));
+    auto r = n.exec_params(
+        absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE id = ANY($1::uuid[])"),
+        absl::StrCat("{", absl::StrJoin(ids, ","), "}"));
     for (const auto& row : r) out.push_back(ToRecord(row));
   }));
   return out;
@@ -302,14 +303,14 @@ absl::StatusOr<SessionRecord> PgSessionStore::Update(const std::string& id,
   std::optional<SessionRecord> rec;
   WAS_RETURN_IF_ERROR(pool_.Run("update session", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(
-        absl::StrCat("UPDATE sessions SET auto_connect = COALESCE($2, auto_connect),"
-                     " is_active = COALESCE($3, is_active),"
-                     " account_name = COALESCE($4, account_name),"
-                     " owner_email = COALESCE($5, owner_email), updated_at = now()"
-                     " WHERE id = $1::uuid RETURNING ",
-                     kSessionColumns),
-        id, u.auto_connect, u.is_active, u.account_name, u.owner_email);
+    auto r =
+        n.exec_params(absl::StrCat("UPDATE sessions SET auto_connect = COALESCE($2, auto_connect),"
+                                   " is_active = COALESCE($3, is_active),"
+                                   " account_name = COALESCE($4, account_name),"
+                                   " owner_email = COALESCE($5, owner_email), updated_at = now()"
+                                   " WHERE id = $1::uuid RETURNING ",
+                                   kSessionColumns),
+                      id, u.auto_connect, u.is_active, u.account_name, u.owner_email);
     if (!r.empty()) rec = ToRecord(r[0]);
   }));
   if (!rec) return absl::NotFoundError(absl::StrCat("no session ", id));

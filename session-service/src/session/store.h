@@ -122,7 +122,8 @@ class SessionStore {
   /// Every session whose stored state is QR_PENDING, CONNECTING or CONNECTED.
   virtual absl::StatusOr<std::vector<SessionRecord>> ListLive() = 0;
   /// The sessions among `ids` that exist, in no particular order.
-  virtual absl::StatusOr<std::vector<SessionRecord>> GetMany(const std::vector<std::string>& ids) = 0;
+  virtual absl::StatusOr<std::vector<SessionRecord>> GetMany(
+      const std::vector<std::string>& ids) = 0;
   /// Applies `update`; answers the updated row.
   virtual absl::StatusOr<SessionRecord> Update(const std::string& id,
                                                const SessionUpdate& update) = 0;

@@ -65,8 +65,8 @@ void TransitionWriter::Loop() {
           log_->debug("session {} was deleted; its change to {} is moot", t.session_id,
                       StateName(t.to));
         } else {
-          log_->error("dropping transition of session {} to {}: {}", t.session_id,
-                      StateName(t.to), event.status());
+          log_->error("dropping transition of session {} to {}: {}", t.session_id, StateName(t.to),
+                      event.status());
         }
         if (t.on_stored) t.on_stored(event);
         break;

@@ -299,10 +299,12 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       pending_logout_ = {std::move(done), timeout};  // sent once logged in
       return;
     }
-    SendIq(MakeNode("iq", {{"to", std::string(kServerJid)}, {"type", "set"}, {"xmlns", "md"}},
-                    std::vector<Node>{MakeNode("remove-companion-device",
-                                               {{"jid", creds_.Jid()}, {"reason", "user_initiated"}})}),
-           [done = std::move(done)](absl::StatusOr<Node> reply) { done(reply.status()); }, timeout);
+    SendIq(
+        MakeNode(
+            "iq", {{"to", std::string(kServerJid)}, {"type", "set"}, {"xmlns", "md"}},
+            std::vector<Node>{MakeNode("remove-companion-device",
+                                       {{"jid", creds_.Jid()}, {"reason", "user_initiated"}})}),
+        [done = std::move(done)](absl::StatusOr<Node> reply) { done(reply.status()); }, timeout);
   }
 
   ConnectionStats stats;
@@ -467,8 +469,8 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
 
   // §8 step 1: the refs arrive; each is shown in turn, then the pairing has timed out.
   void OnPairDevice(const Node& iq) {
-    Send(MakeNode("iq", {{"to", std::string(kServerJid)}, {"type", "result"},
-                         {"id", iq.AttrOr("id")}}));
+    Send(MakeNode("iq",
+                  {{"to", std::string(kServerJid)}, {"type", "result"}, {"id", iq.AttrOr("id")}}));
     auto refs = PairDeviceRefs(iq);
     if (!refs.ok()) {
       Finish({CloseCause::kProtocolError, 0, std::string(refs.status().message())});
@@ -492,7 +494,8 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     log_->info("pairing: QR code {} of {} shown for {}", next_qr_, qr_refs_.size(),
                absl::FormatDuration(valid));
     if (observer_) {
-      observer_->OnQrCode(text, valid, static_cast<int>(next_qr_), static_cast<int>(qr_refs_.size()));
+      observer_->OnQrCode(text, valid, static_cast<int>(next_qr_),
+                          static_cast<int>(qr_refs_.size()));
     }
     keepalive_timer_.expires_after(ToChrono(valid));
     keepalive_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
@@ -515,13 +518,14 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     paired_ = true;
     creds_ = answer->creds;
     Send(answer->reply);
-    log_->info("paired as device {} of {} ({})", creds_.device, MaskPhone(std::to_string(creds_.phone)),
-               answer->device.platform);
+    log_->info("paired as device {} of {} ({})", creds_.device,
+               MaskPhone(std::to_string(creds_.phone)), answer->device.platform);
     if (observer_) observer_->OnPaired(answer->device, creds_);
     // The server answers with stream error 515; the owner then logs in.
     login_deadline_.expires_after(ToChrono(options_.connect_timeout));
     login_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) self->Finish({CloseCause::kRestartRequired, 515, "paired; no restart from the server"});
+      if (!ec)
+        self->Finish({CloseCause::kRestartRequired, 515, "paired; no restart from the server"});
     });
   }
 
@@ -561,22 +565,23 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       if (ec || self->finished_ || self->closing_) return;
       self->Ping(
           [self](absl::StatusOr<absl::Duration> rtt) {
-        if (self->finished_) return;
-        if (rtt.ok()) {
-          self->OnPongReceived(*rtt);
-        } else {
-          ++self->stats.missed_pings;
-          if (self->observer_) self->observer_->OnKeepaliveMissed();
-          const absl::Duration silent = absl::Now() - self->last_pong_;
-          self->log_->warn("keepalive ping unanswered ({} since the last answer)",
-                           absl::FormatDuration(silent));
-          if (silent >= self->options_.keepalive_max_silence) {
-            self->Finish({CloseCause::kKeepaliveTimeout, 0,
-                          absl::StrCat("no keepalive answer for ", absl::FormatDuration(silent))});
-            return;
-          }
-        }
-        self->ScheduleKeepalive();
+            if (self->finished_) return;
+            if (rtt.ok()) {
+              self->OnPongReceived(*rtt);
+            } else {
+              ++self->stats.missed_pings;
+              if (self->observer_) self->observer_->OnKeepaliveMissed();
+              const absl::Duration silent = absl::Now() - self->last_pong_;
+              self->log_->warn("keepalive ping unanswered ({} since the last answer)",
+                               absl::FormatDuration(silent));
+              if (silent >= self->options_.keepalive_max_silence) {
+                self->Finish(
+                    {CloseCause::kKeepaliveTimeout, 0,
+                     absl::StrCat("no keepalive answer for ", absl::FormatDuration(silent))});
+                return;
+              }
+            }
+            self->ScheduleKeepalive();
           },
           self->options_.keepalive_response_timeout);
     });
@@ -676,8 +681,9 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     }
     outbox_.clear();
     if (pending_logout_) {
-      std::exchange(pending_logout_, std::nullopt)->first(
-          absl::UnavailableError(absl::StrCat("the connection ended before login: ", info.detail)));
+      std::exchange(pending_logout_, std::nullopt)
+          ->first(absl::UnavailableError(
+              absl::StrCat("the connection ended before login: ", info.detail)));
     }
     log_->info("connection closed: {} ({})", CloseCauseName(info.cause), info.detail);
     if (auto observer = std::move(observer_)) observer->OnClosed(info);

@@ -41,9 +41,7 @@ absl::StatusOr<Bytes> BufferJson(const nlohmann::json& j, absl::string_view fiel
   return Bad(absl::StrCat(field, " is not a Buffer"));
 }
 
-nlohmann::json ToBufferJson(ByteView b) {
-  return {{"type", "Buffer"}, {"data", Base64Encode(b)}};
-}
+nlohmann::json ToBufferJson(ByteView b) { return {{"type", "Buffer"}, {"data", Base64Encode(b)}}; }
 
 // {"private": Buffer, "public": Buffer} under `field`; the public half must match.
 absl::StatusOr<KeyPair> ReadKeyPair(const nlohmann::json& parent, absl::string_view field,
@@ -81,7 +79,8 @@ DeviceCredentials DeviceCredentials::Generate() {
   c.identity_key = KeyPair::Generate();
   c.signed_pre_key = KeyPair::Generate();
   c.signed_pre_key_id = 1;
-  c.signed_pre_key_signature = CurveSign(c.identity_key.priv, SignalPublicKey(c.signed_pre_key.pub));
+  c.signed_pre_key_signature =
+      CurveSign(c.identity_key.priv, SignalPublicKey(c.signed_pre_key.pub));
   uint16_t rid = 0;
   while (rid == 0) {
     RandomBytes(std::span(reinterpret_cast<uint8_t*>(&rid), sizeof rid));

@@ -1,9 +1,8 @@
 #include "pairing.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/md5.h>
-
-#include <openssl/crypto.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -136,7 +135,9 @@ absl::StatusOr<ScannedQr> ParseQrCode(std::string_view text) {
   ScannedQr qr;
   qr.ref = parts[0];
   const std::pair<std::string_view, std::array<uint8_t, 32>*> fields[] = {
-      {"noise key", &qr.noise_pub}, {"identity key", &qr.identity_pub}, {"adv secret", &qr.adv_secret}};
+      {"noise key", &qr.noise_pub},
+      {"identity key", &qr.identity_pub},
+      {"adv secret", &qr.adv_secret}};
   for (size_t i = 0; i < 3; ++i) {
     auto b = Base64Decode(parts[i + 1]);
     if (!b.ok() || b->size() != 32) {
@@ -175,8 +176,8 @@ absl::StatusOr<PairingAnswer> AnswerPairSuccess(const Node& iq, const DeviceCred
   }
   const bool hosted = container.account_type() == wire::HOSTED;
   const ByteView details = AsBytes(container.details());
-  const auto mac = HmacSha256(creds.adv_secret, hosted ? Concat({ByteView(kHostedPrefix), details})
-                                                      : Concat({details}));
+  const auto mac = HmacSha256(
+      creds.adv_secret, hosted ? Concat({ByteView(kHostedPrefix), details}) : Concat({details}));
   if (container.hmac().size() != mac.size() ||
       CRYPTO_memcmp(container.hmac().data(), mac.data(), mac.size()) != 0) {
     return absl::UnauthenticatedError("hmac-mismatch");
@@ -199,9 +200,9 @@ absl::StatusOr<PairingAnswer> AnswerPairSuccess(const Node& iq, const DeviceCred
                    AsBytes(account.account_signature()))) {
     return absl::UnauthenticatedError("signature-mismatch");
   }
-  const auto device_signature =
-      CurveSign(creds.identity_key.priv,
-                Concat({ByteView(kDeviceSigPrefix), device_details, creds.identity_key.pub, account_key}));
+  const auto device_signature = CurveSign(
+      creds.identity_key.priv,
+      Concat({ByteView(kDeviceSigPrefix), device_details, creds.identity_key.pub, account_key}));
 
   out.device.key_index = device_identity.key_index();
   out.creds = creds;
@@ -210,10 +211,10 @@ absl::StatusOr<PairingAnswer> AnswerPairSuccess(const Node& iq, const DeviceCred
   out.creds.lid = out.device.lid;
   out.creds.platform = out.device.platform;
   if (!out.device.business_name.empty()) out.creds.push_name = out.device.business_name;
-  out.creds.account = AccountIdentity{
-      Bytes(device_details.begin(), device_details.end()),
-      Bytes(account_key.begin(), account_key.end()), ToBytes(account.account_signature()),
-      Bytes(device_signature.begin(), device_signature.end())};
+  out.creds.account = AccountIdentity{Bytes(device_details.begin(), device_details.end()),
+                                      Bytes(account_key.begin(), account_key.end()),
+                                      ToBytes(account.account_signature()),
+                                      Bytes(device_signature.begin(), device_signature.end())};
 
   // The answer carries the identity without the account key (§8 step 8).
   wire::ADVSignedDeviceIdentity answer;
@@ -246,8 +247,8 @@ Bytes PhoneSignDeviceIdentity(const KeyPair& account_key, const ScannedQr& qr,
   device.set_timestamp(options.timestamp);
   device.set_key_index(options.key_index);
   const Bytes details = Serialize(device);
-  auto signature = CurveSign(account_key.priv,
-                             Concat({ByteView(kAccountSigPrefix), details, qr.identity_pub}));
+  auto signature =
+      CurveSign(account_key.priv, Concat({ByteView(kAccountSigPrefix), details, qr.identity_pub}));
   if (options.corrupt_signature) signature[5] ^= 0x40;
   wire::ADVSignedDeviceIdentity signed_identity;
   signed_identity.set_details(std::string(details.begin(), details.end()));

@@ -308,8 +308,8 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::ImportCredentials, req, &resp).ok());
     EXPECT_TRUE(resp.session().has_credentials());
     EXPECT_EQ(resp.session().phone_number(), "15559990002");
-    ASSERT_TRUE(w.WaitFor(id, v1::SESSION_STATE_DISCONNECTED,
-                          v1::STATE_REASON_CREDENTIALS_IMPORTED));
+    ASSERT_TRUE(
+        w.WaitFor(id, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_CREDENTIALS_IMPORTED));
     ASSERT_TRUE(w.WaitForLatest(id, v1::SESSION_STATE_CONNECTED));
   }
   {  // DeleteSession: logged out at WhatsApp, the row gone, the event kept.
@@ -347,8 +347,8 @@ TEST(SessionApi, ApiKeysAndScopes) {
   EXPECT_EQ(listed.sessions_size(), 1);
   EXPECT_TRUE(Call(*s.stub, &v1::SessionService::Stub::ListSessions, list, &listed, admin).ok());
   v1::GetHealthResponse health;
-  EXPECT_TRUE(Call(*s.stub, &v1::SessionService::Stub::GetHealth, v1::GetHealthRequest(), &health)
-                  .ok())
+  EXPECT_TRUE(
+      Call(*s.stub, &v1::SessionService::Stub::GetHealth, v1::GetHealthRequest(), &health).ok())
       << "light health needs no key";
 }
 

@@ -21,7 +21,8 @@ namespace wasentinel::session {
 
 using ::wasentinel::testing::Recorder;
 
-inline constexpr char kKey[] = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+inline constexpr char kKey[] =
+    "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 class Sim {
  public:
