@@ -132,10 +132,16 @@ void Detail(const v1::Session& s) {
   row("inbound messages", absl::StrCat(s.inbound_messages()));
 }
 
+using QrCode = std::unique_ptr<QRcode, decltype(&QRcode_free)>;
+
+// The QR symbol of `text` (8-bit mode, level L, the smallest version that fits), or null.
+QrCode EncodeQr(const std::string& text) {
+  return QrCode(QRcode_encodeString(text.c_str(), 0, QR_ECLEVEL_L, QR_MODE_8, 1), QRcode_free);
+}
+
 // Prints the QR code with half-block characters (two modules per character cell).
 void DrawQr(const std::string& text) {
-  std::unique_ptr<QRcode, decltype(&QRcode_free)> qr(
-      QRcode_encodeString(text.c_str(), 0, QR_ECLEVEL_L, QR_MODE_8, 1), QRcode_free);
+  QrCode qr = EncodeQr(text);
   if (!qr) {
     std::cerr << "wactl: cannot encode the QR code\n";
     return;
@@ -159,8 +165,7 @@ void DrawQr(const std::string& text) {
 }
 
 bool WritePng(const std::string& text, const std::string& path) {
-  std::unique_ptr<QRcode, decltype(&QRcode_free)> qr(
-      QRcode_encodeString(text.c_str(), 0, QR_ECLEVEL_L, QR_MODE_8, 1), QRcode_free);
+  QrCode qr = EncodeQr(text);
   if (!qr) return false;
   constexpr int kScale = 8, kMargin = 4;
   const int w = qr->width, size = (w + 2 * kMargin) * kScale;
@@ -231,40 +236,29 @@ class Cli {
     return 0;
   }
 
+  // A session call whose request is just the id.
+  template <class Req, class Resp, class Method>
+  int ById(Method method, const std::string& id) {
+    Req req;
+    req.set_id(id);
+    return SessionCall<Req, Resp>(method, req);
+  }
+
   int Sessions(const std::string& verb, const std::string& id) {
     if (verb == "list") return List();
     if (verb == "create") return Create();
     if (id.empty()) return Usage();
-    if (verb == "get") {
-      v1::GetSessionRequest r;
-      r.set_id(id);
-      return SessionCall<v1::GetSessionRequest, v1::GetSessionResponse>(
-          &v1::SessionService::Stub::GetSession, r);
-    }
-    if (verb == "connect") {
-      v1::ConnectRequest r;
-      r.set_id(id);
-      return SessionCall<v1::ConnectRequest, v1::ConnectResponse>(
-          &v1::SessionService::Stub::Connect, r);
-    }
+    using Stub = v1::SessionService::Stub;
+    if (verb == "get")
+      return ById<v1::GetSessionRequest, v1::GetSessionResponse>(&Stub::GetSession, id);
+    if (verb == "connect") return ById<v1::ConnectRequest, v1::ConnectResponse>(&Stub::Connect, id);
     if (verb == "disconnect") {
-      v1::DisconnectRequest r;
-      r.set_id(id);
-      return SessionCall<v1::DisconnectRequest, v1::DisconnectResponse>(
-          &v1::SessionService::Stub::Disconnect, r);
+      return ById<v1::DisconnectRequest, v1::DisconnectResponse>(&Stub::Disconnect, id);
     }
     if (verb == "reconnect") {
-      v1::ReconnectRequest r;
-      r.set_id(id);
-      return SessionCall<v1::ReconnectRequest, v1::ReconnectResponse>(
-          &v1::SessionService::Stub::Reconnect, r);
+      return ById<v1::ReconnectRequest, v1::ReconnectResponse>(&Stub::Reconnect, id);
     }
-    if (verb == "logout") {
-      v1::LogoutRequest r;
-      r.set_id(id);
-      return SessionCall<v1::LogoutRequest, v1::LogoutResponse>(&v1::SessionService::Stub::Logout,
-                                                                r);
-    }
+    if (verb == "logout") return ById<v1::LogoutRequest, v1::LogoutResponse>(&Stub::Logout, id);
     if (verb == "delete") {
       v1::DeleteSessionRequest r;
       r.set_id(id);
@@ -449,7 +443,7 @@ class Cli {
     std::printf("%-36s  %-13s  %-6s  %-12s  %-19s  %-19s  %s\n", "SESSION", "STATE", "SOCKET",
                 "KEEPALIVE", "LAST PONG", "LAST INBOUND", "RECONNECTS/ERRORS");
     for (const auto& h : resp.sessions()) {
-      std::printf("%-36s  %-13s  %-6s  %-12s  %-19s  %-19s  %lld/%lld\n", h.session_id().c_str(),
+      std::printf("%-36s  %-13s  %-6s  %-12s  %-19s  %-19s  %lld/%lld\n", h.id().c_str(),
                   State(h.state()).c_str(), h.socket_alive() ? "alive" : "-",
                   h.has_keepalive_rtt() ? Dur(h.keepalive_rtt()).c_str() : "-",
                   When(h.last_pong_at()).c_str(), When(h.last_inbound_message_at()).c_str(),

@@ -1,10 +1,12 @@
 // Shared helpers of the interop tests: start wa-sim on free loopback ports, call its control
-// API, run wa-node in batch mode.
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createServer } from 'node:net';
+// API, connect an unmodified Baileys client to it, run wa-node in batch mode.
+import makeWASocket from 'baileys';
+import {spawn, spawnSync} from 'node:child_process';
+import {existsSync, mkdtempSync, readFileSync, rmSync} from 'node:fs';
+import {createServer} from 'node:net';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import pino from 'pino';
 
 export function requiredEnv(name) {
   const v = process.env[name];
@@ -12,7 +14,7 @@ export function requiredEnv(name) {
   return v;
 }
 
-export async function waitFor(cond, { timeoutMs = 10000, what = 'condition', intervalMs = 10 } = {}) {
+export async function waitFor(cond, {timeoutMs = 10000, what = 'condition', intervalMs = 10} = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await cond();
@@ -25,19 +27,22 @@ export async function waitFor(cond, { timeoutMs = 10000, what = 'condition', int
 export async function startSim() {
   const dir = mkdtempSync(join(tmpdir(), 'wa-sim-'));
   const ready = join(dir, 'ready.json');
-  const proc = spawn(requiredEnv('WA_SIM'),
-    ['--port=0', '--control_port=0', `--ready_file=${ready}`, '--log_level=warn'],
-    { stdio: ['ignore', 'inherit', 'inherit'] });
+  const proc = spawn(
+      requiredEnv('WA_SIM'),
+      ['--port=0', '--control_port=0', `--ready_file=${ready}`, '--log_level=warn'],
+      {stdio: ['ignore', 'inherit', 'inherit']});
   let exited = null;
-  proc.on('exit', (code) => { exited = code; });
-  await waitFor(() => existsSync(ready) || exited !== null, { what: 'wa-sim to listen' });
+  proc.on('exit', (code) => {
+    exited = code;
+  });
+  await waitFor(() => existsSync(ready) || exited !== null, {what: 'wa-sim to listen'});
   if (exited !== null) throw new Error(`wa-sim exited with ${exited}`);
   const info = JSON.parse(readFileSync(ready, 'utf8'));
   const base = `http://127.0.0.1:${info.control_port}`;
   const call = async (method, path, body) => {
     const res = await fetch(base + path, {
       method,
-      headers: body ? { 'content-type': 'application/json' } : {},
+      headers: body ? {'content-type': 'application/json'} : {},
       body: body ? JSON.stringify(body) : undefined,
     });
     const json = await res.json();
@@ -49,7 +54,10 @@ export async function startSim() {
     rootPublicKey: Buffer.from(info.root_public_key, 'hex'),
     get: (path) => call('GET', path),
     post: (path, body = {}) => call('POST', path, body),
-    stop: () => { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); },
+    stop: () => {
+      proc.kill('SIGTERM');
+      rmSync(dir, {recursive: true, force: true});
+    },
   };
 }
 
@@ -66,5 +74,32 @@ export function waNodeLines(cmd, lines) {
 // A TCP port free on loopback right now (for servers that take a port, not 0).
 export const freePort = () => new Promise((resolve) => {
   const srv = createServer();
-  srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+  srv.listen(0, '127.0.0.1', () => {
+    const {port} = srv.address();
+    srv.close(() => resolve(port));
+  });
 });
+
+// An unmodified Baileys socket to wa-sim with the least traffic (no init queries, no presence,
+// no history). `state` follows it: the QR codes it showed, whether it reached 'open', and the
+// status code it closed with; credential updates (pairing) are merged into `creds`.
+export function connectBaileys(sim, creds, extra = {}) {
+  const sock = makeWASocket({
+    waWebSocketUrl: sim.url,
+    auth: {creds, keys: {get: async () => ({}), set: async () => {}}},
+    logger: pino({level: 'silent'}),
+    printQRInTerminal: false,
+    markOnlineOnConnect: false,
+    fireInitQueries: false,
+    syncFullHistory: false,
+    ...extra,
+  });
+  const state = {qrs: [], open: false, closed: null};
+  sock.ev.on('creds.update', (update) => Object.assign(creds, update));
+  sock.ev.on('connection.update', (u) => {
+    if (u.qr) state.qrs.push(u.qr);
+    if (u.connection === 'open') state.open = true;
+    if (u.connection === 'close') state.closed = u.lastDisconnect?.error?.output?.statusCode ?? -1;
+  });
+  return {sock, state};
+}

@@ -1,50 +1,31 @@
 // wa-sim plays WhatsApp's server and the phone for QR pairing; an unmodified Baileys client is
 // the companion: it shows the QR code, verifies the identity wa-sim signed (HMAC under the adv
 // secret), countersigns it, survives the 515 restart and logs in with its new credentials.
-import { test, after } from 'node:test';
-import assert from 'node:assert/strict';
-import makeWASocket, { initAuthCreds, proto } from 'baileys';
-import { WA_CERT_DETAILS } from 'baileys/lib/Defaults/index.js';
-import pino from 'pino';
+import {initAuthCreds, proto} from 'baileys';
+import {WA_CERT_DETAILS} from 'baileys/lib/Defaults/index.js';
 import curve from 'curve25519-js';
-import { startSim, waitFor } from './harness.mjs';
+import assert from 'node:assert/strict';
+import {after, test} from 'node:test';
+
+import {connectBaileys, startSim, waitFor} from './harness.mjs';
 
 const sim = await startSim();
 after(() => sim.stop());
 WA_CERT_DETAILS.PUBLIC_KEY = sim.rootPublicKey;
-const logger = pino({ level: 'silent' });
 
-function companion(creds) {
-  const sock = makeWASocket({
-    waWebSocketUrl: sim.url,
-    auth: { creds, keys: { get: async () => ({}), set: async () => {} } },
-    logger,
-    printQRInTerminal: false,
-    markOnlineOnConnect: false,
-    fireInitQueries: false,
-    syncFullHistory: false,
-  });
-  const state = { qrs: [], open: false, closed: null };
-  sock.ev.on('creds.update', (update) => Object.assign(creds, update));
-  sock.ev.on('connection.update', (u) => {
-    if (u.qr) state.qrs.push(u.qr);
-    if (u.connection === 'open') state.open = true;
-    if (u.connection === 'close') state.closed = u.lastDisconnect?.error?.output?.statusCode ?? -1;
-  });
-  return { sock, state };
-}
+const companion = (creds) => connectBaileys(sim, creds);
 
 test('Baileys pairs by QR code with wa-sim as the phone, restarts on 515 and logs in', async () => {
   const creds = initAuthCreds();
   const first = companion(creds);
   let result;
   try {
-    await waitFor(() => first.state.qrs.length > 0, { what: 'a QR code from Baileys' });
+    await waitFor(() => first.state.qrs.length > 0, {what: 'a QR code from Baileys'});
     const qr = first.state.qrs[0];
     assert.equal(qr.split(',').length, 4, 'Baileys 6.x shows ref,noise,identity,adv');
-    result = await sim.post('/pair', { qr, phone: '15557770001' });
+    result = await sim.post('/pair', {qr, phone: '15557770001'});
     assert.equal(result.result, 'paired', JSON.stringify(result));
-    await waitFor(() => first.state.closed !== null, { what: 'the 515 restart' });
+    await waitFor(() => first.state.closed !== null, {what: 'the 515 restart'});
     assert.equal(first.state.closed, 515);
   } finally {
     first.sock.end(undefined);
@@ -54,25 +35,32 @@ test('Baileys pairs by QR code with wa-sim as the phone, restarts on 515 and log
   assert.equal(creds.platform, 'android');
   const account = creds.account;
   const details = Buffer.from(account.details);
-  const deviceMsg = Buffer.concat([Buffer.from([6, 1]), details,
-    Buffer.from(creds.signedIdentityKey.public), Buffer.from(account.accountSignatureKey)]);
-  assert.ok(curve.verify(Buffer.from(creds.signedIdentityKey.public), deviceMsg,
-    Buffer.from(account.deviceSignature)));
-  const accountMsg = Buffer.concat([Buffer.from([6, 0]), details,
-    Buffer.from(creds.signedIdentityKey.public)]);
-  assert.ok(curve.verify(Buffer.from(account.accountSignatureKey), accountMsg,
-    Buffer.from(account.accountSignature)), 'wa-sim signed as the account');
+  const deviceMsg = Buffer.concat([
+    Buffer.from([6, 1]), details, Buffer.from(creds.signedIdentityKey.public),
+    Buffer.from(account.accountSignatureKey)
+  ]);
+  assert.ok(curve.verify(
+      Buffer.from(creds.signedIdentityKey.public), deviceMsg,
+      Buffer.from(account.deviceSignature)));
+  const accountMsg =
+      Buffer.concat([Buffer.from([6, 0]), details, Buffer.from(creds.signedIdentityKey.public)]);
+  assert.ok(
+      curve.verify(
+          Buffer.from(account.accountSignatureKey), accountMsg,
+          Buffer.from(account.accountSignature)),
+      'wa-sim signed as the account');
   assert.ok(proto.ADVDeviceIdentity.decode(details).keyIndex >= 1);
 
   const second = companion(creds);
   try {
-    await waitFor(() => second.state.open || second.state.closed !== null,
-      { what: "connection 'open' after pairing" });
+    await waitFor(
+        () => second.state.open || second.state.closed !== null,
+        {what: 'connection \'open\' after pairing'});
     assert.equal(second.state.closed, null, `closed with ${second.state.closed}`);
   } finally {
     second.sock.end(undefined);
   }
-  const { devices } = await sim.get('/devices');
+  const {devices} = await sim.get('/devices');
   assert.ok(devices.some((d) => `${d.jid}@s.whatsapp.net` === result.jid && d.logins === 1));
 });
 
@@ -80,9 +68,10 @@ test('Baileys refuses an identity whose HMAC is forged, and nothing is paired', 
   const creds = initAuthCreds();
   const c = companion(creds);
   try {
-    await waitFor(() => c.state.qrs.length > 0, { what: 'a QR code from Baileys' });
+    await waitFor(() => c.state.qrs.length > 0, {what: 'a QR code from Baileys'});
     const before = (await sim.get('/stats')).pairings;
-    const result = await sim.post('/pair', { qr: c.state.qrs[0], phone: '15557770002', corrupt: 'hmac' });
+    const result =
+        await sim.post('/pair', {qr: c.state.qrs[0], phone: '15557770002', corrupt: 'hmac'});
     assert.notEqual(result.result, 'paired');
     assert.equal((await sim.get('/stats')).pairings, before);
     assert.equal(creds.me, undefined);
@@ -93,7 +82,7 @@ test('Baileys refuses an identity whose HMAC is forged, and nothing is paired', 
 
 test('a QR code nobody shows is refused', async () => {
   const fake = `2@nothing,${Buffer.alloc(32, 1).toString('base64')},` +
-    `${Buffer.alloc(32, 2).toString('base64')},${Buffer.alloc(32, 3).toString('base64')}`;
-  await assert.rejects(sim.post('/pair', { qr: fake, phone: '15557770003' }), /404/);
-  await assert.rejects(sim.post('/pair', { qr: 'garbage', phone: '15557770003' }), /400/);
+      `${Buffer.alloc(32, 2).toString('base64')},${Buffer.alloc(32, 3).toString('base64')}`;
+  await assert.rejects(sim.post('/pair', {qr: fake, phone: '15557770003'}), /404/);
+  await assert.rejects(sim.post('/pair', {qr: 'garbage', phone: '15557770003'}), /400/);
 });

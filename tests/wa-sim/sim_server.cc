@@ -462,8 +462,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     server_->devices[p.device_key] = d;
     ++server_->counters.pairings;
     registering_ = false;
-    log.info("conn {}: paired device {} (key index {})", id_, p.device_key,
-             iq.Child("pair-device-sign") ? "ok" : "");
+    log.info("conn {}: paired device {}", id_, p.device_key);
     p.done({200,
             {{"result", "paired"},
              {"jid", absl::StrCat(p.device_key, "@s.whatsapp.net")},

@@ -54,6 +54,21 @@ grpc::Status CheckCreds(const std::string& creds, bool required) {
   return grpc::Status::OK;
 }
 
+// The usual ending of a call that answers a session: the error, or the session in `resp`.
+template <class Resp>
+grpc::Status Answer(const absl::StatusOr<SessionView>& view, Resp* resp) {
+  if (!view.ok()) return ToGrpc(view.status());
+  *resp->mutable_session() = ToProto(*view);
+  return grpc::Status::OK;
+}
+
+// architecture.md "Health": ERROR when sessions exist and none is connected; DEGRADED when
+// some are not.
+v1::OverallStatus OverallOf(int64_t total, int64_t connected) {
+  if (total > 0 && connected == 0) return v1::OVERALL_STATUS_ERROR;
+  return connected < total ? v1::OVERALL_STATUS_DEGRADED : v1::OVERALL_STATUS_OK;
+}
+
 #define WAS_GRPC_RETURN_IF_ERROR(expr)                    \
   do {                                                    \
     if (grpc::Status _st = (expr); !_st.ok()) return _st; \
@@ -95,6 +110,7 @@ v1::Session ToProto(const SessionView& view) {
     if (!live->last_error.empty()) s.set_last_error(live->last_error);
     s.set_socket_alive(live->socket_alive);
     s.set_inbound_messages(live->inbound_messages);
+    s.set_missed_pings(live->missed_pings);
     if (live->last_inbound_at) *s.mutable_last_inbound_message_at() = Ts(*live->last_inbound_at);
     if (live->last_pong_at) *s.mutable_last_pong_at() = Ts(*live->last_pong_at);
     if (live->keepalive_rtt) {
@@ -140,20 +156,14 @@ grpc::Status SessionServiceImpl::CreateSession(grpc::ServerContext* ctx,
   n.owner_email = req->owner_email();
   n.auto_connect = req->has_auto_connect() ? req->auto_connect() : true;
   n.creds_json = req->creds_json();
-  auto view = manager_.Create(n);
-  if (!view.ok()) return ToGrpc(view.status());
-  *resp->mutable_session() = ToProto(*view);
-  return grpc::Status::OK;
+  return Answer(manager_.Create(n), resp);
 }
 
 grpc::Status SessionServiceImpl::GetSession(grpc::ServerContext* ctx,
                                             const v1::GetSessionRequest* req,
                                             v1::GetSessionResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
-  auto view = manager_.Get(req->id());
-  if (!view.ok()) return ToGrpc(view.status());
-  *resp->mutable_session() = ToProto(*view);
-  return grpc::Status::OK;
+  return Answer(manager_.Get(req->id()), resp);
 }
 
 grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,
@@ -175,11 +185,8 @@ grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,
   auto page = store_.List(filter, req->page_size() ? req->page_size() : kDefaultPageSize,
                           req->page_token());
   if (!page.ok()) return ToGrpc(page.status());
-  std::vector<std::string> ids;
-  for (const auto& r : page->sessions) ids.push_back(r.id);
-  auto live = manager_.LiveInfos(ids);
-  for (size_t i = 0; i < page->sessions.size(); ++i) {
-    *resp->add_sessions() = ToProto(SessionView{page->sessions[i], live[i]});
+  for (const auto& view : manager_.Overlay(std::move(page->sessions))) {
+    *resp->add_sessions() = ToProto(view);
   }
   resp->set_next_page_token(page->next_page_token);
   return grpc::Status::OK;
@@ -188,20 +195,14 @@ grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,
 grpc::Status SessionServiceImpl::Connect(grpc::ServerContext* ctx, const v1::ConnectRequest* req,
                                          v1::ConnectResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
-  auto view = manager_.Connect(req->id());
-  if (!view.ok()) return ToGrpc(view.status());
-  *resp->mutable_session() = ToProto(*view);
-  return grpc::Status::OK;
+  return Answer(manager_.Connect(req->id()), resp);
 }
 
 grpc::Status SessionServiceImpl::Disconnect(grpc::ServerContext* ctx,
                                             const v1::DisconnectRequest* req,
                                             v1::DisconnectResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
-  auto view = manager_.Disconnect(req->id());
-  if (!view.ok()) return ToGrpc(view.status());
-  *resp->mutable_session() = ToProto(*view);
-  return grpc::Status::OK;
+  return Answer(manager_.Disconnect(req->id()), resp);
 }
 
 grpc::Status SessionServiceImpl::WatchSessionEvents(grpc::ServerContext* ctx,
@@ -285,15 +286,7 @@ grpc::Status SessionServiceImpl::GetHealth(grpc::ServerContext*, const v1::GetHe
     if (state == v1::SESSION_STATE_CONNECTED) connected = n;
   }
   resp->set_total_sessions(total);
-  // architecture.md "Health": ERROR when sessions exist and none is connected; DEGRADED when
-  // some are not.
-  if (total > 0 && connected == 0) {
-    resp->set_status(v1::OVERALL_STATUS_ERROR);
-  } else if (connected < total) {
-    resp->set_status(v1::OVERALL_STATUS_DEGRADED);
-  } else {
-    resp->set_status(v1::OVERALL_STATUS_OK);
-  }
+  resp->set_status(OverallOf(total, connected));
   return grpc::Status::OK;
 }
 
@@ -385,19 +378,13 @@ grpc::Status SessionServiceImpl::Reconnect(grpc::ServerContext* ctx,
                                            const v1::ReconnectRequest* req,
                                            v1::ReconnectResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
-  auto view = manager_.Reconnect(req->id());
-  if (!view.ok()) return ToGrpc(view.status());
-  *resp->mutable_session() = ToProto(*view);
-  return grpc::Status::OK;
+  return Answer(manager_.Reconnect(req->id()), resp);
 }
 
 grpc::Status SessionServiceImpl::Logout(grpc::ServerContext* ctx, const v1::LogoutRequest* req,
                                         v1::LogoutResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
-  auto view = manager_.Logout(req->id());
-  if (!view.ok()) return ToGrpc(view.status());
-  *resp->mutable_session() = ToProto(*view);
-  return grpc::Status::OK;
+  return Answer(manager_.Logout(req->id()), resp);
 }
 
 grpc::Status SessionServiceImpl::DeleteSession(grpc::ServerContext* ctx,
@@ -436,10 +423,7 @@ grpc::Status SessionServiceImpl::ImportCredentials(grpc::ServerContext* ctx,
                                                    v1::ImportCredentialsResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
   WAS_GRPC_RETURN_IF_ERROR(CheckCreds(req->creds_json(), /*required=*/true));
-  auto view = manager_.ImportCredentials(req->id(), req->creds_json());
-  if (!view.ok()) return ToGrpc(view.status());
-  *resp->mutable_session() = ToProto(*view);
-  return grpc::Status::OK;
+  return Answer(manager_.ImportCredentials(req->id(), req->creds_json()), resp);
 }
 
 grpc::Status SessionServiceImpl::UpdateSession(grpc::ServerContext* ctx,
@@ -457,10 +441,7 @@ grpc::Status SessionServiceImpl::UpdateSession(grpc::ServerContext* ctx,
     WAS_GRPC_RETURN_IF_ERROR(CheckEmail(req->owner_email()));
     u.owner_email = req->owner_email();
   }
-  auto view = manager_.Update(req->id(), u);
-  if (!view.ok()) return ToGrpc(view.status());
-  *resp->mutable_session() = ToProto(*view);
-  return grpc::Status::OK;
+  return Answer(manager_.Update(req->id(), u), resp);
 }
 
 grpc::Status SessionServiceImpl::RotateSealingKey(grpc::ServerContext* ctx,
@@ -498,40 +479,16 @@ grpc::Status SessionServiceImpl::GetDeepHealth(grpc::ServerContext* ctx,
   do {
     auto page = store_.List(filter, kMaxPageSize, token);
     if (!page.ok()) return ToGrpc(page.status());
-    std::vector<std::string> ids;
-    for (const auto& r : page->sessions) ids.push_back(r.id);
-    auto live = manager_.LiveInfos(ids);
-    for (size_t i = 0; i < page->sessions.size(); ++i) {
-      const SessionRecord& r = page->sessions[i];
-      const v1::Session s = ToProto(SessionView{r, live[i]});
-      auto* h = resp->add_sessions();
-      h->set_session_id(r.id);
-      h->set_tenant_id(r.tenant_id);
-      h->set_phone_number(r.phone_number);
-      h->set_state(s.state());
-      h->set_reason(s.reason());
-      h->set_socket_alive(s.socket_alive());
-      if (live[i]) h->set_owner(replica_);
-      if (s.has_last_pong_at()) *h->mutable_last_pong_at() = s.last_pong_at();
-      if (s.has_keepalive_rtt()) *h->mutable_keepalive_rtt() = s.keepalive_rtt();
-      if (live[i]) h->set_missed_pings(live[i]->missed_pings);
-      if (s.has_last_inbound_message_at())
-        *h->mutable_last_inbound_message_at() = s.last_inbound_message_at();
-      h->set_inbound_messages(s.inbound_messages());
-      if (s.has_last_connected_at()) *h->mutable_last_connected_at() = s.last_connected_at();
-      if (s.has_last_disconnected_at())
-        *h->mutable_last_disconnected_at() = s.last_disconnected_at();
-      h->set_last_error(s.last_error());
-      h->set_error_count(s.error_count());
-      h->set_reconnect_count(s.reconnect_count());
+    for (const auto& view : manager_.Overlay(std::move(page->sessions))) {
+      v1::Session* s = resp->add_sessions();
+      *s = ToProto(view);
+      if (view.live) s->set_owner(replica_);
       ++total;
-      if (s.state() == v1::SESSION_STATE_CONNECTED) ++connected;
+      if (s->state() == v1::SESSION_STATE_CONNECTED) ++connected;
     }
     token = page->next_page_token;
   } while (!token.empty());
-  resp->set_status(total > 0 && connected == 0 ? v1::OVERALL_STATUS_ERROR
-                   : connected < total         ? v1::OVERALL_STATUS_DEGRADED
-                                               : v1::OVERALL_STATUS_OK);
+  resp->set_status(OverallOf(total, connected));
   return grpc::Status::OK;
 }
 

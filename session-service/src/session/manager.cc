@@ -64,6 +64,16 @@ std::optional<absl::Time> MillisToTime(int64_t ms) {
 
 using Failure = v1::PairingUpdate::Failure;
 
+// How long WhatsApp has to answer remove-companion-device.
+constexpr absl::Duration kLogoutIqTimeout = absl::Seconds(10);
+
+// Connect and Reconnect refuse an inactive session.
+absl::Status CheckActive(const SessionRecord& rec) {
+  if (rec.is_active) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("session ", rec.id, " is inactive; set is_active with UpdateSession first"));
+}
+
 PairingFeed::Update FailureUpdate(Failure::Reason reason, std::string message) {
   PairingFeed::Update u;
   u.kind = PairingFeed::Update::Kind::kFailure;
@@ -200,6 +210,13 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     return &rt;
   }
 
+  // The runtime of a stored row even when its credentials do not open: stopping, logging out
+  // and deleting a session must not depend on them.
+  Runtime& EnsureAnyway(const SessionRecord& rec) {
+    auto ensured = Ensure(rec);
+    return ensured.ok() ? **ensured : Insert(rec);
+  }
+
   LiveInfo Live(const Runtime& rt) const {
     LiveInfo live;
     live.state = rt.state;
@@ -264,10 +281,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       return absl::FailedPreconditionError(absl::StrCat(
           "session ", rt.record.id, " has no credentials (logged out or never paired)"));
     }
-    rt.retry_timer.reset();
-    if (rt.conn) rt.conn->Abort();
-    ++rt.generation;
-    rt.logged_in = false;
+    AbortConnection(rt);
     SetState(rt, rt.creds->paired() ? v1::SESSION_STATE_CONNECTING : v1::SESSION_STATE_QR_PENDING,
              reason, "", count_reconnect);
     rt.connecting_since = absl::Now();
@@ -408,6 +422,16 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     });
   }
 
+  // Cuts the socket without a goodbye and cancels a pending retry; whatever the old connection
+  // reports afterwards carries a stale generation and is ignored.
+  void AbortConnection(Runtime& rt) {
+    rt.retry_timer.reset();
+    if (rt.conn) rt.conn->Abort();
+    rt.conn.reset();
+    ++rt.generation;
+    rt.logged_in = false;
+  }
+
   void CloseConnection(Runtime& rt) {
     rt.retry_timer.reset();
     if (rt.conn) {
@@ -427,6 +451,52 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
         rt.state == v1::SESSION_STATE_QR_PENDING || rt.state == v1::SESSION_STATE_DISCONNECTED) {
       SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason);
     }
+  }
+
+  // Logs the device out at WhatsApp (connecting first if needed) and forgets its credentials:
+  // LOGGED_OUT with `final_reason`. `then` runs on the io thread afterwards with what WhatsApp
+  // answered; the credentials are forgotten whatever it was.
+  void Logout(const std::string& id, v1::StateReason final_reason,
+              std::function<void(absl::Status)> then) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return then(absl::NotFoundError(absl::StrCat("no session ", id)));
+    Runtime& rt = it->second;
+    FailPairing(rt, Failure::REASON_CANCELLED, "the session was logged out");
+    auto finish = [self = shared_from_this(), id, final_reason,
+                   then = std::move(then)](absl::Status at_whatsapp) {
+      auto it = self->sessions_.find(id);
+      if (it == self->sessions_.end()) return then(at_whatsapp);
+      Runtime& rt = it->second;
+      self->AbortConnection(rt);
+      rt.attempt = 0;
+      rt.creds.reset();
+      std::string error;
+      if (!at_whatsapp.ok()) {
+        error = absl::StrCat("credentials forgotten, but WhatsApp was not told (",
+                             at_whatsapp.message(), "); remove the device on the phone");
+      }
+      self->SetState(rt, v1::SESSION_STATE_LOGGED_OUT, final_reason, error, false, false,
+                     /*clear_creds=*/true);
+      then(at_whatsapp);
+    };
+    if (!rt.creds || !rt.creds->paired()) return finish(absl::OkStatus());  // nothing to tell
+    if (!rt.conn) {
+      if (auto st = ConnectNow(rt, v1::STATE_REASON_USER, false); !st.ok()) return finish(st);
+    }
+    const uint64_t generation = rt.generation;
+    rt.conn->Logout(
+        [self = shared_from_this(), id, generation,
+         finish = std::move(finish)](absl::Status st) mutable {
+          asio::post(self->io_, [self, id, generation, st, finish = std::move(finish)]() mutable {
+            auto it = self->sessions_.find(id);
+            if (it != self->sessions_.end() && it->second.generation != generation) {
+              // Something else (a Reconnect, another Logout) took over meanwhile.
+              return finish(absl::AbortedError("the session changed during logout"));
+            }
+            finish(st);
+          });
+        },
+        kLogoutIqTimeout);
   }
 
   // Should a status query restore this session (seed 004)?
@@ -619,20 +689,12 @@ absl::StatusOr<SessionView> SessionManager::Get(const std::string& id) {
 absl::StatusOr<std::vector<SessionView>> SessionManager::GetMany(
     const std::vector<std::string>& ids) {
   WAS_ASSIGN_OR_RETURN(auto records, store_.GetMany(ids));
-  std::vector<std::string> found;
-  for (const auto& r : records) found.push_back(r.id);
-  auto live = LiveInfos(found);
-  std::vector<SessionView> out;
-  for (size_t i = 0; i < records.size(); ++i) out.push_back({records[i], live[i]});
-  return out;
+  return Overlay(std::move(records));
 }
 
 absl::StatusOr<SessionView> SessionManager::Connect(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  if (!rec.is_active) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("session ", id, " is inactive; set is_active with UpdateSession first"));
-  }
+  WAS_RETURN_IF_ERROR(CheckActive(rec));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
@@ -644,10 +706,7 @@ absl::StatusOr<SessionView> SessionManager::Connect(const std::string& id) {
 
 absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  if (!rec.is_active) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("session ", id, " is inactive; set is_active with UpdateSession first"));
-  }
+  WAS_RETURN_IF_ERROR(CheckActive(rec));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
@@ -663,81 +722,20 @@ absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id) {
 absl::StatusOr<SessionView> SessionManager::Disconnect(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
-    auto ensured = impl_->Ensure(rec);
-    if (!ensured.ok()) {
-      // Unreadable credentials do not stop a disconnect.
-      ensured = &impl_->Insert(rec);
-    }
-    impl_->FailPairing(**ensured, Failure::REASON_CANCELLED, "the session was disconnected");
-    impl_->Disconnect(**ensured, v1::STATE_REASON_USER);
-    return SessionView{rec, impl_->Live(**ensured)};
+    Impl::Runtime& rt = impl_->EnsureAnyway(rec);
+    impl_->FailPairing(rt, Failure::REASON_CANCELLED, "the session was disconnected");
+    impl_->Disconnect(rt, v1::STATE_REASON_USER);
+    return SessionView{rec, impl_->Live(rt)};
   });
-}
-
-namespace {
-constexpr absl::Duration kLogoutIqTimeout = absl::Seconds(10);
-}
-
-// Logs the device out at WhatsApp and forgets its credentials; `then` runs on the io thread
-// with the runtime afterwards (its state is LOGGED_OUT / USER).
-void SessionManager::LogoutOnIo(const std::string& id, v1::StateReason final_reason,
-                                std::function<void(absl::Status)> then) {
-  auto it = impl_->sessions_.find(id);
-  if (it == impl_->sessions_.end())
-    return then(absl::NotFoundError(absl::StrCat("no session ", id)));
-  Impl::Runtime& rt = it->second;
-  impl_->FailPairing(rt, Failure::REASON_CANCELLED, "the session was logged out");
-  auto finish = [impl = impl_, id, final_reason, then = std::move(then)](absl::Status at_whatsapp) {
-    auto it = impl->sessions_.find(id);
-    if (it == impl->sessions_.end()) return then(at_whatsapp);
-    Impl::Runtime& rt = it->second;
-    rt.retry_timer.reset();
-    if (rt.conn) rt.conn->Abort();
-    rt.conn.reset();
-    ++rt.generation;
-    rt.logged_in = false;
-    rt.attempt = 0;
-    rt.creds.reset();
-    std::string error;
-    if (!at_whatsapp.ok()) {
-      error = absl::StrCat("credentials forgotten, but WhatsApp was not told (",
-                           at_whatsapp.message(), "); remove the device on the phone");
-    }
-    impl->SetState(rt, v1::SESSION_STATE_LOGGED_OUT, final_reason, error, false, false,
-                   /*clear_creds=*/true);
-    then(at_whatsapp);
-  };
-  if (!rt.creds || !rt.creds->paired()) {
-    return finish(absl::OkStatus());  // nothing to tell WhatsApp
-  }
-  if (!rt.conn) {
-    if (auto st = impl_->ConnectNow(rt, v1::STATE_REASON_USER, false); !st.ok()) {
-      return finish(st);
-    }
-  }
-  const uint64_t generation = rt.generation;
-  rt.conn->Logout(
-      [impl = impl_, id, generation, finish = std::move(finish)](absl::Status st) mutable {
-        asio::post(impl->io_, [impl, id, generation, st, finish = std::move(finish)]() mutable {
-          auto it = impl->sessions_.find(id);
-          if (it != impl->sessions_.end() && it->second.generation != generation) {
-            // Something else (a Reconnect, another Logout) took over meanwhile.
-            return finish(absl::AbortedError("the session changed during logout"));
-          }
-          finish(st);
-        });
-      },
-      kLogoutIqTimeout);
 }
 
 absl::StatusOr<SessionView> SessionManager::Logout(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
   Promised<absl::Status> done;
   impl_->OnIo([&] {
-    auto ensured = impl_->Ensure(rec);
-    if (!ensured.ok()) impl_->Insert(rec);  // unreadable credentials are forgotten all the same
-    LogoutOnIo(id, v1::STATE_REASON_USER,
-               [p = done.promise](absl::Status st) { p->set_value(st); });
+    impl_->EnsureAnyway(rec);
+    impl_->Logout(id, v1::STATE_REASON_USER,
+                  [p = done.promise](absl::Status st) { p->set_value(st); });
   });
   const absl::Status at_whatsapp = done.future.get();
   if (!at_whatsapp.ok()) {
@@ -752,8 +750,7 @@ absl::Status SessionManager::Delete(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
   Promised<absl::StatusOr<EventRecord>> stored;
   impl_->OnIo([&] {
-    auto ensured = impl_->Ensure(rec);
-    Impl::Runtime& rt = ensured.ok() ? **ensured : impl_->Insert(rec);
+    Impl::Runtime& rt = impl_->EnsureAnyway(rec);
     auto remove = [impl = impl_, id, p = stored.promise](absl::Status) {
       auto it = impl->sessions_.find(id);
       if (it == impl->sessions_.end()) {
@@ -768,7 +765,7 @@ absl::Status SessionManager::Delete(const std::string& id) {
       impl->sessions_.erase(it);
     };
     if (rt.creds && rt.creds->paired()) {
-      LogoutOnIo(id, v1::STATE_REASON_DELETED, std::move(remove));
+      impl_->Logout(id, v1::STATE_REASON_DELETED, std::move(remove));
     } else {
       remove(absl::OkStatus());
     }
@@ -876,12 +873,14 @@ absl::StatusOr<SessionManager::RotationResult> SessionManager::RotateSealingKey(
   return result;
 }
 
-std::vector<std::optional<LiveInfo>> SessionManager::LiveInfos(
-    const std::vector<std::string>& ids) {
+std::vector<SessionView> SessionManager::Overlay(std::vector<SessionRecord> records) {
   return impl_->OnIo([&] {
-    std::vector<std::optional<LiveInfo>> out;
-    out.reserve(ids.size());
-    for (const auto& id : ids) out.push_back(impl_->LiveOf(id));
+    std::vector<SessionView> out;
+    out.reserve(records.size());
+    for (auto& r : records) {
+      auto live = impl_->LiveOf(r.id);
+      out.push_back({std::move(r), std::move(live)});
+    }
     return out;
   });
 }

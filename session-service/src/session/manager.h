@@ -162,8 +162,9 @@ class SessionManager {
   absl::StatusOr<SessionView> Connect(const std::string& id);
   /// Disconnect: idempotent; DISCONNECTED with reason USER.
   absl::StatusOr<SessionView> Disconnect(const std::string& id);
-  /// Live overlay for many sessions at once (absent ids have no runtime here).
-  std::vector<std::optional<LiveInfo>> LiveInfos(const std::vector<std::string>& ids);
+  /// Stored rows with this process's live overlay (absent where it holds no runtime), in the
+  /// same order.
+  std::vector<SessionView> Overlay(std::vector<SessionRecord> records);
 
   /// Start-up: sessions stored as live that will not be restored become DISCONNECTED
   /// (SERVICE_RESTART); restorable ones are connected at `restore_per_second`.
@@ -176,9 +177,6 @@ class SessionManager {
   class Impl;
 
  private:
-  void LogoutOnIo(const std::string& id, v1::StateReason final_reason,
-                  std::function<void(absl::Status)> then);
-
   std::shared_ptr<Impl> impl_;
   SessionStore& store_;
   const Sealer& sealer_;

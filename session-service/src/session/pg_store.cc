@@ -208,35 +208,35 @@ absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
   return out;
 }
 
-absl::StatusOr<SessionRecord> PgSessionStore::Get(const std::string& id) {
-  WAS_RETURN_IF_ERROR(CheckId(id));
+template <class... Args>
+absl::StatusOr<SessionRecord> PgSessionStore::SelectOne(const char* what,
+                                                        const std::string& not_found,
+                                                        const std::string& sql,
+                                                        const Args&... args) {
   std::optional<SessionRecord> rec;
-  WAS_RETURN_IF_ERROR(pool_.Run("get session", [&](pqxx::connection& c) {
+  WAS_RETURN_IF_ERROR(pool_.Run(what, [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(
-        absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE id = $1::uuid"), id);
+    auto r = n.exec_params(sql, args...);
     if (!r.empty()) rec = ToRecord(r[0]);
   }));
-  if (!rec) return absl::NotFoundError(absl::StrCat("no session ", id));
+  if (!rec) return absl::NotFoundError(not_found);
   return *rec;
+}
+
+absl::StatusOr<SessionRecord> PgSessionStore::Get(const std::string& id) {
+  WAS_RETURN_IF_ERROR(CheckId(id));
+  return SelectOne("get session", absl::StrCat("no session ", id),
+                   absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE id = $1::uuid"),
+                   id);
 }
 
 absl::StatusOr<SessionRecord> PgSessionStore::GetByName(const std::string& tenant_id,
                                                         const std::string& session_name) {
-  std::optional<SessionRecord> rec;
-  WAS_RETURN_IF_ERROR(pool_.Run("get session by name", [&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    auto r =
-        n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
-                                   " FROM sessions WHERE tenant_id = $1 AND session_name = $2"),
-                      tenant_id, session_name);
-    if (!r.empty()) rec = ToRecord(r[0]);
-  }));
-  if (!rec) {
-    return absl::NotFoundError(
-        absl::StrCat("no session \"", session_name, "\" of tenant \"", tenant_id, "\""));
-  }
-  return *rec;
+  return SelectOne("get session by name",
+                   absl::StrCat("no session \"", session_name, "\" of tenant \"", tenant_id, "\""),
+                   absl::StrCat("SELECT ", kSessionColumns,
+                                " FROM sessions WHERE tenant_id = $1 AND session_name = $2"),
+                   tenant_id, session_name);
 }
 
 absl::StatusOr<SessionPage> PgSessionStore::List(const SessionFilter& filter, int page_size,
@@ -300,21 +300,14 @@ absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::GetMany(
 absl::StatusOr<SessionRecord> PgSessionStore::Update(const std::string& id,
                                                      const SessionUpdate& u) {
   WAS_RETURN_IF_ERROR(CheckId(id));
-  std::optional<SessionRecord> rec;
-  WAS_RETURN_IF_ERROR(pool_.Run("update session", [&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    auto r =
-        n.exec_params(absl::StrCat("UPDATE sessions SET auto_connect = COALESCE($2, auto_connect),"
-                                   " is_active = COALESCE($3, is_active),"
-                                   " account_name = COALESCE($4, account_name),"
-                                   " owner_email = COALESCE($5, owner_email), updated_at = now()"
-                                   " WHERE id = $1::uuid RETURNING ",
-                                   kSessionColumns),
-                      id, u.auto_connect, u.is_active, u.account_name, u.owner_email);
-    if (!r.empty()) rec = ToRecord(r[0]);
-  }));
-  if (!rec) return absl::NotFoundError(absl::StrCat("no session ", id));
-  return *rec;
+  return SelectOne("update session", absl::StrCat("no session ", id),
+                   absl::StrCat("UPDATE sessions SET auto_connect = COALESCE($2, auto_connect),"
+                                " is_active = COALESCE($3, is_active),"
+                                " account_name = COALESCE($4, account_name),"
+                                " owner_email = COALESCE($5, owner_email), updated_at = now()"
+                                " WHERE id = $1::uuid RETURNING ",
+                                kSessionColumns),
+                   id, u.auto_connect, u.is_active, u.account_name, u.owner_email);
 }
 
 absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t) {

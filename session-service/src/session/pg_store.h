@@ -46,6 +46,10 @@ class PgSessionStore final : public SessionStore {
  private:
   // Every session matching the SQL condition `where` (a constant), ordered by id.
   absl::StatusOr<std::vector<SessionRecord>> SelectSessions(const char* what, const char* where);
+  // The one session `sql` (with `args`) selects or returns; NOT_FOUND(`not_found`) for none.
+  template <class... Args>
+  absl::StatusOr<SessionRecord> SelectOne(const char* what, const std::string& not_found,
+                                          const std::string& sql, const Args&... args);
   // The single int64 that `sql` selects.
   absl::StatusOr<int64_t> ScalarInt64(const char* what, const char* sql);
 

@@ -231,6 +231,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
         log_(std::move(logger)),
         login_deadline_(executor),
         keepalive_timer_(executor),
+        qr_timer_(executor),
         close_timer_(executor),
         rng_(std::random_device{}()) {
     id_prefix_ = absl::StrCat(std::uniform_int_distribution<uint32_t>(0, 0xffff)(rng_), ".");
@@ -497,15 +498,15 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       observer_->OnQrCode(text, valid, static_cast<int>(next_qr_),
                           static_cast<int>(qr_refs_.size()));
     }
-    keepalive_timer_.expires_after(ToChrono(valid));
-    keepalive_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    qr_timer_.expires_after(ToChrono(valid));
+    qr_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (!ec) self->ShowNextQr();
     });
   }
 
   // §8 steps 4–8: verify the identity the phone signed, countersign it, keep the credentials.
   void OnPairSuccess(const Node& iq) {
-    keepalive_timer_.cancel();
+    qr_timer_.cancel();
     auto answer = AnswerPairSuccess(iq, creds_);
     if (!answer.ok()) {
       log_->warn("pairing rejected: {}", answer.status().message());
@@ -671,6 +672,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     finished_ = true;
     login_deadline_.cancel();
     keepalive_timer_.cancel();
+    qr_timer_.cancel();
     close_timer_.cancel();
     if (transport_) transport_->Abort();
     auto pending = std::move(pending_);
@@ -705,6 +707,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
   std::optional<NoiseChannel> channel_;
   asio::steady_timer login_deadline_;
   asio::steady_timer keepalive_timer_;
+  asio::steady_timer qr_timer_;  // the current pairing QR code's expiry
   asio::steady_timer close_timer_;
   std::mt19937_64 rng_;
   std::string id_prefix_;

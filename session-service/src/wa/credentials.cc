@@ -44,11 +44,10 @@ absl::StatusOr<Bytes> BufferJson(const nlohmann::json& j, absl::string_view fiel
 nlohmann::json ToBufferJson(ByteView b) { return {{"type", "Buffer"}, {"data", Base64Encode(b)}}; }
 
 // {"private": Buffer, "public": Buffer} under `field`; the public half must match.
-absl::StatusOr<KeyPair> ReadKeyPair(const nlohmann::json& parent, absl::string_view field,
-                                    bool required) {
+absl::StatusOr<KeyPair> ReadKeyPair(const nlohmann::json& parent, absl::string_view field) {
   const std::string name(field);
   if (!parent.contains(name) || !parent[name].is_object()) {
-    return Bad(absl::StrCat(field, required ? " is missing" : " is not an object"));
+    return Bad(absl::StrCat(field, " is missing"));
   }
   const auto& kp = parent[name];
   if (!kp.contains("private") || !kp.contains("public")) {
@@ -95,13 +94,13 @@ absl::StatusOr<DeviceCredentials> DeviceCredentials::FromBaileysJson(std::string
   auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return Bad("not a JSON object");
   DeviceCredentials creds;
-  WAS_ASSIGN_OR_RETURN(creds.noise_key, ReadKeyPair(j, "noiseKey", /*required=*/true));
+  WAS_ASSIGN_OR_RETURN(creds.noise_key, ReadKeyPair(j, "noiseKey"));
   if (j.contains("signedIdentityKey")) {
-    WAS_ASSIGN_OR_RETURN(creds.identity_key, ReadKeyPair(j, "signedIdentityKey", true));
+    WAS_ASSIGN_OR_RETURN(creds.identity_key, ReadKeyPair(j, "signedIdentityKey"));
   }
   if (j.contains("signedPreKey") && j["signedPreKey"].is_object()) {
     const auto& spk = j["signedPreKey"];
-    WAS_ASSIGN_OR_RETURN(creds.signed_pre_key, ReadKeyPair(spk, "keyPair", true));
+    WAS_ASSIGN_OR_RETURN(creds.signed_pre_key, ReadKeyPair(spk, "keyPair"));
     if (spk.contains("signature")) {
       WAS_ASSIGN_OR_RETURN(Bytes sig, BufferJson(spk["signature"], "signedPreKey.signature"));
       if (sig.size() != 64) return Bad("signedPreKey.signature must be 64 bytes");

@@ -9,27 +9,15 @@ namespace {
 using Failure = v1::PairingUpdate::Failure;
 
 // A StartPairing stream read on its own thread.
-class Pairing {
+class Pairing : public StreamRecorder<v1::PairingUpdate> {
  public:
-  Pairing(v1::SessionService::Stub& stub, const v1::StartPairingRequest& req) {
-    reader_ = stub.StartPairing(&ctx_, req);
-    thread_ = std::thread([this] {
-      v1::PairingUpdate u;
-      while (reader_->Read(&u)) updates.Push(u);
-      status = reader_->Finish();
-      done.Push(true);
-    });
-  }
-  ~Pairing() {
-    ctx_.TryCancel();
-    thread_.join();
-  }
-  void Cancel() { ctx_.TryCancel(); }
+  Pairing(v1::SessionService::Stub& stub, const v1::StartPairingRequest& req)
+      : StreamRecorder([&](grpc::ClientContext* ctx) { return stub.StartPairing(ctx, req); }) {}
 
   // The first update of kind `which` (QR codes: the `n`-th).
   std::optional<v1::PairingUpdate> Await(v1::PairingUpdate::UpdateCase which, int n = 1) {
     std::optional<v1::PairingUpdate> found;
-    const bool ok = updates.WaitFor([&](const std::vector<v1::PairingUpdate>& all) {
+    const bool ok = messages.WaitFor([&](const std::vector<v1::PairingUpdate>& all) {
       int seen = 0;
       for (const auto& u : all) {
         if (u.update_case() == which && ++seen == n) {
@@ -41,15 +29,6 @@ class Pairing {
     });
     return ok ? found : std::nullopt;
   }
-
-  Recorder<v1::PairingUpdate> updates;
-  Recorder<bool> done;
-  grpc::Status status;
-
- private:
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReader<v1::PairingUpdate>> reader_;
-  std::thread thread_;
 };
 
 v1::StartPairingRequest PairIn(const std::string& tenant) {
@@ -101,7 +80,7 @@ TEST(SessionApi, PairingByQrLinksADeviceThatLogsInAndIsRestored) {
   EXPECT_EQ(success->success().platform(), "android");
   EXPECT_EQ(success->success().session().state(), v1::SESSION_STATE_CONNECTED);
   ASSERT_TRUE(p.done.WaitForCount(1));
-  EXPECT_TRUE(p.status.ok()) << p.status.error_message();
+  EXPECT_TRUE(p.status().ok()) << p.status().error_message();
   ASSERT_TRUE(w.WaitFor(id, v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_PAIRED));
   ASSERT_TRUE(w.WaitFor(id, v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS));
 
@@ -126,7 +105,7 @@ TEST(SessionApi, PairingByQrLinksADeviceThatLogsInAndIsRestored) {
   again.set_session_id(id);
   Pairing refused(*s.stub, again);
   ASSERT_TRUE(refused.done.WaitForCount(1));
-  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(refused.status().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 TEST(SessionApi, PairingEndsWithTheReasonItFailed) {
@@ -274,7 +253,7 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     ASSERT_EQ(resp.sessions_size(), 2);
     bool alive = false;
     for (const auto& h : resp.sessions()) {
-      if (h.session_id() == id) alive = h.socket_alive() && h.has_last_connected_at();
+      if (h.id() == id) alive = h.socket_alive() && h.has_last_connected_at();
     }
     EXPECT_TRUE(alive);
   }

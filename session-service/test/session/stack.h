@@ -78,26 +78,51 @@ inline Options StackOptions(const std::string& db_url, const Sim& sim) {
   return o;
 }
 
-// Streams WatchSessionEvents into a recorder until destroyed.
-class Watcher {
+// Reads a server stream on a thread of its own into a recorder, until the stream ends or the
+// reader is destroyed (which cancels the call).
+template <class Msg>
+class StreamRecorder {
  public:
-  // Replays from `after` (default: everything; each test has a database of its own), so no
-  // event is missed between starting the stream and the first call.
-  Watcher(v1::SessionService::Stub& stub, std::optional<int64_t> after = 0) {
-    v1::WatchSessionEventsRequest req;
-    if (after) req.set_after_sequence(*after);
-    reader_ = stub.WatchSessionEvents(&ctx_, req);
+  /// `open(ctx)` starts the call and answers its ClientReader.
+  template <class Open>
+  explicit StreamRecorder(Open open) {
+    reader_ = open(&ctx_);
     thread_ = std::thread([this] {
-      v1::SessionEvent e;
-      while (reader_->Read(&e)) events.Push(e);
+      Msg m;
+      while (reader_->Read(&m)) messages.Push(m);
       status_ = reader_->Finish();
       done.Push(true);
     });
   }
-  ~Watcher() {
+  ~StreamRecorder() {
     ctx_.TryCancel();
     thread_.join();
   }
+  void Cancel() { ctx_.TryCancel(); }
+  /// How the stream ended; read after `done` recorded it.
+  const grpc::Status& status() const { return status_; }
+
+  Recorder<Msg> messages;
+  Recorder<bool> done;
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<Msg>> reader_;
+  grpc::Status status_;
+  std::thread thread_;
+};
+
+// Streams WatchSessionEvents into a recorder until destroyed.
+class Watcher : public StreamRecorder<v1::SessionEvent> {
+ public:
+  // Replays from `after` (default: everything; each test has a database of its own), so no
+  // event is missed between starting the stream and the first call.
+  Watcher(v1::SessionService::Stub& stub, std::optional<int64_t> after = 0)
+      : StreamRecorder([&](grpc::ClientContext* ctx) {
+          v1::WatchSessionEventsRequest req;
+          if (after) req.set_after_sequence(*after);
+          return stub.WatchSessionEvents(ctx, req);
+        }) {}
   // Waits for an event of `session` reaching `state` (optionally with `reason`).
   ::testing::AssertionResult WaitFor(const std::string& session, v1::SessionState state,
                                      v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED,
@@ -132,16 +157,7 @@ class Watcher {
       return !mine.empty() && mine.back().to_state() == state;
     });
   }
-  const grpc::Status& status() const { return status_; }
-
-  Recorder<v1::SessionEvent> events;
-  Recorder<bool> done;
-
- private:
-  grpc::ClientContext ctx_;
-  std::unique_ptr<grpc::ClientReader<v1::SessionEvent>> reader_;
-  grpc::Status status_;
-  std::thread thread_;
+  Recorder<v1::SessionEvent>& events = messages;
 };
 
 struct Stack {
