@@ -55,6 +55,12 @@ ABSL_FLAG(std::string, tls_client_ca, wasentinel::EnvOr("WAS_TLS_CLIENT_CA", "")
           "require client certificates signed by this CA (PEM file; mTLS) [WAS_TLS_CLIENT_CA]");
 ABSL_FLAG(std::string, replica_id, wasentinel::EnvOr("WAS_REPLICA_ID", ""),
           "this replica's name in leases and deep health; default hostname-pid [WAS_REPLICA_ID]");
+ABSL_FLAG(std::string, advertise_address, wasentinel::EnvOr("WAS_ADVERTISE_ADDRESS", ""),
+          "host:port other replicas reach this one's gRPC at, for forwarded calls; default"
+          " hostname and the --grpc_listen port [WAS_ADVERTISE_ADDRESS]");
+ABSL_FLAG(std::string, lease_ttl, wasentinel::EnvOr("WAS_LEASE_TTL", "30s"),
+          "session lease time-to-live: a dead replica's sessions move after it; renewed every"
+          " third of it [WAS_LEASE_TTL]");
 ABSL_FLAG(bool, reseal_on_start, wasentinel::EnvOr("WAS_RESEAL_ON_START", "false") == "true",
           "re-seal all credentials under the first key of --auth_state_key at start-up"
           " [WAS_RESEAL_ON_START]");
@@ -100,6 +106,12 @@ int main(int argc, char** argv) {
   o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   o.replica_id = absl::GetFlag(FLAGS_replica_id);
   o.reseal_on_start = absl::GetFlag(FLAGS_reseal_on_start);
+  o.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  o.manager.lease_ttl = DurationFlag("lease_ttl", absl::GetFlag(FLAGS_lease_ttl));
+  if (o.manager.lease_ttl < absl::Seconds(1)) {
+    std::cerr << "session-service: --lease_ttl must be at least 1s\n";
+    return 2;
+  }
   auto& c = o.manager.connection;
   c.url = absl::GetFlag(FLAGS_wa_url);
   if (auto hex = absl::GetFlag(FLAGS_wa_root_key); !hex.empty()) {

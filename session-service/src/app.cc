@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "event_bus.h"
+#include "event_listener.h"
 #include "pg_store.h"
 #include "session_service.h"
 #include "transition_writer.h"
@@ -35,6 +36,7 @@ class App::Impl {
   std::unique_ptr<ApiKeys> keys;
   EventBus bus;
   std::unique_ptr<TransitionWriter> writer;
+  std::unique_ptr<EventListener> listener;
   boost::asio::io_context io{1};
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
   std::thread io_thread;
@@ -82,6 +84,7 @@ class App::Impl {
   ~Impl() {
     StopPruner();
     if (server) server->Shutdown(std::chrono::system_clock::now());
+    listener.reset();  // it calls into the manager
     manager.reset();
     if (work) work.reset();
     io.stop();
@@ -115,6 +118,27 @@ static absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerTlsCredent
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(ssl);
+}
+
+// Credentials for calls to other replicas: with TLS, our CA (or certificate) as the root and our
+// certificate as the client identity, so mTLS between replicas works with one key pair.
+static absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> PeerCredentials(
+    const Options& options) {
+  if (options.tls_cert_file.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  WAS_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                       ReadFile(options.tls_client_ca_file.empty() ? options.tls_cert_file
+                                                                   : options.tls_client_ca_file,
+                                "peer CA"));
+  WAS_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadFile(options.tls_cert_file, "TLS certificate"));
+  WAS_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile(options.tls_key_file, "TLS key"));
+  return grpc::SslCredentials(ssl);
+}
+
+static std::string HostName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "localhost");
+  return host;
 }
 
 static std::string DefaultReplicaId() {
@@ -166,7 +190,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
       ApplyMigrations(*impl->pool, "session-service", PgSessionStore::Migrations(), *impl->log));
   impl->store = std::make_unique<PgSessionStore>(*impl->pool);
   WAS_RETURN_IF_ERROR(CheckSealingKeys(*impl->store, *impl->sealer));
-  impl->writer = std::make_unique<TransitionWriter>(*impl->store, impl->bus, impl->log);
+  impl->writer = std::make_unique<TransitionWriter>(*impl->store, impl->log);
+  impl->listener =
+      std::make_unique<EventListener>(options.database_url, *impl->store, impl->bus, impl->log);
+  WAS_RETURN_IF_ERROR(impl->listener->Start());
   impl->pruner = std::thread(
       [impl = impl.get(), retention = options.event_retention,
        interval = options.event_prune_interval] { impl->PruneLoop(retention, interval); });
@@ -188,21 +215,25 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
     impl->exposer->RegisterCollectable(impl->registry);
     impl->log->info("metrics on port {}", impl->exposer->GetListeningPorts().front());
   }
+  WAS_ASSIGN_OR_RETURN(auto peers, PeerCredentials(options));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.grpc_listen, credentials, &impl->port);
+  ManagerOptions manager_options = options.manager;
+  manager_options.replica_id = replica;
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
-                                                   *impl->writer, options.manager, impl->log,
+                                                   *impl->writer, manager_options, impl->log,
                                                    impl->metrics.get());
+  impl->listener->set_on_leases([manager = impl->manager.get()] { manager->ClaimNow(); });
   if (options.reseal_on_start) {
     WAS_ASSIGN_OR_RETURN(auto rotated, impl->manager->RotateSealingKey());
     impl->log->info("start-up re-seal: {} credentials now under key id {}", rotated.resealed,
                     rotated.key_id);
   }
   impl->service = std::make_unique<SessionServiceImpl>(*impl->manager, *impl->store, impl->bus,
-                                                       *impl->keys, replica, impl->log);
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_listen, credentials, &impl->port);
+                                                       *impl->keys, replica, impl->log,
+                                                       std::move(peers), impl->metrics.get());
   builder.RegisterService(impl->service.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(MakeGrpcMetricsInterceptor(*impl->registry));
@@ -211,6 +242,14 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   if (!impl->server || impl->port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options.grpc_listen));
   }
+  std::string advertise = options.advertise_address;
+  if (advertise.empty()) {
+    // The listening host when it is one address, else this machine's name.
+    std::string host = options.grpc_listen.substr(0, options.grpc_listen.rfind(':'));
+    if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = HostName();
+    advertise = absl::StrCat(host, ":", impl->port);
+  }
+  impl->manager->set_advertise_address(advertise);
   impl->server->GetHealthCheckService()->SetServingStatus(true);
   impl->log->info("gRPC listening on port {}", impl->port);
   return std::unique_ptr<App>(new App(std::move(impl)));
@@ -236,6 +275,9 @@ void App::Shutdown(absl::Duration drain) {
   if (!impl_->writer->Drain(deadline)) {
     log.error("{} state changes were not written before the deadline", impl_->writer->queued());
   }
+  // Watchers get their SHUTDOWN events through the listener; then the others take over.
+  impl_->listener->WaitPublished(impl_->writer->last_sequence(), deadline);
+  impl_->manager->Leave();
   // Watchers have now seen the SHUTDOWN transitions; their streams end with CANCELLED.
   impl_->bus.Close();
   impl_->server->Shutdown(

@@ -25,6 +25,8 @@ struct Options {
   std::string tls_client_ca_file;
   /// This replica's name in leases and deep health (default: hostname-pid).
   std::string replica_id;
+  /// The gRPC address other replicas forward calls to (default: hostname and the bound port).
+  std::string advertise_address;
   /// Re-seal every credential under the current key at start-up (key rotation without a call).
   bool reseal_on_start = false;
   int database_pool_size = 8;

@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <thread>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/logging.h"
@@ -69,6 +71,10 @@ v1::OverallStatus OverallOf(int64_t total, int64_t connected) {
   return connected < total ? v1::OVERALL_STATUS_DEGRADED : v1::OVERALL_STATUS_OK;
 }
 
+// Set on a forwarded call: the receiving replica answers it itself.
+constexpr char kForwardedBy[] = "x-wasentinel-forwarded-by";
+constexpr absl::Duration kForwardDeadline = absl::Seconds(60);
+
 #define WAS_GRPC_RETURN_IF_ERROR(expr)                    \
   do {                                                    \
     if (grpc::Status _st = (expr); !_st.ok()) return _st; \
@@ -103,7 +109,9 @@ v1::Session ToProto(const SessionView& view) {
   *s.mutable_updated_at() = Ts(r.updated_at);
   s.set_reconnect_count(r.reconnect_count);
   s.set_error_count(r.error_count);
+  s.set_owner(r.owner);
   if (const auto& live = view.live) {
+    s.set_owner(live->owner);
     // This process's view is newer than the row: transitions are written behind it.
     s.set_state(live->state);
     s.set_reason(live->reason);
@@ -123,14 +131,82 @@ v1::Session ToProto(const SessionView& view) {
 
 SessionServiceImpl::SessionServiceImpl(SessionManager& manager, SessionStore& store, EventBus& bus,
                                        const ApiKeys& keys, std::string replica,
-                                       std::shared_ptr<spdlog::logger> log)
+                                       std::shared_ptr<spdlog::logger> log,
+                                       std::shared_ptr<grpc::ChannelCredentials> peers,
+                                       SessionMetrics* metrics)
     : manager_(manager),
       store_(store),
       bus_(bus),
       keys_(keys),
       replica_(std::move(replica)),
       log_(std::move(log)),
-      started_at_(absl::Now()) {}
+      started_at_(absl::Now()),
+      peers_(peers ? std::move(peers) : grpc::InsecureChannelCredentials()),
+      metrics_(metrics) {}
+
+absl::StatusOr<v1::SessionService::Stub*> SessionServiceImpl::Peer(const std::string& id) {
+  {
+    absl::MutexLock lock(&peers_mu_);
+    if (auto it = peer_stubs_.find(id); it != peer_stubs_.end()) return it->second.stub.get();
+  }
+  auto replicas = store_.LiveReplicas(absl::Minutes(10));
+  if (!replicas.ok()) return replicas.status();
+  for (const auto& r : *replicas) {
+    if (r.id != id) continue;
+    if (r.address.empty()) break;
+    absl::MutexLock lock(&peers_mu_);
+    auto& peer = peer_stubs_[id];
+    if (!peer.stub || peer.address != r.address) {
+      peer.address = r.address;
+      peer.stub = v1::SessionService::NewStub(grpc::CreateChannel(r.address, peers_));
+    }
+    return peer.stub.get();
+  }
+  return absl::UnavailableError(
+      absl::StrCat("replica ", id, " holds the session but its address is unknown; retry"));
+}
+
+void SessionServiceImpl::ForwardContext(grpc::ServerContext* ctx, grpc::ClientContext* out) const {
+  for (const char* key : {"x-api-key", "authorization"}) {
+    if (auto v = Metadata(ctx, key); !v.empty()) out->AddMetadata(key, std::string(v));
+  }
+  out->AddMetadata(kForwardedBy, replica_);
+  const auto deadline = ctx->deadline();
+  const auto fallback = absl::ToChronoTime(absl::Now() + kForwardDeadline);
+  out->set_deadline(deadline < fallback ? deadline : fallback);
+}
+
+std::optional<std::string> SessionServiceImpl::ForwardTarget(grpc::ServerContext* ctx,
+                                                             const absl::Status& status) const {
+  auto owner = OwnerOf(status);
+  if (!owner || *owner == replica_ || !Metadata(ctx, kForwardedBy).empty()) return std::nullopt;
+  return owner;
+}
+
+template <class Call>
+grpc::Status SessionServiceImpl::Forward(grpc::ServerContext* ctx, const std::string& owner,
+                                         const char* method, Call call) {
+  auto stub = Peer(owner);
+  if (!stub.ok()) return ToGrpc(stub.status());
+  grpc::ClientContext client;
+  ForwardContext(ctx, &client);
+  if (metrics_) metrics_->Forwarded(method);
+  log_->debug("{}: forwarded to replica {}", method, owner);
+  return call(**stub, &client);
+}
+
+template <class Resp, class Call>
+grpc::Status SessionServiceImpl::Routed(grpc::ServerContext* ctx,
+                                        const absl::StatusOr<SessionView>& view, const char* method,
+                                        Resp* resp, Call call) {
+  if (auto owner = ForwardTarget(ctx, view.status())) {
+    return Forward(ctx, *owner, method,
+                   [&](v1::SessionService::Stub& stub, grpc::ClientContext* client) {
+                     return call(stub, client, resp);
+                   });
+  }
+  return Answer(view, resp);
+}
 
 grpc::Status SessionServiceImpl::Authorize(grpc::ServerContext* ctx, Scope scope) const {
   auto who = keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope);
@@ -163,7 +239,15 @@ grpc::Status SessionServiceImpl::GetSession(grpc::ServerContext* ctx,
                                             const v1::GetSessionRequest* req,
                                             v1::GetSessionResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
-  return Answer(manager_.Get(req->id()), resp);
+  auto view = manager_.Get(req->id());
+  if (OwnerOf(view.status()) && !ForwardTarget(ctx, view.status())) {
+    auto rec = store_.Get(req->id());  // forwarded here already: the stored row will do
+    if (!rec.ok()) return ToGrpc(rec.status());
+    view = SessionView{*std::move(rec), std::nullopt};
+  }
+  return Routed(ctx, view, "GetSession", resp, [&](auto& stub, auto* client, auto* out) {
+    return stub.GetSession(client, *req, out);
+  });
 }
 
 grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,
@@ -195,14 +279,18 @@ grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,
 grpc::Status SessionServiceImpl::Connect(grpc::ServerContext* ctx, const v1::ConnectRequest* req,
                                          v1::ConnectResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
-  return Answer(manager_.Connect(req->id()), resp);
+  return Routed(
+      ctx, manager_.Connect(req->id()), "Connect", resp,
+      [&](auto& stub, auto* client, auto* out) { return stub.Connect(client, *req, out); });
 }
 
 grpc::Status SessionServiceImpl::Disconnect(grpc::ServerContext* ctx,
                                             const v1::DisconnectRequest* req,
                                             v1::DisconnectResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
-  return Answer(manager_.Disconnect(req->id()), resp);
+  return Routed(
+      ctx, manager_.Disconnect(req->id()), "Disconnect", resp,
+      [&](auto& stub, auto* client, auto* out) { return stub.Disconnect(client, *req, out); });
 }
 
 grpc::Status SessionServiceImpl::WatchSessionEvents(grpc::ServerContext* ctx,
@@ -329,6 +417,37 @@ grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
   }
   auto feed = std::make_shared<PairingFeed>();
   auto view = manager_.StartPairing(p, feed);
+  if (auto owner = ForwardTarget(ctx, view.status())) {
+    // The holder pairs; its updates are relayed, and leaving cancels the pairing there.
+    return Forward(ctx, *owner, "StartPairing", [&](auto& stub, grpc::ClientContext* client) {
+      auto reader = stub.StartPairing(client, *req);
+      absl::Mutex mu;
+      bool done = false;
+      std::thread watch([&] {
+        absl::MutexLock lock(&mu);
+        auto finished = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; };
+        while (!mu.AwaitWithTimeout(absl::Condition(&finished), absl::Milliseconds(200))) {
+          if (ctx->IsCancelled()) {
+            client->TryCancel();
+            return;
+          }
+        }
+      });
+      v1::PairingUpdate u;
+      while (reader->Read(&u)) {
+        if (!writer->Write(u)) {
+          client->TryCancel();
+          break;
+        }
+      }
+      {
+        absl::MutexLock lock(&mu);
+        done = true;
+      }
+      watch.join();
+      return reader->Finish();
+    });
+  }
   if (!view.ok()) return ToGrpc(view.status());
   const std::string id = view->record.id;
   log_->info("pairing session {} started", id);
@@ -378,20 +497,30 @@ grpc::Status SessionServiceImpl::Reconnect(grpc::ServerContext* ctx,
                                            const v1::ReconnectRequest* req,
                                            v1::ReconnectResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
-  return Answer(manager_.Reconnect(req->id()), resp);
+  return Routed(
+      ctx, manager_.Reconnect(req->id()), "Reconnect", resp,
+      [&](auto& stub, auto* client, auto* out) { return stub.Reconnect(client, *req, out); });
 }
 
 grpc::Status SessionServiceImpl::Logout(grpc::ServerContext* ctx, const v1::LogoutRequest* req,
                                         v1::LogoutResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
-  return Answer(manager_.Logout(req->id()), resp);
+  return Routed(
+      ctx, manager_.Logout(req->id()), "Logout", resp,
+      [&](auto& stub, auto* client, auto* out) { return stub.Logout(client, *req, out); });
 }
 
 grpc::Status SessionServiceImpl::DeleteSession(grpc::ServerContext* ctx,
                                                const v1::DeleteSessionRequest* req,
-                                               v1::DeleteSessionResponse*) {
+                                               v1::DeleteSessionResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
-  return ToGrpc(manager_.Delete(req->id()));
+  absl::Status deleted = manager_.Delete(req->id());
+  if (auto owner = ForwardTarget(ctx, deleted)) {
+    return Forward(ctx, *owner, "DeleteSession", [&](auto& stub, auto* client) {
+      return stub.DeleteSession(client, *req, resp);
+    });
+  }
+  return ToGrpc(deleted);
 }
 
 grpc::Status SessionServiceImpl::ProbeSession(grpc::ServerContext* ctx,
@@ -406,6 +535,10 @@ grpc::Status SessionServiceImpl::ProbeSession(grpc::ServerContext* ctx,
     }
   }
   auto probed = manager_.Probe(req->id(), timeout);
+  if (auto owner = ForwardTarget(ctx, probed.status())) {
+    return Forward(ctx, *owner, "ProbeSession",
+                   [&](auto& stub, auto* client) { return stub.ProbeSession(client, *req, resp); });
+  }
   if (!probed.ok()) return ToGrpc(probed.status());
   const auto& [view, result] = *probed;
   resp->set_ok(result.round_trip.ok());
@@ -423,7 +556,10 @@ grpc::Status SessionServiceImpl::ImportCredentials(grpc::ServerContext* ctx,
                                                    v1::ImportCredentialsResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
   WAS_GRPC_RETURN_IF_ERROR(CheckCreds(req->creds_json(), /*required=*/true));
-  return Answer(manager_.ImportCredentials(req->id(), req->creds_json()), resp);
+  return Routed(ctx, manager_.ImportCredentials(req->id(), req->creds_json()), "ImportCredentials",
+                resp, [&](auto& stub, auto* client, auto* out) {
+                  return stub.ImportCredentials(client, *req, out);
+                });
 }
 
 grpc::Status SessionServiceImpl::UpdateSession(grpc::ServerContext* ctx,
@@ -441,7 +577,9 @@ grpc::Status SessionServiceImpl::UpdateSession(grpc::ServerContext* ctx,
     WAS_GRPC_RETURN_IF_ERROR(CheckEmail(req->owner_email()));
     u.owner_email = req->owner_email();
   }
-  return Answer(manager_.Update(req->id(), u), resp);
+  return Routed(
+      ctx, manager_.Update(req->id(), u), "UpdateSession", resp,
+      [&](auto& stub, auto* client, auto* out) { return stub.UpdateSession(client, *req, out); });
 }
 
 grpc::Status SessionServiceImpl::RotateSealingKey(grpc::ServerContext* ctx,
@@ -475,20 +613,38 @@ grpc::Status SessionServiceImpl::GetDeepHealth(grpc::ServerContext* ctx,
   SessionFilter filter;
   filter.tenant_id = req->tenant_id();
   std::string token;
-  int64_t total = 0, connected = 0;
+  absl::flat_hash_map<std::string, int> index;  // session id → position in resp
   do {
     auto page = store_.List(filter, kMaxPageSize, token);
     if (!page.ok()) return ToGrpc(page.status());
     for (const auto& view : manager_.Overlay(std::move(page->sessions))) {
-      v1::Session* s = resp->add_sessions();
-      *s = ToProto(view);
-      if (view.live) s->set_owner(replica_);
-      ++total;
-      if (s->state() == v1::SESSION_STATE_CONNECTED) ++connected;
+      index[view.record.id] = resp->sessions_size();
+      *resp->add_sessions() = ToProto(view);
     }
     token = page->next_page_token;
   } while (!token.empty());
-  resp->set_status(OverallOf(total, connected));
+  // The live facts of sessions held by other replicas come from those replicas.
+  if (Metadata(ctx, kForwardedBy).empty()) {
+    auto replicas = store_.LiveReplicas(absl::Minutes(1));
+    for (const auto& r : replicas.ok() ? *replicas : std::vector<ReplicaInfo>{}) {
+      if (r.id == replica_) continue;
+      v1::GetDeepHealthResponse theirs;
+      grpc::Status st = Forward(ctx, r.id, "GetDeepHealth", [&](auto& stub, auto* client) {
+        return stub.GetDeepHealth(client, *req, &theirs);
+      });
+      if (!st.ok()) {
+        log_->warn("deep health: replica {} did not answer: {}", r.id, st.error_message());
+        continue;
+      }
+      for (const auto& s : theirs.sessions()) {
+        auto it = index.find(s.id());
+        if (s.owner() == r.id && it != index.end()) *resp->mutable_sessions(it->second) = s;
+      }
+    }
+  }
+  int64_t connected = 0;
+  for (const auto& s : resp->sessions()) connected += s.state() == v1::SESSION_STATE_CONNECTED;
+  resp->set_status(OverallOf(resp->sessions_size(), connected));
   return grpc::Status::OK;
 }
 

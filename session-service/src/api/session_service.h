@@ -1,12 +1,25 @@
 // gRPC wasentinel.session.v1.SessionService over the SessionManager (shared/docs/api.md).
 // Maps absl::Status to grpc::Status at the edge; validates requests (INVALID_ARGUMENT); checks
 // each call's API key scope (UNAUTHENTICATED / PERMISSION_DENIED) before anything else.
+//
+// Replicas: a call about a session another replica holds (the manager answers OwnerOf) is
+// forwarded to that replica with the caller's credentials and deadline, once: a forwarded call
+// is never forwarded again, so a session changing hands answers UNAVAILABLE (retry) instead of
+// bouncing. Reads of many sessions (List, BulkGet) answer from the database, with live facts
+// for the sessions held here; GetDeepHealth gathers the live facts of every replica.
 #pragma once
 
-#include <memory>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
 
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "event_bus.h"
 #include "manager.h"
+#include "metrics.h"
 #include "wasentinel/common/api_keys.h"
 #include "wasentinel/session/v1/session.grpc.pb.h"
 
@@ -14,8 +27,11 @@ namespace wasentinel::session {
 
 class SessionServiceImpl final : public v1::SessionService::Service {
  public:
+  /// `peers`: the channel credentials for calls to other replicas (forwarding).
   SessionServiceImpl(SessionManager& manager, SessionStore& store, EventBus& bus,
-                     const ApiKeys& keys, std::string replica, std::shared_ptr<spdlog::logger> log);
+                     const ApiKeys& keys, std::string replica, std::shared_ptr<spdlog::logger> log,
+                     std::shared_ptr<grpc::ChannelCredentials> peers = nullptr,
+                     SessionMetrics* metrics = nullptr);
 
   grpc::Status CreateSession(grpc::ServerContext*, const v1::CreateSessionRequest*,
                              v1::CreateSessionResponse*) override;
@@ -55,6 +71,23 @@ class SessionServiceImpl final : public v1::SessionService::Service {
   // UNAUTHENTICATED / PERMISSION_DENIED unless the call's key has `scope`.
   grpc::Status Authorize(grpc::ServerContext* ctx, Scope scope) const;
 
+  // The stub of replica `id` (its address from the replica set). UNAVAILABLE when unknown.
+  absl::StatusOr<v1::SessionService::Stub*> Peer(const std::string& id);
+  // A client context for a call forwarded on behalf of `ctx`: its API key, its deadline (or
+  // 60 s), and the mark that stops a second forward.
+  void ForwardContext(grpc::ServerContext* ctx, grpc::ClientContext* out) const;
+  // `status` names another replica as the holder and this call was not forwarded already.
+  std::optional<std::string> ForwardTarget(grpc::ServerContext* ctx,
+                                           const absl::Status& status) const;
+  // Runs `call(stub, client_context)` on the holder `owner`.
+  template <class Call>
+  grpc::Status Forward(grpc::ServerContext* ctx, const std::string& owner, const char* method,
+                       Call call);
+  // Answers `view`, or forwards the call when another replica holds the session.
+  template <class Resp, class Call>
+  grpc::Status Routed(grpc::ServerContext* ctx, const absl::StatusOr<SessionView>& view,
+                      const char* method, Resp* resp, Call call);
+
   SessionManager& manager_;
   SessionStore& store_;
   EventBus& bus_;
@@ -62,6 +95,14 @@ class SessionServiceImpl final : public v1::SessionService::Service {
   const std::string replica_;
   std::shared_ptr<spdlog::logger> log_;
   const absl::Time started_at_;
+  std::shared_ptr<grpc::ChannelCredentials> peers_;
+  SessionMetrics* metrics_;
+  absl::Mutex peers_mu_;
+  struct PeerStub {
+    std::string address;
+    std::unique_ptr<v1::SessionService::Stub> stub;
+  };
+  absl::flat_hash_map<std::string, PeerStub> peer_stubs_ ABSL_GUARDED_BY(peers_mu_);
 };
 
 /// The API form of a session: the stored row overlaid with what this process knows live.

@@ -3,10 +3,12 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cassert>
+#include <chrono>
 #include <future>
 #include <random>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "credentials.h"
 #include "pg_store.h"
@@ -22,6 +24,27 @@ bool IsTerminal(v1::SessionState s) {
   return s == v1::SESSION_STATE_LOGGED_OUT || s == v1::SESSION_STATE_REPLACED ||
          s == v1::SESSION_STATE_BANNED;
 }
+
+// Should a session in this state be (re)connected when nobody asked for it: restored on a
+// status query (seed 004) or taken over from a replica that died? Not when WhatsApp ended it
+// (logged out, replaced, banned) or a person or the retry schedule did.
+bool WantsSocket(const SessionRecord& rec, v1::SessionState state, v1::StateReason reason) {
+  return rec.is_active && rec.auto_connect && !IsTerminal(state) &&
+         reason != v1::STATE_REASON_USER && reason != v1::STATE_REASON_RETRIES_EXHAUSTED &&
+         reason != v1::STATE_REASON_CLIENT_OUTDATED;
+}
+
+constexpr char kOwnerPayload[] = "type.wasentinel/owner";
+
+// UNAVAILABLE naming the replica that holds session `id` (OwnerOf reads it back).
+absl::Status HeldElsewhere(const std::string& id, const std::string& owner) {
+  absl::Status st = absl::UnavailableError(
+      absl::StrCat("session ", id, " is held by replica ", owner, "; call that replica"));
+  st.SetPayload(kOwnerPayload, absl::Cord(owner));
+  return st;
+}
+
+using SteadyClock = std::chrono::steady_clock;
 
 v1::StateReason ReasonOf(wa::CloseCause cause) {
   switch (cause) {
@@ -91,6 +114,12 @@ struct Promised {
 
 }  // namespace
 
+std::optional<std::string> OwnerOf(const absl::Status& status) {
+  auto owner = status.GetPayload(kOwnerPayload);
+  if (!owner) return std::nullopt;
+  return std::string(*owner);
+}
+
 void PairingFeed::Push(Update update) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(update));
@@ -143,6 +172,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     std::optional<wa::DeviceCredentials> creds;
     std::shared_ptr<wa::Connection> conn;
     uint64_t generation = 0;
+    int64_t lease_token = 0;  // this replica's fencing token for the session
     bool logged_in = false;
     int attempt = 0;  // retries used since the last successful login
     absl::Time connecting_since;
@@ -225,6 +255,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     live.socket_alive = rt.conn && rt.logged_in;
     live.retry_pending = rt.retry_timer != nullptr;
     live.pairing = rt.pairing != nullptr;
+    live.owner = options_.replica_id;
     if (rt.conn) {
       const auto& s = rt.conn->stats();
       live.missed_pings = s.missed_pings.load();
@@ -265,6 +296,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     t.set_credentials = std::move(set_creds);
     t.delete_session = to == v1::SESSION_STATE_DELETED;
     t.on_stored = std::move(on_stored);
+    t.lease_token = rt.lease_token;
     log_->info("session {} ({}): {} → {} ({}){}{}", rt.record.id,
                wa::MaskPhone(rt.record.phone_number), StateName(rt.state), StateName(to),
                ReasonName(reason), error.empty() ? "" : ": ", error);
@@ -277,6 +309,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
 
   absl::Status ConnectNow(Runtime& rt, v1::StateReason reason, bool count_reconnect) {
     if (stopping_) return absl::UnavailableError("session-service is shutting down");
+    if (rt.lease_token == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("session ", rt.record.id, " is not leased by this replica; retry"));
+    }
     if (!rt.creds) {
       return absl::FailedPreconditionError(absl::StrCat(
           "session ", rt.record.id, " has no credentials (logged out or never paired)"));
@@ -499,34 +535,253 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
         kLogoutIqTimeout);
   }
 
-  // Should a status query restore this session (seed 004)?
+  // Should this session be connected without anyone asking (a status query, a takeover)?
   bool WantsRestore(const Runtime& rt) const {
-    return rt.creds && rt.creds->paired() && rt.record.is_active && rt.record.auto_connect &&
-           !rt.conn && !rt.retry_timer && !IsTerminal(rt.state) &&
-           rt.reason != v1::STATE_REASON_USER && rt.reason != v1::STATE_REASON_RETRIES_EXHAUSTED &&
-           rt.reason != v1::STATE_REASON_CLIENT_OUTDATED;
+    return rt.creds && rt.creds->paired() && !rt.conn && !rt.retry_timer &&
+           WantsSocket(rt.record, rt.state, rt.reason);
   }
 
-  void Pace(std::vector<std::string> ids, size_t next) {
-    for (; next < ids.size(); ++next) {
-      if (stopping_) return;
-      auto it = sessions_.find(ids[next]);
-      // Whatever happened to it since the restore began (a Disconnect, an on-demand restore,
-      // a logout) wins over the restore.
-      if (it != sessions_.end() && WantsRestore(it->second)) {
-        (void)ConnectNow(it->second, v1::STATE_REASON_STARTUP_RESTORE, false);
-      }
-      if (options_.restore_per_second > 0 && next + 1 < ids.size()) {
+  // Connects `ids` one after another at restore_per_second (each gap jittered ±50 %). A session
+  // that no longer wants it by its turn (a Disconnect, an on-demand restore, a logout) is
+  // skipped.
+  void QueueRestore(const std::vector<std::string>& ids, v1::StateReason reason) {
+    for (const auto& id : ids) restore_queue_.emplace_back(id, reason);
+    if (!pace_timer_) PaceNext();
+  }
+
+  void PaceNext() {
+    pace_timer_.reset();
+    while (!restore_queue_.empty() && !stopping_) {
+      auto [id, reason] = std::move(restore_queue_.front());
+      restore_queue_.pop_front();
+      auto it = sessions_.find(id);
+      if (it == sessions_.end() || !WantsRestore(it->second)) continue;
+      (void)ConnectNow(it->second, reason, false);
+      if (options_.restore_per_second > 0 && !restore_queue_.empty()) {
         std::uniform_real_distribution<double> jitter(0.5, 1.5);
         const absl::Duration gap = absl::Seconds(jitter(rng_) / options_.restore_per_second);
         pace_timer_ = std::make_unique<asio::steady_timer>(io_, absl::ToChronoNanoseconds(gap));
-        pace_timer_->async_wait(
-            [self = shared_from_this(), ids = std::move(ids), next](auto ec) mutable {
-              if (!ec) self->Pace(std::move(ids), next + 1);
-            });
+        pace_timer_->async_wait([self = shared_from_this()](auto ec) {
+          if (!ec) self->PaceNext();
+        });
         return;
       }
     }
+  }
+
+  // ---- leases (architecture.md "More than one replica") ----
+
+  ReplicaInfo Me() const { return {options_.replica_id, advertise_address_}; }
+
+  // The runtime of a session whose lease this replica has just taken: created from the row,
+  // or the existing one (after a renewal gap) carrying the new token. io thread.
+  Runtime& Adopt(const SessionRecord& rec, int64_t token) {
+    Runtime& rt = Insert(rec);
+    rt.lease_token = token;
+    if (metrics_) {
+      metrics_->LeaseChange("acquired");
+      metrics_->LeasesHeld(static_cast<int64_t>(sessions_.size()));
+    }
+    return rt;
+  }
+
+  // Drops the runtime of a session this replica no longer holds. io thread.
+  void Forget(const std::string& id) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    if (metrics_) metrics_->Forgotten(it->second.state);
+    sessions_.erase(it);
+    if (metrics_) metrics_->LeasesHeld(static_cast<int64_t>(sessions_.size()));
+  }
+
+  // The lease carrying `token` is gone (taken over, or not renewed in time): the socket is cut
+  // at once, since two sockets for one device make WhatsApp replace one with the other, and the
+  // runtime is dropped. `record` writes DISCONNECTED / LEASE_LOST first; fenced by the token,
+  // it lands only if no other replica took the session meanwhile. io thread.
+  void LoseLease(const std::string& id, int64_t token, const std::string& why, bool record) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || token == 0 || it->second.lease_token != token) return;
+    Runtime& rt = it->second;
+    log_->warn("session {}: lease lost ({}); its socket is closed here", id, why);
+    FailPairing(rt, Failure::REASON_CONNECTION_FAILED, absl::StrCat("lease lost: ", why));
+    AbortConnection(rt);
+    if (record) SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_LEASE_LOST, why);
+    if (metrics_) metrics_->LeaseChange("lost");
+    Forget(id);
+  }
+
+  // Makes sure this replica holds the lease of `rec` (its runtime exists and carries the
+  // token), taking it when no other replica holds a live one. HeldElsewhere(owner) when one
+  // does. A gRPC thread; acquisitions are serialized so that two calls never race for tokens.
+  absl::Status HoldLease(const SessionRecord& rec) {
+    absl::MutexLock lock(&lease_mu_);
+    if (OnIo([&] {
+          auto it = sessions_.find(rec.id);
+          return it != sessions_.end() && it->second.lease_token != 0;
+        })) {
+      return absl::OkStatus();
+    }
+    WAS_ASSIGN_OR_RETURN(auto won,
+                         store_.AcquireLeases({rec.id}, options_.replica_id, options_.lease_ttl));
+    if (won.empty()) {
+      WAS_ASSIGN_OR_RETURN(auto owner, store_.LeaseOwner(rec.id));
+      if (!owner) {
+        return absl::UnavailableError(
+            absl::StrCat("the lease of session ", rec.id, " is changing hands; retry"));
+      }
+      return HeldElsewhere(rec.id, owner->id);
+    }
+    OnIo([&] { Adopt(rec, won.front().token); });
+    return absl::OkStatus();
+  }
+
+  // A state change of a session no replica holds (start-up clean-up): fenced with token 0, so
+  // it lands only while nobody leases the session. io thread.
+  void RecordUnowned(const SessionRecord& rec, v1::SessionState to, v1::StateReason reason) {
+    Transition t;
+    t.session_id = rec.id;
+    t.tenant_id = rec.tenant_id;
+    t.from = rec.state;
+    t.to = to;
+    t.reason = reason;
+    t.at = absl::Now();
+    log_->info("session {} ({}): {} → {} ({})", rec.id, wa::MaskPhone(rec.phone_number),
+               StateName(rec.state), StateName(to), ReasonName(reason));
+    writer_.Post(std::move(t));
+  }
+
+  // Leased sessions: their runtimes (credentials opened) queued for a paced connect with
+  // `reason`; a session whose credentials do not open is recorded DISCONNECTED. io thread.
+  void AdoptAndRestore(const std::vector<SessionRecord>& records,
+                       const absl::flat_hash_map<std::string, int64_t>& tokens,
+                       v1::StateReason reason) {
+    std::vector<std::string> ids;
+    for (const auto& rec : records) {
+      auto token = tokens.find(rec.id);
+      if (token == tokens.end()) continue;
+      Runtime& rt = Adopt(rec, token->second);
+      if (auto ensured = Ensure(rec); !ensured.ok()) {
+        log_->error("session {} cannot be restored: {}", rec.id, ensured.status());
+        SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason,
+                 std::string(ensured.status().message()), false, true);
+        continue;
+      }
+      ids.push_back(rec.id);
+    }
+    QueueRestore(ids, reason);
+  }
+
+  // (id, token) of every lease this replica holds. io thread.
+  std::vector<std::pair<std::string, int64_t>> HeldLeases() const {
+    std::vector<std::pair<std::string, int64_t>> held;
+    held.reserve(sessions_.size());
+    for (const auto& [id, rt] : sessions_) {
+      if (rt.lease_token != 0) held.emplace_back(id, rt.lease_token);
+    }
+    return held;
+  }
+
+  // The lease keeper's loop (its own thread): renew, then claim orphans, every lease_ttl / 3
+  // or when woken by ClaimNow.
+  void KeepLeases() {
+    const absl::Duration every = options_.lease_ttl / 3;
+    for (;;) {
+      {
+        absl::MutexLock lock(&keeper_mu_);
+        auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(keeper_mu_) {
+          return keeper_stop_ || keeper_nudged_;
+        };
+        keeper_mu_.AwaitWithTimeout(absl::Condition(&wake), every);
+        if (keeper_stop_) return;
+        keeper_nudged_ = false;
+      }
+      if (RenewLeases()) ClaimOrphans(v1::STATE_REASON_TAKEOVER);
+    }
+  }
+
+  // Renews every lease held; cuts the sockets of those lost. False when the database could not
+  // be reached (and past 0.8 × ttl without a renewal, every socket is closed).
+  bool RenewLeases() {
+    const SteadyClock::time_point sent = SteadyClock::now();
+    const auto held = OnIo([this] { return HeldLeases(); });
+    std::vector<int64_t> tokens;
+    tokens.reserve(held.size());
+    for (const auto& [id, token] : held) tokens.push_back(token);
+    absl::StatusOr<std::vector<int64_t>> renewed = store_.Heartbeat(Me());
+    if (renewed.ok()) renewed = store_.RenewLeases(tokens, options_.lease_ttl);
+    if (renewed.ok()) {
+      last_renewed_ = sent;
+      const absl::flat_hash_set<int64_t> alive(renewed->begin(), renewed->end());
+      std::vector<std::pair<std::string, int64_t>> lost;
+      for (const auto& h : held) {
+        if (!alive.contains(h.second)) lost.push_back(h);
+      }
+      if (!lost.empty()) {
+        asio::post(io_, [self = shared_from_this(), lost = std::move(lost)] {
+          for (const auto& [id, token] : lost) {
+            self->LoseLease(id, token, "another replica took it over", false);
+          }
+        });
+      }
+      return true;
+    }
+    const absl::Duration silent = absl::FromChrono(SteadyClock::now() - last_renewed_);
+    log_->warn("cannot renew {} session leases (last renewed {} ago): {}", held.size(), silent,
+               renewed.status());
+    if (silent > options_.lease_ttl * 0.8 && !held.empty()) {
+      log_->error(
+          "closing {} sockets: their leases may have expired, so another replica may "
+          "hold them",
+          held.size());
+      asio::post(io_, [self = shared_from_this(), held] {
+        for (const auto& [id, token] : held) {
+          self->LoseLease(id, token, "its lease could not be renewed (database unreachable)", true);
+        }
+      });
+    }
+    return false;
+  }
+
+  // Claims sessions that want a socket and have no live lease: this replica's share of all
+  // wanted sessions, and at least its part of the orphans, so a dead replica's sessions are
+  // spread over the living and none stays behind.
+  void ClaimOrphans(v1::StateReason reason) {
+    absl::MutexLock lock(&lease_mu_);
+    if (stopping_claims_) return;
+    auto replicas = store_.LiveReplicas(options_.lease_ttl);
+    auto counts = replicas.ok() ? store_.CountWanted() : replicas.status();
+    if (!counts.ok()) {
+      log_->warn("cannot look for orphaned sessions: {}", counts.status());
+      return;
+    }
+    if (counts->orphaned == 0) return;
+    const int64_t live = std::max<int64_t>(1, static_cast<int64_t>(replicas->size()));
+    const int64_t held = OnIo([this] { return static_cast<int64_t>(sessions_.size()); });
+    const int64_t share = (counts->wanted + live - 1) / live;
+    const int64_t limit = std::max(share - held, (counts->orphaned + live - 1) / live);
+    auto claimed =
+        store_.ClaimOrphans(options_.replica_id, options_.lease_ttl, static_cast<int>(limit));
+    if (!claimed.ok()) {
+      log_->warn("claiming orphaned sessions: {}", claimed.status());
+      return;
+    }
+    if (claimed->empty()) return;
+    std::vector<std::string> ids;
+    absl::flat_hash_map<std::string, int64_t> tokens;
+    for (const auto& l : *claimed) {
+      ids.push_back(l.session_id);
+      tokens[l.session_id] = l.token;
+    }
+    auto records = store_.GetMany(ids);
+    if (!records.ok()) {
+      std::vector<int64_t> giving_up;
+      for (const auto& l : *claimed) giving_up.push_back(l.token);
+      (void)store_.ReleaseLeases(giving_up);
+      log_->warn("claimed {} sessions but could not read them: {}", ids.size(), records.status());
+      return;
+    }
+    log_->info("took over {} sessions that no replica held ({} replicas live)", ids.size(), live);
+    OnIo([&] { AdoptAndRestore(*records, tokens, reason); });
   }
 
   void ShutdownAll(std::function<void()> done) {
@@ -566,7 +821,18 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   }
   std::function<void()> all_closed_;
   std::unique_ptr<asio::steady_timer> pace_timer_;
+  std::deque<std::pair<std::string, v1::StateReason>> restore_queue_;
   bool stopping_ = false;
+
+  // Lease acquisitions (HoldLease, ClaimOrphans) one at a time.
+  absl::Mutex lease_mu_;
+  bool stopping_claims_ ABSL_GUARDED_BY(lease_mu_) = false;
+  // The keeper thread's wake-ups.
+  absl::Mutex keeper_mu_;
+  bool keeper_stop_ ABSL_GUARDED_BY(keeper_mu_) = false;
+  bool keeper_nudged_ ABSL_GUARDED_BY(keeper_mu_) = false;
+  SteadyClock::time_point last_renewed_ = SteadyClock::now();  // keeper thread
+  std::string advertise_address_;                              // set before RestoreAll
 };
 
 SessionManager::SessionManager(asio::io_context& io, asio::ssl::context& tls, SessionStore& store,
@@ -576,9 +842,34 @@ SessionManager::SessionManager(asio::io_context& io, asio::ssl::context& tls, Se
     : impl_(std::make_shared<Impl>(io, tls, store, sealer, writer, std::move(options),
                                    std::move(log), metrics)),
       store_(store),
-      sealer_(sealer) {}
+      sealer_(sealer) {
+  writer.set_on_fenced([weak = std::weak_ptr<Impl>(impl_)](const Transition& t) {
+    auto impl = weak.lock();
+    if (!impl) return;
+    asio::post(impl->io_, [impl, id = t.session_id, token = t.lease_token] {
+      impl->LoseLease(id, token, "another replica holds it now (a write was fenced)", false);
+    });
+  });
+}
 
-SessionManager::~SessionManager() = default;
+SessionManager::~SessionManager() { StopKeeper(); }
+
+void SessionManager::StopKeeper() {
+  {
+    absl::MutexLock lock(&impl_->keeper_mu_);
+    impl_->keeper_stop_ = true;
+  }
+  if (keeper_.joinable()) keeper_.join();
+}
+
+void SessionManager::set_advertise_address(std::string address) {
+  impl_->advertise_address_ = std::move(address);
+}
+
+void SessionManager::ClaimNow() {
+  absl::MutexLock lock(&impl_->keeper_mu_);
+  impl_->keeper_nudged_ = true;
+}
 
 absl::StatusOr<SessionView> SessionManager::Create(const NewSession& req) {
   SessionRecord rec;
@@ -595,11 +886,10 @@ absl::StatusOr<SessionView> SessionManager::Create(const NewSession& req) {
     rec.credentials = SealedCredentials{sealed.key_id, std::move(sealed.blob)};
   }
   WAS_ASSIGN_OR_RETURN(auto created, store_.Create(rec));
-  impl_->writer_.PublishStored(created.second);
+  // A session to pair later needs no runtime (nor lease) until StartPairing.
+  if (!created.first.credentials) return SessionView{created.first, std::nullopt};
+  WAS_RETURN_IF_ERROR(impl_->HoldLease(created.first));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
-    if (!created.first.credentials) {
-      return SessionView{created.first, impl_->Live(impl_->Insert(created.first))};
-    }
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(created.first));
     if (rec.auto_connect)
       WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_CREATED, false));
@@ -637,6 +927,7 @@ absl::StatusOr<SessionView> SessionManager::StartPairing(const PairingRequest& r
     return absl::FailedPreconditionError(absl::StrCat(
         "session ", rec->id, " already has credentials; Logout first to pair another device"));
   }
+  WAS_RETURN_IF_ERROR(impl_->HoldLease(*rec));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
     Impl::Runtime& rt = impl_->Insert(*rec);
@@ -669,21 +960,32 @@ void SessionManager::CancelPairing(const std::string& id,
 
 absl::StatusOr<SessionView> SessionManager::Get(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
+  // Held here: the live view, restored on the spot if it should be (seed 004).
+  auto restore = [&]() -> std::optional<SessionView> {
     auto it = impl_->sessions_.find(id);
-    Impl::Runtime* rt = nullptr;
-    if (it != impl_->sessions_.end()) {
-      rt = &it->second;
-      rt->record = rec;
-    } else if (rec.credentials) {
-      auto ensured = impl_->Ensure(rec);
-      if (ensured.ok()) rt = *ensured;
+    if (it == impl_->sessions_.end()) return std::nullopt;
+    Impl::Runtime& rt = it->second;
+    rt.record = rec;
+    if (!rt.creds && rec.credentials) (void)impl_->Ensure(rec);
+    if (impl_->WantsRestore(rt) && !impl_->stopping_) {
+      (void)impl_->ConnectNow(rt, v1::STATE_REASON_RESTORE_ON_DEMAND, false);
     }
-    if (rt && impl_->WantsRestore(*rt) && !impl_->stopping_) {
-      (void)impl_->ConnectNow(*rt, v1::STATE_REASON_RESTORE_ON_DEMAND, false);
-    }
-    return SessionView{rec, rt ? std::optional<LiveInfo>(impl_->Live(*rt)) : std::nullopt};
-  });
+    return SessionView{rec, impl_->Live(rt)};
+  };
+  if (auto view = impl_->OnIo(restore)) return *view;
+  if (!rec.owner.empty() && rec.owner != impl_->options_.replica_id) {
+    return HeldElsewhere(id, rec.owner);  // the holder has the live view
+  }
+  if (!rec.credentials || !WantsSocket(rec, rec.state, rec.reason) || impl_->stopping_) {
+    return SessionView{rec, std::nullopt};
+  }
+  // Nobody holds it and it should be connected: restore it here.
+  if (auto held = impl_->HoldLease(rec); !held.ok()) {
+    if (OwnerOf(held)) return held;
+    return SessionView{rec, std::nullopt};
+  }
+  if (auto view = impl_->OnIo(restore)) return *view;
+  return SessionView{rec, std::nullopt};
 }
 
 absl::StatusOr<std::vector<SessionView>> SessionManager::GetMany(
@@ -695,6 +997,7 @@ absl::StatusOr<std::vector<SessionView>> SessionManager::GetMany(
 absl::StatusOr<SessionView> SessionManager::Connect(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
   WAS_RETURN_IF_ERROR(CheckActive(rec));
+  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
@@ -707,6 +1010,7 @@ absl::StatusOr<SessionView> SessionManager::Connect(const std::string& id) {
 absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
   WAS_RETURN_IF_ERROR(CheckActive(rec));
+  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
@@ -721,6 +1025,7 @@ absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id) {
 
 absl::StatusOr<SessionView> SessionManager::Disconnect(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     Impl::Runtime& rt = impl_->EnsureAnyway(rec);
     impl_->FailPairing(rt, Failure::REASON_CANCELLED, "the session was disconnected");
@@ -731,6 +1036,7 @@ absl::StatusOr<SessionView> SessionManager::Disconnect(const std::string& id) {
 
 absl::StatusOr<SessionView> SessionManager::Logout(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
   Promised<absl::Status> done;
   impl_->OnIo([&] {
     impl_->EnsureAnyway(rec);
@@ -748,6 +1054,7 @@ absl::StatusOr<SessionView> SessionManager::Logout(const std::string& id) {
 
 absl::Status SessionManager::Delete(const std::string& id) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
   Promised<absl::StatusOr<EventRecord>> stored;
   impl_->OnIo([&] {
     Impl::Runtime& rt = impl_->EnsureAnyway(rec);
@@ -762,7 +1069,10 @@ absl::Status SessionManager::Delete(const std::string& id) {
       impl->SetState(it->second, v1::SESSION_STATE_DELETED, v1::STATE_REASON_DELETED, "", false,
                      false, false, std::nullopt,
                      [p](const absl::StatusOr<EventRecord>& e) { p->set_value(e); });
-      impl->sessions_.erase(it);
+      impl->sessions_.erase(it);  // the lease row goes with the session row
+      if (impl->metrics_) {
+        impl->metrics_->LeasesHeld(static_cast<int64_t>(impl->sessions_.size()));
+      }
     };
     if (rt.creds && rt.creds->paired()) {
       impl_->Logout(id, v1::STATE_REASON_DELETED, std::move(remove));
@@ -780,6 +1090,10 @@ absl::StatusOr<std::pair<SessionView, ProbeResult>> SessionManager::Probe(const 
   Promised<absl::StatusOr<absl::Duration>> probed;
   WAS_RETURN_IF_ERROR(impl_->OnIo([&]() -> absl::Status {
     auto it = impl_->sessions_.find(id);
+    if (it == impl_->sessions_.end() && !rec.owner.empty() &&
+        rec.owner != impl_->options_.replica_id) {
+      return HeldElsewhere(id, rec.owner);
+    }
     if (it == impl_->sessions_.end() || !it->second.conn || !it->second.logged_in) {
       return absl::FailedPreconditionError(
           absl::StrCat("session ", id, " has no live socket here; Connect it first"));
@@ -796,6 +1110,7 @@ absl::StatusOr<SessionView> SessionManager::ImportCredentials(const std::string&
                                                               const std::string& creds_json) {
   WAS_ASSIGN_OR_RETURN(auto creds, wa::DeviceCredentials::FromBaileysJson(creds_json));
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
   auto sealed = sealer_.Seal(AsBytes(creds_json));
   CredentialsUpdate update{SealedCredentials{sealed.key_id, std::move(sealed.blob)},
                            std::to_string(creds.phone), creds.Jid()};
@@ -832,6 +1147,11 @@ absl::StatusOr<SessionView> SessionManager::ImportCredentials(const std::string&
 
 absl::StatusOr<SessionView> SessionManager::Update(const std::string& id,
                                                    const SessionUpdate& update) {
+  WAS_ASSIGN_OR_RETURN(SessionRecord before, store_.Get(id));
+  const bool held_here = impl_->OnIo([&] { return impl_->sessions_.contains(id); });
+  if (!held_here && !before.owner.empty() && before.owner != impl_->options_.replica_id) {
+    return HeldElsewhere(id, before.owner);  // its holder applies is_active to the socket
+  }
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Update(id, update));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     auto it = impl_->sessions_.find(id);
@@ -886,35 +1206,39 @@ std::vector<SessionView> SessionManager::Overlay(std::vector<SessionRecord> reco
 }
 
 absl::Status SessionManager::RestoreAll() {
-  WAS_ASSIGN_OR_RETURN(auto live, store_.ListLive());
-  WAS_ASSIGN_OR_RETURN(auto restorable, store_.ListRestorable());
-  return impl_->OnIo([&]() -> absl::Status {
-    absl::flat_hash_map<std::string, bool> will_restore;
-    for (const auto& rec : restorable) will_restore[rec.id] = true;
-    for (const auto& rec : live) {
-      if (will_restore.contains(rec.id)) continue;
-      impl_->SetState(impl_->Insert(rec), v1::SESSION_STATE_DISCONNECTED,
-                      v1::STATE_REASON_SERVICE_RESTART);
-    }
+  const ManagerOptions& o = impl_->options_;
+  WAS_ASSIGN_OR_RETURN(auto replicas, store_.LiveReplicas(o.lease_ttl));
+  const bool first = std::all_of(replicas.begin(), replicas.end(),
+                                 [&](const ReplicaInfo& r) { return r.id == o.replica_id; });
+  WAS_RETURN_IF_ERROR(store_.Heartbeat(impl_->Me()));
+  if (first) {
+    WAS_ASSIGN_OR_RETURN(auto live, store_.ListLive());
+    WAS_ASSIGN_OR_RETURN(auto restorable, store_.ListRestorable());
     std::vector<std::string> ids;
-    for (const auto& rec : restorable) {
-      auto rt = impl_->Ensure(rec);
-      if (!rt.ok()) {
-        impl_->log_->error("session {} cannot be restored: {}", rec.id, rt.status());
-        impl_->SetState(impl_->Insert(rec), v1::SESSION_STATE_DISCONNECTED,
-                        v1::STATE_REASON_STARTUP_RESTORE, std::string(rt.status().message()), false,
-                        true);
-        continue;
+    for (const auto& rec : restorable) ids.push_back(rec.id);
+    WAS_ASSIGN_OR_RETURN(auto won, store_.AcquireLeases(ids, o.replica_id, o.lease_ttl));
+    absl::flat_hash_map<std::string, int64_t> tokens;
+    for (const auto& l : won) tokens[l.session_id] = l.token;
+    impl_->OnIo([&] {
+      absl::flat_hash_set<std::string> will_restore(ids.begin(), ids.end());
+      for (const auto& rec : live) {
+        if (!will_restore.contains(rec.id)) {
+          impl_->RecordUnowned(rec, v1::SESSION_STATE_DISCONNECTED,
+                               v1::STATE_REASON_SERVICE_RESTART);
+        }
       }
-      ids.push_back(rec.id);
-    }
-    impl_->log_->info("restoring {} sessions at {} per second", ids.size(),
-                      impl_->options_.restore_per_second > 0
-                          ? std::to_string(impl_->options_.restore_per_second)
-                          : std::string("unlimited"));
-    impl_->Pace(std::move(ids), 0);
-    return absl::OkStatus();
-  });
+      impl_->log_->info("first replica up: restoring {} sessions at {} per second", tokens.size(),
+                        o.restore_per_second > 0 ? std::to_string(o.restore_per_second)
+                                                 : std::string("unlimited"));
+      impl_->AdoptAndRestore(restorable, tokens, v1::STATE_REASON_STARTUP_RESTORE);
+    });
+  } else {
+    impl_->log_->info("joining {} live replicas: claiming only sessions no replica holds",
+                      replicas.size());
+    impl_->ClaimOrphans(v1::STATE_REASON_TAKEOVER);
+  }
+  keeper_ = std::thread([impl = impl_] { impl->KeepLeases(); });
+  return absl::OkStatus();
 }
 
 void SessionManager::Shutdown(absl::Time deadline) {
@@ -926,6 +1250,26 @@ void SessionManager::Shutdown(absl::Time deadline) {
     impl_->log_->warn("drain deadline reached; aborting the connections still closing");
     asio::post(impl_->io_, [impl = impl_] { impl->AbortClosing(); });
   }
+}
+
+void SessionManager::Leave() {
+  {
+    absl::MutexLock lock(&impl_->lease_mu_);
+    impl_->stopping_claims_ = true;
+  }
+  StopKeeper();
+  std::vector<int64_t> tokens;
+  for (const auto& [id, token] : impl_->OnIo([&] { return impl_->HeldLeases(); })) {
+    tokens.push_back(token);
+  }
+  if (auto st = store_.ReleaseLeases(tokens); !st.ok()) {
+    impl_->log_->warn("could not give up {} leases (they expire in {}): {}", tokens.size(),
+                      impl_->options_.lease_ttl, st);
+  }
+  if (auto st = store_.RemoveReplica(impl_->options_.replica_id); !st.ok()) {
+    impl_->log_->warn("could not leave the replica set: {}", st);
+  }
+  impl_->log_->info("gave up {} session leases", tokens.size());
 }
 
 }  // namespace wasentinel::session

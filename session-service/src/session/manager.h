@@ -4,6 +4,12 @@
 // seed 001 §1 (start-up restore with stagger and 5/15/45 s retries), seed 004 (restore on a
 // status query), seed 000 task 6 (shutdown writes DISCONNECTED).
 //
+// Replicas (architecture.md "More than one replica"): a session's socket is held only under
+// its lease (store.h Lease). The manager holds a runtime exactly for the sessions it leases;
+// a lease keeper thread renews them every lease_ttl / 3, cuts the socket of any lease lost,
+// and claims the sessions of replicas that died or left. Calls about a session leased by
+// another replica answer UNAVAILABLE carrying that replica (OwnerOf), for the API to forward.
+//
 // Threading: connections and runtime state live on one io_context thread (`io`). The public
 // methods are called from gRPC threads: store reads happen on the caller's thread; runtime
 // changes are posted to the io thread and awaited. Transitions are persisted in order by the
@@ -16,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -36,7 +43,17 @@ struct ManagerOptions {
   double backoff_jitter = 0.2;
   /// Start-up restore pace: connects per second (0: no limit), each delay jittered ±50 %.
   double restore_per_second = 20;
+  /// This replica's id: the owner in session leases (unique among live replicas).
+  std::string replica_id = "session-service";
+  /// Lease time-to-live, renewed every lease_ttl / 3. A replica that could not renew for
+  /// 0.8 × lease_ttl closes its sockets (it can no longer prove no other replica holds them);
+  /// another replica takes a dead replica's sessions over once their leases expire.
+  absl::Duration lease_ttl = absl::Seconds(30);
 };
+
+/// The replica holding the session a failed call was about, when that is why it failed
+/// (UNAVAILABLE "held by replica R"); the API forwards such calls to R.
+std::optional<std::string> OwnerOf(const absl::Status& status);
 
 /// What this process knows live about a session, beyond its stored row.
 struct LiveInfo {
@@ -51,6 +68,7 @@ struct LiveInfo {
   int64_t missed_pings = 0;
   bool retry_pending = false;
   bool pairing = false;
+  std::string owner;  ///< this replica (the holder of the live state)
 };
 
 /// What ProbeSession found.
@@ -166,18 +184,31 @@ class SessionManager {
   /// same order.
   std::vector<SessionView> Overlay(std::vector<SessionRecord> records);
 
-  /// Start-up: sessions stored as live that will not be restored become DISCONNECTED
-  /// (SERVICE_RESTART); restorable ones are connected at `restore_per_second`.
+  /// Start-up. The first replica of a cluster (no other live one) restores as seed 001 says:
+  /// sessions stored as live that will not be restored become DISCONNECTED (SERVICE_RESTART);
+  /// restorable ones are leased and connected at `restore_per_second`. A replica joining a
+  /// running cluster claims only orphans (TAKEOVER). Then the lease keeper starts.
   absl::Status RestoreAll();
+  /// The gRPC address ("host:port") other replicas forward calls for this one's sessions to;
+  /// set before RestoreAll.
+  void set_advertise_address(std::string address);
+  /// Wakes the lease keeper to claim orphans now (another replica gave its leases up).
+  void ClaimNow();
 
   /// Closes every connection (presence unavailable, clean close) and records DISCONNECTED /
   /// SHUTDOWN for each live session; connections still open at `deadline` are aborted.
   void Shutdown(absl::Time deadline);
+  /// After Shutdown and once its transitions are written: gives every lease up and leaves the
+  /// replica set, so the other replicas take the sessions over at once.
+  void Leave();
 
   class Impl;
 
  private:
+  void StopKeeper();
+
   std::shared_ptr<Impl> impl_;
+  std::thread keeper_;
   SessionStore& store_;
   const Sealer& sealer_;
 };

@@ -31,15 +31,36 @@ SessionMetrics::SessionMetrics(prometheus::Registry& registry)
                             .Help("Inbound <message> stanzas acknowledged")
                             .Register(registry)
                             .Add({})),
-      connect_seconds_(prometheus::BuildHistogram()
-                           .Name("wasentinel_connect_seconds")
-                           .Help("Time from CONNECTING to CONNECTED")
-                           .Register(registry)
-                           .Add({}, prometheus::Histogram::BucketBoundaries{
-                                        0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60})) {
+      connect_seconds_(
+          prometheus::BuildHistogram()
+              .Name("wasentinel_connect_seconds")
+              .Help("Time from CONNECTING to CONNECTED")
+              .Register(registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                                               20, 30, 60})),
+      leases_(prometheus::BuildGauge()
+                  .Name("wasentinel_session_leases")
+                  .Help("Session leases this replica holds (the sessions it owns)")
+                  .Register(registry)
+                  .Add({})),
+      lease_changes_(prometheus::BuildCounter()
+                         .Name("wasentinel_session_lease_changes_total")
+                         .Help("Session leases acquired and lost by this replica")
+                         .Register(registry)),
+      forwarded_(prometheus::BuildCounter()
+                     .Name("wasentinel_forwarded_calls_total")
+                     .Help("gRPC calls forwarded to the replica holding the session, by method")
+                     .Register(registry)) {
+  for (const char* change : {"acquired", "lost"}) lease_changes_.Add({{"change", change}});
   for (int s = v1::SessionState_MIN; s <= v1::SessionState_MAX; ++s) {
     if (s == v1::SESSION_STATE_UNSPECIFIED || s == v1::SESSION_STATE_DELETED) continue;
     sessions_.Add({{"state", StateName(static_cast<v1::SessionState>(s))}}).Set(0);
+  }
+}
+
+void SessionMetrics::Forgotten(v1::SessionState state) {
+  if (state != v1::SESSION_STATE_UNSPECIFIED && state != v1::SESSION_STATE_DELETED) {
+    sessions_.Add({{"state", StateName(state)}}).Decrement();
   }
 }
 

@@ -6,7 +6,10 @@
 //   wasentinel_keepalive_missed_total                       counter: pings without an answer
 //   wasentinel_inbound_messages_total                       counter: <message> stanzas acked
 //   wasentinel_connect_seconds                              histogram: CONNECTING → CONNECTED
-//   wasentinel_grpc_calls_total{method,code}, wasentinel_grpc_calls_in_flight{method}
+//   wasentinel_session_leases                               gauge: session leases this replica
+//   holds wasentinel_session_lease_changes_total{change}          counter: acquired, lost
+//   wasentinel_forwarded_calls_total{method}                counter: calls sent to the holder
+//   replica wasentinel_grpc_calls_total{method,code}, wasentinel_grpc_calls_in_flight{method}
 //                                                           (common/grpc_metrics.h; the in-flight
 //                                                           WatchSessionEvents are the watchers)
 #pragma once
@@ -34,6 +37,14 @@ class SessionMetrics {
   void KeepaliveMissed() { keepalive_missed_.Increment(); }
   void InboundMessage() { inbound_messages_.Increment(); }
   void Connected(absl::Duration took) { connect_seconds_.Observe(absl::ToDoubleSeconds(took)); }
+  /// A session in `state` left this process without a transition (its lease went elsewhere).
+  void Forgotten(v1::SessionState state);
+  void LeasesHeld(int64_t n) { leases_.Set(static_cast<double>(n)); }
+  /// `change`: "acquired" or "lost".
+  void LeaseChange(const std::string& change) {
+    lease_changes_.Add({{"change", change}}).Increment();
+  }
+  void Forwarded(const std::string& method) { forwarded_.Add({{"method", method}}).Increment(); }
 
  private:
   prometheus::Family<prometheus::Gauge>& sessions_;
@@ -42,6 +53,9 @@ class SessionMetrics {
   prometheus::Counter& keepalive_missed_;
   prometheus::Counter& inbound_messages_;
   prometheus::Histogram& connect_seconds_;
+  prometheus::Gauge& leases_;
+  prometheus::Family<prometheus::Counter>& lease_changes_;
+  prometheus::Family<prometheus::Counter>& forwarded_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, prometheus::Counter*> transition_counters_ ABSL_GUARDED_BY(mu_);
 };

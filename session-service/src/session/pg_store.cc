@@ -21,7 +21,9 @@ constexpr const char* kSessionColumns =
     " (extract(epoch from last_disconnected_at) * 1000000)::bigint,"
     " (extract(epoch from created_at) * 1000000)::bigint,"
     " (extract(epoch from updated_at) * 1000000)::bigint,"
-    " reconnect_count, error_count";
+    " reconnect_count, error_count,"
+    " (SELECT l.owner FROM session_leases l WHERE l.session_id = sessions.id"
+    "   AND l.expires_at > now())";
 
 constexpr const char* kEventColumns =
     "sequence, session_id::text, tenant_id, from_state, to_state, reason, error,"
@@ -62,6 +64,7 @@ SessionRecord ToRecord(const pqxx::row& r) {
   s.updated_at = absl::FromUnixMicros(r[17].as<int64_t>());
   s.reconnect_count = r[18].as<int64_t>();
   s.error_count = r[19].as<int64_t>();
+  s.owner = r[20].is_null() ? "" : r[20].as<std::string>();
   return s;
 }
 
@@ -77,6 +80,45 @@ EventRecord ToEvent(const pqxx::row& r) {
   e.at = absl::FromUnixMicros(r[7].as<int64_t>());
   return e;
 }
+
+// "{1,2,3}" for = ANY($n::bigint[]) / ::uuid[].
+template <class T>
+std::string PgArray(const std::vector<T>& items) {
+  return absl::StrCat("{", absl::StrJoin(items, ","), "}");
+}
+
+// A duration as the SQL interval `$n` (microseconds) makes.
+std::string IntervalOf(int n) {
+  return absl::StrCat("($", n, "::double precision * interval '1 microsecond')");
+}
+
+// Sessions that want a socket (store.h ClaimOrphans), as a condition on `sessions`.
+constexpr const char* kWantsSocket =
+    "auth_state IS NOT NULL AND is_active AND auto_connect AND (connection_status IN"
+    " ('QR_PENDING', 'CONNECTING', 'CONNECTED') OR (connection_status = 'DISCONNECTED' AND"
+    " status_reason NOT IN ('USER', 'RETRIES_EXHAUSTED', 'CLIENT_OUTDATED')))";
+
+// Takes the leases of the session ids `source` selects ($1 owner, $2 ttl in µs): new rows, or
+// rows whose lease expired (or that `owner` already holds when `own_too`).
+std::string TakeLeasesSql(std::string_view source, bool own_too) {
+  return absl::StrCat(
+      "INSERT INTO session_leases (session_id, owner, token, expires_at) SELECT id, $1,"
+      " nextval('session_lease_tokens'), now() + ",
+      IntervalOf(2), " FROM (", Sv(source),
+      ") AS wanted ON CONFLICT (session_id) DO UPDATE SET owner = EXCLUDED.owner,"
+      " token = EXCLUDED.token, acquired_at = now(), expires_at = EXCLUDED.expires_at"
+      " WHERE session_leases.expires_at <= now()",
+      own_too ? " OR session_leases.owner = EXCLUDED.owner" : "",
+      " RETURNING session_id::text, token");
+}
+
+std::vector<Lease> ToLeases(const pqxx::result& r) {
+  std::vector<Lease> out;
+  for (const auto& row : r) out.push_back({row[0].as<std::string>(), row[1].as<int64_t>()});
+  return out;
+}
+
+constexpr char kFencedPayload[] = "type.wasentinel/fenced";
 
 // A UUID in its canonical text form; anything else is refused before it reaches SQL.
 bool IsUuid(std::string_view s) {
@@ -171,6 +213,31 @@ CREATE TABLE session_events (
 );
 CREATE INDEX session_events_session_idx ON session_events (session_id, sequence);
 CREATE INDEX session_events_at_idx ON session_events (at);
+)sql"},
+      {2, "session leases, replicas and event notifications",
+       R"sql(
+CREATE SEQUENCE session_lease_tokens;
+CREATE TABLE session_leases (
+  session_id uuid PRIMARY KEY REFERENCES sessions (id) ON DELETE CASCADE,
+  owner text NOT NULL,
+  token bigint NOT NULL UNIQUE,
+  acquired_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL
+);
+CREATE INDEX session_leases_owner_idx ON session_leases (owner);
+CREATE TABLE session_replicas (
+  replica_id text PRIMARY KEY,
+  address text NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE FUNCTION session_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('session_events', NEW.sequence::text);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER session_events_notify AFTER INSERT ON session_events
+  FOR EACH ROW EXECUTE FUNCTION session_events_notify();
 )sql"},
   };
   return *migrations;
@@ -314,8 +381,17 @@ absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t
   WAS_RETURN_IF_ERROR(CheckId(t.session_id));
   EventRecord event;
   bool found = true;
+  bool fenced = false;
   WAS_RETURN_IF_ERROR(pool_.Transact("record transition", [&](pqxx::work& w) {
     const int64_t at = absl::ToUnixMicros(t.at);
+    // FOR SHARE holds off a takeover (which updates the lease row) until this commits.
+    auto lease = w.exec_params(
+        "SELECT token, expires_at > now() FROM session_leases WHERE session_id = $1::uuid"
+        " FOR SHARE",
+        t.session_id);
+    fenced = t.lease_token != 0 ? lease.empty() || lease[0][0].as<int64_t>() != t.lease_token
+                                : !lease.empty() && lease[0][1].as<bool>();
+    if (fenced) return;
     if (t.delete_session) {
       found = !w.exec_params("DELETE FROM sessions WHERE id = $1::uuid RETURNING id", t.session_id)
                    .empty();
@@ -360,6 +436,13 @@ absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t
         t.error, at));
     event = ToEvent(e);
   }));
+  if (fenced) {
+    absl::Status st = absl::FailedPreconditionError(
+        absl::StrCat("session ", t.session_id, " is leased by another replica (fencing token ",
+                     t.lease_token, " is stale)"));
+    st.SetPayload(kFencedPayload, absl::Cord("1"));
+    return st;
+  }
   if (!found) return absl::NotFoundError(absl::StrCat("no session ", t.session_id));
   return event;
 }
@@ -455,5 +538,136 @@ absl::StatusOr<int64_t> PgSessionStore::PruneEventsBefore(absl::Time cutoff, int
 }
 
 absl::StatusOr<absl::Duration> PgSessionStore::Ping() { return pool_.Ping(); }
+
+bool IsFenced(const absl::Status& status) { return status.GetPayload(kFencedPayload).has_value(); }
+
+absl::StatusOr<std::vector<Lease>> PgSessionStore::AcquireLeases(
+    const std::vector<std::string>& ids, const std::string& owner, absl::Duration ttl) {
+  for (const auto& id : ids) WAS_RETURN_IF_ERROR(CheckId(id));
+  std::vector<Lease> out;
+  if (ids.empty()) return out;
+  WAS_RETURN_IF_ERROR(pool_.Run("acquire leases", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    out = ToLeases(n.exec_params(
+        TakeLeasesSql("SELECT id FROM sessions WHERE id = ANY($3::uuid[]) ORDER BY id", true),
+        owner, absl::ToInt64Microseconds(ttl), PgArray(ids)));
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<Lease>> PgSessionStore::ClaimOrphans(const std::string& owner,
+                                                                absl::Duration ttl, int limit) {
+  std::vector<Lease> out;
+  if (limit <= 0) return out;
+  WAS_RETURN_IF_ERROR(pool_.Run("claim orphaned sessions", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    out = ToLeases(n.exec_params(
+        TakeLeasesSql(absl::StrCat("SELECT id FROM sessions WHERE ", kWantsSocket,
+                                   " AND NOT EXISTS (SELECT 1 FROM session_leases l WHERE"
+                                   " l.session_id = sessions.id AND l.expires_at > now())"
+                                   " ORDER BY updated_at LIMIT $3"),
+                      false),
+        owner, absl::ToInt64Microseconds(ttl), limit));
+  }));
+  return out;
+}
+
+absl::StatusOr<SessionStore::WantedCounts> PgSessionStore::CountWanted() {
+  WantedCounts out;
+  WAS_RETURN_IF_ERROR(pool_.Run("count sessions that want a socket", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec1(absl::StrCat(
+        "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM session_leases l"
+        " WHERE l.session_id = sessions.id AND l.expires_at > now())) FROM sessions WHERE ",
+        kWantsSocket));
+    out.wanted = r[0].as<int64_t>();
+    out.orphaned = r[1].as<int64_t>();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<int64_t>> PgSessionStore::RenewLeases(const std::vector<int64_t>& tokens,
+                                                                 absl::Duration ttl) {
+  std::vector<int64_t> out;
+  if (tokens.empty()) return out;
+  WAS_RETURN_IF_ERROR(pool_.Run("renew leases", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r =
+        n.exec_params(absl::StrCat("UPDATE session_leases SET expires_at = now() + ", IntervalOf(2),
+                                   " WHERE token = ANY($1::bigint[]) RETURNING token"),
+                      PgArray(tokens), absl::ToInt64Microseconds(ttl));
+    for (const auto& row : r) out.push_back(row[0].as<int64_t>());
+  }));
+  return out;
+}
+
+absl::Status PgSessionStore::ReleaseLeases(const std::vector<int64_t>& tokens) {
+  if (tokens.empty()) return absl::OkStatus();
+  return pool_.Run("release leases", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params("DELETE FROM session_leases WHERE token = ANY($1::bigint[])", PgArray(tokens));
+  });
+}
+
+absl::StatusOr<std::optional<ReplicaInfo>> PgSessionStore::LeaseOwner(const std::string& id) {
+  WAS_RETURN_IF_ERROR(CheckId(id));
+  std::optional<ReplicaInfo> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("read lease owner", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        "SELECT l.owner, COALESCE(r.address, '') FROM session_leases l LEFT JOIN"
+        " session_replicas r ON r.replica_id = l.owner WHERE l.session_id = $1::uuid"
+        " AND l.expires_at > now()",
+        id);
+    if (!r.empty()) out = ReplicaInfo{r[0][0].as<std::string>(), r[0][1].as<std::string>()};
+  }));
+  return out;
+}
+
+absl::Status PgSessionStore::Heartbeat(const ReplicaInfo& me) {
+  return pool_.Run("replica heartbeat", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params(
+        "INSERT INTO session_replicas (replica_id, address) VALUES ($1, $2) ON CONFLICT"
+        " (replica_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now()",
+        me.id, me.address);
+  });
+}
+
+absl::StatusOr<std::vector<ReplicaInfo>> PgSessionStore::LiveReplicas(absl::Duration ttl) {
+  std::vector<ReplicaInfo> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("list replicas", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(absl::StrCat("SELECT replica_id, address FROM session_replicas WHERE"
+                                        " heartbeat_at > now() - ",
+                                        IntervalOf(1), " ORDER BY replica_id"),
+                           absl::ToInt64Microseconds(ttl));
+    for (const auto& row : r) out.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
+  }));
+  return out;
+}
+
+absl::Status PgSessionStore::RemoveReplica(const std::string& id) {
+  return pool_.Run("remove replica", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params("DELETE FROM session_replicas WHERE replica_id = $1", id);
+    n.exec_params("SELECT pg_notify($1, $2)", std::string(kLeasesChannel), id);
+  });
+}
+
+absl::StatusOr<std::vector<EventRecord>> PgSessionStore::EventsBySequence(
+    const std::vector<int64_t>& sequences) {
+  std::vector<EventRecord> out;
+  if (sequences.empty()) return out;
+  WAS_RETURN_IF_ERROR(pool_.Run("read events by sequence", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(absl::StrCat("SELECT ", kEventColumns,
+                                        " FROM session_events WHERE sequence = ANY($1::bigint[])"
+                                        " ORDER BY sequence"),
+                           PgArray(sequences));
+    for (const auto& row : r) out.push_back(ToEvent(row));
+  }));
+  return out;
+}
 
 }  // namespace wasentinel::session

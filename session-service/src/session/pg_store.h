@@ -42,6 +42,25 @@ class PgSessionStore final : public SessionStore {
   absl::StatusOr<int64_t> PruneEventsBefore(absl::Time cutoff, int batch) override;
   absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() override;
   absl::StatusOr<absl::Duration> Ping() override;
+  absl::StatusOr<std::vector<Lease>> AcquireLeases(const std::vector<std::string>& ids,
+                                                   const std::string& owner,
+                                                   absl::Duration ttl) override;
+  absl::StatusOr<std::vector<Lease>> ClaimOrphans(const std::string& owner, absl::Duration ttl,
+                                                  int limit) override;
+  absl::StatusOr<WantedCounts> CountWanted() override;
+  absl::StatusOr<std::vector<int64_t>> RenewLeases(const std::vector<int64_t>& tokens,
+                                                   absl::Duration ttl) override;
+  absl::Status ReleaseLeases(const std::vector<int64_t>& tokens) override;
+  absl::StatusOr<std::optional<ReplicaInfo>> LeaseOwner(const std::string& id) override;
+  absl::Status Heartbeat(const ReplicaInfo& me) override;
+  absl::StatusOr<std::vector<ReplicaInfo>> LiveReplicas(absl::Duration ttl) override;
+  absl::Status RemoveReplica(const std::string& id) override;
+  absl::StatusOr<std::vector<EventRecord>> EventsBySequence(
+      const std::vector<int64_t>& sequences) override;
+
+  /// NOTIFY channels: a new `session_events` row (payload: its sequence), and leases given up.
+  static constexpr const char* kEventsChannel = "session_events";
+  static constexpr const char* kLeasesChannel = "session_leases";
 
  private:
   // Every session matching the SQL condition `where` (a constant), ordered by id.

@@ -43,6 +43,24 @@ struct SessionRecord {
   absl::Time updated_at;
   int64_t reconnect_count = 0;
   int64_t error_count = 0;
+  /// The replica whose lease on the session is live ("" when none), read with the row.
+  std::string owner;
+};
+
+/// A session lease (architecture.md "More than one replica"): the right to hold the session's
+/// WhatsApp socket. `token` is the fencing token: drawn from one sequence at every acquisition,
+/// so it is unique across sessions and grows with each new owner; state writes carry it and are
+/// refused once a newer owner holds the lease.
+struct Lease {
+  std::string session_id;
+  int64_t token = 0;
+};
+
+/// A live session-service replica (the `session_replicas` table): its id and the gRPC address
+/// other replicas forward calls to.
+struct ReplicaInfo {
+  std::string id;
+  std::string address;
 };
 
 struct EventRecord {
@@ -85,6 +103,10 @@ struct Transition {
   bool clear_credentials = false;  ///< the device was logged out: its credentials are dead
   std::optional<CredentialsUpdate> set_credentials;  ///< stored with the transition
   bool delete_session = false;  ///< DeleteSession: the row goes, the event stays
+  /// Fencing: the writer's lease token. The write is refused (FAILED_PRECONDITION, IsFenced)
+  /// unless the session's lease still carries this token; 0 writes only while no replica holds
+  /// a live lease.
+  int64_t lease_token = 0;
   /// Called on the writer's thread once the transition is stored (or finally failed).
   std::function<void(const absl::StatusOr<EventRecord>&)> on_stored;
 };
@@ -151,6 +173,46 @@ class SessionStore {
   /// Session counts by stored state.
   virtual absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() = 0;
   virtual absl::StatusOr<absl::Duration> Ping() = 0;
+
+  // ---- replicas: leases, fencing tokens, heartbeats (architecture.md "More than one
+  // replica"). Expiry is judged by the database clock, so replica clocks need not agree. ----
+
+  /// Takes the leases of `ids` for `owner` for `ttl` where none is live or `owner` holds it
+  /// (a fresh token either way); answers the leases won.
+  virtual absl::StatusOr<std::vector<Lease>> AcquireLeases(const std::vector<std::string>& ids,
+                                                           const std::string& owner,
+                                                           absl::Duration ttl) = 0;
+  /// Takes up to `limit` leases of sessions that want a socket and have no live lease: active,
+  /// auto-connect, with credentials, and stored live or DISCONNECTED for a passing cause (not
+  /// USER, RETRIES_EXHAUSTED or CLIENT_OUTDATED). The orphans of a replica that died or left.
+  virtual absl::StatusOr<std::vector<Lease>> ClaimOrphans(const std::string& owner,
+                                                          absl::Duration ttl, int limit) = 0;
+  struct WantedCounts {
+    int64_t wanted = 0;    ///< sessions that want a socket (the ClaimOrphans condition)
+    int64_t orphaned = 0;  ///< of those, the ones no replica holds a live lease on
+  };
+  virtual absl::StatusOr<WantedCounts> CountWanted() = 0;
+  /// Extends the leases still carrying `tokens` to now + `ttl`; answers those tokens (a token
+  /// missing from the answer was taken over or its session deleted).
+  virtual absl::StatusOr<std::vector<int64_t>> RenewLeases(const std::vector<int64_t>& tokens,
+                                                           absl::Duration ttl) = 0;
+  /// Gives up the leases still carrying `tokens`.
+  virtual absl::Status ReleaseLeases(const std::vector<int64_t>& tokens) = 0;
+  /// The replica holding a live lease on session `id`, nullopt when none does.
+  virtual absl::StatusOr<std::optional<ReplicaInfo>> LeaseOwner(const std::string& id) = 0;
+  /// Records that `me` is alive (its heartbeat).
+  virtual absl::Status Heartbeat(const ReplicaInfo& me) = 0;
+  /// Replicas whose heartbeat is younger than `ttl`, `me` included if it is.
+  virtual absl::StatusOr<std::vector<ReplicaInfo>> LiveReplicas(absl::Duration ttl) = 0;
+  /// A replica that leaves: its heartbeat row goes, and the others hear of it (NOTIFY
+  /// `session_leases`) so they claim the sessions it gave up at once.
+  virtual absl::Status RemoveReplica(const std::string& id) = 0;
+  /// The events with these sequences, in sequence order (those pruned are left out).
+  virtual absl::StatusOr<std::vector<EventRecord>> EventsBySequence(
+      const std::vector<int64_t>& sequences) = 0;
 };
+
+/// True for the status of a transition refused by fencing (another replica owns the session).
+bool IsFenced(const absl::Status& status);
 
 }  // namespace wasentinel::session

@@ -5,11 +5,9 @@
 
 namespace wasentinel::session {
 
-TransitionWriter::TransitionWriter(SessionStore& store, EventBus& bus,
-                                   std::shared_ptr<spdlog::logger> log,
+TransitionWriter::TransitionWriter(SessionStore& store, std::shared_ptr<spdlog::logger> log,
                                    absl::Duration retry_interval)
     : store_(store),
-      bus_(bus),
       log_(std::move(log)),
       retry_interval_(retry_interval),
       thread_([this] { Loop(); }) {}
@@ -26,6 +24,11 @@ TransitionWriter::~TransitionWriter() {
 void TransitionWriter::Post(Transition t) {
   absl::MutexLock lock(&mu_);
   queue_.push_back(std::move(t));
+}
+
+int64_t TransitionWriter::last_sequence() const {
+  absl::MutexLock lock(&mu_);
+  return last_sequence_;
 }
 
 size_t TransitionWriter::queued() const {
@@ -55,13 +58,20 @@ void TransitionWriter::Loop() {
       if (event.ok()) {
         log_->debug("stored event {}: session {} → {}", event->sequence, event->session_id,
                     StateName(event->to));
-        bus_.Publish(*event);
+        {
+          absl::MutexLock lock(&mu_);
+          last_sequence_ = std::max(last_sequence_, event->sequence);
+        }
         if (t.on_stored) t.on_stored(event);
         break;
       }
       if (event.status().code() != absl::StatusCode::kUnavailable &&
           event.status().code() != absl::StatusCode::kDeadlineExceeded) {
-        if (event.status().code() == absl::StatusCode::kNotFound) {
+        if (IsFenced(event.status())) {
+          log_->warn("session {}: change to {} refused, another replica owns it now", t.session_id,
+                     StateName(t.to));
+          if (on_fenced_) on_fenced_(t);
+        } else if (event.status().code() == absl::StatusCode::kNotFound) {
           log_->debug("session {} was deleted; its change to {} is moot", t.session_id,
                       StateName(t.to));
         } else {
