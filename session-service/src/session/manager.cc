@@ -707,8 +707,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     std::vector<int64_t> tokens;
     tokens.reserve(held.size());
     for (const auto& [id, token] : held) tokens.push_back(token);
-    absl::StatusOr<std::vector<int64_t>> renewed = store_.Heartbeat(Me());
-    if (renewed.ok()) renewed = store_.RenewLeases(tokens, options_.lease_ttl);
+    const absl::Status beat = store_.Heartbeat(Me());
+    absl::StatusOr<std::vector<int64_t>> renewed =
+        beat.ok() ? store_.RenewLeases(tokens, options_.lease_ttl) : beat;
     if (renewed.ok()) {
       last_renewed_ = sent;
       const absl::flat_hash_set<int64_t> alive(renewed->begin(), renewed->end());

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/testing/recorder.h"
@@ -197,6 +199,142 @@ TEST(PgSessionStore, RestorableAreActivePrimaryWithCredentials) {
   auto restorable = f.store.ListRestorable().value();
   ASSERT_EQ(restorable.size(), 1u);
   EXPECT_EQ(restorable[0].id, primary.id);
+}
+
+// A transition to `to` of `rec` written under `token`.
+absl::StatusOr<EventRecord> Write(SessionStore& store, const SessionRecord& rec,
+                                  v1::SessionState to, int64_t token) {
+  Transition t;
+  t.session_id = rec.id;
+  t.tenant_id = rec.tenant_id;
+  t.from = v1::SESSION_STATE_DISCONNECTED;
+  t.to = to;
+  t.reason = v1::STATE_REASON_USER;
+  t.at = absl::Now();
+  t.lease_token = token;
+  return store.RecordTransition(t);
+}
+
+// A lease time-to-live already past: the lease is expired the moment it is written.
+constexpr absl::Duration kExpired = absl::Microseconds(-1);
+
+TEST(PgSessionStore, LeaseExcludesOthersUntilItExpires) {
+  Fixture f;
+  auto rec = f.store.Create(NewRecord("acme")).value().first;
+  auto a = f.store.AcquireLeases({rec.id}, "replica-a", absl::Minutes(1)).value();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_GT(a[0].token, 0);
+  EXPECT_TRUE(f.store.AcquireLeases({rec.id}, "replica-b", absl::Minutes(1)).value().empty());
+  EXPECT_EQ(f.store.LeaseOwner(rec.id).value()->id, "replica-a");
+  EXPECT_EQ(f.store.Get(rec.id).value().owner, "replica-a");
+  // The holder may take it again (a restart under the same id): a newer token.
+  auto again = f.store.AcquireLeases({rec.id}, "replica-a", absl::Minutes(1)).value();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_GT(again[0].token, a[0].token);
+  // Not renewed in time: another replica takes it, with a newer token still.
+  ASSERT_EQ(f.store.RenewLeases({again[0].token}, kExpired).value().size(), 1u);
+  EXPECT_FALSE(f.store.LeaseOwner(rec.id).value().has_value());
+  EXPECT_EQ(f.store.Get(rec.id).value().owner, "");
+  auto b = f.store.AcquireLeases({rec.id}, "replica-b", absl::Minutes(1)).value();
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_GT(b[0].token, again[0].token);
+  // The old token no longer renews anything.
+  EXPECT_TRUE(f.store.RenewLeases({again[0].token}, absl::Minutes(1)).value().empty());
+  EXPECT_EQ(f.store.RenewLeases({b[0].token}, absl::Minutes(1)).value(),
+            std::vector<int64_t>{b[0].token});
+  EXPECT_THAT(f.store.AcquireLeases({"nope"}, "replica-b", absl::Minutes(1)).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Unknown sessions are simply not won.
+  EXPECT_TRUE(
+      f.store.AcquireLeases({"00000000-0000-0000-0000-000000000000"}, "replica-b", absl::Minutes(1))
+          .value()
+          .empty());
+}
+
+TEST(PgSessionStore, StaleFencingTokensCannotWrite) {
+  Fixture f;
+  auto rec = f.store.Create(NewRecord("acme")).value().first;
+  // Nobody holds it: an unleased write (token 0) lands.
+  EXPECT_TRUE(Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, 0).ok());
+  auto a = f.store.AcquireLeases({rec.id}, "replica-a", absl::Minutes(1)).value().at(0);
+  EXPECT_TRUE(Write(f.store, rec, v1::SESSION_STATE_CONNECTING, a.token).ok());
+  auto unleased = Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, 0);
+  EXPECT_TRUE(IsFenced(unleased.status())) << unleased.status();
+  ASSERT_TRUE(f.store.RenewLeases({a.token}, kExpired).ok());
+  auto b = f.store.AcquireLeases({rec.id}, "replica-b", absl::Minutes(1)).value().at(0);
+  auto stale = Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, a.token);
+  EXPECT_TRUE(IsFenced(stale.status())) << stale.status();
+  EXPECT_THAT(stale.status(), StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(Write(f.store, rec, v1::SESSION_STATE_CONNECTED, b.token).ok());
+  EXPECT_EQ(f.store.Get(rec.id).value().state, v1::SESSION_STATE_CONNECTED);
+  // Given up: anyone may write again.
+  ASSERT_TRUE(f.store.ReleaseLeases({b.token}).ok());
+  EXPECT_TRUE(Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, 0).ok());
+  EXPECT_FALSE(IsFenced(absl::NotFoundError("x")));
+}
+
+TEST(PgSessionStore, OrphansAreWantedSessionsWithoutALiveLease) {
+  Fixture f;
+  auto connected = [&](const std::string& tenant, v1::SessionState state, v1::StateReason reason,
+                       bool with_creds = true) {
+    SessionRecord r = NewRecord(tenant);
+    if (!with_creds) r.credentials.reset();
+    auto rec = f.store.Create(r).value().first;
+    Transition t{rec.id, rec.tenant_id, v1::SESSION_STATE_DISCONNECTED, state, reason,
+                 "",     absl::Now()};
+    EXPECT_TRUE(f.store.RecordTransition(t).ok());
+    return rec;
+  };
+  auto orphan = connected("a", v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS);
+  auto retrying = connected("b", v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SOCKET_CLOSED);
+  connected("c", v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_USER);
+  connected("d", v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_RETRIES_EXHAUSTED);
+  connected("e", v1::SESSION_STATE_LOGGED_OUT, v1::STATE_REASON_LOGGED_OUT, false);
+  auto held = connected("f", v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS);
+  ASSERT_EQ(f.store.AcquireLeases({held.id}, "replica-a", absl::Minutes(1)).value().size(), 1u);
+
+  auto counts = f.store.CountWanted().value();
+  EXPECT_EQ(counts.wanted, 3);    // orphan, retrying, held
+  EXPECT_EQ(counts.orphaned, 2);  // orphan, retrying
+  auto one = f.store.ClaimOrphans("replica-b", absl::Minutes(1), 1).value();
+  ASSERT_EQ(one.size(), 1u);
+  auto rest = f.store.ClaimOrphans("replica-c", absl::Minutes(1), 10).value();
+  ASSERT_EQ(rest.size(), 1u);
+  std::set<std::string> ids{one[0].session_id, rest[0].session_id};
+  EXPECT_EQ(ids, (std::set<std::string>{orphan.id, retrying.id}));
+  EXPECT_TRUE(f.store.ClaimOrphans("replica-c", absl::Minutes(1), 10).value().empty());
+  EXPECT_EQ(f.store.CountWanted().value().orphaned, 0);
+}
+
+TEST(PgSessionStore, ReplicasAreLiveWhileTheyBeat) {
+  Fixture f;
+  ASSERT_TRUE(f.store.Heartbeat({"replica-a", "10.0.0.1:7001"}).ok());
+  ASSERT_TRUE(f.store.Heartbeat({"replica-b", "10.0.0.2:7001"}).ok());
+  ASSERT_TRUE(f.store.Heartbeat({"replica-a", "10.0.0.9:7001"}).ok());  // moved
+  auto live = f.store.LiveReplicas(absl::Minutes(1)).value();
+  ASSERT_EQ(live.size(), 2u);
+  EXPECT_EQ(live[0].id, "replica-a");
+  EXPECT_EQ(live[0].address, "10.0.0.9:7001");
+  EXPECT_TRUE(f.store.LiveReplicas(kExpired).value().empty());
+  ASSERT_TRUE(f.store.RemoveReplica("replica-a").ok());
+  live = f.store.LiveReplicas(absl::Minutes(1)).value();
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(live[0].id, "replica-b");
+  // The lease owner's address comes from the replica set.
+  auto rec = f.store.Create(NewRecord("acme")).value().first;
+  ASSERT_TRUE(f.store.AcquireLeases({rec.id}, "replica-b", absl::Minutes(1)).ok());
+  EXPECT_EQ(f.store.LeaseOwner(rec.id).value()->address, "10.0.0.2:7001");
+}
+
+TEST(PgSessionStore, EventsBySequence) {
+  Fixture f;
+  auto a = f.store.Create(NewRecord("a")).value().second;
+  f.store.Create(NewRecord("b")).value();
+  auto c = f.store.Create(NewRecord("c")).value().second;
+  auto got = f.store.EventsBySequence({c.sequence, a.sequence, 999999}).value();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].sequence, a.sequence);
+  EXPECT_EQ(got[1].tenant_id, "c");
 }
 
 }  // namespace

@@ -1,0 +1,179 @@
+// Several session-service replicas over one PostgreSQL and one wa-sim, in one process: leases,
+// forwarding to the holder, events from every replica at every watcher, hand-over when a
+// replica leaves, and a lease lost to another owner cutting the socket at once
+// (architecture.md "More than one replica"). The SIGKILL takeover runs in tests/e2e/replicas.
+#include <gtest/gtest.h>
+
+#include "stack.h"
+#include "wasentinel/common/pg.h"
+
+namespace wasentinel::session {
+namespace {
+
+using ::wasentinel::testing::Eventually;
+
+constexpr absl::Duration kLeaseTtl = absl::Milliseconds(1500);
+
+struct Replica {
+  std::string id;
+  std::unique_ptr<App> app;
+  std::unique_ptr<v1::SessionService::Stub> stub;
+};
+
+struct Cluster {
+  wasentinel::testing::TestDatabase db;
+  Sim sim;
+  std::unique_ptr<PgPool> pool = PgPool::Create(db.url(), 1).value();
+  std::map<std::string, Replica> replicas;
+
+  Replica& Start(const std::string& id) {
+    Options o = StackOptions(db.url(), sim);
+    o.replica_id = id;
+    o.manager.lease_ttl = kLeaseTtl;
+    Replica& r = replicas[id];
+    r.id = id;
+    r.app = std::move(App::Create(o).value());
+    EXPECT_TRUE(r.app->Start().ok());
+    r.stub = v1::SessionService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(r.app->grpc_port()), grpc::InsecureChannelCredentials()));
+    return r;
+  }
+  void Stop(const std::string& id) {
+    replicas[id].app->Shutdown(absl::Seconds(5));
+    replicas.erase(id);
+  }
+  int64_t LoggedIn() { return sim.control().Get("/stats").value()["logged_in"].get<int64_t>(); }
+};
+
+v1::Session CreateOn(Replica& r, const std::string& tenant, const std::string& creds) {
+  grpc::ClientContext ctx;
+  v1::CreateSessionRequest req;
+  req.set_tenant_id(tenant);
+  req.set_creds_json(creds);
+  v1::CreateSessionResponse resp;
+  grpc::Status st = r.stub->CreateSession(&ctx, req, &resp);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  return resp.session();
+}
+
+template <class Req, class Resp, class Method>
+grpc::Status Call(Replica& r, Method method, const std::string& id, Resp* resp) {
+  grpc::ClientContext ctx;
+  Req req;
+  req.set_id(id);
+  return ((*r.stub).*method)(&ctx, req, resp);
+}
+
+TEST(Replicas, CallsReachTheHolderAndEventsReachEveryWatcher) {
+  Cluster c;
+  Replica& a = c.Start("replica-a");
+  Replica& b = c.Start("replica-b");
+  Watcher on_b(*b.stub, std::nullopt);
+  const auto session = CreateOn(a, "acme", c.sim.Device(15550003001));
+  // Stored by replica-a, seen by a watcher of replica-b (LISTEN/NOTIFY).
+  ASSERT_TRUE(on_b.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
+
+  // replica-b forwards: the answer carries replica-a's live view.
+  v1::GetSessionResponse got;
+  ASSERT_TRUE(
+      (Call<v1::GetSessionRequest>(b, &v1::SessionService::Stub::GetSession, session.id(), &got))
+          .ok());
+  EXPECT_EQ(got.session().owner(), "replica-a");
+  EXPECT_TRUE(got.session().socket_alive());
+
+  v1::DisconnectResponse down;
+  ASSERT_TRUE(
+      (Call<v1::DisconnectRequest>(b, &v1::SessionService::Stub::Disconnect, session.id(), &down))
+          .ok());
+  EXPECT_EQ(down.session().state(), v1::SESSION_STATE_DISCONNECTED);
+  ASSERT_TRUE(on_b.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_USER));
+  v1::ConnectResponse up;
+  ASSERT_TRUE(
+      (Call<v1::ConnectRequest>(b, &v1::SessionService::Stub::Connect, session.id(), &up)).ok());
+  EXPECT_EQ(up.session().owner(), "replica-a");
+  ASSERT_TRUE(on_b.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
+  EXPECT_EQ(c.LoggedIn(), 1);
+
+  v1::ProbeSessionResponse probe;
+  ASSERT_TRUE((Call<v1::ProbeSessionRequest>(b, &v1::SessionService::Stub::ProbeSession,
+                                             session.id(), &probe))
+                  .ok());
+  EXPECT_TRUE(probe.ok()) << probe.error();
+
+  // Deep health on replica-b gathers replica-a's live facts.
+  grpc::ClientContext ctx;
+  v1::GetDeepHealthResponse deep;
+  ASSERT_TRUE(b.stub->GetDeepHealth(&ctx, {}, &deep).ok());
+  ASSERT_EQ(deep.sessions_size(), 1);
+  EXPECT_EQ(deep.sessions(0).owner(), "replica-a");
+  EXPECT_TRUE(deep.sessions(0).socket_alive());
+  EXPECT_EQ(deep.status(), v1::OVERALL_STATUS_OK);
+
+  // A list from the database names the holder too.
+  grpc::ClientContext lctx;
+  v1::ListSessionsResponse list;
+  ASSERT_TRUE(b.stub->ListSessions(&lctx, {}, &list).ok());
+  ASSERT_EQ(list.sessions_size(), 1);
+  EXPECT_EQ(list.sessions(0).owner(), "replica-a");
+}
+
+TEST(Replicas, ALeavingReplicaHandsItsSessionsOver) {
+  Cluster c;
+  c.Start("replica-a");
+  Replica& b = c.Start("replica-b");
+  Watcher on_b(*b.stub, std::nullopt);
+  const auto one = CreateOn(c.replicas["replica-a"], "one", c.sim.Device(15550003011));
+  const auto two = CreateOn(c.replicas["replica-a"], "two", c.sim.Device(15550003012));
+  ASSERT_TRUE(on_b.WaitFor(one.id(), v1::SESSION_STATE_CONNECTED));
+  ASSERT_TRUE(on_b.WaitFor(two.id(), v1::SESSION_STATE_CONNECTED));
+
+  c.Stop("replica-a");  // SIGTERM: SHUTDOWN written, leases given up, NOTIFY
+  for (const auto& s : {one, two}) {
+    ASSERT_TRUE(on_b.WaitFor(s.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SHUTDOWN));
+    // Taken over at once on the notification, well before any lease would expire.
+    ASSERT_TRUE(on_b.WaitFor(s.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_TAKEOVER,
+                             std::chrono::milliseconds(1000)));
+    ASSERT_TRUE(on_b.WaitForLatest(s.id(), v1::SESSION_STATE_CONNECTED));
+    v1::GetSessionResponse got;
+    ASSERT_TRUE(
+        (Call<v1::GetSessionRequest>(b, &v1::SessionService::Stub::GetSession, s.id(), &got)).ok());
+    EXPECT_EQ(got.session().owner(), "replica-b");
+  }
+  EXPECT_EQ(c.LoggedIn(), 2);
+  EXPECT_EQ(c.sim.control().Get("/stats").value()["replaced"].get<int64_t>(), 0);
+}
+
+TEST(Replicas, ALostLeaseClosesTheSocketAtOnce) {
+  Cluster c;
+  Replica& a = c.Start("replica-a");
+  Watcher w(*a.stub, std::nullopt);
+  const auto session = CreateOn(a, "acme", c.sim.Device(15550003021));
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
+  ASSERT_EQ(c.LoggedIn(), 1);
+  // Another owner takes the lease (as a replica would after a partition): replica-a finds out
+  // at its next renewal and cuts the socket without writing anything.
+  ASSERT_TRUE(c.pool
+                  ->Run("steal",
+                        [&](pqxx::connection& conn) {
+                          pqxx::nontransaction n(conn);
+                          n.exec_params(
+                              "UPDATE session_leases SET owner = 'replica-x',"
+                              " token = nextval('session_lease_tokens'),"
+                              " expires_at = now() + interval '1 minute'"
+                              " WHERE session_id = $1::uuid",
+                              session.id());
+                        })
+                  .ok());
+  ASSERT_TRUE(Eventually([&] { return c.LoggedIn() == 0; },
+                         std::chrono::milliseconds(absl::ToInt64Milliseconds(kLeaseTtl))));
+  // No transition of replica-a's: the row still says what the last holder wrote.
+  EXPECT_EQ(w.Of(session.id()).back().to_state(), v1::SESSION_STATE_CONNECTED);
+  // Calls now go to replica-x, which is not in the replica set: UNAVAILABLE, retry later.
+  v1::ConnectResponse up;
+  grpc::Status st =
+      Call<v1::ConnectRequest>(a, &v1::SessionService::Stub::Connect, session.id(), &up);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+}
+
+}  // namespace
+}  // namespace wasentinel::session
