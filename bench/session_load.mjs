@@ -6,12 +6,16 @@
 //   rss_bytes_per_session   (RSS with N connected − RSS of an idle service) / N
 //   idle_cpu_percent        CPU of session-service over `idle_window_seconds` at idle
 //                           (keepalives only, default intervals), as % of one core
+//   watcher_latency_ms      p50/p99 from a state change (the event's `at`) to its arrival at
+//                           each of `watchers` WatchSessionEvents streams (default 100)
+//   get_session             GetSession calls per second and latency (bench/get_session_rate,
+//                           a C++ client, 8 threads over 4 connections, 10 s)
 //
-// Environment: WA_SIM, SESSION_SERVICE, PROTO_DIR, DATABASE_URL (an empty database per N is
+// Environment: WA_SIM, SESSION_SERVICE, GET_SESSION_RATE, PROTO_DIR, DATABASE_URL (an empty database per N is
 // made by the caller: DATABASE_URL_<N>), BASELINE_DATABASE_URL (an empty database).
 // Usage: node bench/session_load.mjs N [N ...] [--idle-window=SECONDS]
 import { createRequire } from 'node:module';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 
@@ -37,6 +41,8 @@ const cpuSeconds = (pid) => {
   return (Number(f[11]) + Number(f[12])) / ticks;  // utime + stime
 };
 
+const running = new Set();  // killed on the way out, whatever happened
+
 async function service(sim, dbUrl, key) {
   const port = await freePort();
   const proc = spawn(requiredEnv('SESSION_SERVICE'), [
@@ -48,8 +54,9 @@ async function service(sim, dbUrl, key) {
   const client = new SessionService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const call = (m, req) => new Promise((res, rej) =>
     client[m](req, { deadline: Date.now() + 60000 }, (e, r) => (e ? rej(e) : res(r))));
-  const stop = async () => { proc.kill('SIGTERM'); await exited; client.close(); };
-  return { proc, call, stop, started: Date.now() };
+  running.add(proc);
+  const stop = async () => { proc.kill('SIGTERM'); await exited; running.delete(proc); client.close(); };
+  return { proc, call, stop, client, port, started: Date.now() };
 }
 const connectedCount = async (svc) => {
   try {
@@ -57,6 +64,42 @@ const connectedCount = async (svc) => {
     return h.counts.find((c) => c.state === 'SESSION_STATE_CONNECTED')?.count ?? 0;
   } catch { return -1; }
 };
+
+const nowMs = () => performance.timeOrigin + performance.now();
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+
+// 100 watchers; `changes` sessions disconnected and connected again one after another; the
+// delay from each event's `at` to its arrival at every watcher.
+async function watcherLatency(svc, ids, watchers = 100, changes = 20) {
+  const lat = [];
+  let warm = 0;
+  const streams = [];
+  for (let w = 0; w < watchers; w++) {
+    const st = svc.client.WatchSessionEvents({});
+    st.on('data', (e) => {
+      if (e.session_id === 'warm-up') return;
+      lat.push(nowMs() - (Number(e.at.seconds) * 1000 + e.at.nanos / 1e6));
+    });
+    st.on('error', () => {});
+    st.on('metadata', () => { warm += 1; });
+    streams.push(st);
+  }
+  // A stream is open once its headers arrived.
+  await waitFor(() => warm === watchers, { timeoutMs: 30000, what: 'watch streams to open' });
+  let expected = 0;
+  for (let i = 0; i < changes; i++) {
+    const id = ids[i % ids.length];
+    await svc.call('Disconnect', { id });
+    expected += watchers;  // DISCONNECTED
+    await waitFor(() => lat.length >= expected, { timeoutMs: 30000, what: 'DISCONNECTED at every watcher' });
+    await svc.call('Connect', { id });
+    expected += 2 * watchers;  // CONNECTING, CONNECTED
+    await waitFor(() => lat.length >= expected, { timeoutMs: 30000, what: 'CONNECTED at every watcher' });
+  }
+  for (const st of streams) st.cancel();
+  lat.sort((a, b) => a - b);
+  return { watchers, events: lat.length, p50: Number(percentile(lat, 0.5).toFixed(3)), p99: Number(percentile(lat, 0.99).toFixed(3)) };
+}
 
 const sim = await startSim();
 const key = randomBytes(32).toString('hex');
@@ -95,6 +138,12 @@ try {
     const cpuPct = (100 * (cpuSeconds(svc.proc.pid) - cpu0)) / ((Date.now() - w0) / 1000);
     const stats = await sim.get('/stats');
     const still = await connectedCount(svc);
+    const ids = (await svc.call('ListSessions', { page_size: 100 })).sessions.map((x) => x.id);
+    const watch = await watcherLatency(svc, ids);
+    const rate = spawnSync(requiredEnv('GET_SESSION_RATE'), [`--addr=127.0.0.1:${svc.port}`, '--seconds=10'],
+      { encoding: 'utf8' });
+    if (rate.status !== 0) throw new Error(`get_session_rate: ${rate.stderr}`);
+    const getSession = JSON.parse(rate.stdout);
     await svc.stop();
     console.log(JSON.stringify({
       benchmark: 'session_load', sessions: n,
@@ -103,8 +152,12 @@ try {
       rss_bytes_per_session: Math.round((rssN - baselineRss) / n),
       idle_cpu_percent: Number(cpuPct.toFixed(3)), idle_window_seconds: idleWindow,
       connected_after_idle: still, sim_pings_answered: stats.pings_answered,
+      watcher_latency_ms: watch,
+      get_session: { calls_per_second: getSession.calls_per_second, p50_us: getSession.p50_us,
+        p99_us: getSession.p99_us, errors: getSession.errors },
     }));
   }
 } finally {
+  for (const proc of running) proc.kill('SIGKILL');
   sim.stop();
 }

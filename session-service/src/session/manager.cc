@@ -222,9 +222,20 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       rt.reason = rec.reason;
       rt.last_error = rec.last_error;
       if (metrics_) metrics_->Transition(v1::SESSION_STATE_UNSPECIFIED, rt.state, rt.reason);
+      rt.record = rec;
+    } else {
+      Settle(rt.record, rec);
     }
-    rt.record = rec;
     return rt;
+  }
+
+  // The settings of a stored row (UpdateSession's fields) onto the runtime's copy, whose state
+  // fields are newer than any row read (Mirror keeps them; the writer stores them later).
+  static void Settle(SessionRecord& mine, const SessionRecord& stored) {
+    mine.is_active = stored.is_active;
+    mine.auto_connect = stored.auto_connect;
+    mine.account_name = stored.account_name;
+    mine.owner_email = stored.owner_email;
   }
 
   // Creates or refreshes the runtime from a stored row; opens its credentials.
@@ -301,10 +312,37 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
                wa::MaskPhone(rt.record.phone_number), StateName(rt.state), StateName(to),
                ReasonName(reason), error.empty() ? "" : ": ", error);
     if (metrics_) metrics_->Transition(rt.state, to, reason);
+    Mirror(rt.record, t);
     rt.state = to;
     rt.reason = reason;
     if (!error.empty()) rt.last_error = error;
     writer_.Post(std::move(t));
+  }
+
+  // What RecordTransition does to the row, done to the runtime's copy, so that a session held
+  // here is answered from memory (pg_store.cc RecordTransition is the reference).
+  static void Mirror(SessionRecord& rec, const Transition& t) {
+    rec.state = t.to;
+    rec.reason = t.reason;
+    if (!t.error.empty()) {
+      rec.last_error = t.error;
+    } else if (t.to == v1::SESSION_STATE_CONNECTED) {
+      rec.last_error.clear();
+    }
+    if (t.to == v1::SESSION_STATE_CONNECTED) rec.last_connected_at = t.at;
+    if (t.from == v1::SESSION_STATE_CONNECTED && t.to != v1::SESSION_STATE_CONNECTED) {
+      rec.last_disconnected_at = t.at;
+    }
+    rec.reconnect_count += t.count_reconnect ? 1 : 0;
+    rec.error_count += t.count_error ? 1 : 0;
+    if (t.set_credentials) {
+      rec.credentials = t.set_credentials->sealed;
+      rec.phone_number = t.set_credentials->phone_number;
+      rec.device_jid = t.set_credentials->device_jid;
+    } else if (t.clear_credentials) {
+      rec.credentials.reset();
+    }
+    rec.updated_at = t.at;
   }
 
   absl::Status ConnectNow(Runtime& rt, v1::StateReason reason, bool count_reconnect) {
@@ -960,20 +998,20 @@ void SessionManager::CancelPairing(const std::string& id,
 }
 
 absl::StatusOr<SessionView> SessionManager::Get(const std::string& id) {
-  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  // Held here: the live view, restored on the spot if it should be (seed 004).
+  // Held here: the live view from memory (every change of a held session passes through this
+  // replica), restored on the spot if it should be (seed 004).
   auto restore = [&]() -> std::optional<SessionView> {
     auto it = impl_->sessions_.find(id);
     if (it == impl_->sessions_.end()) return std::nullopt;
     Impl::Runtime& rt = it->second;
-    rt.record = rec;
-    if (!rt.creds && rec.credentials) (void)impl_->Ensure(rec);
+    if (!rt.creds && rt.record.credentials) (void)impl_->Ensure(rt.record);
     if (impl_->WantsRestore(rt) && !impl_->stopping_) {
       (void)impl_->ConnectNow(rt, v1::STATE_REASON_RESTORE_ON_DEMAND, false);
     }
-    return SessionView{rec, impl_->Live(rt)};
+    return SessionView{rt.record, impl_->Live(rt)};
   };
   if (auto view = impl_->OnIo(restore)) return *view;
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
   if (!rec.owner.empty() && rec.owner != impl_->options_.replica_id) {
     return HeldElsewhere(id, rec.owner);  // the holder has the live view
   }
@@ -1158,7 +1196,7 @@ absl::StatusOr<SessionView> SessionManager::Update(const std::string& id,
     auto it = impl_->sessions_.find(id);
     if (it == impl_->sessions_.end()) return SessionView{rec, std::nullopt};
     Impl::Runtime& rt = it->second;
-    rt.record = rec;
+    Impl::Settle(rt.record, rec);
     if (!rec.is_active) {
       impl_->FailPairing(rt, Failure::REASON_CANCELLED, "the session was made inactive");
       impl_->Disconnect(rt, v1::STATE_REASON_USER);
