@@ -160,6 +160,9 @@ try {
   // The gauge counts the sessions this process holds: the restored two.
   check('metrics: 2 sessions CONNECTED', gauge('CONNECTED') === 2 && gauge('CONNECTING') === 0,
     `CONNECTED=${gauge('CONNECTED')} CONNECTING=${gauge('CONNECTING')}`);
+  // The exposition passes Prometheus' own linter (promtool from Debian's prometheus package).
+  const lint = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+  check('promtool check metrics passes', lint.status === 0, (lint.stdout + lint.stderr).trim().split('\n').slice(0, 3).join('; '));
 
   if (demo) say('\n— wactl pairs a new device by QR code; wa-sim plays the phone');
   const pairing = spawn(requiredEnv('WACTL'),
