@@ -90,9 +90,11 @@ TEST(SessionApi, PairingByQrLinksADeviceThatLogsInAndIsRestored) {
   EXPECT_EQ(got.phone_number(), "15558880001");
 
   // The credentials were sealed and stored: a restarted service logs in with them.
+  // Resumed from the last event seen: the restore may finish before the watch is in place.
+  const int64_t seen = w.events.Snapshot().back().sequence();
   s.Stop();
   s.Start();
-  Watcher after(*s.stub, std::nullopt);
+  Watcher after(*s.stub, seen);
   ASSERT_TRUE(after.WaitFor(id, v1::SESSION_STATE_CONNECTED));
   auto devices = s.sim.control().Get("/devices");
   ASSERT_TRUE(devices.ok());
@@ -212,6 +214,7 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     EXPECT_EQ(resp.session().state(), v1::SESSION_STATE_DISCONNECTED);
     EXPECT_EQ(resp.session().account_name(), "Renamed");
     EXPECT_FALSE(resp.session().is_active());
+    ASSERT_TRUE(w.WaitForLatest(id, v1::SESSION_STATE_DISCONNECTED));
     v1::ConnectRequest c;
     c.set_id(id);
     v1::ConnectResponse cr;
