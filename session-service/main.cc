@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <tuple>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -80,6 +81,18 @@ absl::Duration DurationFlag(const std::string& name, const std::string& text) {
   return d;
 }
 
+// A "A[,B]" pair of durations (B defaults to A), exiting with a usage error otherwise.
+std::pair<absl::Duration, absl::Duration> DurationPairFlag(const std::string& name,
+                                                           const std::string& text,
+                                                           const char* shape) {
+  auto steps = wasentinel::Backoff::ParseSteps(text);
+  if (!steps.ok() || steps->empty() || steps->size() > 2) {
+    std::cerr << "session-service: --" << name << " wants " << shape << " durations\n";
+    std::exit(2);
+  }
+  return {steps->front(), steps->back()};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -122,25 +135,15 @@ int main(int argc, char** argv) {
     }
     std::copy(key->begin(), key->end(), c.root_key.begin());
   }
-  auto interval = Backoff::ParseSteps(absl::GetFlag(FLAGS_keepalive_interval));
-  if (!interval.ok() || interval->empty() || interval->size() > 2) {
-    std::cerr << "session-service: --keepalive_interval wants MIN[,MAX] durations\n";
-    return 2;
-  }
-  c.keepalive_interval_min = interval->front();
-  c.keepalive_interval_max = interval->back();
+  std::tie(c.keepalive_interval_min, c.keepalive_interval_max) =
+      DurationPairFlag("keepalive_interval", absl::GetFlag(FLAGS_keepalive_interval), "MIN[,MAX]");
   c.keepalive_response_timeout =
       DurationFlag("keepalive_timeout", absl::GetFlag(FLAGS_keepalive_timeout));
   c.keepalive_max_silence =
       DurationFlag("keepalive_max_silence", absl::GetFlag(FLAGS_keepalive_max_silence));
   c.connect_timeout = DurationFlag("connect_timeout", absl::GetFlag(FLAGS_connect_timeout));
-  auto qr = Backoff::ParseSteps(absl::GetFlag(FLAGS_qr_timeouts));
-  if (!qr.ok() || qr->empty() || qr->size() > 2) {
-    std::cerr << "session-service: --qr_timeouts wants FIRST[,NEXT] durations\n";
-    return 2;
-  }
-  c.qr_first_timeout = qr->front();
-  c.qr_next_timeout = qr->back();
+  std::tie(c.qr_first_timeout, c.qr_next_timeout) =
+      DurationPairFlag("qr_timeouts", absl::GetFlag(FLAGS_qr_timeouts), "FIRST[,NEXT]");
   auto backoff = Backoff::ParseSteps(absl::GetFlag(FLAGS_reconnect_backoff));
   if (!backoff.ok()) {
     std::cerr << "session-service: --reconnect_backoff: " << backoff.status().message() << "\n";

@@ -141,11 +141,7 @@ static std::string HostName() {
   return host;
 }
 
-static std::string DefaultReplicaId() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "session-service");
-  return absl::StrCat(host, "-", getpid());
-}
+static std::string DefaultReplicaId() { return absl::StrCat(HostName(), "-", getpid()); }
 
 // A wrong or missing sealing key is a start-up error, not silent garbage at the first restore.
 static absl::Status CheckSealingKeys(SessionStore& store, const Sealer& sealer) {

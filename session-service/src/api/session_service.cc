@@ -2,8 +2,6 @@
 
 #include <google/protobuf/util/time_util.h>
 
-#include <thread>
-
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/logging.h"
@@ -166,20 +164,29 @@ absl::StatusOr<v1::SessionService::Stub*> SessionServiceImpl::Peer(const std::st
       absl::StrCat("replica ", id, " holds the session but its address is unknown; retry"));
 }
 
-void SessionServiceImpl::ForwardContext(grpc::ServerContext* ctx, grpc::ClientContext* out) const {
+std::unique_ptr<grpc::ClientContext> SessionServiceImpl::ForwardContext(
+    grpc::ServerContext* ctx) const {
+  // A child of the incoming call: its deadline and its cancellation carry over.
+  auto out = grpc::ClientContext::FromServerContext(*ctx);
   for (const char* key : {"x-api-key", "authorization"}) {
     if (auto v = Metadata(ctx, key); !v.empty()) out->AddMetadata(key, std::string(v));
   }
   out->AddMetadata(kForwardedBy, replica_);
-  const auto deadline = ctx->deadline();
-  const auto fallback = absl::ToChronoTime(absl::Now() + kForwardDeadline);
-  out->set_deadline(deadline < fallback ? deadline : fallback);
+  out->set_deadline(absl::ToChronoTime(absl::Now() + kForwardDeadline));  // the earlier wins
+  return out;
 }
 
 std::optional<std::string> SessionServiceImpl::ForwardTarget(grpc::ServerContext* ctx,
                                                              const absl::Status& status) const {
   auto owner = OwnerOf(status);
-  if (!owner || *owner == replica_ || !Metadata(ctx, kForwardedBy).empty()) return std::nullopt;
+  return owner ? ForwardTarget(ctx, *owner) : std::nullopt;
+}
+
+std::optional<std::string> SessionServiceImpl::ForwardTarget(grpc::ServerContext* ctx,
+                                                             const std::string& owner) const {
+  if (owner.empty() || owner == replica_ || !Metadata(ctx, kForwardedBy).empty()) {
+    return std::nullopt;
+  }
   return owner;
 }
 
@@ -188,11 +195,10 @@ grpc::Status SessionServiceImpl::Forward(grpc::ServerContext* ctx, const std::st
                                          const char* method, Call call) {
   auto stub = Peer(owner);
   if (!stub.ok()) return ToGrpc(stub.status());
-  grpc::ClientContext client;
-  ForwardContext(ctx, &client);
+  auto client = ForwardContext(ctx);
   if (metrics_) metrics_->Forwarded(method);
   log_->debug("{}: forwarded to replica {}", method, owner);
-  return call(**stub, &client);
+  return call(**stub, client.get());
 }
 
 template <class Resp, class Call>
@@ -240,14 +246,13 @@ grpc::Status SessionServiceImpl::GetSession(grpc::ServerContext* ctx,
                                             v1::GetSessionResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
   auto view = manager_.Get(req->id());
-  if (OwnerOf(view.status()) && !ForwardTarget(ctx, view.status())) {
-    auto rec = store_.Get(req->id());  // forwarded here already: the stored row will do
-    if (!rec.ok()) return ToGrpc(rec.status());
-    view = SessionView{*std::move(rec), std::nullopt};
+  // Held by another replica: its live view (unless this call was forwarded here already).
+  if (auto owner =
+          view.ok() && !view->live ? ForwardTarget(ctx, view->record.owner) : std::nullopt) {
+    return Forward(ctx, *owner, "GetSession",
+                   [&](auto& stub, auto* client) { return stub.GetSession(client, *req, resp); });
   }
-  return Routed(ctx, view, "GetSession", resp, [&](auto& stub, auto* client, auto* out) {
-    return stub.GetSession(client, *req, out);
-  });
+  return Answer(view, resp);
 }
 
 grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,
@@ -423,18 +428,6 @@ grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
     // The holder pairs; its updates are relayed, and leaving cancels the pairing there.
     return Forward(ctx, *owner, "StartPairing", [&](auto& stub, grpc::ClientContext* client) {
       auto reader = stub.StartPairing(client, *req);
-      absl::Mutex mu;
-      bool done = false;
-      std::thread watch([&] {
-        absl::MutexLock lock(&mu);
-        auto finished = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done; };
-        while (!mu.AwaitWithTimeout(absl::Condition(&finished), absl::Milliseconds(200))) {
-          if (ctx->IsCancelled()) {
-            client->TryCancel();
-            return;
-          }
-        }
-      });
       v1::PairingUpdate u;
       while (reader->Read(&u)) {
         if (!writer->Write(u)) {
@@ -442,11 +435,6 @@ grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
           break;
         }
       }
-      {
-        absl::MutexLock lock(&mu);
-        done = true;
-      }
-      watch.join();
       return reader->Finish();
     });
   }

@@ -73,12 +73,15 @@ class SessionServiceImpl final : public v1::SessionService::Service {
 
   // The stub of replica `id` (its address from the replica set). UNAVAILABLE when unknown.
   absl::StatusOr<v1::SessionService::Stub*> Peer(const std::string& id);
-  // A client context for a call forwarded on behalf of `ctx`: its API key, its deadline (or
-  // 60 s), and the mark that stops a second forward.
-  void ForwardContext(grpc::ServerContext* ctx, grpc::ClientContext* out) const;
+  // A client context for a call forwarded on behalf of `ctx`: its API key, its deadline (at
+  // most 60 s) and cancellation, and the mark that stops a second forward.
+  std::unique_ptr<grpc::ClientContext> ForwardContext(grpc::ServerContext* ctx) const;
   // `status` names another replica as the holder and this call was not forwarded already.
   std::optional<std::string> ForwardTarget(grpc::ServerContext* ctx,
                                            const absl::Status& status) const;
+  // `owner` is another replica and this call was not forwarded already.
+  std::optional<std::string> ForwardTarget(grpc::ServerContext* ctx,
+                                           const std::string& owner) const;
   // Runs `call(stub, client_context)` on the holder `owner`.
   template <class Call>
   grpc::Status Forward(grpc::ServerContext* ctx, const std::string& owner, const char* method,

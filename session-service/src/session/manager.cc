@@ -293,30 +293,37 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
         !on_stored) {
       return;
     }
-    Transition t;
-    t.session_id = rt.record.id;
-    t.tenant_id = rt.record.tenant_id;
-    t.from = rt.state;
-    t.to = to;
-    t.reason = reason;
-    t.error = error;
-    t.at = absl::Now();
+    Transition t = Change(rt.record, rt.state, to, reason, error);
     t.count_reconnect = count_reconnect;
     t.count_error = count_error;
     t.clear_credentials = clear_creds;
     t.set_credentials = std::move(set_creds);
-    t.delete_session = to == v1::SESSION_STATE_DELETED;
     t.on_stored = std::move(on_stored);
     t.lease_token = rt.lease_token;
-    log_->info("session {} ({}): {} → {} ({}){}{}", rt.record.id,
-               wa::MaskPhone(rt.record.phone_number), StateName(rt.state), StateName(to),
-               ReasonName(reason), error.empty() ? "" : ": ", error);
     if (metrics_) metrics_->Transition(rt.state, to, reason);
     Mirror(rt.record, t);
     rt.state = to;
     rt.reason = reason;
     if (!error.empty()) rt.last_error = error;
     writer_.Post(std::move(t));
+  }
+
+  // The transition of `rec` from `from` to `to`, logged.
+  Transition Change(const SessionRecord& rec, v1::SessionState from, v1::SessionState to,
+                    v1::StateReason reason, const std::string& error = "") const {
+    Transition t;
+    t.session_id = rec.id;
+    t.tenant_id = rec.tenant_id;
+    t.from = from;
+    t.to = to;
+    t.reason = reason;
+    t.error = error;
+    t.at = absl::Now();
+    t.delete_session = to == v1::SESSION_STATE_DELETED;
+    log_->info("session {} ({}): {} → {} ({}){}{}", rec.id, wa::MaskPhone(rec.phone_number),
+               StateName(from), StateName(to), ReasonName(reason), error.empty() ? "" : ": ",
+               error);
+    return t;
   }
 
   // What RecordTransition does to the row, done to the runtime's copy, so that a session held
@@ -673,19 +680,19 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     return absl::OkStatus();
   }
 
+  // The stored row of a session this replica now holds (HoldLease); `active_only` refuses an
+  // inactive one first (CheckActive). A gRPC thread.
+  absl::StatusOr<SessionRecord> Held(const std::string& id, bool active_only = false) {
+    WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
+    if (active_only) WAS_RETURN_IF_ERROR(CheckActive(rec));
+    WAS_RETURN_IF_ERROR(HoldLease(rec));
+    return rec;
+  }
+
   // A state change of a session no replica holds (start-up clean-up): fenced with token 0, so
   // it lands only while nobody leases the session. io thread.
   void RecordUnowned(const SessionRecord& rec, v1::SessionState to, v1::StateReason reason) {
-    Transition t;
-    t.session_id = rec.id;
-    t.tenant_id = rec.tenant_id;
-    t.from = rec.state;
-    t.to = to;
-    t.reason = reason;
-    t.at = absl::Now();
-    log_->info("session {} ({}): {} → {} ({})", rec.id, wa::MaskPhone(rec.phone_number),
-               StateName(rec.state), StateName(to), ReasonName(reason));
-    writer_.Post(std::move(t));
+    writer_.Post(Change(rec, rec.state, to, reason));
   }
 
   // Leased sessions: their runtimes (credentials opened) queued for a paced connect with
@@ -1012,15 +1019,15 @@ absl::StatusOr<SessionView> SessionManager::Get(const std::string& id) {
   };
   if (auto view = impl_->OnIo(restore)) return *view;
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  if (!rec.owner.empty() && rec.owner != impl_->options_.replica_id) {
-    return HeldElsewhere(id, rec.owner);  // the holder has the live view
-  }
-  if (!rec.credentials || !WantsSocket(rec, rec.state, rec.reason) || impl_->stopping_) {
+  // Held by another replica (rec.owner: the live view is there), or it should not be
+  // connected: the stored row.
+  const bool elsewhere = !rec.owner.empty() && rec.owner != impl_->options_.replica_id;
+  if (elsewhere || !rec.credentials || !WantsSocket(rec, rec.state, rec.reason)) {
     return SessionView{rec, std::nullopt};
   }
   // Nobody holds it and it should be connected: restore it here.
   if (auto held = impl_->HoldLease(rec); !held.ok()) {
-    if (OwnerOf(held)) return held;
+    if (auto owner = OwnerOf(held)) rec.owner = *owner;  // another replica took it meanwhile
     return SessionView{rec, std::nullopt};
   }
   if (auto view = impl_->OnIo(restore)) return *view;
@@ -1034,11 +1041,8 @@ absl::StatusOr<std::vector<SessionView>> SessionManager::GetMany(
 }
 
 absl::StatusOr<SessionView> SessionManager::Connect(const std::string& id) {
-  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  WAS_RETURN_IF_ERROR(CheckActive(rec));
-  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, impl_->Held(id, /*active_only=*/true));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
-    if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
     const bool live = rt->conn != nullptr;
     if (!live) WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_USER, false));
@@ -1047,11 +1051,8 @@ absl::StatusOr<SessionView> SessionManager::Connect(const std::string& id) {
 }
 
 absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id) {
-  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  WAS_RETURN_IF_ERROR(CheckActive(rec));
-  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, impl_->Held(id, /*active_only=*/true));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
-    if (impl_->stopping_) return absl::UnavailableError("session-service is shutting down");
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
     if (rt->pairing || (rt->creds && !rt->creds->paired())) {
       return absl::FailedPreconditionError(absl::StrCat("session ", id, " is being paired"));
@@ -1063,8 +1064,7 @@ absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id) {
 }
 
 absl::StatusOr<SessionView> SessionManager::Disconnect(const std::string& id) {
-  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, impl_->Held(id));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     Impl::Runtime& rt = impl_->EnsureAnyway(rec);
     impl_->FailPairing(rt, Failure::REASON_CANCELLED, "the session was disconnected");
@@ -1074,8 +1074,7 @@ absl::StatusOr<SessionView> SessionManager::Disconnect(const std::string& id) {
 }
 
 absl::StatusOr<SessionView> SessionManager::Logout(const std::string& id) {
-  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, impl_->Held(id));
   Promised<absl::Status> done;
   impl_->OnIo([&] {
     impl_->EnsureAnyway(rec);
@@ -1092,8 +1091,7 @@ absl::StatusOr<SessionView> SessionManager::Logout(const std::string& id) {
 }
 
 absl::Status SessionManager::Delete(const std::string& id) {
-  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, impl_->Held(id));
   Promised<absl::StatusOr<EventRecord>> stored;
   impl_->OnIo([&] {
     Impl::Runtime& rt = impl_->EnsureAnyway(rec);
@@ -1148,8 +1146,7 @@ absl::StatusOr<std::pair<SessionView, ProbeResult>> SessionManager::Probe(const 
 absl::StatusOr<SessionView> SessionManager::ImportCredentials(const std::string& id,
                                                               const std::string& creds_json) {
   WAS_ASSIGN_OR_RETURN(auto creds, wa::DeviceCredentials::FromBaileysJson(creds_json));
-  WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
-  WAS_RETURN_IF_ERROR(impl_->HoldLease(rec));
+  WAS_ASSIGN_OR_RETURN(SessionRecord rec, impl_->Held(id));
   auto sealed = sealer_.Seal(AsBytes(creds_json));
   CredentialsUpdate update{SealedCredentials{sealed.key_id, std::move(sealed.blob)},
                            std::to_string(creds.phone), creds.Jid()};

@@ -172,7 +172,8 @@ class SessionManager {
   absl::StatusOr<RotationResult> RotateSealingKey();
   /// The stored session with its live state. A session with credentials, active, auto-connect,
   /// not ended by WhatsApp (logged out, replaced, banned) or by a user, and with no socket here
-  /// is restored on the spot and answered CONNECTING (seed 004).
+  /// is restored on the spot and answered CONNECTING (seed 004). One held by another replica is
+  /// the stored row without live state; `record.owner` names the holder.
   absl::StatusOr<SessionView> Get(const std::string& id);
   /// Many at once; ids that do not exist are left out.
   absl::StatusOr<std::vector<SessionView>> GetMany(const std::vector<std::string>& ids);

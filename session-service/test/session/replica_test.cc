@@ -175,5 +175,45 @@ TEST(Replicas, ALostLeaseClosesTheSocketAtOnce) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
 }
 
+TEST(Replicas, PairingOnAnotherReplicaIsRelayedAndItsCancelCarriesOver) {
+  Cluster c;
+  Replica& a = c.Start("replica-a");
+  Replica& b = c.Start("replica-b");
+  Watcher w(*b.stub, std::nullopt);
+  auto pair = [](Replica& r, const std::string& id) {
+    return std::make_unique<StreamRecorder<v1::PairingUpdate>>([&r, id](grpc::ClientContext* ctx) {
+      v1::StartPairingRequest req;
+      if (id.empty()) req.set_tenant_id("acme");
+      req.set_session_id(id);
+      return r.stub->StartPairing(ctx, req);
+    });
+  };
+  auto has_qr = [](const std::vector<v1::PairingUpdate>& v) {
+    for (const auto& u : v) {
+      if (u.has_qr()) return true;
+    }
+    return false;
+  };
+  // replica-a pairs a new session and keeps its lease after the stream is cancelled.
+  auto on_a = pair(a, "");
+  ASSERT_TRUE(on_a->messages.WaitFor(has_qr));
+  const std::string id = on_a->messages.Snapshot().front().session().id();
+  on_a->Cancel();
+  ASSERT_TRUE(w.WaitFor(id, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_PAIRING_CANCELLED));
+  // Pairing it through replica-b: replica-a pairs, its QR codes reach b's caller, and b's
+  // caller leaving cancels the pairing on a.
+  auto on_b = pair(b, id);
+  ASSERT_TRUE(on_b->messages.WaitFor(has_qr));
+  EXPECT_EQ(on_b->messages.Snapshot().front().session().owner(), "replica-a");
+  on_b->Cancel();
+  ASSERT_TRUE(w.events.WaitFor([&](const std::vector<v1::SessionEvent>& v) {
+    int cancelled = 0;
+    for (const auto& e : v) {
+      cancelled += e.session_id() == id && e.reason() == v1::STATE_REASON_PAIRING_CANCELLED;
+    }
+    return cancelled == 2;
+  }));
+}
+
 }  // namespace
 }  // namespace wasentinel::session
