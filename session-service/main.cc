@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("session-service: keeps WhatsApp Web sessions connected");
   absl::ParseCommandLine(argc, argv);
   using namespace wasentinel;
+  DisableMutexDeadlockDetection();
 
   // Block the stop signals before any thread starts, and wait for them here.
   sigset_t stop;

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "absl/synchronization/mutex.h"
+
 namespace wasentinel {
 
 std::string EnvOr(const char* name, const char* fallback) {
@@ -19,6 +21,10 @@ long RaiseFileLimit() {
     if (setrlimit(RLIMIT_NOFILE, &lim) != 0) getrlimit(RLIMIT_NOFILE, &lim);
   }
   return static_cast<long>(lim.rlim_cur);
+}
+
+void DisableMutexDeadlockDetection() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
 }  // namespace wasentinel

@@ -216,6 +216,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.grpc_listen, credentials, &impl->port);
+  // Sync handlers block while the io thread answers: keep the threads that served a burst
+  // polling instead of tearing them down and creating new ones for the next.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 32);
   ManagerOptions manager_options = options.manager;
   manager_options.replica_id = replica;
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,

@@ -23,7 +23,7 @@ google::protobuf::Duration Dur(absl::Duration d) {
   return TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(d));
 }
 
-std::string_view Metadata(grpc::ServerContext* ctx, std::string_view key) {
+std::string_view Metadata(grpc::ServerContextBase* ctx, std::string_view key) {
   const auto& md = ctx->client_metadata();
   auto it = md.find(grpc::string_ref(key.data(), key.size()));
   if (it == md.end()) return {};
@@ -167,7 +167,16 @@ absl::StatusOr<v1::SessionService::Stub*> SessionServiceImpl::Peer(const std::st
 std::unique_ptr<grpc::ClientContext> SessionServiceImpl::ForwardContext(
     grpc::ServerContext* ctx) const {
   // A child of the incoming call: its deadline and its cancellation carry over.
-  auto out = grpc::ClientContext::FromServerContext(*ctx);
+  return Forwarding(ctx, grpc::ClientContext::FromServerContext(*ctx));
+}
+
+std::unique_ptr<grpc::ClientContext> SessionServiceImpl::ForwardContext(
+    grpc::CallbackServerContext* ctx) const {
+  return Forwarding(ctx, grpc::ClientContext::FromCallbackServerContext(*ctx));
+}
+
+std::unique_ptr<grpc::ClientContext> SessionServiceImpl::Forwarding(
+    grpc::ServerContextBase* ctx, std::unique_ptr<grpc::ClientContext> out) const {
   for (const char* key : {"x-api-key", "authorization"}) {
     if (auto v = Metadata(ctx, key); !v.empty()) out->AddMetadata(key, std::string(v));
   }
@@ -176,13 +185,13 @@ std::unique_ptr<grpc::ClientContext> SessionServiceImpl::ForwardContext(
   return out;
 }
 
-std::optional<std::string> SessionServiceImpl::ForwardTarget(grpc::ServerContext* ctx,
+std::optional<std::string> SessionServiceImpl::ForwardTarget(grpc::ServerContextBase* ctx,
                                                              const absl::Status& status) const {
   auto owner = OwnerOf(status);
   return owner ? ForwardTarget(ctx, *owner) : std::nullopt;
 }
 
-std::optional<std::string> SessionServiceImpl::ForwardTarget(grpc::ServerContext* ctx,
+std::optional<std::string> SessionServiceImpl::ForwardTarget(grpc::ServerContextBase* ctx,
                                                              const std::string& owner) const {
   if (owner.empty() || owner == replica_ || !Metadata(ctx, kForwardedBy).empty()) {
     return std::nullopt;
@@ -214,7 +223,7 @@ grpc::Status SessionServiceImpl::Routed(grpc::ServerContext* ctx,
   return Answer(view, resp);
 }
 
-grpc::Status SessionServiceImpl::Authorize(grpc::ServerContext* ctx, Scope scope) const {
+grpc::Status SessionServiceImpl::Authorize(grpc::ServerContextBase* ctx, Scope scope) const {
   auto who = keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope);
   if (!who.ok()) {
     log_->debug("refused a call from {}: {}", ctx->peer(), who.status().message());
@@ -241,18 +250,30 @@ grpc::Status SessionServiceImpl::CreateSession(grpc::ServerContext* ctx,
   return Answer(manager_.Create(n), resp);
 }
 
-grpc::Status SessionServiceImpl::GetSession(grpc::ServerContext* ctx,
-                                            const v1::GetSessionRequest* req,
-                                            v1::GetSessionResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
-  auto view = manager_.Get(req->id());
-  // Held by another replica: its live view (unless this call was forwarded here already).
-  if (auto owner =
-          view.ok() && !view->live ? ForwardTarget(ctx, view->record.owner) : std::nullopt) {
-    return Forward(ctx, *owner, "GetSession",
-                   [&](auto& stub, auto* client) { return stub.GetSession(client, *req, resp); });
+grpc::ServerUnaryReactor* SessionServiceImpl::GetSession(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetSessionRequest* req,
+                                                         v1::GetSessionResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  if (auto st = Authorize(ctx, Scope::kRead); !st.ok()) {
+    reactor->Finish(st);
+    return reactor;
   }
-  return Answer(view, resp);
+  // `done` runs on the io thread (held here) or a reader thread (read from the database); the
+  // context, request and response live until Finish.
+  manager_.GetAsync(req->id(), [this, ctx, req, resp, reactor](absl::StatusOr<SessionView> view) {
+    // Held by another replica: its live view (unless this call was forwarded here already).
+    // Only a reader thread gets here (a session held here is live), so Peer may block.
+    auto owner = view.ok() && !view->live ? ForwardTarget(ctx, view->record.owner) : std::nullopt;
+    if (!owner) return reactor->Finish(Answer(view, resp));
+    auto stub = Peer(*owner);
+    if (!stub.ok()) return reactor->Finish(ToGrpc(stub.status()));
+    if (metrics_) metrics_->Forwarded("GetSession");
+    log_->debug("GetSession: forwarded to replica {}", *owner);
+    std::shared_ptr<grpc::ClientContext> client = ForwardContext(ctx);
+    (*stub)->async()->GetSession(client.get(), req, resp,
+                                 [client, reactor](grpc::Status st) { reactor->Finish(st); });
+  });
+  return reactor;
 }
 
 grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,

@@ -25,7 +25,10 @@
 
 namespace wasentinel::session {
 
-class SessionServiceImpl final : public v1::SessionService::Service {
+// GetSession, the hot read, is a callback method: answered on the io thread (or a reader
+// thread) without holding a gRPC thread; the rest are synchronous.
+class SessionServiceImpl final
+    : public v1::SessionService::WithCallbackMethod_GetSession<v1::SessionService::Service> {
  public:
   /// `peers`: the channel credentials for calls to other replicas (forwarding).
   SessionServiceImpl(SessionManager& manager, SessionStore& store, EventBus& bus,
@@ -35,8 +38,8 @@ class SessionServiceImpl final : public v1::SessionService::Service {
 
   grpc::Status CreateSession(grpc::ServerContext*, const v1::CreateSessionRequest*,
                              v1::CreateSessionResponse*) override;
-  grpc::Status GetSession(grpc::ServerContext*, const v1::GetSessionRequest*,
-                          v1::GetSessionResponse*) override;
+  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext*, const v1::GetSessionRequest*,
+                                       v1::GetSessionResponse*) override;
   grpc::Status ListSessions(grpc::ServerContext*, const v1::ListSessionsRequest*,
                             v1::ListSessionsResponse*) override;
   grpc::Status Connect(grpc::ServerContext*, const v1::ConnectRequest*,
@@ -69,18 +72,21 @@ class SessionServiceImpl final : public v1::SessionService::Service {
 
  private:
   // UNAUTHENTICATED / PERMISSION_DENIED unless the call's key has `scope`.
-  grpc::Status Authorize(grpc::ServerContext* ctx, Scope scope) const;
+  grpc::Status Authorize(grpc::ServerContextBase* ctx, Scope scope) const;
 
   // The stub of replica `id` (its address from the replica set). UNAVAILABLE when unknown.
   absl::StatusOr<v1::SessionService::Stub*> Peer(const std::string& id);
   // A client context for a call forwarded on behalf of `ctx`: its API key, its deadline (at
   // most 60 s) and cancellation, and the mark that stops a second forward.
   std::unique_ptr<grpc::ClientContext> ForwardContext(grpc::ServerContext* ctx) const;
+  std::unique_ptr<grpc::ClientContext> ForwardContext(grpc::CallbackServerContext* ctx) const;
+  std::unique_ptr<grpc::ClientContext> Forwarding(grpc::ServerContextBase* ctx,
+                                                  std::unique_ptr<grpc::ClientContext> out) const;
   // `status` names another replica as the holder and this call was not forwarded already.
-  std::optional<std::string> ForwardTarget(grpc::ServerContext* ctx,
+  std::optional<std::string> ForwardTarget(grpc::ServerContextBase* ctx,
                                            const absl::Status& status) const;
   // `owner` is another replica and this call was not forwarded already.
-  std::optional<std::string> ForwardTarget(grpc::ServerContext* ctx,
+  std::optional<std::string> ForwardTarget(grpc::ServerContextBase* ctx,
                                            const std::string& owner) const;
   // Runs `call(stub, client_context)` on the holder `owner`.
   template <class Call>

@@ -164,6 +164,20 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
 
   // ---- everything below runs on the io thread ----
 
+  // A session held here: the live view from memory (every change of a held session passes
+  // through this replica), restored on the spot if it should be (seed 004). nullopt when it
+  // is not held here.
+  std::optional<SessionView> HeldView(const std::string& id) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return std::nullopt;
+    Runtime& rt = it->second;
+    if (!rt.creds && rt.record.credentials) (void)Ensure(rt.record);
+    if (WantsRestore(rt) && !stopping_) {
+      (void)ConnectNow(rt, v1::STATE_REASON_RESTORE_ON_DEMAND, false);
+    }
+    return SessionView{rt.record, Live(rt)};
+  }
+
   struct Runtime {
     SessionRecord record;
     v1::SessionState state = v1::SESSION_STATE_DISCONNECTED;
@@ -887,6 +901,7 @@ SessionManager::SessionManager(asio::io_context& io, asio::ssl::context& tls, Se
                                SessionMetrics* metrics)
     : impl_(std::make_shared<Impl>(io, tls, store, sealer, writer, std::move(options),
                                    std::move(log), metrics)),
+      readers_(std::make_unique<asio::thread_pool>(2)),
       store_(store),
       sealer_(sealer) {
   writer.set_on_fenced([weak = std::weak_ptr<Impl>(impl_)](const Transition& t) {
@@ -898,7 +913,10 @@ SessionManager::SessionManager(asio::io_context& io, asio::ssl::context& tls, Se
   });
 }
 
-SessionManager::~SessionManager() { StopKeeper(); }
+SessionManager::~SessionManager() {
+  StopKeeper();
+  readers_->join();
+}
 
 void SessionManager::StopKeeper() {
   {
@@ -931,9 +949,13 @@ absl::StatusOr<SessionView> SessionManager::Create(const NewSession& req) {
     auto sealed = sealer_.Seal(AsBytes(req.creds_json));
     rec.credentials = SealedCredentials{sealed.key_id, std::move(sealed.blob)};
   }
-  WAS_ASSIGN_OR_RETURN(auto created, store_.Create(rec));
-  // A session to pair later needs no runtime (nor lease) until StartPairing.
-  if (!created.first.credentials) return SessionView{created.first, std::nullopt};
+  // A session to pair later needs no runtime (nor lease) until StartPairing; one with
+  // credentials is stored leased to this replica.
+  const bool leased = rec.credentials.has_value();
+  WAS_ASSIGN_OR_RETURN(auto created, leased ? store_.Create(rec, impl_->options_.replica_id,
+                                                            impl_->options_.lease_ttl)
+                                            : store_.Create(rec));
+  if (!leased) return SessionView{created.first, std::nullopt};
   WAS_RETURN_IF_ERROR(impl_->HoldLease(created.first));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(created.first));
@@ -1005,18 +1027,7 @@ void SessionManager::CancelPairing(const std::string& id,
 }
 
 absl::StatusOr<SessionView> SessionManager::Get(const std::string& id) {
-  // Held here: the live view from memory (every change of a held session passes through this
-  // replica), restored on the spot if it should be (seed 004).
-  auto restore = [&]() -> std::optional<SessionView> {
-    auto it = impl_->sessions_.find(id);
-    if (it == impl_->sessions_.end()) return std::nullopt;
-    Impl::Runtime& rt = it->second;
-    if (!rt.creds && rt.record.credentials) (void)impl_->Ensure(rt.record);
-    if (impl_->WantsRestore(rt) && !impl_->stopping_) {
-      (void)impl_->ConnectNow(rt, v1::STATE_REASON_RESTORE_ON_DEMAND, false);
-    }
-    return SessionView{rt.record, impl_->Live(rt)};
-  };
+  auto restore = [&] { return impl_->HeldView(id); };
   if (auto view = impl_->OnIo(restore)) return *view;
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, store_.Get(id));
   // Held by another replica (rec.owner: the live view is there), or it should not be
@@ -1032,6 +1043,29 @@ absl::StatusOr<SessionView> SessionManager::Get(const std::string& id) {
   }
   if (auto view = impl_->OnIo(restore)) return *view;
   return SessionView{rec, std::nullopt};
+}
+
+void SessionManager::GetAsync(std::string id,
+                              std::function<void(absl::StatusOr<SessionView>)> done) {
+  // Answers exactly once: a handler dropped unrun (the io context or the readers stopping)
+  // answers UNAVAILABLE from its destructor.
+  struct Once {
+    explicit Once(std::function<void(absl::StatusOr<SessionView>)> f) : fn(std::move(f)) {}
+    Once(const Once&) = delete;
+    Once& operator=(const Once&) = delete;
+    std::function<void(absl::StatusOr<SessionView>)> fn;
+    void operator()(absl::StatusOr<SessionView> view) {
+      if (auto f = std::exchange(fn, nullptr)) f(std::move(view));
+    }
+    ~Once() {
+      if (fn) fn(absl::UnavailableError("session-service is shutting down; retry"));
+    }
+  };
+  auto once = std::make_shared<Once>(std::move(done));
+  asio::post(impl_->io_, [this, id = std::move(id), once]() mutable {
+    if (auto view = impl_->HeldView(id)) return (*once)(*std::move(view));
+    asio::post(*readers_, [this, id = std::move(id), once] { (*once)(Get(id)); });
+  });
 }
 
 absl::StatusOr<std::vector<SessionView>> SessionManager::GetMany(

@@ -18,7 +18,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -175,6 +177,11 @@ class SessionManager {
   /// is restored on the spot and answered CONNECTING (seed 004). One held by another replica is
   /// the stored row without live state; `record.owner` names the holder.
   absl::StatusOr<SessionView> Get(const std::string& id);
+  /// Get without blocking the caller (the GetSession handler): `done` runs exactly once, with
+  /// what Get answers — on the io thread, from memory, when the session is held here; otherwise
+  /// on a reader thread after the database read. `done` must not block. UNAVAILABLE when the
+  /// service stops before answering.
+  void GetAsync(std::string id, std::function<void(absl::StatusOr<SessionView>)> done);
   /// Many at once; ids that do not exist are left out.
   absl::StatusOr<std::vector<SessionView>> GetMany(const std::vector<std::string>& ids);
   /// Connect: idempotent. FAILED_PRECONDITION without credentials or when inactive.
@@ -210,6 +217,8 @@ class SessionManager {
 
   std::shared_ptr<Impl> impl_;
   std::thread keeper_;
+  // Runs the blocking part of GetAsync (database reads) off the io and gRPC threads.
+  std::unique_ptr<boost::asio::thread_pool> readers_;
   SessionStore& store_;
   const Sealer& sealer_;
 };

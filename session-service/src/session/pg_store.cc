@@ -244,7 +244,7 @@ CREATE TRIGGER session_events_notify AFTER INSERT ON session_events
 }
 
 absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
-    const SessionRecord& rec) {
+    const SessionRecord& rec, const std::string& lease_owner, absl::Duration lease_ttl) {
   std::pair<SessionRecord, EventRecord> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("create session", [&](pqxx::work& w) {
     std::optional<std::string> key_id;
@@ -271,6 +271,11 @@ absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
             kEventColumns),
         out.first.id, out.first.tenant_id));
     out.second = ToEvent(e);
+    if (!lease_owner.empty()) {
+      w.exec_params(TakeLeasesSql("SELECT $3::uuid AS id", true), lease_owner,
+                    absl::ToInt64Microseconds(lease_ttl), out.first.id);
+      out.first.owner = lease_owner;
+    }
   }));
   return out;
 }

@@ -20,7 +20,8 @@ class PgSessionStore final : public SessionStore {
   static const std::vector<Migration>& Migrations();
 
   absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
-      const SessionRecord& record) override;
+      const SessionRecord& record, const std::string& lease_owner = "",
+      absl::Duration lease_ttl = absl::ZeroDuration()) override;
   absl::StatusOr<SessionRecord> Get(const std::string& id) override;
   absl::StatusOr<SessionRecord> GetByName(const std::string& tenant_id,
                                           const std::string& session_name) override;

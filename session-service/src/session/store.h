@@ -128,9 +128,13 @@ class SessionStore {
  public:
   virtual ~SessionStore() = default;
 
-  /// Inserts `record` (its id, state and timestamps are assigned) and its CREATED event.
+  /// Inserts `record` (its id, state and timestamps are assigned) and its CREATED event. With
+  /// a `lease_owner`, the same transaction gives that replica the session's lease for
+  /// `lease_ttl`, so a session that wants a socket is never an orphan another replica claims
+  /// between its insert and its lease.
   virtual absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
-      const SessionRecord& record) = 0;
+      const SessionRecord& record, const std::string& lease_owner = "",
+      absl::Duration lease_ttl = absl::ZeroDuration()) = 0;
   virtual absl::StatusOr<SessionRecord> Get(const std::string& id) = 0;
   /// The session (tenant_id, session_name). NOT_FOUND when there is none.
   virtual absl::StatusOr<SessionRecord> GetByName(const std::string& tenant_id,

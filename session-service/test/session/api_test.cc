@@ -85,7 +85,8 @@ TEST(SessionApi, PairingByQrLinksADeviceThatLogsInAndIsRestored) {
   ASSERT_TRUE(w.WaitFor(id, v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS));
 
   v1::Session got;
-  ASSERT_TRUE(s.Get(id, &got).ok());
+  auto got_st = s.Get(id, &got);
+  ASSERT_TRUE(got_st.ok()) << got_st.error_code() << " " << got_st.error_message();
   EXPECT_TRUE(got.has_credentials());
   EXPECT_EQ(got.phone_number(), "15558880001");
 

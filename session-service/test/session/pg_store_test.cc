@@ -306,6 +306,23 @@ TEST(PgSessionStore, OrphansAreWantedSessionsWithoutALiveLease) {
   EXPECT_EQ(f.store.CountWanted().value().orphaned, 0);
 }
 
+TEST(PgSessionStore, CreatedLeasedIsNeverAnOrphan) {
+  Fixture f;
+  // A new session with credentials wants a socket at once (DISCONNECTED / CREATED).
+  auto rec = f.store.Create(NewRecord("a"), "replica-a", absl::Minutes(1)).value().first;
+  EXPECT_EQ(rec.owner, "replica-a");
+  EXPECT_EQ(f.store.LeaseOwner(rec.id).value()->id, "replica-a");
+  EXPECT_EQ(f.store.CountWanted().value().orphaned, 0);
+  EXPECT_TRUE(f.store.ClaimOrphans("replica-b", absl::Minutes(1), 10).value().empty());
+  // The creator takes its lease up (a fresh token); others cannot.
+  EXPECT_TRUE(f.store.AcquireLeases({rec.id}, "replica-b", absl::Minutes(1)).value().empty());
+  EXPECT_EQ(f.store.AcquireLeases({rec.id}, "replica-a", absl::Minutes(1)).value().size(), 1u);
+  // Without an owner it is stored unleased, as before.
+  auto plain = f.store.Create(NewRecord("b")).value().first;
+  EXPECT_TRUE(plain.owner.empty());
+  EXPECT_EQ(f.store.CountWanted().value().orphaned, 1);
+}
+
 TEST(PgSessionStore, ReplicasAreLiveWhileTheyBeat) {
   Fixture f;
   ASSERT_TRUE(f.store.Heartbeat({"replica-a", "10.0.0.1:7001"}).ok());

@@ -14,4 +14,9 @@ std::string EnvOr(const char* name, const char* fallback);
 /// usual 1024. Returns the soft limit in force afterwards.
 long RaiseFileLimit();
 
+/// Turns off absl::Mutex deadlock detection, which Debian's Abseil build leaves on: it keeps a
+/// lock graph for every Mutex (gRPC's included) and costs a few percent of every call. Tests
+/// keep it on.
+void DisableMutexDeadlockDetection();
+
 }  // namespace wasentinel
