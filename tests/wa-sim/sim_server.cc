@@ -25,6 +25,7 @@
 #include "noise_channel.h"
 #include "pairing.h"
 #include "wasentinel/common/logging.h"
+#include "wasentinel/common/status_macros.h"
 
 namespace wasentinel::sim {
 namespace {
@@ -160,7 +161,8 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
   static awaitable<void> AcceptTls(std::shared_ptr<State> self);
   static awaitable<void> RelayTls(std::shared_ptr<State> self, tcp::socket socket);
   static awaitable<void> ServeControl(std::shared_ptr<State> self, tcp::socket socket);
-  // POST /pair: plays the phone scanning a QR code; answers once the companion answered.
+  // POST /pair: plays the phone scanning a QR code; POST /pair-code: the person typing the
+  // pairing code on the phone. Both answer once the companion answered pair-success.
   static awaitable<http::response<http::string_body>> Pair(
       std::shared_ptr<State> self, const http::request<http::string_body>& req);
   http::response<http::string_body> Route(const http::request<http::string_body>& req);
@@ -290,6 +292,12 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
       OnPairAnswer(iq);
       return;
     }
+    if (const Node* reg = iq.Child("link_code_companion_reg");
+        reg && xmlns == "md" && type == "set") {
+      const std::string stage = reg->AttrOr("stage");
+      if (stage == "companion_hello") return OnCompanionHello(*reg, std::move(attrs));
+      if (stage == "companion_finish") return OnCompanionFinish(iq, std::move(attrs));
+    }
     if (xmlns == "md" && type == "set" && iq.Child("remove-companion-device")) {
       // Logout: the device is removed; the server ends the stream as for any removed device.
       ++server_->counters.logouts;
@@ -386,6 +394,28 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
            std::find(refs_.begin(), refs_.end(), qr.ref) != refs_.end();
   }
 
+  // Waits for the code of `phone`: the companion asked for one and nobody typed it yet.
+  bool AwaitsCode(const std::string& phone) const {
+    return registering_ && !pairing_ && !closed_ && code_request_ &&
+           code_request_->phone == phone && !code_request_->hello;
+  }
+
+  // The person typed `code` on the phone of `phone` (§8 phone-number pairing code): the phone
+  // sends primary_hello; the companion's companion_finish completes the pairing through
+  // pair-success, and `done` hears the outcome.
+  absl::Status EnterCode(const std::string& code, const std::string& phone, const json& opts,
+                         PairDone done) {
+    auto& account = server_->accounts[phone];
+    WAS_ASSIGN_OR_RETURN(auto hello,
+                         wa::PhonePrimaryHello(code, code_request_->wrapped_ephemeral,
+                                               code_request_->ref, account.key, NextId()));
+    Send(hello.notification);
+    code_request_->hello = std::move(hello);
+    code_request_->opts = opts;
+    code_request_->done = std::move(done);
+    return absl::OkStatus();
+  }
+
   // §8 steps 4–5: the phone signs the companion's identity; the server sends pair-success.
   void SendPairSuccess(const wa::ScannedQr& qr, const std::string& phone, const json& opts,
                        PairDone done) {
@@ -431,6 +461,77 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   }
 
  private:
+  // §8 phone-number pairing code, companion_hello: the server keeps the request for the phone
+  // and answers the ref the phone's answer will carry.
+  void OnCompanionHello(const Node& reg, Node::Attrs attrs) {
+    const std::string jid = reg.AttrOr("jid");
+    const std::string phone = jid.substr(0, jid.find('@'));
+    const Node* wrapped = reg.Child("link_code_pairing_wrapped_companion_ephemeral_pub");
+    const Node* noise = reg.Child("companion_server_auth_key_pub");
+    const bool valid = registering_ && !phone.empty() && phone.size() <= 15 &&
+                       phone.find_first_not_of("0123456789") == std::string::npos &&
+                       jid == phone + "@s.whatsapp.net" && wrapped &&
+                       wrapped->ContentBytes().size() == 80 && noise &&
+                       std::ranges::equal(noise->ContentBytes(), noise_pub_);
+    if (!valid) {
+      attrs[1].second = "error";
+      Send(MakeNode(
+          "iq", std::move(attrs),
+          std::vector<Node>{MakeNode("error", {{"code", "400"}, {"text", "bad-request"}})}));
+      return;
+    }
+    Bytes r(12);
+    wa::RandomBytes(r);
+    CodeRequest req;
+    req.phone = phone;
+    req.ref = Base64Encode(r);
+    const ByteView w = wrapped->ContentBytes();
+    req.wrapped_ephemeral.assign(w.begin(), w.end());
+    Send(MakeNode("iq", std::move(attrs),
+                  std::vector<Node>{MakeNode("link_code_companion_reg", {},
+                                             std::vector<Node>{MakeNode("link_code_pairing_ref", {},
+                                                                        ToBytes(req.ref))})}));
+    server_->log().info("conn {}: pairing code requested for {}", id_, wa::MaskPhone(phone));
+    code_request_ = std::move(req);
+  }
+
+  // companion_finish: the phone opens the key bundle; with the code right, pair-success follows
+  // with the HMAC keyed by the adv secret both sides derived.
+  void OnCompanionFinish(const Node& iq, Node::Attrs attrs) {
+    if (!code_request_ || !code_request_->hello) {
+      attrs[1].second = "error";
+      Send(MakeNode(
+          "iq", std::move(attrs),
+          std::vector<Node>{MakeNode("error", {{"code", "404"}, {"text", "item-not-found"}})}));
+      return;
+    }
+    CodeRequest req = std::move(*code_request_);
+    auto& account = server_->accounts[req.phone];
+    auto scanned = wa::PhoneOpenCompanionFinish(iq, *req.hello, account.key);
+    if (scanned.ok() && scanned->identity_pub != identity_pub_) {
+      scanned = absl::UnauthenticatedError("the companion identity is not the registered one");
+    }
+    if (!scanned.ok()) {
+      // The phone says the code was wrong; the companion may be given the right one.
+      ++server_->counters.pairings_rejected;
+      server_->log().info("conn {}: pairing code refused: {}", id_, scanned.status().message());
+      attrs[1].second = "error";
+      Send(MakeNode(
+          "iq", std::move(attrs),
+          std::vector<Node>{MakeNode("error", {{"code", "401"}, {"text", "not-authorized"}})}));
+      req.done(
+          {200, {{"result", "wrong_code"}, {"text", std::string(scanned.status().message())}}});
+      req.hello.reset();
+      req.done = nullptr;
+      code_request_ = std::move(req);
+      return;
+    }
+    code_request_.reset();
+    Send(MakeNode("iq", std::move(attrs)));
+    scanned->noise_pub = noise_pub_;
+    SendPairSuccess(*scanned, req.phone, req.opts, std::move(req.done));
+  }
+
   // §8 steps 8–9: the companion's countersignature (or refusal); then 515.
   void OnPairAnswer(const Node& iq) {
     PendingPair p = std::move(*pairing_);
@@ -555,6 +656,11 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
 
   void Gone() {
     closed_ = true;
+    if (code_request_ && code_request_->done) {
+      auto done = std::move(code_request_->done);
+      code_request_.reset();
+      done({200, {{"result", "connection_closed"}}});
+    }
     if (pairing_) {
       auto done = std::move(pairing_->done);
       pairing_.reset();
@@ -597,6 +703,14 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   std::array<uint8_t, 32> identity_pub_{};
   std::vector<std::string> refs_;
   std::optional<PendingPair> pairing_;
+  struct CodeRequest {  // a companion_hello and, once typed, the phone's primary_hello
+    std::string phone, ref;
+    Bytes wrapped_ephemeral;
+    std::optional<wa::PhoneLinkCode> hello;
+    json opts;
+    PairDone done;
+  };
+  std::optional<CodeRequest> code_request_;
   uint64_t next_iq_ = 0;
   std::optional<wa::NoiseChannel> channel_;
   std::deque<Bytes> outbox_;
@@ -720,7 +834,8 @@ awaitable<void> SimServer::State::ServeControl(std::shared_ptr<State> self, tcp:
       co_await http::async_read(stream, buffer, req, use_awaitable);
       http::response<http::string_body> res;
       try {
-        if (req.method() == http::verb::post && req.target() == "/pair") {
+        if (req.method() == http::verb::post &&
+            (req.target() == "/pair" || req.target() == "/pair-code")) {
           res = co_await Pair(self, req);
         } else {
           res = self->Route(req);
@@ -743,29 +858,20 @@ awaitable<http::response<http::string_body>> SimServer::State::Pair(
   auto reply = [&](http::status st, const json& body) {
     return JsonResponse(st, body, req.version(), req.keep_alive());
   };
+  const bool by_code = req.target() == "/pair-code";
+  const char* what = by_code ? "code" : "qr";
   json body = json::parse(req.body(), nullptr, false);
-  if (body.is_discarded() || !body.is_object() || !body.contains("qr") || !body["qr"].is_string() ||
+  if (body.is_discarded() || !body.is_object() || !body.contains(what) || !body[what].is_string() ||
       !body.contains("phone") || !body["phone"].is_string()) {
-    co_return reply(http::status::bad_request,
-                    {{"error", "give \"qr\" (the text shown) and \"phone\" (E.164 digits)"}});
+    co_return reply(
+        http::status::bad_request,
+        {{"error", by_code ? "give \"code\" (as shown) and \"phone\" (E.164 digits)"
+                           : "give \"qr\" (the text shown) and \"phone\" (E.164 digits)"}});
   }
   const std::string phone = body["phone"];
   if (phone.empty() || phone.size() > 15 ||
       phone.find_first_not_of("0123456789") != std::string::npos || phone[0] == '0') {
     co_return reply(http::status::bad_request, {{"error", "phone must be E.164 digits"}});
-  }
-  auto qr = wa::ParseQrCode(body["qr"].get<std::string>());
-  if (!qr.ok()) {
-    co_return reply(http::status::bad_request, {{"error", std::string(qr.status().message())}});
-  }
-  std::shared_ptr<SimConn> conn;
-  for (auto& [id, c] : self->conns) {
-    if (c->Shows(*qr)) conn = c;
-  }
-  if (!conn) {
-    co_return reply(
-        http::status::not_found,
-        {{"error", "no connection is showing that QR code (expired, or never issued)"}});
   }
   struct Wait {
     explicit Wait(asio::any_io_executor ex) : timer(ex) {}
@@ -774,15 +880,47 @@ awaitable<http::response<http::string_body>> SimServer::State::Pair(
   };
   auto wait = std::make_shared<Wait>(self->io_.get_executor());
   wait->timer.expires_after(std::chrono::seconds(body.value("timeout_seconds", 10)));
-  conn->SendPairSuccess(*qr, phone, body, [wait](SimConn::PairOutcome o) {
+  SimConn::PairDone done = [wait](SimConn::PairOutcome o) {
     wait->outcome = std::move(o);
     wait->timer.cancel();
-  });
+  };
+  std::shared_ptr<SimConn> conn;
+  if (by_code) {
+    // The person types the code on the phone: case and the dash do not matter.
+    std::string code;
+    for (char c : body["code"].get<std::string>()) {
+      if (c != '-' && c != ' ') code += absl::ascii_toupper(static_cast<unsigned char>(c));
+    }
+    for (auto& [id, c] : self->conns) {
+      if (c->AwaitsCode(phone)) conn = c;
+    }
+    if (!conn) {
+      co_return reply(http::status::not_found,
+                      {{"error", "no connection waits for a pairing code for that phone"}});
+    }
+    if (auto st = conn->EnterCode(code, phone, body, std::move(done)); !st.ok()) {
+      co_return reply(http::status::bad_request, {{"error", std::string(st.message())}});
+    }
+  } else {
+    auto qr = wa::ParseQrCode(body["qr"].get<std::string>());
+    if (!qr.ok()) {
+      co_return reply(http::status::bad_request, {{"error", std::string(qr.status().message())}});
+    }
+    for (auto& [id, c] : self->conns) {
+      if (c->Shows(*qr)) conn = c;
+    }
+    if (!conn) {
+      co_return reply(
+          http::status::not_found,
+          {{"error", "no connection is showing that QR code (expired, or never issued)"}});
+    }
+    conn->SendPairSuccess(*qr, phone, body, std::move(done));
+  }
   beast::error_code ec;
   co_await wait->timer.async_wait(asio::redirect_error(use_awaitable, ec));
   if (!wait->outcome) {
     co_return reply(http::status::gateway_timeout,
-                    {{"error", "the companion did not answer pair-success in time"}});
+                    {{"error", "the companion did not finish pairing in time"}});
   }
   co_return reply(static_cast<http::status>(wait->outcome->http_status), wait->outcome->body);
 }

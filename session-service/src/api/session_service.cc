@@ -48,6 +48,25 @@ grpc::Status CheckTenant(const std::string& tenant) {
   return grpc::Status::OK;
 }
 
+// An E.164 number as people write it ("+49 151 2345-6789") → its digits. INVALID_ARGUMENT
+// unless 7 to 15 digits with no leading 0 remain.
+absl::StatusOr<std::string> PhoneDigits(std::string_view phone) {
+  std::string digits;
+  for (char c : phone) {
+    if (c >= '0' && c <= '9') {
+      digits += c;
+    } else if (c != '+' && c != ' ' && c != '-' && c != '(' && c != ')' && c != '.') {
+      return absl::InvalidArgumentError(
+          "phone_number may hold only digits, '+', spaces and dashes");
+    }
+  }
+  if (digits.size() < 7 || digits.size() > 15 || digits[0] == '0') {
+    return absl::InvalidArgumentError(
+        "phone_number must be an international number: country code and number, 7 to 15 digits");
+  }
+  return digits;
+}
+
 grpc::Status CheckCreds(const std::string& creds, bool required) {
   if (creds.empty() && required) return Invalid("creds_json is required (a Baileys creds.json)");
   if (creds.size() > kMaxCredsJson) return Invalid("creds_json is larger than 1 MiB");
@@ -443,6 +462,11 @@ grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
     p.account_name = req->account_name();
     p.owner_email = req->owner_email();
   }
+  if (!req->phone_number().empty()) {
+    auto digits = PhoneDigits(req->phone_number());
+    if (!digits.ok()) return ToGrpc(digits.status());
+    p.phone_number = *std::move(digits);
+  }
   auto feed = std::make_shared<PairingFeed>();
   auto view = manager_.StartPairing(p, feed);
   if (auto owner = ForwardTarget(ctx, view.status())) {
@@ -482,6 +506,10 @@ grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
         qr->set_total(next->total);
         break;
       }
+      case Kind::kCode:
+        u.mutable_pairing_code()->set_code(next->qr);
+        *u.mutable_pairing_code()->mutable_expires_at() = Ts(next->expires_at);
+        break;
       case Kind::kSuccess: {
         auto* ok = u.mutable_success();
         const auto& rec = next->session->record;
@@ -497,7 +525,7 @@ grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
         break;
     }
     if (!writer->Write(u)) break;
-    if (next->kind != Kind::kQr) return grpc::Status::OK;
+    if (next->kind != Kind::kQr && next->kind != Kind::kCode) return grpc::Status::OK;
   }
   log_->info("pairing stream of session {} went away; cancelling the pairing", id);
   manager_.CancelPairing(id, feed);

@@ -192,6 +192,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     absl::Time connecting_since;
     std::unique_ptr<asio::steady_timer> retry_timer;
     std::shared_ptr<PairingFeed> pairing;  // a StartPairing stream waits for the outcome
+    std::string pairing_phone;             // pairing by code for this number (empty: by QR code)
   };
 
   class Observer final : public wa::ConnectionObserver {
@@ -212,6 +213,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     }
     void OnInboundMessage(absl::Time) override {
       if (auto impl = impl_.lock(); impl && impl->metrics_) impl->metrics_->InboundMessage();
+    }
+    void OnPairingCode(const std::string& code, absl::Duration valid_for) override {
+      if (auto impl = impl_.lock()) impl->OnPairingCode(id_, generation_, code, valid_for);
     }
     void OnQrCode(const std::string& text, absl::Duration valid_for, int index,
                   int total) override {
@@ -380,8 +384,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     SetState(rt, rt.creds->paired() ? v1::SESSION_STATE_CONNECTING : v1::SESSION_STATE_QR_PENDING,
              reason, "", count_reconnect);
     rt.connecting_since = absl::Now();
+    wa::ConnectionOptions connection = options_.connection;
+    if (!rt.creds->paired()) connection.pairing_phone = rt.pairing_phone;
     rt.conn = wa::Connection::Start(
-        io_.get_executor(), tls_, options_.connection, *rt.creds,
+        io_.get_executor(), tls_, connection, *rt.creds,
         std::make_shared<Observer>(weak_from_this(), rt.record.id, rt.generation), log_);
     return absl::OkStatus();
   }
@@ -414,6 +420,17 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     u.expires_at = absl::Now() + valid_for;
     u.index = index;
     u.total = total;
+    it->second.pairing->Push(std::move(u));
+  }
+
+  void OnPairingCode(const std::string& id, uint64_t generation, const std::string& code,
+                     absl::Duration valid_for) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.generation != generation || !it->second.pairing) return;
+    PairingFeed::Update u;
+    u.kind = PairingFeed::Update::Kind::kCode;
+    u.qr = code;
+    u.expires_at = absl::Now() + valid_for;
     it->second.pairing->Push(std::move(u));
   }
 
@@ -1005,6 +1022,7 @@ absl::StatusOr<SessionView> SessionManager::StartPairing(const PairingRequest& r
     }
     rt.creds = wa::DeviceCredentials::Generate();
     rt.pairing = std::move(feed);
+    rt.pairing_phone = req.phone_number;
     WAS_RETURN_IF_ERROR(impl_->ConnectNow(rt, v1::STATE_REASON_PAIRING, false));
     return SessionView{*rec, impl_->Live(rt)};
   });

@@ -99,6 +99,8 @@ struct PairingRequest {
   std::string session_name = "primary";
   std::string account_name;
   std::string owner_email;
+  /// Pair by phone-number code for this number (E.164 digits) instead of QR codes.
+  std::string phone_number;
 };
 
 /// The updates of one pairing, handed from the connection thread to the StartPairing stream.
@@ -106,9 +108,9 @@ struct PairingRequest {
 class PairingFeed {
  public:
   struct Update {
-    enum class Kind { kQr, kSuccess, kFailure } kind = Kind::kQr;
-    // kQr
-    std::string qr;
+    enum class Kind { kQr, kCode, kSuccess, kFailure } kind = Kind::kQr;
+    // kQr, kCode
+    std::string qr;  // the QR text, or the pairing code ("ABCD-EFGH")
     absl::Time expires_at;
     int index = 0;
     int total = 0;

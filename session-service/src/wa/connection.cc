@@ -480,21 +480,71 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     login_deadline_.cancel();  // the QR timers bound the wait from here
     qr_refs_ = *std::move(refs);
     next_qr_ = 0;
+    if (!options_.pairing_phone.empty() && !link_code_) RequestLinkCode();
     ShowNextQr();
+  }
+
+  // §8 phone-number pairing code: ask the server for a code for the number; it is valid while
+  // the refs last.
+  void RequestLinkCode() {
+    link_code_ = CompanionHello(options_.pairing_phone, creds_, options_.pairing_platform_display);
+    const absl::Duration valid =
+        options_.qr_first_timeout +
+        options_.qr_next_timeout * static_cast<int64_t>(qr_refs_.size() - 1);
+    SendIq(link_code_->iq, [self = shared_from_this(), valid](absl::StatusOr<Node> reply) {
+      if (self->finished_ || self->paired_) return;
+      auto ref = reply.ok() ? LinkCodeRef(*reply) : reply.status();
+      if (!ref.ok()) {
+        self->Finish(
+            {CloseCause::kPairingRejected, 400,
+             absl::StrCat("the server refused a pairing code for ",
+                          MaskPhone(self->options_.pairing_phone), ": ", ref.status().message())});
+        return;
+      }
+      self->link_code_ref_ = *std::move(ref);
+      self->log_->info("pairing: code issued for {}, valid for {}",
+                       MaskPhone(self->options_.pairing_phone), absl::FormatDuration(valid));
+      if (self->observer_)
+        self->observer_->OnPairingCode(FormatLinkCode(self->link_code_->code), valid);
+    });
+  }
+
+  // The phone's primary_hello: the person typed the code. Answer with the key bundle and key
+  // the coming pair-success with the adv secret both sides now derive.
+  void OnPrimaryHello(const Node& notification) {
+    if (!link_code_ || link_code_ref_.empty() || paired_) return;
+    auto finish = AnswerPrimaryHello(notification, *link_code_, link_code_ref_,
+                                     options_.pairing_phone, creds_);
+    if (!finish.ok()) {
+      log_->warn("pairing: the phone's answer to the code was refused: {}",
+                 finish.status().message());
+      Finish({CloseCause::kPairingRejected, 401,
+              absl::StrCat("pairing code answer refused: ", finish.status().message())});
+      return;
+    }
+    creds_.adv_secret = finish->adv_secret;
+    log_->info("pairing: code entered on the phone; finishing");
+    SendIq(std::move(finish->iq), [](absl::StatusOr<Node>) {});
   }
 
   void ShowNextQr() {
     if (finished_ || closing_ || paired_) return;
     if (next_qr_ >= qr_refs_.size()) {
-      Finish({CloseCause::kPairingTimeout, 408, "no QR code was scanned in time"});
+      Finish({CloseCause::kPairingTimeout, 408,
+              link_code_ ? "the pairing code was not entered in time"
+                         : "no QR code was scanned in time"});
       return;
     }
     const absl::Duration valid =
         next_qr_ == 0 ? options_.qr_first_timeout : options_.qr_next_timeout;
     const std::string text = QrCodeText(qr_refs_[next_qr_++], creds_);
-    log_->info("pairing: QR code {} of {} shown for {}", next_qr_, qr_refs_.size(),
-               absl::FormatDuration(valid));
-    if (observer_) {
+    // Pairing by code: the refs only bound how long the code is valid.
+    const bool show = !link_code_;
+    if (show) {
+      log_->info("pairing: QR code {} of {} shown for {}", next_qr_, qr_refs_.size(),
+                 absl::FormatDuration(valid));
+    }
+    if (show && observer_) {
       observer_->OnQrCode(text, valid, static_cast<int>(next_qr_),
                           static_cast<int>(qr_refs_.size()));
     }
@@ -543,7 +593,9 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       }
       Send(MakeNode("ack", std::move(attrs)));
     }
-    if (node.tag == "message") {
+    if (node.tag == "notification" && node.AttrOr("type") == "link_code_companion_reg") {
+      OnPrimaryHello(node);
+    } else if (node.tag == "message") {
       const absl::Time now = absl::Now();
       ++stats.inbound_messages;
       stats.last_inbound_unix_ms = absl::ToUnixMillis(now);
@@ -717,6 +769,8 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
   absl::Time last_pong_;
   std::vector<std::string> qr_refs_;
   size_t next_qr_ = 0;
+  std::optional<LinkCodeRequest> link_code_;  // pairing by code: the request made
+  std::string link_code_ref_;                 // ... and the server's ref for it
   bool paired_ = false;
   std::optional<CloseInfo> close_after_write_;
   std::optional<std::pair<std::function<void(absl::Status)>, absl::Duration>> pending_logout_;

@@ -55,6 +55,12 @@ struct ConnectionOptions {
   /// connection ends with kPairingTimeout.
   absl::Duration qr_first_timeout = absl::Seconds(60);
   absl::Duration qr_next_timeout = absl::Seconds(20);
+  /// Pairing by phone-number code instead of QR codes (wa-protocol.md §8): the account's E.164
+  /// digits. The code is valid while the refs last (the QR timeouts above, about 160 s).
+  std::string pairing_phone;
+  /// "Browser (OS)" as the phone lists the device; the real server accepts only common
+  /// browsers and systems (whatsmeow: 400 otherwise).
+  std::string pairing_platform_display = "Chrome (Linux)";
 };
 
 /// Why a connection ended (shared/docs/wa-protocol.md §7).
@@ -103,6 +109,9 @@ class ConnectionObserver {
   /// QR code `index` of `total` (1-based) to show, valid for `valid_for`. The text is a
   /// credential: never log it.
   virtual void OnQrCode(const std::string& text, absl::Duration valid_for, int index, int total) {}
+  /// Pairing by code: the server accepted the request; `code` ("ABCD-EFGH") is to be typed on
+  /// the phone within `valid_for`. Once per connection.
+  virtual void OnPairingCode(const std::string& code, absl::Duration valid_for) {}
   /// Pairing succeeded: `creds` are the paired credentials to store.
   virtual void OnPaired(const PairedDevice& device, const DeviceCredentials& creds) {}
   virtual void OnPong(absl::Duration round_trip) {}

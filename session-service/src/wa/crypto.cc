@@ -118,6 +118,32 @@ Bytes Hkdf(ByteView ikm, ByteView salt, ByteView info, size_t length) {
   return out;
 }
 
+Bytes Pbkdf2Sha256(std::string_view password, ByteView salt, int iterations, size_t length) {
+  Bytes out(length);
+  if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()), salt.data(),
+                        static_cast<int>(salt.size()), iterations, EVP_sha256(),
+                        static_cast<int>(length), out.data()) != 1) {
+    std::abort();  // only fails on allocation failure or misuse
+  }
+  return out;
+}
+
+Bytes AesCtr(ByteView key, ByteView iv, ByteView data) {
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      EVP_CIPHER_CTX_free);
+  Bytes out(data.size());
+  int len = 0;
+  int tail = 0;
+  if (key.size() != 32 || iv.size() != 16 ||
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_ctr(), nullptr, key.data(), iv.data()) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), out.data(), &len, data.data(), static_cast<int>(data.size())) !=
+          1 ||
+      EVP_EncryptFinal_ex(ctx.get(), out.data() + len, &tail) != 1) {
+    std::abort();  // a 32-byte key and 16-byte IV cannot fail
+  }
+  return out;
+}
+
 Bytes AesGcmEncrypt(ByteView key, ByteView iv, ByteView aad, ByteView plaintext) {
   std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
                                                                       EVP_CIPHER_CTX_free);

@@ -1,5 +1,5 @@
 // Cryptographic building blocks of the WhatsApp Web connection, on libsodium (X25519, Ed25519
-// group arithmetic) and OpenSSL (SHA-256, HKDF, HMAC, AES-256-GCM).
+// group arithmetic) and OpenSSL (SHA-256, HKDF, HMAC, PBKDF2, AES-256-GCM and -CTR).
 //
 // Source: shared/docs/wa-protocol.md §2 (Noise primitives) and §8 ("Signatures": libsignal's
 // Curve25519 signatures, XEdDSA-style, with the Edwards sign bit carried in bit 7 of sig[63]).
@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "wasentinel/common/bytes.h"
@@ -37,6 +38,12 @@ std::array<uint8_t, 32> HmacSha256(ByteView key, ByteView message);
 
 /// HKDF-SHA256 (RFC 5869): `length` bytes from `ikm` with `salt` and `info`.
 Bytes Hkdf(ByteView ikm, ByteView salt, ByteView info, size_t length);
+
+/// PBKDF2-HMAC-SHA256 (RFC 8018): `length` bytes from `password` and `salt`.
+Bytes Pbkdf2Sha256(std::string_view password, ByteView salt, int iterations, size_t length);
+
+/// AES-256-CTR with a 16-byte IV (the initial counter block): encrypts and decrypts alike.
+Bytes AesCtr(ByteView key, ByteView iv, ByteView data);
 
 /// AES-256-GCM with a 12-byte IV and a 16-byte tag appended to the ciphertext.
 Bytes AesGcmEncrypt(ByteView key, ByteView iv, ByteView aad, ByteView plaintext);

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "wasentinel/common/status_macros.h"
 
 namespace wasentinel::wa {
@@ -238,6 +239,210 @@ Node PairErrorReply(const Node& iq, const absl::Status& why) {
                   std::vector<Node>{MakeNode(
                       "error", {{"code", auth ? "401" : "500"},
                                 {"text", auth ? std::string(why.message()) : "internal-error"}})});
+}
+
+std::string NewLinkCode() {
+  std::array<uint8_t, 5> raw{};
+  RandomBytes(raw);
+  uint64_t bits = 0;
+  for (uint8_t b : raw) bits = bits << 8 | b;
+  std::string code(8, ' ');
+  for (int i = 7; i >= 0; --i, bits >>= 5) code[i] = kLinkCodeAlphabet[bits & 31];
+  return code;
+}
+
+std::string FormatLinkCode(std::string_view code) {
+  if (code.size() != 8) return std::string(code);
+  return absl::StrCat(Sv(code.substr(0, 4)), "-", Sv(code.substr(4)));
+}
+
+Bytes WrapWithLinkCode(std::string_view code, const std::array<uint8_t, 32>& key) {
+  Bytes salt(32), iv(16);
+  RandomBytes(salt);
+  RandomBytes(iv);
+  const Bytes wrapping = Pbkdf2Sha256(code, salt, kLinkCodeIterations, 32);
+  return Concat({salt, iv, AesCtr(wrapping, iv, key)});
+}
+
+absl::StatusOr<std::array<uint8_t, 32>> UnwrapWithLinkCode(std::string_view code,
+                                                           ByteView wrapped) {
+  if (wrapped.size() != 80) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a wrapped ephemeral key is 80 bytes, not ", wrapped.size()));
+  }
+  const ByteView salt = wrapped.subspan(0, 32), iv = wrapped.subspan(32, 16);
+  const Bytes key =
+      AesCtr(Pbkdf2Sha256(code, salt, kLinkCodeIterations, 32), iv, wrapped.subspan(48, 32));
+  std::array<uint8_t, 32> out{};
+  std::copy(key.begin(), key.end(), out.begin());
+  return out;
+}
+
+namespace {
+
+constexpr std::string_view kLinkCodeReg = "link_code_companion_reg";
+constexpr char kBundleInfo[] = "link_code_pairing_key_bundle_encryption_key";
+constexpr char kAdvSecretInfo[] = "adv_secret";
+
+ByteView Info(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+
+// The bytes of child `tag` of `parent`, exactly `size` long unless size is 0.
+absl::StatusOr<ByteView> ChildBytes(const Node& parent, std::string_view tag, size_t size = 0) {
+  const Node* child = parent.Child(tag);
+  if (!child) return absl::InvalidArgumentError(absl::StrCat("no <", Sv(tag), ">"));
+  ByteView b = child->ContentBytes();
+  if (b.empty() || (size && b.size() != size)) {
+    return absl::InvalidArgumentError(absl::StrCat("<", Sv(tag), "> is ", b.size(), " bytes"));
+  }
+  return b;
+}
+
+std::array<uint8_t, 32> Array32(ByteView b) {
+  std::array<uint8_t, 32> out{};
+  std::copy(b.begin(), b.end(), out.begin());
+  return out;
+}
+
+// HKDF(ephemeral ‖ identity ‖ random, no salt, "adv_secret"): both sides' adv secret.
+std::array<uint8_t, 32> LinkCodeAdvSecret(ByteView ephemeral_shared, ByteView identity_shared,
+                                          ByteView random) {
+  return Array32(
+      Hkdf(Concat({ephemeral_shared, identity_shared, random}), {}, Info(kAdvSecretInfo), 32));
+}
+
+}  // namespace
+
+LinkCodeRequest CompanionHello(std::string_view phone, const DeviceCredentials& creds,
+                               std::string_view platform_display) {
+  LinkCodeRequest r;
+  r.code = NewLinkCode();
+  r.ephemeral = KeyPair::Generate();
+  std::vector<Node> children = {
+      MakeNode("link_code_pairing_wrapped_companion_ephemeral_pub", {},
+               WrapWithLinkCode(r.code, r.ephemeral.pub)),
+      MakeNode("companion_server_auth_key_pub", {},
+               Bytes(creds.noise_key.pub.begin(), creds.noise_key.pub.end())),
+      MakeNode("companion_platform_id", {}, std::string("1")),  // Chrome
+      MakeNode("companion_platform_display", {}, std::string(platform_display)),
+      MakeNode("link_code_pairing_nonce", {}, Bytes{0})};
+  r.iq = MakeNode("iq", {{"to", std::string(kServerJid)}, {"type", "set"}, {"xmlns", "md"}},
+                  std::vector<Node>{MakeNode(std::string(kLinkCodeReg),
+                                             {{"jid", absl::StrCat(Sv(phone), Sv(kServerJid))},
+                                              {"stage", "companion_hello"},
+                                              {"should_show_push_notification", "true"}},
+                                             std::move(children))});
+  return r;
+}
+
+absl::StatusOr<std::string> LinkCodeRef(const Node& result_iq) {
+  const Node* reg = result_iq.Child(kLinkCodeReg);
+  if (!reg) return absl::InvalidArgumentError("no <link_code_companion_reg> in the answer");
+  WAS_ASSIGN_OR_RETURN(ByteView ref, ChildBytes(*reg, "link_code_pairing_ref"));
+  return std::string(ref.begin(), ref.end());
+}
+
+absl::StatusOr<CompanionFinish> AnswerPrimaryHello(const Node& notification,
+                                                   const LinkCodeRequest& request,
+                                                   std::string_view ref, std::string_view phone,
+                                                   const DeviceCredentials& creds) {
+  const Node* reg = notification.Child(kLinkCodeReg);
+  if (!reg) return absl::InvalidArgumentError("no <link_code_companion_reg> in the notification");
+  WAS_ASSIGN_OR_RETURN(ByteView their_ref, ChildBytes(*reg, "link_code_pairing_ref"));
+  if (std::string_view(reinterpret_cast<const char*>(their_ref.data()), their_ref.size()) != ref) {
+    return absl::InvalidArgumentError("the notification is for another pairing ref");
+  }
+  WAS_ASSIGN_OR_RETURN(ByteView primary_identity, ChildBytes(*reg, "primary_identity_pub", 32));
+  WAS_ASSIGN_OR_RETURN(ByteView wrapped,
+                       ChildBytes(*reg, "link_code_pairing_wrapped_primary_ephemeral_pub", 80));
+  WAS_ASSIGN_OR_RETURN(auto primary_ephemeral, UnwrapWithLinkCode(request.code, wrapped));
+  WAS_ASSIGN_OR_RETURN(auto ephemeral_shared,
+                       SharedSecret(request.ephemeral.priv, primary_ephemeral));
+  WAS_ASSIGN_OR_RETURN(auto identity_shared,
+                       SharedSecret(creds.identity_key.priv, primary_identity));
+  Bytes random(32), salt(32), iv(12);
+  RandomBytes(random);
+  RandomBytes(salt);
+  RandomBytes(iv);
+  const Bytes bundle_key = Hkdf(ephemeral_shared, salt, Info(kBundleInfo), 32);
+  const Bytes bundle =
+      AesGcmEncrypt(bundle_key, iv, {}, Concat({creds.identity_key.pub, primary_identity, random}));
+  CompanionFinish out;
+  out.adv_secret = LinkCodeAdvSecret(ephemeral_shared, identity_shared, random);
+  out.iq = MakeNode(
+      "iq", {{"to", std::string(kServerJid)}, {"type", "set"}, {"xmlns", "md"}},
+      std::vector<Node>{MakeNode(
+          std::string(kLinkCodeReg),
+          {{"jid", absl::StrCat(Sv(phone), Sv(kServerJid))}, {"stage", "companion_finish"}},
+          std::vector<Node>{
+              MakeNode("link_code_pairing_wrapped_key_bundle", {}, Concat({salt, iv, bundle})),
+              MakeNode("companion_identity_public", {},
+                       Bytes(creds.identity_key.pub.begin(), creds.identity_key.pub.end())),
+              MakeNode("link_code_pairing_ref", {}, Bytes(their_ref.begin(), their_ref.end()))})});
+  return out;
+}
+
+absl::StatusOr<PhoneLinkCode> PhonePrimaryHello(std::string_view code,
+                                                ByteView wrapped_companion_ephemeral,
+                                                std::string_view ref,
+                                                const KeyPair& primary_identity,
+                                                std::string notification_id) {
+  PhoneLinkCode out;
+  WAS_ASSIGN_OR_RETURN(out.companion_ephemeral,
+                       UnwrapWithLinkCode(code, wrapped_companion_ephemeral));
+  out.ephemeral = KeyPair::Generate();
+  out.notification =
+      MakeNode("notification",
+               {{"from", std::string(kServerJid.substr(1))},
+                {"type", std::string(kLinkCodeReg)},
+                {"id", std::move(notification_id)},
+                {"t", std::to_string(absl::ToUnixSeconds(absl::Now()))}},
+               std::vector<Node>{MakeNode(
+                   std::string(kLinkCodeReg), {{"stage", "primary_hello"}},
+                   std::vector<Node>{
+                       MakeNode("link_code_pairing_ref", {}, Bytes(ref.begin(), ref.end())),
+                       MakeNode("primary_identity_pub", {},
+                                Bytes(primary_identity.pub.begin(), primary_identity.pub.end())),
+                       MakeNode("link_code_pairing_wrapped_primary_ephemeral_pub", {},
+                                WrapWithLinkCode(code, out.ephemeral.pub))})});
+  return out;
+}
+
+absl::StatusOr<ScannedQr> PhoneOpenCompanionFinish(const Node& finish_iq,
+                                                   const PhoneLinkCode& hello,
+                                                   const KeyPair& primary_identity) {
+  const Node* reg = finish_iq.Child(kLinkCodeReg);
+  if (!reg || reg->AttrOr("stage") != "companion_finish") {
+    return absl::InvalidArgumentError("no <link_code_companion_reg stage=companion_finish>");
+  }
+  WAS_ASSIGN_OR_RETURN(ByteView wrapped, ChildBytes(*reg, "link_code_pairing_wrapped_key_bundle"));
+  WAS_ASSIGN_OR_RETURN(ByteView companion_identity,
+                       ChildBytes(*reg, "companion_identity_public", 32));
+  WAS_ASSIGN_OR_RETURN(ByteView ref, ChildBytes(*reg, "link_code_pairing_ref"));
+  // salt(32) ‖ iv(12) ‖ AES-GCM(companion identity ‖ primary identity ‖ random(32)) + tag(16)
+  if (wrapped.size() != 32 + 12 + 96 + 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the key bundle is ", wrapped.size(), " bytes, not 156"));
+  }
+  WAS_ASSIGN_OR_RETURN(auto ephemeral_shared,
+                       SharedSecret(hello.ephemeral.priv, hello.companion_ephemeral));
+  const Bytes bundle_key = Hkdf(ephemeral_shared, wrapped.subspan(0, 32), Info(kBundleInfo), 32);
+  auto bundle = AesGcmDecrypt(bundle_key, wrapped.subspan(32, 12), {}, wrapped.subspan(44));
+  if (!bundle.ok()) {
+    return absl::UnauthenticatedError(
+        "the key bundle does not open: the code typed is not the code the companion shows");
+  }
+  const ByteView b(*bundle);
+  if (!std::equal(companion_identity.begin(), companion_identity.end(), b.begin()) ||
+      !std::equal(primary_identity.pub.begin(), primary_identity.pub.end(), b.begin() + 32)) {
+    return absl::UnauthenticatedError("the key bundle names other identities");
+  }
+  WAS_ASSIGN_OR_RETURN(auto identity_shared,
+                       SharedSecret(primary_identity.priv, companion_identity));
+  ScannedQr out;
+  out.ref.assign(ref.begin(), ref.end());
+  out.identity_pub = Array32(companion_identity);
+  out.adv_secret = LinkCodeAdvSecret(ephemeral_shared, identity_shared, b.subspan(64, 32));
+  return out;
 }
 
 Bytes PhoneSignDeviceIdentity(const KeyPair& account_key, const ScannedQr& qr,

@@ -9,6 +9,13 @@
 //   4. the companion checks the HMAC (adv secret) and the account signature, signs the identity
 //      with its identity key and answers <pair-device-sign>;
 //   5. the server sends stream error 515 and the companion logs in with its new JID.
+//
+// The second way in, the phone-number pairing code (§8 "Phone-number pairing code"): instead of
+// showing QR codes, the companion asks the server for a code for the phone number
+// (companion_hello), the person types the 8-character code on the phone, the phone answers with
+// its ephemeral key wrapped under that code (primary_hello notification), the companion sends
+// its key bundle (companion_finish) and both derive a fresh adv secret; the pair-success of
+// steps 3–5 follows, its HMAC keyed by that secret.
 #pragma once
 
 #include <cstdint>
@@ -77,7 +84,72 @@ absl::StatusOr<PairingAnswer> AnswerPairSuccess(const Node& iq, const DeviceCred
 /// <iq type=error id=…><error code=401|500 text=…/></iq>, as whatsmeow answers a bad identity.
 Node PairErrorReply(const Node& iq, const absl::Status& why);
 
+// ---- the phone-number pairing code ----
+
+/// The code alphabet (base32 without 0, I, O, U): 8 characters carry 5 random bytes.
+inline constexpr std::string_view kLinkCodeAlphabet = "123456789ABCDEFGHJKLMNPQRSTVWXYZ";
+/// PBKDF2 iterations that turn the code into the key wrapping an ephemeral key (2 << 16).
+inline constexpr int kLinkCodeIterations = 2 << 16;
+
+/// A fresh 8-character code from 5 random bytes.
+std::string NewLinkCode();
+/// "ABCD-EFGH", the form shown to people (the phone accepts it with or without the dash).
+std::string FormatLinkCode(std::string_view code);
+/// salt(32) ‖ iv(16) ‖ AES-256-CTR(PBKDF2-SHA256(code, salt, 131072, 32), key): 80 bytes.
+Bytes WrapWithLinkCode(std::string_view code, const std::array<uint8_t, 32>& key);
+/// Opens WrapWithLinkCode's output. INVALID_ARGUMENT unless it is 80 bytes. A wrong code
+/// gives a wrong key, which only the later key bundle exposes.
+absl::StatusOr<std::array<uint8_t, 32>> UnwrapWithLinkCode(std::string_view code, ByteView wrapped);
+
+/// The companion's request for a code (stage companion_hello).
+struct LinkCodeRequest {
+  std::string code;   ///< the 8 characters, to show once the server accepted the request
+  KeyPair ephemeral;  ///< keep for the phone's answer
+  Node iq;            ///< <iq xmlns=md type=set><link_code_companion_reg stage=companion_hello>
+};
+/// `phone`: the account's E.164 digits. `platform_display`: "Browser (OS)", which the real
+/// server validates (whatsmeow: it answers 400 to an unknown one).
+LinkCodeRequest CompanionHello(std::string_view phone, const DeviceCredentials& creds,
+                               std::string_view platform_display);
+/// The ref in the server's answer to companion_hello. INVALID_ARGUMENT when it has none.
+absl::StatusOr<std::string> LinkCodeRef(const Node& result_iq);
+
+/// The companion's answer to the phone's primary_hello: the companion_finish iq, and the new
+/// adv secret that replaces the random one (the pair-success HMAC is keyed by it).
+struct CompanionFinish {
+  std::array<uint8_t, 32> adv_secret{};
+  Node iq;
+};
+/// `notification`: <notification type=link_code_companion_reg><link_code_companion_reg> with
+/// link_code_pairing_ref, primary_identity_pub, link_code_pairing_wrapped_primary_ephemeral_pub.
+/// INVALID_ARGUMENT for a malformed notification or one for another ref.
+absl::StatusOr<CompanionFinish> AnswerPrimaryHello(const Node& notification,
+                                                   const LinkCodeRequest& request,
+                                                   std::string_view ref, std::string_view phone,
+                                                   const DeviceCredentials& creds);
+
 // ---- the phone's side (wa-sim) ----
+
+/// The phone's side of a code: after the person typed `code`, it unwraps the companion's
+/// ephemeral key, makes its own and sends primary_hello; companion_finish then yields the
+/// companion's identity and the adv secret both sides derived.
+struct PhoneLinkCode {
+  KeyPair ephemeral;                              ///< the phone's
+  std::array<uint8_t, 32> companion_ephemeral{};  ///< as unwrapped with the typed code
+  Node notification;                              ///< primary_hello, to send to the companion
+};
+/// INVALID_ARGUMENT when `wrapped_companion_ephemeral` is malformed.
+absl::StatusOr<PhoneLinkCode> PhonePrimaryHello(std::string_view code,
+                                                ByteView wrapped_companion_ephemeral,
+                                                std::string_view ref,
+                                                const KeyPair& primary_identity,
+                                                std::string notification_id);
+/// Opens the companion_finish key bundle: UNAUTHENTICATED when it does not open (the code typed
+/// was not the code shown) or names other identities; INVALID_ARGUMENT when malformed. The
+/// answer is what a QR scan would have read: the companion identity and the adv secret.
+absl::StatusOr<ScannedQr> PhoneOpenCompanionFinish(const Node& finish_iq,
+                                                   const PhoneLinkCode& hello,
+                                                   const KeyPair& primary_identity);
 
 /// What the phone signs for a new companion (§8 step 5): an ADVSignedDeviceIdentityHMAC whose
 /// account signature is by `account_key` over 06 00 ‖ details ‖ companion identity, and whose

@@ -111,6 +111,58 @@ TEST(SessionApi, PairingByQrLinksADeviceThatLogsInAndIsRestored) {
   EXPECT_EQ(refused.status().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+TEST(SessionApi, PairingByPhoneNumberCodeLinksADevice) {
+  Stack s;
+  Watcher w(*s.stub);
+  {  // A number that is not one.
+    auto req = PairIn("badphone");
+    req.set_phone_number("12ab");
+    Pairing p(*s.stub, req);
+    ASSERT_TRUE(p.done.WaitForCount(1));
+    EXPECT_EQ(p.status().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  auto req = PairIn("codeco");
+  req.set_phone_number("+1 555 888-0002");
+  Pairing p(*s.stub, req);
+  auto first = p.Await(v1::PairingUpdate::kSession);
+  ASSERT_TRUE(first);
+  const std::string id = first->session().id();
+  auto code = p.Await(v1::PairingUpdate::kPairingCode);
+  ASSERT_TRUE(code);
+  const std::string typed = code->pairing_code().code();
+  ASSERT_EQ(typed.size(), 9u);  // ABCD-EFGH
+  EXPECT_EQ(typed[4], '-');
+  EXPECT_GT(code->pairing_code().expires_at().seconds(), absl::ToUnixSeconds(absl::Now()) + 60);
+
+  // No QR codes in this mode; a wrong code is refused by the phone and the right one still
+  // works afterwards.
+  std::string wrong = typed;
+  wrong[0] = wrong[0] == 'A' ? 'B' : 'A';
+  auto refused = s.sim.control().Post("/pair-code", {{"code", wrong}, {"phone", "15558880002"}});
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ((*refused)["result"], "wrong_code") << refused->dump();
+  auto other = s.sim.control().Post("/pair-code", {{"code", typed}, {"phone", "15558880003"}});
+  EXPECT_FALSE(other.ok()) << "no connection waits for a code for another number";
+
+  auto paired = s.sim.control().Post("/pair-code", {{"code", typed}, {"phone", "15558880002"}});
+  ASSERT_TRUE(paired.ok()) << paired.status();
+  EXPECT_EQ((*paired)["result"], "paired") << paired->dump();
+  auto success = p.Await(v1::PairingUpdate::kSuccess);
+  ASSERT_TRUE(success);
+  EXPECT_EQ(success->success().phone_number(), "15558880002");
+  EXPECT_EQ(success->success().device_jid(), (*paired)["jid"]);
+  EXPECT_EQ(success->success().session().state(), v1::SESSION_STATE_CONNECTED);
+  for (const auto& u : p.messages.Snapshot()) EXPECT_FALSE(u.has_qr()) << "QR codes shown";
+  ASSERT_TRUE(w.WaitFor(id, v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS));
+
+  // The derived adv secret was stored with the credentials: a restart logs in with them.
+  const int64_t seen = w.events.Snapshot().back().sequence();
+  s.Stop();
+  s.Start();
+  Watcher after(*s.stub, seen);
+  ASSERT_TRUE(after.WaitFor(id, v1::SESSION_STATE_CONNECTED));
+}
+
 TEST(SessionApi, PairingEndsWithTheReasonItFailed) {
   Stack s([](Options& o) {
     o.manager.connection.qr_first_timeout = absl::Milliseconds(150);
