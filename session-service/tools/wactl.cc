@@ -5,6 +5,7 @@
 //   wactl [flags] sessions create --tenant=T [--creds=creds.json] [--name=primary]
 //                                 [--account=NAME] [--email=E] [--auto_connect=false]
 //   wactl [flags] pair --tenant=T [--name=primary] | pair --session=ID   [--png=qr.png]
+//                      [--phone=+NUMBER: a pairing code to type on that phone instead of QR]
 //   wactl [flags] watch [--after=SEQ] [--session=ID] [--tenant=T]
 //   wactl [flags] health [--deep]
 // (`wactl list`, `wactl get ID`, ... work too.) Human tables by default; --json prints the
@@ -54,6 +55,8 @@ ABSL_FLAG(bool, auto_connect, true, "create: connect now and on every start");
 ABSL_FLAG(int64_t, after, -1, "watch: replay events after this sequence (-1: only new ones)");
 ABSL_FLAG(std::string, session, "", "watch, pair: only / this session");
 ABSL_FLAG(std::string, png, "", "pair: also write each QR code to this PNG file");
+ABSL_FLAG(std::string, phone, "",
+          "pair: the account's phone number; pair by a code typed on that phone, not a QR code");
 ABSL_FLAG(bool, deep, false, "health: deep health (database latency, every session)");
 ABSL_FLAG(int, timeout_seconds, 30, "deadline of unary calls");
 
@@ -342,6 +345,7 @@ class Cli {
     req.set_session_name(absl::GetFlag(FLAGS_name));
     req.set_account_name(absl::GetFlag(FLAGS_account));
     req.set_owner_email(absl::GetFlag(FLAGS_email));
+    req.set_phone_number(absl::GetFlag(FLAGS_phone));
     if (req.session_id().empty() && req.tenant_id().empty()) {
       std::cerr << "wactl: pair needs --tenant (a new or unpaired session) or --session=ID\n";
       return 2;
@@ -365,6 +369,15 @@ class Cli {
             std::cout << "\nScan with WhatsApp → Linked devices (code " << u.qr().index() << " of "
                       << u.qr().total() << ", valid until " << When(u.qr().expires_at()) << "):\n";
             DrawQr(u.qr().code());
+          }
+          break;
+        case v1::PairingUpdate::kPairingCode:
+          if (!json_) {
+            std::cout << "\nOn the phone: WhatsApp → Linked devices → Link a device → Link with "
+                         "phone number instead, and type\n\n    "
+                      << u.pairing_code().code() << "\n\n(valid until "
+                      << When(u.pairing_code().expires_at()) << ")\n"
+                      << std::flush;
           }
           break;
         case v1::PairingUpdate::kSuccess:

@@ -184,13 +184,31 @@ try {
   const pairedId = pairLines.find((u) => u.session)?.session.id;
   check('the paired session is CONNECTED', await sawEvent(pairedId, 'CONNECTED', 'LOGIN_SUCCESS', mark));
 
+  if (demo) say('\n— wactl pairs another device by phone-number code; wa-sim plays the person typing it');
+  const byCode = spawn(requiredEnv('WACTL'),
+    [`--addr=127.0.0.1:${grpcPort}`, '--json', 'pair', '--tenant=tenant-code', '--phone=+1 555 000 8001'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const codeLines = [];
+  let codeErr = '';
+  byCode.stderr.on('data', (d) => { codeErr += d; });
+  createInterface({ input: byCode.stdout }).on('line', (l) => codeLines.push(JSON.parse(l)));
+  const codeExit = new Promise((resolve) => byCode.on('exit', resolve));
+  await waitFor(() => codeLines.some((u) => u.pairing_code), { timeoutMs: 20000, what: 'a pairing code from wactl pair --phone' });
+  const typed = codeLines.find((u) => u.pairing_code).pairing_code.code;
+  const entered = await sim.post('/pair-code', { code: typed, phone: '15550008001' });
+  check('wa-sim (the phone) accepted the pairing code', entered.result === 'paired', JSON.stringify(entered));
+  const codeRc = await codeExit;
+  check('wactl pair --phone ends with success, exit 0, no QR code shown',
+    codeRc === 0 && codeLines.find((u) => u.success)?.success.phone_number === '15550008001' &&
+    !codeLines.some((u) => u.qr), codeErr.trim());
+
   if (demo) say('\n— the rest of the API from Node (grpc-js)');
   const probe = await call('ProbeSession', { id: a.id });
   check('ProbeSession answers a round trip', probe.ok === true && probe.round_trip !== null, probe.error);
   const bulk = await call('BulkGetSessions', { ids: [a.id, b.id, '6f1c1f1e-0000-4000-8000-000000000000'] });
   check('BulkGetSessions answers 2 and 1 not found', bulk.sessions.length === 2 && bulk.not_found.length === 1);
   const deep = await call('GetDeepHealth', {});
-  check('GetDeepHealth: database reachable, 4 sessions', deep.database_reachable && deep.sessions.length === 4);
+  check('GetDeepHealth: database reachable, 5 sessions', deep.database_reachable && deep.sessions.length === 5);
   mark = events.length;
   const re = await call('Reconnect', { id: c.id });
   check('Reconnect answers CONNECTING', re.session.state === 'SESSION_STATE_CONNECTING');

@@ -86,3 +86,38 @@ test('a QR code nobody shows is refused', async () => {
   await assert.rejects(sim.post('/pair', {qr: fake, phone: '15557770003'}), /404/);
   await assert.rejects(sim.post('/pair', {qr: 'garbage', phone: '15557770003'}), /400/);
 });
+
+test('Baileys pairs by phone-number code with wa-sim as the phone typing it', async () => {
+  const creds = initAuthCreds();
+  const phone = '15557770004';
+  const first = companion(creds);
+  let result;
+  try {
+    // Baileys asks for a code once the registration connection is up (its first QR code).
+    await waitFor(() => first.state.qrs.length > 0, {what: 'the registration connection'});
+    const code = await first.sock.requestPairingCode(phone);
+    assert.match(code, /^[1-9A-HJ-NP-TV-Z]{8}$/, 'Baileys codes use the link-code alphabet');
+    const wrong = (code[0] === 'A' ? 'B' : 'A') + code.slice(1);
+    const refused = await sim.post('/pair-code', {code: wrong, phone});
+    assert.equal(refused.result, 'wrong_code', JSON.stringify(refused));
+    result = await sim.post('/pair-code', {code, phone});
+    assert.equal(result.result, 'paired', JSON.stringify(result));
+    await waitFor(() => first.state.closed !== null, {what: 'the 515 restart'});
+    assert.equal(first.state.closed, 515);
+  } finally {
+    first.sock.end(undefined);
+  }
+  // Baileys verified the pair-success HMAC under the adv secret both sides derived.
+  assert.equal(creds.me.id, result.jid);
+  assert.equal(creds.registered, true);
+
+  const second = companion(creds);
+  try {
+    await waitFor(
+        () => second.state.open || second.state.closed !== null,
+        {what: 'connection \'open\' after pairing by code'});
+    assert.equal(second.state.closed, null, `closed with ${second.state.closed}`);
+  } finally {
+    second.sock.end(undefined);
+  }
+});
