@@ -74,13 +74,16 @@ async function watcherLatency(svc, ids, watchers = 100, changes = 20) {
   const lat = [];
   let warm = 0;
   const streams = [];
+  const perWatcher = new Array(watchers).fill(0);
+  const ended = [];
   for (let w = 0; w < watchers; w++) {
     const st = svc.client.WatchSessionEvents({});
     st.on('data', (e) => {
       if (e.session_id === 'warm-up') return;
+      perWatcher[w] += 1;
       lat.push(nowMs() - (Number(e.at.seconds) * 1000 + e.at.nanos / 1e6));
     });
-    st.on('error', () => {});
+    st.on('error', (err) => { if (err.code !== 1) ended.push(`${w}: ${err.code} ${err.details}`); });
     st.on('metadata', () => { warm += 1; });
     streams.push(st);
   }
@@ -91,10 +94,12 @@ async function watcherLatency(svc, ids, watchers = 100, changes = 20) {
     const id = ids[i % ids.length];
     await svc.call('Disconnect', { id });
     expected += watchers;  // DISCONNECTED
-    await waitFor(() => lat.length >= expected, { timeoutMs: 30000, what: 'DISCONNECTED at every watcher' });
+    const seen = () => `${lat.length} of ${expected} events; per watcher min ${Math.min(...perWatcher)} ` +
+      `max ${Math.max(...perWatcher)}; streams ended: ${ended.slice(0, 3).join('; ') || 'none'}`;
+    await waitFor(() => lat.length >= expected, { timeoutMs: 30000, what: `DISCONNECTED at every watcher (change ${i})`, detail: seen });
     await svc.call('Connect', { id });
     expected += 2 * watchers;  // CONNECTING, CONNECTED
-    await waitFor(() => lat.length >= expected, { timeoutMs: 30000, what: 'CONNECTED at every watcher' });
+    await waitFor(() => lat.length >= expected, { timeoutMs: 30000, what: `CONNECTED at every watcher (change ${i})`, detail: seen });
   }
   for (const st of streams) st.cancel();
   lat.sort((a, b) => a - b);

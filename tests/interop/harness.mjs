@@ -14,12 +14,15 @@ export function requiredEnv(name) {
   return v;
 }
 
-export async function waitFor(cond, {timeoutMs = 10000, what = 'condition', intervalMs = 10} = {}) {
+// `detail()`, when given, says what was seen instead, for the timeout's message.
+export async function waitFor(cond, {timeoutMs = 10000, what = 'condition', intervalMs = 10, detail} = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await cond();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${detail ? ` (${detail()})` : ''}`);
+    }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

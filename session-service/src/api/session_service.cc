@@ -380,11 +380,10 @@ grpc::Status SessionServiceImpl::WatchSessionEvents(grpc::ServerContext* ctx,
       }
       if (batch->size() < 500) break;
     }
-  } else {
-    auto latest = store_.LatestSequence();
-    if (!latest.ok()) return ToGrpc(latest.status());
-    last = *latest;
   }
+  // Without after_sequence the watch starts at Subscribe: every event the bus hands over from
+  // then on is new, even one committed before this thread got here (only replayed events are
+  // skipped below).
   log_->debug("watch from sequence {} (session '{}', tenant '{}')", last, filter.session_id,
               filter.tenant_id);
   while (!ctx->IsCancelled()) {
