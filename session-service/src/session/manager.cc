@@ -1,5 +1,6 @@
 #include "manager.h"
 
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cassert>
@@ -158,8 +159,47 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     auto result = task->get_future();
     // The handler owns the task: a handler destroyed unrun breaks the promise (an exception
     // here) instead of leaving the caller waiting forever.
-    asio::post(io_, [task] { (*task)(); });
+    asio::post(io_, [this, task] {
+      Touch();
+      (*task)();
+    });
     return result.get();
+  }
+
+  // ---- GetSession's read cache: a held session answered without the io thread ----
+  //
+  // Every io-thread task that may change a runtime calls Touch() before it does; a cached view
+  // is served only while the epoch it was taken at is current, so it is exactly what the io
+  // thread would answer now. The keepalive facts, which change without a task, are read from
+  // the connection's atomics when served. Tasks that change runtimes are rare in the steady
+  // state (state changes), so reads mostly hit.
+
+  // Any thread.
+  void Touch() { epoch_.fetch_add(1, std::memory_order_seq_cst); }
+  Impl& Touched() {
+    Touch();
+    return *this;
+  }
+
+  // A gRPC thread: the view of a held session, when the cache has a current one.
+  std::optional<SessionView> CachedView(const std::string& id) {
+    absl::ReaderMutexLock lock(&views_mu_);
+    auto it = views_.find(id);
+    if (it == views_.end() || it->second.epoch != epoch_.load(std::memory_order_seq_cst)) {
+      return std::nullopt;
+    }
+    SessionView view = it->second.view;
+    if (it->second.conn) OverlayStats(*view.live, *it->second.conn);
+    return view;
+  }
+
+  // io thread: remembers `view` of held session `id` as of the current epoch.
+  void CacheView(const std::string& id, const SessionView& view) {
+    auto rt = sessions_.find(id);
+    if (rt == sessions_.end()) return;
+    absl::MutexLock lock(&views_mu_);
+    if (views_.size() > 2 * sessions_.size() + 1024) views_.clear();  // forgotten sessions
+    views_[id] = CachedEntry{epoch_.load(std::memory_order_seq_cst), view, rt->second.conn};
   }
 
   // ---- everything below runs on the io thread ----
@@ -171,7 +211,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return std::nullopt;
     Runtime& rt = it->second;
-    if (!rt.creds && rt.record.credentials) (void)Ensure(rt.record);
+    const bool open_creds = !rt.creds && rt.record.credentials;
+    if (open_creds || (WantsRestore(rt) && !stopping_)) Touch();  // it changes the runtime
+    if (open_creds) (void)Ensure(rt.record);
     if (WantsRestore(rt) && !stopping_) {
       (void)ConnectNow(rt, v1::STATE_REASON_RESTORE_ON_DEMAND, false);
     }
@@ -200,10 +242,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     Observer(std::weak_ptr<Impl> impl, std::string id, uint64_t generation)
         : impl_(std::move(impl)), id_(std::move(id)), generation_(generation) {}
     void OnLoggedIn(const wa::LoginInfo& info) override {
-      if (auto impl = impl_.lock()) impl->OnLoggedIn(id_, generation_, info);
+      if (auto impl = impl_.lock()) impl->Touched().OnLoggedIn(id_, generation_, info);
     }
     void OnClosed(const wa::CloseInfo& info) override {
-      if (auto impl = impl_.lock()) impl->OnClosed(id_, generation_, info);
+      if (auto impl = impl_.lock()) impl->Touched().OnClosed(id_, generation_, info);
     }
     void OnPong(absl::Duration rtt) override {
       if (auto impl = impl_.lock(); impl && impl->metrics_) impl->metrics_->KeepaliveAnswered(rtt);
@@ -215,14 +257,16 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       if (auto impl = impl_.lock(); impl && impl->metrics_) impl->metrics_->InboundMessage();
     }
     void OnPairingCode(const std::string& code, absl::Duration valid_for) override {
-      if (auto impl = impl_.lock()) impl->OnPairingCode(id_, generation_, code, valid_for);
+      if (auto impl = impl_.lock())
+        impl->Touched().OnPairingCode(id_, generation_, code, valid_for);
     }
     void OnQrCode(const std::string& text, absl::Duration valid_for, int index,
                   int total) override {
-      if (auto impl = impl_.lock()) impl->OnQrCode(id_, generation_, text, valid_for, index, total);
+      if (auto impl = impl_.lock())
+        impl->Touched().OnQrCode(id_, generation_, text, valid_for, index, total);
     }
     void OnPaired(const wa::PairedDevice& device, const wa::DeviceCredentials& creds) override {
-      if (auto impl = impl_.lock()) impl->OnPaired(id_, generation_, device, creds);
+      if (auto impl = impl_.lock()) impl->Touched().OnPaired(id_, generation_, device, creds);
     }
 
    private:
@@ -285,16 +329,20 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     live.retry_pending = rt.retry_timer != nullptr;
     live.pairing = rt.pairing != nullptr;
     live.owner = options_.replica_id;
-    if (rt.conn) {
-      const auto& s = rt.conn->stats();
-      live.missed_pings = s.missed_pings.load();
-      live.inbound_messages = s.inbound_messages.load();
-      live.last_inbound_at = MillisToTime(s.last_inbound_unix_ms.load());
-      live.last_pong_at = MillisToTime(s.last_pong_unix_ms.load());
-      if (int64_t rtt = s.keepalive_rtt_us.load(); rtt >= 0)
-        live.keepalive_rtt = absl::Microseconds(rtt);
-    }
+    if (rt.conn) OverlayStats(live, *rt.conn);
     return live;
+  }
+
+  // The keepalive and traffic facts of a connection (atomics: any thread).
+  static void OverlayStats(LiveInfo& live, const wa::Connection& conn) {
+    const auto& s = conn.stats();
+    live.missed_pings = s.missed_pings.load();
+    live.inbound_messages = s.inbound_messages.load();
+    live.last_inbound_at = MillisToTime(s.last_inbound_unix_ms.load());
+    live.last_pong_at = MillisToTime(s.last_pong_unix_ms.load());
+    if (int64_t rtt = s.keepalive_rtt_us.load(); rtt >= 0) {
+      live.keepalive_rtt = absl::Microseconds(rtt);
+    }
   }
 
   std::optional<LiveInfo> LiveOf(const std::string& id) const {
@@ -527,6 +575,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     const uint64_t generation = rt.generation;
     rt.retry_timer->async_wait([self = shared_from_this(), id = rt.record.id, generation](auto ec) {
       if (ec) return;
+      self->Touch();
       auto it = self->sessions_.find(id);
       if (it == self->sessions_.end() || it->second.generation != generation) return;
       it->second.retry_timer.reset();
@@ -600,6 +649,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
         [self = shared_from_this(), id, generation,
          finish = std::move(finish)](absl::Status st) mutable {
           asio::post(self->io_, [self, id, generation, st, finish = std::move(finish)]() mutable {
+            self->Touch();
             auto it = self->sessions_.find(id);
             if (it != self->sessions_.end() && it->second.generation != generation) {
               // Something else (a Reconnect, another Logout) took over meanwhile.
@@ -638,7 +688,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
         const absl::Duration gap = absl::Seconds(jitter(rng_) / options_.restore_per_second);
         pace_timer_ = std::make_unique<asio::steady_timer>(io_, absl::ToChronoNanoseconds(gap));
         pace_timer_->async_wait([self = shared_from_this()](auto ec) {
-          if (!ec) self->PaceNext();
+          if (!ec) self->Touched().PaceNext();
         });
         return;
       }
@@ -795,6 +845,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       }
       if (!lost.empty()) {
         asio::post(io_, [self = shared_from_this(), lost = std::move(lost)] {
+          self->Touch();
           for (const auto& [id, token] : lost) {
             self->LoseLease(id, token, "another replica took it over", false);
           }
@@ -811,6 +862,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
           "hold them",
           held.size());
       asio::post(io_, [self = shared_from_this(), held] {
+        self->Touch();
         for (const auto& [id, token] : held) {
           self->LoseLease(id, token, "its lease could not be renewed (database unreachable)", true);
         }
@@ -898,6 +950,14 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   }
   std::function<void()> all_closed_;
   std::unique_ptr<asio::steady_timer> pace_timer_;
+  std::atomic<uint64_t> epoch_{0};  // GetSession's read cache: bumped by every changing task
+  struct CachedEntry {
+    uint64_t epoch = 0;
+    SessionView view;
+    std::shared_ptr<wa::Connection> conn;
+  };
+  absl::Mutex views_mu_;
+  absl::flat_hash_map<std::string, CachedEntry> views_ ABSL_GUARDED_BY(views_mu_);
   std::deque<std::pair<std::string, v1::StateReason>> restore_queue_;
   bool stopping_ = false;
 
@@ -925,7 +985,8 @@ SessionManager::SessionManager(asio::io_context& io, asio::ssl::context& tls, Se
     auto impl = weak.lock();
     if (!impl) return;
     asio::post(impl->io_, [impl, id = t.session_id, token = t.lease_token] {
-      impl->LoseLease(id, token, "another replica holds it now (a write was fenced)", false);
+      impl->Touched().LoseLease(id, token, "another replica holds it now (a write was fenced)",
+                                false);
     });
   });
 }
@@ -1079,9 +1140,13 @@ void SessionManager::GetAsync(std::string id,
       if (fn) fn(absl::UnavailableError("session-service is shutting down; retry"));
     }
   };
+  if (auto view = impl_->CachedView(id)) return done(*std::move(view));
   auto once = std::make_shared<Once>(std::move(done));
   asio::post(impl_->io_, [this, id = std::move(id), once]() mutable {
-    if (auto view = impl_->HeldView(id)) return (*once)(*std::move(view));
+    if (auto view = impl_->HeldView(id)) {
+      impl_->CacheView(id, *view);
+      return (*once)(*std::move(view));
+    }
     asio::post(*readers_, [this, id = std::move(id), once] { (*once)(Get(id)); });
   });
 }
@@ -1332,11 +1397,12 @@ absl::Status SessionManager::RestoreAll() {
 void SessionManager::Shutdown(absl::Time deadline) {
   auto closed = std::make_shared<std::promise<void>>();
   auto future = closed->get_future();
-  asio::post(impl_->io_,
-             [impl = impl_, closed] { impl->ShutdownAll([closed] { closed->set_value(); }); });
+  asio::post(impl_->io_, [impl = impl_, closed] {
+    impl->Touched().ShutdownAll([closed] { closed->set_value(); });
+  });
   if (future.wait_until(absl::ToChronoTime(deadline)) != std::future_status::ready) {
     impl_->log_->warn("drain deadline reached; aborting the connections still closing");
-    asio::post(impl_->io_, [impl = impl_] { impl->AbortClosing(); });
+    asio::post(impl_->io_, [impl = impl_] { impl->Touched().AbortClosing(); });
   }
 }
 

@@ -113,6 +113,52 @@ TEST(SessionService, ConnectAndDisconnectAreIdempotent) {
   EXPECT_EQ(connecting, 1);
 }
 
+// GetSession of a held session is answered from a read cache off the io thread: every answer
+// must still show what the last call or event left, never an older view.
+TEST(SessionService, GetSessionAlwaysShowsTheLatestChange) {
+  Stack s;
+  Watcher w(*s.stub);
+  auto session = s.Create("fresh", s.sim.Device(15550003101), /*auto_connect=*/false).value();
+  auto get = [&] {
+    v1::Session got;
+    EXPECT_TRUE(s.Get(session.id(), &got).ok());
+    return got;
+  };
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 3; ++i) (void)get();  // warm the cache
+    grpc::ClientContext cc;
+    v1::ConnectRequest creq;
+    creq.set_id(session.id());
+    v1::ConnectResponse cresp;
+    ASSERT_TRUE(s.stub->Connect(&cc, creq, &cresp).ok());
+    const auto after_connect = get().state();
+    EXPECT_TRUE(after_connect == v1::SESSION_STATE_CONNECTING ||
+                after_connect == v1::SESSION_STATE_CONNECTED)
+        << v1::SessionState_Name(after_connect);
+    const int64_t seen = w.events.Snapshot().size();
+    ASSERT_TRUE(w.events.WaitFor([&](const std::vector<v1::SessionEvent>& all) {
+      for (size_t i = seen; i < all.size(); ++i) {
+        if (all[i].to_state() == v1::SESSION_STATE_CONNECTED) return true;
+      }
+      return false;
+    }));
+    // The event reached a watcher, so the io thread had recorded it before.
+    auto connected = get();
+    EXPECT_EQ(connected.state(), v1::SESSION_STATE_CONNECTED);
+    EXPECT_TRUE(connected.socket_alive());
+    for (int i = 0; i < 3; ++i) (void)get();
+    grpc::ClientContext dc;
+    v1::DisconnectRequest dreq;
+    dreq.set_id(session.id());
+    v1::DisconnectResponse dresp;
+    ASSERT_TRUE(s.stub->Disconnect(&dc, dreq, &dresp).ok());
+    auto disconnected = get();
+    EXPECT_EQ(disconnected.state(), v1::SESSION_STATE_DISCONNECTED);
+    EXPECT_EQ(disconnected.reason(), v1::STATE_REASON_USER);
+    EXPECT_FALSE(disconnected.socket_alive());
+  }
+}
+
 TEST(SessionService, RestartRestoresSessions) {
   Stack s;
   auto a = s.Create("a", s.sim.Device(15550004001)).value();
