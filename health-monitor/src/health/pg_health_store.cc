@@ -1,0 +1,533 @@
+#include "pg_health_store.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "wasentinel/common/bytes.h"
+#include "wasentinel/common/pg.h"
+#include "wasentinel/common/status_macros.h"
+
+namespace wasentinel::monitor {
+namespace {
+
+// Timestamps travel as Unix microseconds both ways.
+constexpr const char* kSessionColumns =
+    "session_id::text, health, facts, (extract(epoch from last_proof_of_life) * 1000000)::bigint,"
+    " (extract(epoch from first_seen_at) * 1000000)::bigint";
+
+std::string At(int n) {
+  return absl::StrCat("(timestamptz 'epoch' + $", n, "::bigint * interval '1 microsecond')");
+}
+
+std::optional<int64_t> Micros(std::optional<absl::Time> t) {
+  if (!t) return std::nullopt;
+  return absl::ToUnixMicros(*t);
+}
+
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+google::protobuf::Timestamp Ts(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t us = absl::ToUnixMicros(t);
+  ts.set_seconds(us / 1000000 - (us % 1000000 < 0 ? 1 : 0));
+  ts.set_nanos(static_cast<int32_t>(((us % 1000000) + 1000000) % 1000000) * 1000);
+  return ts;
+}
+
+google::protobuf::Duration Dur(absl::Duration d) {
+  google::protobuf::Duration out;
+  const int64_t us = absl::ToInt64Microseconds(d);
+  out.set_seconds(us / 1000000);
+  out.set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
+  return out;
+}
+
+// A proto as the hex text `decode($n, 'hex')` takes (libpqxx 6 has no binary parameter).
+std::string HexOf(const google::protobuf::MessageLite& m) {
+  const std::string bytes = m.SerializeAsString();
+  return HexEncode(ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
+template <class Message>
+Message Parse(const pqxx::field& f) {
+  Message m;
+  if (f.is_null()) return m;
+  pqxx::binarystring blob(f);
+  m.ParseFromArray(blob.data(), static_cast<int>(blob.size()));
+  return m;
+}
+
+MonitoredSession ToSession(const pqxx::row& r) {
+  MonitoredSession s;
+  s.health = Parse<v1::SessionHealth>(r[1]);
+  s.health.set_session_id(r[0].as<std::string>());
+  s.facts = Parse<sv1::Session>(r[2]);
+  if (!r[3].is_null()) s.last_proof_of_life = absl::FromUnixMicros(r[3].as<int64_t>());
+  s.first_seen_at = absl::FromUnixMicros(r[4].as<int64_t>());
+  return s;
+}
+
+absl::Status CheckId(const std::string& id) {
+  // A UUID in its canonical text form; anything else never reaches SQL.
+  bool ok = id.size() == 36;
+  for (size_t i = 0; ok && i < id.size(); ++i) {
+    const char c = id[i];
+    ok = (i == 8 || i == 13 || i == 18 || i == 23) ? c == '-' : std::isxdigit(c) != 0;
+  }
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat("'", id, "' is not a session id"));
+  return absl::OkStatus();
+}
+
+std::string LevelsArray(const std::vector<v1::HealthLevel>& levels) {
+  std::vector<std::string> names;
+  for (auto l : levels) names.push_back(v1::HealthLevel_Name(l));
+  return absl::StrCat("{", absl::StrJoin(names, ","), "}");
+}
+
+}  // namespace
+
+const std::vector<Migration>& PgHealthStore::Migrations() {
+  static const auto* migrations = new std::vector<Migration>{
+      {1, "monitor sessions, transitions, recoveries, alerts, jobs, cursor", R"sql(
+CREATE TABLE monitor_sessions (
+  session_id uuid PRIMARY KEY,
+  tenant_id text NOT NULL,
+  level text NOT NULL,
+  state text NOT NULL,
+  score integer NOT NULL,
+  manual_intervention boolean NOT NULL DEFAULT false,
+  health bytea NOT NULL,              -- monitor.v1.SessionHealth
+  facts bytea NOT NULL,               -- session.v1.Session, the last facts seen
+  last_proof_of_life timestamptz,
+  first_seen_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX monitor_sessions_tenant ON monitor_sessions (tenant_id, session_id);
+CREATE INDEX monitor_sessions_level ON monitor_sessions (level);
+
+CREATE TABLE monitor_transitions (
+  id bigserial PRIMARY KEY,
+  session_id uuid NOT NULL REFERENCES monitor_sessions (session_id) ON DELETE CASCADE,
+  at timestamptz NOT NULL,
+  from_level text, to_level text,   -- monitor.v1.HealthLevel names; NULL: unchanged
+  from_state text, to_state text,   -- session.v1.SessionState names; NULL: unchanged
+  cause text NOT NULL DEFAULT ''
+);
+CREATE INDEX monitor_transitions_session_at ON monitor_transitions (session_id, at);
+
+CREATE TABLE monitor_recoveries (
+  id bigserial PRIMARY KEY,
+  session_id uuid NOT NULL REFERENCES monitor_sessions (session_id) ON DELETE CASCADE,
+  at timestamptz NOT NULL,
+  action text NOT NULL,             -- RecoveryAttempt.Action name
+  outcome text NOT NULL,            -- RecoveryAttempt.Outcome name
+  trigger text NOT NULL DEFAULT '',
+  error text NOT NULL DEFAULT ''
+);
+CREATE INDEX monitor_recoveries_session_at ON monitor_recoveries (session_id, at);
+CREATE INDEX monitor_recoveries_at ON monitor_recoveries (at);
+
+CREATE TABLE monitor_alerts (
+  dedup_key text PRIMARY KEY,
+  session_id uuid,
+  event_type text NOT NULL,
+  severity text NOT NULL,
+  raised_at timestamptz NOT NULL,
+  resolved_at timestamptz
+);
+CREATE INDEX monitor_alerts_open ON monitor_alerts (dedup_key) WHERE resolved_at IS NULL;
+
+CREATE TABLE monitor_jobs (
+  name text PRIMARY KEY,
+  paused boolean NOT NULL DEFAULT false,
+  runs bigint NOT NULL DEFAULT 0,
+  failures bigint NOT NULL DEFAULT 0,
+  last_run_at timestamptz,
+  last_result bytea                  -- monitor.v1.JobResult
+);
+
+CREATE TABLE monitor_cursor (
+  id integer PRIMARY KEY CHECK (id = 1),
+  last_sequence bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+)sql"},
+  };
+  return *migrations;
+}
+
+absl::StatusOr<std::vector<MonitoredSession>> PgHealthStore::LoadAll() {
+  std::vector<MonitoredSession> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("load monitored sessions", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    for (const auto& row :
+         n.exec(absl::StrCat("SELECT ", kSessionColumns, " FROM monitor_sessions ORDER BY 1"))) {
+      out.push_back(ToSession(row));
+    }
+  }));
+  return out;
+}
+
+absl::Status PgHealthStore::Save(const MonitoredSession& s) {
+  WAS_RETURN_IF_ERROR(CheckId(s.health.session_id()));
+  return pool_.Run("save monitored session", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params(
+        absl::StrCat(
+            "INSERT INTO monitor_sessions (session_id, tenant_id, level, state, score,"
+            " manual_intervention, health, facts, last_proof_of_life, first_seen_at, updated_at)"
+            " VALUES ($1::uuid, $2, $3, $4, $5, $6, decode($7, 'hex'), decode($8, 'hex'),"
+            " CASE WHEN $9::bigint IS NULL THEN NULL ELSE ",
+            At(9), " END, ", At(10),
+            ", now()) ON CONFLICT (session_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,"
+            " level = EXCLUDED.level, state = EXCLUDED.state, score = EXCLUDED.score,"
+            " manual_intervention = EXCLUDED.manual_intervention, health = EXCLUDED.health,"
+            " facts = EXCLUDED.facts, last_proof_of_life = EXCLUDED.last_proof_of_life,"
+            " updated_at = now()"),
+        s.health.session_id(), s.health.tenant_id(), v1::HealthLevel_Name(s.health.level()),
+        sv1::SessionState_Name(s.health.state()), s.health.score(),
+        s.health.manual_intervention_required(), HexOf(s.health), HexOf(s.facts),
+        Micros(s.last_proof_of_life), absl::ToUnixMicros(s.first_seen_at));
+  });
+}
+
+absl::Status PgHealthStore::Forget(const std::string& session_id) {
+  WAS_RETURN_IF_ERROR(CheckId(session_id));
+  return pool_.Run("forget monitored session", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params("DELETE FROM monitor_sessions WHERE session_id = $1::uuid", session_id);
+  });
+}
+
+absl::StatusOr<MonitoredSession> PgHealthStore::Get(const std::string& session_id) {
+  WAS_RETURN_IF_ERROR(CheckId(session_id));
+  std::optional<MonitoredSession> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("get monitored session", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
+                                        " FROM monitor_sessions WHERE session_id = $1::uuid"),
+                           session_id);
+    if (!r.empty()) out = ToSession(r[0]);
+  }));
+  if (!out) return absl::NotFoundError(absl::StrCat("the monitor has not seen session ", session_id));
+  return *std::move(out);
+}
+
+absl::StatusOr<HealthPage> PgHealthStore::List(const HealthFilter& filter, int page_size,
+                                               const std::string& page_token) {
+  if (!page_token.empty()) WAS_RETURN_IF_ERROR(CheckId(page_token));
+  HealthPage page;
+  WAS_RETURN_IF_ERROR(pool_.Run("list monitored sessions", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        absl::StrCat("SELECT ", kSessionColumns,
+                     " FROM monitor_sessions WHERE ($1 = '' OR tenant_id = $1)"
+                     " AND ($2 = '{}' OR level = ANY($2::text[]))"
+                     " AND (NOT $3 OR manual_intervention)"
+                     " AND ($4 = '' OR session_id > NULLIF($4, '')::uuid)"
+                     " ORDER BY session_id LIMIT $5"),
+        filter.tenant_id, LevelsArray(filter.levels), filter.manual_intervention_only, page_token,
+        page_size + 1);
+    for (const auto& row : r) page.sessions.push_back(ToSession(row));
+  }));
+  if (static_cast<int>(page.sessions.size()) > page_size) {
+    page.sessions.pop_back();
+    page.next_page_token = page.sessions.back().health.session_id();
+  }
+  return page;
+}
+
+absl::StatusOr<v1::GetHealthStatsResponse> PgHealthStore::Stats(const std::string& tenant_id) {
+  v1::GetHealthStatsResponse out;
+  WAS_RETURN_IF_ERROR(pool_.Run("health stats", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        "SELECT level, state, count(*), count(*) FILTER (WHERE manual_intervention)"
+        " FROM monitor_sessions WHERE ($1 = '' OR tenant_id = $1) GROUP BY 1, 2 ORDER BY 1, 2",
+        tenant_id);
+    for (const auto& row : r) {
+      auto* count = out.add_counts();
+      v1::HealthLevel level = v1::HEALTH_LEVEL_UNSPECIFIED;
+      v1::HealthLevel_Parse(row[0].as<std::string>(), &level);
+      sv1::SessionState state = sv1::SESSION_STATE_UNSPECIFIED;
+      sv1::SessionState_Parse(row[1].as<std::string>(), &state);
+      count->set_level(level);
+      count->set_state(state);
+      count->set_count(row[2].as<int64_t>());
+      out.set_total(out.total() + count->count());
+      out.set_manual_intervention(out.manual_intervention() + row[3].as<int64_t>());
+      if (level == v1::HEALTH_LEVEL_HEALTHY) out.set_healthy(out.healthy() + count->count());
+      if (level == v1::HEALTH_LEVEL_WARNING) out.set_warning(out.warning() + count->count());
+      if (level == v1::HEALTH_LEVEL_CRITICAL) out.set_critical(out.critical() + count->count());
+    }
+  }));
+  return out;
+}
+
+absl::StatusOr<int64_t> PgHealthStore::AddTransition(const v1::Transition& t) {
+  WAS_RETURN_IF_ERROR(CheckId(t.session_id()));
+  // NULL: that part did not change.
+  auto level = [](v1::HealthLevel l) {
+    return l == v1::HEALTH_LEVEL_UNSPECIFIED ? std::nullopt
+                                             : std::optional<std::string>(v1::HealthLevel_Name(l));
+  };
+  auto state = [](sv1::SessionState s) {
+    return s == sv1::SESSION_STATE_UNSPECIFIED
+               ? std::nullopt
+               : std::optional<std::string>(sv1::SessionState_Name(s));
+  };
+  int64_t id = 0;
+  WAS_RETURN_IF_ERROR(pool_.Run("add transition", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        absl::StrCat("INSERT INTO monitor_transitions (session_id, at, from_level, to_level,"
+                     " from_state, to_state, cause) VALUES ($1::uuid, ",
+                     At(2), ", $3, $4, $5, $6, $7) RETURNING id"),
+        t.session_id(), absl::ToUnixMicros(TimeOf(t.at())), level(t.from_level()),
+        level(t.to_level()), state(t.from_state()), state(t.to_state()), t.cause());
+    id = r[0][0].as<int64_t>();
+  }));
+  return id;
+}
+
+absl::StatusOr<int64_t> PgHealthStore::AddRecovery(const v1::RecoveryAttempt& a) {
+  WAS_RETURN_IF_ERROR(CheckId(a.session_id()));
+  int64_t id = 0;
+  WAS_RETURN_IF_ERROR(pool_.Run("add recovery attempt", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        absl::StrCat("INSERT INTO monitor_recoveries (session_id, at, action, outcome, trigger,"
+                     " error) VALUES ($1::uuid, ",
+                     At(2), ", $3, $4, $5, $6) RETURNING id"),
+        a.session_id(), absl::ToUnixMicros(TimeOf(a.at())),
+        v1::RecoveryAttempt::Action_Name(a.action()),
+        v1::RecoveryAttempt::Outcome_Name(a.outcome()), a.trigger(), a.error());
+    id = r[0][0].as<int64_t>();
+  }));
+  return id;
+}
+
+absl::Status PgHealthStore::SetRecoveryOutcome(int64_t id, v1::RecoveryAttempt::Outcome outcome,
+                                               const std::string& error) {
+  return pool_.Run("set recovery outcome", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params("UPDATE monitor_recoveries SET outcome = $2, error = $3 WHERE id = $1", id,
+                  v1::RecoveryAttempt::Outcome_Name(outcome), error);
+  });
+}
+
+namespace {
+
+v1::RecoveryAttempt ToRecovery(const pqxx::row& r) {
+  v1::RecoveryAttempt a;
+  a.set_id(r[0].as<int64_t>());
+  a.set_session_id(r[1].as<std::string>());
+  *a.mutable_at() = Ts(absl::FromUnixMicros(r[2].as<int64_t>()));
+  v1::RecoveryAttempt::Action action = v1::RecoveryAttempt::ACTION_UNSPECIFIED;
+  v1::RecoveryAttempt::Action_Parse(r[3].as<std::string>(), &action);
+  a.set_action(action);
+  v1::RecoveryAttempt::Outcome outcome = v1::RecoveryAttempt::OUTCOME_UNSPECIFIED;
+  v1::RecoveryAttempt::Outcome_Parse(r[4].as<std::string>(), &outcome);
+  a.set_outcome(outcome);
+  a.set_trigger(r[5].as<std::string>());
+  a.set_error(r[6].as<std::string>());
+  return a;
+}
+
+constexpr const char* kRecoveryColumns =
+    "id, session_id::text, (extract(epoch from at) * 1000000)::bigint, action, outcome, trigger,"
+    " error";
+
+}  // namespace
+
+absl::StatusOr<std::vector<v1::RecoveryAttempt>> PgHealthStore::ReconnectsSince(absl::Time since) {
+  std::vector<v1::RecoveryAttempt> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("recent reconnects", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(absl::StrCat("SELECT ", kRecoveryColumns,
+                                        " FROM monitor_recoveries WHERE action = "
+                                        "'ACTION_RECONNECT' AND at > ",
+                                        At(1), " ORDER BY at"),
+                           absl::ToUnixMicros(since));
+    for (const auto& row : r) out.push_back(ToRecovery(row));
+  }));
+  return out;
+}
+
+absl::StatusOr<v1::ListTransitionsResponse> PgHealthStore::History(const std::string& session_id,
+                                                                   absl::Time since,
+                                                                   absl::Time until, int limit) {
+  WAS_ASSIGN_OR_RETURN(MonitoredSession s, Get(session_id));
+  v1::ListTransitionsResponse out;
+  const absl::Time start = std::max(since, s.first_seen_at);
+  std::vector<std::pair<absl::Time, std::string>> states;  // (at, to_state), from `start` on
+  WAS_RETURN_IF_ERROR(pool_.Run("session history", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec_params(
+        absl::StrCat("SELECT * FROM (SELECT id, (extract(epoch from at) * 1000000)::bigint,"
+                     " from_level, to_level, from_state, to_state, cause FROM monitor_transitions"
+                     " WHERE session_id = $1::uuid AND at >= ",
+                     At(2), " AND at < ", At(3), " ORDER BY at DESC, id DESC LIMIT $4) t",
+                     " ORDER BY 2, 1"),
+        session_id, absl::ToUnixMicros(since), absl::ToUnixMicros(until), limit);
+    for (const auto& row : r) {
+      auto* t = out.add_transitions();
+      t->set_id(row[0].as<int64_t>());
+      t->set_session_id(session_id);
+      *t->mutable_at() = Ts(absl::FromUnixMicros(row[1].as<int64_t>()));
+      v1::HealthLevel level = v1::HEALTH_LEVEL_UNSPECIFIED;
+      if (!row[2].is_null() && v1::HealthLevel_Parse(row[2].as<std::string>(), &level)) {
+        t->set_from_level(level);
+      }
+      if (!row[3].is_null() && v1::HealthLevel_Parse(row[3].as<std::string>(), &level)) {
+        t->set_to_level(level);
+      }
+      sv1::SessionState state = sv1::SESSION_STATE_UNSPECIFIED;
+      if (!row[4].is_null() && sv1::SessionState_Parse(row[4].as<std::string>(), &state)) {
+        t->set_from_state(state);
+      }
+      if (!row[5].is_null() && sv1::SessionState_Parse(row[5].as<std::string>(), &state)) {
+        t->set_to_state(state);
+      }
+      t->set_cause(row[6].as<std::string>());
+    }
+    auto rec = n.exec_params(
+        absl::StrCat("SELECT * FROM (SELECT ", kRecoveryColumns,
+                     " FROM monitor_recoveries WHERE session_id = $1::uuid AND at >= ", At(2),
+                     " AND at < ", At(3), " ORDER BY at DESC, id DESC LIMIT $4) r ORDER BY 3, 1"),
+        session_id, absl::ToUnixMicros(since), absl::ToUnixMicros(until), limit);
+    for (const auto& row : rec) *out.add_recoveries() = ToRecovery(row);
+    if (start >= until) return;
+    // Uptime: the state in force at `start` (the last state transition at or before it), then
+    // every state transition up to `until`.
+    auto st = n.exec_params(
+        absl::StrCat("SELECT (extract(epoch from at) * 1000000)::bigint, to_state"
+                     " FROM monitor_transitions WHERE session_id = $1::uuid"
+                     " AND to_state IS NOT NULL AND at < ",
+                     At(3), " AND at >= COALESCE((SELECT max(at) FROM monitor_transitions",
+                     " WHERE session_id = $1::uuid AND to_state IS NOT NULL AND at <= ", At(2),
+                     "), ", At(2), ") ORDER BY at, id"),
+        session_id, absl::ToUnixMicros(start), absl::ToUnixMicros(until));
+    for (const auto& row : st) {
+      states.emplace_back(absl::FromUnixMicros(row[0].as<int64_t>()), row[1].as<std::string>());
+    }
+  }));
+  absl::Duration connected;
+  const absl::Duration watched = std::max(absl::ZeroDuration(), until - start);
+  for (size_t i = 0; i < states.size(); ++i) {
+    if (states[i].second != "SESSION_STATE_CONNECTED") continue;
+    const absl::Time from = std::max(states[i].first, start);
+    const absl::Time to = i + 1 < states.size() ? states[i + 1].first : until;
+    if (to > from) connected += to - from;
+  }
+  *out.mutable_connected() = Dur(connected);
+  *out.mutable_watched() = Dur(watched);
+  out.set_uptime_percent(watched > absl::ZeroDuration()
+                             ? 100.0 * absl::FDivDuration(connected, watched)
+                             : 0.0);
+  return out;
+}
+
+absl::StatusOr<std::vector<OpenAlert>> PgHealthStore::OpenAlerts() {
+  std::vector<OpenAlert> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("open alerts", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec(
+        "SELECT dedup_key, COALESCE(session_id::text, ''), event_type, severity,"
+        " (extract(epoch from raised_at) * 1000000)::bigint FROM monitor_alerts"
+        " WHERE resolved_at IS NULL ORDER BY raised_at, dedup_key");
+    for (const auto& row : r) {
+      out.push_back(OpenAlert{row[0].as<std::string>(), row[1].as<std::string>(),
+                              row[2].as<std::string>(), row[3].as<std::string>(),
+                              absl::FromUnixMicros(row[4].as<int64_t>())});
+    }
+  }));
+  return out;
+}
+
+absl::Status PgHealthStore::RecordAlert(const OpenAlert& a) {
+  if (!a.session_id.empty()) WAS_RETURN_IF_ERROR(CheckId(a.session_id));
+  return pool_.Run("record alert", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params(
+        absl::StrCat("INSERT INTO monitor_alerts (dedup_key, session_id, event_type, severity,"
+                     " raised_at) VALUES ($1, NULLIF($2, '')::uuid, $3, $4, ",
+                     At(5),
+                     ") ON CONFLICT (dedup_key) DO UPDATE SET event_type = EXCLUDED.event_type,"
+                     " severity = EXCLUDED.severity, raised_at = CASE WHEN"
+                     " monitor_alerts.resolved_at IS NULL THEN monitor_alerts.raised_at ELSE"
+                     " EXCLUDED.raised_at END, resolved_at = NULL"),
+        a.dedup_key, a.session_id, a.event_type, a.severity, absl::ToUnixMicros(a.raised_at));
+  });
+}
+
+absl::Status PgHealthStore::CloseAlert(const std::string& dedup_key, absl::Time at) {
+  return pool_.Run("close alert", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params(absl::StrCat("UPDATE monitor_alerts SET resolved_at = ", At(2),
+                               " WHERE dedup_key = $1 AND resolved_at IS NULL"),
+                  dedup_key, absl::ToUnixMicros(at));
+  });
+}
+
+absl::StatusOr<std::vector<JobRecord>> PgHealthStore::Jobs() {
+  std::vector<JobRecord> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("list jobs", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec(
+        "SELECT name, paused, runs, failures, (extract(epoch from last_run_at) * 1000000)::bigint,"
+        " last_result FROM monitor_jobs ORDER BY name");
+    for (const auto& row : r) {
+      JobRecord j;
+      j.name = row[0].as<std::string>();
+      j.paused = row[1].as<bool>();
+      j.runs = row[2].as<int64_t>();
+      j.failures = row[3].as<int64_t>();
+      if (!row[4].is_null()) j.last_run_at = absl::FromUnixMicros(row[4].as<int64_t>());
+      j.last_result = Parse<v1::JobResult>(row[5]);
+      out.push_back(std::move(j));
+    }
+  }));
+  return out;
+}
+
+absl::Status PgHealthStore::SaveJob(const JobRecord& j) {
+  return pool_.Run("save job", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params(
+        absl::StrCat("INSERT INTO monitor_jobs (name, paused, runs, failures, last_run_at,"
+                     " last_result) VALUES ($1, $2, $3, $4, CASE WHEN $5::bigint IS NULL THEN NULL"
+                     " ELSE ",
+                     At(5),
+                     " END, decode($6, 'hex')) ON CONFLICT (name) DO UPDATE SET paused ="
+                     " EXCLUDED.paused, runs = EXCLUDED.runs, failures = EXCLUDED.failures,"
+                     " last_run_at = EXCLUDED.last_run_at, last_result = EXCLUDED.last_result"),
+        j.name, j.paused, j.runs, j.failures, Micros(j.last_run_at), HexOf(j.last_result));
+  });
+}
+
+absl::StatusOr<int64_t> PgHealthStore::LastSequence() {
+  int64_t out = 0;
+  WAS_RETURN_IF_ERROR(pool_.Run("read the event cursor", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r = n.exec("SELECT last_sequence FROM monitor_cursor WHERE id = 1");
+    if (!r.empty()) out = r[0][0].as<int64_t>();
+  }));
+  return out;
+}
+
+absl::Status PgHealthStore::SetLastSequence(int64_t sequence) {
+  return pool_.Run("move the event cursor", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params(
+        "INSERT INTO monitor_cursor (id, last_sequence) VALUES (1, $1) ON CONFLICT (id) DO"
+        " UPDATE SET last_sequence = GREATEST(monitor_cursor.last_sequence, EXCLUDED.last_sequence),"
+        " updated_at = now()",
+        sequence);
+  });
+}
+
+}  // namespace wasentinel::monitor

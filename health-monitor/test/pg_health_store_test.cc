@@ -1,0 +1,209 @@
+// PgHealthStore against a real PostgreSQL (fixture pg): sessions, pages and stats, transitions
+// with uptime, recovery attempts for the rate limiter, open alerts, jobs and the event cursor.
+#include "health/pg_health_store.h"
+
+#include <gtest/gtest.h>
+
+#include "wasentinel/common/logging.h"
+#include "wasentinel/common/pg.h"
+#include "wasentinel/testing/test_database.h"
+
+namespace wasentinel::monitor {
+namespace {
+
+google::protobuf::Timestamp Ts(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(absl::ToUnixSeconds(t));
+  return ts;
+}
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
+
+struct Fixture {
+  wasentinel::testing::TestDatabase db;
+  std::unique_ptr<PgPool> pool = PgPool::Create(db.url(), 2).value();
+  PgHealthStore store{*pool};
+  Fixture() {
+    auto log = MakeLogger("test", "warn");
+    EXPECT_TRUE(ApplyMigrations(*pool, "health-monitor", PgHealthStore::Migrations(), *log).ok());
+  }
+};
+
+std::string Id(int n) { return absl::StrCat("6f1c1f1e-0000-4000-8000-", absl::Dec(n, absl::kZeroPad12)); }
+
+MonitoredSession Session(int n, v1::HealthLevel level, sv1::SessionState state,
+                         const std::string& tenant = "acme") {
+  MonitoredSession s;
+  s.health.set_session_id(Id(n));
+  s.health.set_tenant_id(tenant);
+  s.health.set_level(level);
+  s.health.set_state(state);
+  s.health.set_score(level == v1::HEALTH_LEVEL_HEALTHY ? 100 : 40);
+  s.facts.set_id(Id(n));
+  s.facts.set_state(state);
+  s.first_seen_at = kT0;
+  return s;
+}
+
+TEST(PgHealthStore, SavesLoadsPagesAndCounts) {
+  Fixture f;
+  ASSERT_TRUE(f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)).ok());
+  ASSERT_TRUE(f.store.Save(Session(2, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)).ok());
+  auto third = Session(3, v1::HEALTH_LEVEL_CRITICAL, sv1::SESSION_STATE_DISCONNECTED, "other");
+  third.health.set_manual_intervention_required(true);
+  third.last_proof_of_life = kT0 + absl::Minutes(3);
+  ASSERT_TRUE(f.store.Save(third).ok());
+  // Saving again replaces, keeping first_seen_at.
+  auto again = Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED);
+  again.first_seen_at = kT0 + absl::Hours(1);
+  again.health.set_score(95);
+  ASSERT_TRUE(f.store.Save(again).ok());
+
+  auto all = f.store.LoadAll().value();
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].health.score(), 95);
+  EXPECT_EQ(all[0].first_seen_at, kT0);
+  EXPECT_EQ(all[2].last_proof_of_life, kT0 + absl::Minutes(3));
+  EXPECT_EQ(all[2].facts.state(), sv1::SESSION_STATE_DISCONNECTED);
+
+  EXPECT_EQ(f.store.Get(Id(2)).value().health.level(), v1::HEALTH_LEVEL_WARNING);
+  EXPECT_EQ(f.store.Get(Id(9)).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(f.store.Get("nope").status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto page = f.store.List({}, 2, "").value();
+  ASSERT_EQ(page.sessions.size(), 2u);
+  auto rest = f.store.List({}, 2, page.next_page_token).value();
+  ASSERT_EQ(rest.sessions.size(), 1u);
+  EXPECT_TRUE(rest.next_page_token.empty());
+  HealthFilter critical;
+  critical.levels = {v1::HEALTH_LEVEL_CRITICAL, v1::HEALTH_LEVEL_WARNING};
+  EXPECT_EQ(f.store.List(critical, 10, "").value().sessions.size(), 2u);
+  HealthFilter manual;
+  manual.manual_intervention_only = true;
+  EXPECT_EQ(f.store.List(manual, 10, "").value().sessions.size(), 1u);
+  HealthFilter acme;
+  acme.tenant_id = "acme";
+  EXPECT_EQ(f.store.List(acme, 10, "").value().sessions.size(), 2u);
+
+  auto stats = f.store.Stats("").value();
+  EXPECT_EQ(stats.total(), 3);
+  EXPECT_EQ(stats.healthy(), 1);
+  EXPECT_EQ(stats.warning(), 1);
+  EXPECT_EQ(stats.critical(), 1);
+  EXPECT_EQ(stats.manual_intervention(), 1);
+  EXPECT_EQ(stats.counts_size(), 3);
+  EXPECT_EQ(f.store.Stats("acme").value().total(), 2);
+
+  ASSERT_TRUE(f.store.Forget(Id(2)).ok());
+  EXPECT_EQ(f.store.LoadAll().value().size(), 2u);
+}
+
+TEST(PgHealthStore, HistoryAndUptime) {
+  Fixture f;
+  ASSERT_TRUE(f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)).ok());
+  auto add = [&](absl::Duration after, sv1::SessionState from, sv1::SessionState to,
+                 v1::HealthLevel level_from, v1::HealthLevel level_to) {
+    v1::Transition t;
+    t.set_session_id(Id(1));
+    *t.mutable_at() = Ts(kT0 + after);
+    t.set_from_state(from);
+    t.set_to_state(to);
+    t.set_from_level(level_from);
+    t.set_to_level(level_to);
+    t.set_cause("test");
+    return f.store.AddTransition(t).value();
+  };
+  using S = sv1::SessionState;
+  using L = v1::HealthLevel;
+  add(absl::ZeroDuration(), S::SESSION_STATE_UNSPECIFIED, S::SESSION_STATE_CONNECTED,
+      L::HEALTH_LEVEL_UNSPECIFIED, L::HEALTH_LEVEL_HEALTHY);
+  add(absl::Hours(6), S::SESSION_STATE_CONNECTED, S::SESSION_STATE_DISCONNECTED,
+      L::HEALTH_LEVEL_HEALTHY, L::HEALTH_LEVEL_WARNING);
+  // A level-only transition does not change the state.
+  add(absl::Hours(7), S::SESSION_STATE_UNSPECIFIED, S::SESSION_STATE_UNSPECIFIED,
+      L::HEALTH_LEVEL_WARNING, L::HEALTH_LEVEL_CRITICAL);
+  add(absl::Hours(9), S::SESSION_STATE_DISCONNECTED, S::SESSION_STATE_CONNECTED,
+      L::HEALTH_LEVEL_CRITICAL, L::HEALTH_LEVEL_HEALTHY);
+
+  // A day from first sight: connected 6 h + 15 h of 24 h.
+  auto day = f.store.History(Id(1), kT0, kT0 + absl::Hours(24), 100).value();
+  ASSERT_EQ(day.transitions_size(), 4);
+  EXPECT_EQ(day.transitions(2).to_level(), v1::HEALTH_LEVEL_CRITICAL);
+  EXPECT_EQ(day.transitions(2).to_state(), sv1::SESSION_STATE_UNSPECIFIED);
+  EXPECT_NEAR(day.uptime_percent(), 100.0 * 21 / 24, 1e-9);
+  // From 5 h to 10 h: connected 5–6 and 9–10.
+  auto mid = f.store.History(Id(1), kT0 + absl::Hours(5), kT0 + absl::Hours(10), 100).value();
+  EXPECT_EQ(mid.transitions_size(), 3);
+  EXPECT_NEAR(mid.uptime_percent(), 40.0, 1e-9);
+  EXPECT_EQ(mid.watched().seconds(), 5 * 3600);
+  // Before first sight does not count as down.
+  auto before = f.store.History(Id(1), kT0 - absl::Hours(24), kT0 + absl::Hours(6), 100).value();
+  EXPECT_NEAR(before.uptime_percent(), 100.0, 1e-9);
+  // The latest `limit` transitions.
+  auto last = f.store.History(Id(1), kT0, kT0 + absl::Hours(24), 2).value();
+  ASSERT_EQ(last.transitions_size(), 2);
+  EXPECT_EQ(last.transitions(1).to_state(), sv1::SESSION_STATE_CONNECTED);
+  EXPECT_EQ(f.store.History(Id(7), kT0, kT0 + absl::Hours(1), 10).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {
+  Fixture f;
+  ASSERT_TRUE(f.store.Save(Session(1, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)).ok());
+  auto attempt = [&](absl::Duration after, v1::RecoveryAttempt::Action action) {
+    v1::RecoveryAttempt a;
+    a.set_session_id(Id(1));
+    *a.mutable_at() = Ts(kT0 + after);
+    a.set_action(action);
+    a.set_outcome(v1::RecoveryAttempt::OUTCOME_STARTED);
+    a.set_trigger("offline");
+    return f.store.AddRecovery(a).value();
+  };
+  attempt(absl::Minutes(0), v1::RecoveryAttempt::ACTION_RECONNECT);
+  const int64_t probe = attempt(absl::Minutes(10), v1::RecoveryAttempt::ACTION_PROBE);
+  attempt(absl::Minutes(70), v1::RecoveryAttempt::ACTION_RECONNECT);
+  ASSERT_TRUE(f.store.SetRecoveryOutcome(probe, v1::RecoveryAttempt::OUTCOME_FAILED, "no pong").ok());
+  auto recent = f.store.ReconnectsSince(kT0 + absl::Minutes(5)).value();
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_EQ(recent[0].at().seconds(), absl::ToUnixSeconds(kT0 + absl::Minutes(70)));
+  auto history = f.store.History(Id(1), kT0, kT0 + absl::Hours(2), 10).value();
+  ASSERT_EQ(history.recoveries_size(), 3);
+  EXPECT_EQ(history.recoveries(1).outcome(), v1::RecoveryAttempt::OUTCOME_FAILED);
+  EXPECT_EQ(history.recoveries(1).error(), "no pong");
+
+  OpenAlert alert{"session.offline/" + Id(1), Id(1), "session.warning", "SEVERITY_WARNING", kT0};
+  ASSERT_TRUE(f.store.RecordAlert(alert).ok());
+  alert.event_type = "session.critical";  // escalated: same key, raised_at kept
+  alert.severity = "SEVERITY_CRITICAL";
+  alert.raised_at = kT0 + absl::Hours(6);
+  ASSERT_TRUE(f.store.RecordAlert(alert).ok());
+  ASSERT_TRUE(f.store.RecordAlert({"session_service.unreachable", "", "session_service.unreachable",
+                                   "SEVERITY_CRITICAL", kT0})
+                  .ok());
+  auto open = f.store.OpenAlerts().value();
+  ASSERT_EQ(open.size(), 2u);
+  EXPECT_EQ(open[0].severity, "SEVERITY_CRITICAL");
+  EXPECT_EQ(open[0].raised_at, kT0);
+  ASSERT_TRUE(f.store.CloseAlert(alert.dedup_key, kT0 + absl::Hours(7)).ok());
+  EXPECT_EQ(f.store.OpenAlerts().value().size(), 1u);
+
+  JobRecord job{"health-check-deep", false, 3, 1, kT0, {}};
+  job.last_result.set_total(5);
+  job.last_result.set_reconnected(1);
+  ASSERT_TRUE(f.store.SaveJob(job).ok());
+  job.paused = true;
+  ASSERT_TRUE(f.store.SaveJob(job).ok());
+  auto jobs = f.store.Jobs().value();
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_TRUE(jobs[0].paused);
+  EXPECT_EQ(jobs[0].last_result.reconnected(), 1);
+  EXPECT_EQ(jobs[0].last_run_at, kT0);
+
+  EXPECT_EQ(f.store.LastSequence().value(), 0);
+  ASSERT_TRUE(f.store.SetLastSequence(42).ok());
+  ASSERT_TRUE(f.store.SetLastSequence(41).ok());  // never backwards
+  EXPECT_EQ(f.store.LastSequence().value(), 42);
+}
+
+}  // namespace
+}  // namespace wasentinel::monitor
