@@ -12,4 +12,11 @@ std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name, std::string_
   return logger;
 }
 
+std::string MaskPhone(std::string_view phone) {
+  std::string out(phone);
+  if (out.size() <= 5) return std::string(out.size(), '*');
+  for (size_t i = 3; i + 2 < out.size(); ++i) out[i] = '*';
+  return out;
+}
+
 }  // namespace wasentinel

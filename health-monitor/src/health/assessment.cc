@@ -92,11 +92,11 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
                            sv1::StateReason_Name(s.reason()), "): a person must act");
   } else if (!wanted && !connected) {
     a.level = v1::HEALTH_LEVEL_INACTIVE;
-    a.cause = !s.is_active()          ? "inactive"
-              : !s.has_credentials()  ? "waiting to be paired"
+    a.cause = !s.is_active()                               ? "inactive"
+              : !s.has_credentials()                       ? "waiting to be paired"
               : s.state() == sv1::SESSION_STATE_QR_PENDING ? "being paired"
-              : s.reason() == sv1::STATE_REASON_USER ? "disconnected by a person"
-                                                     : "auto-connect is off";
+              : s.reason() == sv1::STATE_REASON_USER       ? "disconnected by a person"
+                                                           : "auto-connect is off";
   } else if (memory.manual_intervention) {
     a.level = v1::HEALTH_LEVEL_CRITICAL;
     a.cause = absl::StrCat("manual intervention required: ", memory.manual_intervention_reason);
@@ -111,8 +111,8 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
     a.cause = absl::StrCat("offline for ", Short(offline));
   } else {
     a.level = v1::HEALTH_LEVEL_WARNING;
-    a.cause = absl::StrCat("offline for ", Short(offline), " (",
-                           sv1::StateReason_Name(s.reason()), ")");
+    a.cause =
+        absl::StrCat("offline for ", Short(offline), " (", sv1::StateReason_Name(s.reason()), ")");
   }
 
   // ---- score ----
@@ -130,11 +130,12 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
   }
   if (socket_dead) score.Penalty("socket", 30, "stored CONNECTED, socket dead");
   if (connected && facts_are_live && s.has_keepalive_rtt()) {
-    const absl::Duration rtt = absl::Seconds(s.keepalive_rtt().seconds()) +
-                               absl::Nanoseconds(s.keepalive_rtt().nanos());
-    const int p = rtt >= absl::Seconds(10) ? 15 : rtt >= absl::Seconds(3) ? 10
-                  : rtt >= absl::Seconds(1)                                ? 5
-                                                                           : 0;
+    const absl::Duration rtt =
+        absl::Seconds(s.keepalive_rtt().seconds()) + absl::Nanoseconds(s.keepalive_rtt().nanos());
+    const int p = rtt >= absl::Seconds(10)  ? 15
+                  : rtt >= absl::Seconds(3) ? 10
+                  : rtt >= absl::Seconds(1) ? 5
+                                            : 0;
     score.Penalty("keepalive_rtt", p, absl::StrCat("round trip ", absl::FormatDuration(rtt)));
   }
   if (connected && s.missed_pings() > 0) {
@@ -178,9 +179,11 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
   } else if (connected && facts_are_live && silence >= policy.inbound_silence) {
     a.action = Action::kProbe;
     a.trigger = absl::StrCat("no inbound traffic for ", Short(silence));
-  } else if (!connected && (s.reason() == sv1::STATE_REASON_RETRIES_EXHAUSTED ||
-                            (offline >= policy.reconnect_after &&
-                             s.state() != sv1::SESSION_STATE_CONNECTING))) {
+  } else if (!connected &&
+             (!memory.last_recovery_at ||
+              now - *memory.last_recovery_at >= policy.reconnect_after) &&
+             (s.reason() == sv1::STATE_REASON_RETRIES_EXHAUSTED ||
+              (offline >= policy.reconnect_after && s.state() != sv1::SESSION_STATE_CONNECTING))) {
     recover(s.reason() == sv1::STATE_REASON_RETRIES_EXHAUSTED
                 ? "session-service's retries are exhausted"
                 : absl::StrCat("offline for ", Short(offline), " with no retry under way"));

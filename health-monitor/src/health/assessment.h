@@ -48,7 +48,8 @@ struct HealthPolicy {
   /// Offline this long (still under the critical window) raises session.warning.
   absl::Duration warning_after = absl::Minutes(5);
   /// A session that wants a socket and is offline this long without session-service retrying
-  /// is reconnected by the monitor (session-service's own retries, 5/15/45 s, are over).
+  /// is reconnected by the monitor (session-service's own retries, 5/15/45 s, are over); and
+  /// no two such reconnects of one session come closer than this.
   absl::Duration reconnect_after = absl::Minutes(3);
   /// No inbound traffic for this long on a connected session → probe it (seed 001 §5: 30 min).
   absl::Duration inbound_silence = absl::Minutes(30);
@@ -64,9 +65,10 @@ struct SessionMemory {
   std::optional<absl::Time> offline_since;
   /// When the socket was last known good: a successful probe or an inbound message.
   std::optional<absl::Time> last_proof_of_life;
-  int recoveries_in_window = 0;   ///< Reconnect calls in the recovery window
-  int reconnects_last_hour = 0;   ///< CONNECTING transitions seen in the last hour
-  int drops_last_hour = 0;        ///< connections ended by an error in the last hour
+  int recoveries_in_window = 0;                ///< Reconnect calls in the recovery window
+  std::optional<absl::Time> last_recovery_at;  ///< the last Reconnect the monitor made
+  int reconnects_last_hour = 0;                ///< CONNECTING transitions seen in the last hour
+  int drops_last_hour = 0;                     ///< connections ended by an error in the last hour
   bool manual_intervention = false;
   std::string manual_intervention_reason;
 };

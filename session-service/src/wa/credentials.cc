@@ -195,11 +195,4 @@ std::string DeviceCredentials::ToBaileysJson() const {
   return j.dump();
 }
 
-std::string MaskPhone(std::string_view phone) {
-  std::string out(phone);
-  if (out.size() <= 5) return std::string(out.size(), '*');
-  for (size_t i = 3; i + 2 < out.size(); ++i) out[i] = '*';
-  return out;
-}
-
 }  // namespace wasentinel::wa

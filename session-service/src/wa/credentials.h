@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "crypto.h"
+#include "wasentinel/common/logging.h"
 
 namespace wasentinel::wa {
 
@@ -67,8 +68,7 @@ struct DeviceCredentials {
   std::string ToBaileysJson() const;
 };
 
-/// Masks a phone number for logs and e-mails: all but the first 3 and last 2 digits become '*'
-/// ("15551234567" → "155******67"); short numbers are masked whole.
-std::string MaskPhone(std::string_view phone);
+/// wasentinel::MaskPhone (common/logging.h), for the protocol code's logs.
+using ::wasentinel::MaskPhone;
 
 }  // namespace wasentinel::wa

@@ -41,4 +41,8 @@ namespace wasentinel {
 std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name,
                                            std::string_view level = "info");
 
+/// Masks a phone number for logs and e-mails: all but the first 3 and last 2 digits become '*'
+/// ("15551234567" → "155******67"); short numbers are masked whole.
+std::string MaskPhone(std::string_view phone);
+
 }  // namespace wasentinel

@@ -1,0 +1,545 @@
+#include "monitor.h"
+
+#include <spdlog/spdlog.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "wasentinel/common/bytes.h"
+#include "wasentinel/common/logging.h"
+
+namespace wasentinel::monitor {
+namespace {
+
+constexpr char kOffline[] = "session.offline";
+constexpr char kLoggedOut[] = "session.logged_out";
+constexpr char kManual[] = "session.manual_intervention";
+constexpr char kUnreachable[] = "session_service.unreachable";
+
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+google::protobuf::Timestamp Ts(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t us = absl::ToUnixMicros(t);
+  ts.set_seconds(us / 1000000);
+  ts.set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
+  return ts;
+}
+
+void Trim(std::deque<absl::Time>& q, absl::Time since) {
+  while (!q.empty() && q.front() <= since) q.pop_front();
+}
+
+// A connection that ended for a reason a reconnect may cure (not a person, not a replica hand-
+// over, not WhatsApp asking for the usual restart, not an ending only a person can undo).
+bool IsDrop(const sv1::SessionEvent& e) {
+  if (e.from_state() != sv1::SESSION_STATE_CONNECTED ||
+      e.to_state() == sv1::SESSION_STATE_CONNECTED) {
+    return false;
+  }
+  switch (e.reason()) {
+    case sv1::STATE_REASON_SOCKET_CLOSED:
+    case sv1::STATE_REASON_KEEPALIVE_TIMEOUT:
+    case sv1::STATE_REASON_SERVER_ERROR:
+    case sv1::STATE_REASON_CONNECT_FAILED:
+    case sv1::STATE_REASON_HANDSHAKE_FAILED:
+    case sv1::STATE_REASON_PROTOCOL_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string StateName(sv1::SessionState s) {
+  std::string n = sv1::SessionState_Name(s);
+  return absl::StartsWith(n, "SESSION_STATE_") ? n.substr(14) : n;
+}
+
+std::string ReasonName(sv1::StateReason r) {
+  std::string n = sv1::StateReason_Name(r);
+  return absl::StartsWith(n, "STATE_REASON_") ? n.substr(13) : n;
+}
+
+}  // namespace
+
+std::string DedupKey(std::string_view kind, std::string_view session_id) {
+  return absl::StrCat(Sv(kind), "/", Sv(session_id));
+}
+
+Monitor::Monitor(Clock& clock, HealthStore& store, SessionSource& sessions, AlertSink& alerts,
+                 HealthPolicy policy, std::shared_ptr<spdlog::logger> log)
+    : clock_(clock),
+      store_(store),
+      sessions_(sessions),
+      alerts_(alerts),
+      policy_(policy),
+      log_(std::move(log)),
+      limiter_(policy.max_recoveries, policy.recovery_window) {}
+
+absl::Status Monitor::Load() {
+  auto sessions = store_.LoadAll();
+  if (!sessions.ok()) return sessions.status();
+  for (auto& s : *sessions) {
+    Watched& w = watched_[s.health.session_id()];
+    w.s = std::move(s);
+  }
+  auto open = store_.OpenAlerts();
+  if (!open.ok()) return open.status();
+  for (auto& a : *open) open_alerts_[a.dedup_key] = std::move(a);
+  auto recent = store_.ReconnectsSince(clock_.Now() - policy_.recovery_window);
+  if (!recent.ok()) return recent.status();
+  for (const auto& r : *recent) limiter_.Record(r.session_id(), TimeOf(r.at()));
+  log_->info("watching {} sessions; {} alerts open; {} reconnects in the last {}", watched_.size(),
+             open_alerts_.size(), recent->size(), absl::FormatDuration(policy_.recovery_window));
+  return absl::OkStatus();
+}
+
+std::optional<v1::SessionHealth> Monitor::Health(const std::string& id) const {
+  auto it = watched_.find(id);
+  if (it == watched_.end()) return std::nullopt;
+  return it->second.s.health;
+}
+
+Monitor::Watched& Monitor::Adopt(const sv1::Session& facts) {
+  auto [it, inserted] = watched_.try_emplace(facts.id());
+  Watched& w = it->second;
+  if (inserted) {
+    w.s.health.set_session_id(facts.id());
+    w.s.first_seen_at = clock_.Now();
+  }
+  w.s.facts = facts;
+  return w;
+}
+
+SessionMemory Monitor::MemoryOf(Watched& w) {
+  const absl::Time now = clock_.Now();
+  Trim(w.reconnects, now - absl::Hours(1));
+  Trim(w.drops, now - absl::Hours(1));
+  SessionMemory m;
+  const auto& h = w.s.health;
+  if (h.has_offline_since()) m.offline_since = TimeOf(h.offline_since());
+  m.last_proof_of_life = w.s.last_proof_of_life;
+  m.recoveries_in_window = limiter_.Count(h.session_id(), now);
+  if (h.has_last_recovery_at()) m.last_recovery_at = TimeOf(h.last_recovery_at());
+  m.reconnects_last_hour = static_cast<int>(w.reconnects.size());
+  m.drops_last_hour = static_cast<int>(w.drops.size());
+  m.manual_intervention = h.manual_intervention_required();
+  m.manual_intervention_reason = h.manual_intervention_reason();
+  return m;
+}
+
+void Monitor::OnEvent(const sv1::SessionEvent& e) {
+  Tally tally;
+  auto it = watched_.find(e.session_id());
+  if (e.reason() == sv1::STATE_REASON_DELETED) {
+    if (it == watched_.end()) return;
+    for (const char* kind : {kOffline, kLoggedOut, kManual}) {
+      ResolveOpen(DedupKey(kind, e.session_id()), "the session was deleted");
+    }
+    if (auto st = store_.Forget(e.session_id()); !st.ok()) {
+      log_->warn("forgetting deleted session {}: {}", e.session_id(), st);
+    }
+    watched_.erase(it);
+    return;
+  }
+  if (it == watched_.end()) {
+    auto got = sessions_.BulkGet({e.session_id()});
+    if (!got.ok() || got->empty()) {
+      log_->warn("event for session {} that session-service does not answer for: {}",
+                 e.session_id(), got.ok() ? "not found" : got.status().ToString());
+      return;
+    }
+    it = watched_.find(Adopt(got->front()).s.health.session_id());
+  }
+  Watched& w = it->second;
+  const absl::Time at = TimeOf(e.at());
+  sv1::Session& f = w.s.facts;
+  f.set_state(e.to_state());
+  f.set_reason(e.reason());
+  if (!e.error().empty()) f.set_last_error(e.error());
+  if (e.to_state() == sv1::SESSION_STATE_CONNECTED) {
+    *f.mutable_last_connected_at() = e.at();
+    f.set_socket_alive(true);
+    w.s.health.clear_offline_since();
+  } else if (e.from_state() == sv1::SESSION_STATE_CONNECTED) {
+    *f.mutable_last_disconnected_at() = e.at();
+    f.set_socket_alive(false);
+    *w.s.health.mutable_offline_since() = e.at();
+  }
+  if (e.to_state() == sv1::SESSION_STATE_CONNECTING) w.reconnects.push_back(at);
+  if (e.to_state() == sv1::SESSION_STATE_LOGGED_OUT) f.set_has_credentials(false);
+  const bool drop = IsDrop(e);
+  if (drop) w.drops.push_back(at);
+  w.facts_are_live = false;  // the socket facts of the last deep check are stale now
+  Evaluate(w,
+           absl::StrCat(StateName(e.from_state()), " → ", StateName(e.to_state()), " (",
+                        ReasonName(e.reason()), ")"),
+           tally);
+  // A drop is recovered at once (seed 001 §5), within the hourly budget.
+  if (drop && WantsSocket(f) && !w.s.health.manual_intervention_required()) {
+    Assessment a;
+    a.action =
+        limiter_.Allows(e.session_id(), clock_.Now()) ? Action::kReconnect : Action::kEscalate;
+    a.trigger = absl::StrCat("dropped (", ReasonName(e.reason()), ")");
+    Act(w, a, tally);
+  }
+  if (auto st = store_.SetLastSequence(e.sequence()); !st.ok()) {
+    log_->warn("storing the event cursor: {}", st);
+  }
+}
+
+v1::JobResult Monitor::DeepCheck() {
+  const absl::Time started = absl::Now();
+  v1::JobResult result;
+  auto deep = sessions_.DeepHealth();
+  if (!deep.ok()) {
+    result.set_error(std::string(deep.status().message()));
+    return result;
+  }
+  Tally tally;
+  absl::flat_hash_set<std::string> seen;
+  for (const auto& s : deep->sessions()) {
+    seen.insert(s.id());
+    Watched& w = Adopt(s);
+    w.facts_are_live = true;
+    Evaluate(w, "deep check", tally);
+  }
+  std::vector<std::string> gone;
+  for (const auto& [id, w] : watched_) {
+    if (!seen.contains(id)) gone.push_back(id);
+  }
+  for (const auto& id : gone) {
+    for (const char* kind : {kOffline, kLoggedOut, kManual}) {
+      if (ResolveOpen(DedupKey(kind, id), "the session no longer exists")) ++tally.notified;
+    }
+    (void)store_.Forget(id);
+    watched_.erase(id);
+  }
+  CountLevels(result);
+  result.set_reconnected(tally.reconnected);
+  result.set_notified(tally.notified);
+  const absl::Duration took = absl::Now() - started;
+  result.mutable_took()->set_seconds(absl::ToInt64Seconds(took));
+  result.mutable_took()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(took) % 1000000000));
+  return result;
+}
+
+v1::JobResult Monitor::LightCheck() {
+  v1::JobResult result;
+  Tally tally;
+  auto health = sessions_.Health();
+  const absl::Time now = clock_.Now();
+  if (!health.ok()) {
+    last_error_ = std::string(health.status().message());
+    if (reachable_) {
+      log_->error("session-service does not answer: {}", last_error_);
+      unreachable_since_ = now;
+    }
+    reachable_ = false;
+    if (!unreachable_since_) unreachable_since_ = now;
+    av1::RaiseAlertRequest req;
+    if (RaiseOnce(kUnreachable, nullptr, kUnreachable, av1::SEVERITY_CRITICAL,
+                  absl::StrCat("session-service does not answer since ",
+                               absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", *unreachable_since_,
+                                                absl::UTCTimeZone()),
+                               ": ", last_error_))) {
+      ++tally.notified;
+    }
+    result.set_error(last_error_);
+    result.set_notified(tally.notified);
+    return result;
+  }
+  if (!reachable_) {
+    log_->info("session-service answers again");
+    if (ResolveOpen(kUnreachable, "session-service answers again")) ++tally.notified;
+  }
+  reachable_ = true;
+  unreachable_since_.reset();
+  last_error_.clear();
+  uptime_ = absl::Seconds(health->uptime().seconds()) + absl::Nanoseconds(health->uptime().nanos());
+  // Time alone moves sessions along (offline → critical); nothing socket-based is decided on
+  // facts a deep check gathered minutes ago.
+  for (auto& [id, w] : watched_) {
+    w.facts_are_live = false;
+    Evaluate(w, "light check", tally);
+  }
+  CountLevels(result);
+  result.set_reconnected(tally.reconnected);
+  result.set_notified(tally.notified);
+  return result;
+}
+
+absl::StatusOr<v1::SessionHealth> Monitor::Acknowledge(const std::string& session_id,
+                                                       const std::string& note) {
+  auto it = watched_.find(session_id);
+  if (it == watched_.end()) {
+    return absl::NotFoundError(absl::StrCat("the monitor has not seen session ", session_id));
+  }
+  Watched& w = it->second;
+  limiter_.Reset(session_id);
+  if (w.s.health.manual_intervention_required()) {
+    w.s.health.set_manual_intervention_required(false);
+    w.s.health.clear_manual_intervention_reason();
+    ResolveOpen(DedupKey(kManual, session_id),
+                absl::StrCat("acknowledged", note.empty() ? "" : ": ", note));
+  }
+  Tally tally;
+  Evaluate(w, absl::StrCat("acknowledged", note.empty() ? "" : ": ", note), tally);
+  return w.s.health;
+}
+
+void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
+  const absl::Time now = clock_.Now();
+  const Assessment a = Assess(w.s.facts, MemoryOf(w), now, policy_, w.facts_are_live);
+  v1::SessionHealth& h = w.s.health;
+  const v1::HealthLevel old_level = h.level();
+  const sv1::SessionState old_state = h.state();
+  const sv1::Session& f = w.s.facts;
+  h.set_tenant_id(f.tenant_id());
+  h.set_account_name(f.account_name());
+  h.set_phone_number_masked(f.phone_number().empty() ? "" : MaskPhone(f.phone_number()));
+  h.set_state(f.state());
+  h.set_reason(f.reason());
+  h.set_level(a.level);
+  h.set_score(a.score);
+  h.set_quality(a.band);
+  h.clear_factors();
+  for (const auto& factor : a.factors) *h.add_factors() = factor;
+  h.set_cause(a.cause);
+  if (a.offline_since) {
+    *h.mutable_offline_since() = Ts(*a.offline_since);
+  } else {
+    h.clear_offline_since();
+  }
+  if (f.has_last_connected_at()) *h.mutable_last_connected_at() = f.last_connected_at();
+  if (f.has_last_disconnected_at()) *h.mutable_last_disconnected_at() = f.last_disconnected_at();
+  h.set_recovery_attempts_last_hour(limiter_.Count(h.session_id(), now));
+  *h.mutable_last_checked_at() = Ts(now);
+  const bool changed = old_level != a.level || old_state != f.state();
+  if (old_level != a.level) *h.mutable_level_since() = Ts(now);
+  Persist(w);
+  if (changed) {
+    v1::Transition t;
+    t.set_session_id(h.session_id());
+    *t.mutable_at() = Ts(now);
+    if (old_level != a.level) {
+      t.set_from_level(old_level);
+      t.set_to_level(a.level);
+    }
+    if (old_state != f.state()) {
+      t.set_from_state(old_state);
+      t.set_to_state(f.state());
+    }
+    t.set_cause(absl::StrCat(why, ": ", a.cause));
+    if (auto id = store_.AddTransition(t); !id.ok()) {
+      log_->warn("recording a transition of {}: {}", h.session_id(), id.status());
+    }
+    if (old_level != a.level) {
+      log_->info("session {} ({}) {} → {}: {}", h.session_id(), h.phone_number_masked(),
+                 v1::HealthLevel_Name(old_level), v1::HealthLevel_Name(a.level), t.cause());
+    }
+  }
+  Alert(w, a, tally);
+  Act(w, a, tally);
+}
+
+void Monitor::Act(Watched& w, const Assessment& a, Tally& tally) {
+  const std::string& id = w.s.health.session_id();
+  const absl::Time now = clock_.Now();
+  auto record = [&](v1::RecoveryAttempt::Action action, v1::RecoveryAttempt::Outcome outcome,
+                    const std::string& error) {
+    v1::RecoveryAttempt r;
+    r.set_session_id(id);
+    *r.mutable_at() = Ts(now);
+    r.set_action(action);
+    r.set_outcome(outcome);
+    r.set_trigger(a.trigger);
+    r.set_error(error);
+    if (auto st = store_.AddRecovery(r); !st.ok()) {
+      log_->warn("recording a recovery attempt of {}: {}", id, st.status());
+    }
+  };
+  auto reconnect = [&] {
+    limiter_.Record(id, now);
+    *w.s.health.mutable_last_recovery_at() = Ts(now);
+    auto done = sessions_.Reconnect(id);
+    log_->info("session {}: Reconnect ({}): {}", id, a.trigger,
+               done.ok() ? "started" : done.status().ToString());
+    record(v1::RecoveryAttempt::ACTION_RECONNECT,
+           done.ok() ? v1::RecoveryAttempt::OUTCOME_STARTED : v1::RecoveryAttempt::OUTCOME_FAILED,
+           done.ok() ? "" : std::string(done.status().message()));
+    ++tally.reconnected;
+    w.s.health.set_recovery_attempts_last_hour(limiter_.Count(id, now));
+    Persist(w);
+  };
+  auto escalate = [&] {
+    if (w.s.health.manual_intervention_required()) return;
+    w.s.health.set_manual_intervention_required(true);
+    w.s.health.set_manual_intervention_reason(
+        absl::StrCat(limiter_.Count(id, now), " recovery attempts in the last ",
+                     absl::FormatDuration(policy_.recovery_window), " did not keep it connected (",
+                     a.trigger, ")"));
+    log_->warn("session {}: manual intervention required: {}", id,
+               w.s.health.manual_intervention_reason());
+    Tally ignored;
+    Evaluate(w, "recovery exhausted", ignored);  // CRITICAL now; raises the alert
+    tally.notified += ignored.notified;
+  };
+  switch (a.action) {
+    case Action::kNone:
+      return;
+    case Action::kReconnect:
+      return reconnect();
+    case Action::kEscalate:
+      return escalate();
+    case Action::kProbe: {
+      auto rtt = sessions_.Probe(id);
+      record(
+          v1::RecoveryAttempt::ACTION_PROBE,
+          rtt.ok() ? v1::RecoveryAttempt::OUTCOME_SUCCEEDED : v1::RecoveryAttempt::OUTCOME_FAILED,
+          rtt.ok() ? "" : std::string(rtt.status().message()));
+      if (rtt.ok()) {
+        w.s.last_proof_of_life = now;
+        Persist(w);
+        return;
+      }
+      log_->info("session {}: probe failed ({}); reconnecting", id, rtt.status().message());
+      return limiter_.Allows(id, now) ? reconnect() : escalate();
+    }
+  }
+}
+
+void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
+  const v1::SessionHealth& h = w.s.health;
+  const std::string& id = h.session_id();
+  const sv1::Session& f = w.s.facts;
+  auto raise = [&](const char* kind, const char* event_type, av1::Severity severity,
+                   const std::string& summary) {
+    if (RaiseOnce(DedupKey(kind, id), &w, event_type, severity, summary)) ++tally.notified;
+  };
+  auto resolve = [&](const char* kind, const std::string& note) {
+    if (ResolveOpen(DedupKey(kind, id), note)) ++tally.notified;
+  };
+  const std::string who =
+      absl::StrCat(h.account_name().empty() ? "session" : h.account_name(),
+                   h.phone_number_masked().empty() ? "" : " (", h.phone_number_masked(),
+                   h.phone_number_masked().empty() ? "" : ")");
+  if (a.level == v1::HEALTH_LEVEL_HEALTHY || a.level == v1::HEALTH_LEVEL_INACTIVE) {
+    const std::string note = a.level == v1::HEALTH_LEVEL_HEALTHY ? "connected again" : a.cause;
+    resolve(kOffline, note);
+    resolve(kLoggedOut, note);
+    if (!h.manual_intervention_required()) resolve(kManual, note);
+    return;
+  }
+  if (a.needs_person) {
+    if (f.state() == sv1::SESSION_STATE_LOGGED_OUT) {
+      raise(kLoggedOut, "session.logged_out", av1::SEVERITY_CRITICAL,
+            absl::StrCat(who,
+                         " was logged out at WhatsApp: link the device again (pair by QR "
+                         "code or phone-number code)"));
+    } else {
+      raise(kManual, "session.manual_intervention", av1::SEVERITY_CRITICAL,
+            absl::StrCat(who, " ended as ", StateName(f.state()), " (", ReasonName(f.reason()),
+                         "): a person must act before it is connected again"));
+    }
+    return;
+  }
+  if (h.manual_intervention_required()) {
+    raise(kManual, "session.manual_intervention", av1::SEVERITY_CRITICAL,
+          absl::StrCat(who, ": ", h.manual_intervention_reason()));
+  }
+  if (!a.offline_since) return;
+  const absl::Duration offline = clock_.Now() - *a.offline_since;
+  if (offline >= policy_.critical_after) {
+    raise(kOffline, "session.critical", av1::SEVERITY_CRITICAL,
+          absl::StrCat(who, " has been offline for ",
+                       absl::FormatDuration(absl::Trunc(offline, absl::Minutes(1)))));
+  } else if (offline >= policy_.warning_after) {
+    raise(kOffline, "session.warning", av1::SEVERITY_WARNING,
+          absl::StrCat(who, " has been offline for ",
+                       absl::FormatDuration(absl::Trunc(offline, absl::Minutes(1)))));
+  }
+}
+
+bool Monitor::RaiseOnce(const std::string& key, const Watched* w, const std::string& event_type,
+                        av1::Severity severity, const std::string& summary) {
+  if (auto it = open_alerts_.find(key); it != open_alerts_.end()) {
+    av1::Severity open = av1::SEVERITY_UNSPECIFIED;
+    av1::Severity_Parse(it->second.severity, &open);
+    if (open >= severity) return false;  // already told, at this severity or higher
+  }
+  av1::RaiseAlertRequest req;
+  req.set_dedup_key(key);
+  req.set_event_type(event_type);
+  req.set_severity(severity);
+  req.set_summary(summary);
+  if (w) {
+    const v1::SessionHealth& h = w->s.health;
+    auto* s = req.mutable_session();
+    s->set_session_id(h.session_id());
+    s->set_tenant_id(h.tenant_id());
+    s->set_account_name(h.account_name());
+    s->set_phone_number_masked(h.phone_number_masked());
+    s->set_owner_email(w->s.facts.owner_email());
+    if (h.has_offline_since()) *s->mutable_offline_since() = h.offline_since();
+    if (h.has_last_connected_at()) *s->mutable_last_connected_at() = h.last_connected_at();
+    s->set_state(StateName(h.state()));
+    s->set_reason(ReasonName(h.reason()));
+  }
+  if (auto st = alerts_.Raise(req); !st.ok()) {
+    // Not recorded: the next check raises it again.
+    log_->warn("raising {} ({}): {}", event_type, key, st);
+    return false;
+  }
+  OpenAlert open{key, w ? w->s.health.session_id() : "", event_type, av1::Severity_Name(severity),
+                 clock_.Now()};
+  if (auto st = store_.RecordAlert(open); !st.ok()) log_->warn("recording alert {}: {}", key, st);
+  open_alerts_[key] = std::move(open);
+  log_->info("alert {} raised ({}): {}", event_type, key, summary);
+  return true;
+}
+
+bool Monitor::ResolveOpen(const std::string& key, const std::string& note) {
+  auto it = open_alerts_.find(key);
+  if (it == open_alerts_.end()) return false;
+  if (auto st = alerts_.Resolve(key, note); !st.ok() && !absl::IsNotFound(st)) {
+    log_->warn("resolving alert {}: {}", key, st);  // tried again at the next check
+    return false;
+  }
+  if (auto st = store_.CloseAlert(key, clock_.Now()); !st.ok()) {
+    log_->warn("recording alert {} resolved: {}", key, st);
+  }
+  log_->info("alert {} resolved: {}", key, note);
+  open_alerts_.erase(it);
+  return true;
+}
+
+void Monitor::Persist(Watched& w) {
+  if (auto st = store_.Save(w.s); !st.ok()) {
+    log_->warn("saving the health of {}: {}", w.s.health.session_id(), st);
+  }
+}
+
+void Monitor::CountLevels(v1::JobResult& result) const {
+  for (const auto& [id, w] : watched_) {
+    result.set_total(result.total() + 1);
+    switch (w.s.health.level()) {
+      case v1::HEALTH_LEVEL_HEALTHY:
+        result.set_healthy(result.healthy() + 1);
+        break;
+      case v1::HEALTH_LEVEL_WARNING:
+        result.set_warning(result.warning() + 1);
+        break;
+      case v1::HEALTH_LEVEL_CRITICAL:
+        result.set_critical(result.critical() + 1);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+}  // namespace wasentinel::monitor
