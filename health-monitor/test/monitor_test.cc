@@ -128,6 +128,7 @@ struct Fixture {
     e.set_to_state(to);
     e.set_reason(reason);
     *e.mutable_at() = Ts(clock.Now());
+    *s.mutable_updated_at() = Ts(clock.Now());
     if (s.state() == sv1::SESSION_STATE_CONNECTED && to != s.state()) {
       *s.mutable_last_disconnected_at() = Ts(clock.Now());
     }
@@ -136,6 +137,7 @@ struct Fixture {
     s.set_reason(reason);
     s.set_socket_alive(to == sv1::SESSION_STATE_CONNECTED);
     monitor->OnEvent(e);
+    monitor->Settle();  // as the watcher does when no more events wait
   }
   v1::HealthLevel Level() { return monitor->Health(kId)->level(); }
 };

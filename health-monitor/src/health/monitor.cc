@@ -156,6 +156,12 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
   Watched& w = it->second;
   const absl::Time at = TimeOf(e.at());
   sv1::Session& f = w.s.facts;
+  if (f.has_updated_at() && at < TimeOf(f.updated_at())) {
+    // Older than the facts held (a deep check read them later): nothing to change.
+    (void)store_.SetLastSequence(e.sequence());
+    return;
+  }
+  *f.mutable_updated_at() = e.at();
   f.set_state(e.to_state());
   f.set_reason(e.reason());
   if (!e.error().empty()) f.set_last_error(e.error());
@@ -177,16 +183,53 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
            absl::StrCat(StateName(e.from_state()), " → ", StateName(e.to_state()), " (",
                         ReasonName(e.reason()), ")"),
            tally);
-  // A drop is recovered at once (seed 001 §5), within the hourly budget.
+  // A drop needs recovering (seed 001 §5), within the hourly budget.
   if (drop && WantsSocket(f) && !w.s.health.manual_intervention_required()) {
-    Assessment a;
-    a.action =
-        limiter_.Allows(e.session_id(), clock_.Now()) ? Action::kReconnect : Action::kEscalate;
-    a.trigger = absl::StrCat("dropped (", ReasonName(e.reason()), ")");
-    Act(w, a, tally);
+    const std::string trigger = absl::StrCat("dropped (", ReasonName(e.reason()), ")");
+    if (limiter_.Allows(e.session_id(), clock_.Now())) {
+      pending_drops_[e.session_id()] = trigger;
+    } else {
+      Assessment a;
+      a.action = Action::kEscalate;
+      a.trigger = trigger;
+      Act(w, a, tally);
+    }
   }
   if (auto st = store_.SetLastSequence(e.sequence()); !st.ok()) {
     log_->warn("storing the event cursor: {}", st);
+  }
+}
+
+void Monitor::Settle() {
+  Tally tally;
+  auto pending = std::exchange(pending_drops_, {});
+  for (auto& [id, trigger] : pending) {
+    auto it = watched_.find(id);
+    if (it == watched_.end()) continue;
+    Watched& w = it->second;
+    if (w.s.health.manual_intervention_required() || !WantsSocket(w.s.facts)) continue;
+    const absl::Time now = clock_.Now();
+    if (w.s.facts.state() == sv1::SESSION_STATE_CONNECTED) {
+      // session-service reconnected it by itself: a recovery all the same.
+      limiter_.Record(id, now);
+      *w.s.health.mutable_last_recovery_at() = Ts(now);
+      v1::RecoveryAttempt r;
+      r.set_session_id(id);
+      *r.mutable_at() = Ts(now);
+      r.set_action(v1::RecoveryAttempt::ACTION_RECONNECT);
+      r.set_outcome(v1::RecoveryAttempt::OUTCOME_SUCCEEDED);
+      r.set_trigger(absl::StrCat(trigger, "; session-service reconnected it"));
+      if (auto st = store_.AddRecovery(r); !st.ok()) {
+        log_->warn("recording a recovery of {}: {}", id, st.status());
+      }
+      w.s.health.set_recovery_attempts_last_hour(limiter_.Count(id, now));
+      Persist(w);
+      continue;
+    }
+    Assessment a;
+    a.action = limiter_.Allows(id, now) ? Action::kReconnect : Action::kEscalate;
+    a.trigger = std::move(trigger);
+    Act(w, a, tally);
   }
 }
 

@@ -68,8 +68,14 @@ class Monitor {
   absl::Status Load();
 
   /// A session event (WatchSessionEvents): the level changes at once. Sessions never seen are
-  /// fetched (BulkGet) first.
+  /// fetched (BulkGet) first; an event older than the facts already held is only counted.
+  /// A drop (a connection ended by an error) is a recovery attempt in the hourly budget: once
+  /// the budget is spent the session needs a person at once; otherwise Settle() recovers it.
   void OnEvent(const sv1::SessionEvent& event);
+  /// After a batch of events (the watcher calls it when no more are waiting): each drop still
+  /// offline is reconnected; one that session-service already reconnected by itself is
+  /// recorded as a recovery that succeeded. Both count in the budget.
+  void Settle();
   /// The deep check: every session's live facts (GetDeepHealth), assessed, recovered, alerted.
   /// Sessions session-service no longer has are forgotten.
   v1::JobResult DeepCheck();
@@ -121,7 +127,8 @@ class Monitor {
   std::shared_ptr<spdlog::logger> log_;
   RecoveryLimiter limiter_;
   absl::flat_hash_map<std::string, Watched> watched_;
-  absl::flat_hash_map<std::string, OpenAlert> open_alerts_;  // by dedup key
+  absl::flat_hash_map<std::string, OpenAlert> open_alerts_;      // by dedup key
+  absl::flat_hash_map<std::string, std::string> pending_drops_;  // session → trigger
   bool reachable_ = true;
   absl::Duration uptime_;
   std::optional<absl::Time> unreachable_since_;
