@@ -5,16 +5,11 @@
 #include <gtest/gtest.h>
 
 #include "health/recovery_limiter.h"
+#include "wasentinel/common/proto_time.h"
 #include "wasentinel/testing/fake_clock.h"
 
 namespace wasentinel::monitor {
 namespace {
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  return ts;
-}
 
 class AssessTest : public ::testing::Test {
  protected:
@@ -27,8 +22,8 @@ class AssessTest : public ::testing::Test {
     s.set_auto_connect(true);
     s.set_has_credentials(true);
     s.set_socket_alive(true);
-    *s.mutable_created_at() = Ts(clock.Now() - absl::Hours(24));
-    *s.mutable_last_connected_at() = Ts(clock.Now());
+    *s.mutable_created_at() = ToProto(clock.Now() - absl::Hours(24));
+    *s.mutable_last_connected_at() = ToProto(clock.Now());
     s.mutable_keepalive_rtt()->set_nanos(40'000'000);
     return s;
   }
@@ -37,7 +32,7 @@ class AssessTest : public ::testing::Test {
     s.set_state(sv1::SESSION_STATE_DISCONNECTED);
     s.set_reason(reason);
     s.set_socket_alive(false);
-    *s.mutable_last_disconnected_at() = Ts(clock.Now());
+    *s.mutable_last_disconnected_at() = ToProto(clock.Now());
     return s;
   }
   Assessment Run(const sv1::Session& s, bool live = true) {
@@ -110,7 +105,7 @@ TEST_F(AssessTest, SilenceForThirtyMinutesIsProbed) {
   EXPECT_EQ(Run(s).action, Action::kNone);
   // Inbound traffic is proof of life too.
   clock.Advance(absl::Minutes(40));
-  *s.mutable_last_inbound_message_at() = Ts(clock.Now() - absl::Minutes(1));
+  *s.mutable_last_inbound_message_at() = ToProto(clock.Now() - absl::Minutes(1));
   EXPECT_EQ(Run(s).action, Action::kNone);
 }
 

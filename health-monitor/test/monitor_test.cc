@@ -10,17 +10,12 @@
 #include "health/pg_health_store.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
+#include "wasentinel/common/proto_time.h"
 #include "wasentinel/testing/fake_clock.h"
 #include "wasentinel/testing/test_database.h"
 
 namespace wasentinel::monitor {
 namespace {
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  return ts;
-}
 
 // session-service as a table of sessions; Reconnect and Probe are recorded.
 class FakeSessions final : public SessionSource {
@@ -107,8 +102,8 @@ struct Fixture {
     s.set_auto_connect(true);
     s.set_has_credentials(true);
     s.set_socket_alive(true);
-    *s.mutable_created_at() = Ts(clock.Now() - absl::Hours(48));
-    *s.mutable_last_connected_at() = Ts(clock.Now());
+    *s.mutable_created_at() = ToProto(clock.Now() - absl::Hours(48));
+    *s.mutable_last_connected_at() = ToProto(clock.Now());
     sessions.sessions[kId] = s;
     Restart();
   }
@@ -127,12 +122,12 @@ struct Fixture {
     e.set_from_state(s.state());
     e.set_to_state(to);
     e.set_reason(reason);
-    *e.mutable_at() = Ts(clock.Now());
-    *s.mutable_updated_at() = Ts(clock.Now());
+    *e.mutable_at() = ToProto(clock.Now());
+    *s.mutable_updated_at() = ToProto(clock.Now());
     if (s.state() == sv1::SESSION_STATE_CONNECTED && to != s.state()) {
-      *s.mutable_last_disconnected_at() = Ts(clock.Now());
+      *s.mutable_last_disconnected_at() = ToProto(clock.Now());
     }
-    if (to == sv1::SESSION_STATE_CONNECTED) *s.mutable_last_connected_at() = Ts(clock.Now());
+    if (to == sv1::SESSION_STATE_CONNECTED) *s.mutable_last_connected_at() = ToProto(clock.Now());
     s.set_state(to);
     s.set_reason(reason);
     s.set_socket_alive(to == sv1::SESSION_STATE_CONNECTED);

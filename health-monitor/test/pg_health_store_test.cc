@@ -6,16 +6,11 @@
 
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
+#include "wasentinel/common/proto_time.h"
 #include "wasentinel/testing/test_database.h"
 
 namespace wasentinel::monitor {
 namespace {
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  return ts;
-}
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
 
@@ -29,7 +24,9 @@ struct Fixture {
   }
 };
 
-std::string Id(int n) { return absl::StrCat("6f1c1f1e-0000-4000-8000-", absl::Dec(n, absl::kZeroPad12)); }
+std::string Id(int n) {
+  return absl::StrCat("6f1c1f1e-0000-4000-8000-", absl::Dec(n, absl::kZeroPad12));
+}
 
 MonitoredSession Session(int n, v1::HealthLevel level, sv1::SessionState state,
                          const std::string& tenant = "acme") {
@@ -47,8 +44,10 @@ MonitoredSession Session(int n, v1::HealthLevel level, sv1::SessionState state,
 
 TEST(PgHealthStore, SavesLoadsPagesAndCounts) {
   Fixture f;
-  ASSERT_TRUE(f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)).ok());
-  ASSERT_TRUE(f.store.Save(Session(2, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)).ok());
+  ASSERT_TRUE(
+      f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)).ok());
+  ASSERT_TRUE(
+      f.store.Save(Session(2, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)).ok());
   auto third = Session(3, v1::HEALTH_LEVEL_CRITICAL, sv1::SESSION_STATE_DISCONNECTED, "other");
   third.health.set_manual_intervention_required(true);
   third.last_proof_of_life = kT0 + absl::Minutes(3);
@@ -100,12 +99,13 @@ TEST(PgHealthStore, SavesLoadsPagesAndCounts) {
 
 TEST(PgHealthStore, HistoryAndUptime) {
   Fixture f;
-  ASSERT_TRUE(f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)).ok());
+  ASSERT_TRUE(
+      f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)).ok());
   auto add = [&](absl::Duration after, sv1::SessionState from, sv1::SessionState to,
                  v1::HealthLevel level_from, v1::HealthLevel level_to) {
     v1::Transition t;
     t.set_session_id(Id(1));
-    *t.mutable_at() = Ts(kT0 + after);
+    *t.mutable_at() = ToProto(kT0 + after);
     t.set_from_state(from);
     t.set_to_state(to);
     t.set_from_level(level_from);
@@ -149,11 +149,12 @@ TEST(PgHealthStore, HistoryAndUptime) {
 
 TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {
   Fixture f;
-  ASSERT_TRUE(f.store.Save(Session(1, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)).ok());
+  ASSERT_TRUE(
+      f.store.Save(Session(1, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)).ok());
   auto attempt = [&](absl::Duration after, v1::RecoveryAttempt::Action action) {
     v1::RecoveryAttempt a;
     a.set_session_id(Id(1));
-    *a.mutable_at() = Ts(kT0 + after);
+    *a.mutable_at() = ToProto(kT0 + after);
     a.set_action(action);
     a.set_outcome(v1::RecoveryAttempt::OUTCOME_STARTED);
     a.set_trigger("offline");
@@ -162,7 +163,8 @@ TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {
   attempt(absl::Minutes(0), v1::RecoveryAttempt::ACTION_RECONNECT);
   const int64_t probe = attempt(absl::Minutes(10), v1::RecoveryAttempt::ACTION_PROBE);
   attempt(absl::Minutes(70), v1::RecoveryAttempt::ACTION_RECONNECT);
-  ASSERT_TRUE(f.store.SetRecoveryOutcome(probe, v1::RecoveryAttempt::OUTCOME_FAILED, "no pong").ok());
+  ASSERT_TRUE(
+      f.store.SetRecoveryOutcome(probe, v1::RecoveryAttempt::OUTCOME_FAILED, "no pong").ok());
   auto recent = f.store.ReconnectsSince(kT0 + absl::Minutes(5)).value();
   ASSERT_EQ(recent.size(), 1u);
   EXPECT_EQ(recent[0].at().seconds(), absl::ToUnixSeconds(kT0 + absl::Minutes(70)));
@@ -177,8 +179,9 @@ TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {
   alert.severity = "SEVERITY_CRITICAL";
   alert.raised_at = kT0 + absl::Hours(6);
   ASSERT_TRUE(f.store.RecordAlert(alert).ok());
-  ASSERT_TRUE(f.store.RecordAlert({"session_service.unreachable", "", "session_service.unreachable",
-                                   "SEVERITY_CRITICAL", kT0})
+  ASSERT_TRUE(f.store
+                  .RecordAlert({"session_service.unreachable", "", "session_service.unreachable",
+                                "SEVERITY_CRITICAL", kT0})
                   .ok());
   auto open = f.store.OpenAlerts().value();
   ASSERT_EQ(open.size(), 2u);

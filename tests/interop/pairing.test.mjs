@@ -15,6 +15,17 @@ WA_CERT_DETAILS.PUBLIC_KEY = sim.rootPublicKey;
 
 const companion = (creds) => connectBaileys(sim, creds);
 
+// A fresh Baileys connection with the paired `creds` reaches 'open' (it logged in).
+async function logsIn(creds) {
+  const c = companion(creds);
+  try {
+    await waitFor(() => c.state.open || c.state.closed !== null, {what: 'connection \'open\' after pairing'});
+    assert.equal(c.state.closed, null, `closed with ${c.state.closed}`);
+  } finally {
+    c.sock.end(undefined);
+  }
+}
+
 test('Baileys pairs by QR code with wa-sim as the phone, restarts on 515 and logs in', async () => {
   const creds = initAuthCreds();
   const first = companion(creds);
@@ -51,15 +62,7 @@ test('Baileys pairs by QR code with wa-sim as the phone, restarts on 515 and log
       'wa-sim signed as the account');
   assert.ok(proto.ADVDeviceIdentity.decode(details).keyIndex >= 1);
 
-  const second = companion(creds);
-  try {
-    await waitFor(
-        () => second.state.open || second.state.closed !== null,
-        {what: 'connection \'open\' after pairing'});
-    assert.equal(second.state.closed, null, `closed with ${second.state.closed}`);
-  } finally {
-    second.sock.end(undefined);
-  }
+  await logsIn(creds);
   const {devices} = await sim.get('/devices');
   assert.ok(devices.some((d) => `${d.jid}@s.whatsapp.net` === result.jid && d.logins === 1));
 });
@@ -111,13 +114,5 @@ test('Baileys pairs by phone-number code with wa-sim as the phone typing it', as
   assert.equal(creds.me.id, result.jid);
   assert.equal(creds.registered, true);
 
-  const second = companion(creds);
-  try {
-    await waitFor(
-        () => second.state.open || second.state.closed !== null,
-        {what: 'connection \'open\' after pairing by code'});
-    assert.equal(second.state.closed, null, `closed with ${second.state.closed}`);
-  } finally {
-    second.sock.end(undefined);
-  }
+  await logsIn(creds);
 });

@@ -3,13 +3,10 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::monitor {
 namespace {
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
 
 std::optional<absl::Time> Opt(bool has, const google::protobuf::Timestamp& t) {
   if (!has || (t.seconds() == 0 && t.nanos() == 0)) return std::nullopt;

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::monitor {
 namespace {
@@ -32,56 +33,58 @@ std::unique_ptr<grpc::ClientContext> GrpcSessionSource::Context(absl::Duration t
   return MakeContext(api_key_, timeout);
 }
 
-absl::StatusOr<sv1::GetHealthResponse> GrpcSessionSource::Health() {
-  auto ctx = Context(timeout_);
-  sv1::GetHealthResponse resp;
-  if (auto st = FromGrpc(stub_->GetHealth(ctx.get(), {}, &resp), "GetHealth"); !st.ok()) return st;
+namespace {
+
+// One unary call: the response, or the call's status (named after `what`).
+template <class Stub, class Req, class Resp>
+absl::StatusOr<Resp> Unary(Stub& stub,
+                           grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+                           const Req& req, std::unique_ptr<grpc::ClientContext> ctx,
+                           std::string_view what) {
+  Resp resp;
+  if (auto st = FromGrpc((stub.*method)(ctx.get(), req, &resp), what); !st.ok()) return st;
   return resp;
 }
 
+}  // namespace
+
+absl::StatusOr<sv1::GetHealthResponse> GrpcSessionSource::Health() {
+  return Unary(*stub_, &sv1::SessionService::Stub::GetHealth, sv1::GetHealthRequest(),
+               Context(timeout_), "GetHealth");
+}
+
 absl::StatusOr<sv1::GetDeepHealthResponse> GrpcSessionSource::DeepHealth() {
-  auto ctx = Context(timeout_ * 4);
-  sv1::GetDeepHealthResponse resp;
-  if (auto st = FromGrpc(stub_->GetDeepHealth(ctx.get(), {}, &resp), "GetDeepHealth"); !st.ok()) {
-    return st;
-  }
-  return resp;
+  return Unary(*stub_, &sv1::SessionService::Stub::GetDeepHealth, sv1::GetDeepHealthRequest(),
+               Context(timeout_ * 4), "GetDeepHealth");
 }
 
 absl::StatusOr<std::vector<sv1::Session>> GrpcSessionSource::BulkGet(
     const std::vector<std::string>& ids) {
-  auto ctx = Context(timeout_);
   sv1::BulkGetSessionsRequest req;
   for (const auto& id : ids) req.add_ids(id);
-  sv1::BulkGetSessionsResponse resp;
-  if (auto st = FromGrpc(stub_->BulkGetSessions(ctx.get(), req, &resp), "BulkGetSessions");
-      !st.ok()) {
-    return st;
-  }
-  return std::vector<sv1::Session>(resp.sessions().begin(), resp.sessions().end());
+  auto resp = Unary(*stub_, &sv1::SessionService::Stub::BulkGetSessions, req, Context(timeout_),
+                    "BulkGetSessions");
+  if (!resp.ok()) return resp.status();
+  return std::vector<sv1::Session>(resp->sessions().begin(), resp->sessions().end());
 }
 
 absl::StatusOr<sv1::Session> GrpcSessionSource::Reconnect(const std::string& id) {
-  auto ctx = Context(timeout_);
   sv1::ReconnectRequest req;
   req.set_id(id);
-  sv1::ReconnectResponse resp;
-  if (auto st = FromGrpc(stub_->Reconnect(ctx.get(), req, &resp), "Reconnect"); !st.ok()) {
-    return st;
-  }
-  return resp.session();
+  auto resp =
+      Unary(*stub_, &sv1::SessionService::Stub::Reconnect, req, Context(timeout_), "Reconnect");
+  if (!resp.ok()) return resp.status();
+  return resp->session();
 }
 
 absl::StatusOr<absl::Duration> GrpcSessionSource::Probe(const std::string& id) {
-  auto ctx = Context(timeout_);
   sv1::ProbeSessionRequest req;
   req.set_id(id);
-  sv1::ProbeSessionResponse resp;
-  if (auto st = FromGrpc(stub_->ProbeSession(ctx.get(), req, &resp), "ProbeSession"); !st.ok()) {
-    return st;
-  }
-  if (!resp.ok()) return absl::UnavailableError(absl::StrCat("probe failed: ", resp.error()));
-  return absl::Seconds(resp.round_trip().seconds()) + absl::Nanoseconds(resp.round_trip().nanos());
+  auto resp = Unary(*stub_, &sv1::SessionService::Stub::ProbeSession, req, Context(timeout_),
+                    "ProbeSession");
+  if (!resp.ok()) return resp.status();
+  if (!resp->ok()) return absl::UnavailableError(absl::StrCat("probe failed: ", resp->error()));
+  return FromProto(resp->round_trip());
 }
 
 GrpcAlertSink::GrpcAlertSink(std::shared_ptr<grpc::Channel> channel, std::string api_key,
@@ -91,18 +94,18 @@ GrpcAlertSink::GrpcAlertSink(std::shared_ptr<grpc::Channel> channel, std::string
       timeout_(timeout) {}
 
 absl::Status GrpcAlertSink::Raise(const av1::RaiseAlertRequest& alert) {
-  auto ctx = MakeContext(api_key_, timeout_);
-  av1::RaiseAlertResponse resp;
-  return FromGrpc(stub_->RaiseAlert(ctx.get(), alert, &resp), "RaiseAlert");
+  return Unary(*stub_, &av1::AlertService::Stub::RaiseAlert, alert, MakeContext(api_key_, timeout_),
+               "RaiseAlert")
+      .status();
 }
 
 absl::Status GrpcAlertSink::Resolve(const std::string& dedup_key, const std::string& note) {
-  auto ctx = MakeContext(api_key_, timeout_);
   av1::ResolveAlertRequest req;
   req.set_dedup_key(dedup_key);
   req.set_note(note);
-  av1::ResolveAlertResponse resp;
-  return FromGrpc(stub_->ResolveAlert(ctx.get(), req, &resp), "ResolveAlert");
+  return Unary(*stub_, &av1::AlertService::Stub::ResolveAlert, req, MakeContext(api_key_, timeout_),
+               "ResolveAlert")
+      .status();
 }
 
 }  // namespace wasentinel::monitor

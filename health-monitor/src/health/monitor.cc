@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
+#include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::monitor {
 namespace {
@@ -15,18 +16,6 @@ constexpr char kOffline[] = "session.offline";
 constexpr char kLoggedOut[] = "session.logged_out";
 constexpr char kManual[] = "session.manual_intervention";
 constexpr char kUnreachable[] = "session_service.unreachable";
-
-absl::Time TimeOf(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t us = absl::ToUnixMicros(t);
-  ts.set_seconds(us / 1000000);
-  ts.set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
-  return ts;
-}
 
 void Trim(std::deque<absl::Time>& q, absl::Time since) {
   while (!q.empty() && q.front() <= since) q.pop_front();
@@ -90,7 +79,7 @@ absl::Status Monitor::Load() {
   for (auto& a : *open) open_alerts_[a.dedup_key] = std::move(a);
   auto recent = store_.ReconnectsSince(clock_.Now() - policy_.recovery_window);
   if (!recent.ok()) return recent.status();
-  for (const auto& r : *recent) limiter_.Record(r.session_id(), TimeOf(r.at()));
+  for (const auto& r : *recent) limiter_.Record(r.session_id(), FromProto(r.at()));
   log_->info("watching {} sessions; {} alerts open; {} reconnects in the last {}", watched_.size(),
              open_alerts_.size(), recent->size(), absl::FormatDuration(policy_.recovery_window));
   return absl::OkStatus();
@@ -119,10 +108,10 @@ SessionMemory Monitor::MemoryOf(Watched& w) {
   Trim(w.drops, now - absl::Hours(1));
   SessionMemory m;
   const auto& h = w.s.health;
-  if (h.has_offline_since()) m.offline_since = TimeOf(h.offline_since());
+  if (h.has_offline_since()) m.offline_since = FromProto(h.offline_since());
   m.last_proof_of_life = w.s.last_proof_of_life;
   m.recoveries_in_window = limiter_.Count(h.session_id(), now);
-  if (h.has_last_recovery_at()) m.last_recovery_at = TimeOf(h.last_recovery_at());
+  if (h.has_last_recovery_at()) m.last_recovery_at = FromProto(h.last_recovery_at());
   m.reconnects_last_hour = static_cast<int>(w.reconnects.size());
   m.drops_last_hour = static_cast<int>(w.drops.size());
   m.manual_intervention = h.manual_intervention_required();
@@ -154,9 +143,9 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
     it = watched_.find(Adopt(got->front()).s.health.session_id());
   }
   Watched& w = it->second;
-  const absl::Time at = TimeOf(e.at());
+  const absl::Time at = FromProto(e.at());
   sv1::Session& f = w.s.facts;
-  if (f.has_updated_at() && at < TimeOf(f.updated_at())) {
+  if (f.has_updated_at() && at < FromProto(f.updated_at())) {
     // Older than the facts held (a deep check read them later): nothing to change.
     (void)store_.SetLastSequence(e.sequence());
     return;
@@ -212,10 +201,10 @@ void Monitor::Settle() {
     if (w.s.facts.state() == sv1::SESSION_STATE_CONNECTED) {
       // session-service reconnected it by itself: a recovery all the same.
       limiter_.Record(id, now);
-      *w.s.health.mutable_last_recovery_at() = Ts(now);
+      *w.s.health.mutable_last_recovery_at() = ToProto(now);
       v1::RecoveryAttempt r;
       r.set_session_id(id);
-      *r.mutable_at() = Ts(now);
+      *r.mutable_at() = ToProto(now);
       r.set_action(v1::RecoveryAttempt::ACTION_RECONNECT);
       r.set_outcome(v1::RecoveryAttempt::OUTCOME_SUCCEEDED);
       r.set_trigger(absl::StrCat(trigger, "; session-service reconnected it"));
@@ -353,21 +342,21 @@ void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
   for (const auto& factor : a.factors) *h.add_factors() = factor;
   h.set_cause(a.cause);
   if (a.offline_since) {
-    *h.mutable_offline_since() = Ts(*a.offline_since);
+    *h.mutable_offline_since() = ToProto(*a.offline_since);
   } else {
     h.clear_offline_since();
   }
   if (f.has_last_connected_at()) *h.mutable_last_connected_at() = f.last_connected_at();
   if (f.has_last_disconnected_at()) *h.mutable_last_disconnected_at() = f.last_disconnected_at();
   h.set_recovery_attempts_last_hour(limiter_.Count(h.session_id(), now));
-  *h.mutable_last_checked_at() = Ts(now);
+  *h.mutable_last_checked_at() = ToProto(now);
   const bool changed = old_level != a.level || old_state != f.state();
-  if (old_level != a.level) *h.mutable_level_since() = Ts(now);
+  if (old_level != a.level) *h.mutable_level_since() = ToProto(now);
   Persist(w);
   if (changed) {
     v1::Transition t;
     t.set_session_id(h.session_id());
-    *t.mutable_at() = Ts(now);
+    *t.mutable_at() = ToProto(now);
     if (old_level != a.level) {
       t.set_from_level(old_level);
       t.set_to_level(a.level);
@@ -396,7 +385,7 @@ void Monitor::Act(Watched& w, const Assessment& a, Tally& tally) {
                     const std::string& error) {
     v1::RecoveryAttempt r;
     r.set_session_id(id);
-    *r.mutable_at() = Ts(now);
+    *r.mutable_at() = ToProto(now);
     r.set_action(action);
     r.set_outcome(outcome);
     r.set_trigger(a.trigger);
@@ -407,7 +396,7 @@ void Monitor::Act(Watched& w, const Assessment& a, Tally& tally) {
   };
   auto reconnect = [&] {
     limiter_.Record(id, now);
-    *w.s.health.mutable_last_recovery_at() = Ts(now);
+    *w.s.health.mutable_last_recovery_at() = ToProto(now);
     auto done = sessions_.Reconnect(id);
     log_->info("session {}: Reconnect ({}): {}", id, a.trigger,
                done.ok() ? "started" : done.status().ToString());

@@ -6,6 +6,7 @@
 #include "absl/strings/str_join.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/pg.h"
+#include "wasentinel/common/proto_time.h"
 #include "wasentinel/common/status_macros.h"
 
 namespace wasentinel::monitor {
@@ -23,26 +24,6 @@ std::string At(int n) {
 std::optional<int64_t> Micros(std::optional<absl::Time> t) {
   if (!t) return std::nullopt;
   return absl::ToUnixMicros(*t);
-}
-
-absl::Time TimeOf(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t us = absl::ToUnixMicros(t);
-  ts.set_seconds(us / 1000000 - (us % 1000000 < 0 ? 1 : 0));
-  ts.set_nanos(static_cast<int32_t>(((us % 1000000) + 1000000) % 1000000) * 1000);
-  return ts;
-}
-
-google::protobuf::Duration Dur(absl::Duration d) {
-  google::protobuf::Duration out;
-  const int64_t us = absl::ToInt64Microseconds(d);
-  out.set_seconds(us / 1000000);
-  out.set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
-  return out;
 }
 
 // A proto as the hex text `decode($n, 'hex')` takes (libpqxx 6 has no binary parameter).
@@ -212,7 +193,8 @@ absl::StatusOr<MonitoredSession> PgHealthStore::Get(const std::string& session_i
                            session_id);
     if (!r.empty()) out = ToSession(r[0]);
   }));
-  if (!out) return absl::NotFoundError(absl::StrCat("the monitor has not seen session ", session_id));
+  if (!out)
+    return absl::NotFoundError(absl::StrCat("the monitor has not seen session ", session_id));
   return *std::move(out);
 }
 
@@ -222,15 +204,14 @@ absl::StatusOr<HealthPage> PgHealthStore::List(const HealthFilter& filter, int p
   HealthPage page;
   WAS_RETURN_IF_ERROR(pool_.Run("list monitored sessions", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(
-        absl::StrCat("SELECT ", kSessionColumns,
-                     " FROM monitor_sessions WHERE ($1 = '' OR tenant_id = $1)"
-                     " AND ($2 = '{}' OR level = ANY($2::text[]))"
-                     " AND (NOT $3 OR manual_intervention)"
-                     " AND ($4 = '' OR session_id > NULLIF($4, '')::uuid)"
-                     " ORDER BY session_id LIMIT $5"),
-        filter.tenant_id, LevelsArray(filter.levels), filter.manual_intervention_only, page_token,
-        page_size + 1);
+    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
+                                        " FROM monitor_sessions WHERE ($1 = '' OR tenant_id = $1)"
+                                        " AND ($2 = '{}' OR level = ANY($2::text[]))"
+                                        " AND (NOT $3 OR manual_intervention)"
+                                        " AND ($4 = '' OR session_id > NULLIF($4, '')::uuid)"
+                                        " ORDER BY session_id LIMIT $5"),
+                           filter.tenant_id, LevelsArray(filter.levels),
+                           filter.manual_intervention_only, page_token, page_size + 1);
     for (const auto& row : r) page.sessions.push_back(ToSession(row));
   }));
   if (static_cast<int>(page.sessions.size()) > page_size) {
@@ -286,7 +267,7 @@ absl::StatusOr<int64_t> PgHealthStore::AddTransition(const v1::Transition& t) {
         absl::StrCat("INSERT INTO monitor_transitions (session_id, at, from_level, to_level,"
                      " from_state, to_state, cause) VALUES ($1::uuid, ",
                      At(2), ", $3, $4, $5, $6, $7) RETURNING id"),
-        t.session_id(), absl::ToUnixMicros(TimeOf(t.at())), level(t.from_level()),
+        t.session_id(), absl::ToUnixMicros(FromProto(t.at())), level(t.from_level()),
         level(t.to_level()), state(t.from_state()), state(t.to_state()), t.cause());
     id = r[0][0].as<int64_t>();
   }));
@@ -302,7 +283,7 @@ absl::StatusOr<int64_t> PgHealthStore::AddRecovery(const v1::RecoveryAttempt& a)
         absl::StrCat("INSERT INTO monitor_recoveries (session_id, at, action, outcome, trigger,"
                      " error) VALUES ($1::uuid, ",
                      At(2), ", $3, $4, $5, $6) RETURNING id"),
-        a.session_id(), absl::ToUnixMicros(TimeOf(a.at())),
+        a.session_id(), absl::ToUnixMicros(FromProto(a.at())),
         v1::RecoveryAttempt::Action_Name(a.action()),
         v1::RecoveryAttempt::Outcome_Name(a.outcome()), a.trigger(), a.error());
     id = r[0][0].as<int64_t>();
@@ -325,7 +306,7 @@ v1::RecoveryAttempt ToRecovery(const pqxx::row& r) {
   v1::RecoveryAttempt a;
   a.set_id(r[0].as<int64_t>());
   a.set_session_id(r[1].as<std::string>());
-  *a.mutable_at() = Ts(absl::FromUnixMicros(r[2].as<int64_t>()));
+  *a.mutable_at() = ToProto(absl::FromUnixMicros(r[2].as<int64_t>()));
   v1::RecoveryAttempt::Action action = v1::RecoveryAttempt::ACTION_UNSPECIFIED;
   v1::RecoveryAttempt::Action_Parse(r[3].as<std::string>(), &action);
   a.set_action(action);
@@ -377,7 +358,7 @@ absl::StatusOr<v1::ListTransitionsResponse> PgHealthStore::History(const std::st
       auto* t = out.add_transitions();
       t->set_id(row[0].as<int64_t>());
       t->set_session_id(session_id);
-      *t->mutable_at() = Ts(absl::FromUnixMicros(row[1].as<int64_t>()));
+      *t->mutable_at() = ToProto(absl::FromUnixMicros(row[1].as<int64_t>()));
       v1::HealthLevel level = v1::HEALTH_LEVEL_UNSPECIFIED;
       if (!row[2].is_null() && v1::HealthLevel_Parse(row[2].as<std::string>(), &level)) {
         t->set_from_level(level);
@@ -423,11 +404,10 @@ absl::StatusOr<v1::ListTransitionsResponse> PgHealthStore::History(const std::st
     const absl::Time to = i + 1 < states.size() ? states[i + 1].first : until;
     if (to > from) connected += to - from;
   }
-  *out.mutable_connected() = Dur(connected);
-  *out.mutable_watched() = Dur(watched);
-  out.set_uptime_percent(watched > absl::ZeroDuration()
-                             ? 100.0 * absl::FDivDuration(connected, watched)
-                             : 0.0);
+  *out.mutable_connected() = ToProto(connected);
+  *out.mutable_watched() = ToProto(watched);
+  out.set_uptime_percent(
+      watched > absl::ZeroDuration() ? 100.0 * absl::FDivDuration(connected, watched) : 0.0);
   return out;
 }
 
@@ -524,7 +504,8 @@ absl::Status PgHealthStore::SetLastSequence(int64_t sequence) {
     pqxx::nontransaction n(c);
     n.exec_params(
         "INSERT INTO monitor_cursor (id, last_sequence) VALUES (1, $1) ON CONFLICT (id) DO"
-        " UPDATE SET last_sequence = GREATEST(monitor_cursor.last_sequence, EXCLUDED.last_sequence),"
+        " UPDATE SET last_sequence = GREATEST(monitor_cursor.last_sequence, "
+        "EXCLUDED.last_sequence),"
         " updated_at = now()",
         sequence);
   });
