@@ -136,6 +136,14 @@ CREATE TABLE monitor_cursor (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 )sql"},
+      {2, "the monitor that leads", R"sql(
+CREATE TABLE monitor_leader (
+  id integer PRIMARY KEY CHECK (id = 1),
+  replica text NOT NULL,
+  since timestamptz NOT NULL,
+  heartbeat_at timestamptz NOT NULL
+);
+)sql"},
   };
   return *migrations;
 }

@@ -1,0 +1,48 @@
+// Leader election on a real PostgreSQL: one leader at a time; a standby takes over when the
+// leader leaves, and when the leader's connection dies (the lock goes with it).
+#include "health/leader.h"
+
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+
+#include "health/pg_health_store.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/common/pg.h"
+#include "wasentinel/testing/test_database.h"
+
+namespace wasentinel::monitor {
+namespace {
+
+TEST(LeaderElection, OneAtATimeAndTakeover) {
+  wasentinel::testing::TestDatabase db;
+  auto pool = PgPool::Create(db.url(), 1).value();
+  auto log = MakeLogger("test", "warn");
+  ASSERT_TRUE(ApplyMigrations(*pool, "health-monitor", PgHealthStore::Migrations(), *log).ok());
+
+  LeaderElection a(db.url(), "monitor-a"), b(db.url(), "monitor-b");
+  EXPECT_TRUE(a.TryAcquire().value());
+  EXPECT_FALSE(b.TryAcquire().value());
+  EXPECT_TRUE(a.TryAcquire().value()) << "a held lock stays held";
+  EXPECT_EQ(b.Leader().value(), "monitor-a");
+
+  a.Release();  // a clean shutdown
+  EXPECT_TRUE(b.TryAcquire().value());
+  EXPECT_FALSE(a.TryAcquire().value());
+  EXPECT_EQ(a.Leader().value(), "monitor-b");
+
+  // The leader's connection dies (a crash, a network cut): its lock ends with it.
+  {
+    pqxx::connection admin(db.url());
+    pqxx::nontransaction n(admin);
+    n.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+  }
+  EXPECT_FALSE(b.TryAcquire().ok()) << "b notices it lost the lock";
+  EXPECT_FALSE(b.leader());
+  EXPECT_TRUE(a.TryAcquire().value());
+  EXPECT_EQ(b.Leader().value(), "monitor-a");
+}
+
+}  // namespace
+}  // namespace wasentinel::monitor
