@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "health/pg_health_store.h"
+#include "monitor_db.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/testing/fake_clock.h"
@@ -24,18 +24,11 @@ TEST(NextDailyUtc, IsTheNextMidnight) {
   EXPECT_EQ(NextDailyUtc(midnight, 0, 0), midnight + absl::Hours(24));
 }
 
-struct Fixture {
-  wasentinel::testing::TestDatabase db;
-  std::unique_ptr<PgPool> pool = PgPool::Create(db.url(), 2).value();
-  PgHealthStore store{*pool};
+struct Fixture : MonitorDb {
   wasentinel::testing::FakeClock clock;
   int light = 0, deep = 0;
   bool fast = false;  // the light check's rhythm: 5 s while session-service is young
 
-  Fixture() {
-    auto log = MakeLogger("test", "warn");
-    EXPECT_TRUE(ApplyMigrations(*pool, "health-monitor", PgHealthStore::Migrations(), *log).ok());
-  }
   std::unique_ptr<JobScheduler> Scheduler() {
     std::vector<JobSpec> jobs;
     jobs.push_back(

@@ -6,7 +6,7 @@
 
 #include <pqxx/pqxx>
 
-#include "health/pg_health_store.h"
+#include "monitor_db.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/testing/test_database.h"
@@ -15,10 +15,8 @@ namespace wasentinel::monitor {
 namespace {
 
 TEST(LeaderElection, OneAtATimeAndTakeover) {
-  wasentinel::testing::TestDatabase db;
-  auto pool = PgPool::Create(db.url(), 1).value();
-  auto log = MakeLogger("test", "warn");
-  ASSERT_TRUE(ApplyMigrations(*pool, "health-monitor", PgHealthStore::Migrations(), *log).ok());
+  MonitorDb m;
+  const auto& db = m.db;
 
   LeaderElection a(db.url(), "monitor-a"), b(db.url(), "monitor-b");
   EXPECT_TRUE(a.TryAcquire().value());

@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "health/pg_health_store.h"
+#include "monitor_db.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/common/proto_time.h"
@@ -77,10 +77,7 @@ class RecordingAlerts final : public AlertSink {
 
 const std::string kId = "6f1c1f1e-0000-4000-8000-000000000001";
 
-struct Fixture {
-  wasentinel::testing::TestDatabase db;
-  std::unique_ptr<PgPool> pool = PgPool::Create(db.url(), 2).value();
-  PgHealthStore store{*pool};
+struct Fixture : MonitorDb {
   wasentinel::testing::FakeClock clock;
   FakeSessions sessions;
   RecordingAlerts alerts;
@@ -88,8 +85,6 @@ struct Fixture {
   int64_t sequence = 0;
 
   Fixture() {
-    auto log = MakeLogger("test", "warn");
-    EXPECT_TRUE(ApplyMigrations(*pool, "health-monitor", PgHealthStore::Migrations(), *log).ok());
     sv1::Session s;
     s.set_id(kId);
     s.set_tenant_id("acme");

@@ -1,9 +1,8 @@
 // PgHealthStore against a real PostgreSQL (fixture pg): sessions, pages and stats, transitions
 // with uptime, recovery attempts for the rate limiter, open alerts, jobs and the event cursor.
-#include "health/pg_health_store.h"
-
 #include <gtest/gtest.h>
 
+#include "monitor_db.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/common/proto_time.h"
@@ -14,15 +13,7 @@ namespace {
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
 
-struct Fixture {
-  wasentinel::testing::TestDatabase db;
-  std::unique_ptr<PgPool> pool = PgPool::Create(db.url(), 2).value();
-  PgHealthStore store{*pool};
-  Fixture() {
-    auto log = MakeLogger("test", "warn");
-    EXPECT_TRUE(ApplyMigrations(*pool, "health-monitor", PgHealthStore::Migrations(), *log).ok());
-  }
-};
+using Fixture = MonitorDb;
 
 std::string Id(int n) {
   return absl::StrCat("6f1c1f1e-0000-4000-8000-", absl::Dec(n, absl::kZeroPad12));
