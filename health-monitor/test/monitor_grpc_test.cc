@@ -4,6 +4,7 @@
 // event watcher will: a drop is recovered with a real Reconnect, a 440 raises an alert.
 #include <gtest/gtest.h>
 
+#include "health/event_watcher.h"
 #include "health/grpc_clients.h"
 #include "health/monitor.h"
 #include "health/pg_health_store.h"
@@ -126,6 +127,60 @@ TEST(MonitorOverGrpc, RecoversADropAndAlertsOnAConflict) {
   EXPECT_EQ(raised[0].session().state(), "REPLACED");
   monitor.DeepCheck();
   EXPECT_EQ(alerts.service.raised().size(), 1u);
+}
+
+TEST(EventWatcher, ResumesFromTheCursorAcrossASessionServiceRestart) {
+  session::Stack s;
+  // The stack's address stays while the App restarts on another port: a fixed port instead.
+  const int port = s.app->grpc_port();
+  s.Stop();
+  s.Start([&](session::Options& o) { o.grpc_listen = "127.0.0.1:" + std::to_string(port); });
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  absl::Mutex mu;
+  std::vector<int64_t> seen;
+  int64_t cursor = 0;
+  int opened = 0;
+  EventWatcher watcher(channel, "",
+                       {[&] {
+                          absl::MutexLock lock(&mu);
+                          return cursor;
+                        },
+                        [&](const sv1::SessionEvent& e) {
+                          absl::MutexLock lock(&mu);
+                          seen.push_back(e.sequence());
+                          cursor = e.sequence();
+                        },
+                        [&](bool open) {
+                          absl::MutexLock lock(&mu);
+                          opened += open;
+                        }},
+                       MakeLogger("watcher", "warn"),
+                       {absl::Milliseconds(50), absl::Milliseconds(100)});
+  watcher.Start();
+  const std::string id = s.Create("acme", s.sim.Device(15550009002)).value().id();
+  auto count_at_least = [&](size_t n) {
+    return wasentinel::testing::Eventually([&] {
+      absl::MutexLock lock(&mu);
+      return seen.size() >= n;
+    });
+  };
+  ASSERT_TRUE(count_at_least(3));  // CREATED, CONNECTING, CONNECTED
+  s.Stop();                        // SHUTDOWN is written before the stream ends
+  s.Start([&](session::Options& o) { o.grpc_listen = "127.0.0.1:" + std::to_string(port); });
+  session::Watcher all(*s.stub);  // every event the service keeps, from the start
+  // SHUTDOWN, then the restore: CONNECTING (STARTUP_RESTORE) and CONNECTED.
+  ASSERT_TRUE(all.events.WaitFor([&](const std::vector<sv1::SessionEvent>& v) {
+    return v.size() >= 6 && v.back().to_state() == sv1::SESSION_STATE_CONNECTED;
+  }));
+  const size_t total = all.events.Snapshot().size();
+  ASSERT_TRUE(count_at_least(total));
+  watcher.Stop();
+  absl::MutexLock lock(&mu);
+  std::vector<int64_t> expected;
+  for (const auto& e : all.events.Snapshot()) expected.push_back(e.sequence());
+  EXPECT_EQ(seen, expected) << "every event once, in order, across the restart";
+  EXPECT_GE(opened, 2);
 }
 
 }  // namespace
