@@ -1,0 +1,189 @@
+#include "monitor_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "health/grpc_clients.h"
+#include "wasentinel/common/proto_time.h"
+
+namespace wasentinel::monitor {
+namespace {
+
+constexpr int kMaxPageSize = 500;
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxTransitions = 1000;
+constexpr int kDefaultTransitions = 200;
+
+std::string_view Metadata(grpc::ServerContext* ctx, std::string_view key) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(grpc::string_ref(key.data(), key.size()));
+  if (it == md.end()) return {};
+  return {it->second.data(), it->second.size()};
+}
+
+grpc::Status ToGrpc(const absl::Status& st) {
+  if (st.ok()) return grpc::Status::OK;
+  return {static_cast<grpc::StatusCode>(st.code()), std::string(st.message())};
+}
+
+grpc::Status Invalid(std::string message) {
+  return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
+}
+
+#define WAS_GRPC_RETURN_IF_ERROR(expr)                    \
+  do {                                                    \
+    if (grpc::Status _st = (expr); !_st.ok()) return _st; \
+  } while (0)
+
+}  // namespace
+
+MonitorServiceImpl::MonitorServiceImpl(MonitorRuntime runtime, const ApiKeys& keys)
+    : rt_(std::move(runtime)), keys_(keys) {}
+
+grpc::Status MonitorServiceImpl::Authorize(grpc::ServerContext* ctx, Scope scope) const {
+  return ToGrpc(
+      keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope).status());
+}
+
+grpc::Status MonitorServiceImpl::LeaderOnly() const {
+  if (rt_.leader()) return grpc::Status::OK;
+  const std::string leader = rt_.leader_name();
+  return {grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("this monitor (", rt_.replica, ") stands by; ",
+                       leader.empty() ? "no leader is known yet" : "call the leader, " + leader)};
+}
+
+grpc::Status MonitorServiceImpl::GetSessionHealth(grpc::ServerContext* ctx,
+                                                  const v1::GetSessionHealthRequest* req,
+                                                  v1::GetSessionHealthResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  auto s = rt_.store->Get(req->session_id());
+  if (!s.ok()) return ToGrpc(s.status());
+  *resp->mutable_health() = s->health;
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::ListSessionHealth(grpc::ServerContext* ctx,
+                                                   const v1::ListSessionHealthRequest* req,
+                                                   v1::ListSessionHealthResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  if (req->page_size() < 0 || req->page_size() > kMaxPageSize) {
+    return Invalid(absl::StrCat("page_size must be between 0 and ", kMaxPageSize));
+  }
+  HealthFilter filter;
+  filter.tenant_id = req->tenant_id();
+  filter.manual_intervention_only = req->manual_intervention_only();
+  for (int l : req->levels()) {
+    if (!v1::HealthLevel_IsValid(l) || l == v1::HEALTH_LEVEL_UNSPECIFIED) {
+      return Invalid(absl::StrCat("unknown level ", l));
+    }
+    filter.levels.push_back(static_cast<v1::HealthLevel>(l));
+  }
+  auto page = rt_.store->List(filter, req->page_size() ? req->page_size() : kDefaultPageSize,
+                              req->page_token());
+  if (!page.ok()) return ToGrpc(page.status());
+  for (auto& s : page->sessions) *resp->add_sessions() = std::move(s.health);
+  resp->set_next_page_token(page->next_page_token);
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::ListTransitions(grpc::ServerContext* ctx,
+                                                 const v1::ListTransitionsRequest* req,
+                                                 v1::ListTransitionsResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  if (req->page_size() < 0 || req->page_size() > kMaxTransitions) {
+    return Invalid(absl::StrCat("page_size must be between 0 and ", kMaxTransitions));
+  }
+  const absl::Time until = req->has_until() ? FromProto(req->until()) : absl::Now();
+  const absl::Time since = req->has_since() ? FromProto(req->since()) : until - absl::Hours(24);
+  if (since >= until) return Invalid("since must be before until");
+  auto history = rt_.store->History(req->session_id(), since, until,
+                                    req->page_size() ? req->page_size() : kDefaultTransitions);
+  if (!history.ok()) return ToGrpc(history.status());
+  *resp = *std::move(history);
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::GetHealthStats(grpc::ServerContext* ctx,
+                                                const v1::GetHealthStatsRequest* req,
+                                                v1::GetHealthStatsResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  auto stats = rt_.store->Stats(req->tenant_id());
+  if (!stats.ok()) return ToGrpc(stats.status());
+  *resp = *std::move(stats);
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::AcknowledgeSession(grpc::ServerContext* ctx,
+                                                    const v1::AcknowledgeSessionRequest* req,
+                                                    v1::AcknowledgeSessionResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  if (req->note().size() > 1000) return Invalid("note is at most 1000 characters");
+  if (auto st = rt_.store->Get(req->session_id()); !st.ok()) return ToGrpc(st.status());
+  WAS_GRPC_RETURN_IF_ERROR(LeaderOnly());
+  absl::MutexLock lock(rt_.mu);
+  auto health = rt_.monitor->Acknowledge(req->session_id(), req->note());
+  if (!health.ok()) return ToGrpc(health.status());
+  *resp->mutable_health() = *std::move(health);
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest*,
+                                          v1::ListJobsResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  for (auto& j : rt_.jobs->List()) *resp->add_jobs() = std::move(j);
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::TriggerJob(grpc::ServerContext* ctx,
+                                            const v1::TriggerJobRequest* req,
+                                            v1::TriggerJobResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  WAS_GRPC_RETURN_IF_ERROR(LeaderOnly());
+  auto result = rt_.jobs->Trigger(req->name());
+  if (!result.ok()) return ToGrpc(result.status());
+  *resp->mutable_result() = *std::move(result);
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::PauseJob(grpc::ServerContext* ctx, const v1::PauseJobRequest* req,
+                                          v1::PauseJobResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  WAS_GRPC_RETURN_IF_ERROR(LeaderOnly());
+  auto job = rt_.jobs->Pause(req->name());
+  if (!job.ok()) return ToGrpc(job.status());
+  *resp->mutable_job() = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::ResumeJob(grpc::ServerContext* ctx,
+                                           const v1::ResumeJobRequest* req,
+                                           v1::ResumeJobResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  WAS_GRPC_RETURN_IF_ERROR(LeaderOnly());
+  auto job = rt_.jobs->Resume(req->name());
+  if (!job.ok()) return ToGrpc(job.status());
+  *resp->mutable_job() = *std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::GetMonitorStatus(grpc::ServerContext* ctx,
+                                                  const v1::GetMonitorStatusRequest*,
+                                                  v1::GetMonitorStatusResponse* resp) {
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  resp->set_replica(rt_.replica);
+  resp->set_leader(rt_.leader());
+  resp->set_leader_replica(rt_.leader_name());
+  auto cursor = rt_.store->LastSequence();
+  if (cursor.ok()) resp->set_last_event_sequence(*cursor);
+  absl::MutexLock lock(rt_.mu);
+  const bool reachable = rt_.monitor->session_service_reachable();
+  resp->set_session_service_reachable(reachable);
+  resp->set_session_service_error(rt_.monitor->last_error());
+  if (auto since = rt_.monitor->unreachable_since()) {
+    *resp->mutable_session_service_unreachable_since() = ToProto(*since);
+  }
+  *resp->mutable_session_service_uptime() = ToProto(rt_.monitor->session_service_uptime());
+  resp->set_status(reachable && cursor.ok() ? v1::MONITOR_STATUS_OK : v1::MONITOR_STATUS_ERROR);
+  return grpc::Status::OK;
+}
+
+}  // namespace wasentinel::monitor
