@@ -1,7 +1,7 @@
 #include "monitor_service.h"
 
 #include "absl/strings/str_cat.h"
-#include "health/grpc_clients.h"
+#include "wasentinel/common/grpc_status.h"
 #include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::monitor {
@@ -12,26 +12,9 @@ constexpr int kDefaultPageSize = 100;
 constexpr int kMaxTransitions = 1000;
 constexpr int kDefaultTransitions = 200;
 
-std::string_view Metadata(grpc::ServerContext* ctx, std::string_view key) {
-  const auto& md = ctx->client_metadata();
-  auto it = md.find(grpc::string_ref(key.data(), key.size()));
-  if (it == md.end()) return {};
-  return {it->second.data(), it->second.size()};
-}
-
-grpc::Status ToGrpc(const absl::Status& st) {
-  if (st.ok()) return grpc::Status::OK;
-  return {static_cast<grpc::StatusCode>(st.code()), std::string(st.message())};
-}
-
 grpc::Status Invalid(std::string message) {
   return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
 }
-
-#define WAS_GRPC_RETURN_IF_ERROR(expr)                    \
-  do {                                                    \
-    if (grpc::Status _st = (expr); !_st.ok()) return _st; \
-  } while (0)
 
 }  // namespace
 

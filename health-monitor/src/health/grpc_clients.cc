@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/grpc_status.h"
 #include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::monitor {
@@ -16,12 +17,6 @@ std::unique_ptr<grpc::ClientContext> MakeContext(const std::string& key, absl::D
 }
 
 }  // namespace
-
-absl::Status FromGrpc(const grpc::Status& st, std::string_view what) {
-  if (st.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
-                      absl::StrCat(Sv(what), ": ", st.error_message()));
-}
 
 GrpcSessionSource::GrpcSessionSource(std::shared_ptr<grpc::Channel> channel, std::string api_key,
                                      absl::Duration timeout)

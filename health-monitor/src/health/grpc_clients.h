@@ -50,7 +50,4 @@ class GrpcAlertSink final : public AlertSink {
   const absl::Duration timeout_;
 };
 
-/// grpc::Status → absl::Status with the same code and message.
-absl::Status FromGrpc(const grpc::Status& st, std::string_view what);
-
 }  // namespace wasentinel::monitor

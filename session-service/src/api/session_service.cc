@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "wasentinel/common/grpc_status.h"
 #include "wasentinel/common/logging.h"
 
 namespace wasentinel::session {
@@ -21,13 +22,6 @@ constexpr size_t kMaxCredsJson = 1 << 20;
 
 google::protobuf::Duration Dur(absl::Duration d) {
   return TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(d));
-}
-
-std::string_view Metadata(grpc::ServerContextBase* ctx, std::string_view key) {
-  const auto& md = ctx->client_metadata();
-  auto it = md.find(grpc::string_ref(key.data(), key.size()));
-  if (it == md.end()) return {};
-  return {it->second.data(), it->second.size()};
 }
 
 grpc::Status Invalid(std::string message) {
@@ -92,17 +86,7 @@ v1::OverallStatus OverallOf(int64_t total, int64_t connected) {
 constexpr char kForwardedBy[] = "x-wasentinel-forwarded-by";
 constexpr absl::Duration kForwardDeadline = absl::Seconds(60);
 
-#define WAS_GRPC_RETURN_IF_ERROR(expr)                    \
-  do {                                                    \
-    if (grpc::Status _st = (expr); !_st.ok()) return _st; \
-  } while (0)
-
 }  // namespace
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
 
 v1::Session ToProto(const SessionView& view) {
   const SessionRecord& r = view.record;

@@ -116,7 +116,5 @@ class SessionServiceImpl final
 
 /// The API form of a session: the stored row overlaid with what this process knows live.
 v1::Session ToProto(const SessionView& view);
-/// absl::Status → grpc::Status with the same code and message.
-grpc::Status ToGrpc(const absl::Status& status);
 
 }  // namespace wasentinel::session

@@ -1,0 +1,26 @@
+#include "wasentinel/common/grpc_status.h"
+
+#include "absl/strings/str_cat.h"
+#include "wasentinel/common/bytes.h"
+
+namespace wasentinel {
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return {static_cast<grpc::StatusCode>(status.code()), std::string(status.message())};
+}
+
+absl::Status FromGrpc(const grpc::Status& status, std::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  return {static_cast<absl::StatusCode>(status.error_code()),
+          absl::StrCat(Sv(what), ": ", status.error_message())};
+}
+
+std::string_view Metadata(grpc::ServerContextBase* ctx, std::string_view key) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(grpc::string_ref(key.data(), key.size()));
+  if (it == md.end()) return {};
+  return {it->second.data(), it->second.size()};
+}
+
+}  // namespace wasentinel
