@@ -16,6 +16,7 @@ constexpr char kOffline[] = "session.offline";
 constexpr char kLoggedOut[] = "session.logged_out";
 constexpr char kManual[] = "session.manual_intervention";
 constexpr char kUnreachable[] = "session_service.unreachable";
+constexpr absl::Duration kRefreshSaved = absl::Minutes(15);
 
 void Trim(std::deque<absl::Time>& q, absl::Time since) {
   while (!q.empty() && q.front() <= since) q.pop_front();
@@ -327,6 +328,8 @@ void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
   const absl::Time now = clock_.Now();
   const Assessment a = Assess(w.s.facts, MemoryOf(w), now, policy_, w.facts_are_live);
   v1::SessionHealth& h = w.s.health;
+  v1::SessionHealth before = h;
+  before.clear_last_checked_at();
   const v1::HealthLevel old_level = h.level();
   const sv1::SessionState old_state = h.state();
   const sv1::Session& f = w.s.facts;
@@ -352,7 +355,14 @@ void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
   *h.mutable_last_checked_at() = ToProto(now);
   const bool changed = old_level != a.level || old_state != f.state();
   if (old_level != a.level) *h.mutable_level_since() = ToProto(now);
-  Persist(w);
+  // Saved when something but the check time changed, and at least every kRefreshSaved: a deep
+  // check over thousands of unchanged sessions writes nothing.
+  v1::SessionHealth after = h;
+  after.clear_last_checked_at();
+  if (now - w.saved_at >= kRefreshSaved ||
+      before.SerializeAsString() != after.SerializeAsString()) {
+    Persist(w);
+  }
   if (changed) {
     v1::Transition t;
     t.set_session_id(h.session_id());
@@ -550,6 +560,7 @@ bool Monitor::ResolveOpen(const std::string& key, const std::string& note) {
 }
 
 void Monitor::Persist(Watched& w) {
+  w.saved_at = clock_.Now();
   if (auto st = store_.Save(w.s); !st.ok()) {
     log_->warn("saving the health of {}: {}", w.s.health.session_id(), st);
   }

@@ -98,9 +98,10 @@ class Monitor {
  private:
   struct Watched {
     MonitoredSession s;
-    std::deque<absl::Time> reconnects;  // CONNECTING transitions seen (last hour)
-    std::deque<absl::Time> drops;       // connections ended by an error (last hour)
-    bool facts_are_live = false;        // facts from a deep check, not only from events
+    std::deque<absl::Time> reconnects;           // CONNECTING transitions seen (last hour)
+    std::deque<absl::Time> drops;                // connections ended by an error (last hour)
+    bool facts_are_live = false;                 // facts from a deep check, not only from events
+    absl::Time saved_at = absl::InfinitePast();  // when the store last got this session
   };
   struct Tally {
     int64_t reconnected = 0;
