@@ -88,6 +88,26 @@ TEST(PgHealthStore, SavesLoadsPagesAndCounts) {
   EXPECT_EQ(f.store.LoadAll().value().size(), 2u);
 }
 
+TEST(PgHealthStore, SavesABatchInOneTransaction) {
+  Fixture f;
+  auto a = Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED);
+  auto b = Session(2, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED);
+  v1::Transition t;
+  t.set_session_id(Id(2));
+  *t.mutable_at() = ToProto(kT0);
+  t.set_to_level(v1::HEALTH_LEVEL_WARNING);
+  t.set_cause("first seen");
+  ASSERT_TRUE(f.store.SaveBatch({&a, &b}, {t}).ok());
+  EXPECT_EQ(f.store.LoadAll().value().size(), 2u);
+  EXPECT_EQ(f.store.History(Id(2), kT0, kT0 + absl::Hours(1), 10).value().transitions_size(), 1);
+  // A transition of a session that is nowhere fails the whole batch.
+  auto c = Session(3, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED);
+  t.set_session_id(Id(4));
+  EXPECT_FALSE(f.store.SaveBatch({&c}, {t}).ok());
+  EXPECT_EQ(f.store.Get(Id(3)).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(f.store.SaveBatch({}, {}).ok());
+}
+
 TEST(PgHealthStore, HistoryAndUptime) {
   Fixture f;
   ASSERT_TRUE(

@@ -233,12 +233,13 @@ v1::JobResult Monitor::DeepCheck() {
   }
   Tally tally;
   absl::flat_hash_set<std::string> seen;
+  std::vector<std::string> ids;
   for (const auto& s : deep->sessions()) {
     seen.insert(s.id());
-    Watched& w = Adopt(s);
-    w.facts_are_live = true;
-    Evaluate(w, "deep check", tally);
+    ids.push_back(s.id());
+    Adopt(s).facts_are_live = true;
   }
+  EvaluateAll(ids, "deep check", tally);
   std::vector<std::string> gone;
   for (const auto& [id, w] : watched_) {
     if (!seen.contains(id)) gone.push_back(id);
@@ -295,10 +296,12 @@ v1::JobResult Monitor::LightCheck() {
   uptime_ = absl::Seconds(health->uptime().seconds()) + absl::Nanoseconds(health->uptime().nanos());
   // Time alone moves sessions along (offline → critical); nothing socket-based is decided on
   // facts a deep check gathered minutes ago.
+  std::vector<std::string> ids;
   for (auto& [id, w] : watched_) {
     w.facts_are_live = false;
-    Evaluate(w, "light check", tally);
+    ids.push_back(id);
   }
+  EvaluateAll(ids, "light check", tally);
   CountLevels(result);
   result.set_reconnected(tally.reconnected);
   result.set_notified(tally.notified);
@@ -324,9 +327,11 @@ absl::StatusOr<v1::SessionHealth> Monitor::Acknowledge(const std::string& sessio
   return w.s.health;
 }
 
-void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
+Monitor::Evaluated Monitor::Classify(Watched& w, const std::string& why) {
   const absl::Time now = clock_.Now();
-  const Assessment a = Assess(w.s.facts, MemoryOf(w), now, policy_, w.facts_are_live);
+  Evaluated e;
+  e.a = Assess(w.s.facts, MemoryOf(w), now, policy_, w.facts_are_live);
+  const Assessment& a = e.a;
   v1::SessionHealth& h = w.s.health;
   v1::SessionHealth before = h;
   before.clear_last_checked_at();
@@ -353,18 +358,15 @@ void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
   if (f.has_last_disconnected_at()) *h.mutable_last_disconnected_at() = f.last_disconnected_at();
   h.set_recovery_attempts_last_hour(limiter_.Count(h.session_id(), now));
   *h.mutable_last_checked_at() = ToProto(now);
-  const bool changed = old_level != a.level || old_state != f.state();
   if (old_level != a.level) *h.mutable_level_since() = ToProto(now);
   // Saved when something but the check time changed, and at least every kRefreshSaved: a deep
   // check over thousands of unchanged sessions writes nothing.
   v1::SessionHealth after = h;
   after.clear_last_checked_at();
-  if (now - w.saved_at >= kRefreshSaved ||
-      before.SerializeAsString() != after.SerializeAsString()) {
-    Persist(w);
-  }
-  if (changed) {
-    v1::Transition t;
+  e.save =
+      now - w.saved_at >= kRefreshSaved || before.SerializeAsString() != after.SerializeAsString();
+  if (old_level != a.level || old_state != f.state()) {
+    v1::Transition& t = e.transition.emplace();
     t.set_session_id(h.session_id());
     *t.mutable_at() = ToProto(now);
     if (old_level != a.level) {
@@ -376,16 +378,53 @@ void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
       t.set_to_state(f.state());
     }
     t.set_cause(absl::StrCat(why, ": ", a.cause));
-    if (auto id = store_.AddTransition(t); !id.ok()) {
-      log_->warn("recording a transition of {}: {}", h.session_id(), id.status());
-    }
     if (old_level != a.level) {
       log_->info("session {} ({}) {} → {}: {}", h.session_id(), h.phone_number_masked(),
                  v1::HealthLevel_Name(old_level), v1::HealthLevel_Name(a.level), t.cause());
     }
   }
-  Alert(w, a, tally);
-  Act(w, a, tally);
+  return e;
+}
+
+void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
+  const Evaluated e = Classify(w, why);
+  if (e.save) Persist(w);
+  if (e.transition) {
+    if (auto id = store_.AddTransition(*e.transition); !id.ok()) {
+      log_->warn("recording a transition of {}: {}", w.s.health.session_id(), id.status());
+    }
+  }
+  Alert(w, e.a, tally);
+  Act(w, e.a, tally);
+}
+
+void Monitor::EvaluateAll(const std::vector<std::string>& ids, const std::string& why,
+                          Tally& tally) {
+  std::vector<std::pair<std::string, Evaluated>> evaluated;
+  std::vector<const MonitoredSession*> saves;
+  std::vector<v1::Transition> transitions;
+  const absl::Time now = clock_.Now();
+  for (const auto& id : ids) {
+    auto it = watched_.find(id);
+    if (it == watched_.end()) continue;
+    Evaluated e = Classify(it->second, why);
+    if (e.save) {
+      saves.push_back(&it->second.s);
+      it->second.saved_at = now;
+    }
+    if (e.transition) transitions.push_back(*e.transition);
+    evaluated.emplace_back(id, std::move(e));
+  }
+  // One commit for the lot (watched_ is not changed until it is written).
+  if (auto st = store_.SaveBatch(saves, transitions); !st.ok()) {
+    log_->warn("saving the health of {} sessions: {}", saves.size(), st);
+  }
+  for (const auto& [id, e] : evaluated) {
+    auto it = watched_.find(id);
+    if (it == watched_.end()) continue;
+    Alert(it->second, e.a, tally);
+    Act(it->second, e.a, tally);
+  }
 }
 
 void Monitor::Act(Watched& w, const Assessment& a, Tally& tally) {

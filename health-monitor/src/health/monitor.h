@@ -108,8 +108,17 @@ class Monitor {
     int64_t notified = 0;
   };
 
-  // Assesses `w` now, records what changed, acts on the decision.
+  struct Evaluated {
+    Assessment a;
+    bool save = false;                         // the health changed (or is due a refresh)
+    std::optional<v1::Transition> transition;  // the level or the state changed
+  };
+  // Assesses `w` now and updates its health in memory (no I/O).
+  Evaluated Classify(Watched& w, const std::string& why);
+  // Classify, record what changed, alert, act on the decision.
   void Evaluate(Watched& w, const std::string& why, Tally& tally);
+  // The same for many sessions, their changes written in one transaction first.
+  void EvaluateAll(const std::vector<std::string>& ids, const std::string& why, Tally& tally);
   void Act(Watched& w, const Assessment& a, Tally& tally);
   void Alert(Watched& w, const Assessment& a, Tally& tally);
   bool RaiseOnce(const std::string& key, const Watched* w, const std::string& event_type,

@@ -160,26 +160,66 @@ absl::StatusOr<std::vector<MonitoredSession>> PgHealthStore::LoadAll() {
   return out;
 }
 
+namespace {
+
+// The upsert of one session, in any transaction.
+void SaveIn(pqxx::transaction_base& t, const MonitoredSession& s) {
+  t.exec_params(
+      absl::StrCat(
+          "INSERT INTO monitor_sessions (session_id, tenant_id, level, state, score,"
+          " manual_intervention, health, facts, last_proof_of_life, first_seen_at, updated_at)"
+          " VALUES ($1::uuid, $2, $3, $4, $5, $6, decode($7, 'hex'), decode($8, 'hex'),"
+          " CASE WHEN $9::bigint IS NULL THEN NULL ELSE ",
+          At(9), " END, ", At(10),
+          ", now()) ON CONFLICT (session_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,"
+          " level = EXCLUDED.level, state = EXCLUDED.state, score = EXCLUDED.score,"
+          " manual_intervention = EXCLUDED.manual_intervention, health = EXCLUDED.health,"
+          " facts = EXCLUDED.facts, last_proof_of_life = EXCLUDED.last_proof_of_life,"
+          " updated_at = now()"),
+      s.health.session_id(), s.health.tenant_id(), v1::HealthLevel_Name(s.health.level()),
+      sv1::SessionState_Name(s.health.state()), s.health.score(),
+      s.health.manual_intervention_required(), HexOf(s.health), HexOf(s.facts),
+      Micros(s.last_proof_of_life), absl::ToUnixMicros(s.first_seen_at));
+}
+
+// The insert of one transition, in any transaction; its id. NULL: that part did not change.
+int64_t AddTransitionIn(pqxx::transaction_base& tx, const v1::Transition& t) {
+  auto level = [](v1::HealthLevel l) {
+    return l == v1::HEALTH_LEVEL_UNSPECIFIED ? std::nullopt
+                                             : std::optional<std::string>(v1::HealthLevel_Name(l));
+  };
+  auto state = [](sv1::SessionState s) {
+    return s == sv1::SESSION_STATE_UNSPECIFIED
+               ? std::nullopt
+               : std::optional<std::string>(sv1::SessionState_Name(s));
+  };
+  auto r = tx.exec_params(
+      absl::StrCat("INSERT INTO monitor_transitions (session_id, at, from_level, to_level,"
+                   " from_state, to_state, cause) VALUES ($1::uuid, ",
+                   At(2), ", $3, $4, $5, $6, $7) RETURNING id"),
+      t.session_id(), absl::ToUnixMicros(FromProto(t.at())), level(t.from_level()),
+      level(t.to_level()), state(t.from_state()), state(t.to_state()), t.cause());
+  return r[0][0].as<int64_t>();
+}
+
+}  // namespace
+
 absl::Status PgHealthStore::Save(const MonitoredSession& s) {
   WAS_RETURN_IF_ERROR(CheckId(s.health.session_id()));
   return pool_.Run("save monitored session", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    n.exec_params(
-        absl::StrCat(
-            "INSERT INTO monitor_sessions (session_id, tenant_id, level, state, score,"
-            " manual_intervention, health, facts, last_proof_of_life, first_seen_at, updated_at)"
-            " VALUES ($1::uuid, $2, $3, $4, $5, $6, decode($7, 'hex'), decode($8, 'hex'),"
-            " CASE WHEN $9::bigint IS NULL THEN NULL ELSE ",
-            At(9), " END, ", At(10),
-            ", now()) ON CONFLICT (session_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,"
-            " level = EXCLUDED.level, state = EXCLUDED.state, score = EXCLUDED.score,"
-            " manual_intervention = EXCLUDED.manual_intervention, health = EXCLUDED.health,"
-            " facts = EXCLUDED.facts, last_proof_of_life = EXCLUDED.last_proof_of_life,"
-            " updated_at = now()"),
-        s.health.session_id(), s.health.tenant_id(), v1::HealthLevel_Name(s.health.level()),
-        sv1::SessionState_Name(s.health.state()), s.health.score(),
-        s.health.manual_intervention_required(), HexOf(s.health), HexOf(s.facts),
-        Micros(s.last_proof_of_life), absl::ToUnixMicros(s.first_seen_at));
+    SaveIn(n, s);
+  });
+}
+
+absl::Status PgHealthStore::SaveBatch(const std::vector<const MonitoredSession*>& sessions,
+                                      const std::vector<v1::Transition>& transitions) {
+  for (const auto* s : sessions) WAS_RETURN_IF_ERROR(CheckId(s->health.session_id()));
+  for (const auto& t : transitions) WAS_RETURN_IF_ERROR(CheckId(t.session_id()));
+  if (sessions.empty() && transitions.empty()) return absl::OkStatus();
+  return pool_.Transact("save monitored sessions", [&](pqxx::work& w) {
+    for (const auto* s : sessions) SaveIn(w, *s);
+    for (const auto& t : transitions) AddTransitionIn(w, t);
   });
 }
 
@@ -258,26 +298,10 @@ absl::StatusOr<v1::GetHealthStatsResponse> PgHealthStore::Stats(const std::strin
 
 absl::StatusOr<int64_t> PgHealthStore::AddTransition(const v1::Transition& t) {
   WAS_RETURN_IF_ERROR(CheckId(t.session_id()));
-  // NULL: that part did not change.
-  auto level = [](v1::HealthLevel l) {
-    return l == v1::HEALTH_LEVEL_UNSPECIFIED ? std::nullopt
-                                             : std::optional<std::string>(v1::HealthLevel_Name(l));
-  };
-  auto state = [](sv1::SessionState s) {
-    return s == sv1::SESSION_STATE_UNSPECIFIED
-               ? std::nullopt
-               : std::optional<std::string>(sv1::SessionState_Name(s));
-  };
   int64_t id = 0;
   WAS_RETURN_IF_ERROR(pool_.Run("add transition", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(
-        absl::StrCat("INSERT INTO monitor_transitions (session_id, at, from_level, to_level,"
-                     " from_state, to_state, cause) VALUES ($1::uuid, ",
-                     At(2), ", $3, $4, $5, $6, $7) RETURNING id"),
-        t.session_id(), absl::ToUnixMicros(FromProto(t.at())), level(t.from_level()),
-        level(t.to_level()), state(t.from_state()), state(t.to_state()), t.cause());
-    id = r[0][0].as<int64_t>();
+    id = AddTransitionIn(n, t);
   }));
   return id;
 }

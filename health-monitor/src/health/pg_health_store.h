@@ -19,6 +19,8 @@ class PgHealthStore final : public HealthStore {
 
   absl::StatusOr<std::vector<MonitoredSession>> LoadAll() override;
   absl::Status Save(const MonitoredSession& session) override;
+  absl::Status SaveBatch(const std::vector<const MonitoredSession*>& sessions,
+                         const std::vector<v1::Transition>& transitions) override;
   absl::Status Forget(const std::string& session_id) override;
   absl::StatusOr<MonitoredSession> Get(const std::string& session_id) override;
   absl::StatusOr<HealthPage> List(const HealthFilter& filter, int page_size,

@@ -14,8 +14,7 @@ namespace wasentinel::monitor {
 
 class RecoveryLimiter {
  public:
-  RecoveryLimiter(int max_attempts, absl::Duration window)
-      : max_(max_attempts), window_(window) {}
+  RecoveryLimiter(int max_attempts, absl::Duration window) : max_(max_attempts), window_(window) {}
 
   /// Attempts of `session` in (now − window, now].
   int Count(const std::string& session, absl::Time now);

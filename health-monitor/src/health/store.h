@@ -66,6 +66,10 @@ class HealthStore {
   virtual absl::StatusOr<std::vector<MonitoredSession>> LoadAll() = 0;
   /// Inserts or replaces the session (first_seen_at is kept from the first save).
   virtual absl::Status Save(const MonitoredSession& session) = 0;
+  /// Saves `sessions` and appends `transitions` in one transaction (a check over thousands of
+  /// sessions commits once). The transitions' sessions must be among `sessions` or stored.
+  virtual absl::Status SaveBatch(const std::vector<const MonitoredSession*>& sessions,
+                                 const std::vector<v1::Transition>& transitions) = 0;
   /// Forgets a session session-service no longer has; its history goes with it.
   virtual absl::Status Forget(const std::string& session_id) = 0;
   /// NOT_FOUND for a session never seen.
