@@ -59,10 +59,9 @@ TEST(LinkCode, BothSidesDeriveTheSameAdvSecret) {
   EXPECT_NE(finish->adv_secret, creds.adv_secret) << "the random adv secret is replaced";
 
   // A notification for another ref is not ours.
-  EXPECT_EQ(AnswerPrimaryHello(phone->notification, req, "REF2", "15551234567", creds)
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      AnswerPrimaryHello(phone->notification, req, "REF2", "15551234567", creds).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(LinkCode, AWrongCodeFailsAtTheKeyBundle) {
