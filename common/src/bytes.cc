@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <cctype>
+
 #include "absl/strings/str_cat.h"
 
 namespace wasentinel {
@@ -49,6 +51,24 @@ absl::StatusOr<Bytes> Base64Decode(std::string_view b64) {
   }
   out.resize(len);
   return out;
+}
+
+bool IsUuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CheckSessionId(std::string_view id) {
+  if (IsUuid(id)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("session id \"", Sv(id), "\" is not a UUID"));
 }
 
 }  // namespace wasentinel

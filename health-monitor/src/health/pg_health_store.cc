@@ -51,15 +51,12 @@ MonitoredSession ToSession(const pqxx::row& r) {
   return s;
 }
 
-absl::Status CheckId(const std::string& id) {
-  // A UUID in its canonical text form; anything else never reaches SQL.
-  bool ok = id.size() == 36;
-  for (size_t i = 0; ok && i < id.size(); ++i) {
-    const char c = id[i];
-    ok = (i == 8 || i == 13 || i == 18 || i == 23) ? c == '-' : std::isxdigit(c) != 0;
-  }
-  if (!ok) return absl::InvalidArgumentError(absl::StrCat("'", id, "' is not a session id"));
-  return absl::OkStatus();
+// The enum a column names (NULL or an unknown name: the zero value, UNSPECIFIED).
+template <class Enum, class Parse>
+Enum EnumOf(const pqxx::field& f, Parse parse) {
+  Enum e{};
+  if (!f.is_null()) parse(f.as<std::string>(), &e);
+  return e;
 }
 
 std::string LevelsArray(const std::vector<v1::HealthLevel>& levels) {
@@ -205,7 +202,7 @@ int64_t AddTransitionIn(pqxx::transaction_base& tx, const v1::Transition& t) {
 }  // namespace
 
 absl::Status PgHealthStore::Save(const MonitoredSession& s) {
-  WAS_RETURN_IF_ERROR(CheckId(s.health.session_id()));
+  WAS_RETURN_IF_ERROR(CheckSessionId(s.health.session_id()));
   return pool_.Run("save monitored session", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
     SaveIn(n, s);
@@ -214,8 +211,8 @@ absl::Status PgHealthStore::Save(const MonitoredSession& s) {
 
 absl::Status PgHealthStore::SaveBatch(const std::vector<const MonitoredSession*>& sessions,
                                       const std::vector<v1::Transition>& transitions) {
-  for (const auto* s : sessions) WAS_RETURN_IF_ERROR(CheckId(s->health.session_id()));
-  for (const auto& t : transitions) WAS_RETURN_IF_ERROR(CheckId(t.session_id()));
+  for (const auto* s : sessions) WAS_RETURN_IF_ERROR(CheckSessionId(s->health.session_id()));
+  for (const auto& t : transitions) WAS_RETURN_IF_ERROR(CheckSessionId(t.session_id()));
   if (sessions.empty() && transitions.empty()) return absl::OkStatus();
   return pool_.Transact("save monitored sessions", [&](pqxx::work& w) {
     for (const auto* s : sessions) SaveIn(w, *s);
@@ -224,7 +221,7 @@ absl::Status PgHealthStore::SaveBatch(const std::vector<const MonitoredSession*>
 }
 
 absl::Status PgHealthStore::Forget(const std::string& session_id) {
-  WAS_RETURN_IF_ERROR(CheckId(session_id));
+  WAS_RETURN_IF_ERROR(CheckSessionId(session_id));
   return pool_.Run("forget monitored session", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
     n.exec_params("DELETE FROM monitor_sessions WHERE session_id = $1::uuid", session_id);
@@ -232,7 +229,7 @@ absl::Status PgHealthStore::Forget(const std::string& session_id) {
 }
 
 absl::StatusOr<MonitoredSession> PgHealthStore::Get(const std::string& session_id) {
-  WAS_RETURN_IF_ERROR(CheckId(session_id));
+  WAS_RETURN_IF_ERROR(CheckSessionId(session_id));
   std::optional<MonitoredSession> out;
   WAS_RETURN_IF_ERROR(pool_.Run("get monitored session", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
@@ -248,7 +245,7 @@ absl::StatusOr<MonitoredSession> PgHealthStore::Get(const std::string& session_i
 
 absl::StatusOr<HealthPage> PgHealthStore::List(const HealthFilter& filter, int page_size,
                                                const std::string& page_token) {
-  if (!page_token.empty()) WAS_RETURN_IF_ERROR(CheckId(page_token));
+  if (!page_token.empty()) WAS_RETURN_IF_ERROR(CheckSessionId(page_token));
   HealthPage page;
   WAS_RETURN_IF_ERROR(pool_.Run("list monitored sessions", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
@@ -279,10 +276,8 @@ absl::StatusOr<v1::GetHealthStatsResponse> PgHealthStore::Stats(const std::strin
         tenant_id);
     for (const auto& row : r) {
       auto* count = out.add_counts();
-      v1::HealthLevel level = v1::HEALTH_LEVEL_UNSPECIFIED;
-      v1::HealthLevel_Parse(row[0].as<std::string>(), &level);
-      sv1::SessionState state = sv1::SESSION_STATE_UNSPECIFIED;
-      sv1::SessionState_Parse(row[1].as<std::string>(), &state);
+      const auto level = EnumOf<v1::HealthLevel>(row[0], v1::HealthLevel_Parse);
+      const auto state = EnumOf<sv1::SessionState>(row[1], sv1::SessionState_Parse);
       count->set_level(level);
       count->set_state(state);
       count->set_count(row[2].as<int64_t>());
@@ -297,7 +292,7 @@ absl::StatusOr<v1::GetHealthStatsResponse> PgHealthStore::Stats(const std::strin
 }
 
 absl::StatusOr<int64_t> PgHealthStore::AddTransition(const v1::Transition& t) {
-  WAS_RETURN_IF_ERROR(CheckId(t.session_id()));
+  WAS_RETURN_IF_ERROR(CheckSessionId(t.session_id()));
   int64_t id = 0;
   WAS_RETURN_IF_ERROR(pool_.Run("add transition", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
@@ -307,7 +302,7 @@ absl::StatusOr<int64_t> PgHealthStore::AddTransition(const v1::Transition& t) {
 }
 
 absl::StatusOr<int64_t> PgHealthStore::AddRecovery(const v1::RecoveryAttempt& a) {
-  WAS_RETURN_IF_ERROR(CheckId(a.session_id()));
+  WAS_RETURN_IF_ERROR(CheckSessionId(a.session_id()));
   int64_t id = 0;
   WAS_RETURN_IF_ERROR(pool_.Run("add recovery attempt", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
@@ -339,12 +334,8 @@ v1::RecoveryAttempt ToRecovery(const pqxx::row& r) {
   a.set_id(r[0].as<int64_t>());
   a.set_session_id(r[1].as<std::string>());
   *a.mutable_at() = ToProto(absl::FromUnixMicros(r[2].as<int64_t>()));
-  v1::RecoveryAttempt::Action action = v1::RecoveryAttempt::ACTION_UNSPECIFIED;
-  v1::RecoveryAttempt::Action_Parse(r[3].as<std::string>(), &action);
-  a.set_action(action);
-  v1::RecoveryAttempt::Outcome outcome = v1::RecoveryAttempt::OUTCOME_UNSPECIFIED;
-  v1::RecoveryAttempt::Outcome_Parse(r[4].as<std::string>(), &outcome);
-  a.set_outcome(outcome);
+  a.set_action(EnumOf<v1::RecoveryAttempt::Action>(r[3], v1::RecoveryAttempt::Action_Parse));
+  a.set_outcome(EnumOf<v1::RecoveryAttempt::Outcome>(r[4], v1::RecoveryAttempt::Outcome_Parse));
   a.set_trigger(r[5].as<std::string>());
   a.set_error(r[6].as<std::string>());
   return a;
@@ -391,20 +382,10 @@ absl::StatusOr<v1::ListTransitionsResponse> PgHealthStore::History(const std::st
       t->set_id(row[0].as<int64_t>());
       t->set_session_id(session_id);
       *t->mutable_at() = ToProto(absl::FromUnixMicros(row[1].as<int64_t>()));
-      v1::HealthLevel level = v1::HEALTH_LEVEL_UNSPECIFIED;
-      if (!row[2].is_null() && v1::HealthLevel_Parse(row[2].as<std::string>(), &level)) {
-        t->set_from_level(level);
-      }
-      if (!row[3].is_null() && v1::HealthLevel_Parse(row[3].as<std::string>(), &level)) {
-        t->set_to_level(level);
-      }
-      sv1::SessionState state = sv1::SESSION_STATE_UNSPECIFIED;
-      if (!row[4].is_null() && sv1::SessionState_Parse(row[4].as<std::string>(), &state)) {
-        t->set_from_state(state);
-      }
-      if (!row[5].is_null() && sv1::SessionState_Parse(row[5].as<std::string>(), &state)) {
-        t->set_to_state(state);
-      }
+      t->set_from_level(EnumOf<v1::HealthLevel>(row[2], v1::HealthLevel_Parse));
+      t->set_to_level(EnumOf<v1::HealthLevel>(row[3], v1::HealthLevel_Parse));
+      t->set_from_state(EnumOf<sv1::SessionState>(row[4], sv1::SessionState_Parse));
+      t->set_to_state(EnumOf<sv1::SessionState>(row[5], sv1::SessionState_Parse));
       t->set_cause(row[6].as<std::string>());
     }
     auto rec = n.exec_params(
@@ -461,7 +442,7 @@ absl::StatusOr<std::vector<OpenAlert>> PgHealthStore::OpenAlerts() {
 }
 
 absl::Status PgHealthStore::RecordAlert(const OpenAlert& a) {
-  if (!a.session_id.empty()) WAS_RETURN_IF_ERROR(CheckId(a.session_id));
+  if (!a.session_id.empty()) WAS_RETURN_IF_ERROR(CheckSessionId(a.session_id));
   return pool_.Run("record alert", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
     n.exec_params(

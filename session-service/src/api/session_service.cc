@@ -1,28 +1,22 @@
 #include "session_service.h"
 
-#include <google/protobuf/util/time_util.h>
-
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/grpc_status.h"
 #include "wasentinel/common/logging.h"
+#include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::session {
+
+// Beside session::ToProto(SessionView): the time conversions of common/proto_time.h.
+using ::wasentinel::FromProto;
+using ::wasentinel::ToProto;
+
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
-}
 
 constexpr int kMaxPageSize = 500;
 constexpr int kDefaultPageSize = 100;
 constexpr size_t kMaxCredsJson = 1 << 20;
-
-google::protobuf::Duration Dur(absl::Duration d) {
-  return TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(d));
-}
 
 grpc::Status Invalid(std::string message) {
   return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
@@ -104,10 +98,10 @@ v1::Session ToProto(const SessionView& view) {
   s.set_is_active(r.is_active);
   s.set_auto_connect(r.auto_connect);
   s.set_has_credentials(r.credentials.has_value());
-  if (r.last_connected_at) *s.mutable_last_connected_at() = Ts(*r.last_connected_at);
-  if (r.last_disconnected_at) *s.mutable_last_disconnected_at() = Ts(*r.last_disconnected_at);
-  *s.mutable_created_at() = Ts(r.created_at);
-  *s.mutable_updated_at() = Ts(r.updated_at);
+  if (r.last_connected_at) *s.mutable_last_connected_at() = ToProto(*r.last_connected_at);
+  if (r.last_disconnected_at) *s.mutable_last_disconnected_at() = ToProto(*r.last_disconnected_at);
+  *s.mutable_created_at() = ToProto(r.created_at);
+  *s.mutable_updated_at() = ToProto(r.updated_at);
   s.set_reconnect_count(r.reconnect_count);
   s.set_error_count(r.error_count);
   s.set_owner(r.owner);
@@ -120,11 +114,11 @@ v1::Session ToProto(const SessionView& view) {
     s.set_socket_alive(live->socket_alive);
     s.set_inbound_messages(live->inbound_messages);
     s.set_missed_pings(live->missed_pings);
-    if (live->last_inbound_at) *s.mutable_last_inbound_message_at() = Ts(*live->last_inbound_at);
-    if (live->last_pong_at) *s.mutable_last_pong_at() = Ts(*live->last_pong_at);
+    if (live->last_inbound_at)
+      *s.mutable_last_inbound_message_at() = ToProto(*live->last_inbound_at);
+    if (live->last_pong_at) *s.mutable_last_pong_at() = ToProto(*live->last_pong_at);
     if (live->keepalive_rtt) {
-      *s.mutable_keepalive_rtt() =
-          TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(*live->keepalive_rtt));
+      *s.mutable_keepalive_rtt() = ToProto(*live->keepalive_rtt);
     }
   }
   return s;
@@ -342,7 +336,7 @@ grpc::Status SessionServiceImpl::WatchSessionEvents(grpc::ServerContext* ctx,
     ev.set_to_state(e.to);
     ev.set_reason(e.reason);
     ev.set_error(e.error);
-    *ev.mutable_at() = Ts(e.at);
+    *ev.mutable_at() = ToProto(e.at);
     return writer->Write(ev);
   };
   int64_t last = 0;
@@ -386,9 +380,8 @@ grpc::Status SessionServiceImpl::GetHealth(grpc::ServerContext*, const v1::GetHe
                                            v1::GetHealthResponse* resp) {
   auto counts = store_.CountByState();
   const absl::Time now = absl::Now();
-  *resp->mutable_started_at() = Ts(started_at_);
-  *resp->mutable_uptime() =
-      TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(now - started_at_));
+  *resp->mutable_started_at() = ToProto(started_at_);
+  *resp->mutable_uptime() = ToProto(now - started_at_);
   if (!counts.ok()) {
     resp->set_database_reachable(false);
     resp->set_status(v1::OVERALL_STATUS_ERROR);
@@ -484,14 +477,14 @@ grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
       case Kind::kQr: {
         auto* qr = u.mutable_qr();
         qr->set_code(next->qr);
-        *qr->mutable_expires_at() = Ts(next->expires_at);
+        *qr->mutable_expires_at() = ToProto(next->expires_at);
         qr->set_index(next->index);
         qr->set_total(next->total);
         break;
       }
       case Kind::kCode:
         u.mutable_pairing_code()->set_code(next->qr);
-        *u.mutable_pairing_code()->mutable_expires_at() = Ts(next->expires_at);
+        *u.mutable_pairing_code()->mutable_expires_at() = ToProto(next->expires_at);
         break;
       case Kind::kSuccess: {
         auto* ok = u.mutable_success();
@@ -551,7 +544,7 @@ grpc::Status SessionServiceImpl::ProbeSession(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
   absl::Duration timeout = absl::Seconds(10);
   if (req->has_timeout()) {
-    timeout = absl::Microseconds(TimeUtil::DurationToMicroseconds(req->timeout()));
+    timeout = FromProto(req->timeout());
     if (timeout <= absl::ZeroDuration() || timeout > absl::Seconds(60)) {
       return Invalid("timeout must be in (0, 60 s]");
     }
@@ -565,7 +558,7 @@ grpc::Status SessionServiceImpl::ProbeSession(grpc::ServerContext* ctx,
   const auto& [view, result] = *probed;
   resp->set_ok(result.round_trip.ok());
   if (result.round_trip.ok()) {
-    *resp->mutable_round_trip() = Dur(*result.round_trip);
+    *resp->mutable_round_trip() = ToProto(*result.round_trip);
   } else {
     resp->set_error(std::string(result.round_trip.status().message()));
   }
@@ -621,8 +614,8 @@ grpc::Status SessionServiceImpl::GetDeepHealth(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
   const absl::Time now = absl::Now();
   resp->set_replica(replica_);
-  *resp->mutable_started_at() = Ts(started_at_);
-  *resp->mutable_uptime() = Dur(now - started_at_);
+  *resp->mutable_started_at() = ToProto(started_at_);
+  *resp->mutable_uptime() = ToProto(now - started_at_);
   auto latency = store_.Ping();
   if (!latency.ok()) {
     resp->set_database_reachable(false);
@@ -631,7 +624,7 @@ grpc::Status SessionServiceImpl::GetDeepHealth(grpc::ServerContext* ctx,
     return grpc::Status::OK;
   }
   resp->set_database_reachable(true);
-  *resp->mutable_database_latency() = Dur(*latency);
+  *resp->mutable_database_latency() = ToProto(*latency);
   SessionFilter filter;
   filter.tenant_id = req->tenant_id();
   std::string token;

@@ -120,26 +120,6 @@ std::vector<Lease> ToLeases(const pqxx::result& r) {
 
 constexpr char kFencedPayload[] = "type.wasentinel/fenced";
 
-// A UUID in its canonical text form; anything else is refused before it reaches SQL.
-bool IsUuid(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-absl::Status CheckId(const std::string& id) {
-  if (!IsUuid(id))
-    return absl::InvalidArgumentError(absl::StrCat("session id \"", id, "\" is not a UUID"));
-  return absl::OkStatus();
-}
-
 // "{CONNECTED,DISCONNECTED}" for = ANY($n::text[]).
 std::string StatesArray(const std::vector<v1::SessionState>& states) {
   std::vector<std::string> names;
@@ -296,7 +276,7 @@ absl::StatusOr<SessionRecord> PgSessionStore::SelectOne(const char* what,
 }
 
 absl::StatusOr<SessionRecord> PgSessionStore::Get(const std::string& id) {
-  WAS_RETURN_IF_ERROR(CheckId(id));
+  WAS_RETURN_IF_ERROR(CheckSessionId(id));
   return SelectOne("get session", absl::StrCat("no session ", id),
                    absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE id = $1::uuid"),
                    id);
@@ -313,7 +293,7 @@ absl::StatusOr<SessionRecord> PgSessionStore::GetByName(const std::string& tenan
 
 absl::StatusOr<SessionPage> PgSessionStore::List(const SessionFilter& filter, int page_size,
                                                  const std::string& page_token) {
-  if (!page_token.empty()) WAS_RETURN_IF_ERROR(CheckId(page_token));
+  if (!page_token.empty()) WAS_RETURN_IF_ERROR(CheckSessionId(page_token));
   SessionPage page;
   WAS_RETURN_IF_ERROR(pool_.Run("list sessions", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
@@ -357,7 +337,7 @@ absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::SelectSessions(const 
 
 absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::GetMany(
     const std::vector<std::string>& ids) {
-  for (const auto& id : ids) WAS_RETURN_IF_ERROR(CheckId(id));
+  for (const auto& id : ids) WAS_RETURN_IF_ERROR(CheckSessionId(id));
   std::vector<SessionRecord> out;
   WAS_RETURN_IF_ERROR(pool_.Run("get sessions", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
@@ -371,7 +351,7 @@ absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::GetMany(
 
 absl::StatusOr<SessionRecord> PgSessionStore::Update(const std::string& id,
                                                      const SessionUpdate& u) {
-  WAS_RETURN_IF_ERROR(CheckId(id));
+  WAS_RETURN_IF_ERROR(CheckSessionId(id));
   return SelectOne("update session", absl::StrCat("no session ", id),
                    absl::StrCat("UPDATE sessions SET auto_connect = COALESCE($2, auto_connect),"
                                 " is_active = COALESCE($3, is_active),"
@@ -383,7 +363,7 @@ absl::StatusOr<SessionRecord> PgSessionStore::Update(const std::string& id,
 }
 
 absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t) {
-  WAS_RETURN_IF_ERROR(CheckId(t.session_id));
+  WAS_RETURN_IF_ERROR(CheckSessionId(t.session_id));
   EventRecord event;
   bool found = true;
   bool fenced = false;
@@ -469,7 +449,7 @@ absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::ListSealedNotUnder(
 absl::StatusOr<bool> PgSessionStore::ReplaceSealed(const std::string& id,
                                                    const SealedCredentials& expected,
                                                    const SealedCredentials& replacement) {
-  WAS_RETURN_IF_ERROR(CheckId(id));
+  WAS_RETURN_IF_ERROR(CheckSessionId(id));
   bool replaced = false;
   WAS_RETURN_IF_ERROR(pool_.Run("re-seal credentials", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
@@ -486,7 +466,7 @@ absl::StatusOr<bool> PgSessionStore::ReplaceSealed(const std::string& id,
 absl::StatusOr<std::vector<EventRecord>> PgSessionStore::EventsAfter(int64_t after,
                                                                      const SessionFilter& filter,
                                                                      int limit) {
-  if (!filter.session_id.empty()) WAS_RETURN_IF_ERROR(CheckId(filter.session_id));
+  if (!filter.session_id.empty()) WAS_RETURN_IF_ERROR(CheckSessionId(filter.session_id));
   std::vector<EventRecord> out;
   WAS_RETURN_IF_ERROR(pool_.Run("read events", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
@@ -548,7 +528,7 @@ bool IsFenced(const absl::Status& status) { return status.GetPayload(kFencedPayl
 
 absl::StatusOr<std::vector<Lease>> PgSessionStore::AcquireLeases(
     const std::vector<std::string>& ids, const std::string& owner, absl::Duration ttl) {
-  for (const auto& id : ids) WAS_RETURN_IF_ERROR(CheckId(id));
+  for (const auto& id : ids) WAS_RETURN_IF_ERROR(CheckSessionId(id));
   std::vector<Lease> out;
   if (ids.empty()) return out;
   WAS_RETURN_IF_ERROR(pool_.Run("acquire leases", [&](pqxx::connection& c) {
@@ -615,7 +595,7 @@ absl::Status PgSessionStore::ReleaseLeases(const std::vector<int64_t>& tokens) {
 }
 
 absl::StatusOr<std::optional<ReplicaInfo>> PgSessionStore::LeaseOwner(const std::string& id) {
-  WAS_RETURN_IF_ERROR(CheckId(id));
+  WAS_RETURN_IF_ERROR(CheckSessionId(id));
   std::optional<ReplicaInfo> out;
   WAS_RETURN_IF_ERROR(pool_.Run("read lease owner", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);

@@ -42,6 +42,12 @@ absl::StatusOr<Bytes> Base64Decode(std::string_view b64);
 /// from std::string_view; this bridges the two for absl::StrCat and friends.
 inline absl::string_view Sv(std::string_view s) { return {s.data(), s.size()}; }
 
+/// A UUID in its canonical text form (8-4-4-4-12 hex digits): ids are checked with it before
+/// they reach SQL.
+bool IsUuid(std::string_view s);
+/// OK for a session id that is a UUID; INVALID_ARGUMENT naming it otherwise.
+absl::Status CheckSessionId(std::string_view id);
+
 /// Appends `b` to `out`.
 inline void Append(Bytes& out, ByteView b) { out.insert(out.end(), b.begin(), b.end()); }
 
