@@ -1,9 +1,11 @@
 #include "wasentinel/common/process.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdlib>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
 namespace wasentinel {
@@ -26,5 +28,13 @@ long RaiseFileLimit() {
 void DisableMutexDeadlockDetection() {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
+
+std::string HostName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "localhost";
+  return host;
+}
+
+std::string DefaultReplicaId() { return absl::StrCat(HostName(), "-", getpid()); }
 
 }  // namespace wasentinel

@@ -5,12 +5,8 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
-#include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -21,8 +17,10 @@
 #include "session_service.h"
 #include "transition_writer.h"
 #include "wasentinel/common/grpc_metrics.h"
+#include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
+#include "wasentinel/common/process.h"
 #include "wasentinel/common/status_macros.h"
 
 namespace wasentinel::session {
@@ -95,54 +93,6 @@ class App::Impl {
 App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 App::~App() = default;
 
-static absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read the ", Sv(what), " ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-static absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerTlsCredentials(
-    const Options& options) {
-  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
-    return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
-  }
-  grpc::SslServerCredentialsOptions ssl;
-  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  WAS_ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(options.tls_cert_file, "TLS certificate"));
-  WAS_ASSIGN_OR_RETURN(pair.private_key, ReadFile(options.tls_key_file, "TLS key"));
-  ssl.pem_key_cert_pairs.push_back(std::move(pair));
-  if (!options.tls_client_ca_file.empty()) {
-    WAS_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options.tls_client_ca_file, "client CA"));
-    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
-  }
-  return grpc::SslServerCredentials(ssl);
-}
-
-// Credentials for calls to other replicas: with TLS, our CA (or certificate) as the root and our
-// certificate as the client identity, so mTLS between replicas works with one key pair.
-static absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> PeerCredentials(
-    const Options& options) {
-  if (options.tls_cert_file.empty()) return grpc::InsecureChannelCredentials();
-  grpc::SslCredentialsOptions ssl;
-  WAS_ASSIGN_OR_RETURN(ssl.pem_root_certs,
-                       ReadFile(options.tls_client_ca_file.empty() ? options.tls_cert_file
-                                                                   : options.tls_client_ca_file,
-                                "peer CA"));
-  WAS_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadFile(options.tls_cert_file, "TLS certificate"));
-  WAS_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile(options.tls_key_file, "TLS key"));
-  return grpc::SslCredentials(ssl);
-}
-
-static std::string HostName() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "localhost");
-  return host;
-}
-
-static std::string DefaultReplicaId() { return absl::StrCat(HostName(), "-", getpid()); }
-
 // A wrong or missing sealing key is a start-up error, not silent garbage at the first restore.
 static absl::Status CheckSealingKeys(SessionStore& store, const Sealer& sealer) {
   std::string token;
@@ -175,10 +125,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   if (!impl->keys->enabled()) {
     impl->log->warn("no API keys configured (WAS_API_KEYS): every gRPC call is allowed");
   }
-  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
-  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
-    WAS_ASSIGN_OR_RETURN(credentials, ServerTlsCredentials(options));
-  }
+  WAS_ASSIGN_OR_RETURN(auto credentials,
+                       GrpcServerCredentials(options.tls_cert_file, options.tls_key_file,
+                                             options.tls_client_ca_file));
   const std::string replica = options.replica_id.empty() ? DefaultReplicaId() : options.replica_id;
   WAS_ASSIGN_OR_RETURN(impl->pool,
                        PgPool::Create(options.database_url, options.database_pool_size));
@@ -211,7 +160,14 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
     impl->exposer->RegisterCollectable(impl->registry);
     impl->log->info("metrics on port {}", impl->exposer->GetListeningPorts().front());
   }
-  WAS_ASSIGN_OR_RETURN(auto peers, PeerCredentials(options));
+  // Calls to other replicas: with TLS, our CA (or our certificate) as the root and our
+  // certificate as the client identity, so mTLS between replicas works with one key pair.
+  WAS_ASSIGN_OR_RETURN(
+      auto peers,
+      GrpcChannelCredentials(options.tls_cert_file.empty()        ? ""
+                             : options.tls_client_ca_file.empty() ? options.tls_cert_file
+                                                                  : options.tls_client_ca_file,
+                             options.tls_cert_file, options.tls_key_file));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -17,8 +17,9 @@ absl::Time NextDailyUtc(absl::Time now, int hour, int minute) {
 }
 
 JobScheduler::JobScheduler(Clock& clock, HealthStore& store, std::vector<JobSpec> jobs,
-                           std::shared_ptr<spdlog::logger> log)
-    : clock_(clock), store_(store), log_(std::move(log)) {
+                           std::shared_ptr<spdlog::logger> log,
+                           std::function<void(const std::string&, const v1::JobResult&)> on_run)
+    : clock_(clock), store_(store), log_(std::move(log)), on_run_(std::move(on_run)) {
   const absl::Time now = clock_.Now();
   for (auto& spec : jobs) {
     Entry e;
@@ -36,6 +37,8 @@ absl::Status JobScheduler::Load() {
   for (const auto& r : *stored) {
     if (Entry* e = Find(r.name)) e->record = r;
   }
+  const absl::Time now = clock_.Now();
+  for (auto& e : jobs_) e.due = e.spec.run_at_load ? now : e.spec.next_due(now);
   return absl::OkStatus();
 }
 
@@ -59,7 +62,10 @@ v1::JobResult JobScheduler::Run(Entry& e) {
   e.running = true;
   mu_.Unlock();
   const absl::Time started = clock_.Now();
+  const absl::Time wall = absl::Now();
   v1::JobResult result = e.spec.run();
+  if (!result.has_took()) *result.mutable_took() = wasentinel::ToProto(absl::Now() - wall);
+  if (on_run_) on_run_(e.spec.name, result);
   mu_.Lock();
   e.running = false;
   const absl::Time now = clock_.Now();

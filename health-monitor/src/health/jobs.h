@@ -30,6 +30,8 @@ struct JobSpec {
   /// When the job is next due after a run that ended at `now` (and at start-up).
   std::function<absl::Time(absl::Time now)> next_due;
   std::function<v1::JobResult()> run;
+  /// Due at once on Load() (a new leader checks before it trusts what it loaded).
+  bool run_at_load = false;
 };
 
 /// The next time-of-day `hour`:`minute` UTC strictly after `now`.
@@ -37,10 +39,13 @@ absl::Time NextDailyUtc(absl::Time now, int hour, int minute);
 
 class JobScheduler {
  public:
+  /// `on_run` (optional) hears of every run as it ends, e.g. for metrics.
   JobScheduler(Clock& clock, HealthStore& store, std::vector<JobSpec> jobs,
-               std::shared_ptr<spdlog::logger> log);
+               std::shared_ptr<spdlog::logger> log,
+               std::function<void(const std::string& job, const v1::JobResult&)> on_run = {});
 
-  /// Paused flags and counters from the store; every job scheduled from now.
+  /// Paused flags and counters from the store; every job scheduled from now (run_at_load jobs:
+  /// due now).
   absl::Status Load();
   /// The earliest time an unpaused job is due (InfiniteFuture when all are paused).
   absl::Time NextDue() const;
@@ -68,6 +73,7 @@ class JobScheduler {
   Clock& clock_;
   HealthStore& store_;
   std::shared_ptr<spdlog::logger> log_;
+  const std::function<void(const std::string&, const v1::JobResult&)> on_run_;
   absl::Mutex run_mu_;  // one run at a time
   mutable absl::Mutex mu_;
   std::vector<Entry> jobs_ ABSL_GUARDED_BY(mu_);

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/bytes.h"
@@ -71,6 +72,12 @@ Monitor::Monitor(Clock& clock, HealthStore& store, SessionSource& sessions, Aler
 absl::Status Monitor::Load() {
   auto sessions = store_.LoadAll();
   if (!sessions.ok()) return sessions.status();
+  // A replica that leads again forgets what it knew as the previous leader.
+  watched_.clear();
+  open_alerts_.clear();
+  pending_drops_.clear();
+  limiter_.Clear();
+  metrics_dirty_ = true;
   for (auto& s : *sessions) {
     Watched& w = watched_[s.health.session_id()];
     w.s = std::move(s);
@@ -123,15 +130,12 @@ SessionMemory Monitor::MemoryOf(Watched& w) {
 void Monitor::OnEvent(const sv1::SessionEvent& e) {
   Tally tally;
   auto it = watched_.find(e.session_id());
+  const absl::Time at = FromProto(e.at());
+  if (metrics_) metrics_->Event(clock_.Now() - at);
+  metrics_dirty_ = true;
   if (e.reason() == sv1::STATE_REASON_DELETED) {
-    if (it == watched_.end()) return;
-    for (const char* kind : {kOffline, kLoggedOut, kManual}) {
-      ResolveOpen(DedupKey(kind, e.session_id()), "the session was deleted");
-    }
-    if (auto st = store_.Forget(e.session_id()); !st.ok()) {
-      log_->warn("forgetting deleted session {}: {}", e.session_id(), st);
-    }
-    watched_.erase(it);
+    if (it != watched_.end()) ForgetSession(e.session_id(), "the session was deleted", tally);
+    (void)store_.SetLastSequence(e.sequence());
     return;
   }
   if (it == watched_.end()) {
@@ -144,7 +148,6 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
     it = watched_.find(Adopt(got->front()).s.health.session_id());
   }
   Watched& w = it->second;
-  const absl::Time at = FromProto(e.at());
   sv1::Session& f = w.s.facts;
   if (f.has_updated_at() && at < FromProto(f.updated_at())) {
     // Older than the facts held (a deep check read them later): nothing to change.
@@ -167,7 +170,10 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
   if (e.to_state() == sv1::SESSION_STATE_CONNECTING) w.reconnects.push_back(at);
   if (e.to_state() == sv1::SESSION_STATE_LOGGED_OUT) f.set_has_credentials(false);
   const bool drop = IsDrop(e);
-  if (drop) w.drops.push_back(at);
+  if (drop) {
+    w.drops.push_back(at);
+    w.s.health.set_drops_today(w.s.health.drops_today() + 1);
+  }
   w.facts_are_live = false;  // the socket facts of the last deep check are stale now
   Evaluate(w,
            absl::StrCat(StateName(e.from_state()), " → ", StateName(e.to_state()), " (",
@@ -193,6 +199,7 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
 void Monitor::Settle() {
   Tally tally;
   auto pending = std::exchange(pending_drops_, {});
+  if (!pending.empty()) metrics_dirty_ = true;
   for (auto& [id, trigger] : pending) {
     auto it = watched_.find(id);
     if (it == watched_.end()) continue;
@@ -209,9 +216,7 @@ void Monitor::Settle() {
       r.set_action(v1::RecoveryAttempt::ACTION_RECONNECT);
       r.set_outcome(v1::RecoveryAttempt::OUTCOME_SUCCEEDED);
       r.set_trigger(absl::StrCat(trigger, "; session-service reconnected it"));
-      if (auto st = store_.AddRecovery(r); !st.ok()) {
-        log_->warn("recording a recovery of {}: {}", id, st.status());
-      }
+      RecordRecovery(w, r);
       w.s.health.set_recovery_attempts_last_hour(limiter_.Count(id, now));
       Persist(w);
       continue;
@@ -221,6 +226,7 @@ void Monitor::Settle() {
     a.trigger = std::move(trigger);
     Act(w, a, tally);
   }
+  PublishIfChanged();
 }
 
 v1::JobResult Monitor::DeepCheck() {
@@ -244,28 +250,24 @@ v1::JobResult Monitor::DeepCheck() {
   for (const auto& [id, w] : watched_) {
     if (!seen.contains(id)) gone.push_back(id);
   }
-  for (const auto& id : gone) {
-    for (const char* kind : {kOffline, kLoggedOut, kManual}) {
-      if (ResolveOpen(DedupKey(kind, id), "the session no longer exists")) ++tally.notified;
-    }
-    (void)store_.Forget(id);
-    watched_.erase(id);
-  }
+  for (const auto& id : gone) ForgetSession(id, "the session no longer exists", tally);
   CountLevels(result);
   result.set_reconnected(tally.reconnected);
   result.set_notified(tally.notified);
   const absl::Duration took = absl::Now() - started;
-  result.mutable_took()->set_seconds(absl::ToInt64Seconds(took));
-  result.mutable_took()->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(took) % 1000000000));
+  *result.mutable_took() = ToProto(took);
+  if (metrics_) metrics_->Check("deep", took);
+  PublishMetrics();
   return result;
 }
 
 v1::JobResult Monitor::LightCheck() {
+  const absl::Time started = absl::Now();
   v1::JobResult result;
   Tally tally;
   auto health = sessions_.Health();
   const absl::Time now = clock_.Now();
+  if (metrics_) metrics_->SessionServiceUp(health.ok());
   if (!health.ok()) {
     last_error_ = std::string(health.status().message());
     if (reachable_) {
@@ -305,7 +307,115 @@ v1::JobResult Monitor::LightCheck() {
   CountLevels(result);
   result.set_reconnected(tally.reconnected);
   result.set_notified(tally.notified);
+  if (metrics_) metrics_->Check("light", absl::Now() - started);
+  PublishMetrics();
   return result;
+}
+
+v1::JobResult Monitor::ResetDailyCounters(absl::Duration history_retention) {
+  v1::JobResult result;
+  const absl::Time now = clock_.Now();
+  std::vector<const MonitoredSession*> saves;
+  for (auto& [id, w] : watched_) {
+    v1::SessionHealth& h = w.s.health;
+    if (h.drops_today() == 0 && h.recoveries_today() == 0) continue;
+    h.set_drops_today(0);
+    h.set_recoveries_today(0);
+    w.saved_at = now;
+    saves.push_back(&w.s);
+  }
+  if (auto st = store_.SaveBatch(saves, {}); !st.ok()) {
+    result.set_error(absl::StrCat("saving the reset counters: ", st.message()));
+    return result;
+  }
+  auto pruned = store_.PruneHistoryBefore(now - history_retention, 1000);
+  if (!pruned.ok()) {
+    result.set_error(absl::StrCat("pruning history: ", pruned.status().message()));
+  } else {
+    log_->info("day's counters reset on {} sessions; {} history rows older than {} pruned",
+               saves.size(), *pruned, absl::FormatDuration(history_retention));
+  }
+  CountLevels(result);
+  return result;
+}
+
+v1::JobResult Monitor::CleanupInactive() {
+  v1::JobResult result;
+  Tally tally;
+  std::vector<std::string> ids;
+  ids.reserve(watched_.size());
+  for (const auto& [id, w] : watched_) ids.push_back(id);
+  absl::flat_hash_set<std::string> present;
+  constexpr size_t kBulk = 500;  // BulkGetSessions takes 1..500 ids
+  for (size_t i = 0; i < ids.size(); i += kBulk) {
+    std::vector<std::string> chunk(ids.begin() + i, ids.begin() + std::min(ids.size(), i + kBulk));
+    auto got = sessions_.BulkGet(chunk);
+    if (!got.ok()) {
+      // Nothing is forgotten on a failed read.
+      result.set_error(std::string(got.status().message()));
+      return result;
+    }
+    for (const auto& s : *got) present.insert(s.id());
+  }
+  int forgotten = 0;
+  for (const auto& id : ids) {
+    if (present.contains(id)) continue;
+    ForgetSession(id, "the session no longer exists", tally);
+    ++forgotten;
+  }
+  for (const auto& [id, w] : watched_) {
+    if (w.s.health.level() != v1::HEALTH_LEVEL_INACTIVE) continue;
+    for (const char* kind : {kOffline, kLoggedOut, kManual}) {
+      if (ResolveOpen(DedupKey(kind, id), w.s.health.cause())) ++tally.notified;
+    }
+  }
+  if (forgotten > 0) log_->info("forgot {} sessions session-service no longer has", forgotten);
+  CountLevels(result);
+  result.set_notified(tally.notified);
+  PublishMetrics();
+  return result;
+}
+
+void Monitor::ForgetSession(const std::string& id, const std::string& note, Tally& tally) {
+  for (const char* kind : {kOffline, kLoggedOut, kManual}) {
+    if (ResolveOpen(DedupKey(kind, id), note)) ++tally.notified;
+  }
+  if (auto st = store_.Forget(id); !st.ok()) log_->warn("forgetting session {}: {}", id, st);
+  watched_.erase(id);
+  pending_drops_.erase(id);
+  limiter_.Reset(id);
+}
+
+void Monitor::RecordRecovery(Watched& w, const v1::RecoveryAttempt& r) {
+  w.s.health.set_recoveries_today(w.s.health.recoveries_today() + 1);
+  if (auto st = store_.AddRecovery(r); !st.ok()) {
+    log_->warn("recording a recovery attempt of {}: {}", r.session_id(), st.status());
+  }
+  if (metrics_) {
+    auto lower = [](std::string n, size_t prefix) { return absl::AsciiStrToLower(n.substr(prefix)); };
+    metrics_->Recovery(lower(v1::RecoveryAttempt::Action_Name(r.action()), 7),
+                       lower(v1::RecoveryAttempt::Outcome_Name(r.outcome()), 8));
+  }
+}
+
+void Monitor::PublishIfChanged() {
+  if (metrics_dirty_) PublishMetrics();
+}
+
+void Monitor::PublishMetrics() {
+  metrics_dirty_ = false;
+  if (!metrics_) return;
+  std::array<int64_t, 5> by_level{};
+  int64_t manual = 0;
+  std::vector<int> scores;
+  scores.reserve(watched_.size());
+  for (const auto& [id, w] : watched_) {
+    const v1::SessionHealth& h = w.s.health;
+    if (h.level() >= 0 && h.level() < static_cast<int>(by_level.size())) ++by_level[h.level()];
+    if (h.manual_intervention_required()) ++manual;
+    if (h.level() != v1::HEALTH_LEVEL_INACTIVE) scores.push_back(h.score());
+  }
+  metrics_->Snapshot(by_level, manual, scores);
 }
 
 absl::StatusOr<v1::SessionHealth> Monitor::Acknowledge(const std::string& session_id,
@@ -323,6 +433,7 @@ absl::StatusOr<v1::SessionHealth> Monitor::Acknowledge(const std::string& sessio
                 absl::StrCat("acknowledged", note.empty() ? "" : ": ", note));
   }
   Tally tally;
+  metrics_dirty_ = true;
   Evaluate(w, absl::StrCat("acknowledged", note.empty() ? "" : ": ", note), tally);
   return w.s.health;
 }
@@ -439,9 +550,7 @@ void Monitor::Act(Watched& w, const Assessment& a, Tally& tally) {
     r.set_outcome(outcome);
     r.set_trigger(a.trigger);
     r.set_error(error);
-    if (auto st = store_.AddRecovery(r); !st.ok()) {
-      log_->warn("recording a recovery attempt of {}: {}", id, st.status());
-    }
+    RecordRecovery(w, r);
   };
   auto reconnect = [&] {
     limiter_.Record(id, now);
@@ -579,6 +688,7 @@ bool Monitor::RaiseOnce(const std::string& key, const Watched* w, const std::str
                  clock_.Now()};
   if (auto st = store_.RecordAlert(open); !st.ok()) log_->warn("recording alert {}: {}", key, st);
   open_alerts_[key] = std::move(open);
+  if (metrics_) metrics_->Alert(event_type, "raised");
   log_->info("alert {} raised ({}): {}", event_type, key, summary);
   return true;
 }
@@ -594,6 +704,7 @@ bool Monitor::ResolveOpen(const std::string& key, const std::string& note) {
     log_->warn("recording alert {} resolved: {}", key, st);
   }
   log_->info("alert {} resolved: {}", key, note);
+  if (metrics_) metrics_->Alert(it->second.event_type, "resolved");
   open_alerts_.erase(it);
   return true;
 }

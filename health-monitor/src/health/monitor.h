@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "assessment.h"
+#include "metrics.h"
 #include "recovery_limiter.h"
 #include "store.h"
 #include "wasentinel/alert/v1/alert.pb.h"
@@ -83,6 +84,19 @@ class Monitor {
   /// session_service.unreachable, and re-assesses what time alone changes (offline windows).
   v1::JobResult LightCheck();
 
+  /// The daily-counter-reset job: every session's drops_today and recoveries_today start
+  /// afresh, and history older than `history_retention` is pruned.
+  v1::JobResult ResetDailyCounters(absl::Duration history_retention);
+  /// The inactive-session-cleanup job: sessions session-service no longer has (deleted while the
+  /// watch was down, or with deep checks paused) are forgotten and their alerts resolved;
+  /// alerts still open on sessions stopped on purpose (INACTIVE) are resolved.
+  v1::JobResult CleanupInactive();
+
+  /// Metrics to keep (optional; not owned).
+  void set_metrics(MonitorMetrics* metrics) { metrics_ = metrics; }
+  /// Publishes the levels and scores if events changed them since the last publication.
+  void PublishIfChanged();
+
   /// Clears manual intervention (an operator acted): the recovery window starts afresh.
   absl::StatusOr<v1::SessionHealth> Acknowledge(const std::string& session_id,
                                                 const std::string& note);
@@ -125,6 +139,11 @@ class Monitor {
                  av1::Severity severity, const std::string& summary);
   bool ResolveOpen(const std::string& key, const std::string& note);
   void Persist(Watched& w);
+  // Stores a recovery attempt and counts it (recoveries_today, metrics).
+  void RecordRecovery(Watched& w, const v1::RecoveryAttempt& r);
+  // Resolves the session's alerts, forgets it and its history.
+  void ForgetSession(const std::string& id, const std::string& note, Tally& tally);
+  void PublishMetrics();
   SessionMemory MemoryOf(Watched& w);
   Watched& Adopt(const sv1::Session& facts);
   void CountLevels(v1::JobResult& result) const;
@@ -143,6 +162,8 @@ class Monitor {
   absl::Duration uptime_;
   std::optional<absl::Time> unreachable_since_;
   std::string last_error_;
+  MonitorMetrics* metrics_ = nullptr;
+  bool metrics_dirty_ = false;
 };
 
 /// "<kind>/<session id>": the dedup key of a session's alert of that kind.

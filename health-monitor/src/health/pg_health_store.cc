@@ -141,6 +141,11 @@ CREATE TABLE monitor_leader (
   heartbeat_at timestamptz NOT NULL
 );
 )sql"},
+      {3, "history pruned by time", R"sql(
+CREATE INDEX monitor_transitions_at ON monitor_transitions (at);
+CREATE INDEX monitor_alerts_resolved_at ON monitor_alerts (resolved_at)
+  WHERE resolved_at IS NOT NULL;
+)sql"},
   };
   return *migrations;
 }
@@ -522,6 +527,31 @@ absl::Status PgHealthStore::SetLastSequence(int64_t sequence) {
         " updated_at = now()",
         sequence);
   });
+}
+
+absl::StatusOr<int64_t> PgHealthStore::PruneHistoryBefore(absl::Time before, int batch) {
+  int64_t total = 0;
+  for (const char* table : {"monitor_transitions", "monitor_recoveries"}) {
+    for (;;) {
+      int64_t n = 0;
+      WAS_RETURN_IF_ERROR(pool_.Run("prune monitor history", [&](pqxx::connection& c) {
+        pqxx::nontransaction tx(c);
+        n = tx.exec_params(absl::StrCat("DELETE FROM ", table, " WHERE id IN (SELECT id FROM ",
+                                        table, " WHERE at < ", At(1), " LIMIT $2)"),
+                           absl::ToUnixMicros(before), batch)
+                .affected_rows();
+      }));
+      total += n;
+      if (n < batch) break;
+    }
+  }
+  WAS_RETURN_IF_ERROR(pool_.Run("prune resolved alerts", [&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    total += tx.exec_params(absl::StrCat("DELETE FROM monitor_alerts WHERE resolved_at < ", At(1)),
+                            absl::ToUnixMicros(before))
+                 .affected_rows();
+  }));
+  return total;
 }
 
 }  // namespace wasentinel::monitor

@@ -41,6 +41,7 @@ class PgHealthStore final : public HealthStore {
   absl::Status SaveJob(const JobRecord& job) override;
   absl::StatusOr<int64_t> LastSequence() override;
   absl::Status SetLastSequence(int64_t sequence) override;
+  absl::StatusOr<int64_t> PruneHistoryBefore(absl::Time before, int batch) override;
 
  private:
   PgPool& pool_;

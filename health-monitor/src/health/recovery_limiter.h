@@ -24,6 +24,8 @@ class RecoveryLimiter {
   void Record(const std::string& session, absl::Time at);
   /// Forgets the attempts of `session` (an operator acknowledged it: a fresh window).
   void Reset(const std::string& session) { attempts_.erase(session); }
+  /// Forgets every session's attempts (before loading them back from the store).
+  void Clear() { attempts_.clear(); }
   /// When the oldest attempt in the window leaves it (the next one is allowed then), or
   /// InfinitePast when one is allowed now.
   absl::Time NextAllowed(const std::string& session, absl::Time now);

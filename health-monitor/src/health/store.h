@@ -108,6 +108,10 @@ class HealthStore {
   /// The last session event sequence handled (0: none yet); a watch resumes after it.
   virtual absl::StatusOr<int64_t> LastSequence() = 0;
   virtual absl::Status SetLastSequence(int64_t sequence) = 0;
+
+  /// Deletes transitions, recovery attempts and resolved alerts from before `before`, at most
+  /// `batch` rows per statement (no statement holds locks long); answers the rows deleted.
+  virtual absl::StatusOr<int64_t> PruneHistoryBefore(absl::Time before, int batch) = 0;
 };
 
 }  // namespace wasentinel::monitor

@@ -1,5 +1,6 @@
-// Process-level helpers for the executables' main(): environment fallbacks for flags and the
-// descriptor limit. Libraries never call these (docs/conventions.md "Wiring and lifecycle").
+// Process-level helpers for the executables' main() and composition roots (App): environment
+// fallbacks for flags, the descriptor limit, the default replica name. Libraries below the
+// composition root never call these (docs/conventions.md "Wiring and lifecycle").
 #pragma once
 
 #include <string>
@@ -18,5 +19,11 @@ long RaiseFileLimit();
 /// lock graph for every Mutex (gRPC's included) and costs a few percent of every call. Tests
 /// keep it on.
 void DisableMutexDeadlockDetection();
+
+/// This machine's host name ("localhost" when it has none).
+std::string HostName();
+
+/// A replica name unique on the machine: "<hostname>-<pid>".
+std::string DefaultReplicaId();
 
 }  // namespace wasentinel
