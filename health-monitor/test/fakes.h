@@ -26,6 +26,7 @@ class FakeSessions final : public SessionSource {
     return r;
   }
   absl::StatusOr<std::vector<sv1::Session>> BulkGet(const std::vector<std::string>& ids) override {
+    if (bulk_fails || !up) return absl::UnavailableError("session-service is down");
     std::vector<sv1::Session> out;
     for (const auto& id : ids) {
       if (auto it = sessions.find(id); it != sessions.end()) out.push_back(it->second);
@@ -45,6 +46,7 @@ class FakeSessions final : public SessionSource {
 
   bool up = true;
   bool probe_ok = true;
+  bool bulk_fails = false;
   std::map<std::string, sv1::Session> sessions;
   std::vector<std::string> reconnects, probes;
 };

@@ -6,6 +6,8 @@
 #include "health/monitor.h"
 
 #include <gtest/gtest.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
 #include "fakes.h"
 #include "monitor_db.h"
@@ -220,6 +222,73 @@ TEST(Monitor, AnUnreachableSessionServiceIsOneAlert) {
   f.monitor->LightCheck();
   EXPECT_TRUE(f.monitor->session_service_reachable());
   EXPECT_EQ(f.alerts.resolved, std::vector<std::string>{"session_service.unreachable"});
+}
+
+TEST(Monitor, TheDayCountersStartAfreshAndOldHistoryIsPruned) {
+  Fixture f;
+  f.monitor->DeepCheck();
+  f.Event(sv1::SESSION_STATE_DISCONNECTED, sv1::STATE_REASON_SOCKET_CLOSED);
+  f.Event(sv1::SESSION_STATE_CONNECTED, sv1::STATE_REASON_LOGIN_SUCCESS);
+  EXPECT_EQ(f.monitor->Health(kId)->drops_today(), 1);
+  EXPECT_EQ(f.monitor->Health(kId)->recoveries_today(), 1);
+
+  f.clock.Advance(absl::Hours(24 * 91));
+  f.monitor->DeepCheck();
+  auto reset = f.monitor->ResetDailyCounters(absl::Hours(24 * 90));
+  EXPECT_TRUE(reset.error().empty()) << reset.error();
+  EXPECT_EQ(reset.total(), 1);
+  EXPECT_EQ(f.monitor->Health(kId)->drops_today(), 0);
+  EXPECT_EQ(f.monitor->Health(kId)->recoveries_today(), 0);
+  f.Restart();  // stored, not only in memory
+  EXPECT_EQ(f.monitor->Health(kId)->drops_today(), 0);
+  auto history = f.store.History(kId, f.clock.Now() - absl::Hours(24 * 100), f.clock.Now(), 50)
+                     .value();
+  EXPECT_EQ(history.recoveries_size(), 0) << "91 days old: pruned";
+}
+
+TEST(Monitor, CleanupForgetsSessionsSessionServiceNoLongerHas) {
+  Fixture f;
+  const std::string other = "6f1c1f1e-0000-4000-8000-000000000002";
+  f.sessions.sessions[other] = f.sessions.sessions[kId];
+  f.sessions.sessions[other].set_id(other);
+  f.monitor->DeepCheck();
+  ASSERT_TRUE(f.monitor->Health(other));
+  // Deleted while the monitor was not watching: the next cleanup forgets it.
+  f.sessions.sessions.erase(other);
+  auto result = f.monitor->CleanupInactive();
+  EXPECT_TRUE(result.error().empty()) << result.error();
+  EXPECT_EQ(result.total(), 1);
+  EXPECT_FALSE(f.monitor->Health(other));
+  EXPECT_EQ(f.store.Get(other).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(f.monitor->Health(kId));
+  // A failed read forgets nothing.
+  f.sessions.bulk_fails = true;
+  EXPECT_FALSE(f.monitor->CleanupInactive().error().empty());
+  EXPECT_TRUE(f.monitor->Health(kId));
+}
+
+TEST(Monitor, MetricsShowLevelsScoresRecoveriesAndAlerts) {
+  Fixture f;
+  prometheus::Registry registry;
+  MonitorMetrics metrics(registry);
+  f.monitor->set_metrics(&metrics);
+  f.monitor->DeepCheck();
+  f.Event(sv1::SESSION_STATE_DISCONNECTED, sv1::STATE_REASON_KEEPALIVE_TIMEOUT);
+  f.clock.Advance(absl::Minutes(10));
+  f.monitor->LightCheck();
+  const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+  auto has = [&](const std::string& line) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << " not in\n" << text;
+  };
+  has("wasentinel_monitor_sessions{level=\"warning\"} 1");
+  has("wasentinel_monitor_sessions{level=\"healthy\"} 0");
+  has("wasentinel_monitor_session_score_count 1");
+  // The drop, then offline past reconnect_after (3 min) with nothing under way.
+  has("wasentinel_monitor_recoveries_total{action=\"reconnect\",outcome=\"started\"} 2");
+  has("wasentinel_monitor_alerts_total{action=\"raised\",event_type=\"session.warning\"} 1");
+  has("wasentinel_monitor_check_duration_seconds_count{check=\"deep\"} 1");
+  has("wasentinel_monitor_events_total 1");
+  has("wasentinel_monitor_session_service_up 1");
 }
 
 }  // namespace

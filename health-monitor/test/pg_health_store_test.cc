@@ -156,6 +156,12 @@ TEST(PgHealthStore, HistoryAndUptime) {
   EXPECT_EQ(last.transitions(1).to_state(), sv1::SESSION_STATE_CONNECTED);
   EXPECT_EQ(f.store.History(Id(7), kT0, kT0 + absl::Hours(1), 10).status().code(),
             absl::StatusCode::kNotFound);
+
+  // Pruning, one row per statement: the two transitions before 7 h go.
+  EXPECT_EQ(f.store.PruneHistoryBefore(kT0 + absl::Hours(7), 1).value(), 2);
+  EXPECT_EQ(f.store.History(Id(1), kT0, kT0 + absl::Hours(24), 100).value().transitions_size(),
+            2);
+  EXPECT_EQ(f.store.PruneHistoryBefore(kT0 + absl::Hours(7), 1).value(), 0);
 }
 
 TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {

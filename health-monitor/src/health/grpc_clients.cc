@@ -75,6 +75,9 @@ absl::StatusOr<sv1::Session> GrpcSessionSource::Reconnect(const std::string& id)
 absl::StatusOr<absl::Duration> GrpcSessionSource::Probe(const std::string& id) {
   sv1::ProbeSessionRequest req;
   req.set_id(id);
+  // The pong's wait ends well inside the call's deadline, so a silent socket is a failed probe
+  // with session-service's reason rather than a DEADLINE_EXCEEDED.
+  *req.mutable_timeout() = ToProto(std::min(absl::Seconds(10), timeout_ / 2));
   auto resp = Unary(*stub_, &sv1::SessionService::Stub::ProbeSession, req, Context(timeout_),
                     "ProbeSession");
   if (!resp.ok()) return resp.status();

@@ -1,0 +1,260 @@
+// The health-monitor with the real binaries on loopback (issue 5): PostgreSQL, wa-sim,
+// session-service, health-monitor, and a recording AlertService (alert-service's gRPC contract,
+// answered by this driver, which counts every RaiseAlert per dedup key).
+//
+//   A  dropped by wa-sim           → classified at once, reconnected by the monitor, no alert
+//   B  blackholed by wa-sim        → probed, the probe fails, reconnected
+//   C  conflict (440, replaced)    → CRITICAL, session.manual_intervention, never reconnected
+//   D  dropped 3 times, the monitor SIGKILLed and restarted, dropped a 4th time
+//                                  → manual intervention: the hourly budget survived the restart
+//   session-service SIGKILLed     → one session_service.unreachable alert, status ERROR;
+//                                    restarted → resolved, sessions HEALTHY again
+// Throughout: no dedup key is raised twice at the same severity.
+//
+// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, DATABASE_URL, PROTO_DIR. TAP-like lines;
+// exit code 0 only if every step was seen.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import grpc from '@grpc/grpc-js';
+import protoLoader from '@grpc/proto-loader';
+import { useMultiFileAuthState } from 'baileys';
+import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
+
+const checks = [];
+function check(name, ok, detail = '') {
+  checks.push({ name, ok });
+  console.log(`${ok ? 'ok' : 'not ok'} ${checks.length} - ${name}${detail ? ` # ${detail}` : ''}`);
+  return ok;
+}
+
+const load = (file) => grpc.loadPackageDefinition(protoLoader.loadSync(file, {
+  includeDirs: [requiredEnv('PROTO_DIR')], keepCase: true, enums: String, longs: Number, defaults: true,
+}));
+const { SessionService } = load('wasentinel/session/v1/session.proto').wasentinel.session.v1;
+const { MonitorService } = load('wasentinel/monitor/v1/monitor.proto').wasentinel.monitor.v1;
+const { AlertService } = load('wasentinel/alert/v1/alert.proto').wasentinel.alert.v1;
+
+const unary = (client) => (method, req = {}) => new Promise((resolve, reject) =>
+  client[method](req, { deadline: Date.now() + 10000 }, (err, res) => (err ? reject(err) : resolve(res))));
+
+// alert-service's contract, recorded: what a real alert-service would be told.
+const raised = [];
+const resolved = [];
+const alertServer = new grpc.Server();
+alertServer.addService(AlertService.service, {
+  RaiseAlert: (call, cb) => {
+    raised.push({ ...call.request, at: Date.now() });
+    cb(null, { alert: { dedup_key: call.request.dedup_key }, created: true });
+  },
+  ResolveAlert: (call, cb) => {
+    resolved.push({ ...call.request, at: Date.now() });
+    cb(null, { alert: { dedup_key: call.request.dedup_key } });
+  },
+});
+const alertPort = await new Promise((resolve, reject) => alertServer.bindAsync('127.0.0.1:0',
+  grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+
+const work = mkdtempSync(join(tmpdir(), 'was-monitor-'));
+const sim = await startSim();
+const sealingKey = randomBytes(32).toString('hex');
+const sessionPort = await freePort();
+const monitorPort = await freePort();
+
+function startProcess(binary, args) {
+  const proc = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  return { proc, exited };
+}
+
+async function startSessionService() {
+  const p = startProcess(requiredEnv('SESSION_SERVICE'), [
+    '--replica_id=s1', `--grpc_listen=127.0.0.1:${sessionPort}`, '--metrics_listen=',
+    `--database_url=${requiredEnv('DATABASE_URL')}`, `--auth_state_key=demo:${sealingKey}`,
+    `--wa_url=${sim.url}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
+    // Keepalive slow and its own retries late: what the monitor sees and does is under test.
+    '--keepalive_interval=60s,60s', '--keepalive_max_silence=5m', '--reconnect_backoff=30s',
+    '--restore_per_second=0', '--log_level=warn',
+  ]);
+  const client = new SessionService(`127.0.0.1:${sessionPort}`, grpc.credentials.createInsecure());
+  const call = unary(client);
+  await waitFor(async () => { try { await call('GetHealth'); return true; } catch { return false; } },
+    { timeoutMs: 20000, what: 'session-service to answer' });
+  return { ...p, call };
+}
+
+async function startMonitor(name) {
+  const metricsPort = await freePort();
+  const p = startProcess(requiredEnv('HEALTH_MONITOR'), [
+    `--replica_id=${name}`, `--grpc_listen=127.0.0.1:${monitorPort}`,
+    `--metrics_listen=127.0.0.1:${metricsPort}`, `--database_url=${requiredEnv('DATABASE_URL')}`,
+    `--session_service=127.0.0.1:${sessionPort}`, `--alert_service=127.0.0.1:${alertPort}`,
+    '--light_interval=1s', '--fast_interval=1s', '--deep_interval=2s', '--unreachable_backoff=1s',
+    '--inbound_silence=3s', '--warning_after=2m', '--critical_after=10m', '--reconnect_after=60s',
+    '--call_timeout=4s', '--leader_poll=300ms', '--watch_backoff=300ms', '--log_level=warn',
+  ]);
+  const client = new MonitorService(`127.0.0.1:${monitorPort}`, grpc.credentials.createInsecure());
+  const call = unary(client);
+  await waitFor(async () => { try { return (await call('GetMonitorStatus')).leader; } catch { return false; } },
+    { timeoutMs: 20000, what: `${name} to lead` });
+  return { ...p, call, metricsPort };
+}
+
+const health = async (monitor, id) => {
+  try { return (await monitor.call('GetSessionHealth', { session_id: id })).health; } catch { return null; }
+};
+const history = async (monitor, id) => monitor.call('ListTransitions', {
+  session_id: id, since: { seconds: Math.floor(Date.now() / 1000) - 3600 },
+  until: { seconds: Math.floor(Date.now() / 1000) + 60 }, page_size: 1000,
+});
+const raisedFor = (key) => raised.filter((a) => a.dedup_key === key);
+
+let sessionService = null;
+let monitor = null;
+let exitCode = 1;
+try {
+  sessionService = await startSessionService();
+  monitor = await startMonitor('m1');
+
+  // Four linked devices from creds.json files Baileys wrote.
+  const ids = {};
+  const jids = {};
+  for (const [i, name] of ['A', 'B', 'C', 'D'].entries()) {
+    const dir = join(work, `device-${name}`);
+    const { state, saveCreds } = await useMultiFileAuthState(dir);
+    const jid = `1555002${1000 + i}:${2 + i}@s.whatsapp.net`;
+    state.creds.me = { id: jid, name: `Shop ${name}` };
+    await saveCreds();
+    const credsJson = readFileSync(join(dir, 'creds.json'), 'utf8');
+    await sim.post('/devices', { creds: JSON.parse(credsJson) });
+    const { session } = await sessionService.call('CreateSession', {
+      tenant_id: 'acme', session_name: `shop-${name}`, account_name: `Shop ${name}`, creds_json: credsJson,
+      owner_email: 'ops@acme.example',
+    });
+    ids[name] = session.id;
+    jids[name] = jid.split('@')[0];  // wa-sim names connections "user:device"
+  }
+  const healthyAll = async (m, names, timeoutMs = 20000) => waitFor(async () => {
+    const hs = await Promise.all(names.map((n) => health(m, ids[n])));
+    return hs.every((h) => h?.level === 'HEALTH_LEVEL_HEALTHY');
+  }, { timeoutMs, what: `${names.join(',')} HEALTHY` }).then(() => true, () => false);
+  check('four sessions HEALTHY at the monitor', await healthyAll(monitor, ['A', 'B', 'C', 'D']));
+  const connAt = async (name) => (await sim.get('/connections')).connections
+    .find((c) => c.logged_in && c.jid === jids[name]);
+  const waitConnected = (name, timeoutMs = 20000) => waitFor(() => connAt(name),
+    { timeoutMs, what: `${name} logged in at wa-sim` });
+  await Promise.all(['A', 'B', 'C', 'D'].map((n) => waitConnected(n)));
+
+  // A: a drop, classified at once and recovered by the monitor's Reconnect.
+  const dropAt = Date.now();
+  await sim.post(`/connections/${jids.A}/drop`, {});
+  const warned = await waitFor(async () => (await health(monitor, ids.A))?.level === 'HEALTH_LEVEL_WARNING' && Date.now(),
+    { timeoutMs: 5000, intervalMs: 5, what: 'A WARNING' }).catch(() => null);
+  const recovered = await healthyAll(monitor, ['A'], 15000) ? Date.now() : null;
+  const hA = await history(monitor, ids.A);
+  check('A: the drop is classified WARNING within 1 s', warned && warned - dropAt < 1000,
+    `${warned - dropAt} ms`);
+  check('A: the monitor reconnected it; HEALTHY again within 10 s',
+    recovered && recovered - dropAt < 10000 && hA.recoveries.some((r) => r.action === 'ACTION_RECONNECT'),
+    `${recovered - dropAt} ms; ${hA.recoveries.map((r) => `${r.action}:${r.outcome}`).join(',')}`);
+  check('A: a drop recovered in seconds alerts nobody', raised.every((a) => !a.dedup_key.endsWith(ids.A)));
+
+  // B: blackholed. Silent past --inbound_silence, probed; the probe fails; reconnected.
+  await sim.post(`/connections/${jids.B}/blackhole`, { enabled: true });
+  const probedB = await waitFor(async () => {
+    const h = await history(monitor, ids.B);
+    const failed = h.recoveries.findIndex((r) => r.action === 'ACTION_PROBE' && r.outcome === 'OUTCOME_FAILED');
+    return failed >= 0 && h.recoveries.slice(failed + 1).some((r) => r.action === 'ACTION_RECONNECT') && h;
+  }, { timeoutMs: 30000, intervalMs: 200, what: 'B probed, then reconnected' }).catch(() => null);
+  check('B: blackholed → probe failed → Reconnect', !!probedB,
+    probedB ? probedB.recoveries.map((r) => `${r.action}:${r.outcome}`).join(',') : '');
+  check('B: HEALTHY again on a new connection', await healthyAll(monitor, ['B'], 20000) &&
+    !!(await waitConnected('B').catch(() => null)));
+
+  // C: replaced (stream error 440, conflict): needs a person; alerted at once, never reconnected.
+  await sim.post(`/connections/${jids.C}/conflict`, {});
+  const keyC = `session.manual_intervention/${ids.C}`;
+  const alertC = await waitFor(() => raisedFor(keyC)[0], { timeoutMs: 10000, what: 'C alerted' }).catch(() => null);
+  const hC = await health(monitor, ids.C);
+  check('C: 440 replaced → CRITICAL and session.manual_intervention raised',
+    !!alertC && hC?.level === 'HEALTH_LEVEL_CRITICAL' && alertC.severity === 'SEVERITY_CRITICAL' &&
+    alertC.session?.phone_number_masked && !alertC.summary.includes('15550021002'),
+    `${hC?.level}; ${alertC?.summary}`);
+  const runsBefore = (await monitor.call('ListJobs')).jobs.find((j) => j.name === 'health-check-deep').runs;
+  await waitFor(async () => (await monitor.call('ListJobs')).jobs.find((j) => j.name === 'health-check-deep').runs >= runsBefore + 2,
+    { timeoutMs: 15000, intervalMs: 100, what: 'two more deep checks' });
+  const cNow = (await sessionService.call('GetSession', { id: ids.C })).session;
+  check('C: two deep checks later still REPLACED, no Reconnect',
+    cNow.state === 'SESSION_STATE_REPLACED' &&
+    (await history(monitor, ids.C)).recoveries.every((r) => r.action !== 'ACTION_RECONNECT'), cNow.state);
+
+  // D: three drops, each recovered; the monitor is SIGKILLed and restarted; a fourth drop.
+  for (let i = 1; i <= 3; ++i) {
+    await waitConnected('D');
+    await sim.post(`/connections/${jids.D}/drop`, {});
+    await waitFor(async () => (await history(monitor, ids.D)).recoveries.length >= i,
+      { timeoutMs: 10000, what: `recovery ${i} of D` });
+    await healthyAll(monitor, ['D'], 15000);
+  }
+  const dBefore = await health(monitor, ids.D);
+  check('D: three drops, three recoveries in the hour', dBefore?.recovery_attempts_last_hour === 3 &&
+    dBefore?.drops_today === 3, `${dBefore?.recovery_attempts_last_hour} / ${dBefore?.drops_today}`);
+  const raisedBeforeKill = raised.length;
+  monitor.proc.kill('SIGKILL');
+  await monitor.exited;
+  monitor = await startMonitor('m2');
+  await waitFor(async () => (await monitor.call('ListJobs')).jobs.find((j) => j.name === 'health-check-deep').runs >= runsBefore + 3,
+    { timeoutMs: 15000, intervalMs: 100, what: 'a deep check by m2' });
+  check('monitor SIGKILLed and restarted: nothing raised again', raised.length === raisedBeforeKill,
+    `${raised.length - raisedBeforeKill} new`);
+  await waitConnected('D');
+  await sim.post(`/connections/${jids.D}/drop`, {});
+  const keyD = `session.manual_intervention/${ids.D}`;
+  const alertD = await waitFor(() => raisedFor(keyD)[0], { timeoutMs: 10000, what: 'D alerted' }).catch(() => null);
+  const dAfter = await health(monitor, ids.D);
+  check('D: the fourth drop in the hour, after the restart → manual intervention',
+    !!alertD && dAfter?.manual_intervention_required && dAfter?.level === 'HEALTH_LEVEL_CRITICAL',
+    dAfter?.manual_intervention_reason);
+
+  // session-service SIGKILLed: one alert for the outage; back → resolved.
+  sessionService.proc.kill('SIGKILL');
+  await sessionService.exited;
+  const down = await waitFor(() => raisedFor('session_service.unreachable')[0],
+    { timeoutMs: 15000, what: 'session_service.unreachable' }).catch(() => null);
+  const status = await monitor.call('GetMonitorStatus');
+  check('session-service down: session_service.unreachable raised, monitor status ERROR',
+    !!down && status.status === 'MONITOR_STATUS_ERROR' && !status.session_service_reachable,
+    status.session_service_error);
+  await waitFor(async () => (await monitor.call('ListJobs')).jobs.find((j) => j.name === 'health-check-light').failures >= 3,
+    { timeoutMs: 15000, intervalMs: 100, what: 'three failed light checks' });
+  check('… raised once for the outage', raisedFor('session_service.unreachable').length === 1);
+  sessionService = await startSessionService();
+  const back = await waitFor(() => resolved.find((r) => r.dedup_key === 'session_service.unreachable'),
+    { timeoutMs: 15000, what: 'unreachable resolved' }).catch(() => null);
+  check('session-service back: the alert is resolved, status OK', !!back &&
+    (await monitor.call('GetMonitorStatus')).status === 'MONITOR_STATUS_OK');
+  check('A and B HEALTHY after the restore', await healthyAll(monitor, ['A', 'B'], 30000));
+
+  const byKey = new Map();
+  for (const a of raised) byKey.set(`${a.dedup_key} ${a.severity}`, (byKey.get(`${a.dedup_key} ${a.severity}`) ?? 0) + 1);
+  check('no alert raised twice', [...byKey.values()].every((n) => n === 1),
+    [...byKey.entries()].map(([k, n]) => `${k}×${n}`).join('; '));
+  const metrics = await (await fetch(`http://127.0.0.1:${monitor.metricsPort}/metrics`)).text();
+  check('metrics: leader, sessions by level, job runs',
+    /^wasentinel_monitor_leader 1/m.test(metrics) &&
+    /^wasentinel_monitor_sessions\{level="critical"\} 2/m.test(metrics) &&
+    /^wasentinel_monitor_job_runs_total\{job="health-check-deep",result="ok"\} \d+/m.test(metrics));
+  exitCode = checks.every((c) => c.ok) ? 0 : 1;
+} catch (e) {
+  console.error(e);
+} finally {
+  for (const p of [monitor, sessionService]) p?.proc.kill('SIGTERM');
+  await Promise.all([monitor, sessionService].map((p) => p?.exited));
+  alertServer.forceShutdown();
+  sim.stop();
+  rmSync(work, { recursive: true, force: true });
+  console.log(`${checks.filter((c) => c.ok).length} passed, ${checks.filter((c) => !c.ok).length} failed`);
+  process.exit(exitCode);
+}
