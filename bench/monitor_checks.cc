@@ -41,6 +41,7 @@ class Table final : public SessionSource {
   absl::StatusOr<std::vector<sv1::Session>> BulkGet(const std::vector<std::string>&) override {
     return std::vector<sv1::Session>();
   }
+  absl::StatusOr<sv1::Session> Get(const std::string&) override { return sv1::Session(); }
   absl::StatusOr<sv1::Session> Reconnect(const std::string&) override { return sv1::Session(); }
   absl::StatusOr<absl::Duration> Probe(const std::string&) override {
     return absl::Milliseconds(1);

@@ -221,9 +221,10 @@ class App::Impl {
   void RunLoop() {
     while (!WaitStop(kRunnerTick)) {
       if (!leading) continue;
-      if (events_waiting.exchange(false)) {
+      {
         absl::MutexLock lock(&monitor_mu);
-        monitor->Settle();
+        if (events_waiting.exchange(false)) monitor->Settle();
+        monitor->RecheckDue();
       }
       if (jobs->NextDue() <= clock->Now()) jobs->RunDue();
     }
@@ -268,9 +269,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   WAS_ASSIGN_OR_RETURN(auto server_credentials,
                        GrpcServerCredentials(options.tls_cert_file, options.tls_key_file,
                                              options.tls_client_ca_file));
-  WAS_ASSIGN_OR_RETURN(auto upstream, GrpcChannelCredentials(options.upstream_ca_file,
-                                                             options.tls_cert_file,
-                                                             options.tls_key_file));
+  WAS_ASSIGN_OR_RETURN(auto upstream,
+                       GrpcChannelCredentials(options.upstream_ca_file, options.tls_cert_file,
+                                              options.tls_key_file));
   WAS_ASSIGN_OR_RETURN(impl->pool,
                        PgPool::Create(options.database_url, options.database_pool_size));
   WAS_RETURN_IF_ERROR(

@@ -3,8 +3,8 @@
 // the metrics, built from Options and taken down in reverse order.
 //
 // Threads: gRPC's; the leader loop (every `leader_poll`: lead or stand by); the runner (while
-// leading: Settle() after events, the jobs when due); the event watcher (while leading). The
-// Monitor is used under one mutex by all of them.
+// leading: Settle() after events, second looks at dead sockets, the jobs when due); the event
+// watcher (while leading). The Monitor is used under one mutex by all of them.
 //
 // Sources: issue 5 (the rhythm: light 30 s, deep 5 min, 5 s while session-service is under
 // 60 s old; backoff while it does not answer), seed 001 §5, architecture.md "Health".

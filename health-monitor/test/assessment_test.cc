@@ -79,13 +79,20 @@ TEST_F(AssessTest, TheMonitorsOwnOfflineTimeWins) {
   EXPECT_EQ(*a.offline_since, *memory.offline_since);
 }
 
-TEST_F(AssessTest, DeadSocketWhileStoredConnectedIsReconnected) {
+TEST_F(AssessTest, DeadSocketWhileStoredConnectedIsReconnectedWhenItStaysDead) {
   sv1::Session s = Connected();
   s.set_socket_alive(false);
+  // Just seen: session-service may be storing the drop this very moment. Look again.
+  memory.socket_dead_since = clock.Now();
   auto a = Run(s);
   EXPECT_EQ(a.level, v1::HEALTH_LEVEL_WARNING);
-  EXPECT_EQ(a.action, Action::kReconnect);
+  EXPECT_EQ(a.action, Action::kRecheck);
   EXPECT_EQ(a.score, 70);
+  // Still dead after the grace: reconnect.
+  memory.socket_dead_since = clock.Now() - HealthPolicy{}.socket_dead_grace;
+  a = Run(s);
+  EXPECT_EQ(a.action, Action::kReconnect);
+  EXPECT_NE(a.trigger.find("socket is dead for 5s"), std::string::npos) << a.trigger;
   // From an event alone (no live facts) nothing is decided about the socket.
   EXPECT_EQ(Run(s, /*live=*/false).action, Action::kNone);
   EXPECT_EQ(Run(s, /*live=*/false).level, v1::HEALTH_LEVEL_HEALTHY);

@@ -33,6 +33,12 @@ class FakeSessions final : public SessionSource {
     }
     return out;
   }
+  absl::StatusOr<sv1::Session> Get(const std::string& id) override {
+    if (!up) return absl::UnavailableError("session-service is down");
+    auto it = sessions.find(id);
+    if (it == sessions.end()) return absl::NotFoundError("no such session");
+    return it->second;
+  }
   absl::StatusOr<sv1::Session> Reconnect(const std::string& id) override {
     reconnects.push_back(id);
     sessions[id].set_state(sv1::SESSION_STATE_CONNECTING);

@@ -241,8 +241,8 @@ TEST(Monitor, TheDayCountersStartAfreshAndOldHistoryIsPruned) {
   EXPECT_EQ(f.monitor->Health(kId)->recoveries_today(), 0);
   f.Restart();  // stored, not only in memory
   EXPECT_EQ(f.monitor->Health(kId)->drops_today(), 0);
-  auto history = f.store.History(kId, f.clock.Now() - absl::Hours(24 * 100), f.clock.Now(), 50)
-                     .value();
+  auto history =
+      f.store.History(kId, f.clock.Now() - absl::Hours(24 * 100), f.clock.Now(), 50).value();
   EXPECT_EQ(history.recoveries_size(), 0) << "91 days old: pruned";
 }
 
@@ -289,6 +289,35 @@ TEST(Monitor, MetricsShowLevelsScoresRecoveriesAndAlerts) {
   has("wasentinel_monitor_check_duration_seconds_count{check=\"deep\"} 1");
   has("wasentinel_monitor_events_total 1");
   has("wasentinel_monitor_session_service_up 1");
+}
+
+TEST(Monitor, ADeadSocketIsLookedAtAgainBeforeItIsReconnected) {
+  Fixture f;
+  f.monitor->DeepCheck();
+  // A deep check catches a socket closing before session-service stored the drop.
+  f.sessions.sessions[kId].set_socket_alive(false);
+  f.monitor->DeepCheck();
+  EXPECT_EQ(f.Level(), v1::HEALTH_LEVEL_WARNING);
+  EXPECT_TRUE(f.sessions.reconnects.empty()) << "not on one sighting";
+  // Meanwhile WhatsApp ended it (replaced): the second look finds that, not a dead socket.
+  f.Event(sv1::SESSION_STATE_REPLACED, sv1::STATE_REASON_REPLACED);
+  f.clock.Advance(HealthPolicy{}.socket_dead_grace);
+  f.monitor->RecheckDue();
+  EXPECT_TRUE(f.sessions.reconnects.empty()) << "a replaced session is never reconnected";
+  EXPECT_EQ(f.Level(), v1::HEALTH_LEVEL_CRITICAL);
+}
+
+TEST(Monitor, ASocketThatStaysDeadIsReconnected) {
+  Fixture f;
+  f.monitor->DeepCheck();
+  f.sessions.sessions[kId].set_socket_alive(false);
+  f.monitor->DeepCheck();
+  f.clock.Advance(absl::Seconds(1));
+  f.monitor->RecheckDue();
+  EXPECT_TRUE(f.sessions.reconnects.empty()) << "not due yet";
+  f.clock.Advance(HealthPolicy{}.socket_dead_grace);
+  f.monitor->RecheckDue();
+  EXPECT_EQ(f.sessions.reconnects, std::vector<std::string>{kId});
 }
 
 }  // namespace

@@ -159,8 +159,7 @@ TEST(PgHealthStore, HistoryAndUptime) {
 
   // Pruning, one row per statement: the two transitions before 7 h go.
   EXPECT_EQ(f.store.PruneHistoryBefore(kT0 + absl::Hours(7), 1).value(), 2);
-  EXPECT_EQ(f.store.History(Id(1), kT0, kT0 + absl::Hours(24), 100).value().transitions_size(),
-            2);
+  EXPECT_EQ(f.store.History(Id(1), kT0, kT0 + absl::Hours(24), 100).value().transitions_size(), 2);
   EXPECT_EQ(f.store.PruneHistoryBefore(kT0 + absl::Hours(7), 1).value(), 0);
 }
 

@@ -11,8 +11,9 @@
 //                                    restarted → resolved, sessions HEALTHY again
 // Throughout: no dedup key is raised twice at the same severity.
 //
-// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, DATABASE_URL, PROTO_DIR. TAP-like lines;
-// exit code 0 only if every step was seen.
+// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, DATABASE_URL, PROTO_DIR.
+// Flags: --demo prints sections, the alerts as they arrive and a summary for people; otherwise
+// TAP-like lines. Exit code 0 only if every step was seen.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -23,10 +24,13 @@ import protoLoader from '@grpc/proto-loader';
 import { useMultiFileAuthState } from 'baileys';
 import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
 
+const demo = process.argv.includes('--demo');
+const say = (...a) => { if (demo) console.log(...a); };
 const checks = [];
 function check(name, ok, detail = '') {
   checks.push({ name, ok });
-  console.log(`${ok ? 'ok' : 'not ok'} ${checks.length} - ${name}${detail ? ` # ${detail}` : ''}`);
+  if (demo) console.log(`${ok ? '  ✓' : '  ✗'} ${name}${detail ? ` (${detail})` : ''}`);
+  else console.log(`${ok ? 'ok' : 'not ok'} ${checks.length} - ${name}${detail ? ` # ${detail}` : ''}`);
   return ok;
 }
 
@@ -47,10 +51,12 @@ const alertServer = new grpc.Server();
 alertServer.addService(AlertService.service, {
   RaiseAlert: (call, cb) => {
     raised.push({ ...call.request, at: Date.now() });
+    say(`    alert-service ← RaiseAlert ${call.request.event_type} [${call.request.severity}]: ${call.request.summary}`);
     cb(null, { alert: { dedup_key: call.request.dedup_key }, created: true });
   },
   ResolveAlert: (call, cb) => {
     resolved.push({ ...call.request, at: Date.now() });
+    say(`    alert-service ← ResolveAlert ${call.request.dedup_key}: ${call.request.note}`);
     cb(null, { alert: { dedup_key: call.request.dedup_key } });
   },
 });
@@ -60,6 +66,8 @@ const alertPort = await new Promise((resolve, reject) => alertServer.bindAsync('
 const work = mkdtempSync(join(tmpdir(), 'was-monitor-'));
 const sim = await startSim();
 const sealingKey = randomBytes(32).toString('hex');
+// WAS_E2E_LOG_LEVEL=info shows what the services did (default: warnings only).
+const logLevel = process.env.WAS_E2E_LOG_LEVEL || 'warn';
 const sessionPort = await freePort();
 const monitorPort = await freePort();
 
@@ -76,7 +84,7 @@ async function startSessionService() {
     `--wa_url=${sim.url}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
     // Keepalive slow and its own retries late: what the monitor sees and does is under test.
     '--keepalive_interval=60s,60s', '--keepalive_max_silence=5m', '--reconnect_backoff=30s',
-    '--restore_per_second=0', '--log_level=warn',
+    '--restore_per_second=0', `--log_level=${logLevel}`,
   ]);
   const client = new SessionService(`127.0.0.1:${sessionPort}`, grpc.credentials.createInsecure());
   const call = unary(client);
@@ -93,7 +101,7 @@ async function startMonitor(name) {
     `--session_service=127.0.0.1:${sessionPort}`, `--alert_service=127.0.0.1:${alertPort}`,
     '--light_interval=1s', '--fast_interval=1s', '--deep_interval=2s', '--unreachable_backoff=1s',
     '--inbound_silence=3s', '--warning_after=2m', '--critical_after=10m', '--reconnect_after=60s',
-    '--call_timeout=4s', '--leader_poll=300ms', '--watch_backoff=300ms', '--log_level=warn',
+    '--call_timeout=4s', '--leader_poll=300ms', '--watch_backoff=300ms', `--log_level=${logLevel}`,
   ]);
   const client = new MonitorService(`127.0.0.1:${monitorPort}`, grpc.credentials.createInsecure());
   const call = unary(client);
@@ -115,6 +123,7 @@ let sessionService = null;
 let monitor = null;
 let exitCode = 1;
 try {
+  say('— session-service, health-monitor (light 1 s, deep 2 s) and a recording alert-service');
   sessionService = await startSessionService();
   monitor = await startMonitor('m1');
 
@@ -147,6 +156,7 @@ try {
     { timeoutMs, what: `${name} logged in at wa-sim` });
   await Promise.all(['A', 'B', 'C', 'D'].map((n) => waitConnected(n)));
 
+  say('\n— wa-sim drops A');
   // A: a drop, classified at once and recovered by the monitor's Reconnect.
   const dropAt = Date.now();
   await sim.post(`/connections/${jids.A}/drop`, {});
@@ -161,6 +171,7 @@ try {
     `${recovered - dropAt} ms; ${hA.recoveries.map((r) => `${r.action}:${r.outcome}`).join(',')}`);
   check('A: a drop recovered in seconds alerts nobody', raised.every((a) => !a.dedup_key.endsWith(ids.A)));
 
+  say('\n— wa-sim blackholes B (the socket stays open, nothing comes back)');
   // B: blackholed. Silent past --inbound_silence, probed; the probe fails; reconnected.
   await sim.post(`/connections/${jids.B}/blackhole`, { enabled: true });
   const probedB = await waitFor(async () => {
@@ -173,6 +184,7 @@ try {
   check('B: HEALTHY again on a new connection', await healthyAll(monitor, ['B'], 20000) &&
     !!(await waitConnected('B').catch(() => null)));
 
+  say('\n— wa-sim replaces C (stream error 440, conflict)');
   // C: replaced (stream error 440, conflict): needs a person; alerted at once, never reconnected.
   await sim.post(`/connections/${jids.C}/conflict`, {});
   const keyC = `session.manual_intervention/${ids.C}`;
@@ -190,12 +202,18 @@ try {
     cNow.state === 'SESSION_STATE_REPLACED' &&
     (await history(monitor, ids.C)).recoveries.every((r) => r.action !== 'ACTION_RECONNECT'), cNow.state);
 
+  say('\n— wa-sim drops D three times; the monitor is SIGKILLed and restarted; D drops again');
   // D: three drops, each recovered; the monitor is SIGKILLed and restarted; a fourth drop.
+  const reconnectsOf = async (name) => (await history(monitor, ids[name])).recoveries
+    .filter((r) => r.action === 'ACTION_RECONNECT').length;
   for (let i = 1; i <= 3; ++i) {
-    await waitConnected('D');
+    const before = await waitConnected('D');
     await sim.post(`/connections/${jids.D}/drop`, {});
-    await waitFor(async () => (await history(monitor, ids.D)).recoveries.length >= i,
+    await waitFor(async () => (await reconnectsOf('D')) >= i,
       { timeoutMs: 10000, what: `recovery ${i} of D` });
+    // Logged in again on a new connection before the next drop.
+    await waitFor(async () => { const c = await connAt('D'); return c && c.id !== before.id; },
+      { timeoutMs: 15000, what: `D back after drop ${i}` });
     await healthyAll(monitor, ['D'], 15000);
   }
   const dBefore = await health(monitor, ids.D);
@@ -218,6 +236,7 @@ try {
     !!alertD && dAfter?.manual_intervention_required && dAfter?.level === 'HEALTH_LEVEL_CRITICAL',
     dAfter?.manual_intervention_reason);
 
+  say('\n— session-service is SIGKILLed, then started again');
   // session-service SIGKILLed: one alert for the outage; back → resolved.
   sessionService.proc.kill('SIGKILL');
   await sessionService.exited;

@@ -172,7 +172,13 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
     a.trigger = std::move(trigger);
   };
   if (socket_dead) {
-    recover("stored CONNECTED but the socket is dead");
+    if (!memory.socket_dead_since || now - *memory.socket_dead_since < policy.socket_dead_grace) {
+      a.action = Action::kRecheck;
+      a.trigger = "stored CONNECTED but the socket is dead: looking again";
+    } else {
+      recover(absl::StrCat("stored CONNECTED but the socket is dead for ",
+                           Short(now - *memory.socket_dead_since)));
+    }
   } else if (connected && facts_are_live && silence >= policy.inbound_silence) {
     a.action = Action::kProbe;
     a.trigger = absl::StrCat("no inbound traffic for ", Short(silence));

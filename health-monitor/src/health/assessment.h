@@ -51,6 +51,10 @@ struct HealthPolicy {
   /// is reconnected by the monitor (session-service's own retries, 5/15/45 s, are over); and
   /// no two such reconnects of one session come closer than this.
   absl::Duration reconnect_after = absl::Minutes(3);
+  /// A socket seen dead under a stored CONNECTED is looked at again this much later and only
+  /// reconnected if it still is: session-service stores a drop a moment after the socket
+  /// closes, and a deep check can fall in between.
+  absl::Duration socket_dead_grace = absl::Seconds(5);
   /// No inbound traffic for this long on a connected session → probe it (seed 001 §5: 30 min).
   absl::Duration inbound_silence = absl::Minutes(30);
   /// Recovery attempts (Reconnect calls) allowed per session in a sliding window (seed 001
@@ -69,6 +73,8 @@ struct SessionMemory {
   std::optional<absl::Time> last_recovery_at;  ///< the last Reconnect the monitor made
   int reconnects_last_hour = 0;                ///< CONNECTING transitions seen in the last hour
   int drops_last_hour = 0;                     ///< connections ended by an error in the last hour
+  /// Since when the live facts show a dead socket under a stored CONNECTED (unset: they do not).
+  std::optional<absl::Time> socket_dead_since;
   bool manual_intervention = false;
   std::string manual_intervention_reason;
 };
@@ -79,6 +85,7 @@ enum class Action {
   kReconnect,  ///< Reconnect (a recovery attempt, rate-limited)
   kProbe,      ///< ProbeSession; Reconnect if it fails
   kEscalate,   ///< recovery is needed but the window is used up: flag manual intervention
+  kRecheck,    ///< look at the session's live facts again after socket_dead_grace
 };
 
 struct Assessment {

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "wasentinel/common/logging.h"
 
 namespace wasentinel::monitor {
@@ -50,15 +51,18 @@ void EventWatcher::Loop() {
     if (!from_now) req.set_after_sequence(after);
     auto reader = stub_->WatchSessionEvents(&ctx, req);
     const absl::Time opened_at = absl::Now();
-    reader->WaitForInitialMetadata();  // session-service sends headers once the watch is in place
+    // session-service sends its headers once the watch is in place; none means it failed.
+    reader->WaitForInitialMetadata();
+    const bool opened = ctx.GetServerInitialMetadata().count("x-watch-replica") > 0;
     from_now = false;
-    log_->info("watching session events after sequence {}", after);
-    if (hooks_.on_stream) hooks_.on_stream(true);
-    sv1::SessionEvent e;
-    while (reader->Read(&e)) {
+    if (opened) {
+      log_->info("watching session events after sequence {}{}", after,
+                 failures > 0 ? absl::StrCat(" again, after ", failures, " failed attempts") : "");
       failures = 0;
-      hooks_.on_event(e);
+      if (hooks_.on_stream) hooks_.on_stream(true);
     }
+    sv1::SessionEvent e;
+    while (reader->Read(&e)) hooks_.on_event(e);
     const grpc::Status st = reader->Finish();
     if (absl::Now() - opened_at > absl::Minutes(1)) failures = 0;  // it had been working
     {
@@ -66,15 +70,18 @@ void EventWatcher::Loop() {
       current_ = nullptr;
       if (stop_) return;
     }
-    if (hooks_.on_stream) hooks_.on_stream(false);
+    if (opened && hooks_.on_stream) hooks_.on_stream(false);
     if (st.error_code() == grpc::StatusCode::OUT_OF_RANGE) {
       log_->warn("session events after {} were pruned: resuming from now", after);
       from_now = true;
       continue;
     }
     const absl::Duration pause = pauses_.Delay(std::min(++failures, pauses_.max_attempts()), rng);
-    log_->warn("session event stream ended ({}: {}); resuming in {}",
-               static_cast<int>(st.error_code()), st.error_message(), pause);
+    // The first failure in a row is news; the rest are at debug until it works again.
+    (failures == 1 ? log_->warn("session event stream ended ({}: {}); resuming in {}",
+                                static_cast<int>(st.error_code()), st.error_message(), pause)
+                   : log_->debug("session event stream still down ({}: {}); resuming in {}",
+                                 static_cast<int>(st.error_code()), st.error_message(), pause));
     absl::MutexLock lock(&mu_);
     auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
     if (mu_.AwaitWithTimeout(absl::Condition(&stopping), pause)) return;

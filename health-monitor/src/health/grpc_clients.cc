@@ -63,6 +63,15 @@ absl::StatusOr<std::vector<sv1::Session>> GrpcSessionSource::BulkGet(
   return std::vector<sv1::Session>(resp->sessions().begin(), resp->sessions().end());
 }
 
+absl::StatusOr<sv1::Session> GrpcSessionSource::Get(const std::string& id) {
+  sv1::GetSessionRequest req;
+  req.set_id(id);
+  auto resp =
+      Unary(*stub_, &sv1::SessionService::Stub::GetSession, req, Context(timeout_), "GetSession");
+  if (!resp.ok()) return resp.status();
+  return resp->session();
+}
+
 absl::StatusOr<sv1::Session> GrpcSessionSource::Reconnect(const std::string& id) {
   sv1::ReconnectRequest req;
   req.set_id(id);

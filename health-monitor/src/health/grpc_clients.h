@@ -24,6 +24,7 @@ class GrpcSessionSource final : public SessionSource {
   absl::StatusOr<sv1::GetHealthResponse> Health() override;
   absl::StatusOr<sv1::GetDeepHealthResponse> DeepHealth() override;
   absl::StatusOr<std::vector<sv1::Session>> BulkGet(const std::vector<std::string>& ids) override;
+  absl::StatusOr<sv1::Session> Get(const std::string& id) override;
   absl::StatusOr<sv1::Session> Reconnect(const std::string& id) override;
   absl::StatusOr<absl::Duration> Probe(const std::string& id) override;
 

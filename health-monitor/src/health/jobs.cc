@@ -73,13 +73,20 @@ v1::JobResult JobScheduler::Run(Entry& e) {
   if (!result.error().empty()) ++e.record.failures;
   e.record.last_run_at = started;
   e.record.last_result = result;
+  const std::string last_error = std::exchange(e.last_error, result.error());
   e.due = e.spec.next_due(now);
   if (auto st = store_.SaveJob(e.record); !st.ok()) {
     log_->warn("recording the run of job {}: {}", e.spec.name, st);
   }
   if (!result.error().empty()) {
-    log_->warn("job {} failed: {}", e.spec.name, result.error());
+    // A failure repeating the last one (session-service down) is logged once, then at debug.
+    if (result.error() != last_error) {
+      log_->warn("job {} failed: {}", e.spec.name, result.error());
+    } else {
+      log_->debug("job {} failed again: {}", e.spec.name, result.error());
+    }
   } else {
+    if (!last_error.empty()) log_->info("job {} works again", e.spec.name);
     log_->debug(
         "job {}: {} sessions, {} healthy, {} warning, {} critical, {} reconnected, {} "
         "notified",

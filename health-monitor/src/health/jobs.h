@@ -64,6 +64,7 @@ class JobScheduler {
     JobRecord record;
     absl::Time due;
     bool running = false;
+    std::string last_error;  // of the last run (empty: it worked)
   };
   Entry* Find(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Job ToProto(const Entry& e) const ABSL_SHARED_LOCKS_REQUIRED(mu_);

@@ -56,9 +56,8 @@ MonitorMetrics::MonitorMetrics(prometheus::Registry& registry)
                      .Name("wasentinel_monitor_event_lag_seconds")
                      .Help("From session-service writing an event to the monitor classifying it")
                      .Register(registry)
-                     .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05,
-                                                                      0.1, 0.25, 0.5, 1, 2.5,
-                                                                      5})),
+                     .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1,
+                                                                      0.25, 0.5, 1, 2.5, 5})),
       leader_(prometheus::BuildGauge()
                   .Name("wasentinel_monitor_leader")
                   .Help("1 while this replica is the leader")
@@ -101,9 +100,8 @@ void MonitorMetrics::Recovery(const std::string& action, const std::string& outc
 
 void MonitorMetrics::Check(const std::string& check, absl::Duration took) {
   checks_
-      .Add({{"check", check}},
-           prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2,
-                                                   5, 10})
+      .Add({{"check", check}}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05,
+                                                                       0.1, 0.25, 0.5, 1, 2, 5, 10})
       .Observe(absl::ToDoubleSeconds(took));
 }
 

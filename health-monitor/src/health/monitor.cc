@@ -76,6 +76,7 @@ absl::Status Monitor::Load() {
   watched_.clear();
   open_alerts_.clear();
   pending_drops_.clear();
+  rechecks_.clear();
   limiter_.Clear();
   metrics_dirty_ = true;
   for (auto& s : *sessions) {
@@ -122,6 +123,7 @@ SessionMemory Monitor::MemoryOf(Watched& w) {
   if (h.has_last_recovery_at()) m.last_recovery_at = FromProto(h.last_recovery_at());
   m.reconnects_last_hour = static_cast<int>(w.reconnects.size());
   m.drops_last_hour = static_cast<int>(w.drops.size());
+  m.socket_dead_since = w.socket_dead_since;
   m.manual_intervention = h.manual_intervention_required();
   m.manual_intervention_reason = h.manual_intervention_reason();
   return m;
@@ -227,6 +229,29 @@ void Monitor::Settle() {
     Act(w, a, tally);
   }
   PublishIfChanged();
+}
+
+void Monitor::RecheckDue() {
+  if (rechecks_.empty()) return;
+  const absl::Time now = clock_.Now();
+  std::vector<std::string> due;
+  for (const auto& [id, at] : rechecks_) {
+    if (at <= now) due.push_back(id);
+  }
+  Tally tally;
+  for (const auto& id : due) {
+    rechecks_.erase(id);
+    auto it = watched_.find(id);
+    if (it == watched_.end()) continue;
+    auto facts = sessions_.Get(id);
+    if (!facts.ok()) {
+      log_->debug("looking again at session {}: {}", id, facts.status());
+      continue;  // the next deep check sees it
+    }
+    Watched& w = Adopt(*facts);
+    w.facts_are_live = true;
+    Evaluate(w, "looked again", tally);
+  }
 }
 
 v1::JobResult Monitor::DeepCheck() {
@@ -383,6 +408,7 @@ void Monitor::ForgetSession(const std::string& id, const std::string& note, Tall
   if (auto st = store_.Forget(id); !st.ok()) log_->warn("forgetting session {}: {}", id, st);
   watched_.erase(id);
   pending_drops_.erase(id);
+  rechecks_.erase(id);
   limiter_.Reset(id);
 }
 
@@ -392,7 +418,9 @@ void Monitor::RecordRecovery(Watched& w, const v1::RecoveryAttempt& r) {
     log_->warn("recording a recovery attempt of {}: {}", r.session_id(), st.status());
   }
   if (metrics_) {
-    auto lower = [](std::string n, size_t prefix) { return absl::AsciiStrToLower(n.substr(prefix)); };
+    auto lower = [](std::string n, size_t prefix) {
+      return absl::AsciiStrToLower(n.substr(prefix));
+    };
     metrics_->Recovery(lower(v1::RecoveryAttempt::Action_Name(r.action()), 7),
                        lower(v1::RecoveryAttempt::Outcome_Name(r.outcome()), 8));
   }
@@ -441,6 +469,13 @@ absl::StatusOr<v1::SessionHealth> Monitor::Acknowledge(const std::string& sessio
 Monitor::Evaluated Monitor::Classify(Watched& w, const std::string& why) {
   const absl::Time now = clock_.Now();
   Evaluated e;
+  const bool socket_dead = w.facts_are_live && w.s.facts.state() == sv1::SESSION_STATE_CONNECTED &&
+                           !w.s.facts.socket_alive();
+  if (!socket_dead) {
+    w.socket_dead_since.reset();
+  } else if (!w.socket_dead_since) {
+    w.socket_dead_since = now;
+  }
   e.a = Assess(w.s.facts, MemoryOf(w), now, policy_, w.facts_are_live);
   const Assessment& a = e.a;
   v1::SessionHealth& h = w.s.health;
@@ -585,6 +620,9 @@ void Monitor::Act(Watched& w, const Assessment& a, Tally& tally) {
       return reconnect();
     case Action::kEscalate:
       return escalate();
+    case Action::kRecheck:
+      rechecks_.try_emplace(id, now + policy_.socket_dead_grace);
+      return;
     case Action::kProbe: {
       auto rtt = sessions_.Probe(id);
       record(
@@ -594,6 +632,13 @@ void Monitor::Act(Watched& w, const Assessment& a, Tally& tally) {
       if (rtt.ok()) {
         w.s.last_proof_of_life = now;
         Persist(w);
+        return;
+      }
+      if (absl::IsFailedPrecondition(rtt.status()) || absl::IsNotFound(rtt.status())) {
+        // Not connected any more (its events are on their way): nothing to cure by force.
+        log_->info("session {}: not probed ({}); looking again shortly", id,
+                   rtt.status().message());
+        rechecks_.try_emplace(id, now + policy_.socket_dead_grace);
         return;
       }
       log_->info("session {}: probe failed ({}); reconnecting", id, rtt.status().message());
@@ -631,9 +676,16 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
                          " was logged out at WhatsApp: link the device again (pair by QR "
                          "code or phone-number code)"));
     } else {
+      const std::string state = StateName(f.state()), reason = ReasonName(f.reason());
       raise(kManual, "session.manual_intervention", av1::SEVERITY_CRITICAL,
-            absl::StrCat(who, " ended as ", StateName(f.state()), " (", ReasonName(f.reason()),
-                         "): a person must act before it is connected again"));
+            absl::StrCat(who, " ended as ", state,
+                         reason == state ? "" : absl::StrCat(" (", reason, ")"),
+                         ": a person must act before it is connected again (",
+                         f.state() == sv1::SESSION_STATE_REPLACED
+                             ? "another client took the device over; stop it, then `wactl "
+                               "connect "
+                             : "see the account at WhatsApp; then `wactl connect ",
+                         id, "`)"));
     }
     return;
   }
@@ -643,14 +695,23 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
   }
   if (!a.offline_since) return;
   const absl::Duration offline = clock_.Now() - *a.offline_since;
+  if (offline < policy_.warning_after) return;
+  // Seed 003 §4: how long, since when, and how to get it back.
+  const std::string last_connected =
+      h.has_last_connected_at()
+          ? absl::StrCat("; last connected ",
+                         absl::FormatTime("%Y-%m-%d %H:%M UTC", FromProto(h.last_connected_at()),
+                                          absl::UTCTimeZone()))
+          : "";
+  const std::string summary = absl::StrCat(
+      who, " has been offline for ", absl::FormatDuration(absl::Trunc(offline, absl::Minutes(1))),
+      last_connected, ". session-service keeps retrying; to reconnect by hand: `wactl connect ", id,
+      "`. If the phone shows the device as unlinked, pair it again (`wactl pair --session=", id,
+      "`).");
   if (offline >= policy_.critical_after) {
-    raise(kOffline, "session.critical", av1::SEVERITY_CRITICAL,
-          absl::StrCat(who, " has been offline for ",
-                       absl::FormatDuration(absl::Trunc(offline, absl::Minutes(1)))));
-  } else if (offline >= policy_.warning_after) {
-    raise(kOffline, "session.warning", av1::SEVERITY_WARNING,
-          absl::StrCat(who, " has been offline for ",
-                       absl::FormatDuration(absl::Trunc(offline, absl::Minutes(1)))));
+    raise(kOffline, "session.critical", av1::SEVERITY_CRITICAL, summary);
+  } else {
+    raise(kOffline, "session.warning", av1::SEVERITY_WARNING, summary);
   }
 }
 

@@ -46,6 +46,8 @@ class SessionSource {
   /// The sessions with these ids, from the database (no restore is triggered).
   virtual absl::StatusOr<std::vector<sv1::Session>> BulkGet(
       const std::vector<std::string>& ids) = 0;
+  /// One session with the live facts of the replica that holds it (GetSession).
+  virtual absl::StatusOr<sv1::Session> Get(const std::string& id) = 0;
   virtual absl::StatusOr<sv1::Session> Reconnect(const std::string& id) = 0;
   /// Presence + ping: the round trip, or why the probe failed.
   virtual absl::StatusOr<absl::Duration> Probe(const std::string& id) = 0;
@@ -77,6 +79,10 @@ class Monitor {
   /// offline is reconnected; one that session-service already reconnected by itself is
   /// recorded as a recovery that succeeded. Both count in the budget.
   void Settle();
+  /// Sessions whose socket looked dead under a stored CONNECTED are looked at again once
+  /// `socket_dead_grace` has passed (GetSession); reconnected only if it still is dead. The
+  /// runner calls it often; it costs nothing when none is due.
+  void RecheckDue();
   /// The deep check: every session's live facts (GetDeepHealth), assessed, recovered, alerted.
   /// Sessions session-service no longer has are forgotten.
   v1::JobResult DeepCheck();
@@ -112,10 +118,11 @@ class Monitor {
  private:
   struct Watched {
     MonitoredSession s;
-    std::deque<absl::Time> reconnects;           // CONNECTING transitions seen (last hour)
-    std::deque<absl::Time> drops;                // connections ended by an error (last hour)
-    bool facts_are_live = false;                 // facts from a deep check, not only from events
-    absl::Time saved_at = absl::InfinitePast();  // when the store last got this session
+    std::deque<absl::Time> reconnects;            // CONNECTING transitions seen (last hour)
+    std::deque<absl::Time> drops;                 // connections ended by an error (last hour)
+    bool facts_are_live = false;                  // facts from a deep check, not only from events
+    absl::Time saved_at = absl::InfinitePast();   // when the store last got this session
+    std::optional<absl::Time> socket_dead_since;  // live facts: CONNECTED with a dead socket
   };
   struct Tally {
     int64_t reconnected = 0;
@@ -158,6 +165,7 @@ class Monitor {
   absl::flat_hash_map<std::string, Watched> watched_;
   absl::flat_hash_map<std::string, OpenAlert> open_alerts_;      // by dedup key
   absl::flat_hash_map<std::string, std::string> pending_drops_;  // session → trigger
+  absl::flat_hash_map<std::string, absl::Time> rechecks_;        // session → when due
   bool reachable_ = true;
   absl::Duration uptime_;
   std::optional<absl::Time> unreachable_since_;

@@ -325,7 +325,9 @@ grpc::Status SessionServiceImpl::WatchSessionEvents(grpc::ServerContext* ctx,
   filter.tenant_id = req->tenant_id();
   // Subscribe before reading the backlog, so nothing falls between the two.
   auto sub = bus_.Subscribe(filter);
-  // Headers now, so a client knows its watch is in place before the first event arrives.
+  // Headers now, so a client knows its watch is in place before the first event arrives; they
+  // name the replica serving it.
+  ctx->AddInitialMetadata("x-watch-replica", replica_);
   writer->SendInitialMetadata();
   auto send = [&](const EventRecord& e) {
     v1::SessionEvent ev;
