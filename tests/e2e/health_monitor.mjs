@@ -5,8 +5,9 @@
 //   A  dropped by wa-sim           → classified at once, reconnected by the monitor, no alert
 //   B  blackholed by wa-sim        → probed, the probe fails, reconnected
 //   C  conflict (440, replaced)    → CRITICAL, session.manual_intervention, never reconnected
-//   D  dropped 3 times, the monitor SIGKILLed and restarted, dropped a 4th time
-//                                  → manual intervention: the hourly budget survived the restart
+//   D  dropped 3 times, the leading monitor SIGKILLed (the standby takes over; the killed one
+//      restarts as standby), dropped a 4th time
+//                                  → manual intervention: the hourly budget survived the change
 //   session-service SIGKILLed     → one session_service.unreachable alert, status ERROR;
 //                                    restarted → resolved, sessions HEALTHY again
 // Throughout: no dedup key is raised twice at the same severity.
@@ -69,7 +70,6 @@ const sealingKey = randomBytes(32).toString('hex');
 // WAS_E2E_LOG_LEVEL=info shows what the services did (default: warnings only).
 const logLevel = process.env.WAS_E2E_LOG_LEVEL || 'warn';
 const sessionPort = await freePort();
-const monitorPort = await freePort();
 
 function startProcess(binary, args) {
   const proc = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -93,21 +93,29 @@ async function startSessionService() {
   return { ...p, call };
 }
 
-async function startMonitor(name) {
+// A monitor replica; `lead`: wait until it leads, else until it stands by behind another.
+const monitors = [];
+async function startMonitor(name, { lead = true } = {}) {
+  const port = await freePort();
   const metricsPort = await freePort();
   const p = startProcess(requiredEnv('HEALTH_MONITOR'), [
-    `--replica_id=${name}`, `--grpc_listen=127.0.0.1:${monitorPort}`,
+    `--replica_id=${name}`, `--grpc_listen=127.0.0.1:${port}`,
     `--metrics_listen=127.0.0.1:${metricsPort}`, `--database_url=${requiredEnv('DATABASE_URL')}`,
     `--session_service=127.0.0.1:${sessionPort}`, `--alert_service=127.0.0.1:${alertPort}`,
     '--light_interval=1s', '--fast_interval=1s', '--deep_interval=2s', '--unreachable_backoff=1s',
     '--inbound_silence=3s', '--warning_after=2m', '--critical_after=10m', '--reconnect_after=60s',
     '--call_timeout=4s', '--leader_poll=300ms', '--watch_backoff=300ms', `--log_level=${logLevel}`,
   ]);
-  const client = new MonitorService(`127.0.0.1:${monitorPort}`, grpc.credentials.createInsecure());
+  monitors.push(p);
+  const client = new MonitorService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const call = unary(client);
-  await waitFor(async () => { try { return (await call('GetMonitorStatus')).leader; } catch { return false; } },
-    { timeoutMs: 20000, what: `${name} to lead` });
-  return { ...p, call, metricsPort };
+  await waitFor(async () => {
+    try {
+      const st = await call('GetMonitorStatus');
+      return lead ? st.leader : !st.leader && st.leader_replica !== '' && st.leader_replica !== name;
+    } catch { return false; }
+  }, { timeoutMs: 20000, what: `${name} to ${lead ? 'lead' : 'stand by'}` });
+  return { ...p, name, call, metricsPort };
 }
 
 const health = async (monitor, id) => {
@@ -123,9 +131,10 @@ let sessionService = null;
 let monitor = null;
 let exitCode = 1;
 try {
-  say('— session-service, health-monitor (light 1 s, deep 2 s) and a recording alert-service');
+  say('— session-service, two health-monitors (one leads; light 1 s, deep 2 s), a recording alert-service');
   sessionService = await startSessionService();
   monitor = await startMonitor('m1');
+  let standby = await startMonitor('m2', { lead: false });
 
   // Four linked devices from creds.json files Baileys wrote.
   const ids = {};
@@ -150,6 +159,12 @@ try {
     return hs.every((h) => h?.level === 'HEALTH_LEVEL_HEALTHY');
   }, { timeoutMs, what: `${names.join(',')} HEALTHY` }).then(() => true, () => false);
   check('four sessions HEALTHY at the monitor', await healthyAll(monitor, ['A', 'B', 'C', 'D']));
+  const standbyStatus = await standby.call('GetMonitorStatus');
+  const refused = await standby.call('TriggerJob', { name: 'health-check-deep' }).then(() => null, (e) => e);
+  check('m2 stands by: it answers reads, and TriggerJob is UNAVAILABLE naming the leader m1',
+    standbyStatus.leader_replica === 'm1' &&
+    (await health(standby, ids.A))?.level === 'HEALTH_LEVEL_HEALTHY' &&
+    refused?.code === grpc.status.UNAVAILABLE && refused.details.includes('m1'), refused?.details);
   const connAt = async (name) => (await sim.get('/connections')).connections
     .find((c) => c.logged_in && c.jid === jids[name]);
   const waitConnected = (name, timeoutMs = 20000) => waitFor(() => connAt(name),
@@ -202,7 +217,7 @@ try {
     cNow.state === 'SESSION_STATE_REPLACED' &&
     (await history(monitor, ids.C)).recoveries.every((r) => r.action !== 'ACTION_RECONNECT'), cNow.state);
 
-  say('\n— wa-sim drops D three times; the monitor is SIGKILLed and restarted; D drops again');
+  say('\n— wa-sim drops D three times; the leading monitor is SIGKILLed, the standby leads; D drops again');
   // D: three drops, each recovered; the monitor is SIGKILLed and restarted; a fourth drop.
   const reconnectsOf = async (name) => (await history(monitor, ids[name])).recoveries
     .filter((r) => r.action === 'ACTION_RECONNECT').length;
@@ -220,19 +235,26 @@ try {
   check('D: three drops, three recoveries in the hour', dBefore?.recovery_attempts_last_hour === 3 &&
     dBefore?.drops_today === 3, `${dBefore?.recovery_attempts_last_hour} / ${dBefore?.drops_today}`);
   const raisedBeforeKill = raised.length;
+  const killedAt = Date.now();
   monitor.proc.kill('SIGKILL');
   await monitor.exited;
-  monitor = await startMonitor('m2');
+  const tookOver = await waitFor(async () => (await standby.call('GetMonitorStatus')).leader && Date.now(),
+    { timeoutMs: 10000, intervalMs: 20, what: 'm2 to lead' }).catch(() => null);
+  check('leader m1 SIGKILLed: standby m2 leads within 2 s', tookOver && tookOver - killedAt < 2000,
+    `${tookOver - killedAt} ms`);
+  monitor = standby;
+  standby = await startMonitor('m1', { lead: false });
+  check('m1 restarted: it stands by behind m2', (await standby.call('GetMonitorStatus')).leader_replica === 'm2');
   await waitFor(async () => (await monitor.call('ListJobs')).jobs.find((j) => j.name === 'health-check-deep').runs >= runsBefore + 3,
     { timeoutMs: 15000, intervalMs: 100, what: 'a deep check by m2' });
-  check('monitor SIGKILLed and restarted: nothing raised again', raised.length === raisedBeforeKill,
+  check('after the takeover nothing is raised again', raised.length === raisedBeforeKill,
     `${raised.length - raisedBeforeKill} new`);
   await waitConnected('D');
   await sim.post(`/connections/${jids.D}/drop`, {});
   const keyD = `session.manual_intervention/${ids.D}`;
   const alertD = await waitFor(() => raisedFor(keyD)[0], { timeoutMs: 10000, what: 'D alerted' }).catch(() => null);
   const dAfter = await health(monitor, ids.D);
-  check('D: the fourth drop in the hour, after the restart → manual intervention',
+  check('D: the fourth drop in the hour, after the takeover → manual intervention',
     !!alertD && dAfter?.manual_intervention_required && dAfter?.level === 'HEALTH_LEVEL_CRITICAL',
     dAfter?.manual_intervention_reason);
 
@@ -269,8 +291,8 @@ try {
 } catch (e) {
   console.error(e);
 } finally {
-  for (const p of [monitor, sessionService]) p?.proc.kill('SIGTERM');
-  await Promise.all([monitor, sessionService].map((p) => p?.exited));
+  for (const p of [...monitors, sessionService]) p?.proc.kill('SIGTERM');
+  await Promise.all([...monitors, sessionService].map((p) => p?.exited));
   alertServer.forceShutdown();
   sim.stop();
   rmSync(work, { recursive: true, force: true });
