@@ -8,7 +8,6 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -21,8 +20,8 @@
 #include "health/metrics.h"
 #include "health/monitor.h"
 #include "health/pg_health_store.h"
+#include "health/rhythm.h"
 #include "wasentinel/common/api_keys.h"
-#include "wasentinel/common/backoff.h"
 #include "wasentinel/common/grpc_metrics.h"
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
@@ -80,13 +79,11 @@ class App::Impl {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
 
-  // The light check's rhythm, written by its run and read by its schedule.
+  // The light check's rhythm, and what its last run saw (written by the run, read by the
+  // schedule).
+  std::unique_ptr<LightCheckRhythm> rhythm;
   std::atomic<bool> reachable{true};
   std::atomic<int64_t> uptime_ms{0};
-  absl::Mutex delay_mu;  // schedules are computed on the runner and on gRPC threads (Resume)
-  int unreachable_retries ABSL_GUARDED_BY(delay_mu) = 0;
-  std::mt19937_64 rng ABSL_GUARDED_BY(delay_mu){std::random_device{}()};
-
   std::atomic<bool> leading{false};
   std::atomic<bool> events_waiting{false};
   absl::Mutex loop_mu;
@@ -111,7 +108,9 @@ class App::Impl {
          absl::StrCat("every ", absl::FormatDuration(o.light_interval), " (",
                       absl::FormatDuration(o.fast_interval), " while session-service is under ",
                       absl::FormatDuration(o.fast_while_younger_than), " old)"),
-         [this](absl::Time now) { return now + LightDelay(); },
+         [this](absl::Time now) {
+           return now + rhythm->Next(reachable, absl::Milliseconds(uptime_ms.load()));
+         },
          [this] {
            absl::MutexLock lock(&monitor_mu);
            v1::JobResult r = monitor->LightCheck();
@@ -143,23 +142,6 @@ class App::Impl {
     return specs;
   }
 
-  // Seed 001 §5: 5 s while session-service is young; backoff while it does not answer.
-  absl::Duration LightDelay() {
-    const Options& o = options;
-    absl::MutexLock lock(&delay_mu);
-    if (!reachable) {
-      const auto& steps = o.unreachable_backoff;
-      if (steps.empty()) return o.fast_interval;
-      unreachable_retries = std::min<int>(unreachable_retries + 1, static_cast<int>(steps.size()));
-      return Backoff(steps, 0.2).Delay(unreachable_retries, rng);
-    }
-    unreachable_retries = 0;
-    if (absl::Milliseconds(uptime_ms.load()) < o.fast_while_younger_than) {
-      return std::min(o.fast_interval, o.light_interval);
-    }
-    return o.light_interval;
-  }
-
   void Lead() {
     log->info("leading: loading the monitor's memory and watching session events");
     {
@@ -173,8 +155,8 @@ class App::Impl {
     if (auto st = jobs->Load(); !st.ok()) log->warn("loading the jobs: {}", st);
     EventWatcher::Hooks hooks;
     hooks.cursor = [this]() -> int64_t {
-      auto c = store->LastSequence();
-      return c.ok() ? *c : 0;
+      absl::MutexLock lock(&monitor_mu);
+      return monitor->cursor();
     };
     hooks.on_event = [this](const session::v1::SessionEvent& e) {
       absl::MutexLock lock(&monitor_mu);
@@ -196,6 +178,8 @@ class App::Impl {
     metrics->Leader(false);
     if (watcher) watcher->Stop();
     watcher.reset();
+    absl::MutexLock lock(&monitor_mu);
+    monitor->SaveCursor();
   }
 
   // Every `leader_poll`: take the lock when it is free, check a held one is still held.
@@ -294,6 +278,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
         options.alert_service_api_key, options.call_timeout);
   }
 
+  impl->rhythm = std::make_unique<LightCheckRhythm>(options.light_interval, options.fast_interval,
+                                                    options.fast_while_younger_than,
+                                                    options.unreachable_backoff);
   impl->metrics = std::make_unique<MonitorMetrics>(*impl->registry);
   impl->monitor = std::make_unique<Monitor>(*impl->clock, *impl->store, *impl->sessions,
                                             *impl->alerts, options.policy, impl->log);

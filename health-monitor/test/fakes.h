@@ -2,6 +2,7 @@
 // move hours of fake time; the gRPC tests use the real session-service.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -40,12 +41,20 @@ class FakeSessions final : public SessionSource {
     return it->second;
   }
   absl::StatusOr<sv1::Session> Reconnect(const std::string& id) override {
+    // As session-service answers a recovery (ReconnectRequest.recovery).
+    const sv1::SessionState st = sessions[id].state();
+    if (st == sv1::SESSION_STATE_LOGGED_OUT || st == sv1::SESSION_STATE_REPLACED ||
+        st == sv1::SESSION_STATE_BANNED) {
+      refused.push_back(id);
+      return absl::FailedPreconditionError("only a person may bring it back");
+    }
     reconnects.push_back(id);
     sessions[id].set_state(sv1::SESSION_STATE_CONNECTING);
     return sessions[id];
   }
   absl::StatusOr<absl::Duration> Probe(const std::string& id) override {
     probes.push_back(id);
+    if (on_probe) on_probe(id);
     if (!probe_ok) return absl::DeadlineExceededError("no pong within 5s");
     return absl::Milliseconds(40);
   }
@@ -53,8 +62,9 @@ class FakeSessions final : public SessionSource {
   bool up = true;
   bool probe_ok = true;
   bool bulk_fails = false;
+  std::function<void(const std::string&)> on_probe;  // e.g. a conflict racing the probe
   std::map<std::string, sv1::Session> sessions;
-  std::vector<std::string> reconnects, probes;
+  std::vector<std::string> reconnects, probes, refused;
 };
 
 class RecordingAlerts final : public AlertSink {

@@ -34,7 +34,8 @@ TEST(LeaderElection, OneAtATimeAndTakeover) {
     pqxx::connection admin(db.url());
     pqxx::nontransaction n(admin);
     n.exec(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
   }
   EXPECT_FALSE(b.TryAcquire().ok()) << "b notices it lost the lock";
   EXPECT_FALSE(b.leader());

@@ -158,6 +158,11 @@ TEST(EventWatcher, ResumesFromTheCursorAcrossASessionServiceRestart) {
                        MakeLogger("watcher", "warn"),
                        {absl::Milliseconds(50), absl::Milliseconds(100)});
   watcher.Start();
+  // With no cursor yet the watch starts from now: in place before the first event.
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    absl::MutexLock lock(&mu);
+    return opened >= 1;
+  }));
   const std::string id = s.Create("acme", s.sim.Device(15550009002)).value().id();
   auto count_at_least = [&](size_t n) {
     return wasentinel::testing::Eventually([&] {

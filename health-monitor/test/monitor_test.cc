@@ -320,5 +320,29 @@ TEST(Monitor, ASocketThatStaysDeadIsReconnected) {
   EXPECT_EQ(f.sessions.reconnects, std::vector<std::string>{kId});
 }
 
+TEST(Monitor, AConflictRacingAProbeIsNotReconnected) {
+  Fixture f;
+  f.monitor->DeepCheck();
+  // Silent for 30 min: probed. WhatsApp replaces the device just then (its event has not
+  // arrived), so the probe fails and the reconnect meets a REPLACED session, which
+  // session-service refuses to an automatic recovery.
+  f.clock.Advance(absl::Minutes(31));
+  f.sessions.probe_ok = false;
+  f.sessions.on_probe = [&](const std::string& id) {
+    f.sessions.sessions[id].set_state(sv1::SESSION_STATE_REPLACED);
+  };
+  f.monitor->DeepCheck();
+  EXPECT_EQ(f.sessions.probes.size(), 1u);
+  EXPECT_EQ(f.sessions.refused, std::vector<std::string>{kId});
+  EXPECT_TRUE(f.sessions.reconnects.empty());
+  EXPECT_EQ(f.monitor->Health(kId)->recovery_attempts_last_hour(), 0)
+      << "a refused reconnect is not an attempt";
+  // The second look finds it REPLACED: CRITICAL, a person is asked for.
+  f.clock.Advance(HealthPolicy{}.socket_dead_grace);
+  f.monitor->RecheckDue();
+  EXPECT_EQ(f.Level(), v1::HEALTH_LEVEL_CRITICAL);
+  EXPECT_EQ(f.alerts.Types(), std::vector<std::string>{"session.manual_intervention"});
+}
+
 }  // namespace
 }  // namespace wasentinel::monitor

@@ -158,6 +158,10 @@ grpc::Status MonitorServiceImpl::GetMonitorStatus(grpc::ServerContext* ctx,
   auto cursor = rt_.store->LastSequence();
   if (cursor.ok()) resp->set_last_event_sequence(*cursor);
   absl::MutexLock lock(rt_.mu);
+  // The leader knows a newer cursor than it stored (it stores every 500 events).
+  if (resp->leader()) {
+    resp->set_last_event_sequence(std::max(resp->last_event_sequence(), rt_.monitor->cursor()));
+  }
   const bool reachable = rt_.monitor->session_service_reachable();
   resp->set_session_service_reachable(reachable);
   resp->set_session_service_error(rt_.monitor->last_error());

@@ -52,7 +52,8 @@ bool EndedByWhatsApp(const sv1::Session& s) {
 
 bool WantsSocket(const sv1::Session& s) {
   return s.is_active() && s.auto_connect() && s.has_credentials() && !EndedByWhatsApp(s) &&
-         s.reason() != sv1::STATE_REASON_USER && s.state() != sv1::SESSION_STATE_QR_PENDING;
+         !(s.state() == sv1::SESSION_STATE_DISCONNECTED && s.reason() == sv1::STATE_REASON_USER) &&
+         s.state() != sv1::SESSION_STATE_QR_PENDING;
 }
 
 v1::QualityBand BandOf(int score) {

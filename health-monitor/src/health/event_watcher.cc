@@ -48,7 +48,7 @@ void EventWatcher::Loop() {
     }
     sv1::WatchSessionEventsRequest req;
     const int64_t after = hooks_.cursor();
-    if (!from_now) req.set_after_sequence(after);
+    if (!from_now && after > 0) req.set_after_sequence(after);
     auto reader = stub_->WatchSessionEvents(&ctx, req);
     const absl::Time opened_at = absl::Now();
     // session-service sends its headers once the watch is in place; none means it failed.

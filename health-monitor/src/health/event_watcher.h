@@ -25,7 +25,9 @@ namespace wasentinel::monitor {
 class EventWatcher {
  public:
   struct Hooks {
-    /// The sequence to resume after (0: everything session-service keeps).
+    /// The sequence to resume after. 0 (nothing handled yet) starts from now: a monitor's first
+    /// deep check covers the present, and replaying a month of history would only delay the
+    /// first live event.
     std::function<int64_t()> cursor;
     /// Each event, in order (called on the watcher's thread).
     std::function<void(const session::v1::SessionEvent&)> on_event;

@@ -75,6 +75,7 @@ absl::StatusOr<sv1::Session> GrpcSessionSource::Get(const std::string& id) {
 absl::StatusOr<sv1::Session> GrpcSessionSource::Reconnect(const std::string& id) {
   sv1::ReconnectRequest req;
   req.set_id(id);
+  req.set_recovery(true);  // refused, atomically, if only a person may bring it back
   auto resp =
       Unary(*stub_, &sv1::SessionService::Stub::Reconnect, req, Context(timeout_), "Reconnect");
   if (!resp.ok()) return resp.status();

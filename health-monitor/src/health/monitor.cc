@@ -77,6 +77,9 @@ absl::Status Monitor::Load() {
   open_alerts_.clear();
   pending_drops_.clear();
   rechecks_.clear();
+  auto cursor = store_.LastSequence();
+  if (!cursor.ok()) return cursor.status();
+  cursor_ = cursor_saved_ = *cursor;
   limiter_.Clear();
   metrics_dirty_ = true;
   for (auto& s : *sessions) {
@@ -137,7 +140,7 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
   metrics_dirty_ = true;
   if (e.reason() == sv1::STATE_REASON_DELETED) {
     if (it != watched_.end()) ForgetSession(e.session_id(), "the session was deleted", tally);
-    (void)store_.SetLastSequence(e.sequence());
+    NoteSequence(e.sequence());
     return;
   }
   if (it == watched_.end()) {
@@ -153,7 +156,7 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
   sv1::Session& f = w.s.facts;
   if (f.has_updated_at() && at < FromProto(f.updated_at())) {
     // Older than the facts held (a deep check read them later): nothing to change.
-    (void)store_.SetLastSequence(e.sequence());
+    NoteSequence(e.sequence());
     return;
   }
   *f.mutable_updated_at() = e.at();
@@ -193,9 +196,21 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
       Act(w, a, tally);
     }
   }
-  if (auto st = store_.SetLastSequence(e.sequence()); !st.ok()) {
+  NoteSequence(e.sequence());
+}
+
+void Monitor::NoteSequence(int64_t sequence) {
+  cursor_ = std::max(cursor_, sequence);
+  if (cursor_ - cursor_saved_ >= 500) SaveCursor();
+}
+
+void Monitor::SaveCursor() {
+  if (cursor_ <= cursor_saved_) return;
+  if (auto st = store_.SetLastSequence(cursor_); !st.ok()) {
     log_->warn("storing the event cursor: {}", st);
+    return;
   }
+  cursor_saved_ = cursor_;
 }
 
 void Monitor::Settle() {
@@ -228,6 +243,7 @@ void Monitor::Settle() {
     a.trigger = std::move(trigger);
     Act(w, a, tally);
   }
+  SaveCursor();
   PublishIfChanged();
 }
 
@@ -325,7 +341,8 @@ v1::JobResult Monitor::LightCheck() {
   // facts a deep check gathered minutes ago.
   std::vector<std::string> ids;
   for (auto& [id, w] : watched_) {
-    w.facts_are_live = false;
+    // A dead socket being looked at again keeps its live facts until the second look.
+    if (!w.socket_dead_since) w.facts_are_live = false;
     ids.push_back(id);
   }
   EvaluateAll(ids, "light check", tally);
@@ -588,9 +605,16 @@ void Monitor::Act(Watched& w, const Assessment& a, Tally& tally) {
     RecordRecovery(w, r);
   };
   auto reconnect = [&] {
+    auto done = sessions_.Reconnect(id);
+    if (absl::IsFailedPrecondition(done.status())) {
+      // session-service knows better: it ended meanwhile (replaced, logged out) or a person
+      // stopped it. Not an attempt; its events are on their way, and a second look follows.
+      log_->info("session {}: not reconnected ({}): {}", id, a.trigger, done.status().message());
+      rechecks_.try_emplace(id, now + policy_.socket_dead_grace);
+      return;
+    }
     limiter_.Record(id, now);
     *w.s.health.mutable_last_recovery_at() = ToProto(now);
-    auto done = sessions_.Reconnect(id);
     log_->info("session {}: Reconnect ({}): {}", id, a.trigger,
                done.ok() ? "started" : done.status().ToString());
     record(v1::RecoveryAttempt::ACTION_RECONNECT,

@@ -107,6 +107,12 @@ class Monitor {
   absl::StatusOr<v1::SessionHealth> Acknowledge(const std::string& session_id,
                                                 const std::string& note);
 
+  /// The last event sequence handled (the watch resumes after it). It is stored every 500
+  /// events and by Settle() and SaveCursor(), not on every event: after a crash a few events
+  /// come again, and events older than the facts held change nothing.
+  int64_t cursor() const { return cursor_; }
+  void SaveCursor();
+
   bool session_service_reachable() const { return reachable_; }
   /// session-service's uptime at the last light check (the fast-poll rule: under 60 s).
   absl::Duration session_service_uptime() const { return uptime_; }
@@ -151,6 +157,7 @@ class Monitor {
   // Resolves the session's alerts, forgets it and its history.
   void ForgetSession(const std::string& id, const std::string& note, Tally& tally);
   void PublishMetrics();
+  void NoteSequence(int64_t sequence);
   SessionMemory MemoryOf(Watched& w);
   Watched& Adopt(const sv1::Session& facts);
   void CountLevels(v1::JobResult& result) const;
@@ -171,6 +178,8 @@ class Monitor {
   std::optional<absl::Time> unreachable_since_;
   std::string last_error_;
   MonitorMetrics* metrics_ = nullptr;
+  int64_t cursor_ = 0;        // the last event sequence handled
+  int64_t cursor_saved_ = 0;  // … as stored
   bool metrics_dirty_ = false;
 };
 

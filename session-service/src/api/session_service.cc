@@ -515,7 +515,7 @@ grpc::Status SessionServiceImpl::Reconnect(grpc::ServerContext* ctx,
                                            v1::ReconnectResponse* resp) {
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
   return Routed(
-      ctx, manager_.Reconnect(req->id()), "Reconnect", resp,
+      ctx, manager_.Reconnect(req->id(), req->recovery()), "Reconnect", resp,
       [&](auto& stub, auto* client, auto* out) { return stub.Reconnect(client, *req, out); });
 }
 

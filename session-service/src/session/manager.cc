@@ -1167,15 +1167,25 @@ absl::StatusOr<SessionView> SessionManager::Connect(const std::string& id) {
   });
 }
 
-absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id) {
+absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id, bool recovery) {
   WAS_ASSIGN_OR_RETURN(SessionRecord rec, impl_->Held(id, /*active_only=*/true));
   return impl_->OnIo([&]() -> absl::StatusOr<SessionView> {
     WAS_ASSIGN_OR_RETURN(Impl::Runtime * rt, impl_->Ensure(rec));
     if (rt->pairing || (rt->creds && !rt->creds->paired())) {
       return absl::FailedPreconditionError(absl::StrCat("session ", id, " is being paired"));
     }
+    if (recovery &&
+        (IsTerminal(rt->state) || !rec.auto_connect ||
+         (rt->state == v1::SESSION_STATE_DISCONNECTED && rt->reason == v1::STATE_REASON_USER))) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "session ", id, " is ", v1::SessionState_Name(rt->state), " (",
+          v1::StateReason_Name(rt->reason), rec.auto_connect ? "" : ", auto_connect off",
+          "): only a person may bring it back, not an automatic recovery"));
+    }
     rt->attempt = 0;
-    WAS_RETURN_IF_ERROR(impl_->ConnectNow(*rt, v1::STATE_REASON_USER, /*count_reconnect=*/true));
+    WAS_RETURN_IF_ERROR(
+        impl_->ConnectNow(*rt, recovery ? v1::STATE_REASON_RECOVERY : v1::STATE_REASON_USER,
+                          /*count_reconnect=*/true));
     return SessionView{rec, impl_->Live(*rt)};
   });
 }

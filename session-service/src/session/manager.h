@@ -150,8 +150,11 @@ class SessionManager {
   /// (DISCONNECTED / PAIRING_CANCELLED). No-op once the pairing finished or for another feed.
   void CancelPairing(const std::string& id, const std::shared_ptr<PairingFeed>& feed);
   /// Closes any socket and connects again now with a fresh retry schedule.
-  /// FAILED_PRECONDITION without credentials or while pairing.
-  absl::StatusOr<SessionView> Reconnect(const std::string& id);
+  /// FAILED_PRECONDITION without credentials or while pairing. `recovery`: an automatic
+  /// recovery (reason RECOVERY), also FAILED_PRECONDITION when the session is LOGGED_OUT,
+  /// REPLACED or BANNED, was disconnected by a person, or has auto_connect off — decided on the
+  /// io thread together with the reconnect.
+  absl::StatusOr<SessionView> Reconnect(const std::string& id, bool recovery = false);
   /// Logs the device out at WhatsApp (connecting first if needed; bounded by the connect and
   /// iq timeouts), then forgets its credentials: LOGGED_OUT / USER. A failure to reach
   /// WhatsApp is recorded in last_error; the credentials are forgotten anyway.

@@ -226,7 +226,7 @@ CREATE TRIGGER session_events_notify AFTER INSERT ON session_events
 absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
     const SessionRecord& rec, const std::string& lease_owner, absl::Duration lease_ttl) {
   std::pair<SessionRecord, EventRecord> out;
-  WAS_RETURN_IF_ERROR(pool_.Transact("create session", [&](pqxx::work& w) {
+  const absl::Status created = pool_.Transact("create session", [&](pqxx::work& w) {
     std::optional<std::string> key_id;
     std::optional<std::string>
         blob_hex;  // bytea travels as hex text: libpqxx 6 has no nullable binary parameter
@@ -256,7 +256,13 @@ absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
                     absl::ToInt64Microseconds(lease_ttl), out.first.id);
       out.first.owner = lease_owner;
     }
-  }));
+  });
+  if (absl::IsAlreadyExists(created)) {
+    // The one unique key a new row can hit; say it in the caller's words, not the database's.
+    return absl::AlreadyExistsError(
+        absl::StrCat("tenant ", rec.tenant_id, " already has a session named ", rec.session_name));
+  }
+  WAS_RETURN_IF_ERROR(created);
   return out;
 }
 

@@ -60,8 +60,10 @@ TEST(PgSessionStore, CreatesAndReadsBack) {
 TEST(PgSessionStore, ClearErrors) {
   Fixture f;
   ASSERT_TRUE(f.store.Create(NewRecord("acme")).ok());
-  EXPECT_THAT(f.store.Create(NewRecord("acme")).status(),
-              StatusIs(absl::StatusCode::kAlreadyExists));
+  const absl::Status dup = f.store.Create(NewRecord("acme")).status();
+  EXPECT_THAT(dup, StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(std::string(dup.message()),
+              ::testing::HasSubstr("tenant acme already has a session named"));
   EXPECT_THAT(f.store.Get("not-a-uuid").status(), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(f.store.Get("00000000-0000-0000-0000-000000000000").status(),
               StatusIs(absl::StatusCode::kNotFound));

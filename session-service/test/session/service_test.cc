@@ -76,6 +76,37 @@ TEST(SessionService, LoggedOutAndReplacedAreNotRetried) {
   ASSERT_TRUE(s.Get(b.id(), &got).ok());
   EXPECT_EQ(got.state(), v1::SESSION_STATE_REPLACED);
   EXPECT_FALSE(got.socket_alive());
+  // An automatic recovery does not undo a conflict; a person may.
+  v1::ReconnectRequest reconnect;
+  reconnect.set_id(b.id());
+  reconnect.set_recovery(true);
+  v1::ReconnectResponse reconnected;
+  grpc::ClientContext refused;
+  const grpc::Status st = s.stub->Reconnect(&refused, reconnect, &reconnected);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(st.error_message().find("only a person may bring it back"), std::string::npos)
+      << st.error_message();
+  ASSERT_TRUE(s.Get(b.id(), &got).ok());
+  EXPECT_EQ(got.state(), v1::SESSION_STATE_REPLACED);
+  reconnect.set_recovery(false);
+  grpc::ClientContext person;
+  ASSERT_TRUE(s.stub->Reconnect(&person, reconnect, &reconnected).ok());
+  ASSERT_TRUE(w.WaitFor(b.id(), v1::SESSION_STATE_CONNECTED));
+}
+
+TEST(SessionService, ARecoveryReconnectIsMarkedAsSuch) {
+  Stack s;
+  Watcher w(*s.stub);
+  auto a = s.Create("a", s.sim.Device(15550002101)).value();
+  ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_CONNECTED));
+  v1::ReconnectRequest reconnect;
+  reconnect.set_id(a.id());
+  reconnect.set_recovery(true);
+  v1::ReconnectResponse reconnected;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(s.stub->Reconnect(&ctx, reconnect, &reconnected).ok());
+  ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RECOVERY));
+  ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_CONNECTED));
 }
 
 TEST(SessionService, ConnectAndDisconnectAreIdempotent) {
