@@ -2,7 +2,6 @@
 // recovers and alerts (see src/app.h).
 //
 // Every flag has a WAS_ environment fallback (flag > environment > default).
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 
@@ -111,11 +110,7 @@ int main(int argc, char** argv) {
   using namespace wasentinel;
   DisableMutexDeadlockDetection();
 
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  BlockStopSignals();  // before any thread starts; main waits for them below
 
   monitor::Options o;
   o.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
@@ -135,8 +130,8 @@ int main(int argc, char** argv) {
   o.light_interval = DurationFlag("light_interval", absl::GetFlag(FLAGS_light_interval), true);
   o.deep_interval = DurationFlag("deep_interval", absl::GetFlag(FLAGS_deep_interval), true);
   o.fast_interval = DurationFlag("fast_interval", absl::GetFlag(FLAGS_fast_interval), true);
-  o.fast_while_younger_than = DurationFlag(
-      "fast_while_younger_than", absl::GetFlag(FLAGS_fast_while_younger_than), false);
+  o.fast_while_younger_than =
+      DurationFlag("fast_while_younger_than", absl::GetFlag(FLAGS_fast_while_younger_than), false);
   o.unreachable_backoff =
       StepsFlag("unreachable_backoff", absl::GetFlag(FLAGS_unreachable_backoff));
   o.watch_pauses = StepsFlag("watch_backoff", absl::GetFlag(FLAGS_watch_backoff));
@@ -168,8 +163,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   (*app)->Start();
-  int sig = 0;
-  sigwait(&stop, &sig);
+  WaitForStopSignal();
   (*app)->Shutdown(drain);
   return 0;
 }

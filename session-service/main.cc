@@ -1,7 +1,6 @@
 // session-service: keeps WhatsApp Web linked-device sessions connected (see src/app.h).
 //
 // Every flag has a WAS_ environment fallback (flag > environment > default).
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <tuple>
@@ -101,12 +100,7 @@ int main(int argc, char** argv) {
   using namespace wasentinel;
   DisableMutexDeadlockDetection();
 
-  // Block the stop signals before any thread starts, and wait for them here.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  BlockStopSignals();  // before any thread starts; main waits for them below
 
   session::Options o;
   o.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
@@ -166,8 +160,7 @@ int main(int argc, char** argv) {
     std::cerr << "session-service: start-up restore failed: " << st.ToString() << "\n";
     return 1;
   }
-  int sig = 0;
-  sigwait(&stop, &sig);
+  WaitForStopSignal();
   (*app)->Shutdown(drain);
   return 0;
 }

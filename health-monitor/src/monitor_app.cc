@@ -25,6 +25,7 @@
 #include "wasentinel/common/grpc_metrics.h"
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
+#include "wasentinel/common/metrics_exposer.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/common/process.h"
 #include "wasentinel/common/status_macros.h"
@@ -292,16 +293,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
       });
   impl->election = std::make_unique<LeaderElection>(options.database_url, impl->replica);
 
-  if (!options.metrics_listen.empty()) {
-    try {
-      impl->exposer = std::make_unique<prometheus::Exposer>(options.metrics_listen, 1);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve metrics on ", options.metrics_listen, ": ", e.what()));
-    }
-    impl->exposer->RegisterCollectable(impl->registry);
-    impl->log->info("metrics on port {}", impl->exposer->GetListeningPorts().front());
-  }
+  WAS_ASSIGN_OR_RETURN(impl->exposer,
+                       ServeMetrics(options.metrics_listen, impl->registry, *impl->log));
 
   Impl* raw = impl.get();
   MonitorRuntime rt;

@@ -19,6 +19,7 @@
 #include "wasentinel/common/grpc_metrics.h"
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
+#include "wasentinel/common/metrics_exposer.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/common/process.h"
 #include "wasentinel/common/status_macros.h"
@@ -150,16 +151,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
           impl->io.get_executor());
   impl->io_thread = std::thread([io = &impl->io] { io->run(); });
   impl->metrics = std::make_unique<SessionMetrics>(*impl->registry);
-  if (!options.metrics_listen.empty()) {
-    try {
-      impl->exposer = std::make_unique<prometheus::Exposer>(options.metrics_listen, 1);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve metrics on ", options.metrics_listen, ": ", e.what()));
-    }
-    impl->exposer->RegisterCollectable(impl->registry);
-    impl->log->info("metrics on port {}", impl->exposer->GetListeningPorts().front());
-  }
+  WAS_ASSIGN_OR_RETURN(impl->exposer,
+                       ServeMetrics(options.metrics_listen, impl->registry, *impl->log));
   // Calls to other replicas: with TLS, our CA (or our certificate) as the root and our
   // certificate as the client identity, so mTLS between replicas works with one key pair.
   WAS_ASSIGN_OR_RETURN(

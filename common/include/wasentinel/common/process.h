@@ -20,6 +20,12 @@ long RaiseFileLimit();
 /// keep it on.
 void DisableMutexDeadlockDetection();
 
+/// Blocks SIGTERM and SIGINT in this thread and every thread started after it (call first in
+/// main), so that WaitForStopSignal() receives them.
+void BlockStopSignals();
+/// Waits for SIGTERM or SIGINT; answers which.
+int WaitForStopSignal();
+
 /// This machine's host name ("localhost" when it has none).
 std::string HostName();
 
