@@ -1,0 +1,403 @@
+#include "pg_alert_store.h"
+
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "wasentinel/common/bytes.h"
+#include "wasentinel/common/pg.h"
+#include "wasentinel/common/proto_time.h"
+#include "wasentinel/common/status_macros.h"
+
+namespace wasentinel::alert {
+namespace {
+
+// Timestamps travel as Unix microseconds both ways; enums as their proto names.
+std::string At(int n) {
+  return absl::StrCat("(timestamptz 'epoch' + $", n, "::bigint * interval '1 microsecond')");
+}
+std::string Micros(std::string_view column) {
+  return absl::StrCat("(extract(epoch from ", Sv(column), ") * 1000000)::bigint");
+}
+
+const std::string& AlertColumns() {
+  static const std::string* cols = new std::string(absl::StrCat(
+      "id::text, dedup_key, event_type, severity, status, summary, session, ", Micros("raised_at"),
+      ", ", Micros("updated_at"), ", ", Micros("resolved_at"), ", raise_count"));
+  return *cols;
+}
+
+const std::string& DeliveryColumns() {
+  static const std::string* cols = new std::string(absl::StrCat(
+      "id::text, alert_id::text, channel, kind, target, status, attempts, last_error, ",
+      Micros("next_attempt_at"), ", ", Micros("created_at"), ", ", Micros("sent_at")));
+  return *cols;
+}
+
+// A proto as the hex text `decode($n, 'hex')` takes (libpqxx 6 has no binary parameter).
+std::string HexOf(const google::protobuf::MessageLite& m) {
+  const std::string bytes = m.SerializeAsString();
+  return HexEncode(ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
+// The single row a statement answers (libpqxx 6 has no exec_params1).
+pqxx::row One(const pqxx::result& r) {
+  if (r.size() != 1) throw std::runtime_error("expected one row");
+  return r[0];
+}
+
+google::protobuf::Timestamp TimeOf(const pqxx::field& f) {
+  return ToProto(absl::FromUnixMicros(f.as<int64_t>()));
+}
+
+template <class Enum>
+Enum EnumOf(const pqxx::field& f, bool (*parse)(const std::string&, Enum*)) {
+  Enum e{};
+  parse(f.as<std::string>(), &e);
+  return e;
+}
+
+v1::Alert ToAlert(const pqxx::row& r) {
+  v1::Alert a;
+  a.set_id(r[0].as<std::string>());
+  a.set_dedup_key(r[1].as<std::string>());
+  a.set_event_type(r[2].as<std::string>());
+  a.set_severity(EnumOf<v1::Severity>(r[3], &v1::Severity_Parse));
+  a.set_status(EnumOf<v1::Alert::Status>(r[4], &v1::Alert::Status_Parse));
+  a.set_summary(r[5].as<std::string>());
+  if (!r[6].is_null()) {
+    pqxx::binarystring blob(r[6]);
+    a.mutable_session()->ParseFromArray(blob.data(), static_cast<int>(blob.size()));
+  }
+  *a.mutable_raised_at() = TimeOf(r[7]);
+  *a.mutable_updated_at() = TimeOf(r[8]);
+  if (!r[9].is_null()) *a.mutable_resolved_at() = TimeOf(r[9]);
+  a.set_raise_count(r[10].as<int>());
+  return a;
+}
+
+v1::Delivery ToDelivery(const pqxx::row& r) {
+  v1::Delivery d;
+  d.set_id(r[0].as<std::string>());
+  d.set_alert_id(r[1].as<std::string>());
+  d.set_channel(EnumOf<v1::Delivery::Channel>(r[2], &v1::Delivery::Channel_Parse));
+  d.set_kind(EnumOf<v1::Delivery::Kind>(r[3], &v1::Delivery::Kind_Parse));
+  d.set_target(r[4].as<std::string>());
+  d.set_status(EnumOf<v1::Delivery::Status>(r[5], &v1::Delivery::Status_Parse));
+  d.set_attempts(r[6].as<int>());
+  d.set_last_error(r[7].as<std::string>());
+  *d.mutable_next_attempt_at() = TimeOf(r[8]);
+  *d.mutable_created_at() = TimeOf(r[9]);
+  if (!r[10].is_null()) *d.mutable_sent_at() = TimeOf(r[10]);
+  return d;
+}
+
+// The alert `id` with its deliveries, read in `tx`.
+template <class Tx>
+v1::Alert LoadAlert(Tx& tx, const std::string& id) {
+  v1::Alert a = ToAlert(One(tx.exec_params(
+      absl::StrCat("SELECT ", AlertColumns(), " FROM alert_alerts WHERE id = $1::uuid"), id)));
+  for (const auto& row :
+       tx.exec_params(absl::StrCat("SELECT ", DeliveryColumns(),
+                                   " FROM alert_deliveries WHERE alert_id = $1::uuid ORDER BY id"),
+                      id)) {
+    *a.add_deliveries() = ToDelivery(row);
+  }
+  return a;
+}
+
+void AddDelivery(pqxx::work& w, const std::string& alert_id, v1::Delivery::Channel channel,
+                 v1::Delivery::Kind kind, const std::string& target, absl::Time now) {
+  w.exec_params(
+      absl::StrCat("INSERT INTO alert_deliveries (alert_id, channel, kind, target, status,"
+                   " next_attempt_at, created_at) VALUES ($1::uuid, $2, $3, $4,"
+                   " 'STATUS_PENDING', ",
+                   At(5), ", ", At(5), ")"),
+      alert_id, v1::Delivery::Channel_Name(channel), v1::Delivery::Kind_Name(kind), target,
+      absl::ToUnixMicros(now));
+}
+
+// Notifications of `alert` (kind) to every recipient and every endpoint that takes its type.
+void Notify(pqxx::work& w, const v1::Alert& alert, v1::Delivery::Kind kind,
+            const std::vector<std::string>& emails, absl::Time now) {
+  for (const auto& email : emails) {
+    AddDelivery(w, alert.id(), v1::Delivery::CHANNEL_EMAIL, kind, email, now);
+  }
+  for (const auto& row :
+       w.exec_params("SELECT id::text FROM alert_endpoints WHERE enabled AND"
+                     " (cardinality(event_types) = 0 OR $1 = ANY(event_types)) ORDER BY created_at",
+                     alert.event_type())) {
+    AddDelivery(w, alert.id(), v1::Delivery::CHANNEL_WEBHOOK, kind, row[0].as<std::string>(), now);
+  }
+}
+
+bool Silenced(pqxx::work& w, const v1::RaiseAlertRequest& req, absl::Time now) {
+  return !w.exec_params(absl::StrCat("SELECT 1 FROM alert_silences WHERE until > ", At(1),
+                                     " AND (session_id = '' OR session_id = $2)"
+                                     " AND (tenant_id = '' OR tenant_id = $3)"
+                                     " AND (event_type = '' OR event_type = $4) LIMIT 1"),
+                        absl::ToUnixMicros(now), req.session().session_id(),
+                        req.session().tenant_id(), req.event_type())
+              .empty();
+}
+
+}  // namespace
+
+const std::vector<Migration>& PgAlertStore::Migrations() {
+  static const auto* migrations = new std::vector<Migration>{
+      {1, "alerts, deliveries (the outbox), webhook endpoints, silences", R"sql(
+CREATE TABLE alert_alerts (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  dedup_key text NOT NULL,
+  event_type text NOT NULL,
+  severity text NOT NULL,              -- alert.v1.Severity name
+  status text NOT NULL,                -- alert.v1.Alert.Status name
+  summary text NOT NULL DEFAULT '',
+  session bytea,                       -- alert.v1.SessionFacts
+  session_id text NOT NULL DEFAULT '',
+  tenant_id text NOT NULL DEFAULT '',
+  raised_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL,
+  resolved_at timestamptz,
+  resolve_note text NOT NULL DEFAULT '',
+  raise_count integer NOT NULL DEFAULT 1
+);
+-- One alert per dedup key until it is resolved.
+CREATE UNIQUE INDEX alert_alerts_unresolved_key ON alert_alerts (dedup_key)
+  WHERE status <> 'STATUS_RESOLVED';
+CREATE INDEX alert_alerts_key ON alert_alerts (dedup_key, raised_at);
+CREATE INDEX alert_alerts_raised ON alert_alerts (raised_at, id);
+CREATE INDEX alert_alerts_session ON alert_alerts (session_id, raised_at);
+
+CREATE TABLE alert_deliveries (
+  id bigserial PRIMARY KEY,
+  alert_id uuid NOT NULL REFERENCES alert_alerts (id) ON DELETE CASCADE,
+  channel text NOT NULL,               -- alert.v1.Delivery.Channel name
+  kind text NOT NULL,                  -- alert.v1.Delivery.Kind name
+  target text NOT NULL,                -- e-mail address or webhook endpoint id
+  status text NOT NULL,                -- alert.v1.Delivery.Status name
+  attempts integer NOT NULL DEFAULT 0,
+  last_error text NOT NULL DEFAULT '',
+  next_attempt_at timestamptz NOT NULL,
+  created_at timestamptz NOT NULL,
+  sent_at timestamptz,
+  claimed_by text,                     -- the dispatcher working on it …
+  claimed_until timestamptz            -- … until then; after, another may take it
+);
+CREATE INDEX alert_deliveries_alert ON alert_deliveries (alert_id, id);
+CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at)
+  WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED');
+
+CREATE TABLE alert_endpoints (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  url text NOT NULL,
+  event_types text[] NOT NULL DEFAULT '{}',
+  enabled boolean NOT NULL DEFAULT true,
+  rate_limit_per_second double precision NOT NULL DEFAULT 0,
+  description text NOT NULL DEFAULT '',
+  secret_key_id text NOT NULL,         -- sealing key id of secret
+  secret bytea NOT NULL,               -- sealed "whsec_…"
+  previous_secret_key_id text,
+  previous_secret bytea,
+  previous_valid_until timestamptz,
+  created_at timestamptz NOT NULL,
+  secret_rotated_at timestamptz
+);
+
+CREATE TABLE alert_silences (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  session_id text NOT NULL DEFAULT '',
+  tenant_id text NOT NULL DEFAULT '',
+  event_type text NOT NULL DEFAULT '',
+  until timestamptz NOT NULL,
+  comment text NOT NULL DEFAULT '',
+  created_at timestamptz NOT NULL
+);
+)sql"},
+  };
+  return *migrations;
+}
+
+absl::StatusOr<RaiseOutcome> PgAlertStore::Raise(const v1::RaiseAlertRequest& req,
+                                                 const std::vector<std::string>& emails,
+                                                 absl::Time now) {
+  if (req.dedup_key().empty() || req.dedup_key().size() > 200) {
+    return absl::InvalidArgumentError("dedup_key is required, 1..200 characters");
+  }
+  if (req.event_type().empty()) return absl::InvalidArgumentError("event_type is required");
+  if (req.severity() == v1::SEVERITY_UNSPECIFIED || !v1::Severity_IsValid(req.severity())) {
+    return absl::InvalidArgumentError("severity is required: INFO, WARNING or CRITICAL");
+  }
+  std::vector<std::string> recipients;
+  absl::flat_hash_set<std::string> seen;
+  for (const std::string& e : {req.session().owner_email()}) {
+    if (!e.empty() && seen.insert(e).second) recipients.push_back(e);
+  }
+  for (const auto& e : emails) {
+    if (!e.empty() && seen.insert(e).second) recipients.push_back(e);
+  }
+  RaiseOutcome out;
+  absl::Status st;
+  // Two replicas raising one new key at once: the loser's insert hits the unique index; its
+  // second try folds into the winner's alert.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    out = RaiseOutcome{};
+    st = pool_.Transact("raise alert", [&](pqxx::work& w) {
+      auto open = w.exec_params(absl::StrCat("SELECT ", AlertColumns(),
+                                             " FROM alert_alerts WHERE dedup_key = $1 AND"
+                                             " status <> 'STATUS_RESOLVED' FOR UPDATE"),
+                                req.dedup_key());
+      const int64_t at = absl::ToUnixMicros(now);
+      if (open.empty()) {
+        const bool silenced = Silenced(w, req, now);
+        const std::string id = One(w.exec_params(
+            absl::StrCat("INSERT INTO alert_alerts (dedup_key, event_type, severity, status,"
+                         " summary, session, session_id, tenant_id, raised_at, updated_at)"
+                         " VALUES ($1, $2, $3, $4, $5, decode($6, 'hex'), $7, $8, ",
+                         At(9), ", ", At(9), ") RETURNING id::text"),
+            req.dedup_key(), req.event_type(), v1::Severity_Name(req.severity()),
+            v1::Alert::Status_Name(silenced ? v1::Alert::STATUS_SUPPRESSED
+                                            : v1::Alert::STATUS_OPEN),
+            req.summary(), HexOf(req.session()), req.session().session_id(),
+            req.session().tenant_id(), at))[0]
+                                   .as<std::string>();
+        out.created = true;
+        if (!silenced) {
+          v1::Alert a;
+          a.set_id(id);
+          a.set_event_type(req.event_type());
+          Notify(w, a, v1::Delivery::KIND_NOTIFY, recipients, now);
+        }
+        out.alert = LoadAlert(w, id);
+        return;
+      }
+      const v1::Alert current = ToAlert(open[0]);
+      if (req.severity() > current.severity()) {
+        // An escalation: the alert takes the new severity, type and facts, and notifies again
+        // (unless a silence still holds it).
+        const bool silenced = Silenced(w, req, now);
+        w.exec_params(
+            absl::StrCat("UPDATE alert_alerts SET severity = $2, event_type = $3, summary = $4,"
+                         " session = decode($5, 'hex'), status = $6, updated_at = ",
+                         At(7), ", raise_count = raise_count + 1 WHERE id = $1::uuid"),
+            current.id(), v1::Severity_Name(req.severity()), req.event_type(), req.summary(),
+            HexOf(req.session()),
+            v1::Alert::Status_Name(silenced ? v1::Alert::STATUS_SUPPRESSED
+                                            : v1::Alert::STATUS_OPEN),
+            at);
+        out.escalated = true;
+        if (!silenced) {
+          v1::Alert a = current;
+          a.set_event_type(req.event_type());
+          Notify(w, a, v1::Delivery::KIND_NOTIFY, recipients, now);
+        }
+      } else {
+        w.exec_params(absl::StrCat("UPDATE alert_alerts SET raise_count = raise_count + 1,"
+                                   " updated_at = ",
+                                   At(2), " WHERE id = $1::uuid"),
+                      current.id(), at);
+      }
+      out.alert = LoadAlert(w, current.id());
+    });
+    if (!absl::IsAlreadyExists(st)) break;
+  }
+  WAS_RETURN_IF_ERROR(st);
+  return out;
+}
+
+absl::StatusOr<v1::Alert> PgAlertStore::Resolve(const std::string& dedup_key,
+                                                const std::string& note, absl::Time now) {
+  if (dedup_key.empty()) return absl::InvalidArgumentError("dedup_key is required");
+  std::optional<v1::Alert> out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("resolve alert", [&](pqxx::work& w) {
+    auto open = w.exec_params(absl::StrCat("SELECT ", AlertColumns(),
+                                           " FROM alert_alerts WHERE dedup_key = $1 AND"
+                                           " status <> 'STATUS_RESOLVED' FOR UPDATE"),
+                              dedup_key);
+    if (open.empty()) {
+      auto last = w.exec_params(
+          "SELECT id::text FROM alert_alerts WHERE dedup_key = $1 ORDER BY raised_at DESC LIMIT 1",
+          dedup_key);
+      if (!last.empty()) out = LoadAlert(w, last[0][0].as<std::string>());
+      return;
+    }
+    const v1::Alert current = ToAlert(open[0]);
+    w.exec_params(
+        absl::StrCat("UPDATE alert_alerts SET status = 'STATUS_RESOLVED', resolved_at = ", At(2),
+                     ", updated_at = ", At(2), ", resolve_note = $3 WHERE id = $1::uuid"),
+        current.id(), absl::ToUnixMicros(now), note);
+    if (current.status() == v1::Alert::STATUS_OPEN) {
+      // The resolved notice goes wherever the alert was notified.
+      w.exec_params(
+          absl::StrCat("INSERT INTO alert_deliveries (alert_id, channel, kind, target, status,"
+                       " next_attempt_at, created_at)"
+                       " SELECT DISTINCT alert_id, channel, 'KIND_RESOLVED', target,"
+                       " 'STATUS_PENDING', ",
+                       At(2), ", ", At(2),
+                       " FROM alert_deliveries WHERE alert_id = $1::uuid AND kind = 'KIND_NOTIFY'"),
+          current.id(), absl::ToUnixMicros(now));
+    }
+    out = LoadAlert(w, current.id());
+  }));
+  if (!out) return absl::NotFoundError(absl::StrCat("no alert ever had dedup key ", dedup_key));
+  return *std::move(out);
+}
+
+absl::StatusOr<v1::Alert> PgAlertStore::Get(const std::string& id) {
+  if (!IsUuid(id))
+    return absl::InvalidArgumentError(absl::StrCat("alert id ", id, " is not a UUID"));
+  std::optional<v1::Alert> out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("get alert", [&](pqxx::work& w) {
+    if (!w.exec_params("SELECT 1 FROM alert_alerts WHERE id = $1::uuid", id).empty()) {
+      out = LoadAlert(w, id);
+    }
+  }));
+  if (!out) return absl::NotFoundError(absl::StrCat("no alert ", id));
+  return *std::move(out);
+}
+
+absl::StatusOr<AlertPage> PgAlertStore::List(const AlertFilter& filter, int page_size,
+                                             const std::string& page_token) {
+  if (page_size < 1 || page_size > 500) {
+    return absl::InvalidArgumentError("page_size must be 1..500");
+  }
+  // The token is "<raised_at micros>:<id>" of the last alert of the previous page.
+  int64_t after_micros = 0;
+  std::string after_id;
+  if (!page_token.empty()) {
+    std::vector<std::string> parts = absl::StrSplit(page_token, absl::MaxSplits(':', 1));
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &after_micros) || !IsUuid(parts[1])) {
+      return absl::InvalidArgumentError("bad page_token");
+    }
+    after_id = parts[1];
+  }
+  std::string statuses;  // "STATUS_OPEN,STATUS_RESOLVED": enum names have no commas
+  for (auto s : filter.statuses) {
+    absl::StrAppend(&statuses, statuses.empty() ? "" : ",", v1::Alert::Status_Name(s));
+  }
+  AlertPage page;
+  WAS_RETURN_IF_ERROR(pool_.Transact("list alerts", [&](pqxx::work& w) {
+    auto rows = w.exec_params(
+        absl::StrCat("SELECT id::text FROM alert_alerts WHERE"
+                     " ($1 = '' OR session_id = $1) AND ($2 = '' OR event_type = $2)"
+                     " AND ($3 = '' OR status = ANY(string_to_array($3, ',')))"
+                     " AND ($4 = '' OR (raised_at, id) < (",
+                     At(5),
+                     ", NULLIF($4, '')::uuid))"
+                     " ORDER BY raised_at DESC, id DESC LIMIT $6"),
+        filter.session_id, filter.event_type, statuses, after_id, after_micros, page_size + 1);
+    for (int i = 0; i < std::min<int>(page_size, rows.size()); ++i) {
+      page.alerts.push_back(LoadAlert(w, rows[i][0].as<std::string>()));
+    }
+    if (static_cast<int>(rows.size()) > page_size) {
+      const v1::Alert& last = page.alerts.back();
+      page.next_page_token =
+          absl::StrCat(absl::ToUnixMicros(FromProto(last.raised_at())), ":", last.id());
+    }
+  }));
+  return page;
+}
+
+}  // namespace wasentinel::alert

@@ -1,0 +1,79 @@
+// alert-service's PostgreSQL store: alerts and their deliveries (the outbox), webhook
+// endpoints and silences (issue 6; seeds 002 §3.1/§3.4, 003 §4).
+//
+// An alert and the deliveries it causes are written in one transaction, so a delivery is never
+// lost between the alert being accepted and being sent: nothing is sent from inside a gRPC
+// call; dispatchers claim due deliveries later (Claim, with FOR UPDATE SKIP LOCKED).
+//
+// Alert rules, each inside the Raise / Resolve transaction:
+//   - one alert per dedup key while it is not resolved: a repeat folds into it (raise_count);
+//     a repeat at a higher severity escalates it and notifies again;
+//   - a silence matching the session, tenant and event type (every field it gives) records the
+//     alert as SUPPRESSED, with no deliveries;
+//   - deliveries: an e-mail to each recipient (the session's owner and the configured ones),
+//     a webhook to each enabled endpoint whose filter takes the event type;
+//   - resolving sends a resolved notice to every target the alert was notified at.
+//
+// Times come from the caller (`now`), so tests run on a fake clock.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "wasentinel/alert/v1/alert.pb.h"
+
+namespace wasentinel {
+class PgPool;
+struct Migration;
+}  // namespace wasentinel
+
+namespace wasentinel::alert {
+
+namespace v1 = wasentinel::alert::v1;
+
+struct RaiseOutcome {
+  v1::Alert alert;  ///< with its deliveries
+  bool created = false;
+  bool escalated = false;
+};
+
+struct AlertFilter {
+  std::vector<v1::Alert::Status> statuses;  ///< empty: any
+  std::string session_id;
+  std::string event_type;
+};
+
+struct AlertPage {
+  std::vector<v1::Alert> alerts;
+  std::string next_page_token;  ///< empty on the last page
+};
+
+class PgAlertStore {
+ public:
+  explicit PgAlertStore(PgPool& pool) : pool_(pool) {}
+  static const std::vector<Migration>& Migrations();
+
+  /// Records a raise (see the rules above). `emails`: recipients besides the session's owner
+  /// (duplicates are dropped). INVALID_ARGUMENT for a missing dedup key (1..200 characters),
+  /// event type or severity.
+  absl::StatusOr<RaiseOutcome> Raise(const v1::RaiseAlertRequest& req,
+                                     const std::vector<std::string>& emails, absl::Time now);
+  /// Resolves the alert with this key that is not resolved yet, with resolved notices to every
+  /// target it was notified at. Idempotent: the last resolved alert of the key when none is
+  /// open. NOT_FOUND when no alert ever had the key.
+  absl::StatusOr<v1::Alert> Resolve(const std::string& dedup_key, const std::string& note,
+                                    absl::Time now);
+  /// NOT_FOUND; INVALID_ARGUMENT for an id that is not a UUID.
+  absl::StatusOr<v1::Alert> Get(const std::string& id);
+  /// Newest first; page_size 1..500.
+  absl::StatusOr<AlertPage> List(const AlertFilter& filter, int page_size,
+                                 const std::string& page_token);
+
+ private:
+  PgPool& pool_;
+};
+
+}  // namespace wasentinel::alert
