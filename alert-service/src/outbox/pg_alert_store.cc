@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -398,6 +399,159 @@ absl::StatusOr<AlertPage> PgAlertStore::List(const AlertFilter& filter, int page
     }
   }));
   return page;
+}
+
+namespace {
+
+const std::string& EndpointColumns() {
+  static const std::string* cols = new std::string(absl::StrCat(
+      "id::text, url, array_to_string(event_types, ','), enabled, rate_limit_per_second,"
+      " description, ",
+      Micros("created_at"), ", ", Micros("secret_rotated_at"),
+      ", secret_key_id, secret, coalesce(previous_secret_key_id, ''), previous_secret, ",
+      Micros("previous_valid_until")));
+  return *cols;
+}
+
+EndpointRecord ToEndpoint(const pqxx::row& r) {
+  EndpointRecord e;
+  v1::WebhookEndpoint& p = e.endpoint;
+  p.set_id(r[0].as<std::string>());
+  p.set_url(r[1].as<std::string>());
+  for (auto t : absl::StrSplit(r[2].as<std::string>(), ',', absl::SkipEmpty())) {
+    p.add_event_types(std::string(t));
+  }
+  p.set_enabled(r[3].as<bool>());
+  p.set_rate_limit_per_second(r[4].as<double>());
+  p.set_description(r[5].as<std::string>());
+  *p.mutable_created_at() = TimeOf(r[6]);
+  if (!r[7].is_null()) *p.mutable_secret_rotated_at() = TimeOf(r[7]);
+  e.secret_key_id = r[8].as<std::string>();
+  pqxx::binarystring secret(r[9]);
+  e.sealed_secret = secret.str();
+  e.previous_secret_key_id = r[10].as<std::string>();
+  if (!r[11].is_null()) e.sealed_previous_secret = pqxx::binarystring(r[11]).str();
+  if (!r[12].is_null()) e.previous_valid_until = absl::FromUnixMicros(r[12].as<int64_t>());
+  return e;
+}
+
+std::string HexOfBytes(const std::string& bytes) {
+  return HexEncode(ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::CreateEndpoint(
+    const v1::CreateWebhookEndpointRequest& req, const std::string& secret_key_id,
+    const std::string& sealed_secret, absl::Time now) {
+  std::string types;  // event types have no commas (checked by the caller)
+  for (const auto& t : req.event_types()) absl::StrAppend(&types, types.empty() ? "" : ",", t);
+  std::optional<v1::WebhookEndpoint> out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("create webhook endpoint", [&](pqxx::work& w) {
+    out = ToEndpoint(One(w.exec_params(
+                         absl::StrCat("INSERT INTO alert_endpoints (url, event_types,"
+                                      " rate_limit_per_second, description, secret_key_id, secret,"
+                                      " created_at) VALUES ($1, string_to_array(NULLIF($2, ''),"
+                                      " ','), $3, $4, $5, decode($6, 'hex'), ",
+                                      At(7), ") RETURNING ", EndpointColumns()),
+                         req.url(), types, req.rate_limit_per_second(), req.description(),
+                         secret_key_id, HexOfBytes(sealed_secret), absl::ToUnixMicros(now))))
+              .endpoint;
+  }));
+  return *std::move(out);
+}
+
+absl::StatusOr<std::vector<v1::WebhookEndpoint>> PgAlertStore::ListEndpoints() {
+  std::vector<v1::WebhookEndpoint> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("list webhook endpoints", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    for (const auto& row : n.exec(absl::StrCat("SELECT ", EndpointColumns(),
+                                               " FROM alert_endpoints ORDER BY created_at, id"))) {
+      out.push_back(ToEndpoint(row).endpoint);
+    }
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<ClaimedDelivery>> PgAlertStore::Claim(const std::string& worker,
+                                                                 absl::Time now,
+                                                                 absl::Duration lease, int limit) {
+  std::vector<ClaimedDelivery> out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("claim deliveries", [&](pqxx::work& w) {
+    auto rows = w.exec_params(
+        absl::StrCat("UPDATE alert_deliveries SET claimed_by = $1, claimed_until = ", At(3),
+                     " WHERE id IN (SELECT id FROM alert_deliveries"
+                     " WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED') AND next_attempt_at <= ",
+                     At(2), " AND (claimed_until IS NULL OR claimed_until <= ", At(2),
+                     ") ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+                     " RETURNING ",
+                     DeliveryColumns()),
+        worker, absl::ToUnixMicros(now), absl::ToUnixMicros(now + lease), limit);
+    absl::flat_hash_map<std::string, v1::Alert> alerts;
+    absl::flat_hash_map<std::string, std::optional<EndpointRecord>> endpoints;
+    for (const auto& row : rows) {
+      ClaimedDelivery c;
+      c.delivery = ToDelivery(row);
+      auto [a, fresh] = alerts.try_emplace(c.delivery.alert_id());
+      if (fresh) {
+        a->second = ToAlert(One(w.exec_params(
+            absl::StrCat("SELECT ", AlertColumns(), " FROM alert_alerts WHERE id = $1::uuid"),
+            c.delivery.alert_id())));
+      }
+      c.alert = a->second;
+      if (c.delivery.channel() == v1::Delivery::CHANNEL_WEBHOOK) {
+        auto [e, new_endpoint] = endpoints.try_emplace(c.delivery.target());
+        if (new_endpoint && IsUuid(c.delivery.target())) {
+          auto found = w.exec_params(absl::StrCat("SELECT ", EndpointColumns(),
+                                                  " FROM alert_endpoints WHERE id = $1::uuid"),
+                                     c.delivery.target());
+          if (!found.empty()) e->second = ToEndpoint(found[0]);
+        }
+        c.endpoint = e->second;
+      }
+      out.push_back(std::move(c));
+    }
+  }));
+  std::sort(out.begin(), out.end(), [](const ClaimedDelivery& a, const ClaimedDelivery& b) {
+    return std::stoll(a.delivery.id()) < std::stoll(b.delivery.id());
+  });
+  return out;
+}
+
+absl::Status PgAlertStore::Complete(const std::string& id, const AttemptResult& result,
+                                    absl::Time now) {
+  int64_t numeric = 0;
+  if (!absl::SimpleAtoi(id, &numeric)) {
+    return absl::InvalidArgumentError(absl::StrCat("delivery id ", id, " is not a number"));
+  }
+  return pool_.Run("record a delivery attempt", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    switch (result.kind) {
+      case AttemptResult::kSent:
+        n.exec_params(absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_SENT',"
+                                   " attempts = attempts + 1, last_error = '', sent_at = ",
+                                   At(2),
+                                   ", claimed_by = NULL, claimed_until = NULL"
+                                   " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+                      numeric, absl::ToUnixMicros(now));
+        return;
+      case AttemptResult::kRetry:
+        n.exec_params(absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_FAILED',"
+                                   " attempts = attempts + 1, last_error = $2, next_attempt_at = ",
+                                   At(3),
+                                   ", claimed_by = NULL, claimed_until = NULL"
+                                   " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+                      numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
+        return;
+      case AttemptResult::kDead:
+        n.exec_params(
+            "UPDATE alert_deliveries SET status = 'STATUS_DEAD',"
+            " attempts = attempts + 1, last_error = $2, claimed_by = NULL,"
+            " claimed_until = NULL WHERE id = $1 AND status <> 'STATUS_SENT'",
+            numeric, result.error);
+        return;
+    }
+  });
 }
 
 }  // namespace wasentinel::alert

@@ -51,6 +51,30 @@ struct AlertPage {
   std::string next_page_token;  ///< empty on the last page
 };
 
+/// A webhook endpoint with its secrets still sealed (the dispatcher opens them to sign).
+struct EndpointRecord {
+  v1::WebhookEndpoint endpoint;
+  std::string secret_key_id;
+  std::string sealed_secret;  ///< Sealer blob of "whsec_…"
+  std::string previous_secret_key_id;
+  std::string sealed_previous_secret;  ///< empty when none
+  std::optional<absl::Time> previous_valid_until;
+};
+
+/// A delivery a dispatcher claimed, with what it needs to send it.
+struct ClaimedDelivery {
+  v1::Delivery delivery;
+  v1::Alert alert;                         ///< without its deliveries
+  std::optional<EndpointRecord> endpoint;  ///< webhooks; unset when the endpoint was deleted
+};
+
+/// What became of one attempt.
+struct AttemptResult {
+  enum Kind { kSent, kRetry, kDead } kind = kSent;
+  std::string error;           ///< kRetry, kDead
+  absl::Time next_attempt_at;  ///< kRetry
+};
+
 class PgAlertStore {
  public:
   explicit PgAlertStore(PgPool& pool) : pool_(pool) {}
@@ -71,6 +95,23 @@ class PgAlertStore {
   /// Newest first; page_size 1..500.
   absl::StatusOr<AlertPage> List(const AlertFilter& filter, int page_size,
                                  const std::string& page_token);
+
+  /// Stores a new endpoint with its secret sealed (`secret_key_id`, `sealed_secret`).
+  absl::StatusOr<v1::WebhookEndpoint> CreateEndpoint(const v1::CreateWebhookEndpointRequest& req,
+                                                     const std::string& secret_key_id,
+                                                     const std::string& sealed_secret,
+                                                     absl::Time now);
+  absl::StatusOr<std::vector<v1::WebhookEndpoint>> ListEndpoints();
+
+  /// Claims up to `limit` due deliveries (PENDING or FAILED, next attempt due, not claimed by
+  /// a live claim) for `worker` until now + `lease`, oldest first, with FOR UPDATE SKIP LOCKED:
+  /// replicas share the outbox without taking the same row. A claim that expires (its
+  /// dispatcher died mid-send) makes the delivery due again: at least once.
+  absl::StatusOr<std::vector<ClaimedDelivery>> Claim(const std::string& worker, absl::Time now,
+                                                     absl::Duration lease, int limit);
+  /// Records an attempt of delivery `id`: SENT, FAILED with the next attempt, or DEAD (the
+  /// dead letter). A delivery already SENT (another dispatcher after an expired claim) stays so.
+  absl::Status Complete(const std::string& id, const AttemptResult& result, absl::Time now);
 
  private:
   PgPool& pool_;

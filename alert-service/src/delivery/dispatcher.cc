@@ -1,0 +1,197 @@
+#include "dispatcher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "wasentinel/common/bytes.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/common/proto_time.h"
+
+namespace wasentinel::alert {
+namespace {
+
+std::string Iso(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", FromProto(t), absl::UTCTimeZone());
+}
+
+std::string Lower(std::string name, std::string_view prefix) {
+  if (absl::StartsWith(name, Sv(prefix))) name = name.substr(prefix.size());
+  for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+}  // namespace
+
+std::string WebhookBody(const v1::Alert& a, v1::Delivery::Kind kind, absl::Time now) {
+  const auto& s = a.session();
+  nlohmann::json data = {
+      {"alert_id", a.id()},
+      {"dedup_key", a.dedup_key()},
+      {"kind", Lower(v1::Delivery::Kind_Name(kind), "KIND_")},
+      {"severity", Lower(v1::Severity_Name(a.severity()), "SEVERITY_")},
+      {"status", Lower(v1::Alert::Status_Name(a.status()), "STATUS_")},
+      {"summary", a.summary()},
+      {"raised_at", Iso(a.raised_at())},
+      {"raise_count", a.raise_count()},
+      {"session",
+       {{"session_id", s.session_id()},
+        {"tenant_id", s.tenant_id()},
+        {"account_name", s.account_name()},
+        {"phone_number_masked", s.phone_number_masked()},
+        {"state", s.state()},
+        {"reason", s.reason()},
+        {"offline_since", Iso(s.offline_since())},
+        {"last_connected_at", Iso(s.last_connected_at())}}},
+  };
+  if (a.has_resolved_at()) data["resolved_at"] = Iso(a.resolved_at());
+  const std::string type =
+      kind == v1::Delivery::KIND_RESOLVED ? "session.recovered" : a.event_type();
+  return nlohmann::json{
+      {"type", type},
+      {"timestamp", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now, absl::UTCTimeZone())},
+      {"data", std::move(data)}}
+      .dump();
+}
+
+Dispatcher::Dispatcher(PgAlertStore& store, const Sealer& sealer, Clock& clock,
+                       DispatcherOptions options, std::shared_ptr<spdlog::logger> log)
+    : store_(store),
+      sealer_(sealer),
+      clock_(clock),
+      options_(std::move(options)),
+      log_(std::move(log)) {}
+
+Dispatcher::~Dispatcher() { Stop(); }
+
+void Dispatcher::Start() {
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { Loop(); });
+}
+
+void Dispatcher::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void Dispatcher::Wake() {
+  absl::MutexLock lock(&mu_);
+  ++wakes_;
+}
+
+void Dispatcher::Loop() {
+  WebhookSender sender(options_.webhook_timeout, options_.allow_private_targets);
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) return;
+      seen = wakes_;
+    }
+    if (RunOnce(sender) > 0) continue;  // more may be due
+    absl::MutexLock lock(&mu_);
+    auto woken = [this, seen]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || wakes_ != seen; };
+    mu_.AwaitWithTimeout(absl::Condition(&woken), options_.poll);
+  }
+}
+
+int Dispatcher::RunOnce(WebhookSender& sender) {
+  auto claimed = store_.Claim(options_.worker, clock_.Now(), options_.lease, options_.batch);
+  if (!claimed.ok()) {
+    log_->warn("claiming deliveries: {}", claimed.status());
+    return 0;
+  }
+  for (const auto& c : *claimed) {
+    AttemptResult result;
+    if (c.delivery.channel() == v1::Delivery::CHANNEL_WEBHOOK) {
+      result = SendWebhook(sender, c);
+    } else {
+      result.kind = AttemptResult::kDead;
+      result.error = "e-mail is not configured on this alert-service";
+    }
+    if (auto st = store_.Complete(c.delivery.id(), result, clock_.Now()); !st.ok()) {
+      // The claim expires and another attempt follows: at least once.
+      log_->warn("recording delivery {}: {}", c.delivery.id(), st);
+    }
+  }
+  return static_cast<int>(claimed->size());
+}
+
+AttemptResult Dispatcher::SendWebhook(WebhookSender& sender, const ClaimedDelivery& c) {
+  AttemptResult dead;
+  dead.kind = AttemptResult::kDead;
+  if (!c.endpoint) {
+    dead.error = "the webhook endpoint was deleted";
+    return dead;
+  }
+  const EndpointRecord& e = *c.endpoint;
+  if (!e.endpoint.enabled()) {
+    dead.error = "the webhook endpoint is disabled";
+    return dead;
+  }
+  const absl::Time now = clock_.Now();
+  WebhookRequest req;
+  req.url = e.endpoint.url();
+  req.id = absl::StrCat("msg_", c.delivery.id());
+  req.timestamp = absl::ToUnixSeconds(now);
+  req.body = WebhookBody(c.alert, c.delivery.kind(), now);
+  auto sign = [&](const std::string& key_id, const std::string& sealed) -> absl::Status {
+    auto secret = sealer_.Open(
+        key_id, ByteView(reinterpret_cast<const uint8_t*>(sealed.data()), sealed.size()));
+    if (!secret.ok()) return secret.status();
+    auto sig =
+        SignWebhook(std::string(secret->begin(), secret->end()), req.id, req.timestamp, req.body);
+    if (!sig.ok()) return sig.status();
+    req.signatures.push_back(*std::move(sig));
+    return absl::OkStatus();
+  };
+  if (auto st = sign(e.secret_key_id, e.sealed_secret); !st.ok()) {
+    dead.error = absl::StrCat("cannot sign: ", st.message());
+    return dead;
+  }
+  // While a rotated-out secret is in its grace period, receivers may still hold it.
+  if (!e.sealed_previous_secret.empty() && e.previous_valid_until &&
+      *e.previous_valid_until > now) {
+    (void)sign(e.previous_secret_key_id, e.sealed_previous_secret);
+  }
+  const WebhookResponse r = sender.Send(req);
+  AttemptResult result = Judge(r, c.delivery.attempts() + 1);
+  if (result.kind != AttemptResult::kSent) {
+    log_->info("webhook {} to endpoint {}: {}{}", req.id, e.endpoint.id(), result.error,
+               result.kind == AttemptResult::kDead ? " (dead letter)" : "");
+  }
+  return result;
+}
+
+AttemptResult Dispatcher::Judge(const WebhookResponse& r, int attempt) {
+  AttemptResult out;
+  if (r.error.empty() && r.status >= 200 && r.status < 300) return out;
+  out.error = r.error.empty() ? absl::StrCat("HTTP ", r.status) : r.error;
+  const bool transient = !r.error.empty() || r.status == 429 || r.status >= 500;
+  const int retries = static_cast<int>(options_.backoff.size());
+  if (!transient || attempt > retries) {
+    out.kind = AttemptResult::kDead;
+    if (transient) absl::StrAppend(&out.error, "; no attempts left");
+    return out;
+  }
+  out.kind = AttemptResult::kRetry;
+  absl::Duration wait = options_.backoff[attempt - 1];
+  {
+    absl::MutexLock lock(&mu_);
+    wait = wait * std::uniform_real_distribution<double>(0.8, 1.2)(rng_);
+  }
+  if (r.retry_after) wait = std::max(wait, *r.retry_after);
+  out.next_attempt_at = clock_.Now() + wait;
+  return out;
+}
+
+}  // namespace wasentinel::alert

@@ -1,0 +1,83 @@
+// Dispatchers: threads that claim due deliveries from the outbox (PgAlertStore::Claim, SKIP
+// LOCKED, so replicas share it), send them, and record each attempt (issue 6).
+//
+// Webhooks: 2xx is SENT; 5xx, 429 (honouring Retry-After) and network errors are retried after
+// the backoff step of the attempt (jittered ±20 %), the last attempt ending DEAD (the dead
+// letter); any other status is DEAD at once, since repeating it would not change the answer.
+// The webhook-id is the delivery's id, the same on every retry, so a receiver can drop
+// duplicates (a dispatcher killed mid-send leaves its claim to expire; the delivery is sent
+// again: at least once). The body is {"type", "timestamp", "data": the alert}.
+#pragma once
+
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "delivery/webhook.h"
+#include "outbox/pg_alert_store.h"
+#include "wasentinel/common/clock.h"
+#include "wasentinel/common/sealing.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace wasentinel::alert {
+
+struct DispatcherOptions {
+  std::string worker;  ///< this replica's name, in claims
+  int threads = 4;
+  int batch = 16;                           ///< deliveries claimed at once per thread
+  absl::Duration lease = absl::Minutes(1);  ///< a claim's life; longer than a send's timeout
+  absl::Duration poll = absl::Seconds(1);   ///< the wait when nothing is due (Wake() cuts it)
+  absl::Duration webhook_timeout = absl::Seconds(10);
+  bool allow_private_targets = false;
+  /// The wait before attempt 2, 3, …; attempts = steps + 1, then DEAD.
+  std::vector<absl::Duration> backoff = {absl::Seconds(10), absl::Seconds(30), absl::Minutes(2),
+                                         absl::Minutes(10), absl::Minutes(30), absl::Hours(1),
+                                         absl::Hours(3)};
+};
+
+class Dispatcher {
+ public:
+  Dispatcher(PgAlertStore& store, const Sealer& sealer, Clock& clock, DispatcherOptions options,
+             std::shared_ptr<spdlog::logger> log);
+  ~Dispatcher();
+
+  void Start();
+  /// Stops claiming; sends under way finish (their claims would expire otherwise).
+  void Stop();
+  /// Something was written to the outbox: look now rather than at the next poll.
+  void Wake();
+
+  /// One round on the calling thread: claims a batch, sends, records. Answers how many were
+  /// handled (tests drive it with a fake clock).
+  int RunOnce(WebhookSender& sender);
+
+  /// The outcome of a webhook answer on attempt `attempt` (1-based).
+  AttemptResult Judge(const WebhookResponse& r, int attempt);
+
+ private:
+  AttemptResult SendWebhook(WebhookSender& sender, const ClaimedDelivery& c);
+  void Loop();
+
+  PgAlertStore& store_;
+  const Sealer& sealer_;
+  Clock& clock_;
+  const DispatcherOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t wakes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
+  std::vector<std::thread> threads_;
+};
+
+/// The JSON body of a delivery: {"type", "timestamp", "data": {alert fields, "kind"}}.
+std::string WebhookBody(const v1::Alert& alert, v1::Delivery::Kind kind, absl::Time now);
+
+}  // namespace wasentinel::alert

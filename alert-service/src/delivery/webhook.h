@@ -1,0 +1,72 @@
+// Webhooks as the Standard Webhooks specification has them (standardwebhooks.com): a JSON POST
+// with `webhook-id` (the same on every retry of one delivery), `webhook-timestamp` (Unix
+// seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under the
+// base64 key of a `whsec_…` secret; several space-separated signatures while a rotated secret
+// is still valid. Sent with libcurl; URLs that resolve to private, loopback or link-local
+// addresses are refused unless allowed (SSRF), checked on the address actually connected to.
+#pragma once
+
+#include <curl/curl.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace wasentinel::alert {
+
+/// A new secret: "whsec_" + base64 of 24 random bytes.
+std::string NewWebhookSecret();
+
+/// "v1,<base64 signature>" of `body` for message `id` at `timestamp` (Unix seconds).
+/// INVALID_ARGUMENT when `secret` is not "whsec_<base64>".
+absl::StatusOr<std::string> SignWebhook(std::string_view secret, std::string_view id,
+                                        int64_t timestamp, std::string_view body);
+
+/// Is `ip` (textual IPv4 or IPv6) an address on the public internet? False for loopback,
+/// private (RFC 1918, fc00::/7), link-local, CGNAT, unspecified, multicast and IPv4-mapped
+/// forms of these, and for anything that does not parse.
+bool IsPublicAddress(std::string_view ip);
+
+/// A URL webhooks may be sent to: https (http too when `allow_private`), a host, and — when
+/// the host is an address or "localhost" — a public one unless `allow_private`.
+/// INVALID_ARGUMENT saying why not.
+absl::Status CheckWebhookUrl(std::string_view url, bool allow_private);
+
+struct WebhookRequest {
+  std::string url;
+  std::string id;  ///< webhook-id
+  int64_t timestamp = 0;
+  std::vector<std::string> signatures;  ///< "v1,…" each
+  std::string body;                     ///< JSON
+};
+
+struct WebhookResponse {
+  long status = 0;                            ///< HTTP status; 0 when none came
+  std::string error;                          ///< transport error, empty when a status came
+  std::optional<absl::Duration> retry_after;  ///< a Retry-After header in seconds
+};
+
+/// One libcurl handle, reused request after request so connections are kept alive. Not
+/// thread-safe: one per dispatcher thread.
+class WebhookSender {
+ public:
+  /// `timeout`: the whole request. `allow_private`: also send to private addresses (tests and
+  /// internal receivers).
+  WebhookSender(absl::Duration timeout, bool allow_private);
+  ~WebhookSender();
+  WebhookSender(const WebhookSender&) = delete;
+  WebhookSender& operator=(const WebhookSender&) = delete;
+
+  WebhookResponse Send(const WebhookRequest& req);
+
+ private:
+  CURL* curl_;
+  const absl::Duration timeout_;
+  const bool allow_private_;
+};
+
+}  // namespace wasentinel::alert
