@@ -1,7 +1,9 @@
 #include "webhook.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sodium.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <cstring>
@@ -44,11 +46,29 @@ struct CurlSlist {
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
-// Refuses the connection when the address curl is about to use is not public (DNS can answer
-// anything, so the check is on the address, not the name).
-int CheckAddress(void* allow_private, char* conn_primary_ip, char*, int, int) {
-  if (*static_cast<bool*>(allow_private)) return CURL_PREREQFUNC_OK;
-  return IsPublicAddress(conn_primary_ip) ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+// Refuses to open a socket to an address that is not public (DNS can answer anything, so the
+// check is on the address curl is about to connect to, not on the name).
+struct SocketGuard {
+  bool allow_private = false;
+  bool refused = false;
+};
+
+curl_socket_t OpenSocket(void* guard_ptr, curlsocktype, curl_sockaddr* address) {
+  auto* guard = static_cast<SocketGuard*>(guard_ptr);
+  if (!guard->allow_private) {
+    char text[INET6_ADDRSTRLEN] = {};
+    const void* where = nullptr;
+    if (address->family == AF_INET) {
+      where = &reinterpret_cast<const sockaddr_in*>(&address->addr)->sin_addr;
+    } else if (address->family == AF_INET6) {
+      where = &reinterpret_cast<const sockaddr_in6*>(&address->addr)->sin6_addr;
+    }
+    if (!where || !inet_ntop(address->family, where, text, sizeof text) || !IsPublicAddress(text)) {
+      guard->refused = true;
+      return CURL_SOCKET_BAD;
+    }
+  }
+  return socket(address->family, address->socktype, address->protocol);
 }
 
 }  // namespace
@@ -152,7 +172,7 @@ WebhookResponse WebhookSender::Send(const WebhookRequest& req) {
   for (const auto& s : req.signatures) absl::StrAppend(&sigs, sigs.empty() ? "" : " ", s);
   headers.Add(absl::StrCat("webhook-signature: ", sigs));
   curl_easy_reset(curl_);  // keeps the connection cache
-  bool allow_private = allow_private_;
+  SocketGuard guard{allow_private_};
   curl_easy_setopt(curl_, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, allow_private_ ? "http,https" : "https");
   curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers.list);
@@ -167,13 +187,12 @@ WebhookResponse WebhookSender::Send(const WebhookRequest& req) {
   curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);  // a redirect could lead anywhere
   curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &Discard);
-  curl_easy_setopt(curl_, CURLOPT_PREREQFUNCTION, &CheckAddress);
-  curl_easy_setopt(curl_, CURLOPT_PREREQDATA, &allow_private);
+  curl_easy_setopt(curl_, CURLOPT_OPENSOCKETFUNCTION, &OpenSocket);
+  curl_easy_setopt(curl_, CURLOPT_OPENSOCKETDATA, &guard);
   const CURLcode rc = curl_easy_perform(curl_);
   if (rc != CURLE_OK) {
-    out.error = rc == CURLE_ABORTED_BY_CALLBACK
-                    ? "refused: the URL resolves to a private or loopback address (SSRF)"
-                    : curl_easy_strerror(rc);
+    out.error = guard.refused ? "refused: the URL resolves to a private or loopback address (SSRF)"
+                              : curl_easy_strerror(rc);
     return out;
   }
   curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &out.status);

@@ -3,7 +3,8 @@
 // seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under the
 // base64 key of a `whsec_…` secret; several space-separated signatures while a rotated secret
 // is still valid. Sent with libcurl; URLs that resolve to private, loopback or link-local
-// addresses are refused unless allowed (SSRF), checked on the address actually connected to.
+// addresses are refused unless allowed (SSRF), checked on each address before a socket to it
+// is opened.
 #pragma once
 
 #include <curl/curl.h>

@@ -451,8 +451,8 @@ absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::CreateEndpoint(
     out = ToEndpoint(One(w.exec_params(
                          absl::StrCat("INSERT INTO alert_endpoints (url, event_types,"
                                       " rate_limit_per_second, description, secret_key_id, secret,"
-                                      " created_at) VALUES ($1, string_to_array(NULLIF($2, ''),"
-                                      " ','), $3, $4, $5, decode($6, 'hex'), ",
+                                      " created_at) VALUES ($1, coalesce(string_to_array(NULLIF($2, ''),"
+                                      " ','), '{}'), $3, $4, $5, decode($6, 'hex'), ",
                                       At(7), ") RETURNING ", EndpointColumns()),
                          req.url(), types, req.rate_limit_per_second(), req.description(),
                          secret_key_id, HexOfBytes(sealed_secret), absl::ToUnixMicros(now))))

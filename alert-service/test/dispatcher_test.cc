@@ -1,0 +1,165 @@
+// Dispatchers against a real HTTP receiver on loopback and a real PostgreSQL, on a fake clock:
+// signed webhooks, retries on 5xx and 429 (Retry-After), the dead letter, claims that expire
+// (a dispatcher that died mid-send), and the resolved notice.
+#include "delivery/dispatcher.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "alert_db.h"
+#include "http_receiver.h"
+#include "wasentinel/common/proto_time.h"
+#include "wasentinel/testing/fake_clock.h"
+
+namespace wasentinel::alert {
+namespace {
+
+struct Fixture : AlertDb {
+  testing::HttpReceiver receiver;  // outlives the senders (declared first)
+  wasentinel::testing::FakeClock clock;
+  Sealer sealer = Sealer::FromConfig(std::string(64, 'a')).value();
+  std::string secret = NewWebhookSecret();
+  std::unique_ptr<Dispatcher> dispatcher;
+  std::unique_ptr<WebhookSender> sender;
+
+  explicit Fixture(std::vector<absl::Duration> backoff = {absl::Seconds(10), absl::Seconds(30)}) {
+    v1::CreateWebhookEndpointRequest req;
+    req.set_url(receiver.url());
+    auto sealed =
+        sealer.Seal(ByteView(reinterpret_cast<const uint8_t*>(secret.data()), secret.size()));
+    auto created = store.CreateEndpoint(
+        req, sealed.key_id, std::string(sealed.blob.begin(), sealed.blob.end()), clock.Now());
+    EXPECT_TRUE(created.ok()) << created.status();
+    DispatcherOptions o;
+    o.worker = "a";
+    o.allow_private_targets = true;
+    o.backoff = std::move(backoff);
+    dispatcher =
+        std::make_unique<Dispatcher>(store, sealer, clock, o, MakeLogger("dispatch", "warn"));
+    sender = std::make_unique<WebhookSender>(absl::Seconds(5), true);
+  }
+  ~Fixture() { sender.reset(); }
+
+  std::string Raise(const std::string& key = "session.offline/s1") {
+    v1::RaiseAlertRequest r;
+    r.set_dedup_key(key);
+    r.set_event_type("session.warning");
+    r.set_severity(v1::SEVERITY_WARNING);
+    r.set_summary("Shop (155******67) has been offline for 5m");
+    r.mutable_session()->set_session_id("s1");
+    r.mutable_session()->set_phone_number_masked("155******67");
+    return store.Raise(r, {}, clock.Now()).value().alert.id();
+  }
+  v1::Delivery Webhook(const std::string& alert_id, int index = 0) {
+    auto a = store.Get(alert_id).value();
+    int seen = 0;
+    for (const auto& d : a.deliveries()) {
+      if (d.channel() == v1::Delivery::CHANNEL_WEBHOOK && seen++ == index) return d;
+    }
+    ADD_FAILURE() << "no webhook delivery " << index;
+    return {};
+  }
+};
+
+TEST(Dispatcher, SendsASignedWebhookOnce) {
+  Fixture f;
+  const std::string id = f.Raise();
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  auto got = f.receiver.requests();
+  ASSERT_EQ(got.size(), 1u);
+  const auto& h = got[0].headers;
+  const auto d = f.Webhook(id);
+  EXPECT_EQ(d.status(), v1::Delivery::STATUS_SENT);
+  EXPECT_EQ(d.attempts(), 1);
+  EXPECT_EQ(h.at("webhook-id"), "msg_" + d.id());
+  EXPECT_EQ(h.at("webhook-timestamp"), std::to_string(absl::ToUnixSeconds(f.clock.Now())));
+  EXPECT_EQ(h.at("webhook-signature"), SignWebhook(f.secret, h.at("webhook-id"),
+                                                   absl::ToUnixSeconds(f.clock.Now()), got[0].body)
+                                           .value());
+  auto body = nlohmann::json::parse(got[0].body);
+  EXPECT_EQ(body["type"], "session.warning");
+  EXPECT_EQ(body["data"]["session"]["phone_number_masked"], "155******67");
+  EXPECT_EQ(body["data"]["kind"], "notify");
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 0) << "nothing more is due";
+
+  // The resolved notice goes where the alert went.
+  ASSERT_TRUE(f.store.Resolve("session.offline/s1", "connected again", f.clock.Now()).ok());
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  got = f.receiver.requests();
+  ASSERT_EQ(got.size(), 2u);
+  body = nlohmann::json::parse(got[1].body);
+  EXPECT_EQ(body["type"], "session.recovered");
+  EXPECT_EQ(body["data"]["kind"], "resolved");
+  EXPECT_NE(got[1].headers.at("webhook-id"), got[0].headers.at("webhook-id"));
+}
+
+TEST(Dispatcher, RetriesServerErrorsWithTheSameIdThenSends) {
+  Fixture f;
+  f.receiver.Script({{500}, {503}});
+  const std::string id = f.Raise();
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  auto d = f.Webhook(id);
+  EXPECT_EQ(d.status(), v1::Delivery::STATUS_FAILED);
+  EXPECT_EQ(d.last_error(), "HTTP 500");
+  const absl::Duration wait = FromProto(d.next_attempt_at()) - f.clock.Now();
+  EXPECT_GE(wait, absl::Seconds(8));  // 10 s ± 20 %
+  EXPECT_LE(wait, absl::Seconds(12));
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 0) << "not due yet";
+  f.clock.Advance(absl::Seconds(13));
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  EXPECT_EQ(f.Webhook(id).status(), v1::Delivery::STATUS_FAILED);
+  f.clock.Advance(absl::Seconds(40));
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  d = f.Webhook(id);
+  EXPECT_EQ(d.status(), v1::Delivery::STATUS_SENT);
+  EXPECT_EQ(d.attempts(), 3);
+  auto got = f.receiver.requests();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].headers.at("webhook-id"), got[2].headers.at("webhook-id"));
+}
+
+TEST(Dispatcher, HonoursRetryAfterOn429) {
+  Fixture f;
+  f.receiver.Script({{429, "120"}});
+  const std::string id = f.Raise();
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  auto d = f.Webhook(id);
+  EXPECT_EQ(d.status(), v1::Delivery::STATUS_FAILED);
+  EXPECT_GE(FromProto(d.next_attempt_at()) - f.clock.Now(), absl::Seconds(120));
+}
+
+TEST(Dispatcher, OtherClientErrorsAndTheLastAttemptAreDeadLetters) {
+  Fixture f;
+  f.receiver.Script({{404}, {503}, {503}, {503}});
+  const std::string a = f.Raise("k/a");
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  EXPECT_EQ(f.Webhook(a).status(), v1::Delivery::STATUS_DEAD) << "404 is not retried";
+  EXPECT_EQ(f.Webhook(a).last_error(), "HTTP 404");
+  const std::string b = f.Raise("k/b");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+    f.clock.Advance(absl::Minutes(1));
+  }
+  auto d = f.Webhook(b);
+  EXPECT_EQ(d.status(), v1::Delivery::STATUS_DEAD);
+  EXPECT_EQ(d.attempts(), 3);
+  EXPECT_EQ(d.last_error(), "HTTP 503; no attempts left");
+}
+
+TEST(Dispatcher, AClaimThatExpiresIsTakenByAnother) {
+  Fixture f;
+  f.Raise();
+  // Dispatcher "a" claims and dies before sending (its claim is never completed).
+  auto claimed = f.store.Claim("a", f.clock.Now(), absl::Minutes(1), 10);
+  ASSERT_TRUE(claimed.ok());
+  ASSERT_EQ(claimed->size(), 1u);
+  EXPECT_TRUE(f.store.Claim("b", f.clock.Now(), absl::Minutes(1), 10).value().empty())
+      << "claimed: no one else takes it";
+  f.clock.Advance(absl::Minutes(1));
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1) << "the claim expired";
+  EXPECT_EQ(f.receiver.requests().size(), 1u);
+}
+
+}  // namespace
+}  // namespace wasentinel::alert
