@@ -554,4 +554,237 @@ absl::Status PgAlertStore::Complete(const std::string& id, const AttemptResult& 
   });
 }
 
+namespace {
+
+absl::Status CheckUuid(const std::string& id, std::string_view what) {
+  if (IsUuid(id)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(Sv(what), " id ", id, " is not a UUID"));
+}
+
+const std::string& SilenceColumns() {
+  static const std::string* cols = new std::string(
+      absl::StrCat("id::text, session_id, tenant_id, event_type, ", Micros("until"),
+                   ", comment, ", Micros("created_at")));
+  return *cols;
+}
+
+v1::Silence ToSilence(const pqxx::row& r) {
+  v1::Silence s;
+  s.set_id(r[0].as<std::string>());
+  s.set_session_id(r[1].as<std::string>());
+  s.set_tenant_id(r[2].as<std::string>());
+  s.set_event_type(r[3].as<std::string>());
+  *s.mutable_until() = TimeOf(r[4]);
+  s.set_comment(r[5].as<std::string>());
+  *s.mutable_created_at() = TimeOf(r[6]);
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::UpdateEndpoint(
+    const v1::UpdateWebhookEndpointRequest& req) {
+  WAS_RETURN_IF_ERROR(CheckUuid(req.id(), "webhook endpoint"));
+  std::string types;
+  for (const auto& t : req.event_types()) absl::StrAppend(&types, types.empty() ? "" : ",", t);
+  std::optional<v1::WebhookEndpoint> out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("update webhook endpoint", [&](pqxx::work& w) {
+    auto r = w.exec_params(
+        absl::StrCat(
+            "UPDATE alert_endpoints SET url = coalesce($2, url),"
+            " event_types = CASE WHEN $3 THEN coalesce(string_to_array(NULLIF($4, ''), ','), '{}')"
+            " ELSE event_types END, enabled = coalesce($5, enabled),"
+            " rate_limit_per_second = coalesce($6, rate_limit_per_second),"
+            " description = coalesce($7, description) WHERE id = $1::uuid RETURNING ",
+            EndpointColumns()),
+        req.id(), req.has_url() ? std::optional<std::string>(req.url()) : std::nullopt,
+        req.replace_event_types(), types,
+        req.has_enabled() ? std::optional<bool>(req.enabled()) : std::nullopt,
+        req.has_rate_limit_per_second() ? std::optional<double>(req.rate_limit_per_second())
+                                        : std::nullopt,
+        req.has_description() ? std::optional<std::string>(req.description()) : std::nullopt);
+    if (!r.empty()) out = ToEndpoint(r[0]).endpoint;
+  }));
+  if (!out) return absl::NotFoundError(absl::StrCat("no webhook endpoint ", req.id()));
+  return *std::move(out);
+}
+
+absl::Status PgAlertStore::DeleteEndpoint(const std::string& id) {
+  WAS_RETURN_IF_ERROR(CheckUuid(id, "webhook endpoint"));
+  bool found = false;
+  WAS_RETURN_IF_ERROR(pool_.Run("delete webhook endpoint", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    found = n.exec_params("DELETE FROM alert_endpoints WHERE id = $1::uuid", id).affected_rows() > 0;
+  }));
+  if (!found) return absl::NotFoundError(absl::StrCat("no webhook endpoint ", id));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::RotateSecret(const std::string& id,
+                                                               const std::string& secret_key_id,
+                                                               const std::string& sealed_secret,
+                                                               absl::Time previous_valid_until,
+                                                               absl::Time now) {
+  WAS_RETURN_IF_ERROR(CheckUuid(id, "webhook endpoint"));
+  std::optional<v1::WebhookEndpoint> out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("rotate webhook secret", [&](pqxx::work& w) {
+    auto r = w.exec_params(
+        absl::StrCat("UPDATE alert_endpoints SET previous_secret_key_id = secret_key_id,"
+                     " previous_secret = secret, previous_valid_until = ",
+                     At(4), ", secret_key_id = $2, secret = decode($3, 'hex'), secret_rotated_at = ",
+                     At(5), " WHERE id = $1::uuid RETURNING ", EndpointColumns()),
+        id, secret_key_id, HexOfBytes(sealed_secret), absl::ToUnixMicros(previous_valid_until),
+        absl::ToUnixMicros(now));
+    if (!r.empty()) out = ToEndpoint(r[0]).endpoint;
+  }));
+  if (!out) return absl::NotFoundError(absl::StrCat("no webhook endpoint ", id));
+  return *std::move(out);
+}
+
+absl::StatusOr<v1::Silence> PgAlertStore::CreateSilence(const v1::CreateSilenceRequest& req,
+                                                        absl::Time now) {
+  if (req.session_id().empty() && req.tenant_id().empty() && req.event_type().empty()) {
+    return absl::InvalidArgumentError(
+        "a silence names a session, a tenant or an event type (or several)");
+  }
+  if (!req.has_until() || FromProto(req.until()) <= now) {
+    return absl::InvalidArgumentError("until is required and in the future");
+  }
+  std::optional<v1::Silence> out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("create silence", [&](pqxx::work& w) {
+    out = ToSilence(One(w.exec_params(
+        absl::StrCat("INSERT INTO alert_silences (session_id, tenant_id, event_type, until,"
+                     " comment, created_at) VALUES ($1, $2, $3, ",
+                     At(4), ", $5, ", At(6), ") RETURNING ", SilenceColumns()),
+        req.session_id(), req.tenant_id(), req.event_type(),
+        absl::ToUnixMicros(FromProto(req.until())), req.comment(), absl::ToUnixMicros(now))));
+  }));
+  return *std::move(out);
+}
+
+absl::StatusOr<std::vector<v1::Silence>> PgAlertStore::ListSilences(bool include_expired,
+                                                                    absl::Time now) {
+  std::vector<v1::Silence> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("list silences", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    for (const auto& r : n.exec_params(absl::StrCat("SELECT ", SilenceColumns(),
+                                                    " FROM alert_silences WHERE $1 OR until > ",
+                                                    At(2), " ORDER BY created_at, id"),
+                                       include_expired, absl::ToUnixMicros(now))) {
+      out.push_back(ToSilence(r));
+    }
+  }));
+  return out;
+}
+
+absl::Status PgAlertStore::DeleteSilence(const std::string& id) {
+  WAS_RETURN_IF_ERROR(CheckUuid(id, "silence"));
+  bool found = false;
+  WAS_RETURN_IF_ERROR(pool_.Run("delete silence", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    found = n.exec_params("DELETE FROM alert_silences WHERE id = $1::uuid", id).affected_rows() > 0;
+  }));
+  if (!found) return absl::NotFoundError(absl::StrCat("no silence ", id));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> PgAlertStore::ListDeliveries(
+    const v1::ListDeliveriesRequest& req, int page_size) {
+  if (page_size < 1 || page_size > 500) {
+    return absl::InvalidArgumentError("page_size must be 1..500");
+  }
+  if (!req.alert_id().empty()) WAS_RETURN_IF_ERROR(CheckUuid(req.alert_id(), "alert"));
+  int64_t before = 0;
+  if (!req.page_token().empty() && !absl::SimpleAtoi(req.page_token(), &before)) {
+    return absl::InvalidArgumentError("bad page_token");
+  }
+  std::string statuses;
+  for (int st : req.statuses()) {
+    absl::StrAppend(&statuses, statuses.empty() ? "" : ",",
+                    v1::Delivery::Status_Name(static_cast<v1::Delivery::Status>(st)));
+  }
+  std::pair<std::vector<v1::Delivery>, std::string> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("list deliveries", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto rows = n.exec_params(
+        absl::StrCat("SELECT ", DeliveryColumns(),
+                     " FROM alert_deliveries WHERE ($1 = '' OR channel = $1)"
+                     " AND ($2 = '' OR status = ANY(string_to_array($2, ',')))"
+                     " AND ($3 = '' OR alert_id = NULLIF($3, '')::uuid)"
+                     " AND ($4 = 0 OR id < $4) ORDER BY id DESC LIMIT $5"),
+        req.channel() == v1::Delivery::CHANNEL_UNSPECIFIED
+            ? std::string()
+            : v1::Delivery::Channel_Name(req.channel()),
+        statuses, req.alert_id(), before, page_size + 1);
+    for (int i = 0; i < std::min<int>(page_size, rows.size()); ++i) {
+      out.first.push_back(ToDelivery(rows[i]));
+    }
+    if (static_cast<int>(rows.size()) > page_size) out.second = out.first.back().id();
+  }));
+  return out;
+}
+
+absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl::Time now) {
+  int64_t numeric = 0;
+  if (!absl::SimpleAtoi(id, &numeric)) {
+    return absl::InvalidArgumentError(absl::StrCat("delivery id ", id, " is not a number"));
+  }
+  std::optional<v1::Delivery> out;
+  bool exists = false;
+  WAS_RETURN_IF_ERROR(pool_.Transact("redeliver", [&](pqxx::work& w) {
+    exists = !w.exec_params("SELECT 1 FROM alert_deliveries WHERE id = $1", numeric).empty();
+    auto r = w.exec_params(
+        absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_PENDING', attempts = 0,"
+                     " next_attempt_at = ",
+                     At(2), ", claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status IN"
+                     " ('STATUS_DEAD', 'STATUS_FAILED') RETURNING ",
+                     DeliveryColumns()),
+        numeric, absl::ToUnixMicros(now));
+    if (!r.empty()) out = ToDelivery(r[0]);
+  }));
+  if (!exists) return absl::NotFoundError(absl::StrCat("no delivery ", id));
+  if (!out) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("delivery ", id, " is sent or already waiting; only DEAD or FAILED ones are"
+                                      " delivered again"));
+  }
+  return *std::move(out);
+}
+
+absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(absl::Time since,
+                                                                        absl::Time now) {
+  v1::GetDeliveryStatsResponse out;
+  WAS_RETURN_IF_ERROR(pool_.Run("delivery stats", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    for (const auto& r : n.exec_params(
+             absl::StrCat(
+                 "SELECT channel, status, count(*),"
+                 " coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch from"
+                 " sent_at - created_at)) * 1000000)::bigint, 0),"
+                 " coalesce((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch from"
+                 " sent_at - created_at)) * 1000000)::bigint, 0)"
+                 " FROM alert_deliveries WHERE created_at >= ",
+                 At(1), " GROUP BY channel, status ORDER BY channel, status"),
+             absl::ToUnixMicros(since))) {
+      auto* row = out.add_rows();
+      row->set_channel(EnumOf<v1::Delivery::Channel>(r[0], &v1::Delivery::Channel_Parse));
+      row->set_status(EnumOf<v1::Delivery::Status>(r[1], &v1::Delivery::Status_Parse));
+      row->set_count(r[2].as<int64_t>());
+      if (row->status() == v1::Delivery::STATUS_SENT) {
+        *row->mutable_latency_p50() = ToProto(absl::Microseconds(r[3].as<int64_t>()));
+        *row->mutable_latency_p99() = ToProto(absl::Microseconds(r[4].as<int64_t>()));
+      }
+    }
+    auto depth = n.exec(absl::StrCat(
+        "SELECT count(*), ", Micros("min(created_at)"),
+        " FROM alert_deliveries WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED')"))[0];
+    out.set_outbox_depth(depth[0].as<int64_t>());
+    if (!depth[1].is_null()) {
+      *out.mutable_oldest_pending_age() =
+          ToProto(now - absl::FromUnixMicros(depth[1].as<int64_t>()));
+    }
+  }));
+  return out;
+}
+
 }  // namespace wasentinel::alert

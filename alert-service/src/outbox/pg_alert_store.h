@@ -102,6 +102,32 @@ class PgAlertStore {
                                                      const std::string& sealed_secret,
                                                      absl::Time now);
   absl::StatusOr<std::vector<v1::WebhookEndpoint>> ListEndpoints();
+  /// Applies the fields `req` sets (url already checked by the caller). NOT_FOUND.
+  absl::StatusOr<v1::WebhookEndpoint> UpdateEndpoint(const v1::UpdateWebhookEndpointRequest& req);
+  /// NOT_FOUND. Its pending deliveries become dead letters when they come up.
+  absl::Status DeleteEndpoint(const std::string& id);
+  /// The new sealed secret becomes current; the current one stays valid until
+  /// `previous_valid_until` (both signatures are sent meanwhile). NOT_FOUND.
+  absl::StatusOr<v1::WebhookEndpoint> RotateSecret(const std::string& id,
+                                                   const std::string& secret_key_id,
+                                                   const std::string& sealed_secret,
+                                                   absl::Time previous_valid_until,
+                                                   absl::Time now);
+
+  /// INVALID_ARGUMENT without any of session, tenant, event type, or with `until` not after now.
+  absl::StatusOr<v1::Silence> CreateSilence(const v1::CreateSilenceRequest& req, absl::Time now);
+  absl::StatusOr<std::vector<v1::Silence>> ListSilences(bool include_expired, absl::Time now);
+  absl::Status DeleteSilence(const std::string& id);
+
+  /// Newest first; filters by channel, statuses and alert; page_size 1..500.
+  absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> ListDeliveries(
+      const v1::ListDeliveriesRequest& req, int page_size);
+  /// A DEAD or FAILED delivery is due again now with a fresh round of attempts. NOT_FOUND;
+  /// FAILED_PRECONDITION for one that is SENT or PENDING.
+  absl::StatusOr<v1::Delivery> Redeliver(const std::string& id, absl::Time now);
+  /// Counts and created → sent latency by channel and status over deliveries created since
+  /// `since`; the outbox depth (PENDING + FAILED) and the age of its oldest.
+  absl::StatusOr<v1::GetDeliveryStatsResponse> DeliveryStats(absl::Time since, absl::Time now);
 
   /// Claims up to `limit` due deliveries (PENDING or FAILED, next attempt due, not claimed by
   /// a live claim) for `worker` until now + `lease`, oldest first, with FOR UPDATE SKIP LOCKED:
