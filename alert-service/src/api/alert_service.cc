@@ -40,6 +40,13 @@ grpc::Status AlertServiceImpl::RaiseAlert(grpc::ServerContext* ctx,
   auto raised = store_.Raise(*req, options_.recipients, clock_.Now());
   if (!raised.ok()) return ToGrpc(raised.status());
   if (on_outbox_) on_outbox_();
+  if (options_.metrics) {
+    options_.metrics->Raised(req->event_type(),
+                             raised->alert.status() == v1::Alert::STATUS_SUPPRESSED ? "suppressed"
+                             : raised->created                                      ? "created"
+                             : raised->escalated                                    ? "escalated"
+                                                                                    : "folded");
+  }
   *resp->mutable_alert() = std::move(raised->alert);
   resp->set_created(raised->created);
   resp->set_escalated(raised->escalated);

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "delivery/metrics.h"
 #include "outbox/pg_alert_store.h"
 #include "wasentinel/alert/v1/alert.grpc.pb.h"
 #include "wasentinel/common/api_keys.h"
@@ -27,6 +28,7 @@ struct AlertServiceOptions {
   bool allow_private_targets = false;
   /// How long a rotated-out webhook secret stays valid when the call does not say.
   absl::Duration rotation_grace = absl::Hours(24);
+  AlertMetrics* metrics = nullptr;  ///< optional, not owned
 };
 
 class AlertServiceImpl final : public v1::AlertService::Service {

@@ -58,12 +58,14 @@ std::string WebhookBody(const v1::Alert& a, v1::Delivery::Kind kind, absl::Time 
 }
 
 Dispatcher::Dispatcher(PgAlertStore& store, const Sealer& sealer, Clock& clock,
-                       DispatcherOptions options, std::shared_ptr<spdlog::logger> log)
+                       DispatcherOptions options, std::shared_ptr<spdlog::logger> log,
+                       AlertMetrics* metrics)
     : store_(store),
       sealer_(sealer),
       clock_(clock),
       options_(std::move(options)),
-      log_(std::move(log)) {}
+      log_(std::move(log)),
+      metrics_(metrics) {}
 
 Dispatcher::~Dispatcher() { Stop(); }
 
@@ -118,9 +120,17 @@ int Dispatcher::RunOnce(WebhookSender& sender) {
       result.kind = AttemptResult::kDead;
       result.error = "e-mail is not configured on this alert-service";
     }
-    if (auto st = store_.Complete(c.delivery.id(), result, clock_.Now()); !st.ok()) {
+    const absl::Time now = clock_.Now();
+    if (auto st = store_.Complete(c.delivery.id(), result, now); !st.ok()) {
       // The claim expires and another attempt follows: at least once.
       log_->warn("recording delivery {}: {}", c.delivery.id(), st);
+    }
+    if (metrics_) {
+      metrics_->Attempt(c.delivery.channel() == v1::Delivery::CHANNEL_EMAIL ? "email" : "webhook",
+                        result.kind == AttemptResult::kSent    ? "sent"
+                        : result.kind == AttemptResult::kRetry ? "retry"
+                                                               : "dead",
+                        now - FromProto(c.delivery.created_at()));
     }
   }
   return static_cast<int>(claimed->size());

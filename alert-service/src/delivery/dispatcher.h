@@ -17,6 +17,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "delivery/metrics.h"
 #include "delivery/webhook.h"
 #include "outbox/pg_alert_store.h"
 #include "wasentinel/common/clock.h"
@@ -44,8 +45,9 @@ struct DispatcherOptions {
 
 class Dispatcher {
  public:
+  /// `metrics`: optional, not owned.
   Dispatcher(PgAlertStore& store, const Sealer& sealer, Clock& clock, DispatcherOptions options,
-             std::shared_ptr<spdlog::logger> log);
+             std::shared_ptr<spdlog::logger> log, AlertMetrics* metrics = nullptr);
   ~Dispatcher();
 
   void Start();
@@ -70,6 +72,7 @@ class Dispatcher {
   Clock& clock_;
   const DispatcherOptions options_;
   std::shared_ptr<spdlog::logger> log_;
+  AlertMetrics* metrics_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t wakes_ ABSL_GUARDED_BY(mu_) = 0;

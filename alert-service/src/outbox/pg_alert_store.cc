@@ -448,14 +448,15 @@ absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::CreateEndpoint(
   for (const auto& t : req.event_types()) absl::StrAppend(&types, types.empty() ? "" : ",", t);
   std::optional<v1::WebhookEndpoint> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("create webhook endpoint", [&](pqxx::work& w) {
-    out = ToEndpoint(One(w.exec_params(
-                         absl::StrCat("INSERT INTO alert_endpoints (url, event_types,"
-                                      " rate_limit_per_second, description, secret_key_id, secret,"
-                                      " created_at) VALUES ($1, coalesce(string_to_array(NULLIF($2, ''),"
-                                      " ','), '{}'), $3, $4, $5, decode($6, 'hex'), ",
-                                      At(7), ") RETURNING ", EndpointColumns()),
-                         req.url(), types, req.rate_limit_per_second(), req.description(),
-                         secret_key_id, HexOfBytes(sealed_secret), absl::ToUnixMicros(now))))
+    out = ToEndpoint(
+              One(w.exec_params(
+                  absl::StrCat("INSERT INTO alert_endpoints (url, event_types,"
+                               " rate_limit_per_second, description, secret_key_id, secret,"
+                               " created_at) VALUES ($1, coalesce(string_to_array(NULLIF($2, ''),"
+                               " ','), '{}'), $3, $4, $5, decode($6, 'hex'), ",
+                               At(7), ") RETURNING ", EndpointColumns()),
+                  req.url(), types, req.rate_limit_per_second(), req.description(), secret_key_id,
+                  HexOfBytes(sealed_secret), absl::ToUnixMicros(now))))
               .endpoint;
   }));
   return *std::move(out);
@@ -562,9 +563,9 @@ absl::Status CheckUuid(const std::string& id, std::string_view what) {
 }
 
 const std::string& SilenceColumns() {
-  static const std::string* cols = new std::string(
-      absl::StrCat("id::text, session_id, tenant_id, event_type, ", Micros("until"),
-                   ", comment, ", Micros("created_at")));
+  static const std::string* cols =
+      new std::string(absl::StrCat("id::text, session_id, tenant_id, event_type, ", Micros("until"),
+                                   ", comment, ", Micros("created_at")));
   return *cols;
 }
 
@@ -614,7 +615,8 @@ absl::Status PgAlertStore::DeleteEndpoint(const std::string& id) {
   bool found = false;
   WAS_RETURN_IF_ERROR(pool_.Run("delete webhook endpoint", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    found = n.exec_params("DELETE FROM alert_endpoints WHERE id = $1::uuid", id).affected_rows() > 0;
+    found =
+        n.exec_params("DELETE FROM alert_endpoints WHERE id = $1::uuid", id).affected_rows() > 0;
   }));
   if (!found) return absl::NotFoundError(absl::StrCat("no webhook endpoint ", id));
   return absl::OkStatus();
@@ -629,10 +631,11 @@ absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::RotateSecret(const std::string
   std::optional<v1::WebhookEndpoint> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("rotate webhook secret", [&](pqxx::work& w) {
     auto r = w.exec_params(
-        absl::StrCat("UPDATE alert_endpoints SET previous_secret_key_id = secret_key_id,"
-                     " previous_secret = secret, previous_valid_until = ",
-                     At(4), ", secret_key_id = $2, secret = decode($3, 'hex'), secret_rotated_at = ",
-                     At(5), " WHERE id = $1::uuid RETURNING ", EndpointColumns()),
+        absl::StrCat(
+            "UPDATE alert_endpoints SET previous_secret_key_id = secret_key_id,"
+            " previous_secret = secret, previous_valid_until = ",
+            At(4), ", secret_key_id = $2, secret = decode($3, 'hex'), secret_rotated_at = ", At(5),
+            " WHERE id = $1::uuid RETURNING ", EndpointColumns()),
         id, secret_key_id, HexOfBytes(sealed_secret), absl::ToUnixMicros(previous_valid_until),
         absl::ToUnixMicros(now));
     if (!r.empty()) out = ToEndpoint(r[0]).endpoint;
@@ -667,10 +670,10 @@ absl::StatusOr<std::vector<v1::Silence>> PgAlertStore::ListSilences(bool include
   std::vector<v1::Silence> out;
   WAS_RETURN_IF_ERROR(pool_.Run("list silences", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    for (const auto& r : n.exec_params(absl::StrCat("SELECT ", SilenceColumns(),
-                                                    " FROM alert_silences WHERE $1 OR until > ",
-                                                    At(2), " ORDER BY created_at, id"),
-                                       include_expired, absl::ToUnixMicros(now))) {
+    for (const auto& r : n.exec_params(
+             absl::StrCat("SELECT ", SilenceColumns(), " FROM alert_silences WHERE $1 OR until > ",
+                          At(2), " ORDER BY created_at, id"),
+             include_expired, absl::ToUnixMicros(now))) {
       out.push_back(ToSilence(r));
     }
   }));
@@ -706,16 +709,16 @@ absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> PgAlertStore::
   std::pair<std::vector<v1::Delivery>, std::string> out;
   WAS_RETURN_IF_ERROR(pool_.Run("list deliveries", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto rows = n.exec_params(
-        absl::StrCat("SELECT ", DeliveryColumns(),
-                     " FROM alert_deliveries WHERE ($1 = '' OR channel = $1)"
-                     " AND ($2 = '' OR status = ANY(string_to_array($2, ',')))"
-                     " AND ($3 = '' OR alert_id = NULLIF($3, '')::uuid)"
-                     " AND ($4 = 0 OR id < $4) ORDER BY id DESC LIMIT $5"),
-        req.channel() == v1::Delivery::CHANNEL_UNSPECIFIED
-            ? std::string()
-            : v1::Delivery::Channel_Name(req.channel()),
-        statuses, req.alert_id(), before, page_size + 1);
+    auto rows =
+        n.exec_params(absl::StrCat("SELECT ", DeliveryColumns(),
+                                   " FROM alert_deliveries WHERE ($1 = '' OR channel = $1)"
+                                   " AND ($2 = '' OR status = ANY(string_to_array($2, ',')))"
+                                   " AND ($3 = '' OR alert_id = NULLIF($3, '')::uuid)"
+                                   " AND ($4 = 0 OR id < $4) ORDER BY id DESC LIMIT $5"),
+                      req.channel() == v1::Delivery::CHANNEL_UNSPECIFIED
+                          ? std::string()
+                          : v1::Delivery::Channel_Name(req.channel()),
+                      statuses, req.alert_id(), before, page_size + 1);
     for (int i = 0; i < std::min<int>(page_size, rows.size()); ++i) {
       out.first.push_back(ToDelivery(rows[i]));
     }
@@ -736,7 +739,8 @@ absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl
     auto r = w.exec_params(
         absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_PENDING', attempts = 0,"
                      " next_attempt_at = ",
-                     At(2), ", claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status IN"
+                     At(2),
+                     ", claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status IN"
                      " ('STATUS_DEAD', 'STATUS_FAILED') RETURNING ",
                      DeliveryColumns()),
         numeric, absl::ToUnixMicros(now));
@@ -745,14 +749,15 @@ absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl
   if (!exists) return absl::NotFoundError(absl::StrCat("no delivery ", id));
   if (!out) {
     return absl::FailedPreconditionError(
-        absl::StrCat("delivery ", id, " is sent or already waiting; only DEAD or FAILED ones are"
-                                      " delivered again"));
+        absl::StrCat("delivery ", id,
+                     " is sent or already waiting; only DEAD or FAILED ones are"
+                     " delivered again"));
   }
   return *std::move(out);
 }
 
 absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(absl::Time since,
-                                                                        absl::Time now) {
+                                                                         absl::Time now) {
   v1::GetDeliveryStatsResponse out;
   WAS_RETURN_IF_ERROR(pool_.Run("delivery stats", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);

@@ -111,8 +111,7 @@ class PgAlertStore {
   absl::StatusOr<v1::WebhookEndpoint> RotateSecret(const std::string& id,
                                                    const std::string& secret_key_id,
                                                    const std::string& sealed_secret,
-                                                   absl::Time previous_valid_until,
-                                                   absl::Time now);
+                                                   absl::Time previous_valid_until, absl::Time now);
 
   /// INVALID_ARGUMENT without any of session, tenant, event type, or with `until` not after now.
   absl::StatusOr<v1::Silence> CreateSilence(const v1::CreateSilenceRequest& req, absl::Time now);

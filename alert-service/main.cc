@@ -1,0 +1,112 @@
+// alert-service: delivers every alert, at least once, by e-mail and signed webhooks from a
+// durable outbox (see src/alert_app.h).
+//
+// Every flag has a WAS_ environment fallback (flag > environment > default).
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "alert_app.h"
+#include "wasentinel/common/backoff.h"
+#include "wasentinel/common/process.h"
+
+using wasentinel::EnvOr;
+
+ABSL_FLAG(std::string, grpc_listen, EnvOr("WAS_GRPC_LISTEN", "0.0.0.0:7003"),
+          "gRPC address [WAS_GRPC_LISTEN]");
+ABSL_FLAG(std::string, metrics_listen, EnvOr("WAS_METRICS_LISTEN", "0.0.0.0:9103"),
+          "Prometheus /metrics address; empty disables [WAS_METRICS_LISTEN]");
+ABSL_FLAG(std::string, database_url, EnvOr("WAS_DATABASE_URL", ""),
+          "PostgreSQL URL [WAS_DATABASE_URL]");
+ABSL_FLAG(std::string, secret_key, EnvOr("WAS_SECRET_KEY", ""),
+          "sealing keys for webhook secrets: KEY or ID:KEY[,ID:KEY] (first seals; 64 hex or "
+          "base64 of 32 bytes) [WAS_SECRET_KEY]");
+ABSL_FLAG(std::string, api_keys, EnvOr("WAS_API_KEYS", ""),
+          "API keys NAME:SCOPE:KEY,... (scope read|operate|admin); empty: no authentication"
+          " [WAS_API_KEYS]");
+ABSL_FLAG(std::string, tls_cert, EnvOr("WAS_TLS_CERT", ""),
+          "gRPC TLS certificate chain (PEM file); empty: plaintext [WAS_TLS_CERT]");
+ABSL_FLAG(std::string, tls_key, EnvOr("WAS_TLS_KEY", ""), "gRPC TLS private key [WAS_TLS_KEY]");
+ABSL_FLAG(std::string, tls_client_ca, EnvOr("WAS_TLS_CLIENT_CA", ""),
+          "require client certificates signed by this CA (mTLS) [WAS_TLS_CLIENT_CA]");
+ABSL_FLAG(std::string, replica_id, EnvOr("WAS_REPLICA_ID", ""),
+          "this replica's name in delivery claims; default hostname-pid [WAS_REPLICA_ID]");
+ABSL_FLAG(std::string, alert_recipients, EnvOr("WAS_ALERT_RECIPIENTS", ""),
+          "e-mail addresses told of every alert besides each session's owner, comma-separated"
+          " [WAS_ALERT_RECIPIENTS]");
+ABSL_FLAG(
+    bool, allow_private_targets, EnvOr("WAS_ALLOW_PRIVATE_TARGETS", "false") == "true",
+    "webhooks may go to http:// and private or loopback addresses [WAS_ALLOW_PRIVATE_TARGETS]");
+ABSL_FLAG(int, dispatchers, std::atoi(EnvOr("WAS_DISPATCHERS", "4").c_str()),
+          "dispatcher threads [WAS_DISPATCHERS]");
+ABSL_FLAG(std::string, webhook_timeout, EnvOr("WAS_WEBHOOK_TIMEOUT", "10s"),
+          "deadline of one webhook request [WAS_WEBHOOK_TIMEOUT]");
+ABSL_FLAG(std::string, delivery_backoff, EnvOr("WAS_DELIVERY_BACKOFF", "10s,30s,2m,10m,30m,1h,3h"),
+          "waits before attempts 2, 3, …; after the last, a failed delivery is dead"
+          " [WAS_DELIVERY_BACKOFF]");
+ABSL_FLAG(std::string, shutdown_timeout, EnvOr("WAS_SHUTDOWN_TIMEOUT", "10s"),
+          "deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
+ABSL_FLAG(std::string, log_level, EnvOr("WAS_LOG_LEVEL", "info"), "trace … off [WAS_LOG_LEVEL]");
+
+namespace {
+
+absl::Duration DurationFlag(const std::string& name, const std::string& text) {
+  absl::Duration d;
+  if (!absl::ParseDuration(text, &d) || d <= absl::ZeroDuration()) {
+    std::cerr << "alert-service: --" << name << ": bad duration \"" << text << "\"\n";
+    std::exit(2);
+  }
+  return d;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("alert-service: delivers alerts by e-mail and signed webhooks");
+  absl::ParseCommandLine(argc, argv);
+  using namespace wasentinel;
+  DisableMutexDeadlockDetection();
+  BlockStopSignals();  // before any thread starts; main waits for them below
+
+  alert::Options o;
+  o.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  o.database_url = absl::GetFlag(FLAGS_database_url);
+  o.secret_keys = absl::GetFlag(FLAGS_secret_key);
+  o.api_keys = absl::GetFlag(FLAGS_api_keys);
+  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  o.replica_id = absl::GetFlag(FLAGS_replica_id);
+  for (auto r : absl::StrSplit(absl::GetFlag(FLAGS_alert_recipients), ',', absl::SkipEmpty())) {
+    o.recipients.emplace_back(r);
+  }
+  o.allow_private_targets = absl::GetFlag(FLAGS_allow_private_targets);
+  o.dispatcher_threads = absl::GetFlag(FLAGS_dispatchers);
+  if (o.dispatcher_threads < 1 || o.dispatcher_threads > 64) {
+    std::cerr << "alert-service: --dispatchers must be 1..64\n";
+    return 2;
+  }
+  o.webhook_timeout = DurationFlag("webhook_timeout", absl::GetFlag(FLAGS_webhook_timeout));
+  auto backoff = Backoff::ParseSteps(absl::GetFlag(FLAGS_delivery_backoff));
+  if (!backoff.ok()) {
+    std::cerr << "alert-service: --delivery_backoff: " << backoff.status().message() << "\n";
+    return 2;
+  }
+  o.backoff = *backoff;
+  o.log_level = absl::GetFlag(FLAGS_log_level);
+  const absl::Duration drain =
+      DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));
+
+  auto app = alert::App::Create(o);
+  if (!app.ok()) {
+    std::cerr << "alert-service: " << app.status().ToString() << "\n";
+    return 1;
+  }
+  WaitForStopSignal();
+  (*app)->Shutdown(drain);
+  return 0;
+}

@@ -1,0 +1,62 @@
+// alert-service's composition root: the store, the sealer of webhook secrets, the dispatchers,
+// the gRPC API and the metrics, built from Options and taken down in reverse order.
+//
+// Sources: issue 6, seeds 002 §3.1/§3.4 and 003 §4, architecture.md "Alerts".
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace wasentinel::alert {
+
+struct Options {
+  std::string grpc_listen = "0.0.0.0:7003";
+  /// Prometheus /metrics address ("host:port"; port 0 picks one; empty: no exposer).
+  std::string metrics_listen = "0.0.0.0:9103";
+  std::string database_url;  ///< WAS_DATABASE_URL
+  /// Sealing keys of webhook secrets, Sealer::FromConfig format (WAS_SECRET_KEY).
+  std::string secret_keys;
+  /// ApiKeys::FromConfig "NAME:SCOPE:KEY,..." (WAS_API_KEYS); empty: no authentication.
+  std::string api_keys;
+  std::string tls_cert_file, tls_key_file, tls_client_ca_file;
+  std::string replica_id;  ///< in delivery claims; default hostname-pid
+  /// E-mail addresses told of every alert besides each session's owner.
+  std::vector<std::string> recipients;
+  /// Webhooks may go to http:// and private or loopback addresses.
+  bool allow_private_targets = false;
+  int dispatcher_threads = 4;
+  absl::Duration webhook_timeout = absl::Seconds(10);
+  /// The waits before attempt 2, 3, …; the attempt after the last step is the last one.
+  std::vector<absl::Duration> backoff = {absl::Seconds(10), absl::Seconds(30), absl::Minutes(2),
+                                         absl::Minutes(10), absl::Minutes(30), absl::Hours(1),
+                                         absl::Hours(3)};
+  int database_pool_size = 8;
+  std::string log_level = "info";
+};
+
+class App {
+ public:
+  /// Connects to PostgreSQL (UNAVAILABLE), applies alert-service's migrations, starts the gRPC
+  /// server (UNAVAILABLE when the address cannot be bound), the metrics exposer and the
+  /// dispatchers. INVALID_ARGUMENT for bad keys or TLS files.
+  static absl::StatusOr<std::unique_ptr<App>> Create(const Options& options);
+  ~App();
+
+  /// Health NOT_SERVING, stops taking calls, lets sends under way finish within `deadline`.
+  void Shutdown(absl::Duration deadline);
+
+  int grpc_port() const;
+  int metrics_port() const;
+
+  class Impl;
+
+ private:
+  explicit App(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace wasentinel::alert

@@ -1,0 +1,50 @@
+#include "metrics.h"
+
+namespace wasentinel::alert {
+
+AlertMetrics::AlertMetrics(prometheus::Registry& registry)
+    : deliveries_(prometheus::BuildCounter()
+                      .Name("wasentinel_alert_deliveries_total")
+                      .Help("Delivery attempts by channel and result")
+                      .Register(registry)),
+      latency_(prometheus::BuildHistogram()
+                   .Name("wasentinel_alert_delivery_latency_seconds")
+                   .Help("From a delivery's creation (the alert raised) to it being sent")
+                   .Register(registry)),
+      depth_(prometheus::BuildGauge()
+                 .Name("wasentinel_alert_outbox_depth")
+                 .Help("Deliveries waiting: PENDING or FAILED")
+                 .Register(registry)
+                 .Add({})),
+      oldest_(prometheus::BuildGauge()
+                  .Name("wasentinel_alert_outbox_oldest_pending_seconds")
+                  .Help("Age of the oldest delivery waiting")
+                  .Register(registry)
+                  .Add({})),
+      alerts_(prometheus::BuildCounter()
+                  .Name("wasentinel_alert_alerts_total")
+                  .Help("RaiseAlert calls by event type and outcome")
+                  .Register(registry)) {}
+
+void AlertMetrics::Attempt(const std::string& channel, const std::string& result,
+                           absl::Duration latency) {
+  deliveries_.Add({{"channel", channel}, {"result", result}}).Increment();
+  if (result == "sent") {
+    latency_
+        .Add({{"channel", channel}},
+             prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5,
+                                                     30, 300})
+        .Observe(absl::ToDoubleSeconds(latency));
+  }
+}
+
+void AlertMetrics::Outbox(int64_t depth, absl::Duration oldest) {
+  depth_.Set(static_cast<double>(depth));
+  oldest_.Set(absl::ToDoubleSeconds(oldest));
+}
+
+void AlertMetrics::Raised(const std::string& event_type, const std::string& outcome) {
+  alerts_.Add({{"event_type", event_type}, {"outcome", outcome}}).Increment();
+}
+
+}  // namespace wasentinel::alert
