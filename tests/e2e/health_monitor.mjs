@@ -1,6 +1,7 @@
 // The health-monitor with the real binaries on loopback (issue 5): PostgreSQL, wa-sim,
-// session-service, health-monitor, and a recording AlertService (alert-service's gRPC contract,
-// answered by this driver, which counts every RaiseAlert per dedup key).
+// session-service, two health-monitor replicas and alert-service, which delivers every alert to
+// a webhook receiver here that verifies its Standard Webhooks signature (the standardwebhooks
+// npm package) and counts duplicates.
 //
 //   A  dropped by wa-sim           → classified at once, reconnected by the monitor, no alert
 //   B  blackholed by wa-sim        → probed, the probe fails, reconnected
@@ -12,7 +13,7 @@
 //                                    restarted → resolved, sessions HEALTHY again
 // Throughout: no dedup key is raised twice at the same severity.
 //
-// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, DATABASE_URL, PROTO_DIR.
+// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, ALERT_SERVICE, DATABASE_URL, PROTO_DIR.
 // Flags: --demo prints sections, the alerts as they arrive and a summary for people; otherwise
 // TAP-like lines. Exit code 0 only if every step was seen.
 import { spawn } from 'node:child_process';
@@ -20,9 +21,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { useMultiFileAuthState } from 'baileys';
+import { Webhook } from 'standardwebhooks';
 import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
 
 const demo = process.argv.includes('--demo');
@@ -45,24 +48,38 @@ const { AlertService } = load('wasentinel/alert/v1/alert.proto').wasentinel.aler
 const unary = (client) => (method, req = {}) => new Promise((resolve, reject) =>
   client[method](req, { deadline: Date.now() + 10000 }, (err, res) => (err ? reject(err) : resolve(res))));
 
-// alert-service's contract, recorded: what a real alert-service would be told.
-const raised = [];
-const resolved = [];
-const alertServer = new grpc.Server();
-alertServer.addService(AlertService.service, {
-  RaiseAlert: (call, cb) => {
-    raised.push({ ...call.request, at: Date.now() });
-    say(`    alert-service ← RaiseAlert ${call.request.event_type} [${call.request.severity}]: ${call.request.summary}`);
-    cb(null, { alert: { dedup_key: call.request.dedup_key }, created: true });
-  },
-  ResolveAlert: (call, cb) => {
-    resolved.push({ ...call.request, at: Date.now() });
-    say(`    alert-service ← ResolveAlert ${call.request.dedup_key}: ${call.request.note}`);
-    cb(null, { alert: { dedup_key: call.request.dedup_key } });
-  },
+// The webhook receiver: every alert as alert-service delivers it, its Standard Webhooks
+// signature verified with the standardwebhooks package (an implementation we did not write).
+const raised = [];    // notifications: { dedup_key, event_type, severity, summary, session, id }
+const resolved = [];  // resolved notices
+const seenIds = new Set();
+let duplicates = 0;
+let badSignatures = 0;
+let verifier = null;
+const receiver = createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks).toString('utf8');
+    try { verifier.verify(body, req.headers); } catch { badSignatures += 1; }
+    const id = req.headers['webhook-id'];
+    if (seenIds.has(id)) duplicates += 1;
+    seenIds.add(id);
+    const { type, data } = JSON.parse(body);
+    const alert = { id, dedup_key: data.dedup_key, event_type: type, summary: data.summary,
+      severity: `SEVERITY_${data.severity.toUpperCase()}`, session: data.session, at: Date.now() };
+    if (data.kind === 'resolved') {
+      resolved.push(alert);
+      say(`    webhook ← ${type} ${data.dedup_key}`);
+    } else {
+      raised.push(alert);
+      say(`    webhook ← ${type} [${data.severity}]: ${data.summary}`);
+    }
+    res.writeHead(204).end();
+  });
 });
-const alertPort = await new Promise((resolve, reject) => alertServer.bindAsync('127.0.0.1:0',
-  grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+const receiverPort = await new Promise((resolve) =>
+  receiver.listen(0, '127.0.0.1', () => resolve(receiver.address().port)));
 
 const work = mkdtempSync(join(tmpdir(), 'was-monitor-'));
 const sim = await startSim();
@@ -75,6 +92,20 @@ function startProcess(binary, args) {
   const proc = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] });
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   return { proc, exited };
+}
+
+const alertPort = await freePort();
+async function startAlertService() {
+  const p = startProcess(requiredEnv('ALERT_SERVICE'), [
+    '--replica_id=a1', `--grpc_listen=127.0.0.1:${alertPort}`, '--metrics_listen=',
+    `--database_url=${requiredEnv('DATABASE_URL')}`, `--secret_key=${sealingKey}`,
+    '--allow_private_targets', '--dispatchers=2', `--log_level=${logLevel}`,
+  ]);
+  const client = new AlertService(`127.0.0.1:${alertPort}`, grpc.credentials.createInsecure());
+  const call = unary(client);
+  await waitFor(async () => { try { await call('ListWebhookEndpoints'); return true; } catch { return false; } },
+    { timeoutMs: 20000, what: 'alert-service to answer' });
+  return { ...p, call };
 }
 
 async function startSessionService() {
@@ -128,10 +159,16 @@ const history = async (monitor, id) => monitor.call('ListTransitions', {
 const raisedFor = (key) => raised.filter((a) => a.dedup_key === key);
 
 let sessionService = null;
+let alertService = null;
 let monitor = null;
 let exitCode = 1;
 try {
-  say('— session-service, two health-monitors (one leads; light 1 s, deep 2 s), a recording alert-service');
+  say('— session-service, two health-monitors (one leads; light 1 s, deep 2 s), alert-service with a webhook');
+  alertService = await startAlertService();
+  const { secret } = await alertService.call('CreateWebhookEndpoint', {
+    url: `http://127.0.0.1:${receiverPort}/hooks/wa-sentinel`, description: 'e2e receiver',
+  });
+  verifier = new Webhook(secret);
   sessionService = await startSessionService();
   monitor = await startMonitor('m1');
   let standby = await startMonitor('m2', { lead: false });
@@ -280,8 +317,14 @@ try {
 
   const byKey = new Map();
   for (const a of raised) byKey.set(`${a.dedup_key} ${a.severity}`, (byKey.get(`${a.dedup_key} ${a.severity}`) ?? 0) + 1);
-  check('no alert raised twice', [...byKey.values()].every((n) => n === 1),
-    [...byKey.entries()].map(([k, n]) => `${k}×${n}`).join('; '));
+  check('no alert raised twice; every webhook signed and delivered once',
+    [...byKey.values()].every((n) => n === 1) && duplicates === 0 && badSignatures === 0,
+    `${[...byKey.entries()].map(([k, n]) => `${k}×${n}`).join('; ')}; ${duplicates} duplicates, ${badSignatures} bad signatures`);
+  const stored = await alertService.call('ListAlerts', { page_size: 100 });
+  check('alert-service holds each alert once, with its webhook SENT',
+    stored.alerts.length === byKey.size && stored.alerts.every((a) => a.raise_count === 1 &&
+      a.deliveries.some((d) => d.channel === 'CHANNEL_WEBHOOK' && d.status === 'STATUS_SENT')),
+    stored.alerts.map((a) => `${a.dedup_key}:${a.status}`).join(', '));
   const metrics = await (await fetch(`http://127.0.0.1:${monitor.metricsPort}/metrics`)).text();
   check('metrics: leader, sessions by level, job runs',
     /^wasentinel_monitor_leader 1/m.test(metrics) &&
@@ -291,9 +334,9 @@ try {
 } catch (e) {
   console.error(e);
 } finally {
-  for (const p of [...monitors, sessionService]) p?.proc.kill('SIGTERM');
-  await Promise.all([...monitors, sessionService].map((p) => p?.exited));
-  alertServer.forceShutdown();
+  for (const p of [...monitors, sessionService, alertService]) p?.proc.kill('SIGTERM');
+  await Promise.all([...monitors, sessionService, alertService].map((p) => p?.exited));
+  receiver.close();
   sim.stop();
   rmSync(work, { recursive: true, force: true });
   console.log(`${checks.filter((c) => c.ok).length} passed, ${checks.filter((c) => !c.ok).length} failed`);
