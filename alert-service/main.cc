@@ -47,6 +47,32 @@ ABSL_FLAG(std::string, webhook_timeout, EnvOr("WAS_WEBHOOK_TIMEOUT", "10s"),
 ABSL_FLAG(std::string, delivery_backoff, EnvOr("WAS_DELIVERY_BACKOFF", "10s,30s,2m,10m,30m,1h,3h"),
           "waits before attempts 2, 3, …; after the last, a failed delivery is dead"
           " [WAS_DELIVERY_BACKOFF]");
+ABSL_FLAG(std::string, smtp_url, EnvOr("WAS_SMTP_URL", ""),
+          "SMTP server: smtp://host:587 (STARTTLS when offered) or smtps://host:465; empty: no"
+          " e-mail [WAS_SMTP_URL]");
+ABSL_FLAG(std::string, smtp_username, EnvOr("WAS_SMTP_USERNAME", ""),
+          "SMTP AUTH user [WAS_SMTP_USERNAME]");
+ABSL_FLAG(std::string, smtp_password, EnvOr("WAS_SMTP_PASSWORD", ""),
+          "SMTP AUTH password (prefer the environment variable) [WAS_SMTP_PASSWORD]");
+ABSL_FLAG(bool, smtp_require_tls, EnvOr("WAS_SMTP_REQUIRE_TLS", "false") == "true",
+          "refuse to send unless STARTTLS or smtps protects the session [WAS_SMTP_REQUIRE_TLS]");
+ABSL_FLAG(std::string, smtp_ca, EnvOr("WAS_SMTP_CA", ""),
+          "PEM roots for the SMTP server's certificate; default the system's [WAS_SMTP_CA]");
+ABSL_FLAG(std::string, smtp_from,
+          EnvOr("WAS_SMTP_FROM", "WA Sentinel <alerts@wa-sentinel.invalid>"),
+          "From: of alert e-mails [WAS_SMTP_FROM]");
+ABSL_FLAG(std::string, smtp_timeout, EnvOr("WAS_SMTP_TIMEOUT", "30s"),
+          "deadline of one SMTP transaction [WAS_SMTP_TIMEOUT]");
+ABSL_FLAG(int, emails_per_recipient_per_hour,
+          std::atoi(EnvOr("WAS_EMAILS_PER_RECIPIENT_PER_HOUR", "20").c_str()),
+          "alert e-mails to one address per hour at most (0: no limit); beyond, they wait"
+          " [WAS_EMAILS_PER_RECIPIENT_PER_HOUR]");
+ABSL_FLAG(std::string, reconnect_url, EnvOr("WAS_RECONNECT_URL", ""),
+          "a page where a person reconnects a session, linked from e-mails; {session_id} is"
+          " replaced [WAS_RECONNECT_URL]");
+ABSL_FLAG(std::string, template_dir, EnvOr("WAS_TEMPLATE_DIR", ""),
+          "alert.txt.mustache and alert.html.mustache from here; default the built-in ones"
+          " [WAS_TEMPLATE_DIR]");
 ABSL_FLAG(std::string, shutdown_timeout, EnvOr("WAS_SHUTDOWN_TIMEOUT", "10s"),
           "deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
 ABSL_FLAG(std::string, log_level, EnvOr("WAS_LOG_LEVEL", "info"), "trace … off [WAS_LOG_LEVEL]");
@@ -97,6 +123,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.backoff = *backoff;
+  o.smtp.url = absl::GetFlag(FLAGS_smtp_url);
+  o.smtp.username = absl::GetFlag(FLAGS_smtp_username);
+  o.smtp.password = absl::GetFlag(FLAGS_smtp_password);
+  o.smtp.require_tls = absl::GetFlag(FLAGS_smtp_require_tls);
+  o.smtp.ca_file = absl::GetFlag(FLAGS_smtp_ca);
+  o.smtp.from = absl::GetFlag(FLAGS_smtp_from);
+  o.smtp.timeout = DurationFlag("smtp_timeout", absl::GetFlag(FLAGS_smtp_timeout));
+  o.smtp.reconnect_url = absl::GetFlag(FLAGS_reconnect_url);
+  o.emails_per_recipient_per_hour = absl::GetFlag(FLAGS_emails_per_recipient_per_hour);
+  o.template_dir = absl::GetFlag(FLAGS_template_dir);
   o.log_level = absl::GetFlag(FLAGS_log_level);
   const absl::Duration drain =
       DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));

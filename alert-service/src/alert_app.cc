@@ -119,6 +119,16 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   d.lease = std::max(absl::Minutes(1), options.webhook_timeout * 3);
   d.allow_private_targets = options.allow_private_targets;
   d.backoff = options.backoff;
+  d.smtp = options.smtp;
+  d.emails_per_recipient_per_hour = options.emails_per_recipient_per_hour;
+  if (!options.template_dir.empty()) {
+    WAS_ASSIGN_OR_RETURN(d.templates, EmailTemplates::FromDir(options.template_dir));
+  }
+  if (options.smtp.url.empty()) {
+    impl->log->warn("no SMTP server (--smtp_url): e-mail deliveries become dead letters");
+  } else {
+    impl->log->info("e-mail through {} as {}", options.smtp.url, options.smtp.from);
+  }
   impl->dispatcher = std::make_unique<Dispatcher>(*impl->store, *impl->sealer, SystemClock::Get(),
                                                   d, impl->log, impl->metrics.get());
 

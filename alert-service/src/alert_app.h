@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "delivery/email.h"
 
 namespace wasentinel::alert {
 
@@ -28,6 +29,11 @@ struct Options {
   std::vector<std::string> recipients;
   /// Webhooks may go to http:// and private or loopback addresses.
   bool allow_private_targets = false;
+  /// E-mail through SMTP (url empty: e-mail off).
+  SmtpOptions smtp;
+  /// alert.txt.mustache and alert.html.mustache from here instead of the built-in ones.
+  std::string template_dir;
+  int emails_per_recipient_per_hour = 20;
   int dispatcher_threads = 4;
   absl::Duration webhook_timeout = absl::Seconds(10);
   /// The waits before attempt 2, 3, …; the attempt after the last step is the last one.

@@ -91,6 +91,8 @@ void Dispatcher::Wake() {
 
 void Dispatcher::Loop() {
   WebhookSender sender(options_.webhook_timeout, options_.allow_private_targets);
+  std::unique_ptr<EmailSender> email;
+  if (!options_.smtp.url.empty()) email = std::make_unique<EmailSender>(options_.smtp);
   uint64_t seen = 0;
   for (;;) {
     {
@@ -98,7 +100,7 @@ void Dispatcher::Loop() {
       if (stop_) return;
       seen = wakes_;
     }
-    if (RunOnce(sender) > 0) continue;  // more may be due
+    if (RunOnce(sender, email.get()) > 0) continue;  // more may be due
     absl::MutexLock lock(&mu_);
     auto woken = [this, seen]()
                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || wakes_ != seen; };
@@ -106,20 +108,16 @@ void Dispatcher::Loop() {
   }
 }
 
-int Dispatcher::RunOnce(WebhookSender& sender) {
+int Dispatcher::RunOnce(WebhookSender& sender, EmailSender* email) {
   auto claimed = store_.Claim(options_.worker, clock_.Now(), options_.lease, options_.batch);
   if (!claimed.ok()) {
     log_->warn("claiming deliveries: {}", claimed.status());
     return 0;
   }
   for (const auto& c : *claimed) {
-    AttemptResult result;
-    if (c.delivery.channel() == v1::Delivery::CHANNEL_WEBHOOK) {
-      result = SendWebhook(sender, c);
-    } else {
-      result.kind = AttemptResult::kDead;
-      result.error = "e-mail is not configured on this alert-service";
-    }
+    const AttemptResult result = c.delivery.channel() == v1::Delivery::CHANNEL_WEBHOOK
+                                     ? SendWebhook(sender, c)
+                                     : SendEmail(email, c);
     const absl::Time now = clock_.Now();
     if (auto st = store_.Complete(c.delivery.id(), result, now); !st.ok()) {
       // The claim expires and another attempt follows: at least once.
@@ -129,6 +127,7 @@ int Dispatcher::RunOnce(WebhookSender& sender) {
       metrics_->Attempt(c.delivery.channel() == v1::Delivery::CHANNEL_EMAIL ? "email" : "webhook",
                         result.kind == AttemptResult::kSent    ? "sent"
                         : result.kind == AttemptResult::kRetry ? "retry"
+                        : result.kind == AttemptResult::kDefer ? "deferred"
                                                                : "dead",
                         now - FromProto(c.delivery.created_at()));
     }
@@ -182,15 +181,67 @@ AttemptResult Dispatcher::SendWebhook(WebhookSender& sender, const ClaimedDelive
   return result;
 }
 
+AttemptResult Dispatcher::SendEmail(EmailSender* sender, const ClaimedDelivery& c) {
+  AttemptResult out;
+  if (!sender) {
+    out.kind = AttemptResult::kDead;
+    out.error = "e-mail is off on this alert-service (no --smtp_url)";
+    return out;
+  }
+  const absl::Time now = clock_.Now();
+  const std::string& to = c.delivery.target();
+  if (options_.emails_per_recipient_per_hour > 0) {
+    absl::MutexLock lock(&mu_);
+    auto& sent = sent_to_[to];
+    while (!sent.empty() && sent.front() <= now - absl::Hours(1)) sent.pop_front();
+    if (static_cast<int>(sent.size()) >= options_.emails_per_recipient_per_hour) {
+      out.kind = AttemptResult::kDefer;
+      out.error = absl::StrCat("rate limited: ", options_.emails_per_recipient_per_hour,
+                               " e-mails per hour to this address");
+      out.next_attempt_at = sent.front() + absl::Hours(1);
+      return out;
+    }
+  }
+  const EmailMessage msg = RenderAlertEmail(c.alert, c.delivery.kind(), c.delivery.id(), to,
+                                            options_.smtp, options_.templates, now);
+  const SmtpResult r = sender->Send(msg, now);
+  if (r.sent) {
+    if (options_.emails_per_recipient_per_hour > 0) {
+      absl::MutexLock lock(&mu_);
+      sent_to_[to].push_back(now);
+    }
+    return out;
+  }
+  if (r.permanent) {
+    out.kind = AttemptResult::kDead;
+    out.error = r.error;
+  } else {
+    out = RetryOrDead(r.error, c.delivery.attempts() + 1, absl::ZeroDuration());
+  }
+  log_->info("e-mail {} (delivery {}): {}{}", msg.message_id, c.delivery.id(), out.error,
+             out.kind == AttemptResult::kDead ? " (dead letter)" : "");
+  return out;
+}
+
 AttemptResult Dispatcher::Judge(const WebhookResponse& r, int attempt) {
   AttemptResult out;
   if (r.error.empty() && r.status >= 200 && r.status < 300) return out;
-  out.error = r.error.empty() ? absl::StrCat("HTTP ", r.status) : r.error;
+  std::string error = r.error.empty() ? absl::StrCat("HTTP ", r.status) : r.error;
   const bool transient = !r.error.empty() || r.status == 429 || r.status >= 500;
-  const int retries = static_cast<int>(options_.backoff.size());
-  if (!transient || attempt > retries) {
+  if (!transient) {
     out.kind = AttemptResult::kDead;
-    if (transient) absl::StrAppend(&out.error, "; no attempts left");
+    out.error = std::move(error);
+    return out;
+  }
+  return RetryOrDead(std::move(error), attempt, r.retry_after.value_or(absl::ZeroDuration()));
+}
+
+AttemptResult Dispatcher::RetryOrDead(std::string error, int attempt, absl::Duration floor) {
+  AttemptResult out;
+  out.error = std::move(error);
+  if (attempt > static_cast<int>(options_.backoff.size())) {
+    out.kind = AttemptResult::kDead;
+    absl::StrAppend(&out.error, "; no attempts left");
     return out;
   }
   out.kind = AttemptResult::kRetry;
@@ -199,8 +250,7 @@ AttemptResult Dispatcher::Judge(const WebhookResponse& r, int attempt) {
     absl::MutexLock lock(&mu_);
     wait = wait * std::uniform_real_distribution<double>(0.8, 1.2)(rng_);
   }
-  if (r.retry_after) wait = std::max(wait, *r.retry_after);
-  out.next_attempt_at = clock_.Now() + wait;
+  out.next_attempt_at = clock_.Now() + std::max(wait, floor);
   return out;
 }
 

@@ -9,14 +9,17 @@
 // again: at least once). The body is {"type", "timestamp", "data": the alert}.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "delivery/email.h"
 #include "delivery/metrics.h"
 #include "delivery/webhook.h"
 #include "outbox/pg_alert_store.h"
@@ -37,6 +40,11 @@ struct DispatcherOptions {
   absl::Duration poll = absl::Seconds(1);   ///< the wait when nothing is due (Wake() cuts it)
   absl::Duration webhook_timeout = absl::Seconds(10);
   bool allow_private_targets = false;
+  /// E-mail (url empty: e-mail deliveries become dead letters saying e-mail is off).
+  SmtpOptions smtp;
+  EmailTemplates templates = EmailTemplates::Builtin();
+  /// E-mails to one address per hour at most (0: no limit); beyond, they wait their turn.
+  int emails_per_recipient_per_hour = 20;
   /// The wait before attempt 2, 3, …; attempts = steps + 1, then DEAD.
   std::vector<absl::Duration> backoff = {absl::Seconds(10), absl::Seconds(30), absl::Minutes(2),
                                          absl::Minutes(10), absl::Minutes(30), absl::Hours(1),
@@ -57,14 +65,17 @@ class Dispatcher {
   void Wake();
 
   /// One round on the calling thread: claims a batch, sends, records. Answers how many were
-  /// handled (tests drive it with a fake clock).
-  int RunOnce(WebhookSender& sender);
+  /// handled (tests drive it with a fake clock). `email`: null when e-mail is off.
+  int RunOnce(WebhookSender& sender, EmailSender* email = nullptr);
 
   /// The outcome of a webhook answer on attempt `attempt` (1-based).
   AttemptResult Judge(const WebhookResponse& r, int attempt);
 
  private:
   AttemptResult SendWebhook(WebhookSender& sender, const ClaimedDelivery& c);
+  AttemptResult SendEmail(EmailSender* sender, const ClaimedDelivery& c);
+  // Retry after the backoff step of `attempt` (at least `floor`), or dead after the last.
+  AttemptResult RetryOrDead(std::string error, int attempt, absl::Duration floor);
   void Loop();
 
   PgAlertStore& store_;
@@ -77,6 +88,8 @@ class Dispatcher {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t wakes_ ABSL_GUARDED_BY(mu_) = 0;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
+  // E-mails sent per recipient in the last hour (the per-recipient rate limit).
+  absl::flat_hash_map<std::string, std::deque<absl::Time>> sent_to_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 };
 

@@ -544,6 +544,13 @@ absl::Status PgAlertStore::Complete(const std::string& id, const AttemptResult& 
                                    " WHERE id = $1 AND status <> 'STATUS_SENT'"),
                       numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
         return;
+      case AttemptResult::kDefer:
+        n.exec_params(
+            absl::StrCat("UPDATE alert_deliveries SET last_error = $2, next_attempt_at = ", At(3),
+                         ", claimed_by = NULL, claimed_until = NULL"
+                         " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+            numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
+        return;
       case AttemptResult::kDead:
         n.exec_params(
             "UPDATE alert_deliveries SET status = 'STATUS_DEAD',"

@@ -70,9 +70,10 @@ struct ClaimedDelivery {
 
 /// What became of one attempt.
 struct AttemptResult {
-  enum Kind { kSent, kRetry, kDead } kind = kSent;
-  std::string error;           ///< kRetry, kDead
-  absl::Time next_attempt_at;  ///< kRetry
+  /// kDefer: not attempted (a rate limit); due again at next_attempt_at, attempts unchanged.
+  enum Kind { kSent, kRetry, kDead, kDefer } kind = kSent;
+  std::string error;           ///< kRetry, kDead, kDefer
+  absl::Time next_attempt_at;  ///< kRetry, kDefer
 };
 
 class PgAlertStore {
