@@ -17,7 +17,7 @@
 // Flags: --demo prints sections, the alerts as they arrive and a summary for people; otherwise
 // TAP-like lines. Exit code 0 only if every step was seen.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,12 +94,25 @@ function startProcess(binary, args) {
   return { proc, exited };
 }
 
+// A real SMTP server (aiosmtpd) that writes each message it accepts to a file.
+const smtpDir = join(work, 'smtp');
+const smtp = spawn('/usr/bin/python3', [
+  new URL('../support/smtp-sink', import.meta.url).pathname,
+  '--dir', join(smtpDir, 'messages'), '--ready', join(smtpDir, 'ready')],
+{ stdio: ['ignore', 'inherit', 'inherit'] });
+await waitFor(() => existsSync(join(smtpDir, 'ready')), { timeoutMs: 20000, what: 'smtp-sink' });
+const smtpPort = Number(readFileSync(join(smtpDir, 'ready'), 'utf8'));
+const mails = () => (existsSync(join(smtpDir, 'messages')) ? readdirSync(join(smtpDir, 'messages')) : [])
+  .filter((f) => f.endsWith('.json')).sort()
+  .map((f) => JSON.parse(readFileSync(join(smtpDir, 'messages', f), 'utf8')));
+
 const alertPort = await freePort();
 async function startAlertService() {
   const p = startProcess(requiredEnv('ALERT_SERVICE'), [
     '--replica_id=a1', `--grpc_listen=127.0.0.1:${alertPort}`, '--metrics_listen=',
     `--database_url=${requiredEnv('DATABASE_URL')}`, `--secret_key=${sealingKey}`,
-    '--allow_private_targets', '--dispatchers=2', `--log_level=${logLevel}`,
+    '--allow_private_targets', '--dispatchers=2', `--smtp_url=smtp://127.0.0.1:${smtpPort}`,
+    '--smtp_from=WA Sentinel <alerts@sentinel.example>', `--log_level=${logLevel}`,
   ]);
   const client = new AlertService(`127.0.0.1:${alertPort}`, grpc.credentials.createInsecure());
   const call = unary(client);
@@ -246,6 +259,13 @@ try {
     !!alertC && hC?.level === 'HEALTH_LEVEL_CRITICAL' && alertC.severity === 'SEVERITY_CRITICAL' &&
     alertC.session?.phone_number_masked && !alertC.summary.includes('15550021002'),
     `${hC?.level}; ${alertC?.summary}`);
+  const mailC = await waitFor(() => mails().find((m) => m.content.includes('Shop C needs a person')),
+    { timeoutMs: 10000, what: "C's e-mail" }).catch(() => null);
+  check("C: the owner's e-mail arrives, masked number, how to reconnect",
+    !!mailC && mailC.rcpt_tos.includes('ops@acme.example') && mailC.content.includes('155******02') &&
+    !mailC.content.includes('15550021002') && mailC.content.includes('wactl sessions connect') &&
+    mailC.content.includes('text/html'), mailC ? mailC.content.match(/^Subject: .*$/m)?.[0] : 'none');
+  if (mailC) say(`    e-mail ← ${mailC.content.match(/^Subject: .*$/m)?.[0]} (to ${mailC.rcpt_tos.join(', ')})`);
   const runsBefore = (await monitor.call('ListJobs')).jobs.find((j) => j.name === 'health-check-deep').runs;
   await waitFor(async () => (await monitor.call('ListJobs')).jobs.find((j) => j.name === 'health-check-deep').runs >= runsBefore + 2,
     { timeoutMs: 15000, intervalMs: 100, what: 'two more deep checks' });
@@ -337,6 +357,7 @@ try {
   for (const p of [...monitors, sessionService, alertService]) p?.proc.kill('SIGTERM');
   await Promise.all([...monitors, sessionService, alertService].map((p) => p?.exited));
   receiver.close();
+  smtp.kill('SIGTERM');
   sim.stop();
   rmSync(work, { recursive: true, force: true });
   console.log(`${checks.filter((c) => c.ok).length} passed, ${checks.filter((c) => !c.ok).length} failed`);
