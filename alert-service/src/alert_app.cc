@@ -1,6 +1,5 @@
 #include "alert_app.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
@@ -17,7 +16,7 @@
 #include "outbox/pg_alert_store.h"
 #include "wasentinel/common/api_keys.h"
 #include "wasentinel/common/clock.h"
-#include "wasentinel/common/grpc_metrics.h"
+#include "wasentinel/common/grpc_server.h"
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/metrics_exposer.h"
@@ -140,18 +139,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
       *impl->store, *impl->keys, SystemClock::Get(), *impl->sealer, s,
       [dispatcher = impl->dispatcher.get()] { dispatcher->Wake(); });
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_listen, credentials, &impl->port);
-  builder.RegisterService(impl->service.get());
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(MakeGrpcMetricsInterceptor(*impl->registry));
-  builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  impl->server = builder.BuildAndStart();
-  if (!impl->server || impl->port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options.grpc_listen));
-  }
+  WAS_ASSIGN_OR_RETURN(auto started, StartGrpcServer(options.grpc_listen, credentials,
+                                                     {impl->service.get()}, *impl->registry));
+  impl->server = std::move(started.server);
+  impl->port = started.port;
   impl->dispatcher->Start();
   impl->gauges = std::thread([raw = impl.get()] { raw->GaugeLoop(); });
   impl->server->GetHealthCheckService()->SetServingStatus(true);

@@ -1,6 +1,5 @@
 #include "monitor_app.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
@@ -22,7 +21,7 @@
 #include "health/pg_health_store.h"
 #include "health/rhythm.h"
 #include "wasentinel/common/api_keys.h"
-#include "wasentinel/common/grpc_metrics.h"
+#include "wasentinel/common/grpc_server.h"
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/metrics_exposer.h"
@@ -310,18 +309,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   rt.replica = impl->replica;
   impl->service = std::make_unique<MonitorServiceImpl>(std::move(rt), *impl->keys);
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_listen, server_credentials, &impl->port);
-  builder.RegisterService(impl->service.get());
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(MakeGrpcMetricsInterceptor(*impl->registry));
-  builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  impl->server = builder.BuildAndStart();
-  if (!impl->server || impl->port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options.grpc_listen));
-  }
+  WAS_ASSIGN_OR_RETURN(auto started, StartGrpcServer(options.grpc_listen, server_credentials,
+                                                     {impl->service.get()}, *impl->registry));
+  impl->server = std::move(started.server);
+  impl->port = started.port;
   impl->server->GetHealthCheckService()->SetServingStatus(true);
   impl->log->info("gRPC listening on port {}; replica {}; session-service at {}", impl->port,
                   impl->replica, options.session_service);

@@ -1,6 +1,5 @@
 #include "app.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <prometheus/exposer.h>
@@ -16,7 +15,7 @@
 #include "pg_store.h"
 #include "session_service.h"
 #include "transition_writer.h"
-#include "wasentinel/common/grpc_metrics.h"
+#include "wasentinel/common/grpc_server.h"
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/metrics_exposer.h"
@@ -161,13 +160,6 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
                              : options.tls_client_ca_file.empty() ? options.tls_cert_file
                                                                   : options.tls_client_ca_file,
                              options.tls_cert_file, options.tls_key_file));
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_listen, credentials, &impl->port);
-  // Sync handlers block while the io thread answers: keep the threads that served a burst
-  // polling instead of tearing them down and creating new ones for the next.
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 32);
   ManagerOptions manager_options = options.manager;
   manager_options.replica_id = replica;
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
@@ -182,14 +174,17 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   impl->service = std::make_unique<SessionServiceImpl>(*impl->manager, *impl->store, impl->bus,
                                                        *impl->keys, replica, impl->log,
                                                        std::move(peers), impl->metrics.get());
-  builder.RegisterService(impl->service.get());
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(MakeGrpcMetricsInterceptor(*impl->registry));
-  builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  impl->server = builder.BuildAndStart();
-  if (!impl->server || impl->port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options.grpc_listen));
-  }
+  WAS_ASSIGN_OR_RETURN(
+      auto started, StartGrpcServer(options.grpc_listen, credentials, {impl->service.get()},
+                                    *impl->registry, [](grpc::ServerBuilder& builder) {
+                                      // Sync handlers block while the io thread answers: keep the
+                                      // threads that served a burst polling instead of tearing them
+                                      // down and creating new ones for the next.
+                                      builder.SetSyncServerOption(
+                                          grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 32);
+                                    }));
+  impl->server = std::move(started.server);
+  impl->port = started.port;
   std::string advertise = options.advertise_address;
   if (advertise.empty()) {
     // The listening host when it is one address, else this machine's name.

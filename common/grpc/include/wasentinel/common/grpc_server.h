@@ -1,0 +1,30 @@
+// Starting a service's gRPC server the same way everywhere: the services, grpc.health.v1 (set
+// SERVING once started), server reflection, and the call metrics interceptor
+// (wasentinel_grpc_calls_total / _in_flight).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace wasentinel {
+
+struct StartedServer {
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;  ///< the bound port (useful with ":0")
+};
+
+/// Builds and starts the server on `listen`. `tune` may set builder options. UNAVAILABLE when
+/// the address cannot be bound.
+absl::StatusOr<StartedServer> StartGrpcServer(
+    const std::string& listen, std::shared_ptr<grpc::ServerCredentials> credentials,
+    const std::vector<grpc::Service*>& services, prometheus::Registry& registry,
+    const std::function<void(grpc::ServerBuilder&)>& tune = {});
+
+}  // namespace wasentinel
