@@ -67,6 +67,10 @@ ABSL_FLAG(int, emails_per_recipient_per_hour,
           std::atoi(EnvOr("WAS_EMAILS_PER_RECIPIENT_PER_HOUR", "20").c_str()),
           "alert e-mails to one address per hour at most (0: no limit); beyond, they wait"
           " [WAS_EMAILS_PER_RECIPIENT_PER_HOUR]");
+ABSL_FLAG(double, webhook_rate_per_second,
+          std::atof(EnvOr("WAS_WEBHOOK_RATE_PER_SECOND", "50").c_str()),
+          "webhooks per second to one endpoint unless it sets its own (0: no limit)"
+          " [WAS_WEBHOOK_RATE_PER_SECOND]");
 ABSL_FLAG(std::string, reconnect_url, EnvOr("WAS_RECONNECT_URL", ""),
           "a page where a person reconnects a session, linked from e-mails; {session_id} is"
           " replaced [WAS_RECONNECT_URL]");
@@ -133,6 +137,11 @@ int main(int argc, char** argv) {
   o.smtp.reconnect_url = absl::GetFlag(FLAGS_reconnect_url);
   o.emails_per_recipient_per_hour = absl::GetFlag(FLAGS_emails_per_recipient_per_hour);
   o.template_dir = absl::GetFlag(FLAGS_template_dir);
+  o.webhook_rate_per_second = absl::GetFlag(FLAGS_webhook_rate_per_second);
+  if (o.webhook_rate_per_second < 0) {
+    std::cerr << "alert-service: --webhook_rate_per_second must be 0 or more\n";
+    return 2;
+  }
   o.log_level = absl::GetFlag(FLAGS_log_level);
   const absl::Duration drain =
       DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));

@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   d.backoff = options.backoff;
   d.smtp = options.smtp;
   d.emails_per_recipient_per_hour = options.emails_per_recipient_per_hour;
+  d.webhook_rate_per_second = options.webhook_rate_per_second;
   if (!options.template_dir.empty()) {
     WAS_ASSIGN_OR_RETURN(d.templates, EmailTemplates::FromDir(options.template_dir));
   }

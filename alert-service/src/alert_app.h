@@ -34,6 +34,8 @@ struct Options {
   /// alert.txt.mustache and alert.html.mustache from here instead of the built-in ones.
   std::string template_dir;
   int emails_per_recipient_per_hour = 20;
+  /// Webhooks per second per endpoint unless the endpoint sets its own (0: no limit).
+  double webhook_rate_per_second = 50;
   int dispatcher_threads = 4;
   absl::Duration webhook_timeout = absl::Seconds(10);
   /// The waits before attempt 2, 3, …; the attempt after the last step is the last one.

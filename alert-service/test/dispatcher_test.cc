@@ -161,5 +161,24 @@ TEST(Dispatcher, AClaimThatExpiresIsTakenByAnother) {
   EXPECT_EQ(f.receiver.requests().size(), 1u);
 }
 
+TEST(Dispatcher, AnEndpointsRateLimitDefersTheRest) {
+  Fixture f;
+  v1::UpdateWebhookEndpointRequest limit;
+  limit.set_id(f.store.ListEndpoints().value().front().id());
+  limit.set_rate_limit_per_second(2);
+  ASSERT_TRUE(f.store.UpdateEndpoint(limit).ok());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(f.Raise("k/" + std::to_string(i)));
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 3);
+  EXPECT_EQ(f.receiver.requests().size(), 2u) << "a burst of one second's worth";
+  const auto third = f.Webhook(ids[2]);
+  EXPECT_EQ(third.status(), v1::Delivery::STATUS_PENDING);
+  EXPECT_EQ(third.attempts(), 0) << "waiting its turn is not an attempt";
+  EXPECT_EQ(FromProto(third.next_attempt_at()), f.clock.Now() + absl::Milliseconds(500));
+  f.clock.Advance(absl::Milliseconds(500));
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  EXPECT_EQ(f.receiver.requests().size(), 3u);
+}
+
 }  // namespace
 }  // namespace wasentinel::alert

@@ -104,8 +104,8 @@ TEST(AlertEmail, AuthenticatesAndARefusedLoginIsRetried) {
   const std::string id = f.Raise();
   EXPECT_EQ(f.dispatcher->RunOnce(f.webhooks, f.email.get()), 1);
   auto d = f.Email(id);
-  EXPECT_EQ(d.status(), v1::Delivery::STATUS_FAILED) << "a bad password may be fixed: retried; "
-                                                      << d.last_error();
+  EXPECT_EQ(d.status(), v1::Delivery::STATUS_FAILED)
+      << "a bad password may be fixed: retried; " << d.last_error();
   EXPECT_NE(d.last_error().find("535"), std::string::npos) << d.last_error();
   f.options.smtp.password = "s3cret";
   f.Build();

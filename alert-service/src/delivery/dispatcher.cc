@@ -148,6 +148,17 @@ AttemptResult Dispatcher::SendWebhook(WebhookSender& sender, const ClaimedDelive
     return dead;
   }
   const absl::Time now = clock_.Now();
+  const double rate = e.endpoint.rate_limit_per_second() > 0 ? e.endpoint.rate_limit_per_second()
+                                                             : options_.webhook_rate_per_second;
+  if (rate > 0) {
+    if (const absl::Time next = TakeToken(e.endpoint.id(), rate, now); next > now) {
+      AttemptResult later;
+      later.kind = AttemptResult::kDefer;
+      later.error = absl::StrCat("rate limited: ", rate, " webhooks per second to this endpoint");
+      later.next_attempt_at = next;
+      return later;
+    }
+  }
   WebhookRequest req;
   req.url = e.endpoint.url();
   req.id = absl::StrCat("msg_", c.delivery.id());
@@ -221,6 +232,23 @@ AttemptResult Dispatcher::SendEmail(EmailSender* sender, const ClaimedDelivery& 
   log_->info("e-mail {} (delivery {}): {}{}", msg.message_id, c.delivery.id(), out.error,
              out.kind == AttemptResult::kDead ? " (dead letter)" : "");
   return out;
+}
+
+absl::Time Dispatcher::TakeToken(const std::string& endpoint, double rate, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  const double capacity = std::max(1.0, rate);
+  Bucket& b = buckets_[endpoint];
+  if (b.tokens < 0) {
+    b.tokens = capacity;
+  } else {
+    b.tokens = std::min(capacity, b.tokens + absl::ToDoubleSeconds(now - b.at) * rate);
+  }
+  b.at = now;
+  if (b.tokens >= 1) {
+    b.tokens -= 1;
+    return now;
+  }
+  return now + absl::Seconds((1 - b.tokens) / rate);
 }
 
 AttemptResult Dispatcher::Judge(const WebhookResponse& r, int attempt) {

@@ -43,6 +43,10 @@ struct DispatcherOptions {
   /// E-mail (url empty: e-mail deliveries become dead letters saying e-mail is off).
   SmtpOptions smtp;
   EmailTemplates templates = EmailTemplates::Builtin();
+  /// Webhooks per second to one endpoint when the endpoint does not set its own
+  /// rate_limit_per_second (0: no limit); bursts up to one second's worth. Beyond, deliveries
+  /// wait their turn (not an attempt). Per replica.
+  double webhook_rate_per_second = 50;
   /// E-mails to one address per hour at most (0: no limit); beyond, they wait their turn.
   int emails_per_recipient_per_hour = 20;
   /// The wait before attempt 2, 3, …; attempts = steps + 1, then DEAD.
@@ -90,6 +94,14 @@ class Dispatcher {
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
   // E-mails sent per recipient in the last hour (the per-recipient rate limit).
   absl::flat_hash_map<std::string, std::deque<absl::Time>> sent_to_ ABSL_GUARDED_BY(mu_);
+  // Token buckets of the webhook endpoints: tokens and when they were counted.
+  struct Bucket {
+    double tokens = -1;  // < 0: full (first use)
+    absl::Time at;
+  };
+  absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
+  // When the endpoint may take the next webhook (now when it may at once); takes the token.
+  absl::Time TakeToken(const std::string& endpoint, double rate, absl::Time now);
   std::vector<std::thread> threads_;
 };
 
