@@ -44,6 +44,9 @@ ABSL_FLAG(int, dispatchers, std::atoi(EnvOr("WAS_DISPATCHERS", "4").c_str()),
           "dispatcher threads [WAS_DISPATCHERS]");
 ABSL_FLAG(std::string, webhook_timeout, EnvOr("WAS_WEBHOOK_TIMEOUT", "10s"),
           "deadline of one webhook request [WAS_WEBHOOK_TIMEOUT]");
+ABSL_FLAG(std::string, claim_lease, EnvOr("WAS_CLAIM_LEASE", "0s"),
+          "a dispatcher's claim on a delivery; after a crash its deliveries go out again once"
+          " their claims expire; 0s: 3 x --webhook_timeout, at least 1m [WAS_CLAIM_LEASE]");
 ABSL_FLAG(std::string, delivery_backoff, EnvOr("WAS_DELIVERY_BACKOFF", "10s,30s,2m,10m,30m,1h,3h"),
           "waits before attempts 2, 3, …; after the last, a failed delivery is dead"
           " [WAS_DELIVERY_BACKOFF]");
@@ -121,6 +124,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.webhook_timeout = DurationFlag("webhook_timeout", absl::GetFlag(FLAGS_webhook_timeout));
+  if (const std::string lease = absl::GetFlag(FLAGS_claim_lease); lease != "0s" && lease != "0") {
+    o.claim_lease = DurationFlag("claim_lease", lease);
+  }
   auto backoff = Backoff::ParseSteps(absl::GetFlag(FLAGS_delivery_backoff));
   if (!backoff.ok()) {
     std::cerr << "alert-service: --delivery_backoff: " << backoff.status().message() << "\n";

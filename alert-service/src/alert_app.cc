@@ -115,7 +115,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   d.worker = replica;
   d.threads = options.dispatcher_threads;
   d.webhook_timeout = options.webhook_timeout;
-  d.lease = std::max(absl::Minutes(1), options.webhook_timeout * 3);
+  d.lease = options.claim_lease > absl::ZeroDuration()
+                ? std::max(options.claim_lease, options.webhook_timeout + absl::Seconds(1))
+                : std::max(absl::Minutes(1), options.webhook_timeout * 3);
   d.allow_private_targets = options.allow_private_targets;
   d.backoff = options.backoff;
   d.smtp = options.smtp;

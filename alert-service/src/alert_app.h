@@ -38,6 +38,9 @@ struct Options {
   double webhook_rate_per_second = 50;
   int dispatcher_threads = 4;
   absl::Duration webhook_timeout = absl::Seconds(10);
+  /// How long a dispatcher's claim on a delivery lasts: after a crash, its deliveries are sent
+  /// again once their claims expire. Zero: 3 × webhook_timeout, at least a minute.
+  absl::Duration claim_lease = absl::ZeroDuration();
   /// The waits before attempt 2, 3, …; the attempt after the last step is the last one.
   std::vector<absl::Duration> backoff = {absl::Seconds(10), absl::Seconds(30), absl::Minutes(2),
                                          absl::Minutes(10), absl::Minutes(30), absl::Hours(1),
