@@ -41,7 +41,7 @@ ABSL_FLAG(
     bool, allow_private_targets, EnvOr("WAS_ALLOW_PRIVATE_TARGETS", "false") == "true",
     "webhooks may go to http:// and private or loopback addresses [WAS_ALLOW_PRIVATE_TARGETS]");
 ABSL_FLAG(int, dispatchers, std::atoi(EnvOr("WAS_DISPATCHERS", "4").c_str()),
-          "dispatcher threads [WAS_DISPATCHERS]");
+          "dispatcher threads; 0: this replica only answers calls [WAS_DISPATCHERS]");
 ABSL_FLAG(std::string, webhook_timeout, EnvOr("WAS_WEBHOOK_TIMEOUT", "10s"),
           "deadline of one webhook request [WAS_WEBHOOK_TIMEOUT]");
 ABSL_FLAG(std::string, claim_lease, EnvOr("WAS_CLAIM_LEASE", "0s"),
@@ -119,8 +119,8 @@ int main(int argc, char** argv) {
   }
   o.allow_private_targets = absl::GetFlag(FLAGS_allow_private_targets);
   o.dispatcher_threads = absl::GetFlag(FLAGS_dispatchers);
-  if (o.dispatcher_threads < 1 || o.dispatcher_threads > 64) {
-    std::cerr << "alert-service: --dispatchers must be 1..64\n";
+  if (o.dispatcher_threads < 0 || o.dispatcher_threads > 64) {
+    std::cerr << "alert-service: --dispatchers must be 0..64 (0: this replica only answers calls)\n";
     return 2;
   }
   o.webhook_timeout = DurationFlag("webhook_timeout", absl::GetFlag(FLAGS_webhook_timeout));
