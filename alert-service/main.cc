@@ -74,6 +74,9 @@ ABSL_FLAG(double, webhook_rate_per_second,
           std::atof(EnvOr("WAS_WEBHOOK_RATE_PER_SECOND", "50").c_str()),
           "webhooks per second to one endpoint unless it sets its own (0: no limit)"
           " [WAS_WEBHOOK_RATE_PER_SECOND]");
+ABSL_FLAG(std::string, reminder_interval, EnvOr("WAS_REMINDER_INTERVAL", "0s"),
+          "re-notify critical alerts still open this long after their last notification;"
+          " 0s: off [WAS_REMINDER_INTERVAL]");
 ABSL_FLAG(std::string, reconnect_url, EnvOr("WAS_RECONNECT_URL", ""),
           "a page where a person reconnects a session, linked from e-mails; {session_id} is"
           " replaced [WAS_RECONNECT_URL]");
@@ -120,7 +123,8 @@ int main(int argc, char** argv) {
   o.allow_private_targets = absl::GetFlag(FLAGS_allow_private_targets);
   o.dispatcher_threads = absl::GetFlag(FLAGS_dispatchers);
   if (o.dispatcher_threads < 0 || o.dispatcher_threads > 64) {
-    std::cerr << "alert-service: --dispatchers must be 0..64 (0: this replica only answers calls)\n";
+    std::cerr
+        << "alert-service: --dispatchers must be 0..64 (0: this replica only answers calls)\n";
     return 2;
   }
   o.webhook_timeout = DurationFlag("webhook_timeout", absl::GetFlag(FLAGS_webhook_timeout));
@@ -143,6 +147,9 @@ int main(int argc, char** argv) {
   o.smtp.reconnect_url = absl::GetFlag(FLAGS_reconnect_url);
   o.emails_per_recipient_per_hour = absl::GetFlag(FLAGS_emails_per_recipient_per_hour);
   o.template_dir = absl::GetFlag(FLAGS_template_dir);
+  if (const std::string r = absl::GetFlag(FLAGS_reminder_interval); r != "0s" && r != "0") {
+    o.reminder_interval = DurationFlag("reminder_interval", r);
+  }
   o.webhook_rate_per_second = absl::GetFlag(FLAGS_webhook_rate_per_second);
   if (o.webhook_rate_per_second < 0) {
     std::cerr << "alert-service: --webhook_rate_per_second must be 0 or more\n";

@@ -47,10 +47,21 @@ class App::Impl {
   bool gauge_stop ABSL_GUARDED_BY(gauge_mu) = false;
   std::thread gauges;
 
-  // The outbox gauges, every 5 s.
+  absl::Duration reminder_interval;
+
+  // Every 5 s: reminders when due (when on), and the outbox gauges.
   void GaugeLoop() {
     for (;;) {
       const absl::Time now = absl::Now();
+      if (reminder_interval > absl::ZeroDuration()) {
+        auto reminded = store->Remind(reminder_interval, now);
+        if (!reminded.ok()) {
+          log->warn("reminders: {}", reminded.status());
+        } else if (*reminded > 0) {
+          log->info("reminded {} critical alerts still open", *reminded);
+          dispatcher->Wake();
+        }
+      }
       auto stats = store->DeliveryStats(now, now);
       if (stats.ok()) {
         metrics->Outbox(stats->outbox_depth(), FromProto(stats->oldest_pending_age()));
@@ -147,6 +158,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   impl->server = std::move(started.server);
   impl->port = started.port;
   impl->dispatcher->Start();
+  impl->reminder_interval = options.reminder_interval;
   impl->gauges = std::thread([raw = impl.get()] { raw->GaugeLoop(); });
   impl->server->GetHealthCheckService()->SetServingStatus(true);
   impl->log->info("gRPC listening on port {}; replica {}; {} dispatchers", impl->port, replica,

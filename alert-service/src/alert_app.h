@@ -34,6 +34,9 @@ struct Options {
   /// alert.txt.mustache and alert.html.mustache from here instead of the built-in ones.
   std::string template_dir;
   int emails_per_recipient_per_hour = 20;
+  /// Re-notify critical alerts still open after this long, and again every such interval
+  /// (0: off, the default).
+  absl::Duration reminder_interval = absl::ZeroDuration();
   /// Webhooks per second per endpoint unless the endpoint sets its own (0: no limit).
   double webhook_rate_per_second = 50;
   int dispatcher_threads = 4;

@@ -189,5 +189,22 @@ TEST(PgAlertStore, TwoRaisesOfOneNewKeyAtOnceMakeOneAlert) {
   }
 }
 
+TEST(PgAlertStore, RemindersOfCriticalAlertsStillOpen) {
+  AlertDb f;
+  wasentinel::testing::FakeClock clock;
+  f.AddEndpoint("https://hooks.example/all");
+  ASSERT_TRUE(f.store.Raise(Offline(v1::SEVERITY_CRITICAL), {}, clock.Now()).ok());
+  ASSERT_TRUE(f.store.Raise(Offline(v1::SEVERITY_WARNING, "warning/only"), {}, clock.Now()).ok());
+  EXPECT_EQ(f.store.Remind(absl::Hours(1), clock.Now()).value(), 0) << "not yet";
+  clock.Advance(absl::Hours(1));
+  EXPECT_EQ(f.store.Remind(absl::Hours(1), clock.Now()).value(), 1) << "critical only";
+  EXPECT_EQ(f.store.Remind(absl::Hours(1), clock.Now()).value(), 0) << "once per interval";
+  auto a = f.store.Resolve("session.offline/s1", "", clock.Now()).value();
+  EXPECT_EQ(Count(a, v1::Delivery::CHANNEL_EMAIL, v1::Delivery::KIND_REMINDER), 1);
+  EXPECT_EQ(Count(a, v1::Delivery::CHANNEL_WEBHOOK, v1::Delivery::KIND_REMINDER), 1);
+  clock.Advance(absl::Hours(2));
+  EXPECT_EQ(f.store.Remind(absl::Hours(1), clock.Now()).value(), 0) << "resolved: no reminders";
+}
+
 }  // namespace
 }  // namespace wasentinel::alert

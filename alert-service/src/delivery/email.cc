@@ -102,8 +102,10 @@ EmailMessage RenderAlertEmail(const v1::Alert& a, v1::Delivery::Kind kind,
   EmailMessage m;
   m.from = smtp.from;
   m.to = to;
+  const bool reminder = kind == v1::Delivery::KIND_REMINDER;
   m.subject = resolved ? absl::StrCat("[WA Sentinel] Resolved: ", name, " (", phone, ")")
-                       : absl::StrCat("[WA Sentinel] ", severity, ": ", headline, " (", phone, ")");
+                       : absl::StrCat("[WA Sentinel] ", reminder ? "Reminder: " : "", severity,
+                                      ": ", headline, " (", phone, ")");
   m.message_id = absl::StrCat("<alert-", a.id(), ".", delivery_id, "@", Domain(smtp.from), ">");
   Data d;
   d.set("resolved", resolved ? Data(Data::type::bool_true) : Data(Data::type::bool_false));

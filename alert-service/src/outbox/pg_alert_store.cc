@@ -217,6 +217,12 @@ CREATE TABLE alert_silences (
   created_at timestamptz NOT NULL
 );
 )sql"},
+      {2, "reminders of open critical alerts", R"sql(
+ALTER TABLE alert_alerts ADD COLUMN last_notified_at timestamptz;
+UPDATE alert_alerts SET last_notified_at = updated_at WHERE status = 'STATUS_OPEN';
+CREATE INDEX alert_alerts_remind ON alert_alerts (last_notified_at)
+  WHERE status = 'STATUS_OPEN' AND severity = 'SEVERITY_CRITICAL';
+)sql"},
   };
   return *migrations;
 }
@@ -270,6 +276,9 @@ absl::StatusOr<RaiseOutcome> PgAlertStore::Raise(const v1::RaiseAlertRequest& re
           a.set_id(id);
           a.set_event_type(req.event_type());
           Notify(w, a, v1::Delivery::KIND_NOTIFY, recipients, now);
+          w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", At(2),
+                                     " WHERE id = $1::uuid"),
+                        id, at);
         }
         out.alert = LoadAlert(w, id);
         return;
@@ -293,6 +302,9 @@ absl::StatusOr<RaiseOutcome> PgAlertStore::Raise(const v1::RaiseAlertRequest& re
           v1::Alert a = current;
           a.set_event_type(req.event_type());
           Notify(w, a, v1::Delivery::KIND_NOTIFY, recipients, now);
+          w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", At(2),
+                                     " WHERE id = $1::uuid"),
+                        current.id(), at);
         }
       } else {
         w.exec_params(absl::StrCat("UPDATE alert_alerts SET raise_count = raise_count + 1,"
@@ -797,6 +809,34 @@ absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(absl::T
     }
   }));
   return out;
+}
+
+absl::StatusOr<int> PgAlertStore::Remind(absl::Duration interval, absl::Time now, int limit) {
+  int reminded = 0;
+  WAS_RETURN_IF_ERROR(pool_.Transact("remind", [&](pqxx::work& w) {
+    // SKIP LOCKED: replicas running this at once remind each alert once.
+    auto due = w.exec_params(
+        absl::StrCat("SELECT id::text FROM alert_alerts WHERE status = 'STATUS_OPEN' AND"
+                     " severity = 'SEVERITY_CRITICAL' AND last_notified_at <= ",
+                     At(1), " ORDER BY last_notified_at LIMIT $2 FOR UPDATE SKIP LOCKED"),
+        absl::ToUnixMicros(now - interval), limit);
+    for (const auto& row : due) {
+      const std::string id = row[0].as<std::string>();
+      w.exec_params(
+          absl::StrCat("INSERT INTO alert_deliveries (alert_id, channel, kind, target, status,"
+                       " next_attempt_at, created_at)"
+                       " SELECT DISTINCT alert_id, channel, 'KIND_REMINDER', target,"
+                       " 'STATUS_PENDING', ",
+                       At(2), ", ", At(2),
+                       " FROM alert_deliveries WHERE alert_id = $1::uuid AND kind = 'KIND_NOTIFY'"),
+          id, absl::ToUnixMicros(now));
+      w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", At(2),
+                                 " WHERE id = $1::uuid"),
+                    id, absl::ToUnixMicros(now));
+      ++reminded;
+    }
+  }));
+  return reminded;
 }
 
 }  // namespace wasentinel::alert

@@ -97,6 +97,11 @@ class PgAlertStore {
   absl::StatusOr<AlertPage> List(const AlertFilter& filter, int page_size,
                                  const std::string& page_token);
 
+  /// Reminders: every critical alert still open whose last notification is `interval` old or
+  /// older is notified again (KIND_REMINDER) wherever it was notified; at most `limit` alerts per
+  /// call. Answers how many alerts were reminded.
+  absl::StatusOr<int> Remind(absl::Duration interval, absl::Time now, int limit = 500);
+
   /// Stores a new endpoint with its secret sealed (`secret_key_id`, `sealed_secret`).
   absl::StatusOr<v1::WebhookEndpoint> CreateEndpoint(const v1::CreateWebhookEndpointRequest& req,
                                                      const std::string& secret_key_id,
