@@ -3,8 +3,9 @@
 // A webhook receiver here verifies every Standard Webhooks signature with the standardwebhooks
 // npm package, answers 503 now and then (retried), and counts what arrives by webhook-id.
 //
-//   1. 300 alerts raised through both replicas, the receiver failing every 7th request:
-//      every one arrives, none twice (no double send without a crash).
+//   1. 300 alerts raised through both replicas, the receiver answering 503 to every 7th request
+//      and nothing at all to every 60th (the sender times out): every one arrives, none twice
+//      (no double send without a crash).
 //   2. 1000 alerts raised through replica a1, SIGKILLed after some 300 arrived; a2 carries on
 //      and takes a1's claims once they expire: every delivery arrives at least once, and any
 //      duplicate carries the same webhook-id (so receivers can drop it).
@@ -37,12 +38,18 @@ let requests = 0;
 let failed = 0;
 let badSignatures = 0;
 let failEvery = 0;
+let hangEvery = 0;  // requests left unanswered: the sender's timeout, then a retry
+let hung = 0;
 let verifier = null;
 const receiver = createServer((req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
     requests += 1;
+    if (hangEvery > 0 && requests % hangEvery === 0) {
+      hung += 1;
+      return;  // never answered
+    }
     if (failEvery > 0 && requests % failEvery === 0) {
       failed += 1;
       res.writeHead(503).end();
@@ -107,16 +114,18 @@ try {
 
   // 1. Two replicas, a receiver that fails now and then.
   failEvery = 7;
+  hangEvery = 60;
   const first = [...await raise(a1, 'shared-a1', 150), ...await raise(a2, 'shared-a2', 150)];
   await waitFor(() => arrived(first) === first.length,
     { timeoutMs: 60000, intervalMs: 50, what: 'the 300 webhooks', detail: () => `${arrived(first)} arrived` })
     .catch(() => {});
   const twice = first.filter((id) => received.get(id) > 1).length;
-  check('two replicas: all 300 arrive, through retries of the 503s', arrived(first) === first.length,
-    `${arrived(first)} of ${first.length}; ${failed} answered 503`);
+  check('two replicas: all 300 arrive, through retries of the 503s and the timeouts', arrived(first) === first.length,
+    `${arrived(first)} of ${first.length}; ${failed} answered 503, ${hung} never answered`);
   check('… none twice (no double send without a crash), every signature valid',
     twice === 0 && badSignatures === 0, `${twice} twice, ${badSignatures} bad signatures`);
   failEvery = 0;
+  hangEvery = 0;
 
   // 2. A burst of 1000 through a1, SIGKILLed mid-burst.
   const t0 = Date.now();
