@@ -4,6 +4,9 @@
 // rate limit.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "alert_db.h"
 #include "delivery/dispatcher.h"
 #include "smtp_sink.h"
@@ -155,6 +158,52 @@ TEST(AlertEmail, PerRecipientRateLimit) {
   f.clock.Advance(absl::Hours(1));
   EXPECT_EQ(f.dispatcher->RunOnce(f.webhooks, f.email.get()), 1);
   EXPECT_EQ(f.smtp.Messages().size(), 3u);
+}
+
+// A throwaway certificate for 127.0.0.1 (the openssl command line), for STARTTLS.
+struct Certificate {
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / absl::StrCat("was-smtp-tls-", getpid());
+  std::string cert = (dir / "cert.pem").string();
+  std::string key = (dir / "key.pem").string();
+  Certificate() {
+    std::filesystem::create_directories(dir);
+    const std::string cmd = absl::StrCat(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext "
+        "subjectAltName=IP:127.0.0.1 -keyout ",
+        key, " -out ", cert, " 2>/dev/null");
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  ~Certificate() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+TEST(AlertEmail, StartTlsWhenTheServerRequiresIt) {
+  Certificate tls;
+  Fixture f({"--tls-cert=" + tls.cert, "--tls-key=" + tls.key, "--auth=sentinel:s3cret"});
+  f.options.smtp.username = "sentinel";
+  f.options.smtp.password = "s3cret";
+  f.options.smtp.require_tls = true;
+  f.options.smtp.ca_file = tls.cert;
+  f.Build();
+  const std::string id = f.Raise();
+  EXPECT_EQ(f.dispatcher->RunOnce(f.webhooks, f.email.get()), 1);
+  const auto d = f.Email(id);
+  EXPECT_EQ(d.status(), v1::Delivery::STATUS_SENT) << d.last_error();
+  EXPECT_EQ(f.smtp.Messages().size(), 1u);
+}
+
+TEST(AlertEmail, RequiredTlsIsNotGivenUp) {
+  Fixture f;  // a server without STARTTLS
+  f.options.smtp.require_tls = true;
+  f.Build();
+  const std::string id = f.Raise();
+  EXPECT_EQ(f.dispatcher->RunOnce(f.webhooks, f.email.get()), 1);
+  const auto d = f.Email(id);
+  EXPECT_EQ(d.status(), v1::Delivery::STATUS_FAILED) << "not sent in the clear";
+  EXPECT_TRUE(f.smtp.Messages().empty());
 }
 
 }  // namespace
