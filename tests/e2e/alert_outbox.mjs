@@ -12,7 +12,7 @@
 //
 // Environment: ALERT_SERVICE, DATABASE_URL, PROTO_DIR. TAP-like lines; exit code 0 only if every
 // step was seen. Prints the delivery rate of the burst.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import grpc from '@grpc/grpc-js';
@@ -70,8 +70,10 @@ const secretKey = randomBytes(32).toString('hex');
 const replicas = {};
 async function startReplica(name) {
   const port = await freePort();
+  const metricsPort = await freePort();
   const proc = spawn(requiredEnv('ALERT_SERVICE'), [
-    `--replica_id=${name}`, `--grpc_listen=127.0.0.1:${port}`, '--metrics_listen=',
+    `--replica_id=${name}`, `--grpc_listen=127.0.0.1:${port}`,
+    `--metrics_listen=127.0.0.1:${metricsPort}`,
     `--database_url=${requiredEnv('DATABASE_URL')}`, `--secret_key=${secretKey}`,
     '--allow_private_targets', '--dispatchers=4', '--webhook_rate_per_second=0',
     '--webhook_timeout=2s', '--claim_lease=3s', '--delivery_backoff=500ms,1s,1s,1s,1s,1s',
@@ -83,7 +85,7 @@ async function startReplica(name) {
     client[method](req, { deadline: Date.now() + 20000 }, (err, res) => (err ? reject(err) : resolve(res))));
   await waitFor(async () => { try { await call('ListWebhookEndpoints'); return true; } catch { return false; } },
     { timeoutMs: 20000, what: `${name} to answer` });
-  replicas[name] = { name, proc, exited, call };
+  replicas[name] = { name, proc, exited, call, metricsPort };
   return replicas[name];
 }
 
@@ -146,6 +148,11 @@ try {
   check('… duplicates (sends a1 made just before dying) carry the same webhook-id',
     [...received.keys()].every((id) => /^msg_\d+$/.test(id)) && badSignatures === 0,
     `${dupes} delivered twice`);
+  const metrics = await (await fetch(`http://127.0.0.1:${a2.metricsPort}/metrics`)).text();
+  const sent = Number(metrics.match(/^wasentinel_alert_deliveries_total\{channel="webhook",result="sent"\} (\S+)/m)?.[1]);
+  const lint = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+  check("a2's metrics count its sends and pass promtool", sent > 0 && lint.status === 0,
+    `${sent} sent by a2; ${(lint.stdout + lint.stderr).trim().split('\n').slice(0, 2).join('; ')}`);
   const stats = await a2.call('GetDeliveryStats', {});
   check('a2 reports the outbox empty', stats.outbox_depth === 0, `depth ${stats.outbox_depth}`);
   console.log(`# burst: 1000 alerts raised in ${raisedIn} ms; delivered in ${tookMs} ms including a ` +
