@@ -40,6 +40,8 @@ ABSL_FLAG(std::string, alert_recipients, EnvOr("WAS_ALERT_RECIPIENTS", ""),
 ABSL_FLAG(
     bool, allow_private_targets, EnvOr("WAS_ALLOW_PRIVATE_TARGETS", "false") == "true",
     "webhooks may go to http:// and private or loopback addresses [WAS_ALLOW_PRIVATE_TARGETS]");
+ABSL_FLAG(std::string, webhook_ca, EnvOr("WAS_WEBHOOK_CA", ""),
+          "PEM roots for https webhook receivers; default the system's [WAS_WEBHOOK_CA]");
 ABSL_FLAG(int, dispatchers, std::atoi(EnvOr("WAS_DISPATCHERS", "4").c_str()),
           "dispatcher threads; 0: this replica only answers calls [WAS_DISPATCHERS]");
 ABSL_FLAG(std::string, webhook_timeout, EnvOr("WAS_WEBHOOK_TIMEOUT", "10s"),
@@ -121,6 +123,7 @@ int main(int argc, char** argv) {
     o.recipients.emplace_back(r);
   }
   o.allow_private_targets = absl::GetFlag(FLAGS_allow_private_targets);
+  o.webhook_ca_file = absl::GetFlag(FLAGS_webhook_ca);
   o.dispatcher_threads = absl::GetFlag(FLAGS_dispatchers);
   if (o.dispatcher_threads < 0 || o.dispatcher_threads > 64) {
     std::cerr

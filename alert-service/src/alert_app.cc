@@ -130,6 +130,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
                 ? std::max(options.claim_lease, options.webhook_timeout + absl::Seconds(1))
                 : std::max(absl::Minutes(1), options.webhook_timeout * 3);
   d.allow_private_targets = options.allow_private_targets;
+  d.webhook_ca_file = options.webhook_ca_file;
   d.backoff = options.backoff;
   d.smtp = options.smtp;
   d.emails_per_recipient_per_hour = options.emails_per_recipient_per_hour;

@@ -29,6 +29,8 @@ struct Options {
   std::vector<std::string> recipients;
   /// Webhooks may go to http:// and private or loopback addresses.
   bool allow_private_targets = false;
+  /// PEM roots for https webhook receivers; empty: the system's.
+  std::string webhook_ca_file;
   /// E-mail through SMTP (url empty: e-mail off).
   SmtpOptions smtp;
   /// alert.txt.mustache and alert.html.mustache from here instead of the built-in ones.

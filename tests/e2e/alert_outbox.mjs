@@ -1,4 +1,5 @@
-// alert-service's outbox with the real binary on loopback (issue 6): two replicas over one
+// alert-service's outbox with the real binary on loopback (issue 6): a webhook over https to an
+// endpoint filtering by event type, then two replicas over one
 // PostgreSQL share the outbox, and one is SIGKILLed in the middle of a burst of 1000 alerts.
 // A webhook receiver here verifies every Standard Webhooks signature with the standardwebhooks
 // npm package, answers 503 now and then (retried), and counts what arrives by webhook-id.
@@ -15,6 +16,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { Webhook } from 'standardwebhooks';
@@ -66,6 +71,25 @@ receiver.keepAliveTimeout = 30000;
 const receiverPort = await new Promise((resolve) =>
   receiver.listen(0, '127.0.0.1', () => resolve(receiver.address().port)));
 
+// An https receiver too, with a throwaway certificate for 127.0.0.1 (openssl command line).
+const tlsDir = mkdtempSync(join(tmpdir(), 'was-webhook-tls-'));
+const certFile = join(tlsDir, 'cert.pem');
+const keyFile = join(tlsDir, 'key.pem');
+spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
+  '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile],
+{ stdio: 'ignore' });
+const overTls = [];
+const tlsReceiver = createHttpsServer({ key: readFileSync(keyFile), cert: readFileSync(certFile) }, (req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    overTls.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+    res.writeHead(200).end();
+  });
+});
+const tlsPort = await new Promise((resolve) =>
+  tlsReceiver.listen(0, '127.0.0.1', () => resolve(tlsReceiver.address().port)));
+
 const secretKey = randomBytes(32).toString('hex');
 const replicas = {};
 async function startReplica(name) {
@@ -75,7 +99,7 @@ async function startReplica(name) {
     `--replica_id=${name}`, `--grpc_listen=127.0.0.1:${port}`,
     `--metrics_listen=127.0.0.1:${metricsPort}`,
     `--database_url=${requiredEnv('DATABASE_URL')}`, `--secret_key=${secretKey}`,
-    '--allow_private_targets', '--dispatchers=4', '--webhook_rate_per_second=0',
+    '--allow_private_targets', `--webhook_ca=${certFile}`, '--dispatchers=4', '--webhook_rate_per_second=0',
     '--webhook_timeout=2s', '--claim_lease=3s', '--delivery_backoff=500ms,1s,1s,1s,1s,1s',
     '--log_level=warn',
   ], { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -113,6 +137,26 @@ try {
     url: `http://127.0.0.1:${receiverPort}/hook`, description: 'outbox e2e',
   });
   verifier = new Webhook(secret);
+
+  // 0. https: an endpoint for one event type only, over TLS.
+  const tlsEndpoint = await a1.call('CreateWebhookEndpoint', {
+    url: `https://127.0.0.1:${tlsPort}/hook`, event_types: ['session.logged_out'],
+  });
+  await a1.call('RaiseAlert', {
+    dedup_key: 'tls/1', event_type: 'session.logged_out', severity: 'SEVERITY_CRITICAL',
+    summary: 'Shop (155******67) was logged out', session: { session_id: 'tls-1' },
+  });
+  await waitFor(() => overTls.length >= 1 && received.size >= 1, { timeoutMs: 15000, what: 'the https webhook' })
+    .catch(() => {});
+  let tlsSigned = false;
+  try {
+    new Webhook(tlsEndpoint.secret).verify(overTls[0].body, overTls[0].headers);
+    tlsSigned = true;
+  } catch { /* not signed */ }
+  check('https: the endpoint taking session.logged_out gets it over TLS, signed with its own secret',
+    overTls.length === 1 && tlsSigned, `${overTls.length} over TLS`);
+  await a1.call('DeleteWebhookEndpoint', { id: tlsEndpoint.endpoint.id });
+  received.clear();
 
   // 1. Two replicas, a receiver that fails now and then.
   failEvery = 7;
@@ -165,6 +209,9 @@ try {
   await Promise.all(Object.values(replicas).map((r) => r.exited));
   receiver.closeAllConnections?.();
   receiver.close();
+  tlsReceiver.closeAllConnections?.();
+  tlsReceiver.close();
+  rmSync(tlsDir, { recursive: true, force: true });
   console.log(`${checks.filter((c) => c.ok).length} passed, ${checks.filter((c) => !c.ok).length} failed`);
   process.exit(exitCode);
 }

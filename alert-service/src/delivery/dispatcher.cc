@@ -90,7 +90,8 @@ void Dispatcher::Wake() {
 }
 
 void Dispatcher::Loop() {
-  WebhookSender sender(options_.webhook_timeout, options_.allow_private_targets);
+  WebhookSender sender(options_.webhook_timeout, options_.allow_private_targets,
+                       options_.webhook_ca_file);
   std::unique_ptr<EmailSender> email;
   if (!options_.smtp.url.empty()) email = std::make_unique<EmailSender>(options_.smtp);
   uint64_t seen = 0;

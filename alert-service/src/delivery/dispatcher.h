@@ -40,6 +40,7 @@ struct DispatcherOptions {
   absl::Duration poll = absl::Seconds(1);   ///< the wait when nothing is due (Wake() cuts it)
   absl::Duration webhook_timeout = absl::Seconds(10);
   bool allow_private_targets = false;
+  std::string webhook_ca_file;  ///< PEM roots for https receivers; empty: the system's
   /// E-mail (url empty: e-mail deliveries become dead letters saying e-mail is off).
   SmtpOptions smtp;
   EmailTemplates templates = EmailTemplates::Builtin();

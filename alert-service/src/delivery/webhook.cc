@@ -152,8 +152,11 @@ absl::Status CheckWebhookUrl(std::string_view url, bool allow_private) {
   return absl::OkStatus();
 }
 
-WebhookSender::WebhookSender(absl::Duration timeout, bool allow_private)
-    : curl_(curl_easy_init()), timeout_(timeout), allow_private_(allow_private) {}
+WebhookSender::WebhookSender(absl::Duration timeout, bool allow_private, std::string ca_file)
+    : curl_(curl_easy_init()),
+      timeout_(timeout),
+      allow_private_(allow_private),
+      ca_file_(std::move(ca_file)) {}
 
 WebhookSender::~WebhookSender() { curl_easy_cleanup(curl_); }
 
@@ -186,6 +189,7 @@ WebhookResponse WebhookSender::Send(const WebhookRequest& req) {
       static_cast<long>(absl::ToInt64Milliseconds(std::min(timeout_, absl::Seconds(5)))));
   curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);  // a redirect could lead anywhere
+  if (!ca_file_.empty()) curl_easy_setopt(curl_, CURLOPT_CAINFO, ca_file_.c_str());
   curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &Discard);
   curl_easy_setopt(curl_, CURLOPT_OPENSOCKETFUNCTION, &OpenSocket);
   curl_easy_setopt(curl_, CURLOPT_OPENSOCKETDATA, &guard);

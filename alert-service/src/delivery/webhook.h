@@ -56,8 +56,8 @@ struct WebhookResponse {
 class WebhookSender {
  public:
   /// `timeout`: the whole request. `allow_private`: also send to private addresses (tests and
-  /// internal receivers).
-  WebhookSender(absl::Duration timeout, bool allow_private);
+  /// internal receivers). `ca_file`: PEM roots for https receivers; empty: the system's.
+  WebhookSender(absl::Duration timeout, bool allow_private, std::string ca_file = "");
   ~WebhookSender();
   WebhookSender(const WebhookSender&) = delete;
   WebhookSender& operator=(const WebhookSender&) = delete;
@@ -68,6 +68,7 @@ class WebhookSender {
   CURL* curl_;
   const absl::Duration timeout_;
   const bool allow_private_;
+  const std::string ca_file_;
 };
 
 }  // namespace wasentinel::alert
