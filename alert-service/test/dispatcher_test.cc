@@ -180,5 +180,37 @@ TEST(Dispatcher, AnEndpointsRateLimitDefersTheRest) {
   EXPECT_EQ(f.receiver.requests().size(), 3u);
 }
 
+TEST(Dispatcher, DuringARotationsGraceBothSecretsSign) {
+  Fixture f;
+  const std::string endpoint = f.store.ListEndpoints().value().front().id();
+  const std::string fresh = NewWebhookSecret();
+  auto sealed =
+      f.sealer.Seal(ByteView(reinterpret_cast<const uint8_t*>(fresh.data()), fresh.size()));
+  ASSERT_TRUE(f.store
+                  .RotateSecret(endpoint, sealed.key_id,
+                                std::string(sealed.blob.begin(), sealed.blob.end()),
+                                f.clock.Now() + absl::Hours(24), f.clock.Now())
+                  .ok());
+  f.Raise("k/during");
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  auto got = f.receiver.requests();
+  ASSERT_EQ(got.size(), 1u);
+  const auto& h = got[0].headers;
+  const int64_t ts = absl::ToUnixSeconds(f.clock.Now());
+  const std::string both = SignWebhook(fresh, h.at("webhook-id"), ts, got[0].body).value() + " " +
+                           SignWebhook(f.secret, h.at("webhook-id"), ts, got[0].body).value();
+  EXPECT_EQ(h.at("webhook-signature"), both) << "the new secret first, then the old one";
+  // After the grace period, only the new one.
+  f.clock.Advance(absl::Hours(25));
+  f.Raise("k/after");
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
+  got = f.receiver.requests();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].headers.at("webhook-signature"),
+            SignWebhook(fresh, got[1].headers.at("webhook-id"), absl::ToUnixSeconds(f.clock.Now()),
+                        got[1].body)
+                .value());
+}
+
 }  // namespace
 }  // namespace wasentinel::alert
