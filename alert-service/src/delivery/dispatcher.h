@@ -1,12 +1,19 @@
 // Dispatchers: threads that claim due deliveries from the outbox (PgAlertStore::Claim, SKIP
 // LOCKED, so replicas share it), send them, and record each attempt (issue 6).
 //
-// Webhooks: 2xx is SENT; 5xx, 429 (honouring Retry-After) and network errors are retried after
-// the backoff step of the attempt (jittered ±20 %), the last attempt ending DEAD (the dead
-// letter); any other status is DEAD at once, since repeating it would not change the answer.
-// The webhook-id is the delivery's id, the same on every retry, so a receiver can drop
-// duplicates (a dispatcher killed mid-send leaves its claim to expire; the delivery is sent
-// again: at least once). The body is {"type", "timestamp", "data": the alert}.
+// Webhooks (webhook.h): 2xx is SENT; 5xx, 429 (honouring Retry-After), timeouts and network
+// errors are retried after the backoff step of the attempt (jittered ±20 %), the last attempt
+// ending DEAD (the dead letter); any other status is DEAD at once, since repeating it would not
+// change the answer. The webhook-id is "msg_<delivery id>", the same on every retry, so a
+// receiver can drop duplicates (a dispatcher killed mid-send leaves its claim to expire; the
+// delivery is sent again: at least once). The body is {"type", "timestamp", "data": the alert};
+// during a secret rotation's grace period it carries both signatures.
+//
+// E-mail (email.h): rendered from the templates and sent through SMTP; an SMTP 5xx for the
+// recipient or message is DEAD at once, anything else is retried like a webhook.
+//
+// Rate limits (per replica): webhooks per endpoint per second, e-mails per address per hour.
+// Over a limit a delivery waits its turn (kDefer) without spending an attempt.
 #pragma once
 
 #include <deque>
