@@ -29,6 +29,23 @@ absl::Status PgError(const std::exception& e, std::string_view what) {
   return absl::InternalError(msg);
 }
 
+std::string PgTime(int n) {
+  return absl::StrCat("(timestamptz 'epoch' + $", n, "::bigint * interval '1 microsecond')");
+}
+
+std::string PgEpochMicros(std::string_view column) {
+  return absl::StrCat("(extract(epoch from ", Sv(column), ") * 1000000)::bigint");
+}
+
+std::string PgHex(std::string_view bytes) {
+  return HexEncode(ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
+pqxx::row PgOne(const pqxx::result& r) {
+  if (r.size() != 1) throw pqxx::unexpected_rows("expected exactly one row");
+  return r[0];
+}
+
 absl::StatusOr<std::unique_ptr<PgPool>> PgPool::Create(std::string url, int size) {
   std::unique_ptr<PgPool> pool(new PgPool(std::move(url), std::max(1, size)));
   try {

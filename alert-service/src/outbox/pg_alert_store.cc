@@ -15,38 +15,23 @@
 namespace wasentinel::alert {
 namespace {
 
-// Timestamps travel as Unix microseconds both ways; enums as their proto names.
-std::string At(int n) {
-  return absl::StrCat("(timestamptz 'epoch' + $", n, "::bigint * interval '1 microsecond')");
-}
-std::string Micros(std::string_view column) {
-  return absl::StrCat("(extract(epoch from ", Sv(column), ") * 1000000)::bigint");
-}
+// Timestamps travel as Unix microseconds both ways (PgTime, PgEpochMicros); enums as their
+// proto names.
 
 const std::string& AlertColumns() {
-  static const std::string* cols = new std::string(absl::StrCat(
-      "id::text, dedup_key, event_type, severity, status, summary, session, ", Micros("raised_at"),
-      ", ", Micros("updated_at"), ", ", Micros("resolved_at"), ", raise_count"));
+  static const std::string* cols = new std::string(
+      absl::StrCat("id::text, dedup_key, event_type, severity, status, summary, session, ",
+                   PgEpochMicros("raised_at"), ", ", PgEpochMicros("updated_at"), ", ",
+                   PgEpochMicros("resolved_at"), ", raise_count"));
   return *cols;
 }
 
 const std::string& DeliveryColumns() {
   static const std::string* cols = new std::string(absl::StrCat(
       "id::text, alert_id::text, channel, kind, target, status, attempts, last_error, ",
-      Micros("next_attempt_at"), ", ", Micros("created_at"), ", ", Micros("sent_at")));
+      PgEpochMicros("next_attempt_at"), ", ", PgEpochMicros("created_at"), ", ",
+      PgEpochMicros("sent_at")));
   return *cols;
-}
-
-// A proto as the hex text `decode($n, 'hex')` takes (libpqxx 6 has no binary parameter).
-std::string HexOf(const google::protobuf::MessageLite& m) {
-  const std::string bytes = m.SerializeAsString();
-  return HexEncode(ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
-}
-
-// The single row a statement answers (libpqxx 6 has no exec_params1).
-pqxx::row One(const pqxx::result& r) {
-  if (r.size() != 1) throw std::runtime_error("expected one row");
-  return r[0];
 }
 
 google::protobuf::Timestamp TimeOf(const pqxx::field& f) {
@@ -98,7 +83,7 @@ v1::Delivery ToDelivery(const pqxx::row& r) {
 // The alert `id` with its deliveries, read in `tx`.
 template <class Tx>
 v1::Alert LoadAlert(Tx& tx, const std::string& id) {
-  v1::Alert a = ToAlert(One(tx.exec_params(
+  v1::Alert a = ToAlert(PgOne(tx.exec_params(
       absl::StrCat("SELECT ", AlertColumns(), " FROM alert_alerts WHERE id = $1::uuid"), id)));
   for (const auto& row :
        tx.exec_params(absl::StrCat("SELECT ", DeliveryColumns(),
@@ -115,7 +100,7 @@ void AddDelivery(pqxx::work& w, const std::string& alert_id, v1::Delivery::Chann
       absl::StrCat("INSERT INTO alert_deliveries (alert_id, channel, kind, target, status,"
                    " next_attempt_at, created_at) VALUES ($1::uuid, $2, $3, $4,"
                    " 'STATUS_PENDING', ",
-                   At(5), ", ", At(5), ")"),
+                   PgTime(5), ", ", PgTime(5), ")"),
       alert_id, v1::Delivery::Channel_Name(channel), v1::Delivery::Kind_Name(kind), target,
       absl::ToUnixMicros(now));
 }
@@ -135,7 +120,7 @@ void Notify(pqxx::work& w, const v1::Alert& alert, v1::Delivery::Kind kind,
 }
 
 bool Silenced(pqxx::work& w, const v1::RaiseAlertRequest& req, absl::Time now) {
-  return !w.exec_params(absl::StrCat("SELECT 1 FROM alert_silences WHERE until > ", At(1),
+  return !w.exec_params(absl::StrCat("SELECT 1 FROM alert_silences WHERE until > ", PgTime(1),
                                      " AND (session_id = '' OR session_id = $2)"
                                      " AND (tenant_id = '' OR tenant_id = $3)"
                                      " AND (event_type = '' OR event_type = $4) LIMIT 1"),
@@ -259,15 +244,15 @@ absl::StatusOr<RaiseOutcome> PgAlertStore::Raise(const v1::RaiseAlertRequest& re
       const int64_t at = absl::ToUnixMicros(now);
       if (open.empty()) {
         const bool silenced = Silenced(w, req, now);
-        const std::string id = One(w.exec_params(
+        const std::string id = PgOne(w.exec_params(
             absl::StrCat("INSERT INTO alert_alerts (dedup_key, event_type, severity, status,"
                          " summary, session, session_id, tenant_id, raised_at, updated_at)"
                          " VALUES ($1, $2, $3, $4, $5, decode($6, 'hex'), $7, $8, ",
-                         At(9), ", ", At(9), ") RETURNING id::text"),
+                         PgTime(9), ", ", PgTime(9), ") RETURNING id::text"),
             req.dedup_key(), req.event_type(), v1::Severity_Name(req.severity()),
             v1::Alert::Status_Name(silenced ? v1::Alert::STATUS_SUPPRESSED
                                             : v1::Alert::STATUS_OPEN),
-            req.summary(), HexOf(req.session()), req.session().session_id(),
+            req.summary(), PgHex(req.session().SerializeAsString()), req.session().session_id(),
             req.session().tenant_id(), at))[0]
                                    .as<std::string>();
         out.created = true;
@@ -276,7 +261,7 @@ absl::StatusOr<RaiseOutcome> PgAlertStore::Raise(const v1::RaiseAlertRequest& re
           a.set_id(id);
           a.set_event_type(req.event_type());
           Notify(w, a, v1::Delivery::KIND_NOTIFY, recipients, now);
-          w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", At(2),
+          w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", PgTime(2),
                                      " WHERE id = $1::uuid"),
                         id, at);
         }
@@ -291,9 +276,9 @@ absl::StatusOr<RaiseOutcome> PgAlertStore::Raise(const v1::RaiseAlertRequest& re
         w.exec_params(
             absl::StrCat("UPDATE alert_alerts SET severity = $2, event_type = $3, summary = $4,"
                          " session = decode($5, 'hex'), status = $6, updated_at = ",
-                         At(7), ", raise_count = raise_count + 1 WHERE id = $1::uuid"),
+                         PgTime(7), ", raise_count = raise_count + 1 WHERE id = $1::uuid"),
             current.id(), v1::Severity_Name(req.severity()), req.event_type(), req.summary(),
-            HexOf(req.session()),
+            PgHex(req.session().SerializeAsString()),
             v1::Alert::Status_Name(silenced ? v1::Alert::STATUS_SUPPRESSED
                                             : v1::Alert::STATUS_OPEN),
             at);
@@ -302,14 +287,14 @@ absl::StatusOr<RaiseOutcome> PgAlertStore::Raise(const v1::RaiseAlertRequest& re
           v1::Alert a = current;
           a.set_event_type(req.event_type());
           Notify(w, a, v1::Delivery::KIND_NOTIFY, recipients, now);
-          w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", At(2),
+          w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", PgTime(2),
                                      " WHERE id = $1::uuid"),
                         current.id(), at);
         }
       } else {
         w.exec_params(absl::StrCat("UPDATE alert_alerts SET raise_count = raise_count + 1,"
                                    " updated_at = ",
-                                   At(2), " WHERE id = $1::uuid"),
+                                   PgTime(2), " WHERE id = $1::uuid"),
                       current.id(), at);
       }
       out.alert = LoadAlert(w, current.id());
@@ -337,10 +322,10 @@ absl::StatusOr<v1::Alert> PgAlertStore::Resolve(const std::string& dedup_key,
       return;
     }
     const v1::Alert current = ToAlert(open[0]);
-    w.exec_params(
-        absl::StrCat("UPDATE alert_alerts SET status = 'STATUS_RESOLVED', resolved_at = ", At(2),
-                     ", updated_at = ", At(2), ", resolve_note = $3 WHERE id = $1::uuid"),
-        current.id(), absl::ToUnixMicros(now), note);
+    w.exec_params(absl::StrCat("UPDATE alert_alerts SET status = 'STATUS_RESOLVED', resolved_at = ",
+                               PgTime(2), ", updated_at = ", PgTime(2),
+                               ", resolve_note = $3 WHERE id = $1::uuid"),
+                  current.id(), absl::ToUnixMicros(now), note);
     if (current.status() == v1::Alert::STATUS_OPEN) {
       // The resolved notice goes wherever the alert was notified.
       w.exec_params(
@@ -348,7 +333,7 @@ absl::StatusOr<v1::Alert> PgAlertStore::Resolve(const std::string& dedup_key,
                        " next_attempt_at, created_at)"
                        " SELECT DISTINCT alert_id, channel, 'KIND_RESOLVED', target,"
                        " 'STATUS_PENDING', ",
-                       At(2), ", ", At(2),
+                       PgTime(2), ", ", PgTime(2),
                        " FROM alert_deliveries WHERE alert_id = $1::uuid AND kind = 'KIND_NOTIFY'"),
           current.id(), absl::ToUnixMicros(now));
     }
@@ -397,7 +382,7 @@ absl::StatusOr<AlertPage> PgAlertStore::List(const AlertFilter& filter, int page
                      " ($1 = '' OR session_id = $1) AND ($2 = '' OR event_type = $2)"
                      " AND ($3 = '' OR status = ANY(string_to_array($3, ',')))"
                      " AND ($4 = '' OR (raised_at, id) < (",
-                     At(5),
+                     PgTime(5),
                      ", NULLIF($4, '')::uuid))"
                      " ORDER BY raised_at DESC, id DESC LIMIT $6"),
         filter.session_id, filter.event_type, statuses, after_id, after_micros, page_size + 1);
@@ -419,9 +404,9 @@ const std::string& EndpointColumns() {
   static const std::string* cols = new std::string(absl::StrCat(
       "id::text, url, array_to_string(event_types, ','), enabled, rate_limit_per_second,"
       " description, ",
-      Micros("created_at"), ", ", Micros("secret_rotated_at"),
+      PgEpochMicros("created_at"), ", ", PgEpochMicros("secret_rotated_at"),
       ", secret_key_id, secret, coalesce(previous_secret_key_id, ''), previous_secret, ",
-      Micros("previous_valid_until")));
+      PgEpochMicros("previous_valid_until")));
   return *cols;
 }
 
@@ -447,10 +432,6 @@ EndpointRecord ToEndpoint(const pqxx::row& r) {
   return e;
 }
 
-std::string HexOfBytes(const std::string& bytes) {
-  return HexEncode(ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
-}
-
 }  // namespace
 
 absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::CreateEndpoint(
@@ -461,14 +442,14 @@ absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::CreateEndpoint(
   std::optional<v1::WebhookEndpoint> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("create webhook endpoint", [&](pqxx::work& w) {
     out = ToEndpoint(
-              One(w.exec_params(
+              PgOne(w.exec_params(
                   absl::StrCat("INSERT INTO alert_endpoints (url, event_types,"
                                " rate_limit_per_second, description, secret_key_id, secret,"
                                " created_at) VALUES ($1, coalesce(string_to_array(NULLIF($2, ''),"
                                " ','), '{}'), $3, $4, $5, decode($6, 'hex'), ",
-                               At(7), ") RETURNING ", EndpointColumns()),
+                               PgTime(7), ") RETURNING ", EndpointColumns()),
                   req.url(), types, req.rate_limit_per_second(), req.description(), secret_key_id,
-                  HexOfBytes(sealed_secret), absl::ToUnixMicros(now))))
+                  PgHex(sealed_secret), absl::ToUnixMicros(now))))
               .endpoint;
   }));
   return *std::move(out);
@@ -492,10 +473,10 @@ absl::StatusOr<std::vector<ClaimedDelivery>> PgAlertStore::Claim(const std::stri
   std::vector<ClaimedDelivery> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("claim deliveries", [&](pqxx::work& w) {
     auto rows = w.exec_params(
-        absl::StrCat("UPDATE alert_deliveries SET claimed_by = $1, claimed_until = ", At(3),
+        absl::StrCat("UPDATE alert_deliveries SET claimed_by = $1, claimed_until = ", PgTime(3),
                      " WHERE id IN (SELECT id FROM alert_deliveries"
                      " WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED') AND next_attempt_at <= ",
-                     At(2), " AND (claimed_until IS NULL OR claimed_until <= ", At(2),
+                     PgTime(2), " AND (claimed_until IS NULL OR claimed_until <= ", PgTime(2),
                      ") ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
                      " RETURNING ",
                      DeliveryColumns()),
@@ -507,7 +488,7 @@ absl::StatusOr<std::vector<ClaimedDelivery>> PgAlertStore::Claim(const std::stri
       c.delivery = ToDelivery(row);
       auto [a, fresh] = alerts.try_emplace(c.delivery.alert_id());
       if (fresh) {
-        a->second = ToAlert(One(w.exec_params(
+        a->second = ToAlert(PgOne(w.exec_params(
             absl::StrCat("SELECT ", AlertColumns(), " FROM alert_alerts WHERE id = $1::uuid"),
             c.delivery.alert_id())));
       }
@@ -543,7 +524,7 @@ absl::Status PgAlertStore::Complete(const std::string& id, const AttemptResult& 
       case AttemptResult::kSent:
         n.exec_params(absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_SENT',"
                                    " attempts = attempts + 1, last_error = '', sent_at = ",
-                                   At(2),
+                                   PgTime(2),
                                    ", claimed_by = NULL, claimed_until = NULL"
                                    " WHERE id = $1 AND status <> 'STATUS_SENT'"),
                       numeric, absl::ToUnixMicros(now));
@@ -551,16 +532,17 @@ absl::Status PgAlertStore::Complete(const std::string& id, const AttemptResult& 
       case AttemptResult::kRetry:
         n.exec_params(absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_FAILED',"
                                    " attempts = attempts + 1, last_error = $2, next_attempt_at = ",
-                                   At(3),
+                                   PgTime(3),
                                    ", claimed_by = NULL, claimed_until = NULL"
                                    " WHERE id = $1 AND status <> 'STATUS_SENT'"),
                       numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
         return;
       case AttemptResult::kDefer:
         n.exec_params(
-            absl::StrCat("UPDATE alert_deliveries SET last_error = $2, next_attempt_at = ", At(3),
-                         ", claimed_by = NULL, claimed_until = NULL"
-                         " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+            absl::StrCat(
+                "UPDATE alert_deliveries SET last_error = $2, next_attempt_at = ", PgTime(3),
+                ", claimed_by = NULL, claimed_until = NULL"
+                " WHERE id = $1 AND status <> 'STATUS_SENT'"),
             numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
         return;
       case AttemptResult::kDead:
@@ -582,9 +564,9 @@ absl::Status CheckUuid(const std::string& id, std::string_view what) {
 }
 
 const std::string& SilenceColumns() {
-  static const std::string* cols =
-      new std::string(absl::StrCat("id::text, session_id, tenant_id, event_type, ", Micros("until"),
-                                   ", comment, ", Micros("created_at")));
+  static const std::string* cols = new std::string(
+      absl::StrCat("id::text, session_id, tenant_id, event_type, ", PgEpochMicros("until"),
+                   ", comment, ", PgEpochMicros("created_at")));
   return *cols;
 }
 
@@ -650,12 +632,12 @@ absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::RotateSecret(const std::string
   std::optional<v1::WebhookEndpoint> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("rotate webhook secret", [&](pqxx::work& w) {
     auto r = w.exec_params(
-        absl::StrCat(
-            "UPDATE alert_endpoints SET previous_secret_key_id = secret_key_id,"
-            " previous_secret = secret, previous_valid_until = ",
-            At(4), ", secret_key_id = $2, secret = decode($3, 'hex'), secret_rotated_at = ", At(5),
-            " WHERE id = $1::uuid RETURNING ", EndpointColumns()),
-        id, secret_key_id, HexOfBytes(sealed_secret), absl::ToUnixMicros(previous_valid_until),
+        absl::StrCat("UPDATE alert_endpoints SET previous_secret_key_id = secret_key_id,"
+                     " previous_secret = secret, previous_valid_until = ",
+                     PgTime(4),
+                     ", secret_key_id = $2, secret = decode($3, 'hex'), secret_rotated_at = ",
+                     PgTime(5), " WHERE id = $1::uuid RETURNING ", EndpointColumns()),
+        id, secret_key_id, PgHex(sealed_secret), absl::ToUnixMicros(previous_valid_until),
         absl::ToUnixMicros(now));
     if (!r.empty()) out = ToEndpoint(r[0]).endpoint;
   }));
@@ -674,10 +656,10 @@ absl::StatusOr<v1::Silence> PgAlertStore::CreateSilence(const v1::CreateSilenceR
   }
   std::optional<v1::Silence> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("create silence", [&](pqxx::work& w) {
-    out = ToSilence(One(w.exec_params(
+    out = ToSilence(PgOne(w.exec_params(
         absl::StrCat("INSERT INTO alert_silences (session_id, tenant_id, event_type, until,"
                      " comment, created_at) VALUES ($1, $2, $3, ",
-                     At(4), ", $5, ", At(6), ") RETURNING ", SilenceColumns()),
+                     PgTime(4), ", $5, ", PgTime(6), ") RETURNING ", SilenceColumns()),
         req.session_id(), req.tenant_id(), req.event_type(),
         absl::ToUnixMicros(FromProto(req.until())), req.comment(), absl::ToUnixMicros(now))));
   }));
@@ -691,7 +673,7 @@ absl::StatusOr<std::vector<v1::Silence>> PgAlertStore::ListSilences(bool include
     pqxx::nontransaction n(c);
     for (const auto& r : n.exec_params(
              absl::StrCat("SELECT ", SilenceColumns(), " FROM alert_silences WHERE $1 OR until > ",
-                          At(2), " ORDER BY created_at, id"),
+                          PgTime(2), " ORDER BY created_at, id"),
              include_expired, absl::ToUnixMicros(now))) {
       out.push_back(ToSilence(r));
     }
@@ -758,7 +740,7 @@ absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl
     auto r = w.exec_params(
         absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_PENDING', attempts = 0,"
                      " next_attempt_at = ",
-                     At(2),
+                     PgTime(2),
                      ", claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status IN"
                      " ('STATUS_DEAD', 'STATUS_FAILED') RETURNING ",
                      DeliveryColumns()),
@@ -788,7 +770,7 @@ absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(absl::T
                  " coalesce((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch from"
                  " sent_at - created_at)) * 1000000)::bigint, 0)"
                  " FROM alert_deliveries WHERE created_at >= ",
-                 At(1), " GROUP BY channel, status ORDER BY channel, status"),
+                 PgTime(1), " GROUP BY channel, status ORDER BY channel, status"),
              absl::ToUnixMicros(since))) {
       auto* row = out.add_rows();
       row->set_channel(EnumOf<v1::Delivery::Channel>(r[0], &v1::Delivery::Channel_Parse));
@@ -800,7 +782,7 @@ absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(absl::T
       }
     }
     auto depth = n.exec(absl::StrCat(
-        "SELECT count(*), ", Micros("min(created_at)"),
+        "SELECT count(*), ", PgEpochMicros("min(created_at)"),
         " FROM alert_deliveries WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED')"))[0];
     out.set_outbox_depth(depth[0].as<int64_t>());
     if (!depth[1].is_null()) {
@@ -818,7 +800,7 @@ absl::StatusOr<int> PgAlertStore::Remind(absl::Duration interval, absl::Time now
     auto due = w.exec_params(
         absl::StrCat("SELECT id::text FROM alert_alerts WHERE status = 'STATUS_OPEN' AND"
                      " severity = 'SEVERITY_CRITICAL' AND last_notified_at <= ",
-                     At(1), " ORDER BY last_notified_at LIMIT $2 FOR UPDATE SKIP LOCKED"),
+                     PgTime(1), " ORDER BY last_notified_at LIMIT $2 FOR UPDATE SKIP LOCKED"),
         absl::ToUnixMicros(now - interval), limit);
     for (const auto& row : due) {
       const std::string id = row[0].as<std::string>();
@@ -827,10 +809,10 @@ absl::StatusOr<int> PgAlertStore::Remind(absl::Duration interval, absl::Time now
                        " next_attempt_at, created_at)"
                        " SELECT DISTINCT alert_id, channel, 'KIND_REMINDER', target,"
                        " 'STATUS_PENDING', ",
-                       At(2), ", ", At(2),
+                       PgTime(2), ", ", PgTime(2),
                        " FROM alert_deliveries WHERE alert_id = $1::uuid AND kind = 'KIND_NOTIFY'"),
           id, absl::ToUnixMicros(now));
-      w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", At(2),
+      w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", PgTime(2),
                                  " WHERE id = $1::uuid"),
                     id, absl::ToUnixMicros(now));
       ++reminded;

@@ -17,19 +17,9 @@ constexpr const char* kSessionColumns =
     "session_id::text, health, facts, (extract(epoch from last_proof_of_life) * 1000000)::bigint,"
     " (extract(epoch from first_seen_at) * 1000000)::bigint";
 
-std::string At(int n) {
-  return absl::StrCat("(timestamptz 'epoch' + $", n, "::bigint * interval '1 microsecond')");
-}
-
 std::optional<int64_t> Micros(std::optional<absl::Time> t) {
   if (!t) return std::nullopt;
   return absl::ToUnixMicros(*t);
-}
-
-// A proto as the hex text `decode($n, 'hex')` takes (libpqxx 6 has no binary parameter).
-std::string HexOf(const google::protobuf::MessageLite& m) {
-  const std::string bytes = m.SerializeAsString();
-  return HexEncode(ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
 template <class Message>
@@ -172,7 +162,7 @@ void SaveIn(pqxx::transaction_base& t, const MonitoredSession& s) {
           " manual_intervention, health, facts, last_proof_of_life, first_seen_at, updated_at)"
           " VALUES ($1::uuid, $2, $3, $4, $5, $6, decode($7, 'hex'), decode($8, 'hex'),"
           " CASE WHEN $9::bigint IS NULL THEN NULL ELSE ",
-          At(9), " END, ", At(10),
+          PgTime(9), " END, ", PgTime(10),
           ", now()) ON CONFLICT (session_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,"
           " level = EXCLUDED.level, state = EXCLUDED.state, score = EXCLUDED.score,"
           " manual_intervention = EXCLUDED.manual_intervention, health = EXCLUDED.health,"
@@ -180,8 +170,9 @@ void SaveIn(pqxx::transaction_base& t, const MonitoredSession& s) {
           " updated_at = now()"),
       s.health.session_id(), s.health.tenant_id(), v1::HealthLevel_Name(s.health.level()),
       sv1::SessionState_Name(s.health.state()), s.health.score(),
-      s.health.manual_intervention_required(), HexOf(s.health), HexOf(s.facts),
-      Micros(s.last_proof_of_life), absl::ToUnixMicros(s.first_seen_at));
+      s.health.manual_intervention_required(), PgHex(s.health.SerializeAsString()),
+      PgHex(s.facts.SerializeAsString()), Micros(s.last_proof_of_life),
+      absl::ToUnixMicros(s.first_seen_at));
 }
 
 // The insert of one transition, in any transaction; its id. NULL: that part did not change.
@@ -198,7 +189,7 @@ int64_t AddTransitionIn(pqxx::transaction_base& tx, const v1::Transition& t) {
   auto r = tx.exec_params(
       absl::StrCat("INSERT INTO monitor_transitions (session_id, at, from_level, to_level,"
                    " from_state, to_state, cause) VALUES ($1::uuid, ",
-                   At(2), ", $3, $4, $5, $6, $7) RETURNING id"),
+                   PgTime(2), ", $3, $4, $5, $6, $7) RETURNING id"),
       t.session_id(), absl::ToUnixMicros(FromProto(t.at())), level(t.from_level()),
       level(t.to_level()), state(t.from_state()), state(t.to_state()), t.cause());
   return r[0][0].as<int64_t>();
@@ -314,7 +305,7 @@ absl::StatusOr<int64_t> PgHealthStore::AddRecovery(const v1::RecoveryAttempt& a)
     auto r = n.exec_params(
         absl::StrCat("INSERT INTO monitor_recoveries (session_id, at, action, outcome, trigger,"
                      " error) VALUES ($1::uuid, ",
-                     At(2), ", $3, $4, $5, $6) RETURNING id"),
+                     PgTime(2), ", $3, $4, $5, $6) RETURNING id"),
         a.session_id(), absl::ToUnixMicros(FromProto(a.at())),
         v1::RecoveryAttempt::Action_Name(a.action()),
         v1::RecoveryAttempt::Outcome_Name(a.outcome()), a.trigger(), a.error());
@@ -359,7 +350,7 @@ absl::StatusOr<std::vector<v1::RecoveryAttempt>> PgHealthStore::ReconnectsSince(
     auto r = n.exec_params(absl::StrCat("SELECT ", kRecoveryColumns,
                                         " FROM monitor_recoveries WHERE action = "
                                         "'ACTION_RECONNECT' AND at > ",
-                                        At(1), " ORDER BY at"),
+                                        PgTime(1), " ORDER BY at"),
                            absl::ToUnixMicros(since));
     for (const auto& row : r) out.push_back(ToRecovery(row));
   }));
@@ -379,7 +370,7 @@ absl::StatusOr<v1::ListTransitionsResponse> PgHealthStore::History(const std::st
         absl::StrCat("SELECT * FROM (SELECT id, (extract(epoch from at) * 1000000)::bigint,"
                      " from_level, to_level, from_state, to_state, cause FROM monitor_transitions"
                      " WHERE session_id = $1::uuid AND at >= ",
-                     At(2), " AND at < ", At(3), " ORDER BY at DESC, id DESC LIMIT $4) t",
+                     PgTime(2), " AND at < ", PgTime(3), " ORDER BY at DESC, id DESC LIMIT $4) t",
                      " ORDER BY 2, 1"),
         session_id, absl::ToUnixMicros(since), absl::ToUnixMicros(until), limit);
     for (const auto& row : r) {
@@ -395,8 +386,9 @@ absl::StatusOr<v1::ListTransitionsResponse> PgHealthStore::History(const std::st
     }
     auto rec = n.exec_params(
         absl::StrCat("SELECT * FROM (SELECT ", kRecoveryColumns,
-                     " FROM monitor_recoveries WHERE session_id = $1::uuid AND at >= ", At(2),
-                     " AND at < ", At(3), " ORDER BY at DESC, id DESC LIMIT $4) r ORDER BY 3, 1"),
+                     " FROM monitor_recoveries WHERE session_id = $1::uuid AND at >= ", PgTime(2),
+                     " AND at < ", PgTime(3),
+                     " ORDER BY at DESC, id DESC LIMIT $4) r ORDER BY 3, 1"),
         session_id, absl::ToUnixMicros(since), absl::ToUnixMicros(until), limit);
     for (const auto& row : rec) *out.add_recoveries() = ToRecovery(row);
     if (start >= until) return;
@@ -406,9 +398,9 @@ absl::StatusOr<v1::ListTransitionsResponse> PgHealthStore::History(const std::st
         absl::StrCat("SELECT (extract(epoch from at) * 1000000)::bigint, to_state"
                      " FROM monitor_transitions WHERE session_id = $1::uuid"
                      " AND to_state IS NOT NULL AND at < ",
-                     At(3), " AND at >= COALESCE((SELECT max(at) FROM monitor_transitions",
-                     " WHERE session_id = $1::uuid AND to_state IS NOT NULL AND at <= ", At(2),
-                     "), ", At(2), ") ORDER BY at, id"),
+                     PgTime(3), " AND at >= COALESCE((SELECT max(at) FROM monitor_transitions",
+                     " WHERE session_id = $1::uuid AND to_state IS NOT NULL AND at <= ", PgTime(2),
+                     "), ", PgTime(2), ") ORDER BY at, id"),
         session_id, absl::ToUnixMicros(start), absl::ToUnixMicros(until));
     for (const auto& row : st) {
       states.emplace_back(absl::FromUnixMicros(row[0].as<int64_t>()), row[1].as<std::string>());
@@ -453,7 +445,7 @@ absl::Status PgHealthStore::RecordAlert(const OpenAlert& a) {
     n.exec_params(
         absl::StrCat("INSERT INTO monitor_alerts (dedup_key, session_id, event_type, severity,"
                      " raised_at) VALUES ($1, NULLIF($2, '')::uuid, $3, $4, ",
-                     At(5),
+                     PgTime(5),
                      ") ON CONFLICT (dedup_key) DO UPDATE SET event_type = EXCLUDED.event_type,"
                      " severity = EXCLUDED.severity, raised_at = CASE WHEN"
                      " monitor_alerts.resolved_at IS NULL THEN monitor_alerts.raised_at ELSE"
@@ -465,7 +457,7 @@ absl::Status PgHealthStore::RecordAlert(const OpenAlert& a) {
 absl::Status PgHealthStore::CloseAlert(const std::string& dedup_key, absl::Time at) {
   return pool_.Run("close alert", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    n.exec_params(absl::StrCat("UPDATE monitor_alerts SET resolved_at = ", At(2),
+    n.exec_params(absl::StrCat("UPDATE monitor_alerts SET resolved_at = ", PgTime(2),
                                " WHERE dedup_key = $1 AND resolved_at IS NULL"),
                   dedup_key, absl::ToUnixMicros(at));
   });
@@ -499,11 +491,12 @@ absl::Status PgHealthStore::SaveJob(const JobRecord& j) {
         absl::StrCat("INSERT INTO monitor_jobs (name, paused, runs, failures, last_run_at,"
                      " last_result) VALUES ($1, $2, $3, $4, CASE WHEN $5::bigint IS NULL THEN NULL"
                      " ELSE ",
-                     At(5),
+                     PgTime(5),
                      " END, decode($6, 'hex')) ON CONFLICT (name) DO UPDATE SET paused ="
                      " EXCLUDED.paused, runs = EXCLUDED.runs, failures = EXCLUDED.failures,"
                      " last_run_at = EXCLUDED.last_run_at, last_result = EXCLUDED.last_result"),
-        j.name, j.paused, j.runs, j.failures, Micros(j.last_run_at), HexOf(j.last_result));
+        j.name, j.paused, j.runs, j.failures, Micros(j.last_run_at),
+        PgHex(j.last_result.SerializeAsString()));
   });
 }
 
@@ -537,7 +530,7 @@ absl::StatusOr<int64_t> PgHealthStore::PruneHistoryBefore(absl::Time before, int
       WAS_RETURN_IF_ERROR(pool_.Run("prune monitor history", [&](pqxx::connection& c) {
         pqxx::nontransaction tx(c);
         n = tx.exec_params(absl::StrCat("DELETE FROM ", table, " WHERE id IN (SELECT id FROM ",
-                                        table, " WHERE at < ", At(1), " LIMIT $2)"),
+                                        table, " WHERE at < ", PgTime(1), " LIMIT $2)"),
                            absl::ToUnixMicros(before), batch)
                 .affected_rows();
       }));
@@ -547,9 +540,10 @@ absl::StatusOr<int64_t> PgHealthStore::PruneHistoryBefore(absl::Time before, int
   }
   WAS_RETURN_IF_ERROR(pool_.Run("prune resolved alerts", [&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    total += tx.exec_params(absl::StrCat("DELETE FROM monitor_alerts WHERE resolved_at < ", At(1)),
-                            absl::ToUnixMicros(before))
-                 .affected_rows();
+    total +=
+        tx.exec_params(absl::StrCat("DELETE FROM monitor_alerts WHERE resolved_at < ", PgTime(1)),
+                       absl::ToUnixMicros(before))
+            .affected_rows();
   }));
   return total;
 }

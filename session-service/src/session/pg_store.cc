@@ -29,12 +29,6 @@ constexpr const char* kEventColumns =
     "sequence, session_id::text, tenant_id, from_state, to_state, reason, error,"
     " (extract(epoch from at) * 1000000)::bigint";
 
-// The single row a statement must return (libpqxx 6 has no exec_params1).
-pqxx::row One(const pqxx::result& r) {
-  if (r.size() != 1) throw pqxx::unexpected_rows("expected exactly one row");
-  return r[0];
-}
-
 std::optional<absl::Time> OptTime(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
   return absl::FromUnixMicros(f.as<int64_t>());
@@ -234,7 +228,7 @@ absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
       key_id = rec.credentials->key_id;
       blob_hex = HexEncode(rec.credentials->blob);
     }
-    auto r = One(w.exec_params(
+    auto r = PgOne(w.exec_params(
         absl::StrCat(
             "INSERT INTO sessions (tenant_id, session_name, phone_number, device_jid, account_name,"
             " owner_email, is_active, auto_connect, auth_key_id, auth_state, connection_status,"
@@ -244,7 +238,7 @@ absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
         rec.tenant_id, rec.session_name, rec.phone_number, rec.device_jid, rec.account_name,
         rec.owner_email, rec.is_active, rec.auto_connect, key_id, blob_hex));
     out.first = ToRecord(r);
-    auto e = One(w.exec_params(
+    auto e = PgOne(w.exec_params(
         absl::StrCat(
             "INSERT INTO session_events (session_id, tenant_id, from_state, to_state, reason)"
             " VALUES ($1::uuid, $2, 'UNSPECIFIED', 'DISCONNECTED', 'CREATED') RETURNING ",
@@ -418,7 +412,7 @@ absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t
       found = !r.empty();
     }
     if (!found) return;
-    auto e = One(w.exec_params(
+    auto e = PgOne(w.exec_params(
         absl::StrCat("INSERT INTO session_events (session_id, tenant_id, from_state, to_state,"
                      " reason, error, at) VALUES ($1::uuid, $2, $3, $4, $5, $6,"
                      " to_timestamp($7::double precision / 1000000)) RETURNING ",

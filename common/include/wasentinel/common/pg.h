@@ -26,6 +26,19 @@ namespace wasentinel {
 /// INVALID_ARGUMENT, others → INTERNAL. The message names `what` (the operation).
 absl::Status PgError(const std::exception& e, std::string_view what);
 
+// SQL fragments for timestamps, which travel as Unix microseconds both ways (bigint parameters
+// and columns), and for bytea parameters (libpqxx 6 has no binary parameter: hex text).
+
+/// Parameter $n (Unix microseconds, bigint) as a timestamptz expression.
+std::string PgTime(int n);
+/// Column `column` (timestamptz) as Unix microseconds (bigint; NULL stays NULL).
+std::string PgEpochMicros(std::string_view column);
+/// `bytes` as the hex text `decode($n, 'hex')` takes.
+std::string PgHex(std::string_view bytes);
+/// The single row a statement must return; throws pqxx::unexpected_rows otherwise (libpqxx 6
+/// has no exec_params1).
+pqxx::row PgOne(const pqxx::result& r);
+
 class PgPool {
  public:
   /// Opens `size` connections to `url` lazily (the first on Create, to fail fast on a bad URL
