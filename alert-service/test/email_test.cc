@@ -206,5 +206,14 @@ TEST(AlertEmail, RequiredTlsIsNotGivenUp) {
   EXPECT_TRUE(f.smtp.Messages().empty());
 }
 
+TEST(AlertEmail, TemplatesFromADirectoryAreTheBuiltInOnes) {
+  auto from_dir = EmailTemplates::FromDir(WAS_TEMPLATE_DIR);
+  ASSERT_TRUE(from_dir.ok()) << from_dir.status();
+  EXPECT_EQ(from_dir->text, EmailTemplates::Builtin().text);
+  EXPECT_EQ(from_dir->html, EmailTemplates::Builtin().html);
+  EXPECT_EQ(EmailTemplates::FromDir("/nonexistent").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace wasentinel::alert

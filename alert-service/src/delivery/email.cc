@@ -1,14 +1,14 @@
 #include "email.h"
 
-#include <fstream>
 #include <kainjow/mustache.hpp>
 #include <memory>
-#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "delivery/curl_headers.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/files.h"
 #include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::alert {
@@ -54,29 +54,16 @@ std::string HeaderText(const std::string& s) {
   return s;
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct CurlSlist {
-  curl_slist* list = nullptr;
-  ~CurlSlist() { curl_slist_free_all(list); }
-  void Add(const std::string& h) { list = curl_slist_append(list, h.c_str()); }
-};
-
 }  // namespace
 
 absl::StatusOr<EmailTemplates> EmailTemplates::FromDir(const std::string& dir) {
-  EmailTemplates t{ReadAll(dir + "/alert.txt.mustache"), ReadAll(dir + "/alert.html.mustache")};
-  if (t.text.empty() || t.html.empty()) {
+  auto text = ReadWholeFile(dir + "/alert.txt.mustache");
+  auto html = ReadWholeFile(dir + "/alert.html.mustache");
+  if (!text.ok() || !html.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "e-mail templates alert.txt.mustache and alert.html.mustache not found in ", dir));
   }
-  return t;
+  return EmailTemplates{*std::move(text), *std::move(html)};
 }
 
 EmailMessage RenderAlertEmail(const v1::Alert& a, v1::Delivery::Kind kind,
@@ -155,9 +142,9 @@ SmtpResult EmailSender::Send(const EmailMessage& msg, absl::Time now) {
     return out;
   }
   curl_easy_reset(curl_);
-  CurlSlist rcpt;
+  CurlHeaders rcpt;
   rcpt.Add(Address(msg.to));
-  CurlSlist headers;
+  CurlHeaders headers;
   headers.Add(absl::StrCat(
       "Date: ", absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", now, absl::UTCTimeZone())));
   headers.Add(absl::StrCat("From: ", msg.from));

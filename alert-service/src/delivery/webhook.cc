@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "delivery/curl_headers.h"
 #include "wasentinel/common/bytes.h"
 
 namespace wasentinel::alert {
@@ -37,12 +38,6 @@ bool PublicV4(const uint8_t* a) {
            in(0xE0000000, 4) ||   // multicast
            in(0xF0000000, 4));    // reserved, broadcast
 }
-
-struct CurlSlist {
-  curl_slist* list = nullptr;
-  ~CurlSlist() { curl_slist_free_all(list); }
-  void Add(const std::string& h) { list = curl_slist_append(list, h.c_str()); }
-};
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
@@ -166,7 +161,7 @@ WebhookResponse WebhookSender::Send(const WebhookRequest& req) {
     out.error = "libcurl could not be initialised";
     return out;
   }
-  CurlSlist headers;
+  CurlHeaders headers;
   headers.Add("content-type: application/json");
   headers.Add("user-agent: wa-sentinel-alert-service");
   headers.Add(absl::StrCat("webhook-id: ", req.id));

@@ -3,21 +3,18 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/files.h"
 #include "wasentinel/common/status_macros.h"
 
 namespace wasentinel {
 
 absl::StatusOr<std::string> ReadPemFile(const std::string& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read the ", Sv(what), " ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = ReadWholeFile(path);
+  if (!text.ok())
+    return absl::InvalidArgumentError(absl::StrCat("cannot read the ", Sv(what), " ", path));
+  return text;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcServerCredentials(
