@@ -89,19 +89,6 @@ ABSL_FLAG(std::string, shutdown_timeout, EnvOr("WAS_SHUTDOWN_TIMEOUT", "10s"),
           "deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
 ABSL_FLAG(std::string, log_level, EnvOr("WAS_LOG_LEVEL", "info"), "trace … off [WAS_LOG_LEVEL]");
 
-namespace {
-
-absl::Duration DurationFlag(const std::string& name, const std::string& text) {
-  absl::Duration d;
-  if (!absl::ParseDuration(text, &d) || d <= absl::ZeroDuration()) {
-    std::cerr << "alert-service: --" << name << ": bad duration \"" << text << "\"\n";
-    std::exit(2);
-  }
-  return d;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("alert-service: delivers alerts by e-mail and signed webhooks");
   absl::ParseCommandLine(argc, argv);
@@ -130,29 +117,23 @@ int main(int argc, char** argv) {
         << "alert-service: --dispatchers must be 0..64 (0: this replica only answers calls)\n";
     return 2;
   }
-  o.webhook_timeout = DurationFlag("webhook_timeout", absl::GetFlag(FLAGS_webhook_timeout));
-  if (const std::string lease = absl::GetFlag(FLAGS_claim_lease); lease != "0s" && lease != "0") {
-    o.claim_lease = DurationFlag("claim_lease", lease);
-  }
-  auto backoff = Backoff::ParseSteps(absl::GetFlag(FLAGS_delivery_backoff));
-  if (!backoff.ok()) {
-    std::cerr << "alert-service: --delivery_backoff: " << backoff.status().message() << "\n";
-    return 2;
-  }
-  o.backoff = *backoff;
+  o.webhook_timeout =
+      DurationFlag("webhook_timeout", absl::GetFlag(FLAGS_webhook_timeout), /*positive=*/true);
+  o.claim_lease = DurationFlag("claim_lease", absl::GetFlag(FLAGS_claim_lease));  // 0: default
+  o.backoff = DurationListFlag("delivery_backoff", absl::GetFlag(FLAGS_delivery_backoff));
   o.smtp.url = absl::GetFlag(FLAGS_smtp_url);
   o.smtp.username = absl::GetFlag(FLAGS_smtp_username);
   o.smtp.password = absl::GetFlag(FLAGS_smtp_password);
   o.smtp.require_tls = absl::GetFlag(FLAGS_smtp_require_tls);
   o.smtp.ca_file = absl::GetFlag(FLAGS_smtp_ca);
   o.smtp.from = absl::GetFlag(FLAGS_smtp_from);
-  o.smtp.timeout = DurationFlag("smtp_timeout", absl::GetFlag(FLAGS_smtp_timeout));
+  o.smtp.timeout =
+      DurationFlag("smtp_timeout", absl::GetFlag(FLAGS_smtp_timeout), /*positive=*/true);
   o.smtp.reconnect_url = absl::GetFlag(FLAGS_reconnect_url);
   o.emails_per_recipient_per_hour = absl::GetFlag(FLAGS_emails_per_recipient_per_hour);
   o.template_dir = absl::GetFlag(FLAGS_template_dir);
-  if (const std::string r = absl::GetFlag(FLAGS_reminder_interval); r != "0s" && r != "0") {
-    o.reminder_interval = DurationFlag("reminder_interval", r);
-  }
+  o.reminder_interval =
+      DurationFlag("reminder_interval", absl::GetFlag(FLAGS_reminder_interval));  // 0: off
   o.webhook_rate_per_second = absl::GetFlag(FLAGS_webhook_rate_per_second);
   if (o.webhook_rate_per_second < 0) {
     std::cerr << "alert-service: --webhook_rate_per_second must be 0 or more\n";
@@ -160,7 +141,7 @@ int main(int argc, char** argv) {
   }
   o.log_level = absl::GetFlag(FLAGS_log_level);
   const absl::Duration drain =
-      DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));
+      DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout), /*positive=*/true);
 
   auto app = alert::App::Create(o);
   if (!app.ok()) {

@@ -80,29 +80,6 @@ ABSL_FLAG(std::string, shutdown_timeout, EnvOr("WAS_SHUTDOWN_TIMEOUT", "10s"),
           "deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
 ABSL_FLAG(std::string, log_level, EnvOr("WAS_LOG_LEVEL", "info"), "trace … off [WAS_LOG_LEVEL]");
 
-namespace {
-
-absl::Duration DurationFlag(const std::string& name, const std::string& text, bool positive) {
-  absl::Duration d;
-  if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration() ||
-      (positive && d == absl::ZeroDuration())) {
-    std::cerr << "health-monitor: --" << name << ": bad duration \"" << text << "\"\n";
-    std::exit(2);
-  }
-  return d;
-}
-
-std::vector<absl::Duration> StepsFlag(const std::string& name, const std::string& text) {
-  auto steps = wasentinel::Backoff::ParseSteps(text);
-  if (!steps.ok() || steps->empty()) {
-    std::cerr << "health-monitor: --" << name << " wants durations A[,B...]\n";
-    std::exit(2);
-  }
-  return *steps;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "health-monitor: classifies, scores, recovers and alerts on WhatsApp sessions");
@@ -133,8 +110,8 @@ int main(int argc, char** argv) {
   o.fast_while_younger_than =
       DurationFlag("fast_while_younger_than", absl::GetFlag(FLAGS_fast_while_younger_than), false);
   o.unreachable_backoff =
-      StepsFlag("unreachable_backoff", absl::GetFlag(FLAGS_unreachable_backoff));
-  o.watch_pauses = StepsFlag("watch_backoff", absl::GetFlag(FLAGS_watch_backoff));
+      DurationListFlag("unreachable_backoff", absl::GetFlag(FLAGS_unreachable_backoff));
+  o.watch_pauses = DurationListFlag("watch_backoff", absl::GetFlag(FLAGS_watch_backoff));
   auto& p = o.policy;
   p.critical_after = DurationFlag("critical_after", absl::GetFlag(FLAGS_critical_after), true);
   p.warning_after = DurationFlag("warning_after", absl::GetFlag(FLAGS_warning_after), false);

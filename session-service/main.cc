@@ -71,15 +71,6 @@ ABSL_FLAG(std::string, log_level, wasentinel::EnvOr("WAS_LOG_LEVEL", "info"),
 
 namespace {
 
-absl::Duration DurationFlag(const std::string& name, const std::string& text) {
-  absl::Duration d;
-  if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration()) {
-    std::cerr << "session-service: --" << name << ": bad duration \"" << text << "\"\n";
-    std::exit(2);
-  }
-  return d;
-}
-
 // A "A[,B]" pair of durations (B defaults to A), exiting with a usage error otherwise.
 std::pair<absl::Duration, absl::Duration> DurationPairFlag(const std::string& name,
                                                            const std::string& text,
@@ -139,12 +130,7 @@ int main(int argc, char** argv) {
   c.connect_timeout = DurationFlag("connect_timeout", absl::GetFlag(FLAGS_connect_timeout));
   std::tie(c.qr_first_timeout, c.qr_next_timeout) =
       DurationPairFlag("qr_timeouts", absl::GetFlag(FLAGS_qr_timeouts), "FIRST[,NEXT]");
-  auto backoff = Backoff::ParseSteps(absl::GetFlag(FLAGS_reconnect_backoff));
-  if (!backoff.ok()) {
-    std::cerr << "session-service: --reconnect_backoff: " << backoff.status().message() << "\n";
-    return 2;
-  }
-  o.manager.backoff = *backoff;
+  o.manager.backoff = DurationListFlag("reconnect_backoff", absl::GetFlag(FLAGS_reconnect_backoff));
   o.manager.restore_per_second = absl::GetFlag(FLAGS_restore_per_second);
   o.event_retention = DurationFlag("event_retention", absl::GetFlag(FLAGS_event_retention));
   const absl::Duration drain =

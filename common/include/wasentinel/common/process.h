@@ -4,6 +4,10 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/time/time.h"
 
 namespace wasentinel {
 
@@ -25,6 +29,13 @@ void DisableMutexDeadlockDetection();
 void BlockStopSignals();
 /// Waits for SIGTERM or SIGINT; answers which.
 int WaitForStopSignal();
+
+/// A duration flag's value (absl syntax: "30s", "5m", "2h30m"). A usage error (exit 2, the
+/// program and `--name` named) when it does not parse, is negative, or is zero and `positive`.
+absl::Duration DurationFlag(std::string_view name, const std::string& text, bool positive = false);
+/// A list flag of durations "A[,B,...]" (Backoff::ParseSteps). A usage error (exit 2) when it is
+/// empty or an entry is bad.
+std::vector<absl::Duration> DurationListFlag(std::string_view name, const std::string& text);
 
 /// This machine's host name ("localhost" when it has none).
 std::string HostName();
