@@ -157,6 +157,24 @@ TEST(Monitor, ReplacedAndLoggedOutNeedAPersonAndAreNeverReconnected) {
   EXPECT_TRUE(f.sessions.reconnects.empty());
 }
 
+TEST(Monitor, APersonConnectingAReplacedSessionRaisesNothingNew) {
+  Fixture f;
+  f.monitor->DeepCheck();
+  f.Event(sv1::SESSION_STATE_REPLACED, sv1::STATE_REASON_REPLACED);
+  f.clock.Advance(absl::Hours(7));  // past the critical window, still REPLACED
+  f.monitor->DeepCheck();
+  ASSERT_EQ(f.alerts.Types(), std::vector<std::string>{"session.manual_intervention"});
+  // The other client was stopped; a person connects it.
+  f.Event(sv1::SESSION_STATE_CONNECTING, sv1::STATE_REASON_USER);
+  f.monitor->LightCheck();
+  EXPECT_EQ(f.alerts.Types(), std::vector<std::string>{"session.manual_intervention"})
+      << "no session.critical for the 7 hours while a person brings it back";
+  f.clock.Advance(absl::Seconds(1));
+  f.Event(sv1::SESSION_STATE_CONNECTED, sv1::STATE_REASON_LOGIN_SUCCESS);
+  EXPECT_EQ(f.Level(), v1::HEALTH_LEVEL_HEALTHY);
+  EXPECT_EQ(f.alerts.resolved, std::vector<std::string>{"session.manual_intervention/" + kId});
+}
+
 TEST(Monitor, FourDropsInAnHourEndInManualInterventionAcrossARestart) {
   Fixture f;
   f.monitor->DeepCheck();

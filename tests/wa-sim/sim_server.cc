@@ -150,8 +150,10 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
   struct Counters {
     int64_t accepted = 0, logins = 0, login_failures = 0, replaced = 0, handshake_failures = 0,
             pings_answered = 0, acks_received = 0, messages_sent = 0, registrations = 0,
-            pairings = 0, pairings_rejected = 0, logouts = 0;
+            pairings = 0, pairings_rejected = 0, logouts = 0, refused = 0;
   } counters;
+  // POST /outage: while true every live connection has been reset and new ones are refused.
+  bool outage = false;
 
   std::shared_ptr<SimConn> FindLive(const std::string& device_key);
 
@@ -751,6 +753,13 @@ awaitable<void> SimServer::State::AcceptWs(std::shared_ptr<State> self) {
         co_await self->ws_acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !self->ws_acceptor_.is_open()) co_return;
     if (ec) continue;
+    if (self->outage) {
+      // WhatsApp unreachable: the connection is reset before a byte is read.
+      socket.set_option(asio::socket_base::linger(true, 0), ec);
+      socket.close(ec);
+      ++self->counters.refused;
+      continue;
+    }
     socket.set_option(tcp::no_delay(true), ec);
     ++self->counters.accepted;
     const uint64_t id = self->next_conn_id++;
@@ -966,9 +975,25 @@ http::response<http::string_body> SimServer::State::Route(
                                     {"acks_received", counters.acks_received},
                                     {"messages_sent", counters.messages_sent},
                                     {"registrations", counters.registrations},
+                                    {"refused", counters.refused},
+                                    {"outage", outage},
                                     {"pairings", counters.pairings},
                                     {"pairings_rejected", counters.pairings_rejected},
                                     {"logouts", counters.logouts}});
+  }
+  if (parts.size() == 1 && parts[0] == "outage" && method == http::verb::post) {
+    // {"enabled": true}: resets every live connection and refuses new ones until
+    // {"enabled": false}; devices, accounts and keys are kept, as across a real outage.
+    outage = body.value("enabled", true);
+    int64_t reset = 0;
+    if (outage) {
+      for (auto& [id, c] : conns) {
+        c->Drop(true);
+        ++reset;
+      }
+    }
+    log_->info("outage {}: {} connections reset", outage ? "begins" : "ends", reset);
+    return reply(http::status::ok, {{"outage", outage}, {"reset", reset}});
   }
   if (!parts.empty() && parts[0] == "devices") {
     if (parts.size() == 1 && method == http::verb::get) {

@@ -13,11 +13,6 @@ std::optional<absl::Time> Opt(bool has, const google::protobuf::Timestamp& t) {
   return FromProto(t);
 }
 
-std::string Short(absl::Duration d) {
-  d = absl::Trunc(d, d < absl::Minutes(1) ? absl::Seconds(1) : absl::Minutes(1));
-  return absl::FormatDuration(d);
-}
-
 class Score {
  public:
   void Penalty(const char* name, int points, std::string detail) {
@@ -54,6 +49,12 @@ bool WantsSocket(const sv1::Session& s) {
   return s.is_active() && s.auto_connect() && s.has_credentials() && !EndedByWhatsApp(s) &&
          !(s.state() == sv1::SESSION_STATE_DISCONNECTED && s.reason() == sv1::STATE_REASON_USER) &&
          s.state() != sv1::SESSION_STATE_QR_PENDING;
+}
+
+std::string HumanDuration(absl::Duration d) {
+  if (d < absl::Seconds(1)) return "0s";
+  return absl::FormatDuration(
+      absl::Trunc(d, d < absl::Minutes(1) ? absl::Seconds(1) : absl::Minutes(1)));
 }
 
 v1::QualityBand BandOf(int score) {
@@ -106,11 +107,11 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
     a.cause = "stored CONNECTED but the socket is dead";
   } else if (offline >= policy.critical_after) {
     a.level = v1::HEALTH_LEVEL_CRITICAL;
-    a.cause = absl::StrCat("offline for ", Short(offline));
+    a.cause = absl::StrCat("offline for ", HumanDuration(offline));
   } else {
     a.level = v1::HEALTH_LEVEL_WARNING;
     a.cause =
-        absl::StrCat("offline for ", Short(offline), " (", sv1::StateReason_Name(s.reason()), ")");
+        absl::StrCat("offline for ", HumanDuration(offline), " (", sv1::StateReason_Name(s.reason()), ")");
   }
 
   // ---- score ----
@@ -124,7 +125,7 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
   if (!connected && !ended && offline > absl::ZeroDuration()) {
     const double share = std::min(1.0, absl::FDivDuration(offline, policy.critical_after));
     score.Penalty("offline", static_cast<int>(40 * share + 0.5),
-                  absl::StrCat("offline ", Short(offline)));
+                  absl::StrCat("offline ", HumanDuration(offline)));
   }
   if (socket_dead) score.Penalty("socket", 30, "stored CONNECTED, socket dead");
   if (connected && facts_are_live && s.has_keepalive_rtt()) {
@@ -156,7 +157,7 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
   const absl::Duration silence = alive_proof ? now - *alive_proof : absl::ZeroDuration();
   if (connected && facts_are_live && silence >= policy.inbound_silence) {
     score.Penalty("inbound_silence", silence >= absl::Hours(2) ? 10 : 5,
-                  absl::StrCat("no inbound traffic for ", Short(silence)));
+                  absl::StrCat("no inbound traffic for ", HumanDuration(silence)));
   }
   if (memory.manual_intervention) {
     score.Penalty("recovery", 30, "automatic recovery exhausted");
@@ -178,11 +179,11 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
       a.trigger = "stored CONNECTED but the socket is dead: looking again";
     } else {
       recover(absl::StrCat("stored CONNECTED but the socket is dead for ",
-                           Short(now - *memory.socket_dead_since)));
+                           HumanDuration(now - *memory.socket_dead_since)));
     }
   } else if (connected && facts_are_live && silence >= policy.inbound_silence) {
     a.action = Action::kProbe;
-    a.trigger = absl::StrCat("no inbound traffic for ", Short(silence));
+    a.trigger = absl::StrCat("no inbound traffic for ", HumanDuration(silence));
   } else if (!connected &&
              (!memory.last_recovery_at ||
               now - *memory.last_recovery_at >= policy.reconnect_after) &&
@@ -190,7 +191,7 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
               (offline >= policy.reconnect_after && s.state() != sv1::SESSION_STATE_CONNECTING))) {
     recover(s.reason() == sv1::STATE_REASON_RETRIES_EXHAUSTED
                 ? "session-service's retries are exhausted"
-                : absl::StrCat("offline for ", Short(offline), " with no retry under way"));
+                : absl::StrCat("offline for ", HumanDuration(offline), " with no retry under way"));
   }
   return a;
 }

@@ -69,6 +69,19 @@ MonitorMetrics::MonitorMetrics(prometheus::Registry& registry)
                               .Register(registry)
                               .Add({})) {
   for (int level = 1; level <= 4; ++level) sessions_.Add({{"level", LevelLabel(level)}});
+  // Every series a dashboard or rule queries exists from the start, at 0, so that rate() and
+  // increase() count its first event too.
+  for (const char* action : {"reconnect", "probe"}) {
+    for (const char* outcome : {"started", "succeeded", "failed"}) {
+      recoveries_.Add({{"action", action}, {"outcome", outcome}});
+    }
+  }
+  for (const char* event_type : {"session.warning", "session.critical", "session.logged_out",
+                                 "session.manual_intervention", "session_service.unreachable"}) {
+    for (const char* action : {"raised", "resolved"}) {
+      alerts_.Add({{"event_type", event_type}, {"action", action}});
+    }
+  }
   absl::MutexLock lock(&mu_);
   score_ = &score_family_.Add({}, kScoreBuckets);
 }

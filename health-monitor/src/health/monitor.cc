@@ -707,8 +707,8 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
                          ": a person must act before it is connected again (",
                          f.state() == sv1::SESSION_STATE_REPLACED
                              ? "another client took the device over; stop it, then `wactl "
-                               "connect "
-                             : "see the account at WhatsApp; then `wactl connect ",
+                               "sessions connect "
+                             : "see the account at WhatsApp; then `wactl sessions connect ",
                          id, "`)"));
     }
     return;
@@ -718,6 +718,10 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
           absl::StrCat(who, ": ", h.manual_intervention_reason()));
   }
   if (!a.offline_since) return;
+  // A person is connecting it right now (Connect or Reconnect by hand, often after fixing what
+  // needed them): an offline alert at that moment would only be noise. If the attempt fails,
+  // the state it ends in is judged as usual.
+  if (f.state() == sv1::SESSION_STATE_CONNECTING && f.reason() == sv1::STATE_REASON_USER) return;
   const absl::Duration offline = clock_.Now() - *a.offline_since;
   if (offline < policy_.warning_after) return;
   // Seed 003 §4: how long, since when, and how to get it back.
@@ -728,8 +732,8 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
                                           absl::UTCTimeZone()))
           : "";
   const std::string summary = absl::StrCat(
-      who, " has been offline for ", absl::FormatDuration(absl::Trunc(offline, absl::Minutes(1))),
-      last_connected, ". session-service keeps retrying; to reconnect by hand: `wactl connect ", id,
+      who, " has been offline for ", HumanDuration(offline),
+      last_connected, ". session-service keeps retrying; to reconnect by hand: `wactl sessions connect ", id,
       "`. If the phone shows the device as unlinked, pair it again (`wactl pair --session=", id,
       "`).");
   if (offline >= policy_.critical_after) {
