@@ -42,7 +42,29 @@ const canonical = (v) => JSON.stringify(v, (_, x) => (x && typeof x === 'object'
   ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, x[k]])) : x));
 const work = mkdtempSync(join(tmpdir(), 'was-deploy-'));
 
+// The WAS_ variables each program reads (EnvOr in its main), and its flags.
+const mains = { 'session-service': 'session-service/main.cc', 'health-monitor': 'health-monitor/main.cc',
+  'alert-service': 'alert-service/main.cc' };
+const envOf = {};
+const flagsOf = {};
+for (const [name, file] of Object.entries(mains)) {
+  const text = readFileSync(join(root, file), 'utf8');
+  envOf[name] = new Set([...text.matchAll(/EnvOr\(\s*"(WAS_\w+)"/g)].map((m) => m[1]));
+  flagsOf[name] = [...text.matchAll(/ABSL_FLAG\(\s*[\w:]+\s*,\s*(\w+)/g)].map((m) => m[1]);
+}
+const knownEnv = new Set(Object.values(envOf).flatMap((s) => [...s]));
+// Variables a program does not read are silently ignored: a typo would change nothing.
+const unknownEnv = (service, env) => Object.keys(env ?? {}).filter((k) => k.startsWith('WAS_') &&
+  !(service ? envOf[service] : knownEnv).has(k)).map((k) => `${service ?? 'any'}: ${k}`);
+
 try {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const undocumented = Object.entries(flagsOf).flatMap(([name, flags]) => flags
+    .filter((f) => !readme.includes(`\`--${f}\``)).map((f) => `${name} --${f}`))
+    .concat([...knownEnv].filter((e) => !readme.includes(`\`${e}\``)));
+  check(`README: every flag and WAS_ variable of the three services is in the configuration tables (${knownEnv.size} variables)`,
+    knownEnv.size > 60 && undocumented.length === 0, undocumented.join(', '));
+
   // ── docker-compose.yml ──────────────────────────────────────────────────────────────────
   const composeCmd = run('docker', ['compose', 'version']).status === 0
     ? ['docker', ['compose']] : ['docker-compose', []];
@@ -72,6 +94,10 @@ try {
       stack.services?.['wa-sim']?.labels?.['org.wasentinel.role'] ?? ''));
   check('compose: the database URL carries the password from .env',
     ss.WAS_DATABASE_URL?.includes(secrets.POSTGRES_PASSWORD));
+  const composeUnknown = ['session-service', 'health-monitor', 'alert-service']
+    .flatMap((n) => unknownEnv(n, stack.services?.[n]?.environment));
+  check('compose: every WAS_ variable given to a service is one it reads', composeUnknown.length === 0,
+    composeUnknown.join(', '));
   const mounts = Object.values(stack.services ?? {}).flatMap((s) => s.volumes ?? [])
     .map((v) => (typeof v === 'string' ? v.split(':')[0] : v.source)).filter((p) => p?.startsWith('/'));
   const missing = mounts.filter((p) => !existsSync(p));
@@ -155,6 +181,10 @@ try {
       const refs = c.env.filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom.secretKeyRef.name);
       if (overlay === 'dev' && !refs.every((r) => of('Secret').some((s) => s.metadata.name === r))) problems.push(`${n}: secret ref`);
     }
+    const k8sUnknown = [...unknownEnv(null, config?.data), ...deployments.flatMap((d) => unknownEnv(d.metadata.name,
+      Object.fromEntries(d.spec.template.spec.containers[0].env.map((e) => [e.name, 1]))))];
+    check(`k8s ${overlay}: every WAS_ variable in the ConfigMap and the Deployments is one a service reads`,
+      k8sUnknown.length === 0, k8sUnknown.join(', '));
     check(`k8s ${overlay}: gRPC probes, grace ≥ preStop + drain (${drain} s), non-root, resources, PDB, NetworkPolicy, Service`,
       deployments.length === 3 && drain > 0 && problems.length === 0, problems.join('; '));
     const replicas = Object.fromEntries(deployments.map((d) => [d.metadata.name, d.spec.replicas]));
@@ -178,7 +208,7 @@ try {
     .replace('/etc/prometheus/wasentinel.rules.yml', join(root, 'deploy/prometheus/wasentinel.rules.yml')));
   const configCheck = run('promtool', ['check', 'config', join(work, 'prometheus.yml')]);
   check('promtool check config (compose Prometheus)', configCheck.status === 0, configCheck.stderr.trim());
-  const runbook = readFileSync(join(root, 'README.md'), 'utf8');
+  const runbook = readme;
   const alertNames = rules.groups.flatMap((g) => g.rules.map((r) => r.alert));
   const noRunbook = alertNames.filter((a) => !runbook.includes(`#### ${a}`) ||
     !rules.groups.flatMap((g) => g.rules).find((r) => r.alert === a).annotations.runbook_url.endsWith(`#${a.toLowerCase()}`));

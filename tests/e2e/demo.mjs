@@ -16,8 +16,8 @@
 // SMTP server received it, and the resolved notices. Exit 0 only if every step was seen; every
 // process it started is stopped.
 //
-// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, ALERT_SERVICE, WACTL, DATABASE_URL,
-// PROTO_DIR. Flags: --quiet (TAP-like lines only, for ctest); --dashboard DIR (also run
+// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, ALERT_SERVICE, WACTL, HEALTH_PROBE,
+// DATABASE_URL, PROTO_DIR. Flags: --quiet (TAP-like lines only, for ctest); --dashboard DIR (also run
 // Prometheus scraping the three services every second and keep its data in DIR, for
 // tools/render-dashboard).
 import { spawn, spawnSync } from 'node:child_process';
@@ -205,7 +205,12 @@ try {
     writeFileSync(join(dashboardDir, 'prometheus-url'), `http://127.0.0.1:${promPort}`);
     show(`Prometheus on :${promPort}, scraping the three services every second`);
   }
-  check('the three services answer; the monitor leads', true);
+  // What a container HEALTHCHECK runs (the Dockerfile): grpc.health.v1 through was-health-probe.
+  const probe = (port) => spawnSync(requiredEnv('HEALTH_PROBE'), [`--addr=127.0.0.1:${port}`, '--timeout=3s'], { encoding: 'utf8' }).status;
+  const serving = [sessionPort, monitorPort, alertPort].map(probe);
+  const closed = probe(await freePort());
+  check('the three services answer; the monitor leads; was-health-probe: SERVING on each (0), a closed port 2',
+    serving.every((rc) => rc === 0) && closed === 2, `${serving.join(',')}; ${closed}`);
 
   // ── 1. Pairing by QR ─────────────────────────────────────────────────────────────────────
   section('pair a new device by QR code (wactl draws it; the phone reads it)');

@@ -110,8 +110,8 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
     a.cause = absl::StrCat("offline for ", HumanDuration(offline));
   } else {
     a.level = v1::HEALTH_LEVEL_WARNING;
-    a.cause =
-        absl::StrCat("offline for ", HumanDuration(offline), " (", sv1::StateReason_Name(s.reason()), ")");
+    a.cause = absl::StrCat("offline for ", HumanDuration(offline), " (",
+                           sv1::StateReason_Name(s.reason()), ")");
   }
 
   // ---- score ----

@@ -732,8 +732,8 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
                                           absl::UTCTimeZone()))
           : "";
   const std::string summary = absl::StrCat(
-      who, " has been offline for ", HumanDuration(offline),
-      last_connected, ". session-service keeps retrying; to reconnect by hand: `wactl sessions connect ", id,
+      who, " has been offline for ", HumanDuration(offline), last_connected,
+      ". session-service keeps retrying; to reconnect by hand: `wactl sessions connect ", id,
       "`. If the phone shows the device as unlinked, pair it again (`wactl pair --session=", id,
       "`).");
   if (offline >= policy_.critical_after) {
