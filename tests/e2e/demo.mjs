@@ -396,6 +396,13 @@ try {
     }
     console.log();
   }
+  if (!quiet) {
+    // Peak resident memory of each service over the demo (Linux /proc): what the Kubernetes
+    // requests are sized against, at this small scale.
+    const peak = (pid) => readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmHWM:\s+(\d+) kB/m)?.[1];
+    console.log(`  peak memory: ${['session-service', 'health-monitor', 'alert-service']
+      .map((n) => `${n} ${(Number(peak(processes.find((p) => p.name === n).proc.pid)) / 1024).toFixed(1)} MiB`).join(', ')}\n`);
+  }
   const ids2 = hooks.map((h) => h.id);
   check(`every webhook signed and delivered once (${hooks.length} received, ${hooks.filter((h) => h.kind === 'resolved').length} resolved notices); ${mails.length} e-mails`,
     hooks.length > 0 && hooks.every((h) => h.verified) && new Set(ids2).size === ids2.length);

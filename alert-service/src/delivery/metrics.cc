@@ -24,18 +24,27 @@ AlertMetrics::AlertMetrics(prometheus::Registry& registry)
       alerts_(prometheus::BuildCounter()
                   .Name("wasentinel_alert_alerts_total")
                   .Help("RaiseAlert calls by event type and outcome")
-                  .Register(registry)) {}
+                  .Register(registry)) {
+  // Every series the alert rules and the dashboard query exists from the start, at 0, so that
+  // increase() counts the first dead letter after a restart too.
+  for (const char* channel : {"email", "webhook"}) {
+    for (const char* result : {"sent", "retry", "deferred", "dead"}) {
+      deliveries_.Add({{"channel", channel}, {"result", result}});
+    }
+    Latency(channel);
+  }
+}
+
+prometheus::Histogram& AlertMetrics::Latency(const std::string& channel) {
+  return latency_.Add({{"channel", channel}},
+                      prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                              0.5, 1, 5, 30, 300});
+}
 
 void AlertMetrics::Attempt(const std::string& channel, const std::string& result,
                            absl::Duration latency) {
   deliveries_.Add({{"channel", channel}, {"result", result}}).Increment();
-  if (result == "sent") {
-    latency_
-        .Add({{"channel", channel}},
-             prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5,
-                                                     30, 300})
-        .Observe(absl::ToDoubleSeconds(latency));
-  }
+  if (result == "sent") Latency(channel).Observe(absl::ToDoubleSeconds(latency));
 }
 
 void AlertMetrics::Outbox(int64_t depth, absl::Duration oldest) {

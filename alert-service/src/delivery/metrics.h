@@ -35,6 +35,8 @@ class AlertMetrics {
   void Raised(const std::string& event_type, const std::string& outcome);
 
  private:
+  /// The latency histogram of one channel (created on first use, with the shared buckets).
+  prometheus::Histogram& Latency(const std::string& channel);
   prometheus::Family<prometheus::Counter>& deliveries_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Gauge& depth_;
