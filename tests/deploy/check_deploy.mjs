@@ -245,6 +245,16 @@ try {
   check("wa-sim's root: the public half of its private key is the WAS_WA_ROOT_KEY compose and dev trust",
     composePublic === envValue('WAS_WA_ROOT_KEY') && devPublic === devTrusted, `${composePublic} / ${devPublic}`);
 
+  // ── Migrations: old and new replicas overlap in a rolling update, so a migration may only
+  // add; a removal ships a release after the code stopped using it (README, Deployment) ────
+  const stores = ['session-service/src/session/pg_store.cc', 'health-monitor/src/health/pg_health_store.cc',
+    'alert-service/src/outbox/pg_alert_store.cc'];
+  const destructive = stores.flatMap((f) => [...readFileSync(join(root, f), 'utf8')
+    .matchAll(/\b(DROP\s+(TABLE|COLUMN|INDEX|CONSTRAINT)|RENAME\s+(TO|COLUMN)|ALTER\s+COLUMN)\b[^\n]*/gi)]
+    .map((m) => `${f}: ${m[0].trim()}`));
+  check('migrations only add: no DROP, RENAME or ALTER COLUMN in the stores', destructive.length === 0,
+    destructive.join('; '));
+
   // ── Alert rules and Prometheus config ───────────────────────────────────────────────────
   const rulesCheck = run('promtool', ['check', 'rules', 'deploy/prometheus/wasentinel.rules.yml']);
   check('promtool check rules', rulesCheck.status === 0, (rulesCheck.stdout + rulesCheck.stderr).trim().split('\n').pop());
