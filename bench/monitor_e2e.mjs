@@ -19,7 +19,6 @@ import { randomBytes } from 'node:crypto';
 
 const require = createRequire(new URL('../tests/package.json', import.meta.url));
 const grpc = require('@grpc/grpc-js');
-const protoLoader = require('@grpc/proto-loader');
 const { initAuthCreds, BufferJSON } = await import(require.resolve('baileys'));
 const { startSim, waitFor, requiredEnv, freePort } = await import('../tests/interop/harness.mjs');
 
@@ -27,13 +26,8 @@ const args = process.argv.slice(2);
 const n = Number(args.find((a) => /^\d+$/.test(a)) ?? 5000);
 const drops = Number((args.find((a) => a.startsWith('--drops=')) ?? '--drops=50').split('=')[1]);
 
-const load = (file) => grpc.loadPackageDefinition(protoLoader.loadSync(file, {
-  includeDirs: [requiredEnv('PROTO_DIR')], keepCase: true, enums: String, longs: Number, defaults: true,
-}));
-const { SessionService } = load('wasentinel/session/v1/session.proto').wasentinel.session.v1;
-const { MonitorService } = load('wasentinel/monitor/v1/monitor.proto').wasentinel.monitor.v1;
-const unary = (client) => (m, req = {}) => new Promise((res, rej) =>
-  client[m](req, { deadline: Date.now() + 120000 }, (e, r) => (e ? rej(e) : res(r))));
+const { SessionService, MonitorService, unary: unaryWith } = await import('../tests/e2e/api.mjs');
+const unary = (client) => unaryWith(client, 120000);
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 const seconds = (d) => Number(d.seconds) + d.nanos / 1e9;
 const tsMs = (t) => Number(t.seconds) * 1000 + t.nanos / 1e6;

@@ -28,10 +28,10 @@ import { join } from 'node:path';
 import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import grpc from '@grpc/grpc-js';
-import protoLoader from '@grpc/proto-loader';
 import { useMultiFileAuthState } from 'baileys';
 import { Webhook } from 'standardwebhooks';
 import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
+import { AlertService, MonitorService, SessionService, unary } from './api.mjs';
 
 const quiet = process.argv.includes('--quiet');
 const dashboardDir = process.argv.includes('--dashboard') ? process.argv[process.argv.indexOf('--dashboard') + 1] : null;
@@ -49,14 +49,6 @@ const STEPS = 7;
 let step = 0;
 const section = (title) => { if (!quiet) console.log(`\n━━ ${++step}/${STEPS} ${title} ━━`); };
 
-const load = (file) => grpc.loadPackageDefinition(protoLoader.loadSync(file, {
-  includeDirs: [requiredEnv('PROTO_DIR')], keepCase: true, enums: String, longs: Number, defaults: true,
-}));
-const { SessionService } = load('wasentinel/session/v1/session.proto').wasentinel.session.v1;
-const { MonitorService } = load('wasentinel/monitor/v1/monitor.proto').wasentinel.monitor.v1;
-const { AlertService } = load('wasentinel/alert/v1/alert.proto').wasentinel.alert.v1;
-const unary = (client) => (method, req = {}) => new Promise((resolve, reject) =>
-  client[method](req, { deadline: Date.now() + 10000 }, (err, res) => (err ? reject(err) : resolve(res))));
 
 const work = mkdtempSync(join(tmpdir(), 'was-demo-'));
 const sealingKey = randomBytes(32).toString('hex');

@@ -23,10 +23,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
 import grpc from '@grpc/grpc-js';
-import protoLoader from '@grpc/proto-loader';
 import { useMultiFileAuthState } from 'baileys';
 import { Webhook } from 'standardwebhooks';
 import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
+import { AlertService, MonitorService, SessionService, unary } from './api.mjs';
 
 const demo = process.argv.includes('--demo');
 const say = (...a) => { if (demo) console.log(...a); };
@@ -37,16 +37,6 @@ function check(name, ok, detail = '') {
   else console.log(`${ok ? 'ok' : 'not ok'} ${checks.length} - ${name}${detail ? ` # ${detail}` : ''}`);
   return ok;
 }
-
-const load = (file) => grpc.loadPackageDefinition(protoLoader.loadSync(file, {
-  includeDirs: [requiredEnv('PROTO_DIR')], keepCase: true, enums: String, longs: Number, defaults: true,
-}));
-const { SessionService } = load('wasentinel/session/v1/session.proto').wasentinel.session.v1;
-const { MonitorService } = load('wasentinel/monitor/v1/monitor.proto').wasentinel.monitor.v1;
-const { AlertService } = load('wasentinel/alert/v1/alert.proto').wasentinel.alert.v1;
-
-const unary = (client) => (method, req = {}) => new Promise((resolve, reject) =>
-  client[method](req, { deadline: Date.now() + 10000 }, (err, res) => (err ? reject(err) : resolve(res))));
 
 // The webhook receiver: every alert as alert-service delivers it, its Standard Webhooks
 // signature verified with the standardwebhooks package (an implementation we did not write).
