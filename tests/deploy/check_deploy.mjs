@@ -16,7 +16,8 @@
 //
 // Also: wa-sim's throwaway root keys in compose and the dev overlay are a matching pair.
 //
-// Environment: PROJECT_DIR (the checkout), WA_SIM (the binary). TAP-like output; exit 0 only if every check passed.
+// Environment: PROJECT_DIR (the checkout); the programs: SESSION_SERVICE, HEALTH_MONITOR,
+// ALERT_SERVICE, WACTL, HEALTH_PROBE, WA_SIM. TAP-like output; exit 0 only if every check passed.
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -133,6 +134,28 @@ try {
       new RegExp(`HEALTHCHECK[^]*was-health-probe", "--addr=127\\.0\\.0\\.1:${port}"`).test(stageText(t))));
   const installed = readFileSync(join(root, 'CMakeLists.txt'), 'utf8').match(/install\(TARGETS ([^)]*)RUNTIME/)?.[1]
     .split(/\s+/).filter(Boolean) ?? [];
+  // The runtime stage installs a package for every shared library the programs need (read off
+  // the binaries built here, which are the image's), beyond what debian:12-slim has.
+  const runtimePackages = new Set((stageText('runtime').match(/apt-get install[^&]*/)?.[0] ?? '')
+    .split(/\s+/).filter((w) => /^[a-z0-9][a-z0-9.+-]+$/.test(w)));
+  const inSlim = new Set(['libc6', 'libgcc-s1', 'libstdc++6', 'zlib1g']);
+  const ldconfig = run('ldconfig', ['-p']).stdout;
+  const packageOf = (lib) => {
+    const path = ldconfig.match(new RegExp(`^\\s*${lib.replace(/[.+]/g, '\\$&')} \\(libc6,x86-64[^)]*\\) => (\\S+)`, 'm'))?.[1];
+    if (!path) return `? ${lib}`;
+    for (const candidate of [path, path.replace(/^\/usr/, ''), `/usr${path}`]) {
+      const owner = run('dpkg', ['-S', candidate]);
+      if (owner.status === 0) return owner.stdout.split(':')[0];
+    }
+    return `? ${lib}`;
+  };
+  const programs = ['SESSION_SERVICE', 'HEALTH_MONITOR', 'ALERT_SERVICE', 'WACTL', 'HEALTH_PROBE', 'WA_SIM'].map(requiredEnv);
+  const needed = new Set(programs.flatMap((b) => [...run('readelf', ['-d', b]).stdout.matchAll(/\(NEEDED\)\s+Shared library: \[(.+?)\]/g)]
+    .map((m) => m[1])));
+  const packagesNeeded = new Set([...needed].map(packageOf));
+  const notInstalled = [...packagesNeeded].filter((p) => !runtimePackages.has(p) && !inSlim.has(p));
+  check(`Dockerfile: the runtime stage installs the packages of all ${needed.size} shared libraries the programs need`,
+    needed.size > 20 && notInstalled.length === 0, notInstalled.join(', '));
   check('Dockerfile: builds every program CMake installs, with the release preset',
     installed.length >= 6 && installed.every((t) => stageText('build').includes(t)) &&
     stageText('build').includes('cmake --preset release'), installed.join(','));
