@@ -161,6 +161,23 @@ TEST(Dispatcher, AClaimThatExpiresIsTakenByAnother) {
   EXPECT_EQ(f.receiver.requests().size(), 1u);
 }
 
+TEST(Dispatcher, ADeliveryWhoseClaimLapsedMidBatchIsNotSentTwice) {
+  Fixture f;
+  f.Raise("k/1");
+  const std::string second = f.Raise("k/2");
+  std::vector<ClaimedDelivery> taken;
+  f.receiver.Script({{200, "", [&] {
+                        // The first send outlasts the batch's claim; another replica takes over.
+                        f.clock.Advance(absl::Minutes(2));
+                        taken = f.store.Claim("b#1", f.clock.Now(), absl::Minutes(1), 10).value();
+                      }}});
+  EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 2);
+  EXPECT_EQ(f.receiver.requests().size(), 1u) << "the second is b's now: a does not send it";
+  EXPECT_EQ(taken.size(), 2u);
+  EXPECT_EQ(f.Webhook(second).status(), v1::Delivery::STATUS_PENDING);
+  EXPECT_EQ(f.Webhook(second).attempts(), 0);
+}
+
 TEST(Dispatcher, AnEndpointsRateLimitDefersTheRest) {
   Fixture f;
   v1::UpdateWebhookEndpointRequest limit;

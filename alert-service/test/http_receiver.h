@@ -27,7 +27,8 @@ class HttpReceiver {
   };
   struct Answer {
     int status = 200;
-    std::string retry_after;  ///< a Retry-After header when not empty
+    std::string retry_after;          ///< a Retry-After header when not empty
+    std::function<void()> meanwhile;  ///< runs before the answer is written (the send's duration)
   };
 
   HttpReceiver() : acceptor_(io_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
@@ -107,6 +108,7 @@ class HttpReceiver {
           script_.pop_front();
         }
       }
+      if (answer.meanwhile) answer.meanwhile();
       http::response<http::string_body> res{static_cast<http::status>(answer.status), 11};
       if (!answer.retry_after.empty()) res.set(http::field::retry_after, answer.retry_after);
       res.keep_alive(req.keep_alive());

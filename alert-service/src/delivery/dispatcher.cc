@@ -110,12 +110,31 @@ void Dispatcher::Loop() {
 }
 
 int Dispatcher::RunOnce(WebhookSender& sender, EmailSender* email) {
-  auto claimed = store_.Claim(options_.worker, clock_.Now(), options_.lease, options_.batch);
+  // Each claim has a token of its own (its fencing token): threads and replicas never share one.
+  const std::string claimer = absl::StrCat(options_.worker, "#", ++claims_);
+  const absl::Time claimed_until = clock_.Now() + options_.lease;
+  auto claimed = store_.Claim(claimer, clock_.Now(), options_.lease, options_.batch);
   if (!claimed.ok()) {
     log_->warn("claiming deliveries: {}", claimed.status());
     return 0;
   }
   for (const auto& c : *claimed) {
+    // A batch sent one by one can outlast its claim (receivers that hang until the timeout):
+    // before a send that could end after the claim, the claim is renewed — and not sent when
+    // another dispatcher has taken it over meanwhile, so nothing is sent twice without a crash.
+    const absl::Duration longest =
+        (c.delivery.channel() == v1::Delivery::CHANNEL_EMAIL ? options_.smtp.timeout
+                                                             : options_.webhook_timeout) +
+        absl::Seconds(1);
+    if (claimed_until - clock_.Now() < longest) {
+      const absl::Time now = clock_.Now();
+      auto held = store_.Renew(c.delivery.id(), claimer, now, options_.lease);
+      if (!held.ok() || !*held) {
+        log_->info("delivery {}: {}; not sending it", c.delivery.id(),
+                   held.ok() ? "its claim lapsed and was taken over" : held.status().ToString());
+        continue;
+      }
+    }
     const AttemptResult result = c.delivery.channel() == v1::Delivery::CHANNEL_WEBHOOK
                                      ? SendWebhook(sender, c)
                                      : SendEmail(email, c);

@@ -16,6 +16,7 @@
 // Over a limit a delivery waits its turn (kDefer) without spending an attempt.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <random>
@@ -40,7 +41,7 @@ class logger;
 namespace wasentinel::alert {
 
 struct DispatcherOptions {
-  std::string worker;  ///< this replica's name, in claims
+  std::string worker;  ///< this replica's name; each claim is "<worker>#<n>"
   int threads = 4;
   int batch = 16;                           ///< deliveries claimed at once per thread
   absl::Duration lease = absl::Minutes(1);  ///< a claim's life; longer than a send's timeout
@@ -96,6 +97,8 @@ class Dispatcher {
   const DispatcherOptions options_;
   std::shared_ptr<spdlog::logger> log_;
   AlertMetrics* metrics_;
+  // Numbers this replica's claims: "<worker>#<n>" is each claim's fencing token.
+  std::atomic<uint64_t> claims_{0};
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t wakes_ ABSL_GUARDED_BY(mu_) = 0;

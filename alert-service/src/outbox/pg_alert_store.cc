@@ -512,6 +512,25 @@ absl::StatusOr<std::vector<ClaimedDelivery>> PgAlertStore::Claim(const std::stri
   return out;
 }
 
+absl::StatusOr<bool> PgAlertStore::Renew(const std::string& id, const std::string& claimer,
+                                         absl::Time now, absl::Duration lease) {
+  int64_t numeric = 0;
+  if (!absl::SimpleAtoi(id, &numeric)) {
+    return absl::InvalidArgumentError(absl::StrCat("delivery id ", id, " is not a number"));
+  }
+  bool held = false;
+  WAS_RETURN_IF_ERROR(pool_.Run("renew a delivery claim", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    held = !n.exec_params(absl::StrCat("UPDATE alert_deliveries SET claimed_until = ", PgTime(3),
+                                       " WHERE id = $1 AND claimed_by = $2"
+                                       " AND status IN ('STATUS_PENDING', 'STATUS_FAILED')"
+                                       " RETURNING id"),
+                          numeric, claimer, absl::ToUnixMicros(now + lease))
+                .empty();
+  }));
+  return held;
+}
+
 absl::Status PgAlertStore::Complete(const std::string& id, const AttemptResult& result,
                                     absl::Time now) {
   int64_t numeric = 0;

@@ -140,6 +140,12 @@ class PgAlertStore {
   /// dispatcher died mid-send) makes the delivery due again: at least once.
   absl::StatusOr<std::vector<ClaimedDelivery>> Claim(const std::string& worker, absl::Time now,
                                                      absl::Duration lease, int limit);
+  /// Extends the claim of delivery `id` by `claimer` to now + `lease` — if it is still that
+  /// claimer's: the claim's token is its fencing token. false when another dispatcher has
+  /// claimed it since (this one's claim lapsed) or it is no longer due (sent, dead); the caller
+  /// must then not send it.
+  absl::StatusOr<bool> Renew(const std::string& id, const std::string& claimer, absl::Time now,
+                             absl::Duration lease);
   /// Records an attempt of delivery `id`: SENT, FAILED with the next attempt, or DEAD (the
   /// dead letter). A delivery already SENT (another dispatcher after an expired claim) stays so.
   absl::Status Complete(const std::string& id, const AttemptResult& result, absl::Time now);
