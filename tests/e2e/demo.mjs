@@ -25,13 +25,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import grpc from '@grpc/grpc-js';
 import { useMultiFileAuthState } from 'baileys';
-import { Webhook } from 'standardwebhooks';
 import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
-import { AlertService, MonitorService, SessionService, unary } from './api.mjs';
+import { AlertService, MonitorService, SessionService, startWebhookReceiver, unary } from './api.mjs';
 
 const quiet = process.argv.includes('--quiet');
 const dashboardDir = process.argv.includes('--dashboard') ? process.argv[process.argv.indexOf('--dashboard') + 1] : null;
@@ -65,25 +63,13 @@ const answers = (call, method) => waitFor(async () => { try { await call(method)
   { timeoutMs: 20000, what: `${method} to answer` });
 
 // ── The webhook receiver: every delivery verified with the endpoint's secret ────────────────
-const hooks = [];  // { id, type, kind, dedup_key, severity, summary, verified, headers, body }
-let verifier = null;
-const receiver = createServer((req, res) => {
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    const body = Buffer.concat(chunks).toString('utf8');
-    let verified = false;
-    try { verifier.verify(body, req.headers); verified = true; } catch { /* counted below */ }
-    const { type, data } = JSON.parse(body);
-    const hook = { id: req.headers['webhook-id'], type, kind: data.kind, dedup_key: data.dedup_key,
-      severity: data.severity, summary: data.summary, verified, headers: req.headers, body, at: Date.now() };
-    hooks.push(hook);
-    show(`webhook ← ${data.kind === 'resolved' ? 'RESOLVED ' : ''}${type} [${data.severity}] ` +
-      `${data.kind === 'resolved' ? data.dedup_key : data.summary}  ${verified ? '(signature verified)' : '(BAD SIGNATURE)'}`);
-    res.writeHead(204).end();
-  });
+const hooks = [];  // { id, type, kind, dedup_key, severity, summary, verified, headers, body, at }
+const receiver = await startWebhookReceiver(({ id, type, data, verified, headers, body, at }) => {
+  hooks.push({ id, type, kind: data.kind, dedup_key: data.dedup_key, severity: data.severity,
+    summary: data.summary, verified, headers, body, at });
+  show(`webhook ← ${data.kind === 'resolved' ? 'RESOLVED ' : ''}${type} [${data.severity}] ` +
+    `${data.kind === 'resolved' ? data.dedup_key : data.summary}  ${verified ? '(signature verified)' : '(BAD SIGNATURE)'}`);
 });
-const receiverPort = await new Promise((resolve) => receiver.listen(0, '127.0.0.1', () => resolve(receiver.address().port)));
 
 // ── The SMTP server: aiosmtpd writes each message it accepts to a file ──────────────────────
 const smtpDir = join(work, 'smtp');
@@ -151,10 +137,10 @@ try {
   const alerts = unary(new AlertService(`127.0.0.1:${alertPort}`, grpc.credentials.createInsecure()));
   await answers(alerts, 'ListWebhookEndpoints');
   const endpoint = await alerts('CreateWebhookEndpoint', {
-    url: `http://127.0.0.1:${receiverPort}/hooks/wa-sentinel`, description: 'the demo receiver',
+    url: receiver.url(), description: 'the demo receiver',
   });
-  verifier = new Webhook(endpoint.secret);
-  show(`alert-service on :${alertPort}; webhook endpoint ${endpoint.endpoint.id} → http://127.0.0.1:${receiverPort}/hooks/wa-sentinel`);
+  receiver.trust(endpoint.secret);
+  show(`alert-service on :${alertPort}; webhook endpoint ${endpoint.endpoint.id} → ${receiver.url()}`);
 
   start('session-service', requiredEnv('SESSION_SERVICE'), [
     '--replica_id=session-1', `--grpc_listen=127.0.0.1:${sessionPort}`, `--metrics_listen=127.0.0.1:${metricsPorts['session-service']}`,

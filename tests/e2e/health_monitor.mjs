@@ -21,12 +21,10 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:http';
 import grpc from '@grpc/grpc-js';
 import { useMultiFileAuthState } from 'baileys';
-import { Webhook } from 'standardwebhooks';
 import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
-import { AlertService, MonitorService, SessionService, unary } from './api.mjs';
+import { AlertService, MonitorService, SessionService, startWebhookReceiver, unary } from './api.mjs';
 
 const demo = process.argv.includes('--demo');
 const say = (...a) => { if (demo) console.log(...a); };
@@ -38,38 +36,26 @@ function check(name, ok, detail = '') {
   return ok;
 }
 
-// The webhook receiver: every alert as alert-service delivers it, its Standard Webhooks
-// signature verified with the standardwebhooks package (an implementation we did not write).
+// The webhook receiver: every alert as alert-service delivers it, its signature verified.
 const raised = [];    // notifications: { dedup_key, event_type, severity, summary, session, id }
 const resolved = [];  // resolved notices
 const seenIds = new Set();
 let duplicates = 0;
 let badSignatures = 0;
-let verifier = null;
-const receiver = createServer((req, res) => {
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    const body = Buffer.concat(chunks).toString('utf8');
-    try { verifier.verify(body, req.headers); } catch { badSignatures += 1; }
-    const id = req.headers['webhook-id'];
-    if (seenIds.has(id)) duplicates += 1;
-    seenIds.add(id);
-    const { type, data } = JSON.parse(body);
-    const alert = { id, dedup_key: data.dedup_key, event_type: type, summary: data.summary,
-      severity: `SEVERITY_${data.severity.toUpperCase()}`, session: data.session, at: Date.now() };
-    if (data.kind === 'resolved') {
-      resolved.push(alert);
-      say(`    webhook ← ${type} ${data.dedup_key}`);
-    } else {
-      raised.push(alert);
-      say(`    webhook ← ${type} [${data.severity}]: ${data.summary}`);
-    }
-    res.writeHead(204).end();
-  });
+const receiver = await startWebhookReceiver(({ id, type, data, verified, at }) => {
+  if (!verified) badSignatures += 1;
+  if (seenIds.has(id)) duplicates += 1;
+  seenIds.add(id);
+  const alert = { id, dedup_key: data.dedup_key, event_type: type, summary: data.summary,
+    severity: `SEVERITY_${data.severity.toUpperCase()}`, session: data.session, at };
+  if (data.kind === 'resolved') {
+    resolved.push(alert);
+    say(`    webhook ← ${type} ${data.dedup_key}`);
+  } else {
+    raised.push(alert);
+    say(`    webhook ← ${type} [${data.severity}]: ${data.summary}`);
+  }
 });
-const receiverPort = await new Promise((resolve) =>
-  receiver.listen(0, '127.0.0.1', () => resolve(receiver.address().port)));
 
 const work = mkdtempSync(join(tmpdir(), 'was-monitor-'));
 const sim = await startSim();
@@ -169,9 +155,9 @@ try {
   say('— session-service, two health-monitors (one leads; light 1 s, deep 2 s), alert-service with a webhook');
   alertService = await startAlertService();
   const { secret } = await alertService.call('CreateWebhookEndpoint', {
-    url: `http://127.0.0.1:${receiverPort}/hooks/wa-sentinel`, description: 'e2e receiver',
+    url: receiver.url(), description: 'e2e receiver',
   });
-  verifier = new Webhook(secret);
+  receiver.trust(secret);
   sessionService = await startSessionService();
   monitor = await startMonitor('m1');
   let standby = await startMonitor('m2', { lead: false });
