@@ -35,7 +35,7 @@ class AlertMetrics {
   void Raised(const std::string& event_type, const std::string& outcome);
 
  private:
-  /// The latency histogram of one channel (created on first use, with the shared buckets).
+  /// The latency histogram of one channel, with the buckets every channel shares.
   prometheus::Histogram& Latency(const std::string& channel);
   prometheus::Family<prometheus::Counter>& deliveries_;
   prometheus::Family<prometheus::Histogram>& latency_;

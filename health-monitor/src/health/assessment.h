@@ -117,7 +117,7 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
 v1::QualityBand BandOf(int score);
 
 /// A duration for people: whole seconds under a minute ("0s", "42s"), whole minutes above
-/// ("5m", "6h0m"), as absl::FormatDuration writes them. Used in causes and alert summaries.
+/// ("5m", "6h5m"), as absl::FormatDuration writes them. Used in causes and alert summaries.
 std::string HumanDuration(absl::Duration d);
 
 }  // namespace wasentinel::monitor

@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "event_types.h"
 
 namespace wasentinel::monitor {
 namespace {
@@ -76,8 +77,7 @@ MonitorMetrics::MonitorMetrics(prometheus::Registry& registry)
       recoveries_.Add({{"action", action}, {"outcome", outcome}});
     }
   }
-  for (const char* event_type : {"session.warning", "session.critical", "session.logged_out",
-                                 "session.manual_intervention", "session_service.unreachable"}) {
+  for (const char* event_type : event_types::kAll) {
     for (const char* action : {"raised", "resolved"}) {
       alerts_.Add({{"event_type", event_type}, {"action", action}});
     }

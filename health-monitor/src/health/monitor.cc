@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "event_types.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/proto_time.h"
@@ -13,10 +14,11 @@
 namespace wasentinel::monitor {
 namespace {
 
-constexpr char kOffline[] = "session.offline";
-constexpr char kLoggedOut[] = "session.logged_out";
-constexpr char kManual[] = "session.manual_intervention";
-constexpr char kUnreachable[] = "session_service.unreachable";
+using event_types::kUnreachable;
+// Dedup-key kinds: one alert per session and outage.
+constexpr const char* kOffline = event_types::kOfflineKind;
+constexpr const char* kLoggedOut = event_types::kLoggedOut;
+constexpr const char* kManual = event_types::kManualIntervention;
 constexpr absl::Duration kRefreshSaved = absl::Minutes(15);
 
 void Trim(std::deque<absl::Time>& q, absl::Time since) {
@@ -695,13 +697,13 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
   }
   if (a.needs_person) {
     if (f.state() == sv1::SESSION_STATE_LOGGED_OUT) {
-      raise(kLoggedOut, "session.logged_out", av1::SEVERITY_CRITICAL,
+      raise(kLoggedOut, event_types::kLoggedOut, av1::SEVERITY_CRITICAL,
             absl::StrCat(who,
                          " was logged out at WhatsApp: link the device again (pair by QR "
                          "code or phone-number code)"));
     } else {
       const std::string state = StateName(f.state()), reason = ReasonName(f.reason());
-      raise(kManual, "session.manual_intervention", av1::SEVERITY_CRITICAL,
+      raise(kManual, event_types::kManualIntervention, av1::SEVERITY_CRITICAL,
             absl::StrCat(who, " ended as ", state,
                          reason == state ? "" : absl::StrCat(" (", reason, ")"),
                          ": a person must act before it is connected again (",
@@ -714,7 +716,7 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
     return;
   }
   if (h.manual_intervention_required()) {
-    raise(kManual, "session.manual_intervention", av1::SEVERITY_CRITICAL,
+    raise(kManual, event_types::kManualIntervention, av1::SEVERITY_CRITICAL,
           absl::StrCat(who, ": ", h.manual_intervention_reason()));
   }
   if (!a.offline_since) return;
@@ -737,9 +739,9 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
       "`. If the phone shows the device as unlinked, pair it again (`wactl pair --session=", id,
       "`).");
   if (offline >= policy_.critical_after) {
-    raise(kOffline, "session.critical", av1::SEVERITY_CRITICAL, summary);
+    raise(kOffline, event_types::kCritical, av1::SEVERITY_CRITICAL, summary);
   } else {
-    raise(kOffline, "session.warning", av1::SEVERITY_WARNING, summary);
+    raise(kOffline, event_types::kWarning, av1::SEVERITY_WARNING, summary);
   }
 }
 
