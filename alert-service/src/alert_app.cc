@@ -20,6 +20,7 @@
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/metrics_exposer.h"
+#include "wasentinel/common/periodic.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/common/process.h"
 #include "wasentinel/common/proto_time.h"
@@ -43,40 +44,28 @@ class App::Impl {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   bool shut_down = false;
-  absl::Mutex gauge_mu;
-  bool gauge_stop ABSL_GUARDED_BY(gauge_mu) = false;
-  std::thread gauges;
-
+  std::unique_ptr<PeriodicThread> gauges;  // Housekeeping()
   absl::Duration reminder_interval;
 
   // Every 5 s: reminders when due (when on), and the outbox gauges.
-  void GaugeLoop() {
-    for (;;) {
-      const absl::Time now = absl::Now();
-      if (reminder_interval > absl::ZeroDuration()) {
-        auto reminded = store->Remind(reminder_interval, now);
-        if (!reminded.ok()) {
-          log->warn("reminders: {}", reminded.status());
-        } else if (*reminded > 0) {
-          log->info("reminded {} critical alerts still open", *reminded);
-          dispatcher->Wake();
-        }
+  void Housekeeping() {
+    const absl::Time now = absl::Now();
+    if (reminder_interval > absl::ZeroDuration()) {
+      auto reminded = store->Remind(reminder_interval, now);
+      if (!reminded.ok()) {
+        log->warn("reminders: {}", reminded.status());
+      } else if (*reminded > 0) {
+        log->info("reminded {} critical alerts still open", *reminded);
+        dispatcher->Wake();
       }
-      auto stats = store->DeliveryStats(now, now);
-      if (stats.ok()) {
-        metrics->Outbox(stats->outbox_depth(), FromProto(stats->oldest_pending_age()));
-      }
-      absl::MutexLock lock(&gauge_mu);
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(gauge_mu) { return gauge_stop; };
-      if (gauge_mu.AwaitWithTimeout(absl::Condition(&stop), absl::Seconds(5))) return;
+    }
+    auto stats = store->DeliveryStats(now, now);
+    if (stats.ok()) {
+      metrics->Outbox(stats->outbox_depth(), FromProto(stats->oldest_pending_age()));
     }
   }
   void StopGauges() {
-    {
-      absl::MutexLock lock(&gauge_mu);
-      gauge_stop = true;
-    }
-    if (gauges.joinable()) gauges.join();
+    if (gauges) gauges->Stop();
   }
 
   ~Impl() {
@@ -160,7 +149,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   impl->port = started.port;
   impl->dispatcher->Start();
   impl->reminder_interval = options.reminder_interval;
-  impl->gauges = std::thread([raw = impl.get()] { raw->GaugeLoop(); });
+  impl->gauges = std::make_unique<PeriodicThread>(absl::Seconds(5),
+                                                  [raw = impl.get()] { raw->Housekeeping(); });
   impl->server->GetHealthCheckService()->SetServingStatus(true);
   impl->log->info("gRPC listening on port {}; replica {}; {} dispatchers", impl->port, replica,
                   options.dispatcher_threads);

@@ -19,6 +19,7 @@
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/metrics_exposer.h"
+#include "wasentinel/common/periodic.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/common/process.h"
 #include "wasentinel/common/status_macros.h"
@@ -47,36 +48,25 @@ class App::Impl {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   bool shut_down = false;
-  absl::Mutex prune_mu;
-  bool prune_stop ABSL_GUARDED_BY(prune_mu) = false;
-  std::thread pruner;
+  std::unique_ptr<PeriodicThread> pruner;  // PruneEvents()
 
   // Deletes events past the retention in batches of 1000, so no statement holds locks long.
-  void PruneLoop(absl::Duration retention, absl::Duration interval) {
+  void PruneEvents(absl::Duration retention) {
+    int64_t total = 0;
     for (;;) {
-      int64_t total = 0;
-      for (;;) {
-        auto n = store->PruneEventsBefore(absl::Now() - retention, 1000);
-        if (!n.ok()) {
-          log->warn("pruning session events: {}", n.status());
-          break;
-        }
-        total += *n;
-        if (*n < 1000) break;
+      auto n = store->PruneEventsBefore(absl::Now() - retention, 1000);
+      if (!n.ok()) {
+        log->warn("pruning session events: {}", n.status());
+        break;
       }
-      if (total > 0) log->info("pruned {} session events older than {}", total, retention);
-      absl::MutexLock lock(&prune_mu);
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(prune_mu) { return prune_stop; };
-      if (prune_mu.AwaitWithTimeout(absl::Condition(&stop), interval)) return;
+      total += *n;
+      if (*n < 1000) break;
     }
+    if (total > 0) log->info("pruned {} session events older than {}", total, retention);
   }
 
   void StopPruner() {
-    {
-      absl::MutexLock lock(&prune_mu);
-      prune_stop = true;
-    }
-    if (pruner.joinable()) pruner.join();
+    if (pruner) pruner->Stop();
   }
 
   ~Impl() {
@@ -139,9 +129,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   impl->listener =
       std::make_unique<EventListener>(options.database_url, *impl->store, impl->bus, impl->log);
   WAS_RETURN_IF_ERROR(impl->listener->Start());
-  impl->pruner = std::thread(
-      [impl = impl.get(), retention = options.event_retention,
-       interval = options.event_prune_interval] { impl->PruneLoop(retention, interval); });
+  impl->pruner = std::make_unique<PeriodicThread>(
+      options.event_prune_interval,
+      [impl = impl.get(), retention = options.event_retention] { impl->PruneEvents(retention); });
 
   impl->tls.set_default_verify_paths();
   impl->tls.set_verify_mode(boost::asio::ssl::verify_peer);
