@@ -6,20 +6,12 @@
 #include <pqxx/pqxx>
 
 #include "outbox/pg_alert_store.h"
-#include "wasentinel/common/logging.h"
-#include "wasentinel/common/pg.h"
 #include "wasentinel/testing/test_database.h"
 
 namespace wasentinel::alert {
 
-struct AlertDb {
-  wasentinel::testing::TestDatabase db;
-  std::unique_ptr<PgPool> pool = PgPool::Create(db.url(), 4).value();
-  PgAlertStore store{*pool};
-  AlertDb() {
-    auto log = MakeLogger("test", "warn");
-    EXPECT_TRUE(ApplyMigrations(*pool, "alert-service", PgAlertStore::Migrations(), *log).ok());
-  }
+struct AlertDb : wasentinel::testing::MigratedDatabase<PgAlertStore> {
+  AlertDb() : MigratedDatabase("alert-service", 4) {}
   // Rows the API for endpoints and silences will write; here straight into the tables.
   std::string AddEndpoint(const std::string& url, const std::string& event_types = "{}") {
     pqxx::connection c(db.url());

@@ -5,20 +5,12 @@
 #include <gtest/gtest.h>
 
 #include "health/pg_health_store.h"
-#include "wasentinel/common/logging.h"
-#include "wasentinel/common/pg.h"
 #include "wasentinel/testing/test_database.h"
 
 namespace wasentinel::monitor {
 
-struct MonitorDb {
-  wasentinel::testing::TestDatabase db;
-  std::unique_ptr<PgPool> pool = PgPool::Create(db.url(), 2).value();
-  PgHealthStore store{*pool};
-  MonitorDb() {
-    auto log = MakeLogger("test", "warn");
-    EXPECT_TRUE(ApplyMigrations(*pool, "health-monitor", PgHealthStore::Migrations(), *log).ok());
-  }
+struct MonitorDb : wasentinel::testing::MigratedDatabase<PgHealthStore> {
+  MonitorDb() : MigratedDatabase("health-monitor") {}
 };
 
 }  // namespace wasentinel::monitor

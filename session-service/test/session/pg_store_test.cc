@@ -14,14 +14,8 @@ namespace {
 
 using ::wasentinel::testing::StatusIs;
 
-struct Fixture {
-  wasentinel::testing::TestDatabase db;
-  std::unique_ptr<PgPool> pool = PgPool::Create(db.url(), 2).value();
-  PgSessionStore store{*pool};
-  Fixture() {
-    auto log = MakeLogger("test", "warn");
-    EXPECT_TRUE(ApplyMigrations(*pool, "session-service", PgSessionStore::Migrations(), *log).ok());
-  }
+struct Fixture : wasentinel::testing::MigratedDatabase<PgSessionStore> {
+  Fixture() : MigratedDatabase("session-service") {}
 };
 
 SessionRecord NewRecord(std::string tenant, std::string name = "primary") {

@@ -6,9 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <memory>
 #include <pqxx/pqxx>
 #include <random>
 #include <string>
+#include <string_view>
+
+#include "wasentinel/common/logging.h"
+#include "wasentinel/common/pg.h"
 
 namespace wasentinel::testing {
 
@@ -48,6 +53,20 @@ class TestDatabase {
   std::string admin_url_;
   std::string name_;
   std::string url_;
+};
+
+/// A TestDatabase with `service`'s migrations applied (Store::Migrations()), a pool of
+/// `pool_size` connections and a `Store` over it: what each service's store tests start from.
+template <class Store>
+struct MigratedDatabase {
+  explicit MigratedDatabase(std::string_view service, int pool_size = 2)
+      : pool(PgPool::Create(db.url(), pool_size).value()), store(*pool) {
+    auto log = MakeLogger("test", "warn");
+    EXPECT_TRUE(ApplyMigrations(*pool, service, Store::Migrations(), *log).ok());
+  }
+  TestDatabase db;
+  std::unique_ptr<PgPool> pool;
+  Store store;
 };
 
 }  // namespace wasentinel::testing
