@@ -1,138 +1,131 @@
 // health-monitor: watches every session through session-service's API, classifies, scores,
-// recovers and alerts (see src/app.h).
+// recovers and alerts (see src/monitor_app.h).
 //
 // Every flag has a WAS_ environment fallback (flag > environment > default).
 #include <cstdlib>
 #include <iostream>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "monitor_app.h"
-#include "wasentinel/common/backoff.h"
+#include "wasentinel/common/config.h"
 #include "wasentinel/common/process.h"
 
-using wasentinel::EnvOr;
-
-ABSL_FLAG(std::string, grpc_listen, EnvOr("WAS_GRPC_LISTEN", "0.0.0.0:7002"),
-          "gRPC address [WAS_GRPC_LISTEN]");
-ABSL_FLAG(std::string, metrics_listen, EnvOr("WAS_METRICS_LISTEN", "0.0.0.0:9102"),
+ABSL_FLAG(std::string, grpc_listen, "0.0.0.0:7002", "gRPC address [WAS_GRPC_LISTEN]");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9102",
           "Prometheus /metrics address; empty disables [WAS_METRICS_LISTEN]");
-ABSL_FLAG(std::string, database_url, EnvOr("WAS_DATABASE_URL", ""),
-          "PostgreSQL URL [WAS_DATABASE_URL]");
-ABSL_FLAG(std::string, api_keys, EnvOr("WAS_API_KEYS", ""),
+ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL [WAS_DATABASE_URL]");
+ABSL_FLAG(std::string, api_keys, "",
           "API keys of this API, NAME:SCOPE:KEY,... (scope read|operate|admin); empty: no"
           " authentication [WAS_API_KEYS]");
-ABSL_FLAG(std::string, session_service, EnvOr("WAS_SESSION_SERVICE", "127.0.0.1:7001"),
+ABSL_FLAG(std::string, session_service, "127.0.0.1:7001",
           "session-service gRPC address [WAS_SESSION_SERVICE]");
-ABSL_FLAG(std::string, session_service_api_key, EnvOr("WAS_SESSION_SERVICE_API_KEY", ""),
+ABSL_FLAG(std::string, session_service_api_key, "",
           "key for session-service (scopes read + operate) [WAS_SESSION_SERVICE_API_KEY]");
-ABSL_FLAG(std::string, alert_service, EnvOr("WAS_ALERT_SERVICE", ""),
+ABSL_FLAG(std::string, alert_service, "",
           "alert-service gRPC address; empty: alerts are only logged [WAS_ALERT_SERVICE]");
-ABSL_FLAG(std::string, alert_service_api_key, EnvOr("WAS_ALERT_SERVICE_API_KEY", ""),
+ABSL_FLAG(std::string, alert_service_api_key, "",
           "key for alert-service (scope operate) [WAS_ALERT_SERVICE_API_KEY]");
-ABSL_FLAG(std::string, tls_cert, EnvOr("WAS_TLS_CERT", ""),
+ABSL_FLAG(std::string, tls_cert, "",
           "gRPC TLS certificate chain (PEM file); also the client certificate upstream"
           " [WAS_TLS_CERT]");
-ABSL_FLAG(std::string, tls_key, EnvOr("WAS_TLS_KEY", ""),
-          "gRPC TLS private key (PEM file) [WAS_TLS_KEY]");
-ABSL_FLAG(std::string, tls_client_ca, EnvOr("WAS_TLS_CLIENT_CA", ""),
+ABSL_FLAG(std::string, tls_key, "", "gRPC TLS private key (PEM file) [WAS_TLS_KEY]");
+ABSL_FLAG(std::string, tls_client_ca, "",
           "require client certificates signed by this CA (PEM file; mTLS) [WAS_TLS_CLIENT_CA]");
-ABSL_FLAG(std::string, upstream_ca, EnvOr("WAS_UPSTREAM_CA", ""),
+ABSL_FLAG(std::string, upstream_ca, "",
           "CA (PEM file) for TLS to session-service and alert-service; empty: plaintext"
           " [WAS_UPSTREAM_CA]");
-ABSL_FLAG(std::string, replica_id, EnvOr("WAS_REPLICA_ID", ""),
+ABSL_FLAG(std::string, replica_id, "",
           "this replica's name in leader election; default hostname-pid [WAS_REPLICA_ID]");
-ABSL_FLAG(std::string, light_interval, EnvOr("WAS_LIGHT_INTERVAL", "30s"),
+ABSL_FLAG(absl::Duration, light_interval, absl::Seconds(30),
           "light check (GetHealth) period [WAS_LIGHT_INTERVAL]");
-ABSL_FLAG(std::string, deep_interval, EnvOr("WAS_DEEP_INTERVAL", "5m"),
+ABSL_FLAG(absl::Duration, deep_interval, absl::Minutes(5),
           "deep check (GetDeepHealth) period [WAS_DEEP_INTERVAL]");
-ABSL_FLAG(std::string, fast_interval, EnvOr("WAS_FAST_INTERVAL", "5s"),
+ABSL_FLAG(absl::Duration, fast_interval, absl::Seconds(5),
           "light check period while session-service is young [WAS_FAST_INTERVAL]");
-ABSL_FLAG(std::string, fast_while_younger_than, EnvOr("WAS_FAST_WHILE_YOUNGER_THAN", "60s"),
+ABSL_FLAG(absl::Duration, fast_while_younger_than, absl::Seconds(60),
           "session-service counts as young until this uptime [WAS_FAST_WHILE_YOUNGER_THAN]");
-ABSL_FLAG(std::string, unreachable_backoff, EnvOr("WAS_UNREACHABLE_BACKOFF", "5s,10s,30s"),
+ABSL_FLAG(std::string, unreachable_backoff, "5s,10s,30s",
           "light-check retries while session-service does not answer; the last repeats"
           " [WAS_UNREACHABLE_BACKOFF]");
-ABSL_FLAG(std::string, critical_after, EnvOr("WAS_CRITICAL_AFTER", "6h"),
+ABSL_FLAG(absl::Duration, critical_after, absl::Hours(6),
           "offline this long is CRITICAL and alerted session.critical [WAS_CRITICAL_AFTER]");
-ABSL_FLAG(std::string, warning_after, EnvOr("WAS_WARNING_AFTER", "5m"),
+ABSL_FLAG(absl::Duration, warning_after, absl::Minutes(5),
           "offline this long is alerted session.warning [WAS_WARNING_AFTER]");
-ABSL_FLAG(std::string, reconnect_after, EnvOr("WAS_RECONNECT_AFTER", "3m"),
+ABSL_FLAG(absl::Duration, reconnect_after, absl::Minutes(3),
           "offline this long with no retry under way → Reconnect; also the least spacing of"
           " such reconnects [WAS_RECONNECT_AFTER]");
-ABSL_FLAG(std::string, inbound_silence, EnvOr("WAS_INBOUND_SILENCE", "30m"),
+ABSL_FLAG(absl::Duration, inbound_silence, absl::Minutes(30),
           "no inbound traffic this long on a connected session → probe it [WAS_INBOUND_SILENCE]");
-ABSL_FLAG(int, max_recoveries, std::atoi(EnvOr("WAS_MAX_RECOVERIES", "3").c_str()),
+ABSL_FLAG(int, max_recoveries, 3,
           "recovery attempts per session per --recovery_window [WAS_MAX_RECOVERIES]");
-ABSL_FLAG(std::string, recovery_window, EnvOr("WAS_RECOVERY_WINDOW", "1h"),
+ABSL_FLAG(absl::Duration, recovery_window, absl::Hours(1),
           "sliding window of --max_recoveries [WAS_RECOVERY_WINDOW]");
-ABSL_FLAG(std::string, history_retention, EnvOr("WAS_HISTORY_RETENTION", "2160h"),
+ABSL_FLAG(absl::Duration, history_retention, absl::Hours(2160),
           "transitions, recoveries and resolved alerts older than this are pruned daily"
           " [WAS_HISTORY_RETENTION]");
-ABSL_FLAG(std::string, leader_poll, EnvOr("WAS_LEADER_POLL", "2s"),
+ABSL_FLAG(absl::Duration, leader_poll, absl::Seconds(2),
           "how often a standby tries to lead [WAS_LEADER_POLL]");
-ABSL_FLAG(std::string, call_timeout, EnvOr("WAS_CALL_TIMEOUT", "10s"),
+ABSL_FLAG(absl::Duration, call_timeout, absl::Seconds(10),
           "deadline of calls to session-service and alert-service [WAS_CALL_TIMEOUT]");
-ABSL_FLAG(std::string, watch_backoff, EnvOr("WAS_WATCH_BACKOFF", "5s,10s,30s"),
+ABSL_FLAG(std::string, watch_backoff, "5s,10s,30s",
           "pauses before the event watch is resumed; the last repeats [WAS_WATCH_BACKOFF]");
-ABSL_FLAG(std::string, shutdown_timeout, EnvOr("WAS_SHUTDOWN_TIMEOUT", "10s"),
+ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
-ABSL_FLAG(std::string, log_level, EnvOr("WAS_LOG_LEVEL", "info"), "trace … off [WAS_LOG_LEVEL]");
+ABSL_FLAG(std::string, log_level, "info", "trace … off [WAS_LOG_LEVEL]");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "health-monitor: classifies, scores, recovers and alerts on WhatsApp sessions");
-  absl::ParseCommandLine(argc, argv);
   using namespace wasentinel;
+  config::ParseFlags(
+      argc, argv, "health-monitor: classifies, scores, recovers and alerts on WhatsApp sessions");
   DisableMutexDeadlockDetection();
 
   BlockStopSignals();  // before any thread starts; main waits for them below
 
   monitor::Options o;
-  o.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
-  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
-  o.database_url = absl::GetFlag(FLAGS_database_url);
+  o.grpc_listen = config::Address(FLAGS_grpc_listen);
+  o.metrics_listen = config::Address(FLAGS_metrics_listen, /*empty_allowed=*/true);
+  o.database_url = config::Required(FLAGS_database_url, "a PostgreSQL URL");
   o.api_keys = absl::GetFlag(FLAGS_api_keys);
-  o.session_service = absl::GetFlag(FLAGS_session_service);
+  o.session_service = config::Address(FLAGS_session_service);
   o.session_service_api_key = absl::GetFlag(FLAGS_session_service_api_key);
-  o.alert_service = absl::GetFlag(FLAGS_alert_service);
+  o.alert_service = config::Address(FLAGS_alert_service, /*empty_allowed=*/true);
   o.alert_service_api_key = absl::GetFlag(FLAGS_alert_service_api_key);
   o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   o.upstream_ca_file = absl::GetFlag(FLAGS_upstream_ca);
   o.replica_id = absl::GetFlag(FLAGS_replica_id);
-  o.log_level = absl::GetFlag(FLAGS_log_level);
-  o.light_interval = DurationFlag("light_interval", absl::GetFlag(FLAGS_light_interval), true);
-  o.deep_interval = DurationFlag("deep_interval", absl::GetFlag(FLAGS_deep_interval), true);
-  o.fast_interval = DurationFlag("fast_interval", absl::GetFlag(FLAGS_fast_interval), true);
+  o.log_level = config::LogLevel(FLAGS_log_level);
+  const absl::Duration week = absl::Hours(24 * 7);
+  o.light_interval = config::DurationIn(FLAGS_light_interval, absl::Milliseconds(100), week);
+  o.deep_interval = config::DurationIn(FLAGS_deep_interval, absl::Milliseconds(100), week);
+  o.fast_interval = config::DurationIn(FLAGS_fast_interval, absl::Milliseconds(100), week);
   o.fast_while_younger_than =
-      DurationFlag("fast_while_younger_than", absl::GetFlag(FLAGS_fast_while_younger_than), false);
+      config::DurationIn(FLAGS_fast_while_younger_than, absl::ZeroDuration(), week);
   o.unreachable_backoff =
-      DurationListFlag("unreachable_backoff", absl::GetFlag(FLAGS_unreachable_backoff));
-  o.watch_pauses = DurationListFlag("watch_backoff", absl::GetFlag(FLAGS_watch_backoff));
+      config::DurationList(FLAGS_unreachable_backoff, absl::Milliseconds(100), absl::Hours(1));
+  o.watch_pauses =
+      config::DurationList(FLAGS_watch_backoff, absl::Milliseconds(100), absl::Hours(1));
   auto& p = o.policy;
-  p.critical_after = DurationFlag("critical_after", absl::GetFlag(FLAGS_critical_after), true);
-  p.warning_after = DurationFlag("warning_after", absl::GetFlag(FLAGS_warning_after), false);
-  p.reconnect_after = DurationFlag("reconnect_after", absl::GetFlag(FLAGS_reconnect_after), false);
-  p.inbound_silence = DurationFlag("inbound_silence", absl::GetFlag(FLAGS_inbound_silence), true);
-  p.recovery_window = DurationFlag("recovery_window", absl::GetFlag(FLAGS_recovery_window), true);
-  p.max_recoveries = absl::GetFlag(FLAGS_max_recoveries);
-  if (p.max_recoveries < 0) {
-    std::cerr << "health-monitor: --max_recoveries must be 0 or more\n";
-    return 2;
-  }
+  p.critical_after = config::DurationIn(FLAGS_critical_after, absl::Seconds(1), week * 52);
+  p.warning_after = config::DurationIn(FLAGS_warning_after, absl::ZeroDuration(), week * 52);
+  p.reconnect_after = config::DurationIn(FLAGS_reconnect_after, absl::ZeroDuration(), week);
+  p.inbound_silence = config::DurationIn(FLAGS_inbound_silence, absl::Seconds(1), week);
+  p.recovery_window = config::DurationIn(FLAGS_recovery_window, absl::Seconds(1), week);
+  p.max_recoveries = config::IntIn(FLAGS_max_recoveries, 0, 1000);
   if (p.warning_after > p.critical_after) {
-    std::cerr << "health-monitor: --warning_after is longer than --critical_after\n";
-    return 2;
+    config::RefuseConfig(absl::StrCat(config::Source(config::Handle(FLAGS_warning_after)),
+                                      " is longer than ",
+                                      config::Source(config::Handle(FLAGS_critical_after))));
   }
   o.history_retention =
-      DurationFlag("history_retention", absl::GetFlag(FLAGS_history_retention), true);
-  o.leader_poll = DurationFlag("leader_poll", absl::GetFlag(FLAGS_leader_poll), true);
-  o.call_timeout = DurationFlag("call_timeout", absl::GetFlag(FLAGS_call_timeout), true);
+      config::DurationIn(FLAGS_history_retention, absl::Hours(1), absl::Hours(24 * 3650));
+  o.leader_poll = config::DurationIn(FLAGS_leader_poll, absl::Milliseconds(100), absl::Minutes(5));
+  o.call_timeout =
+      config::DurationIn(FLAGS_call_timeout, absl::Milliseconds(100), absl::Minutes(10));
   const absl::Duration drain =
-      DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout), false);
+      config::DurationIn(FLAGS_shutdown_timeout, absl::ZeroDuration(), absl::Hours(1));
 
   auto app = monitor::App::Create(o);
   if (!app.ok()) {

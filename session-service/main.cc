@@ -6,135 +6,127 @@
 #include <tuple>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "app.h"
-#include "wasentinel/common/backoff.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/config.h"
 #include "wasentinel/common/process.h"
 
-ABSL_FLAG(std::string, grpc_listen, wasentinel::EnvOr("WAS_GRPC_LISTEN", "0.0.0.0:7001"),
-          "gRPC address [WAS_GRPC_LISTEN]");
-ABSL_FLAG(std::string, metrics_listen, wasentinel::EnvOr("WAS_METRICS_LISTEN", "0.0.0.0:9101"),
+ABSL_FLAG(std::string, grpc_listen, "0.0.0.0:7001", "gRPC address [WAS_GRPC_LISTEN]");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9101",
           "Prometheus /metrics address; empty disables [WAS_METRICS_LISTEN]");
-ABSL_FLAG(std::string, database_url, wasentinel::EnvOr("WAS_DATABASE_URL", ""),
-          "PostgreSQL URL [WAS_DATABASE_URL]");
-ABSL_FLAG(std::string, auth_state_key, wasentinel::EnvOr("WAS_AUTH_STATE_KEY", ""),
+ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL [WAS_DATABASE_URL]");
+ABSL_FLAG(std::string, auth_state_key, "",
           "sealing keys for stored credentials: KEY or ID:KEY[,ID:KEY] (first seals; 64 hex or "
           "base64 of 32 bytes) [WAS_AUTH_STATE_KEY]");
-ABSL_FLAG(std::string, wa_url, wasentinel::EnvOr("WAS_WA_URL", "wss://web.whatsapp.com/ws/chat"),
+ABSL_FLAG(std::string, wa_url, "wss://web.whatsapp.com/ws/chat",
           "WhatsApp WebSocket URL [WAS_WA_URL]");
-ABSL_FLAG(std::string, wa_root_key, wasentinel::EnvOr("WAS_WA_ROOT_KEY", ""),
+ABSL_FLAG(std::string, wa_root_key, "",
           "hex of the Noise certificate root public key; default WhatsApp's [WAS_WA_ROOT_KEY]");
-ABSL_FLAG(std::string, keepalive_interval, wasentinel::EnvOr("WAS_KEEPALIVE_INTERVAL", "20s,30s"),
+ABSL_FLAG(std::string, keepalive_interval, "20s,30s",
           "ping interval range MIN,MAX [WAS_KEEPALIVE_INTERVAL]");
-ABSL_FLAG(std::string, keepalive_timeout, wasentinel::EnvOr("WAS_KEEPALIVE_TIMEOUT", "10s"),
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(10),
           "wait for a ping answer [WAS_KEEPALIVE_TIMEOUT]");
-ABSL_FLAG(std::string, keepalive_max_silence, wasentinel::EnvOr("WAS_KEEPALIVE_MAX_SILENCE", "3m"),
+ABSL_FLAG(absl::Duration, keepalive_max_silence, absl::Minutes(3),
           "give a connection up after no ping answered this long [WAS_KEEPALIVE_MAX_SILENCE]");
-ABSL_FLAG(std::string, connect_timeout, wasentinel::EnvOr("WAS_CONNECT_TIMEOUT", "20s"),
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(20),
           "connect + handshake + login [WAS_CONNECT_TIMEOUT]");
-ABSL_FLAG(std::string, reconnect_backoff, wasentinel::EnvOr("WAS_RECONNECT_BACKOFF", "5s,15s,45s"),
+ABSL_FLAG(std::string, reconnect_backoff, "5s,15s,45s",
           "delays before the retries after a drop [WAS_RECONNECT_BACKOFF]");
-ABSL_FLAG(double, restore_per_second,
-          std::atof(wasentinel::EnvOr("WAS_RESTORE_PER_SECOND", "20").c_str()),
+ABSL_FLAG(double, restore_per_second, 20,
           "start-up restores per second, 0 = no limit [WAS_RESTORE_PER_SECOND]");
-ABSL_FLAG(std::string, shutdown_timeout, wasentinel::EnvOr("WAS_SHUTDOWN_TIMEOUT", "10s"),
+ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
           "drain deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
-ABSL_FLAG(std::string, event_retention, wasentinel::EnvOr("WAS_EVENT_RETENTION", "720h"),
+ABSL_FLAG(absl::Duration, event_retention, absl::Hours(720),
           "session events older than this are pruned [WAS_EVENT_RETENTION]");
-ABSL_FLAG(std::string, api_keys, wasentinel::EnvOr("WAS_API_KEYS", ""),
+ABSL_FLAG(std::string, api_keys, "",
           "API keys NAME:SCOPE:KEY,... (scope read|operate|admin); empty: no authentication"
           " [WAS_API_KEYS]");
-ABSL_FLAG(std::string, tls_cert, wasentinel::EnvOr("WAS_TLS_CERT", ""),
+ABSL_FLAG(std::string, tls_cert, "",
           "gRPC TLS certificate chain (PEM file); empty: plaintext [WAS_TLS_CERT]");
-ABSL_FLAG(std::string, tls_key, wasentinel::EnvOr("WAS_TLS_KEY", ""),
-          "gRPC TLS private key (PEM file) [WAS_TLS_KEY]");
-ABSL_FLAG(std::string, tls_client_ca, wasentinel::EnvOr("WAS_TLS_CLIENT_CA", ""),
+ABSL_FLAG(std::string, tls_key, "", "gRPC TLS private key (PEM file) [WAS_TLS_KEY]");
+ABSL_FLAG(std::string, tls_client_ca, "",
           "require client certificates signed by this CA (PEM file; mTLS) [WAS_TLS_CLIENT_CA]");
-ABSL_FLAG(std::string, replica_id, wasentinel::EnvOr("WAS_REPLICA_ID", ""),
+ABSL_FLAG(std::string, replica_id, "",
           "this replica's name in leases and deep health; default hostname-pid [WAS_REPLICA_ID]");
-ABSL_FLAG(std::string, advertise_address, wasentinel::EnvOr("WAS_ADVERTISE_ADDRESS", ""),
+ABSL_FLAG(std::string, advertise_address, "",
           "host:port other replicas reach this one's gRPC at, for forwarded calls; default"
           " hostname and the --grpc_listen port [WAS_ADVERTISE_ADDRESS]");
-ABSL_FLAG(std::string, lease_ttl, wasentinel::EnvOr("WAS_LEASE_TTL", "30s"),
+ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(30),
           "session lease time-to-live: a dead replica's sessions move after it; renewed every"
           " third of it [WAS_LEASE_TTL]");
-ABSL_FLAG(bool, reseal_on_start, wasentinel::EnvOr("WAS_RESEAL_ON_START", "false") == "true",
+ABSL_FLAG(bool, reseal_on_start, false,
           "re-seal all credentials under the first key of --auth_state_key at start-up"
           " [WAS_RESEAL_ON_START]");
-ABSL_FLAG(std::string, qr_timeouts, wasentinel::EnvOr("WAS_QR_TIMEOUTS", "60s,20s"),
+ABSL_FLAG(std::string, qr_timeouts, "60s,20s",
           "how long the first and each later pairing QR code is shown [WAS_QR_TIMEOUTS]");
-ABSL_FLAG(std::string, log_level, wasentinel::EnvOr("WAS_LOG_LEVEL", "info"),
-          "trace … off [WAS_LOG_LEVEL]");
-
-namespace {
-
-// A "A[,B]" pair of durations (B defaults to A), exiting with a usage error otherwise.
-std::pair<absl::Duration, absl::Duration> DurationPairFlag(const std::string& name,
-                                                           const std::string& text,
-                                                           const char* shape) {
-  auto steps = wasentinel::Backoff::ParseSteps(text);
-  if (!steps.ok() || steps->empty() || steps->size() > 2) {
-    std::cerr << "session-service: --" << name << " wants " << shape << " durations\n";
-    std::exit(2);
-  }
-  return {steps->front(), steps->back()};
-}
-
-}  // namespace
+ABSL_FLAG(int, watch_buffer, 1000,
+          "events a WatchSessionEvents stream may fall behind before it ends RESOURCE_EXHAUSTED"
+          " (the watcher resumes with after_sequence) [WAS_WATCH_BUFFER]");
+ABSL_FLAG(int, max_watches_per_key, 100,
+          "WatchSessionEvents streams one API key may hold open [WAS_MAX_WATCHES_PER_KEY]");
+ABSL_FLAG(std::string, log_level, "info", "trace … off [WAS_LOG_LEVEL]");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("session-service: keeps WhatsApp Web sessions connected");
-  absl::ParseCommandLine(argc, argv);
   using namespace wasentinel;
+  config::ParseFlags(argc, argv, "session-service: keeps WhatsApp Web sessions connected");
   DisableMutexDeadlockDetection();
 
   BlockStopSignals();  // before any thread starts; main waits for them below
 
   session::Options o;
-  o.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
-  o.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
-  o.database_url = absl::GetFlag(FLAGS_database_url);
-  o.auth_state_keys = absl::GetFlag(FLAGS_auth_state_key);
-  o.log_level = absl::GetFlag(FLAGS_log_level);
+  o.grpc_listen = config::Address(FLAGS_grpc_listen);
+  o.metrics_listen = config::Address(FLAGS_metrics_listen, /*empty_allowed=*/true);
+  o.database_url = config::Required(FLAGS_database_url, "a PostgreSQL URL");
+  o.auth_state_keys = config::Required(FLAGS_auth_state_key, "sealing keys KEY or ID:KEY[,ID:KEY]");
+  o.log_level = config::LogLevel(FLAGS_log_level);
   o.api_keys = absl::GetFlag(FLAGS_api_keys);
   o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   o.replica_id = absl::GetFlag(FLAGS_replica_id);
   o.reseal_on_start = absl::GetFlag(FLAGS_reseal_on_start);
-  o.advertise_address = absl::GetFlag(FLAGS_advertise_address);
-  o.manager.lease_ttl = DurationFlag("lease_ttl", absl::GetFlag(FLAGS_lease_ttl));
-  if (o.manager.lease_ttl < absl::Seconds(1)) {
-    std::cerr << "session-service: --lease_ttl must be at least 1s\n";
-    return 2;
-  }
+  o.advertise_address = config::Address(FLAGS_advertise_address, /*empty_allowed=*/true);
+  o.manager.lease_ttl = config::DurationIn(FLAGS_lease_ttl, absl::Seconds(1), absl::Hours(1));
   auto& c = o.manager.connection;
   c.url = absl::GetFlag(FLAGS_wa_url);
+  if (!absl::StartsWith(c.url, "wss://") && !absl::StartsWith(c.url, "ws://")) {
+    config::Refuse(config::Handle(FLAGS_wa_url), "wants a wss:// (or ws://) URL");
+  }
   if (auto hex = absl::GetFlag(FLAGS_wa_root_key); !hex.empty()) {
     auto key = HexDecode(hex);
     if (!key.ok() || key->size() != 32) {
-      std::cerr << "session-service: --wa_root_key must be 64 hex digits\n";
-      return 2;
+      config::Refuse(config::Handle(FLAGS_wa_root_key), "wants 64 hex digits");
     }
     std::copy(key->begin(), key->end(), c.root_key.begin());
   }
+  // A keepalive more often than every second floods the server (whatsmeow pings every
+  // 20-30 s); no session should go more than 10 minutes without one.
   std::tie(c.keepalive_interval_min, c.keepalive_interval_max) =
-      DurationPairFlag("keepalive_interval", absl::GetFlag(FLAGS_keepalive_interval), "MIN[,MAX]");
+      config::DurationRange(FLAGS_keepalive_interval, absl::Seconds(1), absl::Minutes(10));
   c.keepalive_response_timeout =
-      DurationFlag("keepalive_timeout", absl::GetFlag(FLAGS_keepalive_timeout));
+      config::DurationIn(FLAGS_keepalive_timeout, absl::Milliseconds(100), absl::Minutes(5));
   c.keepalive_max_silence =
-      DurationFlag("keepalive_max_silence", absl::GetFlag(FLAGS_keepalive_max_silence));
-  c.connect_timeout = DurationFlag("connect_timeout", absl::GetFlag(FLAGS_connect_timeout));
-  std::tie(c.qr_first_timeout, c.qr_next_timeout) =
-      DurationPairFlag("qr_timeouts", absl::GetFlag(FLAGS_qr_timeouts), "FIRST[,NEXT]");
-  o.manager.backoff = DurationListFlag("reconnect_backoff", absl::GetFlag(FLAGS_reconnect_backoff));
-  o.manager.restore_per_second = absl::GetFlag(FLAGS_restore_per_second);
-  o.event_retention = DurationFlag("event_retention", absl::GetFlag(FLAGS_event_retention));
+      config::DurationIn(FLAGS_keepalive_max_silence, absl::Seconds(1), absl::Hours(1));
+  if (c.keepalive_max_silence < c.keepalive_response_timeout) {
+    config::RefuseConfig(absl::StrCat(config::Source(config::Handle(FLAGS_keepalive_max_silence)),
+                                      " is shorter than ",
+                                      config::Source(config::Handle(FLAGS_keepalive_timeout))));
+  }
+  c.connect_timeout =
+      config::DurationIn(FLAGS_connect_timeout, absl::Milliseconds(100), absl::Minutes(10));
+  std::tie(c.qr_first_timeout, c.qr_next_timeout) = config::DurationRange(
+      FLAGS_qr_timeouts, absl::Seconds(1), absl::Minutes(10), /*ordered=*/false);
+  o.manager.backoff =
+      config::DurationList(FLAGS_reconnect_backoff, absl::Milliseconds(100), absl::Hours(24));
+  o.manager.restore_per_second = config::NonNegative(FLAGS_restore_per_second, 1e6);
+  o.watch_limits.buffer = config::IntIn(FLAGS_watch_buffer, 16, 1000000);
+  o.watch_limits.per_key = config::IntIn(FLAGS_max_watches_per_key, 1, 100000);
+  o.event_retention =
+      config::DurationIn(FLAGS_event_retention, absl::Hours(1), absl::Hours(24 * 3650));
   const absl::Duration drain =
-      DurationFlag("shutdown_timeout", absl::GetFlag(FLAGS_shutdown_timeout));
+      config::DurationIn(FLAGS_shutdown_timeout, absl::ZeroDuration(), absl::Hours(1));
 
   wasentinel::RaiseFileLimit();
   auto app = session::App::Create(o);

@@ -130,7 +130,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   if (options.smtp.url.empty()) {
     impl->log->warn("no SMTP server (--smtp_url): e-mail deliveries become dead letters");
   } else {
-    impl->log->info("e-mail through {} as {}", options.smtp.url, options.smtp.from);
+    impl->log->info("e-mail through {} as {}", RedactUrlCredentials(options.smtp.url),
+                    options.smtp.from);
   }
   impl->dispatcher = std::make_unique<Dispatcher>(*impl->store, *impl->sealer, SystemClock::Get(),
                                                   d, impl->log, impl->metrics.get());

@@ -229,5 +229,31 @@ TEST(Dispatcher, DuringARotationsGraceBothSecretsSign) {
                 .value());
 }
 
+TEST(Dispatcher, AnEndpointRefusedAtSendTimeIsDeadAtOnce) {
+  // An endpoint stored before today's rules (the store does not check URLs; the API does).
+  Fixture f;
+  v1::CreateWebhookEndpointRequest req;
+  req.set_url("https://[64:ff9b::7f00:1]/hook");  // NAT64 form of 127.0.0.1
+  auto sealed =
+      f.sealer.Seal(ByteView(reinterpret_cast<const uint8_t*>(f.secret.data()), f.secret.size()));
+  ASSERT_TRUE(f.store
+                  .CreateEndpoint(req, sealed.key_id,
+                                  std::string(sealed.blob.begin(), sealed.blob.end()),
+                                  f.clock.Now())
+                  .ok());
+  DispatcherOptions o;
+  o.worker = "strict";
+  o.allow_private_targets = false;
+  o.backoff = {absl::Seconds(10), absl::Seconds(30)};
+  Dispatcher strict(f.store, f.sealer, f.clock, o, MakeLogger("dispatch", "warn"));
+  WebhookSender sender(absl::Seconds(2), /*allow_private=*/false);
+  const std::string id = f.Raise();
+  strict.RunOnce(sender);
+  const auto d = f.Webhook(id, 1);
+  EXPECT_EQ(d.status(), v1::Delivery::STATUS_DEAD) << d.last_error();
+  EXPECT_EQ(d.attempts(), 1);
+  EXPECT_NE(d.last_error().find("SSRF"), std::string::npos) << d.last_error();
+}
+
 }  // namespace
 }  // namespace wasentinel::alert

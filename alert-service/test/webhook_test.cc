@@ -65,6 +65,26 @@ TEST(Webhook, ASenderRefusesAPrivateAddressItResolvesTo) {
   auto r = sender.Send(req);
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.error.find("SSRF"), std::string::npos) << r.error;
+  EXPECT_TRUE(r.refused) << "a refusal is final";
+}
+
+TEST(Webhook, CreationAndSendingRefuseTheSameEmbeddedAndSpecialAddresses) {
+  WebhookSender sender(absl::Seconds(2), /*allow_private=*/false);
+  for (const char* url :
+       {"https://[::127.0.0.1]/h", "https://[::ffff:127.0.0.1]/h", "https://[64:ff9b::7f00:1]/h",
+        "https://[2002:7f00:1::]/h", "https://198.18.0.1/h", "https://192.0.0.1/h",
+        "https://[fd00::1]/h", "https:///nohost", "https://localhost./h", "https://0x7f.1/h",
+        "https://2130706433/h"}) {
+    EXPECT_FALSE(CheckWebhookUrl(url, false).ok()) << url;
+    WebhookRequest req;
+    req.url = url;
+    req.id = "msg_1";
+    req.body = "{}";
+    auto r = sender.Send(req);
+    EXPECT_TRUE(r.refused) << url << ": " << r.error;
+  }
+  EXPECT_FALSE(CheckWebhookUrl("https://hooks.example.com/" + std::string(3000, 'a'), false).ok());
+  EXPECT_TRUE(CheckWebhookUrl("https://[2606:4700::1111]/h", false).ok());
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/common/validation.h"
 
 namespace wasentinel {
 namespace {
@@ -38,12 +40,19 @@ absl::StatusOr<ApiKeys> ApiKeys::FromConfig(std::string_view config) {
   for (absl::string_view raw : absl::StrSplit(Sv(config), ',', absl::SkipWhitespace())) {
     ++index;
     std::vector<std::string> parts = absl::StrSplit(absl::StripAsciiWhitespace(raw), ':');
-    if (parts.size() != 3 || parts[0].empty()) {
+    if ((parts.size() != 3 && parts.size() != 4) || parts[0].empty()) {
+      for (auto& p : parts) OPENSSL_cleanse(p.data(), p.size());
       return absl::InvalidArgumentError(absl::StrCat(
-          "API key entry ", index, " is not NAME:SCOPE:KEY (scope read, operate or admin)"));
+          "API key entry ", index,
+          " is not NAME:SCOPE:KEY or NAME:SCOPE:TENANT:KEY (scope read, operate or admin)"));
     }
+    std::string& secret = parts.back();
     Entry e;
     e.name = parts[0];
+    if (auto st = CheckText("API key name", e.name, {.max_bytes = 64}); !st.ok()) {
+      OPENSSL_cleanse(secret.data(), secret.size());
+      return absl::InvalidArgumentError(absl::StrCat("API key entry ", index, ": ", st.message()));
+    }
     if (parts[1] == "read") {
       e.scope = Scope::kRead;
     } else if (parts[1] == "operate") {
@@ -51,28 +60,41 @@ absl::StatusOr<ApiKeys> ApiKeys::FromConfig(std::string_view config) {
     } else if (parts[1] == "admin") {
       e.scope = Scope::kAdmin;
     } else {
+      OPENSSL_cleanse(secret.data(), secret.size());
       return absl::InvalidArgumentError(absl::StrCat("API key \"", e.name, "\": scope \"", parts[1],
                                                      "\" is not read, operate or admin"));
     }
-    if (parts[2].size() < 16) {
+    if (parts.size() == 4) {
+      e.tenant = parts[2];
+      if (auto st = CheckTenantId("tenant", e.tenant); !st.ok()) {
+        OPENSSL_cleanse(secret.data(), secret.size());
+        return absl::InvalidArgumentError(absl::StrCat("API key \"", e.name, "\": ", st.message()));
+      }
+    }
+    if (secret.size() < 16) {
       return absl::InvalidArgumentError(
           absl::StrCat("API key \"", e.name, "\" is shorter than 16 characters"));
     }
+    e.hash = Hash(secret);
+    OPENSSL_cleanse(secret.data(), secret.size());
     for (const auto& other : keys.keys_) {
       if (other.name == e.name) {
         return absl::InvalidArgumentError(absl::StrCat("API key name \"", e.name, "\" repeats"));
       }
+      if (CRYPTO_memcmp(other.hash.data(), e.hash.data(), e.hash.size()) == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("API keys \"", other.name, "\" and \"", e.name,
+                         "\" have the same key value; each key needs a value of its own"));
+      }
     }
-    e.hash = Hash(parts[2]);
-    OPENSSL_cleanse(parts[2].data(), parts[2].size());
     keys.keys_.push_back(std::move(e));
   }
   return keys;
 }
 
-absl::StatusOr<std::string> ApiKeys::Authorize(std::string_view x_api_key,
-                                               std::string_view authorization, Scope needed) const {
-  if (keys_.empty()) return std::string("anonymous");
+absl::StatusOr<Caller> ApiKeys::Authorize(std::string_view x_api_key,
+                                          std::string_view authorization, Scope needed) const {
+  if (keys_.empty()) return Caller{};
   std::string_view key = x_api_key;
   if (key.empty() && !authorization.empty()) {
     constexpr std::string_view kBearer = "bearer ";
@@ -97,7 +119,39 @@ absl::StatusOr<std::string> ApiKeys::Authorize(std::string_view x_api_key,
                                                     Sv(ScopeName(match->scope)),
                                                     "; this call needs ", Sv(ScopeName(needed))));
   }
-  return match->name;
+  return Caller{match->name, match->scope, match->tenant};
+}
+
+absl::StatusOr<std::string> TenantFilter(const Caller& caller, std::string_view requested) {
+  if (caller.all_tenants()) return std::string(requested);
+  if (!requested.empty() && requested != caller.tenant) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("API key \"", caller.key_name, "\" is for tenant ", caller.tenant, " only"));
+  }
+  return caller.tenant;
+}
+
+absl::StatusOr<std::string> TenantOfNew(const Caller& caller, std::string_view requested,
+                                        bool required) {
+  if (caller.all_tenants()) {
+    if (requested.empty() && required) return absl::InvalidArgumentError("tenant_id is required");
+    return std::string(requested);
+  }
+  return TenantFilter(caller, requested);
+}
+
+absl::Status RequireAllTenants(const Caller& caller, std::string_view what) {
+  if (caller.all_tenants()) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat("API key \"", caller.key_name,
+                                                  "\" is for tenant ", caller.tenant, "; ",
+                                                  Sv(what), " needs a key for every tenant"));
+}
+
+absl::Status NotVisible(const Caller& caller, std::string_view kind, std::string_view id,
+                        absl::Status status) {
+  if (caller.all_tenants()) return status;
+  return absl::PermissionDeniedError(absl::StrCat(Sv(kind), " ", Sv(QuoteForLog(id, 64)),
+                                                  " is not one of tenant ", caller.tenant, "'s"));
 }
 
 }  // namespace wasentinel

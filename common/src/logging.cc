@@ -19,4 +19,40 @@ std::string MaskPhone(std::string_view phone) {
   return out;
 }
 
+std::string MaskJid(std::string_view jid) {
+  const size_t end = jid.find_first_of(".:@");
+  if (end == 0 || end == std::string_view::npos) return std::string(jid);
+  return MaskPhone(jid.substr(0, end)) + std::string(jid.substr(end));
+}
+
+std::string RedactUrlCredentials(std::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  const size_t authority = scheme + 3;
+  const size_t path = url.find_first_of("/?#", authority);
+  const std::string_view host_part = url.substr(
+      authority, path == std::string_view::npos ? std::string_view::npos : path - authority);
+  const size_t at = host_part.rfind('@');
+  if (at == std::string_view::npos) return std::string(url);
+  std::string out(url.substr(0, authority));
+  out += "***";
+  out += url.substr(authority + at);
+  return out;
+}
+
+std::string QuoteForLog(std::string_view value, size_t max) {
+  std::string out = "\"";
+  const std::string_view shown = value.substr(0, max);
+  for (unsigned char c : shown) {
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+      out += fmt::format("\\x{:02x}", c);
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  out += '"';
+  if (value.size() > max) out += fmt::format("… ({} bytes)", value.size());
+  return out;
+}
+
 }  // namespace wasentinel

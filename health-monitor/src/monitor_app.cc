@@ -173,8 +173,10 @@ class App::Impl {
     metrics->Leader(true);
   }
 
+  // Gives the lead up; nothing to do when not leading (so ~Impl after a failed Create, with
+  // half the members null, does nothing here).
   void StandDown() {
-    leading = false;
+    if (!leading.exchange(false)) return;
     metrics->Leader(false);
     if (watcher) watcher->Stop();
     watcher.reset();

@@ -17,6 +17,8 @@ namespace {
 constexpr char kReader[] = "reader-key-0123456789";
 constexpr char kOperator[] = "operator-key-0123456789";
 constexpr char kAdmin[] = "admin-key-0123456789ab";
+constexpr char kAcmeReader[] = "acme-reader-key-0123456789";
+constexpr char kGlobexAdmin[] = "globex-admin-key-0123456789";
 const std::string kId = "6f1c1f1e-0000-4000-8000-000000000042";
 
 struct Api : MonitorDb {
@@ -26,9 +28,11 @@ struct Api : MonitorDb {
   Monitor monitor{clock, store, sessions, alerts, HealthPolicy{}, MakeLogger("monitor", "warn")};
   absl::Mutex mu;
   std::unique_ptr<JobScheduler> jobs;
-  ApiKeys keys = ApiKeys::FromConfig(absl::StrCat("r:read:", kReader, ",o:operate:", kOperator,
-                                                  ",a:admin:", kAdmin))
-                     .value();
+  ApiKeys keys =
+      ApiKeys::FromConfig(absl::StrCat("r:read:", kReader, ",o:operate:", kOperator,
+                                       ",a:admin:", kAdmin, ",acme-r:read:acme:", kAcmeReader,
+                                       ",globex-a:admin:globex:", kGlobexAdmin))
+          .value();
   bool leader = true;
   std::unique_ptr<MonitorServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
@@ -194,6 +198,96 @@ TEST(MonitorService, JobsAndAcknowledgementNeedTheLeaderAndTheScope) {
   EXPECT_EQ(api.Call(&S::AcknowledgeSession, ack, &acked, kOperator),
             grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(api.Call(&S::ListJobs, v1::ListJobsRequest(), &listed, kReader), grpc::StatusCode::OK);
+}
+
+TEST(MonitorService, TenantKeysSeeTheirOwnTenantOnly) {
+  Api api;
+  v1::TriggerJobRequest deep;
+  deep.set_name("health-check-deep");
+  v1::TriggerJobResponse ran;
+  ASSERT_EQ(api.Call(&S::TriggerJob, deep, &ran, kOperator), grpc::StatusCode::OK);
+  // The one session is acme's: acme's key sees it, globex's gets what a missing one gets.
+  v1::GetSessionHealthRequest get;
+  get.set_session_id(kId);
+  v1::GetSessionHealthResponse got;
+  EXPECT_EQ(api.Call(&S::GetSessionHealth, get, &got, kAcmeReader), grpc::StatusCode::OK);
+  EXPECT_EQ(api.Call(&S::GetSessionHealth, get, &got, kGlobexAdmin),
+            grpc::StatusCode::PERMISSION_DENIED);
+  get.set_session_id("6f1c1f1e-0000-4000-8000-000000000099");
+  EXPECT_EQ(api.Call(&S::GetSessionHealth, get, &got, kGlobexAdmin),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::ListSessionHealthResponse listed;
+  ASSERT_EQ(api.Call(&S::ListSessionHealth, v1::ListSessionHealthRequest(), &listed, kAcmeReader),
+            grpc::StatusCode::OK);
+  EXPECT_EQ(listed.sessions_size(), 1);
+  ASSERT_EQ(api.Call(&S::ListSessionHealth, v1::ListSessionHealthRequest(), &listed, kGlobexAdmin),
+            grpc::StatusCode::OK);
+  EXPECT_EQ(listed.sessions_size(), 0);
+  v1::ListSessionHealthRequest other;
+  other.set_tenant_id("acme");
+  EXPECT_EQ(api.Call(&S::ListSessionHealth, other, &listed, kGlobexAdmin),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::GetHealthStatsResponse stats;
+  v1::GetHealthStatsRequest acme_stats;
+  acme_stats.set_tenant_id("acme");
+  EXPECT_EQ(api.Call(&S::GetHealthStats, acme_stats, &stats, kGlobexAdmin),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::ListTransitionsRequest history;
+  history.set_session_id(kId);
+  v1::ListTransitionsResponse transitions;
+  EXPECT_EQ(api.Call(&S::ListTransitions, history, &transitions, kGlobexAdmin),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::AcknowledgeSessionRequest ack;
+  ack.set_session_id(kId);
+  v1::AcknowledgeSessionResponse acked;
+  EXPECT_EQ(api.Call(&S::AcknowledgeSession, ack, &acked, kGlobexAdmin),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // The monitor's jobs concern every tenant.
+  v1::ListJobsResponse jobs;
+  EXPECT_EQ(api.Call(&S::ListJobs, v1::ListJobsRequest(), &jobs, kGlobexAdmin),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(api.Call(&S::TriggerJob, deep, &ran, kGlobexAdmin),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST(MonitorService, BadInputIsRefusedWithAShortClearError) {
+  Api api;
+  const std::string huge(1 << 20, 'x');
+  v1::GetSessionHealthRequest get;
+  v1::GetSessionHealthResponse got;
+  for (const std::string& id : {std::string(), huge, std::string("a\0b", 3), std::string("a b")}) {
+    get.set_session_id(id);
+    EXPECT_EQ(api.Call(&S::GetSessionHealth, get, &got, kReader),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  v1::ListSessionHealthRequest list;
+  list.set_tenant_id("acme\r\n");
+  v1::ListSessionHealthResponse listed;
+  EXPECT_EQ(api.Call(&S::ListSessionHealth, list, &listed, kReader),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::ListTransitionsRequest history;
+  history.set_session_id(kId);
+  history.mutable_since()->set_seconds(-62135596801);
+  v1::ListTransitionsResponse transitions;
+  EXPECT_EQ(api.Call(&S::ListTransitions, history, &transitions, kReader),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::AcknowledgeSessionRequest ack;
+  ack.set_session_id(kId);
+  ack.set_note(huge);
+  v1::AcknowledgeSessionResponse acked;
+  EXPECT_EQ(api.Call(&S::AcknowledgeSession, ack, &acked, kOperator),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  ack.set_note("line one\x1b[2J");
+  EXPECT_EQ(api.Call(&S::AcknowledgeSession, ack, &acked, kOperator),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::TriggerJobRequest job;
+  job.set_name(huge);
+  v1::TriggerJobResponse ran;
+  EXPECT_EQ(api.Call(&S::TriggerJob, job, &ran, kOperator), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::GetMonitorStatusResponse status;
+  EXPECT_EQ(api.Call(&S::GetMonitorStatus, v1::GetMonitorStatusRequest(), &status, kReader),
+            grpc::StatusCode::OK)
+      << "still answering";
 }
 
 }  // namespace

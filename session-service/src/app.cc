@@ -161,9 +161,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
     impl->log->info("start-up re-seal: {} credentials now under key id {}", rotated.resealed,
                     rotated.key_id);
   }
-  impl->service = std::make_unique<SessionServiceImpl>(*impl->manager, *impl->store, impl->bus,
-                                                       *impl->keys, replica, impl->log,
-                                                       std::move(peers), impl->metrics.get());
+  impl->service = std::make_unique<SessionServiceImpl>(
+      *impl->manager, *impl->store, impl->bus, *impl->keys, replica, impl->log, std::move(peers),
+      impl->metrics.get(), options.watch_limits);
   WAS_ASSIGN_OR_RETURN(
       auto started, StartGrpcServer(options.grpc_listen, credentials, {impl->service.get()},
                                     *impl->registry, [](grpc::ServerBuilder& builder) {

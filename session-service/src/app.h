@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "manager.h"
+#include "session_service.h"
 
 namespace wasentinel::session {
 
@@ -37,6 +38,9 @@ struct Options {
   /// (architecture.md: 30 days).
   absl::Duration event_retention = absl::Hours(24 * 30);
   absl::Duration event_prune_interval = absl::Minutes(10);
+  /// What WatchSessionEvents streams may cost: the events one may fall behind, the streams one
+  /// API key may hold open.
+  WatchLimits watch_limits;
 };
 
 class App {

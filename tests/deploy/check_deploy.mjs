@@ -45,14 +45,15 @@ const canonical = (v) => JSON.stringify(v, (_, x) => (x && typeof x === 'object'
   ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, x[k]])) : x));
 const work = mkdtempSync(join(tmpdir(), 'was-deploy-'));
 
-// The WAS_ variables each program reads (EnvOr in its main), and its flags.
+// The WAS_ variables each program reads (named "[WAS_X]" at the end of a flag's help in its main:
+// common/config.h ParseFlags reads exactly those), and its flags.
 const mains = { 'session-service': 'session-service/main.cc', 'health-monitor': 'health-monitor/main.cc',
   'alert-service': 'alert-service/main.cc' };
 const envOf = {};
 const flagsOf = {};
 for (const [name, file] of Object.entries(mains)) {
   const text = readFileSync(join(root, file), 'utf8');
-  envOf[name] = new Set([...text.matchAll(/EnvOr\(\s*"(WAS_\w+)"/g)].map((m) => m[1]));
+  envOf[name] = new Set([...text.matchAll(/\[(WAS_\w+)\]"\)/g)].map((m) => m[1]));
   flagsOf[name] = [...text.matchAll(/ABSL_FLAG\(\s*[\w:]+\s*,\s*(\w+)/g)].map((m) => m[1]);
 }
 const knownEnv = new Set(Object.values(envOf).flatMap((s) => [...s]));

@@ -69,7 +69,7 @@ class AlertServiceImpl final : public v1::AlertService::Service {
                              v1::DeleteSilenceResponse*) override;
 
  private:
-  grpc::Status Authorize(grpc::ServerContext* ctx, Scope scope) const;
+  grpc::Status Authorize(grpc::ServerContext* ctx, Scope scope, Caller* caller = nullptr) const;
   // A checked URL and event-type filter for an endpoint.
   grpc::Status CheckEndpoint(const std::string& url,
                              const google::protobuf::RepeatedPtrField<std::string>& types,

@@ -9,6 +9,7 @@
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/proto_time.h"
+#include "wasentinel/common/validation.h"
 
 namespace wasentinel::alert {
 namespace {
@@ -221,6 +222,13 @@ AttemptResult Dispatcher::SendEmail(EmailSender* sender, const ClaimedDelivery& 
   }
   const absl::Time now = clock_.Now();
   const std::string& to = c.delivery.target();
+  // Recipients are checked when they are stored; one stored before the rule was tightened never
+  // reaches an SMTP command.
+  if (auto st = CheckMailbox("recipient", to); !st.ok()) {
+    out.kind = AttemptResult::kDead;
+    out.error = std::string(st.message());
+    return out;
+  }
   if (options_.emails_per_recipient_per_hour > 0) {
     absl::MutexLock lock(&mu_);
     auto& sent = sent_to_[to];
@@ -275,7 +283,7 @@ AttemptResult Dispatcher::Judge(const WebhookResponse& r, int attempt) {
   AttemptResult out;
   if (r.error.empty() && r.status >= 200 && r.status < 300) return out;
   std::string error = r.error.empty() ? absl::StrCat("HTTP ", r.status) : r.error;
-  const bool transient = !r.error.empty() || r.status == 429 || r.status >= 500;
+  const bool transient = !r.refused && (!r.error.empty() || r.status == 429 || r.status >= 500);
   if (!transient) {
     out.kind = AttemptResult::kDead;
     out.error = std::move(error);

@@ -10,6 +10,7 @@
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/files.h"
 #include "wasentinel/common/proto_time.h"
+#include "wasentinel/common/validation.h"
 
 namespace wasentinel::alert {
 namespace {
@@ -41,6 +42,8 @@ std::string Domain(const std::string& mailbox) {
   const auto at = a.rfind('@');
   return at == std::string::npos ? "wa-sentinel.invalid" : a.substr(at + 1);
 }
+
+bool HasLineBreak(const std::string& s) { return s.find_first_of("\r\n") != std::string::npos; }
 
 // RFC 2047 for a header value that is not plain ASCII.
 std::string HeaderText(const std::string& s) {
@@ -141,6 +144,22 @@ SmtpResult EmailSender::Send(const EmailMessage& msg, absl::Time now) {
     out.error = "libcurl could not be initialised";
     return out;
   }
+  // Only checked mailboxes reach MAIL FROM, RCPT TO and the headers: no CR, LF, '<' or '>'
+  // can start a command of its own.
+  const std::string from_address = Address(msg.from);
+  for (const auto& [what, address] :
+       {std::pair<const char*, std::string>{"recipient", msg.to}, {"sender", from_address}}) {
+    if (auto st = CheckMailbox(what, address); !st.ok()) {
+      out.permanent = true;
+      out.error = std::string(st.message());
+      return out;
+    }
+  }
+  if (HasLineBreak(msg.from) || HasLineBreak(msg.message_id)) {
+    out.permanent = true;
+    out.error = "a header holds a line break";
+    return out;
+  }
   curl_easy_reset(curl_);
   CurlHeaders rcpt;
   rcpt.Add(Address(msg.to));
@@ -170,7 +189,8 @@ SmtpResult EmailSender::Send(const EmailMessage& msg, absl::Time now) {
 
   curl_easy_setopt(curl_, CURLOPT_URL, options_.url.c_str());
   curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  curl_easy_setopt(curl_, CURLOPT_MAIL_FROM, Address(msg.from).c_str());
+  curl_easy_setopt(curl_, CURLOPT_MAIL_FROM, from_address.c_str());
+  if (fresh_connection_) curl_easy_setopt(curl_, CURLOPT_FRESH_CONNECT, 1L);
   curl_easy_setopt(curl_, CURLOPT_MAIL_RCPT, rcpt.list);
   curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers.list);
   curl_easy_setopt(curl_, CURLOPT_MIMEPOST, mime.get());
@@ -188,6 +208,7 @@ SmtpResult EmailSender::Send(const EmailMessage& msg, absl::Time now) {
   curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
   const CURLcode rc = curl_easy_perform(curl_);
   curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &out.code);
+  fresh_connection_ = rc != CURLE_OK;
   if (rc == CURLE_OK) {
     out.sent = true;
     return out;

@@ -75,11 +75,16 @@ class EmailSender {
   EmailSender(const EmailSender&) = delete;
   EmailSender& operator=(const EmailSender&) = delete;
 
+  /// Sends `message`. Its `to` and the address in its `from` must pass CheckMailbox
+  /// (common/validation.h); otherwise nothing is sent and the result is permanent.
   SmtpResult Send(const EmailMessage& message, absl::Time now);
 
  private:
   CURL* curl_;
   const SmtpOptions options_;
+  // After a failed transaction the next one opens a new connection: whatever state the server
+  // was left in (a half-sent message, a refused RCPT) never carries over to the next e-mail.
+  bool fresh_connection_ = false;
 };
 
 }  // namespace wasentinel::alert

@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include "wasentinel/common/event_types.h"
+
 namespace wasentinel::alert {
 
 AlertMetrics::AlertMetrics(prometheus::Registry& registry)
@@ -53,7 +55,8 @@ void AlertMetrics::Outbox(int64_t depth, absl::Duration oldest) {
 }
 
 void AlertMetrics::Raised(const std::string& event_type, const std::string& outcome) {
-  alerts_.Add({{"event_type", event_type}, {"outcome", outcome}}).Increment();
+  alerts_.Add({{"event_type", event_types::MetricLabel(event_type)}, {"outcome", outcome}})
+      .Increment();
 }
 
 }  // namespace wasentinel::alert

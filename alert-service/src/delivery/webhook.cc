@@ -16,28 +16,12 @@
 #include "absl/strings/strip.h"
 #include "delivery/curl_headers.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/logging.h"
 
 namespace wasentinel::alert {
 namespace {
 
 constexpr absl::string_view kSecretPrefix = "whsec_";
-
-bool PublicV4(const uint8_t* a) {
-  const uint32_t ip =
-      (uint32_t{a[0]} << 24) | (uint32_t{a[1]} << 16) | (uint32_t{a[2]} << 8) | a[3];
-  auto in = [ip](uint32_t net, int bits) {
-    return bits == 0 || (ip >> (32 - bits)) == (net >> (32 - bits));
-  };
-  return !(in(0x00000000, 8) ||   // "this network"
-           in(0x0A000000, 8) ||   // 10/8
-           in(0x64400000, 10) ||  // 100.64/10 CGNAT
-           in(0x7F000000, 8) ||   // loopback
-           in(0xA9FE0000, 16) ||  // link-local
-           in(0xAC100000, 12) ||  // 172.16/12
-           in(0xC0A80000, 16) ||  // 192.168/16
-           in(0xE0000000, 4) ||   // multicast
-           in(0xF0000000, 4));    // reserved, broadcast
-}
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
@@ -97,26 +81,23 @@ absl::StatusOr<std::string> SignWebhook(std::string_view secret, std::string_vie
   return absl::StrCat("v1,", Base64Encode(ByteView(mac.data(), mac.size())));
 }
 
-bool IsPublicAddress(std::string_view ip_text) {
-  const std::string ip(ip_text);
-  uint8_t a[16];
-  if (inet_pton(AF_INET, ip.c_str(), a) == 1) return PublicV4(a);
-  if (inet_pton(AF_INET6, ip.c_str(), a) != 1) return false;
-  static const uint8_t kZero[16] = {};
-  if (std::memcmp(a, kZero, 15) == 0 && (a[15] == 0 || a[15] == 1)) return false;  // ::, ::1
-  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(a, kMapped, 12) == 0) return PublicV4(a + 12);
-  if ((a[0] & 0xfe) == 0xfc) return false;                  // fc00::/7 unique local
-  if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) return false;  // fe80::/10 link-local
-  if (a[0] == 0xff) return false;                           // multicast
-  return true;
-}
-
 absl::Status CheckWebhookUrl(std::string_view url, bool allow_private) {
-  std::unique_ptr<CURLU, void (*)(CURLU*)> u(curl_url(), curl_url_cleanup);
+  if (url.empty()) return absl::InvalidArgumentError("url is required");
+  if (url.size() > kMaxWebhookUrl) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("url is longer than ", kMaxWebhookUrl, " bytes (", url.size(), ")"));
+  }
   const std::string text(url);
+  const std::string shown = QuoteForLog(RedactUrlCredentials(text), 64);
+  for (unsigned char c : text) {
+    if (c <= 0x20 || c >= 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "url ", shown, " holds spaces, control characters or non-ASCII (percent-encode them)"));
+    }
+  }
+  std::unique_ptr<CURLU, void (*)(CURLU*)> u(curl_url(), curl_url_cleanup);
   if (curl_url_set(u.get(), CURLUPART_URL, text.c_str(), 0) != CURLUE_OK) {
-    return absl::InvalidArgumentError(absl::StrCat("not a URL: ", text));
+    return absl::InvalidArgumentError(absl::StrCat("url ", shown, " is not a URL"));
   }
   auto part = [&](CURLUPart which) {
     char* p = nullptr;
@@ -131,18 +112,27 @@ absl::Status CheckWebhookUrl(std::string_view url, bool allow_private) {
                                                    ":// is allowed only with private "
                                                    "targets allowed)"));
   }
+  // libcurl reads "https:///x" leniently as host "x"; a URL must name its host itself.
+  const auto authority = text.find("://");
   std::string host = part(CURLUPART_HOST);
-  if (host.empty()) return absl::InvalidArgumentError("the webhook URL has no host");
-  if (allow_private) return absl::OkStatus();
-  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
-    host = host.substr(1, host.size() - 2);
+  if (host.empty() || authority == std::string::npos || text.size() <= authority + 3 ||
+      text[authority + 3] == '/') {
+    return absl::InvalidArgumentError(absl::StrCat("url ", shown, " has no host"));
   }
+  if (allow_private) return absl::OkStatus();
+  std::string lower = absl::AsciiStrToLower(host);
+  while (!lower.empty() && lower.back() == '.') lower.pop_back();  // "localhost." is localhost
   uint8_t buf[16];
+  const std::string bare = absl::StartsWith(host, "[") && absl::EndsWith(host, "]")
+                               ? host.substr(1, host.size() - 2)
+                               : host;
   const bool literal =
-      inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-  if (absl::AsciiStrToLower(host) == "localhost" || (literal && !IsPublicAddress(host))) {
+      inet_pton(AF_INET, bare.c_str(), buf) == 1 || inet_pton(AF_INET6, bare.c_str(), buf) == 1;
+  // RFC 6761: "localhost" and names under it are the loopback.
+  if (lower == "localhost" || absl::EndsWith(lower, ".localhost") ||
+      (literal && !IsPublicAddress(bare))) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "webhook URL ", text, " points at a private or loopback address; refused (SSRF)"));
+        "webhook URL ", shown, " points at a private or loopback address; refused (SSRF)"));
   }
   return absl::OkStatus();
 }
@@ -159,6 +149,12 @@ WebhookResponse WebhookSender::Send(const WebhookRequest& req) {
   WebhookResponse out;
   if (!curl_) {
     out.error = "libcurl could not be initialised";
+    return out;
+  }
+  // Endpoints stored before a rule was tightened are held to today's rules too.
+  if (auto st = CheckWebhookUrl(req.url, allow_private_); !st.ok()) {
+    out.refused = true;
+    out.error = absl::StrCat("refused: ", st.message());
     return out;
   }
   CurlHeaders headers;
@@ -190,6 +186,7 @@ WebhookResponse WebhookSender::Send(const WebhookRequest& req) {
   curl_easy_setopt(curl_, CURLOPT_OPENSOCKETDATA, &guard);
   const CURLcode rc = curl_easy_perform(curl_);
   if (rc != CURLE_OK) {
+    out.refused = guard.refused;
     out.error = guard.refused ? "refused: the URL resolves to a private or loopback address (SSRF)"
                               : curl_easy_strerror(rc);
     return out;

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "wasentinel/common/ip_address.h"
 
 namespace wasentinel::alert {
 
@@ -27,13 +28,12 @@ std::string NewWebhookSecret();
 absl::StatusOr<std::string> SignWebhook(std::string_view secret, std::string_view id,
                                         int64_t timestamp, std::string_view body);
 
-/// Is `ip` (textual IPv4 or IPv6) an address on the public internet? False for loopback,
-/// private (RFC 1918, fc00::/7), link-local, CGNAT, unspecified, multicast and IPv4-mapped
-/// forms of these, and for anything that does not parse.
-bool IsPublicAddress(std::string_view ip);
+/// The longest webhook URL accepted, in bytes.
+inline constexpr size_t kMaxWebhookUrl = 2048;
 
-/// A URL webhooks may be sent to: https (http too when `allow_private`), a host, and — when
-/// the host is an address or "localhost" — a public one unless `allow_private`.
+/// A URL webhooks may be sent to: at most kMaxWebhookUrl bytes of printable ASCII, https (http
+/// too when `allow_private`), a host named in the URL, and — when the host is an address or
+/// "localhost" — a public one (IsPublicAddress, common/ip_address.h) unless `allow_private`.
 /// INVALID_ARGUMENT saying why not.
 absl::Status CheckWebhookUrl(std::string_view url, bool allow_private);
 
@@ -49,6 +49,9 @@ struct WebhookResponse {
   long status = 0;                            ///< HTTP status; 0 when none came
   std::string error;                          ///< transport error, empty when a status came
   std::optional<absl::Duration> retry_after;  ///< a Retry-After header in seconds
+  /// The target was refused before any request (SSRF: the URL or an address it resolved to is
+  /// not public, or the URL is not one webhooks may go to): retrying will not help.
+  bool refused = false;
 };
 
 /// One libcurl handle, reused request after request so connections are kept alive. Not

@@ -113,8 +113,9 @@ void Notify(pqxx::work& w, const v1::Alert& alert, v1::Delivery::Kind kind,
   }
   for (const auto& row :
        w.exec_params("SELECT id::text FROM alert_endpoints WHERE enabled AND"
-                     " (cardinality(event_types) = 0 OR $1 = ANY(event_types)) ORDER BY created_at",
-                     alert.event_type())) {
+                     " (cardinality(event_types) = 0 OR $1 = ANY(event_types))"
+                     " AND (tenant_id = '' OR tenant_id = $2) ORDER BY created_at",
+                     alert.event_type(), alert.session().tenant_id())) {
     AddDelivery(w, alert.id(), v1::Delivery::CHANNEL_WEBHOOK, kind, row[0].as<std::string>(), now);
   }
 }
@@ -208,6 +209,11 @@ UPDATE alert_alerts SET last_notified_at = updated_at WHERE status = 'STATUS_OPE
 CREATE INDEX alert_alerts_remind ON alert_alerts (last_notified_at)
   WHERE status = 'STATUS_OPEN' AND severity = 'SEVERITY_CRITICAL';
 )sql"},
+      {3, "webhook endpoints of one tenant", R"sql(
+-- '' : every tenant's alerts (an operator's endpoint); else only that tenant's.
+ALTER TABLE alert_endpoints ADD COLUMN tenant_id text NOT NULL DEFAULT '';
+CREATE INDEX alert_alerts_tenant ON alert_alerts (tenant_id, raised_at);
+)sql"},
   };
   return *migrations;
 }
@@ -260,6 +266,7 @@ absl::StatusOr<RaiseOutcome> PgAlertStore::Raise(const v1::RaiseAlertRequest& re
           v1::Alert a;
           a.set_id(id);
           a.set_event_type(req.event_type());
+          *a.mutable_session() = req.session();  // its tenant picks the endpoints
           Notify(w, a, v1::Delivery::KIND_NOTIFY, recipients, now);
           w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", PgTime(2),
                                      " WHERE id = $1::uuid"),
@@ -306,18 +313,21 @@ absl::StatusOr<RaiseOutcome> PgAlertStore::Raise(const v1::RaiseAlertRequest& re
 }
 
 absl::StatusOr<v1::Alert> PgAlertStore::Resolve(const std::string& dedup_key,
-                                                const std::string& note, absl::Time now) {
+                                                const std::string& note, absl::Time now,
+                                                const std::string& tenant) {
   if (dedup_key.empty()) return absl::InvalidArgumentError("dedup_key is required");
   std::optional<v1::Alert> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("resolve alert", [&](pqxx::work& w) {
     auto open = w.exec_params(absl::StrCat("SELECT ", AlertColumns(),
                                            " FROM alert_alerts WHERE dedup_key = $1 AND"
-                                           " status <> 'STATUS_RESOLVED' FOR UPDATE"),
-                              dedup_key);
+                                           " status <> 'STATUS_RESOLVED'"
+                                           " AND ($2 = '' OR tenant_id = $2) FOR UPDATE"),
+                              dedup_key, tenant);
     if (open.empty()) {
       auto last = w.exec_params(
-          "SELECT id::text FROM alert_alerts WHERE dedup_key = $1 ORDER BY raised_at DESC LIMIT 1",
-          dedup_key);
+          "SELECT id::text FROM alert_alerts WHERE dedup_key = $1"
+          " AND ($2 = '' OR tenant_id = $2) ORDER BY raised_at DESC LIMIT 1",
+          dedup_key, tenant);
       if (!last.empty()) out = LoadAlert(w, last[0][0].as<std::string>());
       return;
     }
@@ -377,15 +387,16 @@ absl::StatusOr<AlertPage> PgAlertStore::List(const AlertFilter& filter, int page
   }
   AlertPage page;
   WAS_RETURN_IF_ERROR(pool_.Transact("list alerts", [&](pqxx::work& w) {
-    auto rows = w.exec_params(
-        absl::StrCat("SELECT id::text FROM alert_alerts WHERE"
-                     " ($1 = '' OR session_id = $1) AND ($2 = '' OR event_type = $2)"
-                     " AND ($3 = '' OR status = ANY(string_to_array($3, ',')))"
-                     " AND ($4 = '' OR (raised_at, id) < (",
-                     PgTime(5),
-                     ", NULLIF($4, '')::uuid))"
-                     " ORDER BY raised_at DESC, id DESC LIMIT $6"),
-        filter.session_id, filter.event_type, statuses, after_id, after_micros, page_size + 1);
+    auto rows =
+        w.exec_params(absl::StrCat("SELECT id::text FROM alert_alerts WHERE"
+                                   " ($1 = '' OR session_id = $1) AND ($2 = '' OR event_type = $2)"
+                                   " AND ($3 = '' OR status = ANY(string_to_array($3, ',')))"
+                                   " AND ($4 = '' OR (raised_at, id) < (",
+                                   PgTime(5),
+                                   ", NULLIF($4, '')::uuid)) AND ($7 = '' OR tenant_id = $7)"
+                                   " ORDER BY raised_at DESC, id DESC LIMIT $6"),
+                      filter.session_id, filter.event_type, statuses, after_id, after_micros,
+                      page_size + 1, filter.tenant_id);
     for (int i = 0; i < std::min<int>(page_size, rows.size()); ++i) {
       page.alerts.push_back(LoadAlert(w, rows[i][0].as<std::string>()));
     }
@@ -406,7 +417,7 @@ const std::string& EndpointColumns() {
       " description, ",
       PgEpochMicros("created_at"), ", ", PgEpochMicros("secret_rotated_at"),
       ", secret_key_id, secret, coalesce(previous_secret_key_id, ''), previous_secret, ",
-      PgEpochMicros("previous_valid_until")));
+      PgEpochMicros("previous_valid_until"), ", tenant_id"));
   return *cols;
 }
 
@@ -429,6 +440,7 @@ EndpointRecord ToEndpoint(const pqxx::row& r) {
   e.previous_secret_key_id = r[10].as<std::string>();
   if (!r[11].is_null()) e.sealed_previous_secret = pqxx::binarystring(r[11]).str();
   if (!r[12].is_null()) e.previous_valid_until = absl::FromUnixMicros(r[12].as<int64_t>());
+  p.set_tenant_id(r[13].as<std::string>());
   return e;
 }
 
@@ -436,31 +448,36 @@ EndpointRecord ToEndpoint(const pqxx::row& r) {
 
 absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::CreateEndpoint(
     const v1::CreateWebhookEndpointRequest& req, const std::string& secret_key_id,
-    const std::string& sealed_secret, absl::Time now) {
+    const std::string& sealed_secret, absl::Time now, const std::string& tenant) {
   std::string types;  // event types have no commas (checked by the caller)
   for (const auto& t : req.event_types()) absl::StrAppend(&types, types.empty() ? "" : ",", t);
   std::optional<v1::WebhookEndpoint> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("create webhook endpoint", [&](pqxx::work& w) {
-    out = ToEndpoint(
-              PgOne(w.exec_params(
-                  absl::StrCat("INSERT INTO alert_endpoints (url, event_types,"
-                               " rate_limit_per_second, description, secret_key_id, secret,"
-                               " created_at) VALUES ($1, coalesce(string_to_array(NULLIF($2, ''),"
-                               " ','), '{}'), $3, $4, $5, decode($6, 'hex'), ",
-                               PgTime(7), ") RETURNING ", EndpointColumns()),
-                  req.url(), types, req.rate_limit_per_second(), req.description(), secret_key_id,
-                  PgHex(sealed_secret), absl::ToUnixMicros(now))))
-              .endpoint;
+    out =
+        ToEndpoint(PgOne(w.exec_params(
+                       absl::StrCat("INSERT INTO alert_endpoints (url, event_types,"
+                                    " rate_limit_per_second, description, secret_key_id, secret,"
+                                    " created_at, tenant_id) VALUES ($1,"
+                                    " coalesce(string_to_array(NULLIF($2, ''), ','), '{}'), $3, $4,"
+                                    " $5, decode($6, 'hex'), ",
+                                    PgTime(7), ", $8) RETURNING ", EndpointColumns()),
+                       req.url(), types, req.rate_limit_per_second(), req.description(),
+                       secret_key_id, PgHex(sealed_secret), absl::ToUnixMicros(now), tenant)))
+            .endpoint;
   }));
   return *std::move(out);
 }
 
-absl::StatusOr<std::vector<v1::WebhookEndpoint>> PgAlertStore::ListEndpoints() {
+absl::StatusOr<std::vector<v1::WebhookEndpoint>> PgAlertStore::ListEndpoints(
+    const std::string& tenant) {
   std::vector<v1::WebhookEndpoint> out;
   WAS_RETURN_IF_ERROR(pool_.Run("list webhook endpoints", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    for (const auto& row : n.exec(absl::StrCat("SELECT ", EndpointColumns(),
-                                               " FROM alert_endpoints ORDER BY created_at, id"))) {
+    for (const auto& row :
+         n.exec_params(absl::StrCat("SELECT ", EndpointColumns(),
+                                    " FROM alert_endpoints WHERE $1 = '' OR tenant_id = $1"
+                                    " ORDER BY created_at, id"),
+                       tenant)) {
       out.push_back(ToEndpoint(row).endpoint);
     }
   }));
@@ -604,7 +621,7 @@ v1::Silence ToSilence(const pqxx::row& r) {
 }  // namespace
 
 absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::UpdateEndpoint(
-    const v1::UpdateWebhookEndpointRequest& req) {
+    const v1::UpdateWebhookEndpointRequest& req, const std::string& tenant) {
   WAS_RETURN_IF_ERROR(CheckUuid(req.id(), "webhook endpoint"));
   std::string types;
   for (const auto& t : req.event_types()) absl::StrAppend(&types, types.empty() ? "" : ",", t);
@@ -616,48 +633,52 @@ absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::UpdateEndpoint(
             " event_types = CASE WHEN $3 THEN coalesce(string_to_array(NULLIF($4, ''), ','), '{}')"
             " ELSE event_types END, enabled = coalesce($5, enabled),"
             " rate_limit_per_second = coalesce($6, rate_limit_per_second),"
-            " description = coalesce($7, description) WHERE id = $1::uuid RETURNING ",
+            " description = coalesce($7, description) WHERE id = $1::uuid"
+            " AND ($8 = '' OR tenant_id = $8) RETURNING ",
             EndpointColumns()),
         req.id(), req.has_url() ? std::optional<std::string>(req.url()) : std::nullopt,
         req.replace_event_types(), types,
         req.has_enabled() ? std::optional<bool>(req.enabled()) : std::nullopt,
         req.has_rate_limit_per_second() ? std::optional<double>(req.rate_limit_per_second())
                                         : std::nullopt,
-        req.has_description() ? std::optional<std::string>(req.description()) : std::nullopt);
+        req.has_description() ? std::optional<std::string>(req.description()) : std::nullopt,
+        tenant);
     if (!r.empty()) out = ToEndpoint(r[0]).endpoint;
   }));
   if (!out) return absl::NotFoundError(absl::StrCat("no webhook endpoint ", req.id()));
   return *std::move(out);
 }
 
-absl::Status PgAlertStore::DeleteEndpoint(const std::string& id) {
+absl::Status PgAlertStore::DeleteEndpoint(const std::string& id, const std::string& tenant) {
   WAS_RETURN_IF_ERROR(CheckUuid(id, "webhook endpoint"));
   bool found = false;
   WAS_RETURN_IF_ERROR(pool_.Run("delete webhook endpoint", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    found =
-        n.exec_params("DELETE FROM alert_endpoints WHERE id = $1::uuid", id).affected_rows() > 0;
+    found = n.exec_params(
+                 "DELETE FROM alert_endpoints WHERE id = $1::uuid"
+                 " AND ($2 = '' OR tenant_id = $2)",
+                 id, tenant)
+                .affected_rows() > 0;
   }));
   if (!found) return absl::NotFoundError(absl::StrCat("no webhook endpoint ", id));
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::RotateSecret(const std::string& id,
-                                                               const std::string& secret_key_id,
-                                                               const std::string& sealed_secret,
-                                                               absl::Time previous_valid_until,
-                                                               absl::Time now) {
+absl::StatusOr<v1::WebhookEndpoint> PgAlertStore::RotateSecret(
+    const std::string& id, const std::string& secret_key_id, const std::string& sealed_secret,
+    absl::Time previous_valid_until, absl::Time now, const std::string& tenant) {
   WAS_RETURN_IF_ERROR(CheckUuid(id, "webhook endpoint"));
   std::optional<v1::WebhookEndpoint> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("rotate webhook secret", [&](pqxx::work& w) {
     auto r = w.exec_params(
-        absl::StrCat("UPDATE alert_endpoints SET previous_secret_key_id = secret_key_id,"
-                     " previous_secret = secret, previous_valid_until = ",
-                     PgTime(4),
-                     ", secret_key_id = $2, secret = decode($3, 'hex'), secret_rotated_at = ",
-                     PgTime(5), " WHERE id = $1::uuid RETURNING ", EndpointColumns()),
+        absl::StrCat(
+            "UPDATE alert_endpoints SET previous_secret_key_id = secret_key_id,"
+            " previous_secret = secret, previous_valid_until = ",
+            PgTime(4),
+            ", secret_key_id = $2, secret = decode($3, 'hex'), secret_rotated_at = ", PgTime(5),
+            " WHERE id = $1::uuid AND ($6 = '' OR tenant_id = $6) RETURNING ", EndpointColumns()),
         id, secret_key_id, PgHex(sealed_secret), absl::ToUnixMicros(previous_valid_until),
-        absl::ToUnixMicros(now));
+        absl::ToUnixMicros(now), tenant);
     if (!r.empty()) out = ToEndpoint(r[0]).endpoint;
   }));
   if (!out) return absl::NotFoundError(absl::StrCat("no webhook endpoint ", id));
@@ -686,33 +707,38 @@ absl::StatusOr<v1::Silence> PgAlertStore::CreateSilence(const v1::CreateSilenceR
 }
 
 absl::StatusOr<std::vector<v1::Silence>> PgAlertStore::ListSilences(bool include_expired,
-                                                                    absl::Time now) {
+                                                                    absl::Time now,
+                                                                    const std::string& tenant) {
   std::vector<v1::Silence> out;
   WAS_RETURN_IF_ERROR(pool_.Run("list silences", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
     for (const auto& r : n.exec_params(
-             absl::StrCat("SELECT ", SilenceColumns(), " FROM alert_silences WHERE $1 OR until > ",
-                          PgTime(2), " ORDER BY created_at, id"),
-             include_expired, absl::ToUnixMicros(now))) {
+             absl::StrCat("SELECT ", SilenceColumns(), " FROM alert_silences WHERE ($1 OR until > ",
+                          PgTime(2), ") AND ($3 = '' OR tenant_id = $3) ORDER BY created_at, id"),
+             include_expired, absl::ToUnixMicros(now), tenant)) {
       out.push_back(ToSilence(r));
     }
   }));
   return out;
 }
 
-absl::Status PgAlertStore::DeleteSilence(const std::string& id) {
+absl::Status PgAlertStore::DeleteSilence(const std::string& id, const std::string& tenant) {
   WAS_RETURN_IF_ERROR(CheckUuid(id, "silence"));
   bool found = false;
   WAS_RETURN_IF_ERROR(pool_.Run("delete silence", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    found = n.exec_params("DELETE FROM alert_silences WHERE id = $1::uuid", id).affected_rows() > 0;
+    found = n.exec_params(
+                 "DELETE FROM alert_silences WHERE id = $1::uuid"
+                 " AND ($2 = '' OR tenant_id = $2)",
+                 id, tenant)
+                .affected_rows() > 0;
   }));
   if (!found) return absl::NotFoundError(absl::StrCat("no silence ", id));
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> PgAlertStore::ListDeliveries(
-    const v1::ListDeliveriesRequest& req, int page_size) {
+    const v1::ListDeliveriesRequest& req, int page_size, const std::string& tenant) {
   if (page_size < 1 || page_size > 500) {
     return absl::InvalidArgumentError("page_size must be 1..500");
   }
@@ -734,11 +760,13 @@ absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> PgAlertStore::
                                    " FROM alert_deliveries WHERE ($1 = '' OR channel = $1)"
                                    " AND ($2 = '' OR status = ANY(string_to_array($2, ',')))"
                                    " AND ($3 = '' OR alert_id = NULLIF($3, '')::uuid)"
-                                   " AND ($4 = 0 OR id < $4) ORDER BY id DESC LIMIT $5"),
+                                   " AND ($4 = 0 OR id < $4) AND ($6 = '' OR alert_id IN"
+                                   " (SELECT id FROM alert_alerts WHERE tenant_id = $6))"
+                                   " ORDER BY id DESC LIMIT $5"),
                       req.channel() == v1::Delivery::CHANNEL_UNSPECIFIED
                           ? std::string()
                           : v1::Delivery::Channel_Name(req.channel()),
-                      statuses, req.alert_id(), before, page_size + 1);
+                      statuses, req.alert_id(), before, page_size + 1, tenant);
     for (int i = 0; i < std::min<int>(page_size, rows.size()); ++i) {
       out.first.push_back(ToDelivery(rows[i]));
     }
@@ -747,7 +775,8 @@ absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> PgAlertStore::
   return out;
 }
 
-absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl::Time now) {
+absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl::Time now,
+                                                     const std::string& tenant) {
   int64_t numeric = 0;
   if (!absl::SimpleAtoi(id, &numeric)) {
     return absl::InvalidArgumentError(absl::StrCat("delivery id ", id, " is not a number"));
@@ -755,7 +784,13 @@ absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl
   std::optional<v1::Delivery> out;
   bool exists = false;
   WAS_RETURN_IF_ERROR(pool_.Transact("redeliver", [&](pqxx::work& w) {
-    exists = !w.exec_params("SELECT 1 FROM alert_deliveries WHERE id = $1", numeric).empty();
+    exists = !w.exec_params(
+                   "SELECT 1 FROM alert_deliveries d JOIN alert_alerts a"
+                   " ON a.id = d.alert_id WHERE d.id = $1 AND ($2 = '' OR"
+                   " a.tenant_id = $2)",
+                   numeric, tenant)
+                  .empty();
+    if (!exists) return;
     auto r = w.exec_params(
         absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_PENDING', attempts = 0,"
                      " next_attempt_at = ",
@@ -776,8 +811,8 @@ absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl
   return *std::move(out);
 }
 
-absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(absl::Time since,
-                                                                         absl::Time now) {
+absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(
+    absl::Time since, absl::Time now, const std::string& tenant) {
   v1::GetDeliveryStatsResponse out;
   WAS_RETURN_IF_ERROR(pool_.Run("delivery stats", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
@@ -789,8 +824,10 @@ absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(absl::T
                  " coalesce((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch from"
                  " sent_at - created_at)) * 1000000)::bigint, 0)"
                  " FROM alert_deliveries WHERE created_at >= ",
-                 PgTime(1), " GROUP BY channel, status ORDER BY channel, status"),
-             absl::ToUnixMicros(since))) {
+                 PgTime(1),
+                 " AND ($2 = '' OR alert_id IN (SELECT id FROM alert_alerts WHERE tenant_id = $2))"
+                 " GROUP BY channel, status ORDER BY channel, status"),
+             absl::ToUnixMicros(since), tenant)) {
       auto* row = out.add_rows();
       row->set_channel(EnumOf<v1::Delivery::Channel>(r[0], &v1::Delivery::Channel_Parse));
       row->set_status(EnumOf<v1::Delivery::Status>(r[1], &v1::Delivery::Status_Parse));
@@ -800,9 +837,12 @@ absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(absl::T
         *row->mutable_latency_p99() = ToProto(absl::Microseconds(r[4].as<int64_t>()));
       }
     }
-    auto depth = n.exec(absl::StrCat(
-        "SELECT count(*), ", PgEpochMicros("min(created_at)"),
-        " FROM alert_deliveries WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED')"))[0];
+    auto depth = n.exec_params(
+        absl::StrCat("SELECT count(*), ", PgEpochMicros("min(created_at)"),
+                     " FROM alert_deliveries WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED')"
+                     " AND ($1 = '' OR alert_id IN"
+                     " (SELECT id FROM alert_alerts WHERE tenant_id = $1))"),
+        tenant)[0];
     out.set_outbox_depth(depth[0].as<int64_t>());
     if (!depth[1].is_null()) {
       *out.mutable_oldest_pending_age() =

@@ -15,6 +15,11 @@
 //   - resolving sends a resolved notice to every target the alert was notified at.
 //
 // Times come from the caller (`now`), so tests run on a fake clock.
+//
+// Tenants: the calls that take a `tenant` see and change only that tenant's alerts, endpoints,
+// silences and deliveries when it is not empty (a tenant-scoped API key); "" is every tenant.
+// An object of another tenant answers NOT_FOUND as a missing one does. An endpoint with a
+// tenant is sent that tenant's alerts only; one without, every tenant's.
 #pragma once
 
 #include <optional>
@@ -44,6 +49,7 @@ struct AlertFilter {
   std::vector<v1::Alert::Status> statuses;  ///< empty: any
   std::string session_id;
   std::string event_type;
+  std::string tenant_id;  ///< empty: any
 };
 
 struct AlertPage {
@@ -90,7 +96,7 @@ class PgAlertStore {
   /// target it was notified at. Idempotent: the last resolved alert of the key when none is
   /// open. NOT_FOUND when no alert ever had the key.
   absl::StatusOr<v1::Alert> Resolve(const std::string& dedup_key, const std::string& note,
-                                    absl::Time now);
+                                    absl::Time now, const std::string& tenant = "");
   /// NOT_FOUND; INVALID_ARGUMENT for an id that is not a UUID.
   absl::StatusOr<v1::Alert> Get(const std::string& id);
   /// Newest first; page_size 1..500.
@@ -106,33 +112,39 @@ class PgAlertStore {
   absl::StatusOr<v1::WebhookEndpoint> CreateEndpoint(const v1::CreateWebhookEndpointRequest& req,
                                                      const std::string& secret_key_id,
                                                      const std::string& sealed_secret,
-                                                     absl::Time now);
-  absl::StatusOr<std::vector<v1::WebhookEndpoint>> ListEndpoints();
+                                                     absl::Time now,
+                                                     const std::string& tenant = "");
+  absl::StatusOr<std::vector<v1::WebhookEndpoint>> ListEndpoints(const std::string& tenant = "");
   /// Applies the fields `req` sets (url already checked by the caller). NOT_FOUND.
-  absl::StatusOr<v1::WebhookEndpoint> UpdateEndpoint(const v1::UpdateWebhookEndpointRequest& req);
+  absl::StatusOr<v1::WebhookEndpoint> UpdateEndpoint(const v1::UpdateWebhookEndpointRequest& req,
+                                                     const std::string& tenant = "");
   /// NOT_FOUND. Its pending deliveries become dead letters when they come up.
-  absl::Status DeleteEndpoint(const std::string& id);
+  absl::Status DeleteEndpoint(const std::string& id, const std::string& tenant = "");
   /// The new sealed secret becomes current; the current one stays valid until
   /// `previous_valid_until` (both signatures are sent meanwhile). NOT_FOUND.
   absl::StatusOr<v1::WebhookEndpoint> RotateSecret(const std::string& id,
                                                    const std::string& secret_key_id,
                                                    const std::string& sealed_secret,
-                                                   absl::Time previous_valid_until, absl::Time now);
+                                                   absl::Time previous_valid_until, absl::Time now,
+                                                   const std::string& tenant = "");
 
   /// INVALID_ARGUMENT without any of session, tenant, event type, or with `until` not after now.
   absl::StatusOr<v1::Silence> CreateSilence(const v1::CreateSilenceRequest& req, absl::Time now);
-  absl::StatusOr<std::vector<v1::Silence>> ListSilences(bool include_expired, absl::Time now);
-  absl::Status DeleteSilence(const std::string& id);
+  absl::StatusOr<std::vector<v1::Silence>> ListSilences(bool include_expired, absl::Time now,
+                                                        const std::string& tenant = "");
+  absl::Status DeleteSilence(const std::string& id, const std::string& tenant = "");
 
   /// Newest first; filters by channel, statuses and alert; page_size 1..500.
   absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> ListDeliveries(
-      const v1::ListDeliveriesRequest& req, int page_size);
+      const v1::ListDeliveriesRequest& req, int page_size, const std::string& tenant = "");
   /// A DEAD or FAILED delivery is due again now with a fresh round of attempts. NOT_FOUND;
   /// FAILED_PRECONDITION for one that is SENT or PENDING.
-  absl::StatusOr<v1::Delivery> Redeliver(const std::string& id, absl::Time now);
+  absl::StatusOr<v1::Delivery> Redeliver(const std::string& id, absl::Time now,
+                                         const std::string& tenant = "");
   /// Counts and created → sent latency by channel and status over deliveries created since
   /// `since`; the outbox depth (PENDING + FAILED) and the age of its oldest.
-  absl::StatusOr<v1::GetDeliveryStatsResponse> DeliveryStats(absl::Time since, absl::Time now);
+  absl::StatusOr<v1::GetDeliveryStatsResponse> DeliveryStats(absl::Time since, absl::Time now,
+                                                             const std::string& tenant = "");
 
   /// Claims up to `limit` due deliveries (PENDING or FAILED, next attempt due, not claimed by
   /// a live claim) for `worker` until now + `lease`, oldest first, with FOR UPDATE SKIP LOCKED:

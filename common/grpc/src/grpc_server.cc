@@ -7,6 +7,47 @@
 #include "wasentinel/common/grpc_metrics.h"
 
 namespace wasentinel {
+namespace {
+
+using grpc::experimental::InterceptionHookPoints;
+
+// gRPC answers a request it cannot parse (a proto3 string field holding invalid UTF-8, a
+// truncated message) with INTERNAL and no message, before any handler runs. That is the
+// client's mistake, not the server's: it becomes INVALID_ARGUMENT saying so. A request that
+// was parsed is never touched.
+class UnparsableRequestInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() != nullptr) {
+      parsed_ = true;
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status st = methods->GetSendStatus();
+      if (!parsed_ && st.error_code() == grpc::StatusCode::INTERNAL && st.error_message().empty()) {
+        methods->ModifySendStatus(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "the request could not be parsed: a string field holds invalid UTF-8, "
+                         "or the message is malformed"));
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  bool parsed_ = false;
+};
+
+class UnparsableRequestInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo*) override {
+    return new UnparsableRequestInterceptor();
+  }
+};
+
+}  // namespace
 
 absl::StatusOr<StartedServer> StartGrpcServer(
     const std::string& listen, std::shared_ptr<grpc::ServerCredentials> credentials,
@@ -20,6 +61,8 @@ absl::StatusOr<StartedServer> StartGrpcServer(
   for (auto* s : services) builder.RegisterService(s);
   if (tune) tune(builder);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  // In this order, so that the metrics count the status the client gets.
+  interceptors.push_back(std::make_unique<UnparsableRequestInterceptorFactory>());
   interceptors.push_back(MakeGrpcMetricsInterceptor(registry));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   out.server = builder.BuildAndStart();

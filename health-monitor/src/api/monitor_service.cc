@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/grpc_status.h"
 #include "wasentinel/common/proto_time.h"
+#include "wasentinel/common/validation.h"
 
 namespace wasentinel::monitor {
 namespace {
@@ -16,14 +17,41 @@ grpc::Status Invalid(std::string message) {
   return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
 }
 
+// The request rules of common/validation.h, as gRPC statuses.
+grpc::Status Checked(const absl::Status& st) { return st.ok() ? grpc::Status::OK : ToGrpc(st); }
+
+grpc::Status CheckSessionId(const std::string& id) {
+  return Checked(CheckIdentifier("session_id", id, 128));
+}
+grpc::Status CheckTenantFilter(const std::string& tenant) {
+  return tenant.empty() ? grpc::Status::OK : Checked(CheckTenantId("tenant_id", tenant));
+}
+grpc::Status CheckJobName(const std::string& name) {
+  return Checked(CheckIdentifier("name", name, 64));
+}
+grpc::Status CheckTime(std::string_view field, const google::protobuf::Timestamp& t) {
+  return Checked(CheckTimestamp(field, t.seconds(), t.nanos()));
+}
+
 }  // namespace
 
 MonitorServiceImpl::MonitorServiceImpl(MonitorRuntime runtime, const ApiKeys& keys)
     : rt_(std::move(runtime)), keys_(keys) {}
 
-grpc::Status MonitorServiceImpl::Authorize(grpc::ServerContext* ctx, Scope scope) const {
-  return ToGrpc(
-      keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope).status());
+grpc::Status MonitorServiceImpl::Authorize(grpc::ServerContext* ctx, Scope scope,
+                                           Caller* caller) const {
+  auto who = keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope);
+  if (!who.ok()) return ToGrpc(who.status());
+  if (caller) *caller = *std::move(who);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<MonitoredSession> MonitorServiceImpl::Visible(const Caller& caller,
+                                                             const std::string& session_id) const {
+  auto s = rt_.store->Get(session_id);
+  if (s.ok() && caller.Sees(s->health.tenant_id())) return s;
+  if (!s.ok() && s.status().code() != absl::StatusCode::kNotFound) return s.status();
+  return NotVisible(caller, "session", session_id, s.status());
 }
 
 grpc::Status MonitorServiceImpl::LeaderOnly() const {
@@ -37,8 +65,10 @@ grpc::Status MonitorServiceImpl::LeaderOnly() const {
 grpc::Status MonitorServiceImpl::GetSessionHealth(grpc::ServerContext* ctx,
                                                   const v1::GetSessionHealthRequest* req,
                                                   v1::GetSessionHealthResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
-  auto s = rt_.store->Get(req->session_id());
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->session_id()));
+  auto s = Visible(caller, req->session_id());
   if (!s.ok()) return ToGrpc(s.status());
   *resp->mutable_health() = s->health;
   return grpc::Status::OK;
@@ -47,12 +77,20 @@ grpc::Status MonitorServiceImpl::GetSessionHealth(grpc::ServerContext* ctx,
 grpc::Status MonitorServiceImpl::ListSessionHealth(grpc::ServerContext* ctx,
                                                    const v1::ListSessionHealthRequest* req,
                                                    v1::ListSessionHealthResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
   if (req->page_size() < 0 || req->page_size() > kMaxPageSize) {
     return Invalid(absl::StrCat("page_size must be between 0 and ", kMaxPageSize));
   }
+  WAS_GRPC_RETURN_IF_ERROR(CheckTenantFilter(req->tenant_id()));
+  if (!req->page_token().empty()) {
+    WAS_GRPC_RETURN_IF_ERROR(Checked(CheckIdentifier("page_token", req->page_token(), 512)));
+  }
+  if (req->levels_size() > 8) return Invalid("levels holds at most 8 levels");
+  auto tenant = TenantFilter(caller, req->tenant_id());
+  if (!tenant.ok()) return ToGrpc(tenant.status());
   HealthFilter filter;
-  filter.tenant_id = req->tenant_id();
+  filter.tenant_id = *tenant;
   filter.manual_intervention_only = req->manual_intervention_only();
   for (int l : req->levels()) {
     if (!v1::HealthLevel_IsValid(l) || l == v1::HEALTH_LEVEL_UNSPECIFIED) {
@@ -71,10 +109,17 @@ grpc::Status MonitorServiceImpl::ListSessionHealth(grpc::ServerContext* ctx,
 grpc::Status MonitorServiceImpl::ListTransitions(grpc::ServerContext* ctx,
                                                  const v1::ListTransitionsRequest* req,
                                                  v1::ListTransitionsResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
   if (req->page_size() < 0 || req->page_size() > kMaxTransitions) {
     return Invalid(absl::StrCat("page_size must be between 0 and ", kMaxTransitions));
   }
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->session_id()));
+  if (!caller.all_tenants()) {
+    if (auto s = Visible(caller, req->session_id()); !s.ok()) return ToGrpc(s.status());
+  }
+  if (req->has_since()) WAS_GRPC_RETURN_IF_ERROR(CheckTime("since", req->since()));
+  if (req->has_until()) WAS_GRPC_RETURN_IF_ERROR(CheckTime("until", req->until()));
   const absl::Time until = req->has_until() ? FromProto(req->until()) : absl::Now();
   const absl::Time since = req->has_since() ? FromProto(req->since()) : until - absl::Hours(24);
   if (since >= until) return Invalid("since must be before until");
@@ -88,8 +133,12 @@ grpc::Status MonitorServiceImpl::ListTransitions(grpc::ServerContext* ctx,
 grpc::Status MonitorServiceImpl::GetHealthStats(grpc::ServerContext* ctx,
                                                 const v1::GetHealthStatsRequest* req,
                                                 v1::GetHealthStatsResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
-  auto stats = rt_.store->Stats(req->tenant_id());
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckTenantFilter(req->tenant_id()));
+  auto tenant = TenantFilter(caller, req->tenant_id());
+  if (!tenant.ok()) return ToGrpc(tenant.status());
+  auto stats = rt_.store->Stats(*tenant);
   if (!stats.ok()) return ToGrpc(stats.status());
   *resp = *std::move(stats);
   return grpc::Status::OK;
@@ -98,9 +147,12 @@ grpc::Status MonitorServiceImpl::GetHealthStats(grpc::ServerContext* ctx,
 grpc::Status MonitorServiceImpl::AcknowledgeSession(grpc::ServerContext* ctx,
                                                     const v1::AcknowledgeSessionRequest* req,
                                                     v1::AcknowledgeSessionResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
-  if (req->note().size() > 1000) return Invalid("note is at most 1000 characters");
-  if (auto st = rt_.store->Get(req->session_id()); !st.ok()) return ToGrpc(st.status());
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->session_id()));
+  WAS_GRPC_RETURN_IF_ERROR(
+      Checked(CheckText("note", req->note(), {.max_bytes = 1000, .multiline = true})));
+  if (auto st = Visible(caller, req->session_id()); !st.ok()) return ToGrpc(st.status());
   WAS_GRPC_RETURN_IF_ERROR(LeaderOnly());
   absl::MutexLock lock(rt_.mu);
   auto health = rt_.monitor->Acknowledge(req->session_id(), req->note());
@@ -111,7 +163,9 @@ grpc::Status MonitorServiceImpl::AcknowledgeSession(grpc::ServerContext* ctx,
 
 grpc::Status MonitorServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest*,
                                           v1::ListJobsResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(RequireAllTenants(caller, "the monitor's jobs")));
   for (auto& j : rt_.jobs->List()) *resp->add_jobs() = std::move(j);
   return grpc::Status::OK;
 }
@@ -119,8 +173,11 @@ grpc::Status MonitorServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::Li
 grpc::Status MonitorServiceImpl::TriggerJob(grpc::ServerContext* ctx,
                                             const v1::TriggerJobRequest* req,
                                             v1::TriggerJobResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(RequireAllTenants(caller, "the monitor's jobs")));
   WAS_GRPC_RETURN_IF_ERROR(LeaderOnly());
+  WAS_GRPC_RETURN_IF_ERROR(CheckJobName(req->name()));
   auto result = rt_.jobs->Trigger(req->name());
   if (!result.ok()) return ToGrpc(result.status());
   *resp->mutable_result() = *std::move(result);
@@ -129,8 +186,11 @@ grpc::Status MonitorServiceImpl::TriggerJob(grpc::ServerContext* ctx,
 
 grpc::Status MonitorServiceImpl::PauseJob(grpc::ServerContext* ctx, const v1::PauseJobRequest* req,
                                           v1::PauseJobResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(RequireAllTenants(caller, "the monitor's jobs")));
   WAS_GRPC_RETURN_IF_ERROR(LeaderOnly());
+  WAS_GRPC_RETURN_IF_ERROR(CheckJobName(req->name()));
   auto job = rt_.jobs->Pause(req->name());
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = *std::move(job);
@@ -140,8 +200,11 @@ grpc::Status MonitorServiceImpl::PauseJob(grpc::ServerContext* ctx, const v1::Pa
 grpc::Status MonitorServiceImpl::ResumeJob(grpc::ServerContext* ctx,
                                            const v1::ResumeJobRequest* req,
                                            v1::ResumeJobResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(RequireAllTenants(caller, "the monitor's jobs")));
   WAS_GRPC_RETURN_IF_ERROR(LeaderOnly());
+  WAS_GRPC_RETURN_IF_ERROR(CheckJobName(req->name()));
   auto job = rt_.jobs->Resume(req->name());
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = *std::move(job);

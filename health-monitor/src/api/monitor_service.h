@@ -57,7 +57,11 @@ class MonitorServiceImpl final : public v1::MonitorService::Service {
                                 v1::GetMonitorStatusResponse*) override;
 
  private:
-  grpc::Status Authorize(grpc::ServerContext* ctx, Scope scope) const;
+  grpc::Status Authorize(grpc::ServerContext* ctx, Scope scope, Caller* caller = nullptr) const;
+  // The session as the store keeps it, if `caller` may see it; another tenant's session answers
+  // as a missing one does (api_keys.h NotVisible).
+  absl::StatusOr<MonitoredSession> Visible(const Caller& caller,
+                                           const std::string& session_id) const;
   // OK on the leader; UNAVAILABLE naming the leader elsewhere.
   grpc::Status LeaderOnly() const;
 

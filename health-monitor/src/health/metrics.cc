@@ -2,7 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "event_types.h"
+#include "wasentinel/common/event_types.h"
 
 namespace wasentinel::monitor {
 namespace {

@@ -6,8 +6,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "event_types.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/event_types.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/proto_time.h"
 

@@ -2,9 +2,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "event_watch.h"
 #include "wasentinel/common/grpc_status.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/proto_time.h"
+#include "wasentinel/common/validation.h"
 
 namespace wasentinel::session {
 
@@ -22,18 +24,34 @@ grpc::Status Invalid(std::string message) {
   return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
 }
 
+// The request rules of common/validation.h, as gRPC statuses.
+grpc::Status Checked(const absl::Status& st) { return st.ok() ? grpc::Status::OK : ToGrpc(st); }
+
+// owner_email: empty (no owner) or an SMTP mailbox; it becomes an alert's RCPT TO.
 grpc::Status CheckEmail(const std::string& email) {
-  if (!email.empty() && (email.size() > 254 || email.find('@') == std::string::npos)) {
-    return Invalid("owner_email is not an e-mail address");
-  }
-  return grpc::Status::OK;
+  return email.empty() ? grpc::Status::OK : Checked(CheckMailbox("owner_email", email));
 }
 
 grpc::Status CheckTenant(const std::string& tenant) {
-  if (tenant.empty() || tenant.size() > 128) {
-    return Invalid("tenant_id is required (1..128 characters)");
-  }
-  return grpc::Status::OK;
+  return Checked(CheckTenantId("tenant_id", tenant));
+}
+
+// A tenant filter: empty (every tenant the key may see) or a tenant id.
+grpc::Status CheckTenantFilter(const std::string& tenant) {
+  return tenant.empty() ? grpc::Status::OK : CheckTenant(tenant);
+}
+
+grpc::Status CheckSessionId(const std::string& id, const char* field = "id") {
+  return Checked(CheckIdentifier(field, id, 128));
+}
+
+grpc::Status CheckPageToken(const std::string& token) {
+  return token.empty() ? grpc::Status::OK : Checked(CheckIdentifier("page_token", token, 512));
+}
+
+grpc::Status CheckNames(const std::string& session_name, const std::string& account_name) {
+  WAS_GRPC_RETURN_IF_ERROR(Checked(CheckText("session_name", session_name, {.max_bytes = 64})));
+  return Checked(CheckText("account_name", account_name, {.max_bytes = 256}));
 }
 
 // An E.164 number as people write it ("+49 151 2345-6789") → its digits. INVALID_ARGUMENT
@@ -128,7 +146,7 @@ SessionServiceImpl::SessionServiceImpl(SessionManager& manager, SessionStore& st
                                        const ApiKeys& keys, std::string replica,
                                        std::shared_ptr<spdlog::logger> log,
                                        std::shared_ptr<grpc::ChannelCredentials> peers,
-                                       SessionMetrics* metrics)
+                                       SessionMetrics* metrics, WatchLimits watch_limits)
     : manager_(manager),
       store_(store),
       bus_(bus),
@@ -137,7 +155,8 @@ SessionServiceImpl::SessionServiceImpl(SessionManager& manager, SessionStore& st
       log_(std::move(log)),
       started_at_(absl::Now()),
       peers_(peers ? std::move(peers) : grpc::InsecureChannelCredentials()),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      watch_limits_(watch_limits) {}
 
 absl::StatusOr<v1::SessionService::Stub*> SessionServiceImpl::Peer(const std::string& id) {
   {
@@ -220,25 +239,40 @@ grpc::Status SessionServiceImpl::Routed(grpc::ServerContext* ctx,
   return Answer(view, resp);
 }
 
-grpc::Status SessionServiceImpl::Authorize(grpc::ServerContextBase* ctx, Scope scope) const {
+grpc::Status SessionServiceImpl::Authorize(grpc::ServerContextBase* ctx, Scope scope,
+                                           Caller* caller) const {
   auto who = keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope);
   if (!who.ok()) {
     log_->debug("refused a call from {}: {}", ctx->peer(), who.status().message());
     return ToGrpc(who.status());
   }
+  if (caller) *caller = *std::move(who);
   return grpc::Status::OK;
+}
+
+grpc::Status SessionServiceImpl::CheckVisible(const Caller& caller, const std::string& id) {
+  if (caller.all_tenants()) return grpc::Status::OK;
+  auto view = manager_.Get(id);
+  if (view.ok() && caller.Sees(view->record.tenant_id)) return grpc::Status::OK;
+  if (!view.ok() && view.status().code() != absl::StatusCode::kNotFound) {
+    return ToGrpc(view.status());
+  }
+  return ToGrpc(NotVisible(caller, "session", id, view.status()));
 }
 
 grpc::Status SessionServiceImpl::CreateSession(grpc::ServerContext* ctx,
                                                const v1::CreateSessionRequest* req,
                                                v1::CreateSessionResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
-  WAS_GRPC_RETURN_IF_ERROR(CheckTenant(req->tenant_id()));
-  if (req->session_name().size() > 64) return Invalid("session_name is at most 64 characters");
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin, &caller));
+  auto tenant = TenantOfNew(caller, req->tenant_id());
+  if (!tenant.ok()) return ToGrpc(tenant.status());
+  WAS_GRPC_RETURN_IF_ERROR(CheckTenant(*tenant));
+  WAS_GRPC_RETURN_IF_ERROR(CheckNames(req->session_name(), req->account_name()));
   WAS_GRPC_RETURN_IF_ERROR(CheckCreds(req->creds_json(), /*required=*/false));
   WAS_GRPC_RETURN_IF_ERROR(CheckEmail(req->owner_email()));
   NewSession n;
-  n.tenant_id = req->tenant_id();
+  n.tenant_id = *tenant;
   n.session_name = req->session_name().empty() ? "primary" : req->session_name();
   n.account_name = req->account_name();
   n.owner_email = req->owner_email();
@@ -251,13 +285,24 @@ grpc::ServerUnaryReactor* SessionServiceImpl::GetSession(grpc::CallbackServerCon
                                                          const v1::GetSessionRequest* req,
                                                          v1::GetSessionResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  if (auto st = Authorize(ctx, Scope::kRead); !st.ok()) {
+  Caller caller;
+  if (auto st = Authorize(ctx, Scope::kRead, &caller); !st.ok()) {
+    reactor->Finish(st);
+    return reactor;
+  }
+  if (auto st = CheckSessionId(req->id()); !st.ok()) {
     reactor->Finish(st);
     return reactor;
   }
   // `done` runs on the io thread (held here) or a reader thread (read from the database); the
   // context, request and response live until Finish.
-  manager_.GetAsync(req->id(), [this, ctx, req, resp, reactor](absl::StatusOr<SessionView> view) {
+  manager_.GetAsync(req->id(), [this, ctx, req, resp, reactor,
+                                caller = std::move(caller)](absl::StatusOr<SessionView> view) {
+    // Another tenant's session answers as a missing one does.
+    if (!caller.all_tenants() && (!view.ok() ? view.status().code() == absl::StatusCode::kNotFound
+                                             : !caller.Sees(view->record.tenant_id))) {
+      return reactor->Finish(ToGrpc(NotVisible(caller, "session", req->id(), view.status())));
+    }
     // Held by another replica: its live view (unless this call was forwarded here already).
     // Only a reader thread gets here (a session held here is live), so Peer may block.
     auto owner = view.ok() && !view->live ? ForwardTarget(ctx, view->record.owner) : std::nullopt;
@@ -276,13 +321,19 @@ grpc::ServerUnaryReactor* SessionServiceImpl::GetSession(grpc::CallbackServerCon
 grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,
                                               const v1::ListSessionsRequest* req,
                                               v1::ListSessionsResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
   if (req->page_size() < 0 || req->page_size() > kMaxPageSize) {
     return {grpc::StatusCode::INVALID_ARGUMENT,
             absl::StrCat("page_size must be between 0 and ", kMaxPageSize)};
   }
+  WAS_GRPC_RETURN_IF_ERROR(CheckTenantFilter(req->tenant_id()));
+  WAS_GRPC_RETURN_IF_ERROR(CheckPageToken(req->page_token()));
+  if (req->states_size() > 16) return Invalid("states holds at most 16 states");
   SessionFilter filter;
-  filter.tenant_id = req->tenant_id();
+  auto tenant = TenantFilter(caller, req->tenant_id());
+  if (!tenant.ok()) return ToGrpc(tenant.status());
+  filter.tenant_id = *tenant;
   for (int s : req->states()) {
     if (!v1::SessionState_IsValid(s) || s == v1::SESSION_STATE_UNSPECIFIED) {
       return {grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("unknown state ", s)};
@@ -301,7 +352,10 @@ grpc::Status SessionServiceImpl::ListSessions(grpc::ServerContext* ctx,
 
 grpc::Status SessionServiceImpl::Connect(grpc::ServerContext* ctx, const v1::ConnectRequest* req,
                                          v1::ConnectResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->id()));
+  WAS_GRPC_RETURN_IF_ERROR(CheckVisible(caller, req->id()));
   return Routed(
       ctx, manager_.Connect(req->id()), "Connect", resp,
       [&](auto& stub, auto* client, auto* out) { return stub.Connect(client, *req, out); });
@@ -310,72 +364,73 @@ grpc::Status SessionServiceImpl::Connect(grpc::ServerContext* ctx, const v1::Con
 grpc::Status SessionServiceImpl::Disconnect(grpc::ServerContext* ctx,
                                             const v1::DisconnectRequest* req,
                                             v1::DisconnectResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->id()));
+  WAS_GRPC_RETURN_IF_ERROR(CheckVisible(caller, req->id()));
   return Routed(
       ctx, manager_.Disconnect(req->id()), "Disconnect", resp,
       [&](auto& stub, auto* client, auto* out) { return stub.Disconnect(client, *req, out); });
 }
 
-grpc::Status SessionServiceImpl::WatchSessionEvents(grpc::ServerContext* ctx,
-                                                    const v1::WatchSessionEventsRequest* req,
-                                                    grpc::ServerWriter<v1::SessionEvent>* writer) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
-  SessionFilter filter;
-  filter.session_id = req->session_id();
-  filter.tenant_id = req->tenant_id();
-  // Subscribe before reading the backlog, so nothing falls between the two.
-  auto sub = bus_.Subscribe(filter);
-  // Headers now, so a client knows its watch is in place before the first event arrives; they
-  // name the replica serving it.
-  ctx->AddInitialMetadata("x-watch-replica", replica_);
-  writer->SendInitialMetadata();
-  auto send = [&](const EventRecord& e) {
-    v1::SessionEvent ev;
-    ev.set_sequence(e.sequence);
-    ev.set_session_id(e.session_id);
-    ev.set_tenant_id(e.tenant_id);
-    ev.set_from_state(e.from);
-    ev.set_to_state(e.to);
-    ev.set_reason(e.reason);
-    ev.set_error(e.error);
-    *ev.mutable_at() = ToProto(e.at);
-    return writer->Write(ev);
+grpc::ServerWriteReactor<v1::SessionEvent>* SessionServiceImpl::WatchSessionEvents(
+    grpc::CallbackServerContext* ctx, const v1::WatchSessionEventsRequest* req) {
+  auto refuse = [](const grpc::Status& st) {
+    // A reactor that only finishes, for refusals before the watch starts.
+    class Refusal final : public grpc::ServerWriteReactor<v1::SessionEvent> {
+     public:
+      explicit Refusal(const grpc::Status& st) { Finish(st); }
+      void OnDone() override { delete this; }
+    };
+    return new Refusal(st);
   };
-  int64_t last = 0;
+  Caller caller;
+  if (auto st = Authorize(ctx, Scope::kRead, &caller); !st.ok()) return refuse(st);
+  SessionFilter filter;
+  if (!req->session_id().empty()) {
+    if (auto st = CheckSessionId(req->session_id(), "session_id"); !st.ok()) return refuse(st);
+    if (auto st = CheckVisible(caller, req->session_id()); !st.ok()) return refuse(st);
+  }
+  if (auto st = CheckTenantFilter(req->tenant_id()); !st.ok()) return refuse(st);
+  auto tenant = TenantFilter(caller, req->tenant_id());
+  if (!tenant.ok()) return refuse(ToGrpc(tenant.status()));
+  filter.session_id = req->session_id();
+  filter.tenant_id = *tenant;
+  std::optional<int64_t> after;
   if (req->has_after_sequence()) {
-    last = req->after_sequence();
+    after = req->after_sequence();
+    if (*after < 0) return refuse(Invalid("after_sequence must be 0 or more"));
     auto oldest = store_.OldestSequence();
-    if (!oldest.ok()) return ToGrpc(oldest.status());
-    if (*oldest > 0 && last + 1 < *oldest) {
-      return {grpc::StatusCode::OUT_OF_RANGE,
-              absl::StrCat("events up to ", *oldest - 1,
-                           " were pruned; start again from the current state")};
-    }
-    for (;;) {
-      auto batch = store_.EventsAfter(last, filter, 500);
-      if (!batch.ok()) return ToGrpc(batch.status());
-      for (const auto& e : *batch) {
-        if (!send(e)) return grpc::Status::OK;
-        last = e.sequence;
-      }
-      if (batch->size() < 500) break;
+    if (!oldest.ok()) return refuse(ToGrpc(oldest.status()));
+    if (*oldest > 0 && *after + 1 < *oldest) {
+      return refuse({grpc::StatusCode::OUT_OF_RANGE,
+                     absl::StrCat("events up to ", *oldest - 1,
+                                  " were pruned; start again from the current state")});
     }
   }
-  // Without after_sequence the watch starts at Subscribe: every event the bus hands over from
-  // then on is new, even one committed before this thread got here (only replayed events are
-  // skipped below).
-  log_->debug("watch from sequence {} (session '{}', tenant '{}')", last, filter.session_id,
-              filter.tenant_id);
-  while (!ctx->IsCancelled()) {
-    auto next = sub->Next(absl::Milliseconds(500));
-    if (!next.ok()) return ToGrpc(next.status());
-    if (!next->has_value()) continue;
-    const EventRecord& e = **next;
-    if (e.sequence <= last) continue;  // already replayed
-    if (!send(e)) break;
-    last = e.sequence;
+  // At most `watches_per_key` open watches per API key.
+  {
+    absl::MutexLock lock(&watches_mu_);
+    int& open = watches_by_key_[caller.key_name];
+    if (open >= watch_limits_.per_key) {
+      if (metrics_) metrics_->WatcherCutOff("limit");
+      return refuse({grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     absl::StrCat("API key \"", caller.key_name, "\" has ", open,
+                                  " watches open; the limit is ", watch_limits_.per_key)});
+    }
+    ++open;
   }
-  return grpc::Status::OK;
+  log_->debug("watch from sequence {} (session {}, tenant {})", after.value_or(-1),
+              QuoteForLog(filter.session_id), QuoteForLog(filter.tenant_id));
+  // Headers at once, so a client knows its watch is in place before the first event arrives;
+  // they name the replica serving it.
+  ctx->AddInitialMetadata("x-watch-replica", replica_);
+  return EventWatch::Start(store_, bus_, std::move(filter), after, watch_limits_.buffer,
+                           [this, key = caller.key_name](bool fell_behind) {
+                             if (metrics_ && fell_behind) metrics_->WatcherCutOff("behind");
+                             absl::MutexLock lock(&watches_mu_);
+                             if (--watches_by_key_[key] <= 0) watches_by_key_.erase(key);
+                           });
 }
 
 grpc::Status SessionServiceImpl::GetHealth(grpc::ServerContext*, const v1::GetHealthRequest*,
@@ -406,15 +461,20 @@ grpc::Status SessionServiceImpl::GetHealth(grpc::ServerContext*, const v1::GetHe
 grpc::Status SessionServiceImpl::BulkGetSessions(grpc::ServerContext* ctx,
                                                  const v1::BulkGetSessionsRequest* req,
                                                  v1::BulkGetSessionsResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
   if (req->ids().empty() || req->ids().size() > kMaxPageSize) {
     return Invalid(absl::StrCat("ids holds 1..", kMaxPageSize, " session ids"));
   }
+  for (const auto& id : req->ids()) WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(id, "ids"));
   std::vector<std::string> ids(req->ids().begin(), req->ids().end());
   auto views = manager_.GetMany(ids);
   if (!views.ok()) return ToGrpc(views.status());
   absl::flat_hash_map<std::string, const SessionView*> by_id;
-  for (const auto& v : *views) by_id[v.record.id] = &v;
+  for (const auto& v : *views) {
+    // Another tenant's sessions are reported as not found.
+    if (caller.Sees(v.record.tenant_id)) by_id[v.record.id] = &v;
+  }
   for (const auto& id : ids) {
     if (auto it = by_id.find(id); it != by_id.end()) {
       *resp->add_sessions() = ToProto(*it->second);
@@ -428,14 +488,24 @@ grpc::Status SessionServiceImpl::BulkGetSessions(grpc::ServerContext* ctx,
 grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
                                               const v1::StartPairingRequest* req,
                                               grpc::ServerWriter<v1::PairingUpdate>* writer) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  Caller caller;
+  // Pairing a session by id needs operate; naming it by tenant and name may create it, which
+  // needs what CreateSession needs.
+  WAS_GRPC_RETURN_IF_ERROR(
+      Authorize(ctx, req->session_id().empty() ? Scope::kAdmin : Scope::kOperate, &caller));
   PairingRequest p;
   p.session_id = req->session_id();
+  if (!p.session_id.empty()) {
+    WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(p.session_id, "session_id"));
+    WAS_GRPC_RETURN_IF_ERROR(CheckVisible(caller, p.session_id));
+  }
   if (p.session_id.empty()) {
-    WAS_GRPC_RETURN_IF_ERROR(CheckTenant(req->tenant_id()));
-    if (req->session_name().size() > 64) return Invalid("session_name is at most 64 characters");
+    auto tenant = TenantOfNew(caller, req->tenant_id());
+    if (!tenant.ok()) return ToGrpc(tenant.status());
+    WAS_GRPC_RETURN_IF_ERROR(CheckTenant(*tenant));
+    WAS_GRPC_RETURN_IF_ERROR(CheckNames(req->session_name(), req->account_name()));
     WAS_GRPC_RETURN_IF_ERROR(CheckEmail(req->owner_email()));
-    p.tenant_id = req->tenant_id();
+    p.tenant_id = *tenant;
     p.session_name = req->session_name().empty() ? "primary" : req->session_name();
     p.account_name = req->account_name();
     p.owner_email = req->owner_email();
@@ -513,7 +583,10 @@ grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
 grpc::Status SessionServiceImpl::Reconnect(grpc::ServerContext* ctx,
                                            const v1::ReconnectRequest* req,
                                            v1::ReconnectResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->id()));
+  WAS_GRPC_RETURN_IF_ERROR(CheckVisible(caller, req->id()));
   return Routed(
       ctx, manager_.Reconnect(req->id(), req->recovery()), "Reconnect", resp,
       [&](auto& stub, auto* client, auto* out) { return stub.Reconnect(client, *req, out); });
@@ -521,7 +594,10 @@ grpc::Status SessionServiceImpl::Reconnect(grpc::ServerContext* ctx,
 
 grpc::Status SessionServiceImpl::Logout(grpc::ServerContext* ctx, const v1::LogoutRequest* req,
                                         v1::LogoutResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->id()));
+  WAS_GRPC_RETURN_IF_ERROR(CheckVisible(caller, req->id()));
   return Routed(
       ctx, manager_.Logout(req->id()), "Logout", resp,
       [&](auto& stub, auto* client, auto* out) { return stub.Logout(client, *req, out); });
@@ -530,7 +606,10 @@ grpc::Status SessionServiceImpl::Logout(grpc::ServerContext* ctx, const v1::Logo
 grpc::Status SessionServiceImpl::DeleteSession(grpc::ServerContext* ctx,
                                                const v1::DeleteSessionRequest* req,
                                                v1::DeleteSessionResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->id()));
+  WAS_GRPC_RETURN_IF_ERROR(CheckVisible(caller, req->id()));
   absl::Status deleted = manager_.Delete(req->id());
   if (auto owner = ForwardTarget(ctx, deleted)) {
     return Forward(ctx, *owner, "DeleteSession", [&](auto& stub, auto* client) {
@@ -543,9 +622,14 @@ grpc::Status SessionServiceImpl::DeleteSession(grpc::ServerContext* ctx,
 grpc::Status SessionServiceImpl::ProbeSession(grpc::ServerContext* ctx,
                                               const v1::ProbeSessionRequest* req,
                                               v1::ProbeSessionResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->id()));
+  WAS_GRPC_RETURN_IF_ERROR(CheckVisible(caller, req->id()));
   absl::Duration timeout = absl::Seconds(10);
   if (req->has_timeout()) {
+    WAS_GRPC_RETURN_IF_ERROR(
+        Checked(CheckDuration("timeout", req->timeout().seconds(), req->timeout().nanos(), 60)));
     timeout = FromProto(req->timeout());
     if (timeout <= absl::ZeroDuration() || timeout > absl::Seconds(60)) {
       return Invalid("timeout must be in (0, 60 s]");
@@ -571,7 +655,10 @@ grpc::Status SessionServiceImpl::ProbeSession(grpc::ServerContext* ctx,
 grpc::Status SessionServiceImpl::ImportCredentials(grpc::ServerContext* ctx,
                                                    const v1::ImportCredentialsRequest* req,
                                                    v1::ImportCredentialsResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->id()));
+  WAS_GRPC_RETURN_IF_ERROR(CheckVisible(caller, req->id()));
   WAS_GRPC_RETURN_IF_ERROR(CheckCreds(req->creds_json(), /*required=*/true));
   return Routed(ctx, manager_.ImportCredentials(req->id(), req->creds_json()), "ImportCredentials",
                 resp, [&](auto& stub, auto* client, auto* out) {
@@ -582,12 +669,16 @@ grpc::Status SessionServiceImpl::ImportCredentials(grpc::ServerContext* ctx,
 grpc::Status SessionServiceImpl::UpdateSession(grpc::ServerContext* ctx,
                                                const v1::UpdateSessionRequest* req,
                                                v1::UpdateSessionResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->id()));
+  WAS_GRPC_RETURN_IF_ERROR(CheckVisible(caller, req->id()));
   SessionUpdate u;
   if (req->has_auto_connect()) u.auto_connect = req->auto_connect();
   if (req->has_is_active()) u.is_active = req->is_active();
   if (req->has_account_name()) {
-    if (req->account_name().size() > 256) return Invalid("account_name is at most 256 characters");
+    WAS_GRPC_RETURN_IF_ERROR(
+        Checked(CheckText("account_name", req->account_name(), {.max_bytes = 256})));
     u.account_name = req->account_name();
   }
   if (req->has_owner_email()) {
@@ -602,7 +693,9 @@ grpc::Status SessionServiceImpl::UpdateSession(grpc::ServerContext* ctx,
 grpc::Status SessionServiceImpl::RotateSealingKey(grpc::ServerContext* ctx,
                                                   const v1::RotateSealingKeyRequest*,
                                                   v1::RotateSealingKeyResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(RequireAllTenants(caller, "rotating the sealing key")));
   auto result = manager_.RotateSealingKey();
   if (!result.ok()) return ToGrpc(result.status());
   resp->set_key_id(result->key_id);
@@ -613,7 +706,11 @@ grpc::Status SessionServiceImpl::RotateSealingKey(grpc::ServerContext* ctx,
 grpc::Status SessionServiceImpl::GetDeepHealth(grpc::ServerContext* ctx,
                                                const v1::GetDeepHealthRequest* req,
                                                v1::GetDeepHealthResponse* resp) {
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead));
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckTenantFilter(req->tenant_id()));
+  auto tenant = TenantFilter(caller, req->tenant_id());
+  if (!tenant.ok()) return ToGrpc(tenant.status());
   const absl::Time now = absl::Now();
   resp->set_replica(replica_);
   *resp->mutable_started_at() = ToProto(started_at_);
@@ -628,7 +725,7 @@ grpc::Status SessionServiceImpl::GetDeepHealth(grpc::ServerContext* ctx,
   resp->set_database_reachable(true);
   *resp->mutable_database_latency() = ToProto(*latency);
   SessionFilter filter;
-  filter.tenant_id = req->tenant_id();
+  filter.tenant_id = *tenant;
   std::string token;
   absl::flat_hash_map<std::string, int> index;  // session id → position in resp
   do {

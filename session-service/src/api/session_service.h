@@ -27,14 +27,23 @@ namespace wasentinel::session {
 
 // GetSession, the hot read, is a callback method: answered on the io thread (or a reader
 // thread) without holding a gRPC thread; the rest are synchronous.
+/// What watchers (WatchSessionEvents) may cost (README "Configuration", session-service).
+struct WatchLimits {
+  /// Events one watcher may fall behind before its stream ends RESOURCE_EXHAUSTED.
+  size_t buffer = 1000;
+  /// Watches open at once per API key (all anonymous callers count as one key).
+  int per_key = 100;
+};
+
 class SessionServiceImpl final
-    : public v1::SessionService::WithCallbackMethod_GetSession<v1::SessionService::Service> {
+    : public v1::SessionService::WithCallbackMethod_GetSession<
+          v1::SessionService::WithCallbackMethod_WatchSessionEvents<v1::SessionService::Service>> {
  public:
   /// `peers`: the channel credentials for calls to other replicas (forwarding).
   SessionServiceImpl(SessionManager& manager, SessionStore& store, EventBus& bus,
                      const ApiKeys& keys, std::string replica, std::shared_ptr<spdlog::logger> log,
                      std::shared_ptr<grpc::ChannelCredentials> peers = nullptr,
-                     SessionMetrics* metrics = nullptr);
+                     SessionMetrics* metrics = nullptr, WatchLimits watch_limits = {});
 
   grpc::Status CreateSession(grpc::ServerContext*, const v1::CreateSessionRequest*,
                              v1::CreateSessionResponse*) override;
@@ -46,8 +55,9 @@ class SessionServiceImpl final
                        v1::ConnectResponse*) override;
   grpc::Status Disconnect(grpc::ServerContext*, const v1::DisconnectRequest*,
                           v1::DisconnectResponse*) override;
-  grpc::Status WatchSessionEvents(grpc::ServerContext*, const v1::WatchSessionEventsRequest*,
-                                  grpc::ServerWriter<v1::SessionEvent>*) override;
+  /// A callback stream (event_watch.h): no thread per watcher.
+  grpc::ServerWriteReactor<v1::SessionEvent>* WatchSessionEvents(
+      grpc::CallbackServerContext*, const v1::WatchSessionEventsRequest*) override;
   grpc::Status GetHealth(grpc::ServerContext*, const v1::GetHealthRequest*,
                          v1::GetHealthResponse*) override;
   grpc::Status BulkGetSessions(grpc::ServerContext*, const v1::BulkGetSessionsRequest*,
@@ -71,8 +81,12 @@ class SessionServiceImpl final
                              v1::GetDeepHealthResponse*) override;
 
  private:
-  // UNAUTHENTICATED / PERMISSION_DENIED unless the call's key has `scope`.
-  grpc::Status Authorize(grpc::ServerContextBase* ctx, Scope scope) const;
+  // UNAUTHENTICATED / PERMISSION_DENIED unless the call's key has `scope`; the caller in
+  // `caller` when given.
+  grpc::Status Authorize(grpc::ServerContextBase* ctx, Scope scope, Caller* caller = nullptr) const;
+  // For a tenant key: PERMISSION_DENIED unless session `id` exists and is its tenant's (the
+  // same answer either way: api_keys.h NotVisible).
+  grpc::Status CheckVisible(const Caller& caller, const std::string& id);
 
   // The stub of replica `id` (its address from the replica set). UNAVAILABLE when unknown.
   absl::StatusOr<v1::SessionService::Stub*> Peer(const std::string& id);
@@ -112,6 +126,9 @@ class SessionServiceImpl final
     std::unique_ptr<v1::SessionService::Stub> stub;
   };
   absl::flat_hash_map<std::string, PeerStub> peer_stubs_ ABSL_GUARDED_BY(peers_mu_);
+  const WatchLimits watch_limits_;
+  absl::Mutex watches_mu_;
+  absl::flat_hash_map<std::string, int> watches_by_key_ ABSL_GUARDED_BY(watches_mu_);
 };
 
 /// The API form of a session: the stored row overlaid with what this process knows live.

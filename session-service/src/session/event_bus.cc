@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace wasentinel::session {
 
 bool EventBus::Subscription::Matches(const EventRecord& e) const {
@@ -11,30 +13,52 @@ bool EventBus::Subscription::Matches(const EventRecord& e) const {
 }
 
 void EventBus::Subscription::Push(const EventRecord& e) {
-  absl::MutexLock lock(&mu_);
-  if (closed_ || overflowed_) return;
-  if (queue_.size() >= capacity_) {
-    overflowed_ = true;
-    queue_.clear();
-    return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_ || overflowed_) return;
+    if (queue_.size() >= capacity_) {
+      overflowed_ = true;
+      std::deque<EventRecord>().swap(queue_);  // its memory goes now, not when the watcher does
+    } else {
+      queue_.push_back(e);
+    }
   }
-  queue_.push_back(e);
+  Wake();
 }
 
 void EventBus::Subscription::Close() {
-  absl::MutexLock lock(&mu_);
-  closed_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  Wake();
 }
 
-absl::StatusOr<std::optional<EventRecord>> EventBus::Subscription::Next(absl::Duration timeout) {
+void EventBus::Subscription::Wake() {
+  std::function<void()> wake;
+  {
+    absl::MutexLock lock(&mu_);
+    wake = wake_;
+  }
+  if (wake) wake();
+}
+
+void EventBus::Subscription::SetListener(std::function<void()> wake) {
   absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() || closed_ || overflowed_;
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-  if (overflowed_)
+  wake_ = std::move(wake);
+}
+
+bool EventBus::Subscription::overflowed() {
+  absl::MutexLock lock(&mu_);
+  return overflowed_;
+}
+
+absl::StatusOr<std::optional<EventRecord>> EventBus::Subscription::TryNext() {
+  absl::MutexLock lock(&mu_);
+  if (overflowed_) {
     return absl::ResourceExhaustedError(
-        "watcher fell too far behind; resume from the last sequence seen");
+        absl::StrCat("the watcher fell more than ", capacity_, " events behind"));
+  }
   if (!queue_.empty()) {
     EventRecord e = std::move(queue_.front());
     queue_.pop_front();

@@ -2,9 +2,8 @@
 // Events are published after they are written, so each carries its database sequence.
 #pragma once
 
-#include <chrono>
-#include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,12 +18,19 @@ namespace wasentinel::session {
 class EventBus {
  public:
   /// One watcher's queue. Bounded: a watcher that falls `capacity` events behind is cut off
-  /// (Next answers RESOURCE_EXHAUSTED) rather than holding memory without limit.
+  /// (TryNext answers RESOURCE_EXHAUSTED and the queue is dropped) rather than holding memory
+  /// without limit.
   class Subscription {
    public:
-    /// The next event, nullopt after `timeout` without one; CANCELLED once the bus closed,
-    /// RESOURCE_EXHAUSTED if the queue overflowed.
-    absl::StatusOr<std::optional<EventRecord>> Next(absl::Duration timeout);
+    /// The next queued event without waiting; nullopt when none is queued. RESOURCE_EXHAUSTED
+    /// once the queue overflowed, CANCELLED once the bus closed.
+    absl::StatusOr<std::optional<EventRecord>> TryNext();
+    /// Did the queue overflow (its events dropped)?
+    bool overflowed();
+    /// `wake` runs after each event is queued, on overflow and on close, on the publishing
+    /// thread and without this subscription's lock held (it may call TryNext). Empty: nothing
+    /// runs. A call already under way may still run once after SetListener({}) returns.
+    void SetListener(std::function<void()> wake);
 
    private:
     friend class EventBus;
@@ -33,6 +39,7 @@ class EventBus {
     bool Matches(const EventRecord& e) const;
     void Push(const EventRecord& e);
     void Close();
+    void Wake();
 
     const SessionFilter filter_;
     const size_t capacity_;
@@ -40,9 +47,10 @@ class EventBus {
     std::deque<EventRecord> queue_ ABSL_GUARDED_BY(mu_);
     bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
     bool closed_ ABSL_GUARDED_BY(mu_) = false;
+    std::function<void()> wake_ ABSL_GUARDED_BY(mu_);
   };
 
-  std::shared_ptr<Subscription> Subscribe(SessionFilter filter, size_t capacity = 10000);
+  std::shared_ptr<Subscription> Subscribe(SessionFilter filter, size_t capacity = 1000);
   void Publish(const EventRecord& event);
   /// Ends every subscription (shutdown); later subscriptions start closed.
   void Close();

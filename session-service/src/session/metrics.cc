@@ -50,8 +50,14 @@ SessionMetrics::SessionMetrics(prometheus::Registry& registry)
       forwarded_(prometheus::BuildCounter()
                      .Name("wasentinel_forwarded_calls_total")
                      .Help("gRPC calls forwarded to the replica holding the session, by method")
-                     .Register(registry)) {
+                     .Register(registry)),
+      watchers_cut_off_(prometheus::BuildCounter()
+                            .Name("wasentinel_watchers_cut_off_total")
+                            .Help("Watches refused or ended RESOURCE_EXHAUSTED: fell behind, or "
+                                  "over the key's limit")
+                            .Register(registry)) {
   for (const char* change : {"acquired", "lost"}) lease_changes_.Add({{"change", change}});
+  for (const char* reason : {"behind", "limit"}) watchers_cut_off_.Add({{"reason", reason}});
   for (int s = v1::SessionState_MIN; s <= v1::SessionState_MAX; ++s) {
     if (s == v1::SESSION_STATE_UNSPECIFIED || s == v1::SESSION_STATE_DELETED) continue;
     sessions_.Add({{"state", StateName(static_cast<v1::SessionState>(s))}}).Set(0);

@@ -9,7 +9,13 @@
 //   wasentinel_session_leases                               gauge: session leases this replica
 //   holds wasentinel_session_lease_changes_total{change}          counter: acquired, lost
 //   wasentinel_forwarded_calls_total{method}                counter: calls sent to the holder
-//   replica wasentinel_grpc_calls_total{method,code}, wasentinel_grpc_calls_in_flight{method}
+//                                                           replica
+//   wasentinel_watchers_cut_off_total{reason}               counter: watches refused or ended
+//                                                           RESOURCE_EXHAUSTED: "behind" (fell
+//                                                           more than --watch_buffer events
+//                                                           behind), "limit" (a key's
+//                                                           --max_watches_per_key reached)
+//   wasentinel_grpc_calls_total{method,code}, wasentinel_grpc_calls_in_flight{method}
 //                                                           (common/grpc_metrics.h; the in-flight
 //                                                           WatchSessionEvents are the watchers)
 #pragma once
@@ -45,6 +51,10 @@ class SessionMetrics {
     lease_changes_.Add({{"change", change}}).Increment();
   }
   void Forwarded(const std::string& method) { forwarded_.Add({{"method", method}}).Increment(); }
+  /// `reason`: "behind" or "limit".
+  void WatcherCutOff(const std::string& reason) {
+    watchers_cut_off_.Add({{"reason", reason}}).Increment();
+  }
 
  private:
   prometheus::Family<prometheus::Gauge>& sessions_;
@@ -56,6 +66,7 @@ class SessionMetrics {
   prometheus::Gauge& leases_;
   prometheus::Family<prometheus::Counter>& lease_changes_;
   prometheus::Family<prometheus::Counter>& forwarded_;
+  prometheus::Family<prometheus::Counter>& watchers_cut_off_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, prometheus::Counter*> transition_counters_ ABSL_GUARDED_BY(mu_);
 };

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "token_tables.h"
+#include "wasentinel/common/logging.h"
 #include "wasentinel/common/status_macros.h"
 
 namespace wasentinel::wa {
@@ -470,25 +471,35 @@ absl::StatusOr<Bytes> Inflate(ByteView in, size_t max_out) {
   return out;
 }
 
-void AppendXml(const Node& node, size_t max_bytes, int indent, std::string& out) {
+// `redact`: JIDs' user parts masked, contents shown by size only (see NodeToLogXml).
+void AppendXml(const Node& node, size_t max_bytes, bool redact, int indent, std::string& out) {
   out.append(indent * 2, ' ');
   absl::StrAppend(&out, "<", node.tag);
-  for (const auto& [k, v] : node.attrs) absl::StrAppend(&out, " ", k, "=\"", v, "\"");
+  for (const auto& [k, v] : node.attrs) {
+    absl::StrAppend(&out, " ", k, "=\"",
+                    redact && v.find('@') != std::string::npos ? MaskJid(v) : v, "\"");
+  }
   if (std::holds_alternative<std::monostate>(node.content)) {
     out.append("/>\n");
     return;
   }
   out.append(">");
   if (const auto* s = std::get_if<std::string>(&node.content)) {
-    out.append(*s);
-  } else if (const auto* b = std::get_if<Bytes>(&node.content)) {
+    if (redact) {
+      absl::StrAppend(&out, "<!-- ", s->size(), " characters -->");
+    } else {
+      out.append(*s);
+    }
+  } else if (const auto* b = std::get_if<Bytes>(&node.content); b && redact) {
+    absl::StrAppend(&out, "<!-- ", b->size(), " bytes -->");
+  } else if (b) {
     const bool cut = max_bytes != 0 && b->size() > max_bytes;
     ByteView shown(b->data(), cut ? max_bytes : b->size());
     absl::StrAppend(&out, "<!-- ", b->size(), " bytes -->", HexEncode(shown), cut ? "…" : "");
   } else {
     out.append("\n");
     for (const Node& child : std::get<std::vector<Node>>(node.content)) {
-      AppendXml(child, max_bytes, indent + 1, out);
+      AppendXml(child, max_bytes, redact, indent + 1, out);
     }
     out.append(indent * 2, ' ');
   }
@@ -560,7 +571,13 @@ absl::StatusOr<Node> DecodeNode(ByteView frame, const DecodeLimits& limits) {
 
 std::string NodeToXml(const Node& node, size_t max_bytes) {
   std::string out;
-  AppendXml(node, max_bytes, 0, out);
+  AppendXml(node, max_bytes, /*redact=*/false, 0, out);
+  return out;
+}
+
+std::string NodeToLogXml(const Node& node) {
+  std::string out;
+  AppendXml(node, 0, /*redact=*/true, 0, out);
   return out;
 }
 

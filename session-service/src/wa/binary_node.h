@@ -76,6 +76,11 @@ absl::StatusOr<Node> DecodeNodeBody(ByteView body, const DecodeLimits& limits = 
 /// truncated after `max_bytes` bytes (0 = no limit).
 std::string NodeToXml(const Node& node, size_t max_bytes = 64);
 
+/// The rendering for logs at any level: every attribute value holding a JID has its user part
+/// masked (MaskJid, common/logging.h) and every content is shown by its size only, so phone
+/// numbers, QR refs, keys and message bodies never reach a log.
+std::string NodeToLogXml(const Node& node);
+
 /// Parses a JID text form `user[_agent][:device]@server`.
 struct Jid {
   std::string user;

@@ -387,7 +387,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
   }
 
   void Handle(const Node& node) {
-    if (log_->should_log(spdlog::level::trace)) log_->trace("recv {}", NodeToXml(node));
+    if (log_->should_log(spdlog::level::trace)) log_->trace("recv {}", NodeToLogXml(node));
     const std::string& tag = node.tag;
     if (tag == "success") {
       OnSuccess(node);
@@ -682,7 +682,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
 
   void Send(const Node& node) {
     if (finished_ || !channel_) return;
-    if (log_->should_log(spdlog::level::trace)) log_->trace("send {}", NodeToXml(node));
+    if (log_->should_log(spdlog::level::trace)) log_->trace("send {}", NodeToLogXml(node));
     auto sealed = channel_->Seal(node);
     if (!sealed.ok()) {
       log_->error("cannot encode <{}>: {}", node.tag, sealed.status().message());

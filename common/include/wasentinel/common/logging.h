@@ -45,4 +45,18 @@ std::shared_ptr<spdlog::logger> MakeLogger(const std::string& name,
 /// ("15551234567" → "155******67"); short numbers are masked whole.
 std::string MaskPhone(std::string_view phone);
 
+/// Masks the user part of a WhatsApp JID the way MaskPhone masks a number
+/// ("15551234567.0:3@s.whatsapp.net" → "155******67.0:3@s.whatsapp.net"); other text stays.
+std::string MaskJid(std::string_view jid);
+
+/// A URL with any "user:password@" removed from its authority ("smtp://u:p@host:587" →
+/// "smtp://***@host:587"); text that is not a URL comes back unchanged.
+std::string RedactUrlCredentials(std::string_view url);
+
+/// `value` quoted for a log line or error message: control characters, quotes and bytes that
+/// are not printable ASCII as \xNN escapes, and cut after `max` bytes with the full length
+/// noted ("\"abc…\" (1048576 bytes)"), so that a huge or hostile value never reaches a log or
+/// a client whole.
+std::string QuoteForLog(std::string_view value, size_t max = 64);
+
 }  // namespace wasentinel

@@ -1,6 +1,7 @@
 // Starting a service's gRPC server the same way everywhere: the services, grpc.health.v1 (set
-// SERVING once started), server reflection, and the call metrics interceptor
-// (wasentinel_grpc_calls_total / _in_flight).
+// SERVING once started), server reflection, the call metrics interceptor
+// (wasentinel_grpc_calls_total / _in_flight), and requests that cannot be parsed (invalid UTF-8
+// in a string field) answered INVALID_ARGUMENT instead of gRPC's bare INTERNAL.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
