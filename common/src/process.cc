@@ -4,20 +4,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdlib>
-#include <iostream>
-
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "wasentinel/common/backoff.h"
 
 namespace wasentinel {
-
-std::string EnvOr(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : fallback;
-}
 
 long RaiseFileLimit() {
   rlimit lim{};
@@ -53,27 +43,6 @@ int WaitForStopSignal() {
   int sig = 0;
   sigwait(&set, &sig);
   return sig;
-}
-
-absl::Duration DurationFlag(std::string_view name, const std::string& text, bool positive) {
-  absl::Duration d;
-  if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration() ||
-      (positive && d == absl::ZeroDuration())) {
-    std::cerr << program_invocation_short_name << ": --" << name << ": bad duration \"" << text
-              << "\"" << (positive ? " (more than 0 wanted)" : "") << "\n";
-    std::exit(2);
-  }
-  return d;
-}
-
-std::vector<absl::Duration> DurationListFlag(std::string_view name, const std::string& text) {
-  auto steps = Backoff::ParseSteps(text);
-  if (!steps.ok() || steps->empty()) {
-    std::cerr << program_invocation_short_name << ": --" << name << ": wants durations A[,B,...]"
-              << (steps.ok() ? "" : absl::StrCat(": ", steps.status().message())) << "\n";
-    std::exit(2);
-  }
-  return *std::move(steps);
 }
 
 std::string HostName() {

@@ -33,15 +33,12 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "wasentinel/common/process.h"
+#include "wasentinel/common/config.h"
 #include "wasentinel/session/v1/session.grpc.pb.h"
 
-ABSL_FLAG(std::string, addr, wasentinel::EnvOr("WAS_ADDR", "127.0.0.1:7001"),
-          "session-service address [WAS_ADDR]");
-ABSL_FLAG(std::string, api_key, wasentinel::EnvOr("WAS_API_KEY", ""),
-          "API key sent as x-api-key [WAS_API_KEY]");
-ABSL_FLAG(std::string, tls_ca, wasentinel::EnvOr("WAS_TLS_CA", ""),
-          "PEM CA to verify a TLS server; empty: plaintext [WAS_TLS_CA]");
+ABSL_FLAG(std::string, addr, "127.0.0.1:7001", "session-service address [WAS_ADDR]");
+ABSL_FLAG(std::string, api_key, "", "API key sent as x-api-key [WAS_API_KEY]");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA to verify a TLS server; empty: plaintext [WAS_TLS_CA]");
 ABSL_FLAG(bool, json, false, "print protobuf JSON instead of tables");
 ABSL_FLAG(std::string, tenant, "", "tenant id (create, list, pair, watch)");
 ABSL_FLAG(std::string, state, "", "comma-separated states to list, e.g. CONNECTED,DISCONNECTED");
@@ -474,8 +471,8 @@ class Cli {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("wactl: command line of WA Sentinel's session-service");
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> args = wasentinel::config::ParseFlags(
+      argc, argv, "wactl: command line of WA Sentinel's session-service");
   if (args.size() < 2) return Usage();
   std::vector<std::string> words(args.begin() + 1, args.end());
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();

@@ -83,10 +83,7 @@ AlertServiceImpl::AlertServiceImpl(PgAlertStore& store, const ApiKeys& keys, Clo
 
 grpc::Status AlertServiceImpl::Authorize(grpc::ServerContext* ctx, Scope scope,
                                          Caller* caller) const {
-  auto who = keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope);
-  if (!who.ok()) return ToGrpc(who.status());
-  if (caller) *caller = *std::move(who);
-  return grpc::Status::OK;
+  return AuthorizeCall(keys_, ctx, scope, caller);
 }
 
 namespace {

@@ -23,4 +23,12 @@ std::string_view Metadata(grpc::ServerContextBase* ctx, std::string_view key) {
   return {it->second.data(), it->second.size()};
 }
 
+grpc::Status AuthorizeCall(const ApiKeys& keys, grpc::ServerContextBase* ctx, Scope scope,
+                           Caller* caller) {
+  auto who = keys.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope);
+  if (!who.ok()) return ToGrpc(who.status());
+  if (caller) *caller = *std::move(who);
+  return grpc::Status::OK;
+}
+
 }  // namespace wasentinel

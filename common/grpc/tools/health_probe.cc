@@ -11,23 +11,21 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "wasentinel/common/config.h"
 #include "wasentinel/common/grpc_tls.h"
-#include "wasentinel/common/process.h"
 
 ABSL_FLAG(std::string, addr, "127.0.0.1:7001", "host:port of the gRPC server to ask");
 ABSL_FLAG(std::string, service, "", "service name to ask about; empty asks about the server");
-ABSL_FLAG(std::string, timeout, "2s", "deadline of the call");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(2), "deadline of the call");
 ABSL_FLAG(std::string, tls_ca, "", "PEM roots to trust; TLS when set, plaintext otherwise");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Exits 0 when the gRPC server at --addr reports SERVING.");
-  absl::ParseCommandLine(argc, argv);
+  namespace config = wasentinel::config;
+  config::ParseFlags(argc, argv, "Exits 0 when the gRPC server at --addr reports SERVING.");
   const absl::Duration timeout =
-      wasentinel::DurationFlag("timeout", absl::GetFlag(FLAGS_timeout), true);
+      config::DurationIn(FLAGS_timeout, absl::Milliseconds(1), absl::Minutes(10));
   auto creds = wasentinel::GrpcChannelCredentials(absl::GetFlag(FLAGS_tls_ca), "", "");
   if (!creds.ok()) {
     std::cerr << "was-health-probe: " << creds.status().message() << "\n";

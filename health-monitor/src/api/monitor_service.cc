@@ -40,10 +40,7 @@ MonitorServiceImpl::MonitorServiceImpl(MonitorRuntime runtime, const ApiKeys& ke
 
 grpc::Status MonitorServiceImpl::Authorize(grpc::ServerContext* ctx, Scope scope,
                                            Caller* caller) const {
-  auto who = keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope);
-  if (!who.ok()) return ToGrpc(who.status());
-  if (caller) *caller = *std::move(who);
-  return grpc::Status::OK;
+  return AuthorizeCall(keys_, ctx, scope, caller);
 }
 
 absl::StatusOr<MonitoredSession> MonitorServiceImpl::Visible(const Caller& caller,

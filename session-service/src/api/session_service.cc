@@ -1,5 +1,7 @@
 #include "session_service.h"
 
+#include <malloc.h>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "event_watch.h"
@@ -241,23 +243,18 @@ grpc::Status SessionServiceImpl::Routed(grpc::ServerContext* ctx,
 
 grpc::Status SessionServiceImpl::Authorize(grpc::ServerContextBase* ctx, Scope scope,
                                            Caller* caller) const {
-  auto who = keys_.Authorize(Metadata(ctx, "x-api-key"), Metadata(ctx, "authorization"), scope);
-  if (!who.ok()) {
-    log_->debug("refused a call from {}: {}", ctx->peer(), who.status().message());
-    return ToGrpc(who.status());
-  }
-  if (caller) *caller = *std::move(who);
-  return grpc::Status::OK;
+  grpc::Status st = AuthorizeCall(keys_, ctx, scope, caller);
+  if (!st.ok()) log_->debug("refused a call from {}: {}", ctx->peer(), st.error_message());
+  return st;
 }
 
 grpc::Status SessionServiceImpl::CheckVisible(const Caller& caller, const std::string& id) {
   if (caller.all_tenants()) return grpc::Status::OK;
-  auto view = manager_.Get(id);
-  if (view.ok() && caller.Sees(view->record.tenant_id)) return grpc::Status::OK;
-  if (!view.ok() && view.status().code() != absl::StatusCode::kNotFound) {
-    return ToGrpc(view.status());
-  }
-  return ToGrpc(NotVisible(caller, "session", id, view.status()));
+  // GetMany, not Get: looking must not restore another tenant's session.
+  auto views = manager_.GetMany({id});
+  if (!views.ok()) return ToGrpc(views.status());
+  if (!views->empty() && caller.Sees(views->front().record.tenant_id)) return grpc::Status::OK;
+  return ToGrpc(NotVisible(caller, "session", id, absl::NotFoundError("")));
 }
 
 grpc::Status SessionServiceImpl::CreateSession(grpc::ServerContext* ctx,
@@ -428,9 +425,21 @@ grpc::ServerWriteReactor<v1::SessionEvent>* SessionServiceImpl::WatchSessionEven
   return EventWatch::Start(store_, bus_, std::move(filter), after, watch_limits_.buffer,
                            [this, key = caller.key_name](bool fell_behind) {
                              if (metrics_ && fell_behind) metrics_->WatcherCutOff("behind");
-                             absl::MutexLock lock(&watches_mu_);
-                             if (--watches_by_key_[key] <= 0) watches_by_key_.erase(key);
+                             WatchEnded(key);
                            });
+}
+
+void SessionServiceImpl::WatchEnded(const std::string& key) {
+  bool trim = false;
+  {
+    absl::MutexLock lock(&watches_mu_);
+    if (--watches_by_key_[key] <= 0) watches_by_key_.erase(key);
+    // The streams' buffers are freed, but the allocator keeps the pages: after many watches
+    // ended (a crowd of stalled watchers cut off), or the last one, they go back to the system.
+    trim = ++watches_ended_since_trim_ >= 64 || watches_by_key_.empty();
+    if (trim) watches_ended_since_trim_ = 0;
+  }
+  if (trim) malloc_trim(0);
 }
 
 grpc::Status SessionServiceImpl::GetHealth(grpc::ServerContext*, const v1::GetHealthRequest*,

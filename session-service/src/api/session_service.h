@@ -84,6 +84,8 @@ class SessionServiceImpl final
   // UNAUTHENTICATED / PERMISSION_DENIED unless the call's key has `scope`; the caller in
   // `caller` when given.
   grpc::Status Authorize(grpc::ServerContextBase* ctx, Scope scope, Caller* caller = nullptr) const;
+  // A watch of `key` ended: its count goes down, and memory goes back now and then.
+  void WatchEnded(const std::string& key);
   // For a tenant key: PERMISSION_DENIED unless session `id` exists and is its tenant's (the
   // same answer either way: api_keys.h NotVisible).
   grpc::Status CheckVisible(const Caller& caller, const std::string& id);
@@ -129,6 +131,7 @@ class SessionServiceImpl final
   const WatchLimits watch_limits_;
   absl::Mutex watches_mu_;
   absl::flat_hash_map<std::string, int> watches_by_key_ ABSL_GUARDED_BY(watches_mu_);
+  int watches_ended_since_trim_ ABSL_GUARDED_BY(watches_mu_) = 0;
 };
 
 /// The API form of a session: the stored row overlaid with what this process knows live.

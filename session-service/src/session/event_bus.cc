@@ -12,13 +12,13 @@ bool EventBus::Subscription::Matches(const EventRecord& e) const {
   return true;
 }
 
-void EventBus::Subscription::Push(const EventRecord& e) {
+void EventBus::Subscription::Push(const std::shared_ptr<const EventRecord>& e) {
   {
     absl::MutexLock lock(&mu_);
     if (closed_ || overflowed_) return;
     if (queue_.size() >= capacity_) {
       overflowed_ = true;
-      std::deque<EventRecord>().swap(queue_);  // its memory goes now, not when the watcher does
+      std::deque<std::shared_ptr<const EventRecord>>().swap(queue_);  // its memory goes now
     } else {
       queue_.push_back(e);
     }
@@ -60,9 +60,9 @@ absl::StatusOr<std::optional<EventRecord>> EventBus::Subscription::TryNext() {
         absl::StrCat("the watcher fell more than ", capacity_, " events behind"));
   }
   if (!queue_.empty()) {
-    EventRecord e = std::move(queue_.front());
+    std::optional<EventRecord> e(*queue_.front());
     queue_.pop_front();
-    return std::optional<EventRecord>(std::move(e));
+    return e;
   }
   if (closed_) return absl::CancelledError("event stream closed: the service is shutting down");
   return std::optional<EventRecord>();
@@ -92,8 +92,10 @@ void EventBus::Publish(const EventRecord& event) {
                                }),
                 subs_.end());
   }
+  if (live.empty()) return;
+  const auto shared = std::make_shared<const EventRecord>(event);
   for (auto& s : live) {
-    if (s->Matches(event)) s->Push(event);
+    if (s->Matches(event)) s->Push(shared);
   }
 }
 

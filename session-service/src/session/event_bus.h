@@ -37,14 +37,16 @@ class EventBus {
     explicit Subscription(SessionFilter filter, size_t capacity)
         : filter_(std::move(filter)), capacity_(capacity) {}
     bool Matches(const EventRecord& e) const;
-    void Push(const EventRecord& e);
+    void Push(const std::shared_ptr<const EventRecord>& e);
     void Close();
     void Wake();
 
     const SessionFilter filter_;
     const size_t capacity_;
     absl::Mutex mu_;
-    std::deque<EventRecord> queue_ ABSL_GUARDED_BY(mu_);
+    // One copy of each event is shared by every queue it waits in: a watcher that falls behind
+    // costs a pointer per event, not the event.
+    std::deque<std::shared_ptr<const EventRecord>> queue_ ABSL_GUARDED_BY(mu_);
     bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
     bool closed_ ABSL_GUARDED_BY(mu_) = false;
     std::function<void()> wake_ ABSL_GUARDED_BY(mu_);
