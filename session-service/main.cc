@@ -61,6 +61,9 @@ ABSL_FLAG(bool, reseal_on_start, false,
           " [WAS_RESEAL_ON_START]");
 ABSL_FLAG(std::string, qr_timeouts, "60s,20s",
           "how long the first and each later pairing QR code is shown [WAS_QR_TIMEOUTS]");
+ABSL_FLAG(std::string, presence, "unavailable",
+          "presence sent after login: unavailable (the phone keeps showing notifications) or"
+          " available (marks the account online; the phone goes quiet) [WAS_PRESENCE]");
 ABSL_FLAG(int, watch_buffer, 1000,
           "events a WatchSessionEvents stream may fall behind before it ends RESOURCE_EXHAUSTED"
           " (the watcher resumes with after_sequence) [WAS_WATCH_BUFFER]");
@@ -114,6 +117,11 @@ int main(int argc, char** argv) {
                                       " is shorter than ",
                                       config::Source(config::Handle(FLAGS_keepalive_timeout))));
   }
+  const std::string presence = absl::GetFlag(FLAGS_presence);
+  if (presence != "unavailable" && presence != "available") {
+    config::Refuse(config::Handle(FLAGS_presence), "wants unavailable or available");
+  }
+  c.presence_available = presence == "available";
   c.connect_timeout =
       config::DurationIn(FLAGS_connect_timeout, absl::Milliseconds(100), absl::Minutes(10));
   std::tie(c.qr_first_timeout, c.qr_next_timeout) = config::DurationRange(

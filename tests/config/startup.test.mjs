@@ -85,6 +85,7 @@ const refused = [
     '--grpc_listen="nonsense"'],
   ['session-service', { WAS_WA_URL: 'https://web.whatsapp.com' }, [], 'WAS_WA_URL'],
   ['session-service', { WAS_LOG_LEVEL: 'verbose' }, [], 'WAS_LOG_LEVEL'],
+  ['session-service', { WAS_PRESENCE: 'online' }, [], 'WAS_PRESENCE="online": wants unavailable or available'],
   ['health-monitor', { WAS_MAX_RECOVERIES: 'three' }, [], 'WAS_MAX_RECOVERIES="three"'],
   ['health-monitor', { WAS_MAX_RECOVERIES: '-1' }, [], 'WAS_MAX_RECOVERIES'],
   ['health-monitor', { WAS_LIGHT_INTERVAL: '0s' }, [], 'WAS_LIGHT_INTERVAL'],

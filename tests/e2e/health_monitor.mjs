@@ -326,6 +326,9 @@ try {
     /^wasentinel_monitor_leader 1/m.test(metrics) &&
     /^wasentinel_monitor_sessions\{level="critical"\} 2/m.test(metrics) &&
     /^wasentinel_monitor_job_runs_total\{job="health-check-deep",result="ok"\} \d+/m.test(metrics));
+  const simStats = await sim.get('/stats');
+  check('no session ever said presence "available" (the phones keep notifying), probes included',
+    simStats.presences_available === 0, `${simStats.presences_available} available`);
   exitCode = checks.every((c) => c.ok) ? 0 : 1;
 } catch (e) {
   console.error(e);

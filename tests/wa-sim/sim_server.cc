@@ -150,7 +150,8 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
   struct Counters {
     int64_t accepted = 0, logins = 0, login_failures = 0, replaced = 0, handshake_failures = 0,
             pings_answered = 0, acks_received = 0, messages_sent = 0, registrations = 0,
-            pairings = 0, pairings_rejected = 0, logouts = 0, refused = 0;
+            pairings = 0, pairings_rejected = 0, logouts = 0, refused = 0,
+            presences_available = 0;  // <presence type="available"> from any client
   } counters;
   // POST /outage: while true every live connection has been reset and new ones are refused.
   bool outage = false;
@@ -282,6 +283,8 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
       ++server_->counters.acks_received;
     } else if (node.tag == "presence") {
       presence_ = node.AttrOr("type", "available");
+      presences_.push_back(presence_);
+      if (presence_ == "available") ++server_->counters.presences_available;
     }
   }
 
@@ -679,6 +682,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
             {"connected_at", absl::FormatTime(connected_at_)},
             {"blackholed", blackholed_},
             {"presence", presence_},
+            {"presences", presences_},
             {"pings", pings_},
             {"acks", acks_},
             {"registering", registering_}};
@@ -717,6 +721,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   std::optional<wa::NoiseChannel> channel_;
   std::deque<Bytes> outbox_;
   std::string presence_;
+  std::vector<std::string> presences_;  // every presence this connection sent, in order
   int64_t pings_ = 0;
   int64_t acks_ = 0;
   bool handshake_done_ = false;
@@ -973,6 +978,7 @@ http::response<http::string_body> SimServer::State::Route(
                                     {"handshake_failures", counters.handshake_failures},
                                     {"pings_answered", counters.pings_answered},
                                     {"acks_received", counters.acks_received},
+                                    {"presences_available", counters.presences_available},
                                     {"messages_sent", counters.messages_sent},
                                     {"registrations", counters.registrations},
                                     {"refused", counters.refused},

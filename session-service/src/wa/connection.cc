@@ -282,7 +282,6 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       done(absl::UnavailableError("the session is not logged in"));
       return;
     }
-    Send(PresenceAvailable());
     Ping(
         [self = shared_from_this(), done = std::move(done)](absl::StatusOr<absl::Duration> rtt) {
           if (rtt.ok()) self->OnPongReceived(*rtt);
@@ -431,7 +430,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
                self->stats.prekey_count = CodeOf(*count, "value");
              }
            });
-    Send(PresenceAvailable());
+    Send(Presence(options_.presence_available ? "available" : "unavailable"));
     ScheduleKeepalive();
     if (observer_) observer_->OnLoggedIn(info);
     if (pending_logout_) {
@@ -603,8 +602,8 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     }
   }
 
-  Node PresenceAvailable() const {
-    Node::Attrs attrs = {{"type", "available"}};
+  Node Presence(const char* type) const {
+    Node::Attrs attrs = {{"type", type}};
     if (!creds_.push_name.empty()) attrs.emplace_back("name", creds_.push_name);
     return MakeNode("presence", std::move(attrs));
   }

@@ -61,6 +61,11 @@ struct ConnectionOptions {
   /// "Browser (OS)" as the phone lists the device; the real server accepts only common
   /// browsers and systems (whatsmeow: 400 otherwise).
   std::string pairing_platform_display = "Chrome (Linux)";
+  /// The presence sent once after login. false (the default): `unavailable`, so that the
+  /// account's phone keeps showing notifications; a linked device that says `available` makes
+  /// the phone go quiet (Baileys' `markOnlineOnConnect: false` and mautrix-whatsapp do the
+  /// same). true only on purpose (`--presence=available`). Probes never send a presence.
+  bool presence_available = false;
 };
 
 /// Why a connection ended (shared/docs/wa-protocol.md §7).

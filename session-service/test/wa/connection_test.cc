@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <future>
 #include <thread>
 
 #include "sim_control.h"
@@ -142,7 +143,14 @@ TEST(Connection, LogsInAndKeepsAlive) {
   auto conns = lb.control().Get("/connections").value();
   ASSERT_EQ(conns["connections"].size(), 1u);
   EXPECT_EQ(conns["connections"][0]["jid"], "15551234567:12");
-  EXPECT_EQ(conns["connections"][0]["presence"], "available");
+  EXPECT_EQ(conns["connections"][0]["presence"], "unavailable")
+      << "a kept session never marks the account online (the phone would stop notifying)";
+  // A probe is a ping alone: still no `available`.
+  std::promise<absl::StatusOr<absl::Duration>> probed;
+  conn->Probe([&](absl::StatusOr<absl::Duration> rtt) { probed.set_value(rtt); }, absl::Seconds(5));
+  EXPECT_TRUE(probed.get_future().get().ok());
+  conns = lb.control().Get("/connections").value();
+  for (const auto& p : conns["connections"][0]["presences"]) EXPECT_NE(p, "available");
   EXPECT_FALSE(obs->Has(Event::kClosed));
 }
 
