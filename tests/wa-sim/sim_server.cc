@@ -1,5 +1,6 @@
 #include "sim_server.h"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -281,6 +282,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     } else if (node.tag == "ack" || node.tag == "receipt") {
       ++acks_;
       ++server_->counters.acks_received;
+      if (node.tag == "ack") OnAck(node);
     } else if (node.tag == "presence") {
       presence_ = node.AttrOr("type", "available");
       presences_.push_back(presence_);
@@ -642,6 +644,58 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     SendAndClose(MakeNode("stream:error", {{"code", std::to_string(code)}}));
   }
 
+  // An <ack> counts only when it answers a stanza sent here with exactly the attributes the
+  // real server expects (whatsmeow's sendAck): class, id, to = the stanza's from, participant
+  // and recipient as the stanza had them, type except for messages.
+  void OnAck(const Node& ack) {
+    auto it = awaiting_ack_.find(ack.AttrOr("id"));
+    if (it == awaiting_ack_.end()) {
+      ++acks_mismatched_;
+      return;
+    }
+    Node::Attrs got;
+    for (const auto& [k, v] : ack.attrs) {
+      if (k != "id") got.emplace_back(k, v);
+    }
+    std::sort(got.begin(), got.end());
+    if (got == it->second) {
+      ++acks_matched_;
+      awaiting_ack_.erase(it);
+    } else {
+      ++acks_mismatched_;
+    }
+  }
+
+  // Sends a stanza `tag` (message, receipt, notification, status, appdata, call) from `from`
+  // with the optional attributes, and expects its ack. Answers its id.
+  std::string SendStanza(const std::string& tag, const std::string& from, const json& extra) {
+    Bytes id_bytes(8);
+    wa::RandomBytes(id_bytes);
+    std::string id = "3EB0" + wasentinel::HexEncode(id_bytes);
+    absl::AsciiStrToUpper(&id);
+    Node::Attrs attrs = {
+        {"from", from}, {"id", id}, {"t", std::to_string(absl::ToUnixSeconds(absl::Now()))}};
+    Node::Attrs expect = {{"class", tag}, {"to", from}};
+    for (const char* key : {"type", "participant", "recipient"}) {
+      if (!extra.contains(key) || !extra[key].is_string()) continue;
+      const std::string value = extra[key];
+      attrs.emplace_back(key, value);
+      if (std::string_view(key) != "type" || tag != "message") expect.emplace_back(key, value);
+    }
+    std::sort(expect.begin(), expect.end());
+    awaiting_ack_[id] = std::move(expect);
+    if (tag == "message") {
+      Bytes ciphertext(48);
+      wa::RandomBytes(ciphertext);
+      Send(MakeNode(tag, std::move(attrs),
+                    std::vector<Node>{MakeNode("enc", {{"v", "2"}, {"type", "msg"}}, ciphertext)}));
+      ++server_->counters.messages_sent;
+    } else {
+      Send(MakeNode(tag, std::move(attrs)));
+    }
+    return id;
+  }
+
   std::string SendMessage(const std::string& from) {
     Bytes id_bytes(8);
     wa::RandomBytes(id_bytes);
@@ -685,6 +739,9 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
             {"presences", presences_},
             {"pings", pings_},
             {"acks", acks_},
+            {"acks_matched", acks_matched_},
+            {"acks_mismatched", acks_mismatched_},
+            {"unacked", awaiting_ack_.size()},
             {"registering", registering_}};
   }
 
@@ -724,6 +781,9 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   std::vector<std::string> presences_;  // every presence this connection sent, in order
   int64_t pings_ = 0;
   int64_t acks_ = 0;
+  int64_t acks_matched_ = 0;     // acks of stanzas sent here, every attribute as expected
+  int64_t acks_mismatched_ = 0;  // acks with an unknown id or other attributes
+  std::map<std::string, Node::Attrs> awaiting_ack_;  // stanza id → the ack's sorted attributes
   bool handshake_done_ = false;
   bool logged_in_ = false;
   bool blackholed_ = false;
@@ -1076,6 +1136,16 @@ http::response<http::string_body> SimServer::State::Route(
         conn->SendAndClose(MakeNode(
             "stream:error", {}, std::vector<Node>{MakeNode("conflict", {{"type", "replaced"}})}));
         return reply(http::status::ok, {{"sent", "conflict replaced"}});
+      }
+      if (action == "stanza") {
+        const std::string tag = body.value("tag", std::string("message"));
+        if (tag != "message" && tag != "receipt" && tag != "notification" && tag != "status" &&
+            tag != "appdata" && tag != "call") {
+          return error(http::status::bad_request,
+                       "\"tag\" is message, receipt, notification, status, appdata or call");
+        }
+        const std::string from = body.value("from", std::string("15550009999@s.whatsapp.net"));
+        return reply(http::status::ok, {{"id", conn->SendStanza(tag, from, body)}});
       }
       if (action == "message") {
         const std::string from = body.value("from", std::string("15550009999@s.whatsapp.net"));

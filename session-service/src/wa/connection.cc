@@ -398,7 +398,8 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       Finish({CloseCause::kSocketClosed, 0, "the server ended the stream"});
     } else if (tag == "iq") {
       OnIq(node);
-    } else if (tag == "message" || tag == "receipt" || tag == "notification" || tag == "call") {
+    } else if (tag == "message" || tag == "receipt" || tag == "notification" || tag == "call" ||
+               tag == "status" || tag == "appdata") {
       OnStanza(node);
     } else if (tag == "ib") {
       if (node.Child("downgrade_webclient")) {
@@ -579,14 +580,17 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     });
   }
 
-  // Inbound stanzas are acknowledged without being decrypted (wa-protocol.md §10): an <ack> of
-  // the stanza's class, which is what a connection-only client owes the server.
+  // Inbound stanzas are acknowledged without being decrypted: an <ack> of the stanza's class,
+  // which is what a connection-only client owes the server. Its attributes are whatsmeow's
+  // (receipt.go sendAck): class and id, `to` the stanza's `from`, `participant` and
+  // `recipient` copied when present, `type` except for messages.
   void OnStanza(const Node& node) {
     const std::string* id = node.Attr("id");
     const std::string* from = node.Attr("from");
     if (id && from) {
       Node::Attrs attrs = {{"id", *id}, {"to", *from}, {"class", node.tag}};
       if (const std::string* p = node.Attr("participant")) attrs.emplace_back("participant", *p);
+      if (const std::string* r = node.Attr("recipient")) attrs.emplace_back("recipient", *r);
       if (node.tag != "message") {
         if (const std::string* t = node.Attr("type")) attrs.emplace_back("type", *t);
       }

@@ -154,6 +154,36 @@ TEST(Connection, LogsInAndKeepsAlive) {
   EXPECT_FALSE(obs->Has(Event::kClosed));
 }
 
+TEST(Connection, AcksCarryEveryAttributeTheServerExpects) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto obs = std::make_shared<RecordingObserver>();
+  auto conn = lb.Connect(creds, obs);
+  ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
+  const std::string path = "/connections/15551234567:12/stanza";
+  const nlohmann::json stanzas[] = {
+      {{"tag", "message"},
+       {"from", "120363000000000001@g.us"},
+       {"type", "text"},
+       {"participant", "15550001111@s.whatsapp.net"}},
+      {{"tag", "message"},
+       {"from", "15551234567@s.whatsapp.net"},
+       {"type", "text"},
+       {"recipient", "15550002222@s.whatsapp.net"}},
+      {{"tag", "receipt"}, {"from", "15550001111@s.whatsapp.net"}, {"type", "read"}},
+      {{"tag", "notification"}, {"from", "s.whatsapp.net"}, {"type", "server_sync"}},
+      {{"tag", "status"}, {"from", "15550001111@s.whatsapp.net"}},
+      {{"tag", "appdata"}, {"from", "s.whatsapp.net"}, {"type", "sync"}},
+  };
+  for (const auto& stanza : stanzas) ASSERT_TRUE(lb.control().Post(path, stanza).ok());
+  EXPECT_TRUE(wasentinel::testing::Eventually([&] {
+    auto c = lb.control().Get("/connections").value()["connections"][0];
+    return c["acks_matched"] == 6 && c["unacked"] == 0;
+  })) << lb.control().Get("/connections").value().dump();
+  auto c = lb.control().Get("/connections").value()["connections"][0];
+  EXPECT_EQ(c["acks_mismatched"], 0) << c.dump();
+}
+
 struct FaultCase {
   std::string name;
   std::string action;
