@@ -1,5 +1,5 @@
 // API keys with scopes and, optionally, a tenant, shared by the three services' gRPC APIs
-// (README "gRPC API", "Authentication"; "Security").
+// (README "gRPC API", tenant keys; "Security").
 //
 // A key travels in the `x-api-key` metadata or as `authorization: Bearer <key>`. Scopes:
 // `read` (get, list, watch, deep health), `operate` (connect, disconnect, reconnect, probe,

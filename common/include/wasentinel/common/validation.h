@@ -1,5 +1,6 @@
 // The rules every API boundary of the three services checks requests with, so that one field
-// means the same thing everywhere (README "Security", "Input rules").
+// means the same thing everywhere (README "gRPC API", where the rules are listed, and
+// "Security").
 //
 // Each check answers OK or INVALID_ARGUMENT with a message that names the field and quotes at
 // most 32 bytes of the value (QuoteForLog), never the whole of it: a 1 MiB value must not come
