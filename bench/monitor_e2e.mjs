@@ -1,5 +1,5 @@
 // Benchmark: the health-monitor over N sessions kept by a real session-service on wa-sim, the
-// whole pipeline (issue 5: "time from a drop to its level change with 5 000 sessions under
+// whole pipeline (README "Benchmarks": "time from a drop to its level change with 5 000 sessions under
 // watch"; "a deep check of 5 000 sessions in under 2 s").
 //
 // Prints one JSON object with:

@@ -1,7 +1,7 @@
 // alert-service's composition root: the store, the sealer of webhook secrets, the dispatchers,
 // the gRPC API and the metrics, built from Options and taken down in reverse order.
 //
-// Sources: issue 6, seeds 002 §3.1/§3.4 and 003 §4, architecture.md "Alerts".
+// README "Architecture" › "Alerts" says what it does.
 #pragma once
 
 #include <memory>

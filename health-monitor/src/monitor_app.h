@@ -6,8 +6,8 @@
 // leading: Settle() after events, second looks at dead sockets, the jobs when due); the event
 // watcher (while leading). The Monitor is used under one mutex by all of them.
 //
-// Sources: issue 5 (the rhythm: light 30 s, deep 5 min, 5 s while session-service is under
-// 60 s old; backoff while it does not answer), seed 001 §5, architecture.md "Health".
+// The rhythm (README "Architecture" › "Health"): light 30 s, deep 5 min, 5 s while
+// session-service is under 60 s old; backoff while it does not answer.
 #pragma once
 
 #include <memory>

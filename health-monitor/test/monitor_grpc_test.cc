@@ -1,7 +1,7 @@
 // The Monitor over the real wire: session-service in process (PostgreSQL, wa-sim, gRPC) through
 // GrpcSessionSource, and alerts through GrpcAlertSink to a recording AlertService on loopback
-// (alert-service itself comes with issue 6). The session events are fed to the monitor as its
-// event watcher will: a drop is recovered with a real Reconnect, a 440 raises an alert.
+// (alert-service itself is tested in alert-service/test). The session events are fed to the monitor
+// as its event watcher will: a drop is recovered with a real Reconnect, a 440 raises an alert.
 #include <gtest/gtest.h>
 
 #include "health/event_watcher.h"

@@ -35,7 +35,7 @@ struct Options {
   std::string log_level = "info";
   bool restore_on_start = true;
   /// Events older than this are pruned, in small batches, every `event_prune_interval`
-  /// (architecture.md: 30 days).
+  /// (README "Configuration": 30 days).
   absl::Duration event_retention = absl::Hours(24 * 30);
   absl::Duration event_prune_interval = absl::Minutes(10);
   /// What WatchSessionEvents streams may cost: the events one may fall behind, the streams one

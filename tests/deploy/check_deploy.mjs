@@ -1,4 +1,4 @@
-// Checks the deployment files offline (issue 7): no Docker engine and no cluster runs here.
+// Checks the deployment files offline (README "Deployment"): no Docker engine and no cluster runs here.
 //
 //   docker-compose.yml   `docker compose config` (or Debian's docker-compose) with .env.example:
 //                        refused while a secret is empty, accepted once they are set; every

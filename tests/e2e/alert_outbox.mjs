@@ -1,4 +1,4 @@
-// alert-service's outbox with the real binary on loopback (issue 6): a webhook over https to an
+// alert-service's outbox with the real binary on loopback: a webhook over https to an
 // endpoint filtering by event type, then two replicas over one
 // PostgreSQL share the outbox, and one is SIGKILLed in the middle of a burst of 1000 alerts.
 // A webhook receiver here verifies every Standard Webhooks signature with the standardwebhooks

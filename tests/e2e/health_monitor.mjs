@@ -1,4 +1,4 @@
-// The health-monitor with the real binaries on loopback (issue 5): PostgreSQL, wa-sim,
+// The health-monitor with the real binaries on loopback: PostgreSQL, wa-sim,
 // session-service, two health-monitor replicas and alert-service, which delivers every alert to
 // a webhook receiver here that verifies its Standard Webhooks signature (the standardwebhooks
 // npm package) and counts duplicates.

@@ -1,11 +1,11 @@
 // wa-sim: a protocol-faithful WhatsApp Web server for tests, demos and load.
 //
-// It speaks the real connection layer (shared/docs/wa-protocol.md §1–§7, §10, §11 "What a fake
-// server must do") on ws:// over loopback: Noise responder with its own certificate chain
-// (intermediate signed by a test root key, leaf naming the server's static key), login of
-// registered devices, the answers Baileys and whatsmeow wait for after <success>, keepalive
-// answers, and acks. A control API (HTTP/JSON) injects faults: drop (close or RST), blackhole,
-// stream errors, conflict/replaced, inbound messages.
+// It speaks the real connection layer (transport, Noise, login, pairing, keepalive, stream
+// errors, acks, as whatsmeow and Baileys implement them) on ws:// over loopback: Noise responder
+// with its own certificate chain (intermediate signed by a test root key, leaf naming the server's
+// static key), login of registered devices, the answers Baileys and whatsmeow wait for after
+// <success>, keepalive answers, and acks. A control API (HTTP/JSON) injects faults: drop (close or
+// RST), blackhole, stream errors, conflict/replaced, inbound messages.
 //
 // Like the real service, a second login of the same device replaces the first connection with
 // <stream:error><conflict type="replaced"/></stream:error>.
@@ -37,7 +37,7 @@ struct SimOptions {
   /// Answered to `<iq xmlns="encrypt" type="get"><count/></iq>`; more than 5 means "no upload".
   int prekey_count = 50;
   /// Pause between the client's ClientFinish and the first node sent. Baileys 6.7.x switches to
-  /// its transport keys in an un-awaited async step (wa-protocol.md §11, item 5), so a <success>
+  /// its transport keys in an un-awaited async step (whatsmeow, item 5), so a <success>
   /// sent at once can reach it still holding the handshake key.
   std::chrono::milliseconds post_handshake_delay{50};
   /// With both set, a wss:// listener on `tls_port` terminates TLS (PEM files) in front of the

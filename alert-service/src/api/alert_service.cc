@@ -20,43 +20,40 @@ grpc::Status Invalid(const std::string& message) {
   return {grpc::StatusCode::INVALID_ARGUMENT, message};
 }
 
-// The request rules of common/validation.h, as gRPC statuses.
-grpc::Status Checked(const absl::Status& st) { return st.ok() ? grpc::Status::OK : ToGrpc(st); }
-
 grpc::Status CheckId(std::string_view field, const std::string& id) {
-  return Checked(CheckIdentifier(field, id, 128));
+  return ToGrpc(CheckIdentifier(field, id, 128));
 }
 grpc::Status CheckOptionalId(std::string_view field, const std::string& id) {
   return id.empty() ? grpc::Status::OK : CheckId(field, id);
 }
 grpc::Status CheckPageToken(const std::string& token) {
-  return token.empty() ? grpc::Status::OK : Checked(CheckIdentifier("page_token", token, 512));
+  return token.empty() ? grpc::Status::OK : ToGrpc(CheckIdentifier("page_token", token, 512));
 }
 grpc::Status CheckOptionalEventType(std::string_view field, const std::string& type) {
-  return type.empty() ? grpc::Status::OK : Checked(CheckEventType(field, type));
+  return type.empty() ? grpc::Status::OK : ToGrpc(CheckEventType(field, type));
 }
 grpc::Status CheckDedupKey(const std::string& key) {
-  return Checked(CheckText("dedup_key", key, {.max_bytes = 200, .required = true}));
+  return ToGrpc(CheckText("dedup_key", key, {.max_bytes = 200, .required = true}));
 }
 grpc::Status CheckTime(std::string_view field, const google::protobuf::Timestamp& t) {
-  return Checked(CheckTimestamp(field, t.seconds(), t.nanos()));
+  return ToGrpc(CheckTimestamp(field, t.seconds(), t.nanos()));
 }
 
 // What an alert says about its session: the e-mail's recipient, subject and body come from here.
 grpc::Status CheckSessionFacts(const v1::SessionFacts& s) {
   WAS_GRPC_RETURN_IF_ERROR(CheckOptionalId("session.session_id", s.session_id()));
   if (!s.tenant_id().empty()) {
-    WAS_GRPC_RETURN_IF_ERROR(Checked(CheckTenantId("session.tenant_id", s.tenant_id())));
+    WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckTenantId("session.tenant_id", s.tenant_id())));
   }
   WAS_GRPC_RETURN_IF_ERROR(
-      Checked(CheckText("session.account_name", s.account_name(), {.max_bytes = 256})));
-  WAS_GRPC_RETURN_IF_ERROR(Checked(
-      CheckText("session.phone_number_masked", s.phone_number_masked(), {.max_bytes = 32})));
+      ToGrpc(CheckText("session.account_name", s.account_name(), {.max_bytes = 256})));
+  WAS_GRPC_RETURN_IF_ERROR(
+      ToGrpc(CheckText("session.phone_number_masked", s.phone_number_masked(), {.max_bytes = 32})));
   if (!s.owner_email().empty()) {
-    WAS_GRPC_RETURN_IF_ERROR(Checked(CheckMailbox("session.owner_email", s.owner_email())));
+    WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckMailbox("session.owner_email", s.owner_email())));
   }
-  WAS_GRPC_RETURN_IF_ERROR(Checked(CheckText("session.state", s.state(), {.max_bytes = 64})));
-  WAS_GRPC_RETURN_IF_ERROR(Checked(CheckText("session.reason", s.reason(), {.max_bytes = 256})));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckText("session.state", s.state(), {.max_bytes = 64})));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckText("session.reason", s.reason(), {.max_bytes = 256})));
   if (s.has_offline_since()) {
     WAS_GRPC_RETURN_IF_ERROR(CheckTime("session.offline_since", s.offline_since()));
   }
@@ -116,9 +113,9 @@ grpc::Status AlertServiceImpl::RaiseAlert(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
   WAS_GRPC_RETURN_IF_ERROR(CheckDedupKey(req->dedup_key()));
   WAS_GRPC_RETURN_IF_ERROR(CheckDedupScope(caller, req->dedup_key()));
-  WAS_GRPC_RETURN_IF_ERROR(Checked(CheckEventType("event_type", req->event_type())));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckEventType("event_type", req->event_type())));
   WAS_GRPC_RETURN_IF_ERROR(
-      Checked(CheckText("summary", req->summary(), {.max_bytes = 4096, .multiline = true})));
+      ToGrpc(CheckText("summary", req->summary(), {.max_bytes = 4096, .multiline = true})));
   WAS_GRPC_RETURN_IF_ERROR(CheckSessionFacts(req->session()));
   auto tenant = TenantOfNew(caller, req->session().tenant_id(), /*required=*/false);
   if (!tenant.ok()) return ToGrpc(tenant.status());
@@ -147,7 +144,7 @@ grpc::Status AlertServiceImpl::ResolveAlert(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
   WAS_GRPC_RETURN_IF_ERROR(CheckDedupKey(req->dedup_key()));
   WAS_GRPC_RETURN_IF_ERROR(
-      Checked(CheckText("note", req->note(), {.max_bytes = 1000, .multiline = true})));
+      ToGrpc(CheckText("note", req->note(), {.max_bytes = 1000, .multiline = true})));
   auto resolved = store_.Resolve(req->dedup_key(), req->note(), clock_.Now(), caller.tenant);
   if (!resolved.ok()) return Answer(caller, "alert", req->dedup_key(), resolved.status());
   if (on_outbox_) on_outbox_();
@@ -208,7 +205,7 @@ grpc::Status AlertServiceImpl::CheckEndpoint(
   if (types.size() > kMaxEventTypes) {
     return Invalid(absl::StrCat("event_types holds at most ", kMaxEventTypes));
   }
-  for (const auto& t : types) WAS_GRPC_RETURN_IF_ERROR(Checked(CheckEventType("event_types", t)));
+  for (const auto& t : types) WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckEventType("event_types", t)));
   if (!std::isfinite(rate) || rate < 0 || rate > 1e6) {
     return Invalid("rate_limit_per_second must be 0 (the default) to 1000000");
   }
@@ -230,7 +227,7 @@ grpc::Status AlertServiceImpl::CreateWebhookEndpoint(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(
       CheckEndpoint(req->url(), req->event_types(), req->rate_limit_per_second()));
   WAS_GRPC_RETURN_IF_ERROR(
-      Checked(CheckText("description", req->description(), {.max_bytes = 500})));
+      ToGrpc(CheckText("description", req->description(), {.max_bytes = 500})));
   auto [secret, key_id, sealed] = NewSealedSecret();
   auto created = store_.CreateEndpoint(*req, key_id, sealed, clock_.Now(), caller.tenant);
   if (!created.ok()) return ToGrpc(created.status());
@@ -257,7 +254,7 @@ grpc::Status AlertServiceImpl::UpdateWebhookEndpoint(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin, &caller));
   WAS_GRPC_RETURN_IF_ERROR(CheckId("id", req->id()));
   WAS_GRPC_RETURN_IF_ERROR(
-      Checked(CheckText("description", req->description(), {.max_bytes = 500})));
+      ToGrpc(CheckText("description", req->description(), {.max_bytes = 500})));
   if (req->has_url() || req->replace_event_types() || req->has_rate_limit_per_second() ||
       req->event_types_size() > 0) {
     WAS_GRPC_RETURN_IF_ERROR(
@@ -288,7 +285,7 @@ grpc::Status AlertServiceImpl::RotateWebhookSecret(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(CheckId("id", req->id()));
   absl::Duration grace = options_.rotation_grace;
   if (req->has_grace()) {
-    WAS_GRPC_RETURN_IF_ERROR(Checked(
+    WAS_GRPC_RETURN_IF_ERROR(ToGrpc(
         CheckDuration("grace", req->grace().seconds(), req->grace().nanos(), 30 * 24 * 3600)));
     grace = FromProto(req->grace());
   }
@@ -351,7 +348,7 @@ grpc::Status AlertServiceImpl::GetDeliveryStats(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
   absl::Duration window = absl::Hours(24);
   if (req->has_window()) {
-    WAS_GRPC_RETURN_IF_ERROR(Checked(
+    WAS_GRPC_RETURN_IF_ERROR(ToGrpc(
         CheckDuration("window", req->window().seconds(), req->window().nanos(), 366 * 24 * 3600)));
     window = FromProto(req->window());
     if (window <= absl::ZeroDuration()) return Invalid("window must be positive");
@@ -370,12 +367,12 @@ grpc::Status AlertServiceImpl::CreateSilence(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kAdmin, &caller));
   WAS_GRPC_RETURN_IF_ERROR(CheckOptionalId("session_id", req->session_id()));
   if (!req->tenant_id().empty()) {
-    WAS_GRPC_RETURN_IF_ERROR(Checked(CheckTenantId("tenant_id", req->tenant_id())));
+    WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckTenantId("tenant_id", req->tenant_id())));
   }
   WAS_GRPC_RETURN_IF_ERROR(CheckOptionalEventType("event_type", req->event_type()));
   if (req->has_until()) WAS_GRPC_RETURN_IF_ERROR(CheckTime("until", req->until()));
   WAS_GRPC_RETURN_IF_ERROR(
-      Checked(CheckText("comment", req->comment(), {.max_bytes = 1000, .multiline = true})));
+      ToGrpc(CheckText("comment", req->comment(), {.max_bytes = 1000, .multiline = true})));
   auto tenant = TenantOfNew(caller, req->tenant_id(), /*required=*/false);
   if (!tenant.ok()) return ToGrpc(tenant.status());
   v1::CreateSilenceRequest scoped = *req;

@@ -1,5 +1,5 @@
 // Dispatchers: threads that claim due deliveries from the outbox (PgAlertStore::Claim, SKIP
-// LOCKED, so replicas share it), send them, and record each attempt (issue 6).
+// LOCKED, so replicas share it), send them, and record each attempt.
 //
 // Webhooks (webhook.h): 2xx is SENT; 5xx, 429 (honouring Retry-After), timeouts and network
 // errors are retried after the backoff step of the attempt (jittered ±20 %), the last attempt

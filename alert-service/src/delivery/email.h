@@ -1,9 +1,9 @@
-// Alert e-mails (issue 6; seed 003 §4): rendered from the Mustache templates in
+// Alert e-mails (README "Architecture" › "Alerts"): rendered from the Mustache templates in
 // alert-service/templates (built in; --template_dir overrides) into multipart text + HTML,
 // with a Message-ID that stays the same on every retry of one delivery, and sent through SMTP
 // with libcurl (STARTTLS, AUTH, timeouts).
 //
-// The e-mail says what seed 003 asks: the account name, the masked phone number, how long it has
+// The e-mail says: the account name, the masked phone number, how long it has
 // been offline and since when, the last connected time, how to reconnect (commands, and a link
 // when --reconnect_url is set) and troubleshooting tips. Phone numbers arrive masked; nothing
 // else identifying is added.

@@ -1,5 +1,5 @@
 // alert-service's PostgreSQL store: alerts and their deliveries (the outbox), webhook
-// endpoints and silences (issue 6; seeds 002 §3.1/§3.4, 003 §4).
+// endpoints and silences (README "Architecture" › "Alerts", "gRPC API").
 //
 // An alert and the deliveries it causes are written in one transaction, so a delivery is never
 // lost between the alert being accepted and being sent: nothing is sent from inside a gRPC

@@ -17,20 +17,17 @@ grpc::Status Invalid(std::string message) {
   return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
 }
 
-// The request rules of common/validation.h, as gRPC statuses.
-grpc::Status Checked(const absl::Status& st) { return st.ok() ? grpc::Status::OK : ToGrpc(st); }
-
 grpc::Status CheckSessionId(const std::string& id) {
-  return Checked(CheckIdentifier("session_id", id, 128));
+  return ToGrpc(CheckIdentifier("session_id", id, 128));
 }
 grpc::Status CheckTenantFilter(const std::string& tenant) {
-  return tenant.empty() ? grpc::Status::OK : Checked(CheckTenantId("tenant_id", tenant));
+  return tenant.empty() ? grpc::Status::OK : ToGrpc(CheckTenantId("tenant_id", tenant));
 }
 grpc::Status CheckJobName(const std::string& name) {
-  return Checked(CheckIdentifier("name", name, 64));
+  return ToGrpc(CheckIdentifier("name", name, 64));
 }
 grpc::Status CheckTime(std::string_view field, const google::protobuf::Timestamp& t) {
-  return Checked(CheckTimestamp(field, t.seconds(), t.nanos()));
+  return ToGrpc(CheckTimestamp(field, t.seconds(), t.nanos()));
 }
 
 }  // namespace
@@ -81,7 +78,7 @@ grpc::Status MonitorServiceImpl::ListSessionHealth(grpc::ServerContext* ctx,
   }
   WAS_GRPC_RETURN_IF_ERROR(CheckTenantFilter(req->tenant_id()));
   if (!req->page_token().empty()) {
-    WAS_GRPC_RETURN_IF_ERROR(Checked(CheckIdentifier("page_token", req->page_token(), 512)));
+    WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckIdentifier("page_token", req->page_token(), 512)));
   }
   if (req->levels_size() > 8) return Invalid("levels holds at most 8 levels");
   auto tenant = TenantFilter(caller, req->tenant_id());
@@ -148,7 +145,7 @@ grpc::Status MonitorServiceImpl::AcknowledgeSession(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kOperate, &caller));
   WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(req->session_id()));
   WAS_GRPC_RETURN_IF_ERROR(
-      Checked(CheckText("note", req->note(), {.max_bytes = 1000, .multiline = true})));
+      ToGrpc(CheckText("note", req->note(), {.max_bytes = 1000, .multiline = true})));
   if (auto st = Visible(caller, req->session_id()); !st.ok()) return ToGrpc(st.status());
   WAS_GRPC_RETURN_IF_ERROR(LeaderOnly());
   absl::MutexLock lock(rt_.mu);

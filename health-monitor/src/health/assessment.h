@@ -4,7 +4,7 @@
 //
 // Sources: seed 003 §2 (levels, the 6-hour critical window), seed 001 §5 (recovery rules and
 // their rate limit), seed 002 §1.1–1.2 (a 0–100 score and its quality band; the seeds give no
-// formula, so the one below is ours), architecture.md "Health".
+// formula, so the one below is ours), README "Architecture" › "Health".
 //
 // Levels
 //   HEALTHY   connected, with a live socket (seen by the holder).

@@ -1,5 +1,5 @@
-// Only one monitor acts at a time (issue 5; architecture.md "Scaling"): the leader holds a
-// PostgreSQL session-level advisory lock on a connection of its own. The lock goes with the
+// Only one monitor acts at a time (README "Architecture" › "More than one replica"): the leader
+// holds a PostgreSQL session-level advisory lock on a connection of its own. The lock goes with the
 // connection, so a leader that dies or loses the database stops being the leader, and a
 // standby polling TryAcquire() takes over within one poll. The leader also writes its replica
 // name to monitor_leader, so every replica can say who leads.

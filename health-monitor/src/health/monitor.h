@@ -3,7 +3,7 @@
 // reconnects and probes within the rate limit, and raises and resolves alerts.
 //
 // Sources: seed 001 §5 (recovery), seed 003 §2–§5 (levels, the 6-hour alert, uptime),
-// architecture.md "Health" and "Data flow"; issue 5 lists the alerts:
+// README "Architecture" › "Health" and "Session alerts"; the alerts:
 //   session.warning             offline longer than warning_after (WARNING)
 //   session.critical            offline for the critical window, 6 h (CRITICAL; the same dedup
 //                               key as session.warning, so the open alert escalates)

@@ -1,6 +1,6 @@
-// When the light check runs next (issue 5; seed 001 §5): every `light` normally; every `fast`
-// while session-service is younger than `young` (it is restoring, and the monitor wants to see
-// it settle); and while session-service does not answer, after the `unreachable` steps in turn
+// When the light check runs next (README "Architecture" › "Health"): every `light` normally; every
+// `fast` while session-service is younger than `young` (it is restoring, and the monitor wants to
+// see it settle); and while session-service does not answer, after the `unreachable` steps in turn
 // (jittered ±20 %, the last repeating), so an outage is retried quickly at first and then
 // without hammering. Thread-safe.
 #pragma once

@@ -26,16 +26,13 @@ grpc::Status Invalid(std::string message) {
   return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
 }
 
-// The request rules of common/validation.h, as gRPC statuses.
-grpc::Status Checked(const absl::Status& st) { return st.ok() ? grpc::Status::OK : ToGrpc(st); }
-
 // owner_email: empty (no owner) or an SMTP mailbox; it becomes an alert's RCPT TO.
 grpc::Status CheckEmail(const std::string& email) {
-  return email.empty() ? grpc::Status::OK : Checked(CheckMailbox("owner_email", email));
+  return email.empty() ? grpc::Status::OK : ToGrpc(CheckMailbox("owner_email", email));
 }
 
 grpc::Status CheckTenant(const std::string& tenant) {
-  return Checked(CheckTenantId("tenant_id", tenant));
+  return ToGrpc(CheckTenantId("tenant_id", tenant));
 }
 
 // A tenant filter: empty (every tenant the key may see) or a tenant id.
@@ -44,16 +41,16 @@ grpc::Status CheckTenantFilter(const std::string& tenant) {
 }
 
 grpc::Status CheckSessionId(const std::string& id, const char* field = "id") {
-  return Checked(CheckIdentifier(field, id, 128));
+  return ToGrpc(CheckIdentifier(field, id, 128));
 }
 
 grpc::Status CheckPageToken(const std::string& token) {
-  return token.empty() ? grpc::Status::OK : Checked(CheckIdentifier("page_token", token, 512));
+  return token.empty() ? grpc::Status::OK : ToGrpc(CheckIdentifier("page_token", token, 512));
 }
 
 grpc::Status CheckNames(const std::string& session_name, const std::string& account_name) {
-  WAS_GRPC_RETURN_IF_ERROR(Checked(CheckText("session_name", session_name, {.max_bytes = 64})));
-  return Checked(CheckText("account_name", account_name, {.max_bytes = 256}));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckText("session_name", session_name, {.max_bytes = 64})));
+  return ToGrpc(CheckText("account_name", account_name, {.max_bytes = 256}));
 }
 
 // An E.164 number as people write it ("+49 151 2345-6789") → its digits. INVALID_ARGUMENT
@@ -89,7 +86,7 @@ grpc::Status Answer(const absl::StatusOr<SessionView>& view, Resp* resp) {
   return grpc::Status::OK;
 }
 
-// architecture.md "Health": ERROR when sessions exist and none is connected; DEGRADED when
+// README "Architecture" › "Health": ERROR when sessions exist and none is connected; DEGRADED when
 // some are not.
 v1::OverallStatus OverallOf(int64_t total, int64_t connected) {
   if (total > 0 && connected == 0) return v1::OVERALL_STATUS_ERROR;
@@ -638,7 +635,7 @@ grpc::Status SessionServiceImpl::ProbeSession(grpc::ServerContext* ctx,
   absl::Duration timeout = absl::Seconds(10);
   if (req->has_timeout()) {
     WAS_GRPC_RETURN_IF_ERROR(
-        Checked(CheckDuration("timeout", req->timeout().seconds(), req->timeout().nanos(), 60)));
+        ToGrpc(CheckDuration("timeout", req->timeout().seconds(), req->timeout().nanos(), 60)));
     timeout = FromProto(req->timeout());
     if (timeout <= absl::ZeroDuration() || timeout > absl::Seconds(60)) {
       return Invalid("timeout must be in (0, 60 s]");
@@ -687,7 +684,7 @@ grpc::Status SessionServiceImpl::UpdateSession(grpc::ServerContext* ctx,
   if (req->has_is_active()) u.is_active = req->is_active();
   if (req->has_account_name()) {
     WAS_GRPC_RETURN_IF_ERROR(
-        Checked(CheckText("account_name", req->account_name(), {.max_bytes = 256})));
+        ToGrpc(CheckText("account_name", req->account_name(), {.max_bytes = 256})));
     u.account_name = req->account_name();
   }
   if (req->has_owner_email()) {

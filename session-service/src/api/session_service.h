@@ -1,4 +1,5 @@
-// gRPC wasentinel.session.v1.SessionService over the SessionManager (shared/docs/api.md).
+// gRPC wasentinel.session.v1.SessionService over the SessionManager
+// (protos/wasentinel/session/v1/session.proto; README "gRPC API").
 // Maps absl::Status to grpc::Status at the edge; validates requests (INVALID_ARGUMENT); checks
 // each call's API key scope (UNAUTHENTICATED / PERMISSION_DENIED) before anything else.
 //

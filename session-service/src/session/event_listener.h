@@ -1,7 +1,7 @@
 // Fan-out of session events across replicas: every replica LISTENs on PostgreSQL's
 // `session_events` channel (a trigger NOTIFYs each new row's sequence at commit), reads the
 // notified rows and publishes them to its own EventBus, so a watcher on any replica sees the
-// events of every replica, in commit order (architecture.md "More than one replica").
+// events of every replica, in commit order (README "Architecture" › "More than one replica").
 //
 // The listener owns a connection of its own (a LISTEN needs one that stays open). When it
 // breaks, it reconnects every `retry_interval` and catches up from the highest sequence it

@@ -695,7 +695,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     }
   }
 
-  // ---- leases (architecture.md "More than one replica") ----
+  // ---- leases (README "Architecture" › "More than one replica") ----
 
   ReplicaInfo Me() const { return {options_.replica_id, advertise_address_}; }
 

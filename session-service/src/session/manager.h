@@ -1,10 +1,10 @@
 // The session state machine and the owner of every WhatsApp connection of this process.
 //
-// Source: shared/docs/architecture.md "Session state machine" (causes → next state → action),
+// Source: README "Architecture" › "Session states" (causes → next state → action),
 // seed 001 §1 (start-up restore with stagger and 5/15/45 s retries), seed 004 (restore on a
 // status query), seed 000 task 6 (shutdown writes DISCONNECTED).
 //
-// Replicas (architecture.md "More than one replica"): a session's socket is held only under
+// Replicas (README "Architecture" › "More than one replica"): a session's socket is held only under
 // its lease (store.h Lease). The manager holds a runtime exactly for the sessions it leases;
 // a lease keeper thread renews them every lease_ttl / 3, cuts the socket of any lease lost,
 // and claims the sessions of replicas that died or left. Calls about a session leased by
@@ -40,7 +40,7 @@ namespace wasentinel::session {
 
 struct ManagerOptions {
   wa::ConnectionOptions connection;
-  /// Delays before retries 1, 2, 3 after a drop (architecture.md: 5 s, 15 s, 45 s).
+  /// Delays before retries 1, 2, 3 after a drop (README "Configuration": 5 s, 15 s, 45 s).
   std::vector<absl::Duration> backoff = {absl::Seconds(5), absl::Seconds(15), absl::Seconds(45)};
   double backoff_jitter = 0.2;
   /// Start-up restore pace: connects per second (0: no limit), each delay jittered ±50 %.

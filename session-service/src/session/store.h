@@ -1,5 +1,5 @@
 // Persistence of sessions and their state-change events (the `sessions` and `session_events`
-// tables; shared/docs/architecture.md "Session state machine", seed 000 task 1 and seed 001 §1).
+// tables; README "Architecture" › "Session states").
 #pragma once
 
 #include <cstdint>
@@ -47,10 +47,10 @@ struct SessionRecord {
   std::string owner;
 };
 
-/// A session lease (architecture.md "More than one replica"): the right to hold the session's
-/// WhatsApp socket. `token` is the fencing token: drawn from one sequence at every acquisition,
-/// so it is unique across sessions and grows with each new owner; state writes carry it and are
-/// refused once a newer owner holds the lease.
+/// A session lease (README "Architecture" › "More than one replica"): the right to hold the
+/// session's WhatsApp socket. `token` is the fencing token: drawn from one sequence at every
+/// acquisition, so it is unique across sessions and grows with each new owner; state writes carry
+/// it and are refused once a newer owner holds the lease.
 struct Lease {
   std::string session_id;
   int64_t token = 0;
@@ -142,8 +142,8 @@ class SessionStore {
   /// Ordered by id; `page_size` rows at most.
   virtual absl::StatusOr<SessionPage> List(const SessionFilter& filter, int page_size,
                                            const std::string& page_token) = 0;
-  /// Sessions to connect at start-up (seed 001 §1; architecture.md): session_name 'primary',
-  /// credentials present, is_active and auto_connect.
+  /// Sessions to connect at start-up (README "Architecture" › "Session states"): session_name
+  /// 'primary', credentials present, is_active and auto_connect.
   virtual absl::StatusOr<std::vector<SessionRecord>> ListRestorable() = 0;
   /// Every session whose stored state is QR_PENDING, CONNECTING or CONNECTED.
   virtual absl::StatusOr<std::vector<SessionRecord>> ListLive() = 0;
@@ -178,7 +178,7 @@ class SessionStore {
   virtual absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() = 0;
   virtual absl::StatusOr<absl::Duration> Ping() = 0;
 
-  // ---- replicas: leases, fencing tokens, heartbeats (architecture.md "More than one
+  // ---- replicas: leases, fencing tokens, heartbeats (README "Architecture" › "More than one
   // replica"). Expiry is judged by the database clock, so replica clocks need not agree. ----
 
   /// Takes the leases of `ids` for `owner` for `ttl` where none is live or `owner` holds it

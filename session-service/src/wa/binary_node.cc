@@ -14,7 +14,7 @@
 namespace wasentinel::wa {
 namespace {
 
-// Tags of the string and list forms (wa-protocol.md §4).
+// Tags of the string and list forms (as whatsmeow does it).
 enum Tag : uint8_t {
   kListEmpty = 0,
   kDictionary0 = 236,

@@ -1,8 +1,8 @@
 // The WhatsApp Web binary node ("WABinary") codec: the XML-like stanzas that travel, encrypted,
 // inside every post-handshake frame.
 //
-// Source: shared/docs/wa-protocol.md §4 (whatsmeow binary/encoder.go + decoder.go, Baileys
-// src/WABinary/encode.ts + decode.ts). The encoder chooses string forms exactly as Baileys 6.7.23
+// Source: whatsmeow binary/encoder.go + decoder.go and Baileys
+// src/WABinary/encode.ts + decode.ts. The encoder chooses string forms exactly as Baileys 6.7.23
 // does, so for the same node it produces the same bytes; the decoder accepts everything either
 // library writes (tokens, double-byte dictionaries, JID_PAIR, AD_JID, FB_JID, INTEROP_JID,
 // NIBBLE_8 / HEX_8 packed strings, BINARY_8/20/32) and refuses hostile input with

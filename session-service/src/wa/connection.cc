@@ -129,7 +129,7 @@ int CodeOf(const Node& node, std::string_view attr) {
   return v && absl::SimpleAtoi(*v, &code) ? code : 0;
 }
 
-// <stream:error> → cause (wa-protocol.md §7).
+// <stream:error> → cause (as whatsmeow does it).
 CloseInfo StreamErrorInfo(const Node& node) {
   const int code = CodeOf(node, "code");
   const Node* conflict = node.Child("conflict");
@@ -154,7 +154,7 @@ CloseInfo StreamErrorInfo(const Node& node) {
   return info;
 }
 
-// <failure reason=N> → cause (wa-protocol.md §5, §7).
+// <failure reason=N> → cause (whatsmeow connectionevents.go).
 CloseInfo FailureInfo(const Node& node) {
   CloseInfo info;
   info.code = CodeOf(node, "reason");
@@ -419,7 +419,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
     }
     info.lid = node.AttrOr("lid");
     last_pong_ = absl::Now();
-    // wa-protocol.md §5: become active, learn the prekey count, then show presence.
+    // whatsmeow: become active, learn the prekey count, then show presence.
     SendIq(MakeNode("iq", {{"to", std::string(kServerJid)}, {"xmlns", "passive"}, {"type", "set"}},
                     std::vector<Node>{MakeNode("active")}),
            [](absl::StatusOr<Node>) {});

@@ -2,8 +2,10 @@
 // handshake, login with stored credentials, keepalive, presence, stream errors, and minimal
 // acknowledgement of inbound stanzas.
 //
-// Source: shared/docs/wa-protocol.md §1 (transport), §2 (handshake), §3 (login payload), §5
-// (after login), §6 (keepalive, defaults as whatsmeow), §7 (disconnect reasons), §10 (acks).
+// Source: whatsmeow, which meets the real server every day: socket/ (transport, Noise
+// handshake), handshake.go and store/clientpayload.go (login payload), keepalive.go (defaults),
+// connectionevents.go (disconnect reasons), receipt.go sendAck (acks). README "Session states"
+// lists what each end of a connection leads to.
 //
 // Threading: a connection lives on one executor (an io_context run by one thread, or a strand).
 // Its public methods may be called from any thread; they post to that executor. The observer is
@@ -55,7 +57,7 @@ struct ConnectionOptions {
   /// connection ends with kPairingTimeout.
   absl::Duration qr_first_timeout = absl::Seconds(60);
   absl::Duration qr_next_timeout = absl::Seconds(20);
-  /// Pairing by phone-number code instead of QR codes (wa-protocol.md §8): the account's E.164
+  /// Pairing by phone-number code instead of QR codes (as whatsmeow does it): the account's E.164
   /// digits. The code is valid while the refs last (the QR timeouts above, about 160 s).
   std::string pairing_phone;
   /// "Browser (OS)" as the phone lists the device; the real server accepts only common
@@ -68,7 +70,7 @@ struct ConnectionOptions {
   bool presence_available = false;
 };
 
-/// Why a connection ended (shared/docs/wa-protocol.md §7).
+/// Why a connection ended (whatsmeow connectionevents.go; README "Session states").
 enum class CloseCause {
   kClosedByUs,        ///< Close() or Abort()
   kConnectFailed,     ///< DNS, TCP, TLS or WebSocket upgrade failed, or timed out

@@ -1,7 +1,7 @@
 // The credentials of a linked device, in the shape Baileys' `useMultiFileAuthState` writes
 // (creds.json), so a session can be imported from Baileys and exported back to it.
 //
-// Source: shared/docs/wa-protocol.md §9. Binary values are BufferJSON objects
+// Source: Baileys useMultiFileAuthState (creds.json). Binary values are BufferJSON objects
 // {"type":"Buffer","data":"<base64>"} (or `data` as an array of byte values); `account` holds
 // plain base64 strings; advSecretKey is a base64 string. Logging in needs noiseKey (both halves)
 // and me.id ("PHONE:DEVICE@s.whatsapp.net"); pairing a new device (§8) needs the identity key,
@@ -19,7 +19,7 @@
 
 namespace wasentinel::wa {
 
-/// The signed device identity that pairing produced (creds.account; wa-protocol.md §8 step 5):
+/// The signed device identity that pairing produced (creds.account; see pairing.h, step 5):
 /// serialized ADVDeviceIdentity details, the phone's account key and signature, our signature.
 struct AccountIdentity {
   Bytes details;

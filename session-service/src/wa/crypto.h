@@ -1,7 +1,7 @@
 // Cryptographic building blocks of the WhatsApp Web connection, on libsodium (X25519, Ed25519
 // group arithmetic) and OpenSSL (SHA-256, HKDF, HMAC, PBKDF2, AES-256-GCM and -CTR).
 //
-// Source: shared/docs/wa-protocol.md §2 (Noise primitives) and §8 ("Signatures": libsignal's
+// Source: whatsmeow socket/ and util/keys (Noise primitives) and pair.go (libsignal's
 // Curve25519 signatures, XEdDSA-style, with the Edwards sign bit carried in bit 7 of sig[63]).
 #pragma once
 

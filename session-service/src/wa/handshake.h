@@ -1,6 +1,6 @@
 // The three-message WhatsApp Web handshake for both roles, and the server certificate chain.
 //
-// Source: shared/docs/wa-protocol.md §2. Message 1 (ClientHello) carries the client ephemeral
+// Source: whatsmeow handshake.go. Message 1 (ClientHello) carries the client ephemeral
 // key; message 2 (ServerHello) the server ephemeral, its encrypted static key and the encrypted
 // certificate chain; message 3 (ClientFinish) the client's encrypted noise key and encrypted
 // ClientPayload. Each message here is the serialized HandshakeMessage protobuf, without the

@@ -1,7 +1,7 @@
 // The Noise_XX_25519_AESGCM_SHA256 handshake and transport ciphers of the WhatsApp Web
 // connection, and the length-prefixed frame codec they travel in.
 //
-// Source: shared/docs/wa-protocol.md §1 (framing, connection header) and §2 (handshake).
+// Source: whatsmeow socket/ (framing, connection header, Noise XX handshake).
 // Both roles are here: the client (session-service) and the server (tests/wa-sim).
 #pragma once
 

@@ -2,7 +2,7 @@
 // encrypted with the Noise transport cipher and framed; received bytes are deframed, decrypted
 // and decoded. No I/O: callers move the bytes.
 //
-// Source: shared/docs/wa-protocol.md §1 (frames) and §2 ("Split", transport mode).
+// Source: whatsmeow socket/noisesocket.go (frames; the split into transport keys).
 #pragma once
 
 #include <optional>

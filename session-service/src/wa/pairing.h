@@ -1,7 +1,7 @@
 // The ClientPayload a device sends at the end of the handshake, and QR pairing of a new linked
 // device, both sides: the companion (us) and the phone (played by wa-sim).
 //
-// Source: shared/docs/wa-protocol.md §3 (login and registration payloads) and §8 (pairing):
+// Source: whatsmeow store/clientpayload.go (login and registration payloads) and pair.go:
 //   1. the server sends <iq type=set xmlns=md><pair-device><ref/>×k</pair-device></iq>;
 //   2. the companion shows each ref as a QR code "ref,noise,identity,adv" (base64, padded);
 //   3. the phone scans it and the server sends <iq><pair-success> with the device identity

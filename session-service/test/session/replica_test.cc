@@ -1,7 +1,8 @@
 // Several session-service replicas over one PostgreSQL and one wa-sim, in one process: leases,
 // forwarding to the holder, events from every replica at every watcher, hand-over when a
 // replica leaves, and a lease lost to another owner cutting the socket at once
-// (architecture.md "More than one replica"). The SIGKILL takeover runs in tests/e2e/replicas.
+// (README "Architecture" › "More than one replica"). The SIGKILL takeover runs in
+// tests/e2e/replicas.
 #include <gtest/gtest.h>
 
 #include "stack.h"

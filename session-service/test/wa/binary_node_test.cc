@@ -14,7 +14,7 @@ namespace {
 
 Bytes Hex(std::string_view h) { return HexDecode(h).value(); }
 
-// Vectors from Baileys 6.7.23 encodeBinaryNode (shared/docs/wa-protocol.md §4).
+// Vectors from Baileys 6.7.23 encodeBinaryNode.
 struct Vector {
   Node node;
   std::string hex;

@@ -1,4 +1,4 @@
-// Pairing by phone-number code (wa-protocol.md §8), both sides in memory: the companion's
+// Pairing by phone-number code (as whatsmeow does it), both sides in memory: the companion's
 // request, the phone's answer, the key bundle, and the adv secret both must derive.
 #include "pairing.h"
 

@@ -1,6 +1,6 @@
 // The time source of code whose behaviour depends on time passing (health levels, recovery
 // windows, job schedules): SystemClock in production, FakeClock (common/testing) in tests, so
-// a test moves through six hours in milliseconds (docs/conventions.md: fakes over mocks).
+// a test moves through six hours in milliseconds.
 #pragma once
 
 #include "absl/time/clock.h"

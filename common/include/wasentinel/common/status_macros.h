@@ -1,7 +1,6 @@
 // Status propagation macros for absl::Status / absl::StatusOr.
 //
-// Debian 12's Abseil (20220623) has no ASSIGN_OR_RETURN; these are the house equivalents
-// (docs/conventions.md "Errors").
+// Debian 12's Abseil (20220623) has no ASSIGN_OR_RETURN; these are the house equivalents.
 #pragma once
 
 #include "absl/status/status.h"
