@@ -45,7 +45,7 @@ try {
   const sessionPort = await freePort();
   start(requiredEnv('SESSION_SERVICE'), [
     `--grpc_listen=127.0.0.1:${sessionPort}`, '--metrics_listen=', `--database_url=${dbUrl}`,
-    `--auth_state_key=${randomBytes(32).toString('hex')}`, `--wa_url=${sim.url}`,
+    `--auth_state_key=${randomBytes(32).toString('hex')}`, `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`,
     `--wa_root_key=${sim.rootPublicKey.toString('hex')}`, '--restore_per_second=0',
     '--log_level=warn',
   ]);

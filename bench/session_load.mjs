@@ -47,7 +47,7 @@ async function service(sim, dbUrl, key) {
   const port = await freePort();
   const proc = spawn(requiredEnv('SESSION_SERVICE'), [
     `--grpc_listen=127.0.0.1:${port}`, '--metrics_listen=127.0.0.1:0', `--database_url=${dbUrl}`, `--auth_state_key=${key}`,
-    `--wa_url=${sim.url}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
+    `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
     '--restore_per_second=0', '--log_level=warn',
   ], { stdio: ['ignore', 'inherit', 'inherit'] });
   const exited = new Promise((r) => proc.on('exit', r));

@@ -44,7 +44,7 @@ const sim = await startSim();
 const port = await freePort();
 const proc = spawn(requiredEnv('SESSION_SERVICE'), [
   `--grpc_listen=127.0.0.1:${port}`, '--metrics_listen=', `--database_url=${requiredEnv('DATABASE_URL')}`,
-  `--auth_state_key=${randomBytes(32).toString('hex')}`, `--wa_url=${sim.url}`,
+  `--auth_state_key=${randomBytes(32).toString('hex')}`, `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`,
   `--wa_root_key=${sim.rootPublicKey.toString('hex')}`, '--restore_per_second=0', '--log_level=warn',
   `--max_watches_per_key=${paused + 10}`, '--reconnect_backoff=1s',
 ], { stdio: ['ignore', 'inherit', 'inherit'] });

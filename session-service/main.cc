@@ -69,6 +69,11 @@ ABSL_FLAG(int, watch_buffer, 1000,
           " (the watcher resumes with after_sequence) [WAS_WATCH_BUFFER]");
 ABSL_FLAG(int, max_watches_per_key, 100,
           "WatchSessionEvents streams one API key may hold open [WAS_MAX_WATCHES_PER_KEY]");
+ABSL_FLAG(std::string, wa_version, "auto",
+          "WhatsApp Web version announced at login: auto (read from --wa_version_url at start-up,"
+          " every 24 h and after a 405) or a fixed 2.3000.N [WAS_WA_VERSION]");
+ABSL_FLAG(std::string, wa_version_url, "https://web.whatsapp.com/",
+          "the page --wa_version=auto reads the version from [WAS_WA_VERSION_URL]");
 ABSL_FLAG(std::string, log_level, "info", "trace … off [WAS_LOG_LEVEL]");
 
 int main(int argc, char** argv) {
@@ -122,6 +127,18 @@ int main(int argc, char** argv) {
     config::Refuse(config::Handle(FLAGS_presence), "wants unavailable or available");
   }
   c.presence_available = presence == "available";
+  o.wa_version.version = absl::GetFlag(FLAGS_wa_version);
+  if (o.wa_version.version != "auto") {
+    if (!wa::WaVersion::Parse(o.wa_version.version).ok()) {
+      config::Refuse(config::Handle(FLAGS_wa_version),
+                     "wants auto or a WhatsApp Web version 2.3000.N (N > 0)");
+    }
+  }
+  o.wa_version.url = absl::GetFlag(FLAGS_wa_version_url);
+  if (!absl::StartsWith(o.wa_version.url, "https://") &&
+      !absl::StartsWith(o.wa_version.url, "http://")) {
+    config::Refuse(config::Handle(FLAGS_wa_version_url), "wants an https:// (or http://) URL");
+  }
   c.connect_timeout =
       config::DurationIn(FLAGS_connect_timeout, absl::Milliseconds(100), absl::Minutes(10));
   std::tie(c.qr_first_timeout, c.qr_next_timeout) = config::DurationRange(

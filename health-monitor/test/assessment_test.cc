@@ -121,7 +121,8 @@ TEST_F(AssessTest, EndedByWhatsAppNeedsAPersonAndIsNeverReconnected) {
        {std::pair{sv1::SESSION_STATE_LOGGED_OUT, sv1::STATE_REASON_LOGGED_OUT},
         std::pair{sv1::SESSION_STATE_REPLACED, sv1::STATE_REASON_REPLACED},
         std::pair{sv1::SESSION_STATE_BANNED, sv1::STATE_REASON_BANNED},
-        std::pair{sv1::SESSION_STATE_DISCONNECTED, sv1::STATE_REASON_CLIENT_OUTDATED}}) {
+        std::pair{sv1::SESSION_STATE_DISCONNECTED, sv1::STATE_REASON_CLIENT_OUTDATED},
+        std::pair{sv1::SESSION_STATE_DISCONNECTED, sv1::STATE_REASON_LOGIN_REFUSED}}) {
     sv1::Session s = Dropped(reason);
     s.set_state(state);
     if (state == sv1::SESSION_STATE_LOGGED_OUT) s.set_has_credentials(false);
@@ -132,6 +133,17 @@ TEST_F(AssessTest, EndedByWhatsAppNeedsAPersonAndIsNeverReconnected) {
     EXPECT_EQ(a.action, Action::kNone);
     EXPECT_EQ(a.score, 0);
   }
+}
+
+TEST_F(AssessTest, ATemporaryBanSaysUntilWhen) {
+  sv1::Session s = Dropped(sv1::STATE_REASON_BANNED);
+  s.set_state(sv1::SESSION_STATE_BANNED);
+  s.set_ban_code(101);
+  *s.mutable_ban_expires_at() = ToProto(absl::FromUnixSeconds(1800000000));
+  auto a = Run(s);
+  EXPECT_EQ(a.level, v1::HEALTH_LEVEL_CRITICAL);
+  EXPECT_EQ(a.action, Action::kNone);
+  EXPECT_EQ(a.cause, "temporarily banned until 2027-01-15 08:00:00 UTC");
 }
 
 TEST_F(AssessTest, StoppedOnPurposeIsInactive) {

@@ -43,6 +43,7 @@ class App::Impl {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   std::unique_ptr<SessionMetrics> metrics;
   std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<VersionKeeper> versions;
   std::unique_ptr<SessionManager> manager;
   std::unique_ptr<SessionServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
@@ -72,7 +73,8 @@ class App::Impl {
   ~Impl() {
     StopPruner();
     if (server) server->Shutdown(std::chrono::system_clock::now());
-    listener.reset();  // it calls into the manager
+    listener.reset();                // it calls into the manager
+    if (versions) versions->Stop();  // its callbacks post to the manager
     manager.reset();
     if (work) work.reset();
     io.stop();
@@ -150,8 +152,11 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
                              : options.tls_client_ca_file.empty() ? options.tls_cert_file
                                                                   : options.tls_client_ca_file,
                              options.tls_cert_file, options.tls_key_file));
+  WAS_ASSIGN_OR_RETURN(impl->versions, VersionKeeper::Create(options.wa_version, impl->pool.get(),
+                                                             impl->registry.get(), impl->log));
   ManagerOptions manager_options = options.manager;
   manager_options.replica_id = replica;
+  manager_options.versions = impl->versions.get();
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
                                                    *impl->writer, manager_options, impl->log,
                                                    impl->metrics.get());
@@ -164,6 +169,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   impl->service = std::make_unique<SessionServiceImpl>(
       *impl->manager, *impl->store, impl->bus, *impl->keys, replica, impl->log, std::move(peers),
       impl->metrics.get(), options.watch_limits);
+  impl->service->set_versions(impl->versions.get());
   WAS_ASSIGN_OR_RETURN(
       auto started, StartGrpcServer(options.grpc_listen, credentials, {impl->service.get()},
                                     *impl->registry, [](grpc::ServerBuilder& builder) {
@@ -188,7 +194,10 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
   return std::unique_ptr<App>(new App(std::move(impl)));
 }
 
-absl::Status App::Start() { return impl_->manager->RestoreAll(); }
+absl::Status App::Start() {
+  impl_->versions->Start();  // the version to log in with, before the first login
+  return impl_->manager->RestoreAll();
+}
 
 int App::grpc_port() const { return impl_->port; }
 

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "manager.h"
 #include "session_service.h"
+#include "version_keeper.h"
 
 namespace wasentinel::session {
 
@@ -41,6 +42,8 @@ struct Options {
   /// What WatchSessionEvents streams may cost: the events one may fall behind, the streams one
   /// API key may hold open.
   WatchLimits watch_limits;
+  /// The WhatsApp Web version announced at login: `auto` (read from WhatsApp Web) or fixed.
+  VersionOptions wa_version;
 };
 
 class App {

@@ -120,6 +120,12 @@ void Detail(const v1::Session& s) {
   row("device", s.device_jid());
   row("state", State(s.state()) + " (" + Reason(s.reason()) + ")");
   if (!s.last_error().empty()) row("last error", s.last_error());
+  if (s.failure_code() != 0) row("WhatsApp's code", absl::StrCat(s.failure_code()));
+  if (s.state() == v1::SESSION_STATE_BANNED) {
+    row("temporary ban", absl::StrCat("code ", s.ban_code(), ", until ",
+                                      s.has_ban_expires_at() ? When(s.ban_expires_at())
+                                                             : std::string("(not given)")));
+  }
   row("credentials", s.has_credentials() ? "yes" : "no");
   row("active / auto-connect",
       absl::StrCat(s.is_active() ? "yes" : "no", " / ", s.auto_connect() ? "yes" : "no"));

@@ -145,7 +145,7 @@ try {
   start('session-service', requiredEnv('SESSION_SERVICE'), [
     '--replica_id=session-1', `--grpc_listen=127.0.0.1:${sessionPort}`, `--metrics_listen=127.0.0.1:${metricsPorts['session-service']}`,
     `--database_url=${db}`, `--auth_state_key=demo:${sealingKey}`,
-    `--wa_url=${sim.url}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
+    `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
     // Pings every few seconds and retries for about 20 s after a drop: the outage below is shorter.
     '--keepalive_interval=4s,5s', '--keepalive_timeout=3s', '--keepalive_max_silence=5m',
     '--reconnect_backoff=1s,2s,2s,2s,2s,2s,2s,2s,2s,2s', '--restore_per_second=0', `--log_level=${logLevel}`,

@@ -9,6 +9,9 @@
 //   D  dropped 3 times, the leading monitor SIGKILLed (the standby takes over; the killed one
 //      restarts as standby), dropped a 4th time
 //                                  → manual intervention: the hourly budget survived the change
+//   E–H  WhatsApp refuses the first login: 403 → session.logged_out; 402 for 6 s →
+//        session.temporarily_banned saying until when, no Reconnect, connected by itself after
+//        the ban, resolved; 405 → session.client_outdated; 409 → manual intervention
 //   session-service SIGKILLed     → one session_service.unreachable alert, status ERROR;
 //                                    restarted → resolved, sessions HEALTHY again
 // Throughout: no dedup key is raised twice at the same severity.
@@ -101,7 +104,7 @@ async function startSessionService() {
   const p = startProcess(requiredEnv('SESSION_SERVICE'), [
     '--replica_id=s1', `--grpc_listen=127.0.0.1:${sessionPort}`, '--metrics_listen=',
     `--database_url=${requiredEnv('DATABASE_URL')}`, `--auth_state_key=demo:${sealingKey}`,
-    `--wa_url=${sim.url}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
+    `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
     // Keepalive slow and its own retries late: what the monitor sees and does is under test.
     '--keepalive_interval=60s,60s', '--keepalive_max_silence=5m', '--reconnect_backoff=30s',
     '--restore_per_second=0', `--log_level=${logLevel}`,
@@ -162,24 +165,27 @@ try {
   monitor = await startMonitor('m1');
   let standby = await startMonitor('m2', { lead: false });
 
-  // Four linked devices from creds.json files Baileys wrote.
+  // Linked devices from creds.json files Baileys wrote; `failLogin` makes wa-sim refuse the
+  // first login with that <failure>.
   const ids = {};
   const jids = {};
-  for (const [i, name] of ['A', 'B', 'C', 'D'].entries()) {
+  const addDevice = async (name, i, failLogin = null) => {
     const dir = join(work, `device-${name}`);
     const { state, saveCreds } = await useMultiFileAuthState(dir);
     const jid = `1555002${1000 + i}:${2 + i}@s.whatsapp.net`;
     state.creds.me = { id: jid, name: `Shop ${name}` };
     await saveCreds();
     const credsJson = readFileSync(join(dir, 'creds.json'), 'utf8');
+    jids[name] = jid.split('@')[0];  // wa-sim names connections "user:device"
     await sim.post('/devices', { creds: JSON.parse(credsJson) });
+    if (failLogin) await sim.post(`/devices/${jids[name]}/fail-login`, failLogin);
     const { session } = await sessionService.call('CreateSession', {
       tenant_id: 'acme', session_name: `shop-${name}`, account_name: `Shop ${name}`, creds_json: credsJson,
       owner_email: 'ops@acme.example',
     });
     ids[name] = session.id;
-    jids[name] = jid.split('@')[0];  // wa-sim names connections "user:device"
-  }
+  };
+  for (const [i, name] of ['A', 'B', 'C', 'D'].entries()) await addDevice(name, i);
   const healthyAll = async (m, names, timeoutMs = 20000) => waitFor(async () => {
     const hs = await Promise.all(names.map((n) => health(m, ids[n])));
     return hs.every((h) => h?.level === 'HEALTH_LEVEL_HEALTHY');
@@ -291,6 +297,41 @@ try {
     !!alertD && dAfter?.manual_intervention_required && dAfter?.level === 'HEALTH_LEVEL_CRITICAL',
     dAfter?.manual_intervention_reason);
 
+  say('\n— WhatsApp refuses four first logins: 403, 402 (a 6 s ban), 405, 409');
+  const refusals = [
+    { name: 'E', fail: { reason: 403 }, type: 'session.logged_out', state: 'SESSION_STATE_LOGGED_OUT',
+      says: 'login failure 403' },
+    { name: 'F', fail: { reason: 402, code: 101, expire: 6 }, type: 'session.temporarily_banned',
+      state: 'SESSION_STATE_BANNED', says: ' until ' },
+    { name: 'G', fail: { reason: 405 }, type: 'session.client_outdated',
+      state: 'SESSION_STATE_DISCONNECTED', says: '--wa_version' },
+    { name: 'H', fail: { reason: 409 }, type: 'session.manual_intervention',
+      state: 'SESSION_STATE_DISCONNECTED', says: 'refused the login' },
+  ];
+  for (const [i, r] of refusals.entries()) await addDevice(r.name, 10 + i, r.fail);
+  for (const r of refusals) {
+    const key = `${r.type}/${ids[r.name]}`;
+    const alert = await waitFor(() => raisedFor(key)[0], { timeoutMs: 10000, what: `${r.name} alerted` })
+      .catch(() => null);
+    const s = (await sessionService.call('GetSession', { id: ids[r.name] })).session;
+    check(`${r.name}: failure ${r.fail.reason} → ${s.state}, CRITICAL ${r.type} that says what to do`,
+      !!alert && alert.severity === 'SEVERITY_CRITICAL' && alert.summary.includes(r.says) &&
+      s.failure_code === r.fail.reason && (s.state === r.state || r.name === 'F'),
+      alert?.summary ?? 'no alert');
+    if (r.name === 'F') say(`    GetSession: ban_code ${s.ban_code}, ban_expires_at ${s.ban_expires_at?.seconds}`);
+  }
+  const unbanned = await waitFor(() => resolved.find((a) => a.dedup_key === `session.temporarily_banned/${ids.F}`),
+    { timeoutMs: 20000, what: "F's ban alert resolved" }).catch(() => null);
+  const hF = await history(monitor, ids.F);
+  check('F: connected again by itself when the ban ended (no Reconnect meanwhile); the alert resolved',
+    !!unbanned && (await health(monitor, ids.F))?.level === 'HEALTH_LEVEL_HEALTHY' &&
+    hF.recoveries.every((x) => x.action !== 'ACTION_RECONNECT'),
+    hF.recoveries.map((x) => `${x.action}:${x.outcome}`).join(','));
+  const credsOf = async (name) => (await sessionService.call('GetSession', { id: ids[name] })).session.has_credentials;
+  check('E forgot its credentials; G and H kept theirs and were not retried',
+    !(await credsOf('E')) && await credsOf('G') && await credsOf('H') &&
+    (await sim.get('/stats')).login_failures === refusals.length, `${(await sim.get('/stats')).login_failures} failed logins`);
+
   say('\n— session-service is SIGKILLed, then started again');
   // session-service SIGKILLed: one alert for the outage; back → resolved.
   sessionService.proc.kill('SIGKILL');
@@ -324,7 +365,7 @@ try {
   const metrics = await (await fetch(`http://127.0.0.1:${monitor.metricsPort}/metrics`)).text();
   check('metrics: leader, sessions by level, job runs',
     /^wasentinel_monitor_leader 1/m.test(metrics) &&
-    /^wasentinel_monitor_sessions\{level="critical"\} 2/m.test(metrics) &&
+    /^wasentinel_monitor_sessions\{level="critical"\} 5/m.test(metrics) &&
     /^wasentinel_monitor_job_runs_total\{job="health-check-deep",result="ok"\} \d+/m.test(metrics));
   const simStats = await sim.get('/stats');
   check('no session ever said presence "available" (the phones keep notifying), probes included',

@@ -42,7 +42,7 @@ async function startReplica(name) {
     `--metrics_listen=127.0.0.1:${metricsPort}`,
     `--database_url=${requiredEnv('DATABASE_URL')}`,
     `--auth_state_key=demo:${sealingKey}`,
-    `--wa_url=${sim.url}`,
+    `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`,
     `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
     `--lease_ttl=${LEASE_TTL_S}s`,
     '--keepalive_interval=1s,1s', '--keepalive_timeout=1s', '--keepalive_max_silence=3s',

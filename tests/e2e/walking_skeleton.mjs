@@ -36,7 +36,10 @@ const pkg = protoLoader.loadSync('wasentinel/session/v1/session.proto', {
 const { SessionService } = grpc.loadPackageDefinition(pkg).wasentinel.session.v1;
 
 const work = mkdtempSync(join(tmpdir(), 'was-skeleton-'));
-const sim = await startSim();
+// wa-sim refuses the compiled-in WhatsApp Web version (405) and its page names a newer one:
+// session-service, left on --wa_version=auto, must read that page to log in at all.
+const liveVersion = 1045649367 + 1000;
+const sim = await startSim([`--min_version=${liveVersion}`]);
 const grpcPort = await freePort();
 const metricsPort = await freePort();
 const sealingKey = randomBytes(32).toString('hex');
@@ -48,7 +51,7 @@ function startService() {
     `--metrics_listen=127.0.0.1:${metricsPort}`,
     `--database_url=${requiredEnv('DATABASE_URL')}`,
     `--auth_state_key=demo:${sealingKey}`,
-    `--wa_url=${sim.url}`,
+    `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`,
     `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
     '--keepalive_interval=1s,1s', '--keepalive_timeout=1s', '--keepalive_max_silence=3s',
     '--reconnect_backoff=1s,2s,4s', '--restore_per_second=0',
@@ -115,6 +118,12 @@ try {
   const [a, b, c] = sessions;
   if (demo) say('\n— three sessions created from Baileys creds.json files');
   for (const s of sessions) check(`${s.name} CONNECTED`, await sawEvent(s.id, 'CONNECTED', 'LOGIN_SUCCESS'));
+  const versionHealth = await call('GetHealth', {});
+  const simStats = await sim.get('/stats');
+  check('logged in announcing the version read from the WhatsApp Web page, never refused 405',
+    versionHealth.wa_version === `2.3000.${liveVersion}` && versionHealth.wa_version_source === 'live' &&
+    simStats.version_page_reads >= 1 && simStats.outdated_refused === 0,
+    `${versionHealth.wa_version} (${versionHealth.wa_version_source}); ${simStats.outdated_refused} refused`);
 
   if (demo) say('\n— wa-sim drops shop-a, logs shop-b out (401), silences shop-c');
   let mark = events.length;

@@ -27,12 +27,13 @@ export async function waitFor(cond, {timeoutMs = 10000, what = 'condition', inte
   }
 }
 
-export async function startSim() {
+// `args`: further wa-sim flags (e.g. --min_version=N).
+export async function startSim(args = []) {
   const dir = mkdtempSync(join(tmpdir(), 'wa-sim-'));
   const ready = join(dir, 'ready.json');
   const proc = spawn(
       requiredEnv('WA_SIM'),
-      ['--port=0', '--control_port=0', `--ready_file=${ready}`, '--log_level=warn'],
+      ['--port=0', '--control_port=0', `--ready_file=${ready}`, '--log_level=warn', ...args],
       {stdio: ['ignore', 'inherit', 'inherit']});
   let exited = null;
   proc.on('exit', (code) => {
@@ -54,6 +55,8 @@ export async function startSim() {
   };
   return {
     url: `ws://127.0.0.1:${info.ws_port}/ws/chat`,
+    // wa-sim's WhatsApp Web page, for session-service's --wa_version_url.
+    versionUrl: `${base}/`,
     rootPublicKey: Buffer.from(info.root_public_key, 'hex'),
     get: (path) => call('GET', path),
     post: (path, body = {}) => call('POST', path, body),

@@ -28,6 +28,10 @@ ABSL_FLAG(int, pairing_refs, 6, "refs (QR codes) sent to a registering client");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: also serve wss:// on --tls_port");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
 ABSL_FLAG(uint16_t, tls_port, 7443, "wss:// port with --tls_cert (0: any free port)");
+ABSL_FLAG(uint32_t, min_version, 0,
+          "refuse logins announcing a WhatsApp Web version older than 2.3000.N with 405 (0: none)");
+ABSL_FLAG(uint32_t, web_version, 0,
+          "the version GET / (the WhatsApp Web page) names (0: --min_version, else the default)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, off");
 
 int main(int argc, char** argv) {
@@ -45,6 +49,8 @@ int main(int argc, char** argv) {
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_port = absl::GetFlag(FLAGS_tls_port);
+  options.min_version = absl::GetFlag(FLAGS_min_version);
+  options.web_version = absl::GetFlag(FLAGS_web_version);
   if (auto hex = absl::GetFlag(FLAGS_root_private_key); !hex.empty()) {
     auto key = HexDecode(hex);
     if (!key.ok() || key->size() != 32) {

@@ -60,12 +60,30 @@ struct Account {
   uint32_t next_key_index = 1;
 };
 
+// A <failure> the next logins of a device meet (POST /devices/{jid}/fail-login).
+struct LoginFailure {
+  int reason = 0;
+  int code = 0;        // 402: the ban code
+  int64_t expire = 0;  // 402: seconds until the ban ends (0: not sent)
+  std::string message;
+  int remaining = 1;  // logins still to fail
+};
+
+// A stanza waiting for the device's next login: sent while it was offline, or sent to an
+// earlier connection that never acknowledged it. The server keeps it until acked.
+struct OfflineStanza {
+  Node stanza;
+  Node::Attrs expect;  // the ack's attributes (sorted)
+};
+
 struct Device {
+  std::deque<OfflineStanza> offline;
   std::array<uint8_t, 32> noise_pub{};
   std::string lid;
   std::string name;
   bool logged_out = false;
   int64_t logins = 0;
+  std::optional<LoginFailure> fail_login;
 };
 
 class SimConn;
@@ -83,6 +101,10 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
         tls_acceptor_(io) {}
 
   absl::Status Init() {
+    min_version = options_.min_version;
+    web_version = options_.web_version       ? options_.web_version
+                  : options_.min_version > 0 ? options_.min_version
+                                             : wa::kDefaultWaVersion.tertiary;
     if (options_.root_private_key.empty()) {
       root_ = wa::KeyPair::Generate();
     } else {
@@ -152,8 +174,17 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
     int64_t accepted = 0, logins = 0, login_failures = 0, replaced = 0, handshake_failures = 0,
             pings_answered = 0, acks_received = 0, messages_sent = 0, registrations = 0,
             pairings = 0, pairings_rejected = 0, logouts = 0, refused = 0,
-            presences_available = 0;  // <presence type="available"> from any client
+            presences_available = 0,  // <presence type="available"> from any client
+        outdated_refused = 0,         // logins refused 405 under min_version
+        version_page_reads = 0,
+            offline_delivered = 0,  // stanzas delivered from a device's offline queue
+        offline_batches = 0;        // <ib><offline_batch> requests received
   } counters;
+  // The WhatsApp Web version policy (SimOptions::min_version, web_version; POST /version),
+  // and the page's body when a test replaced it.
+  uint32_t min_version = 0;
+  uint32_t web_version = 0;
+  std::optional<std::string> page_override;
   // POST /outage: while true every live connection has been reset and new ones are refused.
   bool outage = false;
 
@@ -283,6 +314,12 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
       ++acks_;
       ++server_->counters.acks_received;
       if (node.tag == "ack") OnAck(node);
+    } else if (node.tag == "ib") {
+      if (const Node* batch = node.Child("offline_batch")) {
+        ++server_->counters.offline_batches;
+        offline_batch_requested_ = true;
+        DeliverOffline();
+      }
     } else if (node.tag == "presence") {
       presence_ = node.AttrOr("type", "available");
       presences_.push_back(presence_);
@@ -329,6 +366,14 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
 
   void OnClientPayload(const wa::ServerHandshake::ClientIdentity& id) {
     auto& log = server_->log();
+    if (const uint32_t announced = id.payload.user_agent().app_version().tertiary();
+        announced < server_->min_version) {
+      ++server_->counters.outdated_refused;
+      log.info("conn {}: refused 2.3000.{} as outdated (minimum 2.3000.{})", id_, announced,
+               server_->min_version);
+      SendAndClose(MakeNode("failure", {{"reason", "405"}, {"location", "sim"}}));
+      return;
+    }
     if (id.payload.has_device_pairing_data()) {
       StartRegistration(id);
       return;
@@ -343,6 +388,21 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
                : it->second.logged_out      ? "logged out"
                                             : "noise key mismatch");
       SendAndClose(MakeNode("failure", {{"reason", "401"}, {"location", "sim"}}));
+      return;
+    }
+    if (auto& f = it->second.fail_login) {
+      ++server_->counters.login_failures;
+      Node::Attrs attrs = {{"reason", std::to_string(f->reason)}, {"location", "sim"}};
+      if (f->reason == 402) {
+        attrs.emplace_back("code", std::to_string(f->code));
+        if (f->expire > 0) attrs.emplace_back("expire", std::to_string(f->expire));
+      }
+      if (!f->message.empty()) attrs.emplace_back("message", f->message);
+      // As at WhatsApp: a device logged out by the failure stays logged out.
+      if (f->reason == 401 || f->reason == 403 || f->reason == 406) it->second.logged_out = true;
+      log.info("conn {}: login of {} fails with {} as asked", id_, jid_, f->reason);
+      if (--f->remaining <= 0) f.reset();
+      SendAndClose(MakeNode("failure", std::move(attrs)));
       return;
     }
     // One live connection per device: the newer login replaces the older one.
@@ -360,7 +420,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
                          {"location", "sim"}};
     if (!it->second.lid.empty()) attrs.emplace_back("lid", it->second.lid);
     Send(MakeNode("success", std::move(attrs)));
-    Send(MakeNode("ib", {}, std::vector<Node>{MakeNode("offline", {{"count", "0"}})}));
+    OfferOffline();
     log.info("conn {}: {} logged in from {}", id_, jid_, remote_);
   }
 
@@ -632,16 +692,20 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     });
   }
 
-  void SendStreamError(int code) {
-    if (code == 401) {
+  // <stream:error code=…>, with <conflict type=…> when `conflict` is not empty (401 alone
+  // means device_removed: the device is logged out, as the real server does it).
+  void SendStreamError(int code, std::optional<std::string> conflict = std::nullopt) {
+    if (!conflict) conflict = code == 401 ? "device_removed" : "";
+    if (*conflict == "device_removed") {
       if (auto it = server_->devices.find(jid_); it != server_->devices.end()) {
         it->second.logged_out = true;
       }
-      SendAndClose(MakeNode("stream:error", {{"code", "401"}},
-                            std::vector<Node>{MakeNode("conflict", {{"type", "device_removed"}})}));
-      return;
     }
-    SendAndClose(MakeNode("stream:error", {{"code", std::to_string(code)}}));
+    std::vector<Node> children;
+    if (!conflict->empty()) children.push_back(MakeNode("conflict", {{"type", *conflict}}));
+    Node::Attrs attrs;
+    if (code > 0) attrs.emplace_back("code", std::to_string(code));
+    SendAndClose(MakeNode("stream:error", std::move(attrs), std::move(children)));
   }
 
   // An <ack> counts only when it answers a stanza sent here with exactly the attributes the
@@ -658,7 +722,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
       if (k != "id") got.emplace_back(k, v);
     }
     std::sort(got.begin(), got.end());
-    if (got == it->second) {
+    if (got == it->second.expect) {
       ++acks_matched_;
       awaiting_ack_.erase(it);
     } else {
@@ -666,9 +730,10 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     }
   }
 
-  // Sends a stanza `tag` (message, receipt, notification, status, appdata, call) from `from`
-  // with the optional attributes, and expects its ack. Answers its id.
-  std::string SendStanza(const std::string& tag, const std::string& from, const json& extra) {
+  // A stanza `tag` (message, receipt, notification, status, appdata, call) from `from` with the
+  // optional attributes of `extra` (type, participant, recipient), and the ack it calls for.
+  static OfflineStanza MakeStanza(const std::string& tag, const std::string& from,
+                                  const json& extra) {
     Bytes id_bytes(8);
     wa::RandomBytes(id_bytes);
     std::string id = "3EB0" + wasentinel::HexEncode(id_bytes);
@@ -683,17 +748,69 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
       if (std::string_view(key) != "type" || tag != "message") expect.emplace_back(key, value);
     }
     std::sort(expect.begin(), expect.end());
-    awaiting_ack_[id] = std::move(expect);
-    if (tag == "message") {
-      Bytes ciphertext(48);
-      wa::RandomBytes(ciphertext);
-      Send(MakeNode(tag, std::move(attrs),
-                    std::vector<Node>{MakeNode("enc", {{"v", "2"}, {"type", "msg"}}, ciphertext)}));
-      ++server_->counters.messages_sent;
-    } else {
-      Send(MakeNode(tag, std::move(attrs)));
-    }
+    if (tag != "message") return {MakeNode(tag, std::move(attrs)), std::move(expect)};
+    Bytes ciphertext(48);
+    wa::RandomBytes(ciphertext);
+    return {MakeNode(tag, std::move(attrs),
+                     std::vector<Node>{MakeNode("enc", {{"v", "2"}, {"type", "msg"}}, ciphertext)}),
+            std::move(expect)};
+  }
+
+  // Sends a stanza `tag` (message, receipt, notification, status, appdata, call) from `from`
+  // with the optional attributes, and expects its ack. Answers its id.
+  std::string SendStanza(const std::string& tag, const std::string& from, const json& extra) {
+    OfflineStanza out = MakeStanza(tag, from, extra);
+    const std::string id = out.stanza.AttrOr("id");
+    Expect(std::move(out));
     return id;
+  }
+
+  // Sends `s` and waits for its ack; unacked when the connection ends, it goes back to the
+  // device's offline queue.
+  void Expect(OfflineStanza s) {
+    if (s.stanza.tag == "message") ++server_->counters.messages_sent;
+    Send(s.stanza);
+    const std::string id = s.stanza.AttrOr("id");
+    awaiting_ack_[id] = std::move(s);
+  }
+
+  // After <success>: what waits for the device. An empty queue is <ib><offline count="0"/> at
+  // once; else <ib><offline_preview> with the counts by class, and the stanzas once the client
+  // asks with <ib><offline_batch> (Baileys asks for 100; whatsmeow never asks, so they follow
+  // after a second anyway), then <ib><offline count=N/>.
+  void OfferOffline() {
+    auto it = server_->devices.find(jid_);
+    if (it != server_->devices.end()) offering_ = std::exchange(it->second.offline, {});
+    if (offering_.empty()) {
+      offline_done_ = true;
+      Send(MakeNode("ib", {}, std::vector<Node>{MakeNode("offline", {{"count", "0"}})}));
+      return;
+    }
+    std::map<std::string, int> by_class;
+    for (const auto& o : offering_) ++by_class[o.stanza.tag];
+    Node::Attrs counts = {{"count", std::to_string(offering_.size())}};
+    for (const char* cls : {"appdata", "message", "notification", "receipt"}) {
+      counts.emplace_back(cls, std::to_string(by_class[cls]));
+    }
+    Send(MakeNode("ib", {}, std::vector<Node>{MakeNode("offline_preview", std::move(counts))}));
+    offline_timer_ =
+        std::make_unique<asio::steady_timer>(ws_.get_executor(), std::chrono::seconds(1));
+    offline_timer_->async_wait([weak = weak_from_this()](beast::error_code ec) {
+      if (auto self = weak.lock(); self && !ec) self->DeliverOffline();
+    });
+  }
+
+  void DeliverOffline() {
+    if (offline_done_ || closed_) return;
+    offline_done_ = true;
+    if (offline_timer_) offline_timer_->cancel();
+    const size_t n = offering_.size();
+    server_->counters.offline_delivered += static_cast<int64_t>(n);
+    for (auto& o : offering_) Expect(std::move(o));
+    offering_.clear();
+    Send(
+        MakeNode("ib", {}, std::vector<Node>{MakeNode("offline", {{"count", std::to_string(n)}})}));
+    server_->log().info("conn {}: {} offline stanzas delivered to {}", id_, n, jid_);
   }
 
   std::string SendMessage(const std::string& from) {
@@ -715,6 +832,16 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
 
   void Gone() {
     closed_ = true;
+    if (offline_timer_) offline_timer_->cancel();
+    // What this connection was given and did not acknowledge waits for the next login, as
+    // does what it was offered and never fetched.
+    if (auto it = server_->devices.find(jid_); it != server_->devices.end() && logged_in_) {
+      auto& queue = it->second.offline;
+      for (auto& [id, o] : awaiting_ack_) queue.push_back(std::move(o));
+      for (auto& o : offering_) queue.push_back(std::move(o));
+    }
+    awaiting_ack_.clear();
+    offering_.clear();
     if (code_request_ && code_request_->done) {
       auto done = std::move(code_request_->done);
       code_request_.reset();
@@ -742,6 +869,8 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
             {"acks_matched", acks_matched_},
             {"acks_mismatched", acks_mismatched_},
             {"unacked", awaiting_ack_.size()},
+            {"offline_batch_requested", offline_batch_requested_},
+            {"offline_done", offline_done_},
             {"registering", registering_}};
   }
 
@@ -783,7 +912,11 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   int64_t acks_ = 0;
   int64_t acks_matched_ = 0;     // acks of stanzas sent here, every attribute as expected
   int64_t acks_mismatched_ = 0;  // acks with an unknown id or other attributes
-  std::map<std::string, Node::Attrs> awaiting_ack_;  // stanza id → the ack's sorted attributes
+  std::map<std::string, OfflineStanza> awaiting_ack_;  // stanza id → it and its ack's attributes
+  std::deque<OfflineStanza> offering_;  // the offline queue offered at login, until delivered
+  std::unique_ptr<asio::steady_timer> offline_timer_;
+  bool offline_batch_requested_ = false;
+  bool offline_done_ = false;  // <ib><offline> sent: the offline queue is delivered
   bool handshake_done_ = false;
   bool logged_in_ = false;
   bool blackholed_ = false;
@@ -791,6 +924,16 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   bool close_after_write_ = false;
   bool closed_ = false;
 };
+
+// The stanza classes the control API sends (POST …/stanza {"tag"}), and who sends them.
+constexpr char kStanzaTags[] = "\"tag\" is message, receipt, notification, status, appdata or call";
+constexpr char kSomeone[] = "15550009999@s.whatsapp.net";
+bool StanzaTagOk(const json& body) {
+  if (body.contains("tag") && !body["tag"].is_string()) return false;
+  const std::string tag = body.value("tag", std::string("message"));
+  return tag == "message" || tag == "receipt" || tag == "notification" || tag == "status" ||
+         tag == "appdata" || tag == "call";
+}
 
 http::response<http::string_body> JsonResponse(http::status status, const json& body,
                                                unsigned version, bool keep_alive) {
@@ -1017,6 +1160,48 @@ http::response<http::string_body> SimServer::State::Route(
   }
   const auto method = req.method();
 
+  if (parts.empty() && method == http::verb::get) {
+    // The WhatsApp Web page, as much of it as names the version (whatsmeow update.go reads
+    // "client_revision" from it).
+    ++counters.version_page_reads;
+    http::response<http::string_body> res{http::status::ok, v};
+    res.set(http::field::content_type, "text/html; charset=utf-8");
+    res.keep_alive(ka);
+    res.body() = page_override ? *page_override
+                               : absl::StrCat(
+                                     "<!DOCTYPE html><html><head><title>WhatsApp</title></head>"
+                                     "<body><script>window.__SW_DATA={\"client_revision\":",
+                                     web_version, ",\"server_revision\":", web_version,
+                                     "};</script></body></html>");
+    res.prepare_payload();
+    return res;
+  }
+  if (parts.size() == 1 && parts[0] == "version" && method == http::verb::post) {
+    // {"min": N, "web": N, "page": "<body>" | null, "page_bytes": N}: the version policy; a
+    // page of `page_bytes` bytes (no version in it) or the given body replaces the real one.
+    auto number = [&](const char* k, uint32_t* out) {
+      if (!body.contains(k)) return true;
+      if (!body[k].is_number_unsigned() || body[k].get<uint64_t>() > UINT32_MAX) return false;
+      *out = body[k].get<uint32_t>();
+      return true;
+    };
+    uint32_t min = min_version, web = web_version, page_bytes = 0;
+    if (!number("min", &min) || !number("web", &web) || !number("page_bytes", &page_bytes) ||
+        (body.contains("page") && !body["page"].is_string() && !body["page"].is_null())) {
+      return error(http::status::bad_request,
+                   "\"min\", \"web\" and \"page_bytes\" are numbers; \"page\" a string or null");
+    }
+    min_version = min;
+    web_version = web;
+    if (body.contains("page")) {
+      page_override =
+          body["page"].is_string() ? std::optional(body["page"].get<std::string>()) : std::nullopt;
+    }
+    if (page_bytes > 0) page_override = std::string(page_bytes, 'x');
+    log_->info("version policy: minimum 2.3000.{}, the page names 2.3000.{}{}", min_version,
+               web_version, page_override ? " (page replaced)" : "");
+    return reply(http::status::ok, {{"min", min_version}, {"web", web_version}});
+  }
   if (parts.size() == 1 && parts[0] == "health") return reply(http::status::ok, {{"ok", true}});
   if (parts.size() == 1 && parts[0] == "root-key") {
     return reply(http::status::ok, {{"root_public_key", HexEncode(root_.pub)}});
@@ -1045,7 +1230,13 @@ http::response<http::string_body> SimServer::State::Route(
                                     {"outage", outage},
                                     {"pairings", counters.pairings},
                                     {"pairings_rejected", counters.pairings_rejected},
-                                    {"logouts", counters.logouts}});
+                                    {"logouts", counters.logouts},
+                                    {"outdated_refused", counters.outdated_refused},
+                                    {"offline_delivered", counters.offline_delivered},
+                                    {"offline_batches", counters.offline_batches},
+                                    {"version_page_reads", counters.version_page_reads},
+                                    {"min_version", min_version},
+                                    {"web_version", web_version}});
   }
   if (parts.size() == 1 && parts[0] == "outage" && method == http::verb::post) {
     // {"enabled": true}: resets every live connection and refuses new ones until
@@ -1065,7 +1256,10 @@ http::response<http::string_body> SimServer::State::Route(
     if (parts.size() == 1 && method == http::verb::get) {
       json list = json::array();
       for (auto& [k, d] : devices) {
-        list.push_back({{"jid", k}, {"logged_out", d.logged_out}, {"logins", d.logins}});
+        list.push_back({{"jid", k},
+                        {"logged_out", d.logged_out},
+                        {"logins", d.logins},
+                        {"offline_queued", d.offline.size()}});
       }
       return reply(http::status::ok, {{"devices", list}});
     }
@@ -1101,6 +1295,48 @@ http::response<http::string_body> SimServer::State::Route(
       return devices.erase(DeviceKey(parts[1])) ? reply(http::status::ok, {{"deleted", true}})
                                                 : error(http::status::not_found, "no such device");
     }
+    if (parts.size() == 3 && parts[2] == "stanza" && method == http::verb::post) {
+      // As /connections/{jid}/stanza, for a device that is offline: it waits in the device's
+      // offline queue for its next login.
+      auto it = devices.find(DeviceKey(parts[1]));
+      if (it == devices.end()) return error(http::status::not_found, "no such device");
+      if (!StanzaTagOk(body)) return error(http::status::bad_request, kStanzaTags);
+      auto stanza = SimConn::MakeStanza(body.value("tag", std::string("message")),
+                                        body.value("from", std::string(kSomeone)), body);
+      const std::string id = stanza.stanza.AttrOr("id");
+      it->second.offline.push_back(std::move(stanza));
+      return reply(http::status::ok, {{"id", id}, {"queued", it->second.offline.size()}});
+    }
+    if (parts.size() == 3 && parts[2] == "fail-login" && method == http::verb::post) {
+      // {"reason": 402, "code": 101, "expire": 3600, "message": "...", "count": 1}: the next
+      // `count` logins of the device end in that <failure>.
+      auto it = devices.find(DeviceKey(parts[1]));
+      if (it == devices.end()) return error(http::status::not_found, "no such device");
+      auto int_field = [&](const char* name, int64_t fallback, int64_t lo, int64_t hi,
+                           int64_t* out) {
+        if (!body.contains(name)) {
+          *out = fallback;
+          return true;
+        }
+        if (!body[name].is_number_integer()) return false;
+        *out = body[name].get<int64_t>();
+        return *out >= lo && *out <= hi;
+      };
+      int64_t reason = 0, code = 0, expire = 0, count = 1;
+      if (!int_field("reason", 0, 100, 999, &reason) || reason == 0 ||
+          !int_field("code", 0, 0, 9999, &code) ||
+          !int_field("expire", 0, 0, int64_t{10} * 365 * 86400, &expire) ||
+          !int_field("count", 1, 1, 1000, &count) ||
+          (body.contains("message") && !body["message"].is_string())) {
+        return error(http::status::bad_request,
+                     "give \"reason\" (100-999) and optionally \"code\", \"expire\" (seconds), "
+                     "\"message\", \"count\" (1-1000)");
+      }
+      it->second.fail_login =
+          LoginFailure{static_cast<int>(reason), static_cast<int>(code), expire,
+                       body.value("message", std::string()), static_cast<int>(count)};
+      return reply(http::status::ok, {{"jid", it->first}, {"reason", reason}, {"count", count}});
+    }
   }
   if (!parts.empty() && parts[0] == "connections") {
     if (parts.size() == 1 && method == http::verb::get) {
@@ -1126,10 +1362,17 @@ http::response<http::string_body> SimServer::State::Route(
         return reply(http::status::ok, {{"blackholed", on}});
       }
       if (action == "stream-error") {
+        // {"code": N[, "conflict": "replaced" | "device_removed" | ""]}
         if (!body.contains("code") || !body["code"].is_number_integer()) {
           return error(http::status::bad_request, "\"code\" (integer) is required");
         }
-        conn->SendStreamError(body["code"].get<int>());
+        if (body.contains("conflict") && !body["conflict"].is_string()) {
+          return error(http::status::bad_request, "\"conflict\" is a string");
+        }
+        conn->SendStreamError(body["code"].get<int>(),
+                              body.contains("conflict")
+                                  ? std::optional<std::string>(body["conflict"].get<std::string>())
+                                  : std::nullopt);
         return reply(http::status::ok, {{"sent", body["code"]}});
       }
       if (action == "conflict") {
@@ -1138,14 +1381,10 @@ http::response<http::string_body> SimServer::State::Route(
         return reply(http::status::ok, {{"sent", "conflict replaced"}});
       }
       if (action == "stanza") {
-        const std::string tag = body.value("tag", std::string("message"));
-        if (tag != "message" && tag != "receipt" && tag != "notification" && tag != "status" &&
-            tag != "appdata" && tag != "call") {
-          return error(http::status::bad_request,
-                       "\"tag\" is message, receipt, notification, status, appdata or call");
-        }
-        const std::string from = body.value("from", std::string("15550009999@s.whatsapp.net"));
-        return reply(http::status::ok, {{"id", conn->SendStanza(tag, from, body)}});
+        if (!StanzaTagOk(body)) return error(http::status::bad_request, kStanzaTags);
+        return reply(http::status::ok,
+                     {{"id", conn->SendStanza(body.value("tag", std::string("message")),
+                                              body.value("from", std::string(kSomeone)), body)}});
       }
       if (action == "message") {
         const std::string from = body.value("from", std::string("15550009999@s.whatsapp.net"));

@@ -47,6 +47,12 @@ struct SimOptions {
   uint16_t tls_port = 7443;  ///< 0: any free port
   /// Refs sent to a registering (pairing) client, each shown as one QR code (WhatsApp: 6).
   int pairing_refs = 6;
+  /// Logins announcing an older WhatsApp Web version than 2.3000.`min_version` are refused with
+  /// <failure reason="405">, as the real server refuses outdated clients (0: none refused).
+  uint32_t min_version = 0;
+  /// The version the WhatsApp Web page (GET / on the control port) names, as
+  /// "client_revision" (0: min_version, or the compiled default when that is 0 too).
+  uint32_t web_version = 0;
 };
 
 class SimServer {

@@ -41,7 +41,8 @@ bool EndedByWhatsApp(const sv1::Session& s) {
     case sv1::SESSION_STATE_BANNED:
       return true;
     default:
-      return s.reason() == sv1::STATE_REASON_CLIENT_OUTDATED;
+      return s.reason() == sv1::STATE_REASON_CLIENT_OUTDATED ||
+             s.reason() == sv1::STATE_REASON_LOGIN_REFUSED;
   }
 }
 
@@ -87,8 +88,15 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
   if (ended) {
     a.level = v1::HEALTH_LEVEL_CRITICAL;
     a.needs_person = true;
-    a.cause = absl::StrCat(sv1::SessionState_Name(s.state()), " (",
-                           sv1::StateReason_Name(s.reason()), "): a person must act");
+    if (s.state() == sv1::SESSION_STATE_BANNED && s.has_ban_expires_at()) {
+      // It comes back by itself when the ban ends; until then nothing may be tried.
+      a.cause = absl::StrCat("temporarily banned until ",
+                             absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                                              FromProto(s.ban_expires_at()), absl::UTCTimeZone()));
+    } else {
+      a.cause = absl::StrCat(sv1::SessionState_Name(s.state()), " (",
+                             sv1::StateReason_Name(s.reason()), "): a person must act");
+    }
   } else if (!wanted && !connected) {
     a.level = v1::HEALTH_LEVEL_INACTIVE;
     a.cause = !s.is_active()                               ? "inactive"

@@ -19,6 +19,8 @@ using event_types::kUnreachable;
 constexpr const char* kOffline = event_types::kOfflineKind;
 constexpr const char* kLoggedOut = event_types::kLoggedOut;
 constexpr const char* kManual = event_types::kManualIntervention;
+constexpr const char* kBanned = event_types::kTemporarilyBanned;
+constexpr const char* kOutdated = event_types::kClientOutdated;
 constexpr absl::Duration kRefreshSaved = absl::Minutes(15);
 
 void Trim(std::deque<absl::Time>& q, absl::Time since) {
@@ -176,6 +178,21 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
   }
   if (e.to_state() == sv1::SESSION_STATE_CONNECTING) w.reconnects.push_back(at);
   if (e.to_state() == sv1::SESSION_STATE_LOGGED_OUT) f.set_has_credentials(false);
+  if (e.to_state() == sv1::SESSION_STATE_CONNECTED) f.set_failure_code(0);
+  if (e.to_state() != sv1::SESSION_STATE_BANNED) {
+    f.set_ban_code(0);
+    f.clear_ban_expires_at();
+  }
+  if (EndedByWhatsApp(f)) {
+    // What WhatsApp said (its code, a ban's end) is in the session, not the event: the alert
+    // about to be raised must carry it.
+    if (auto fresh = sessions_.Get(e.session_id()); fresh.ok() && fresh->state() == e.to_state()) {
+      f.set_failure_code(fresh->failure_code());
+      f.set_ban_code(fresh->ban_code());
+      if (fresh->has_ban_expires_at()) *f.mutable_ban_expires_at() = fresh->ban_expires_at();
+      if (!fresh->last_error().empty()) f.set_last_error(fresh->last_error());
+    }
+  }
   const bool drop = IsDrop(e);
   if (drop) {
     w.drops.push_back(at);
@@ -692,26 +709,54 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
     const std::string note = a.level == v1::HEALTH_LEVEL_HEALTHY ? "connected again" : a.cause;
     resolve(kOffline, note);
     resolve(kLoggedOut, note);
+    resolve(kBanned, note);
+    resolve(kOutdated, note);
     if (!h.manual_intervention_required()) resolve(kManual, note);
     return;
   }
   if (a.needs_person) {
+    // What WhatsApp said, in its words as session-service recorded them (README "Session
+    // states" › "What WhatsApp says").
+    const std::string said = f.last_error().empty() ? "" : absl::StrCat(" (", f.last_error(), ")");
+    const std::string connect = absl::StrCat("`wactl sessions connect ", id, "`");
     if (f.state() == sv1::SESSION_STATE_LOGGED_OUT) {
       raise(kLoggedOut, event_types::kLoggedOut, av1::SEVERITY_CRITICAL,
-            absl::StrCat(who,
-                         " was logged out at WhatsApp: link the device again (pair by QR "
-                         "code or phone-number code)"));
+            absl::StrCat(who, " was logged out at WhatsApp", said,
+                         ": link the device again (pair by QR code or phone-number code)"));
+    } else if (f.state() == sv1::SESSION_STATE_BANNED) {
+      const std::string until =
+          f.has_ban_expires_at()
+              ? absl::StrCat(" until ",
+                             absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                                              FromProto(f.ban_expires_at()), absl::UTCTimeZone()),
+                             "; session-service connects it again then")
+              : absl::StrCat(
+                    "; WhatsApp gave no end, so session-service waits: once the phone "
+                    "shows the ban lifted, ",
+                    connect);
+      raise(kBanned, event_types::kTemporarilyBanned, av1::SEVERITY_CRITICAL,
+            absl::StrCat(who, " is temporarily banned by WhatsApp", said, until,
+                         ". Stop what caused it (bulk or unsolicited messages) before then."));
+    } else if (f.reason() == sv1::STATE_REASON_CLIENT_OUTDATED) {
+      raise(
+          kOutdated, event_types::kClientOutdated, av1::SEVERITY_CRITICAL,
+          absl::StrCat(who, " cannot log in: WhatsApp refuses the client version as outdated", said,
+                       ". Set --wa_version (WAS_WA_VERSION) on session-service to the version "
+                       "WhatsApp Web serves now (or to auto), restart it, then ",
+                       connect));
     } else {
       const std::string state = StateName(f.state()), reason = ReasonName(f.reason());
       raise(kManual, event_types::kManualIntervention, av1::SEVERITY_CRITICAL,
             absl::StrCat(who, " ended as ", state,
-                         reason == state ? "" : absl::StrCat(" (", reason, ")"),
+                         reason == state ? "" : absl::StrCat(" (", reason, ")"), said,
                          ": a person must act before it is connected again (",
                          f.state() == sv1::SESSION_STATE_REPLACED
-                             ? "another client took the device over; stop it, then `wactl "
-                               "sessions connect "
-                             : "see the account at WhatsApp; then `wactl sessions connect ",
-                         id, "`)"));
+                             ? "another client took the device over; stop it, then "
+                         : f.reason() == sv1::STATE_REASON_LOGIN_REFUSED
+                             ? "WhatsApp refused the login and is not asked again by itself; "
+                               "check the account on the phone, then "
+                             : "see the account at WhatsApp; then ",
+                         connect, ")"));
     }
     return;
   }

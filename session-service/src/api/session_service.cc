@@ -122,12 +122,19 @@ v1::Session ToProto(const SessionView& view) {
   s.set_reconnect_count(r.reconnect_count);
   s.set_error_count(r.error_count);
   s.set_owner(r.owner);
+  s.set_failure_code(r.failure_code);
+  s.set_ban_code(r.ban_code);
+  if (r.ban_expires_at) *s.mutable_ban_expires_at() = ToProto(*r.ban_expires_at);
   if (const auto& live = view.live) {
     s.set_owner(live->owner);
     // This process's view is newer than the row: transitions are written behind it.
     s.set_state(live->state);
     s.set_reason(live->reason);
     if (!live->last_error.empty()) s.set_last_error(live->last_error);
+    s.set_failure_code(live->failure_code);
+    s.set_ban_code(live->ban_code);
+    s.clear_ban_expires_at();
+    if (live->ban_expires_at) *s.mutable_ban_expires_at() = ToProto(*live->ban_expires_at);
     s.set_socket_alive(live->socket_alive);
     s.set_inbound_messages(live->inbound_messages);
     s.set_missed_pings(live->missed_pings);
@@ -445,6 +452,10 @@ grpc::Status SessionServiceImpl::GetHealth(grpc::ServerContext*, const v1::GetHe
   const absl::Time now = absl::Now();
   *resp->mutable_started_at() = ToProto(started_at_);
   *resp->mutable_uptime() = ToProto(now - started_at_);
+  if (versions_) {
+    resp->set_wa_version(versions_->Current().ToString());
+    resp->set_wa_version_source(std::string(VersionKeeper::SourceName(versions_->source())));
+  }
   if (!counts.ok()) {
     resp->set_database_reachable(false);
     resp->set_status(v1::OVERALL_STATUS_ERROR);

@@ -21,6 +21,7 @@
 #include "event_bus.h"
 #include "manager.h"
 #include "metrics.h"
+#include "version_keeper.h"
 #include "wasentinel/common/api_keys.h"
 #include "wasentinel/session/v1/session.grpc.pb.h"
 
@@ -81,6 +82,9 @@ class SessionServiceImpl final
   grpc::Status GetDeepHealth(grpc::ServerContext*, const v1::GetDeepHealthRequest*,
                              v1::GetDeepHealthResponse*) override;
 
+  /// GetHealth names the WhatsApp Web version this keeper announces (not owned; may be unset).
+  void set_versions(const VersionKeeper* versions) { versions_ = versions; }
+
  private:
   // UNAUTHENTICATED / PERMISSION_DENIED unless the call's key has `scope`; the caller in
   // `caller` when given.
@@ -121,6 +125,7 @@ class SessionServiceImpl final
   const std::string replica_;
   std::shared_ptr<spdlog::logger> log_;
   const absl::Time started_at_;
+  const VersionKeeper* versions_ = nullptr;
   std::shared_ptr<grpc::ChannelCredentials> peers_;
   SessionMetrics* metrics_;
   absl::Mutex peers_mu_;

@@ -32,7 +32,13 @@ bool IsTerminal(v1::SessionState s) {
 bool WantsSocket(const SessionRecord& rec, v1::SessionState state, v1::StateReason reason) {
   return rec.is_active && rec.auto_connect && !IsTerminal(state) &&
          reason != v1::STATE_REASON_USER && reason != v1::STATE_REASON_RETRIES_EXHAUSTED &&
-         reason != v1::STATE_REASON_CLIENT_OUTDATED;
+         reason != v1::STATE_REASON_CLIENT_OUTDATED && reason != v1::STATE_REASON_LOGIN_REFUSED;
+}
+
+// A temporary ban with a known end: the session wants its socket back then.
+bool BanEnds(const SessionRecord& rec, v1::SessionState state) {
+  return state == v1::SESSION_STATE_BANNED && rec.ban_expires_at.has_value() && rec.is_active &&
+         rec.auto_connect;
 }
 
 constexpr char kOwnerPayload[] = "type.wasentinel/owner";
@@ -65,12 +71,14 @@ v1::StateReason ReasonOf(wa::CloseCause cause) {
       return v1::STATE_REASON_LOGGED_OUT;
     case wa::CloseCause::kReplaced:
       return v1::STATE_REASON_REPLACED;
-    case wa::CloseCause::kBanned:
+    case wa::CloseCause::kTemporaryBan:
       return v1::STATE_REASON_BANNED;
     case wa::CloseCause::kClientOutdated:
       return v1::STATE_REASON_CLIENT_OUTDATED;
     case wa::CloseCause::kServerError:
       return v1::STATE_REASON_SERVER_ERROR;
+    case wa::CloseCause::kLoginRefused:
+      return v1::STATE_REASON_LOGIN_REFUSED;
     case wa::CloseCause::kProtocolError:
       return v1::STATE_REASON_PROTOCOL_ERROR;
     case wa::CloseCause::kPairingTimeout:
@@ -233,6 +241,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     int attempt = 0;  // retries used since the last successful login
     absl::Time connecting_since;
     std::unique_ptr<asio::steady_timer> retry_timer;
+    wa::WaVersion version;         // announced by the current (or last) connection
+    bool version_retried = false;  // a 405 already led to one more login with a newer version
     std::shared_ptr<PairingFeed> pairing;  // a StartPairing stream waits for the outcome
     std::string pairing_phone;             // pairing by code for this number (empty: by QR code)
   };
@@ -325,6 +335,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     live.state = rt.state;
     live.reason = rt.reason;
     live.last_error = rt.last_error;
+    live.failure_code = rt.record.failure_code;
+    live.ban_code = rt.record.ban_code;
+    live.ban_expires_at = rt.record.ban_expires_at;
     live.socket_alive = rt.conn && rt.logged_in;
     live.retry_pending = rt.retry_timer != nullptr;
     live.pairing = rt.pairing != nullptr;
@@ -365,13 +378,34 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     t.clear_credentials = clear_creds;
     t.set_credentials = std::move(set_creds);
     t.on_stored = std::move(on_stored);
+    Apply(rt, std::move(t));
+  }
+
+  // Records `t` (from Change) for the session held in `rt`: the runtime, its record copy and
+  // the metrics at once, the database through the writer, fenced by the session's lease.
+  void Apply(Runtime& rt, Transition t) {
     t.lease_token = rt.lease_token;
-    if (metrics_) metrics_->Transition(rt.state, to, reason);
+    if (metrics_) metrics_->Transition(rt.state, t.to, t.reason);
     Mirror(rt.record, t);
-    rt.state = to;
-    rt.reason = reason;
-    if (!error.empty()) rt.last_error = error;
+    rt.state = t.to;
+    rt.reason = t.reason;
+    if (!t.error.empty()) rt.last_error = t.error;
     writer_.Post(std::move(t));
+  }
+
+  // A connection WhatsApp ended (a <failure> or <stream:error>): `to` with the code and, for a
+  // temporary ban, its code and end.
+  void SetEnded(Runtime& rt, v1::SessionState to, const wa::CloseInfo& info,
+                bool clear_creds = false) {
+    Transition t = Change(rt.record, rt.state, to, ReasonOf(info.cause), info.detail);
+    t.count_error = true;
+    t.clear_credentials = clear_creds;
+    t.failure_code = info.code;
+    if (to == v1::SESSION_STATE_BANNED) {
+      t.ban_code = info.ban_code;
+      if (info.ban_expires_in) t.ban_expires_at = t.at + *info.ban_expires_in;
+    }
+    Apply(rt, std::move(t));
   }
 
   // The transition of `rec` from `from` to `to`, logged.
@@ -406,6 +440,14 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     if (t.from == v1::SESSION_STATE_CONNECTED && t.to != v1::SESSION_STATE_CONNECTED) {
       rec.last_disconnected_at = t.at;
     }
+    if (t.to == v1::SESSION_STATE_CONNECTED) {
+      rec.failure_code = 0;
+    } else if (t.failure_code > 0) {
+      rec.failure_code = t.failure_code;
+    }
+    rec.ban_code = t.to == v1::SESSION_STATE_BANNED ? t.ban_code : 0;
+    rec.ban_expires_at =
+        t.to == v1::SESSION_STATE_BANNED ? t.ban_expires_at : std::optional<absl::Time>();
     rec.reconnect_count += t.count_reconnect ? 1 : 0;
     rec.error_count += t.count_error ? 1 : 0;
     if (t.set_credentials) {
@@ -434,6 +476,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     rt.connecting_since = absl::Now();
     wa::ConnectionOptions connection = options_.connection;
     if (!rt.creds->paired()) connection.pairing_phone = rt.pairing_phone;
+    if (options_.versions) connection.client.version = options_.versions->Current();
+    rt.version = connection.client.version;
+    if (reason == v1::STATE_REASON_USER) rt.version_retried = false;  // a person tries afresh
     rt.conn = wa::Connection::Start(
         io_.get_executor(), tls_, connection, *rt.creds,
         std::make_shared<Observer>(weak_from_this(), rt.record.id, rt.generation), log_);
@@ -446,6 +491,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     Runtime& rt = it->second;
     rt.logged_in = true;
     rt.attempt = 0;
+    rt.version_retried = false;
     if (metrics_) metrics_->Connected(absl::Now() - rt.connecting_since);
     SetState(rt, v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS);
     if (auto feed = std::exchange(rt.pairing, nullptr)) {
@@ -540,23 +586,80 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
         (void)ConnectNow(rt, reason, /*count_reconnect=*/true);
         return;
       case wa::CloseCause::kLoggedOut:
+        // 401, 403, 406: the device is gone at WhatsApp; its keys will never log in again.
         rt.creds.reset();
-        SetState(rt, v1::SESSION_STATE_LOGGED_OUT, reason, info.detail, false, true, true);
+        SetEnded(rt, v1::SESSION_STATE_LOGGED_OUT, info, /*clear_creds=*/true);
         return;
       case wa::CloseCause::kReplaced:
-        SetState(rt, v1::SESSION_STATE_REPLACED, reason, info.detail, false, true);
+        SetEnded(rt, v1::SESSION_STATE_REPLACED, info);
         return;
-      case wa::CloseCause::kBanned:
-        SetState(rt, v1::SESSION_STATE_BANNED, reason, info.detail, false, true);
-        if (info.ban_expires_in) ScheduleAt(rt, *info.ban_expires_in);
+      case wa::CloseCause::kTemporaryBan:
+        // Logging in again before the ban ends only meets the same failure; after it, at once.
+        SetEnded(rt, v1::SESSION_STATE_BANNED, info);
+        ScheduleBanEnd(rt);
         return;
       case wa::CloseCause::kClientOutdated:
-        SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason, info.detail, false, true);
+        OnOutdated(rt, info);
+        return;
+      case wa::CloseCause::kLoginRefused:
+        // Repeating a login WhatsApp refused invites flagging: a person (or a new version)
+        // has to change something first.
+        SetEnded(rt, v1::SESSION_STATE_DISCONNECTED, info);
+        return;
+      case wa::CloseCause::kServerError:
+        // 500/503 and stream errors: WhatsApp's own trouble, retried with backoff.
+        SetEnded(rt, v1::SESSION_STATE_DISCONNECTED, info);
+        ScheduleRetry(rt);
         return;
       default:
         SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason, info.detail, false, true);
         ScheduleRetry(rt);
     }
+  }
+
+  // <failure reason="405">: the version announced is too old for WhatsApp. Once per login
+  // streak, a newer version is read (one read serves every session that met it) and the login
+  // repeated with it, the session staying CONNECTING meanwhile; else CLIENT_OUTDATED.
+  void OnOutdated(Runtime& rt, wa::CloseInfo info) {
+    absl::StrAppend(&info.detail, " (announced ", rt.version.ToString(), ")");
+    if (!options_.versions || rt.version_retried) {
+      SetEnded(rt, v1::SESSION_STATE_DISCONNECTED, info);
+      return;
+    }
+    rt.version_retried = true;
+    log_->warn("session {}: WhatsApp refused {} as outdated; looking for a newer version",
+               rt.record.id, rt.version.ToString());
+    options_.versions->Outdated(
+        rt.version, [weak = weak_from_this(), id = rt.record.id, generation = rt.generation,
+                     info](std::optional<wa::WaVersion> newer) {
+          auto self = weak.lock();
+          if (!self) return;
+          asio::post(self->io_, [self, id, generation, info, newer] {
+            self->Touch();
+            auto it = self->sessions_.find(id);
+            if (it == self->sessions_.end() || it->second.generation != generation ||
+                it->second.conn || self->stopping_) {
+              return;  // something else moved the session on meanwhile
+            }
+            if (!newer) {
+              self->SetEnded(it->second, v1::SESSION_STATE_DISCONNECTED, info);
+              return;
+            }
+            self->log_->info("session {}: logging in again announcing {}", id, newer->ToString());
+            (void)self->ConnectNow(it->second, v1::STATE_REASON_RETRY, /*count_reconnect=*/true);
+          });
+        });
+  }
+
+  // A temporarily banned session connects again when its ban ends (at once when it already
+  // has); without a known end it waits for a person.
+  void ScheduleBanEnd(Runtime& rt) {
+    if (!BanEnds(rt.record, rt.state)) return;
+    const absl::Duration left =
+        std::max(absl::ZeroDuration(), *rt.record.ban_expires_at - absl::Now());
+    log_->info("session {}: temporarily banned; connecting again in {}", rt.record.id,
+               absl::FormatDuration(absl::Ceil(left, absl::Seconds(1))));
+    ScheduleAt(rt, left, v1::STATE_REASON_BAN_ENDED);
   }
 
   // The next backoff retry, or RETRIES_EXHAUSTED when the schedule is used up.
@@ -567,20 +670,21 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       return;
     }
     ++rt.attempt;
-    ScheduleAt(rt, backoff_.Delay(rt.attempt, rng_));
+    ScheduleAt(rt, backoff_.Delay(rt.attempt, rng_), v1::STATE_REASON_RETRY);
   }
 
-  void ScheduleAt(Runtime& rt, absl::Duration delay) {
+  void ScheduleAt(Runtime& rt, absl::Duration delay, v1::StateReason reason) {
     rt.retry_timer = std::make_unique<asio::steady_timer>(io_, absl::ToChronoNanoseconds(delay));
     const uint64_t generation = rt.generation;
-    rt.retry_timer->async_wait([self = shared_from_this(), id = rt.record.id, generation](auto ec) {
-      if (ec) return;
-      self->Touch();
-      auto it = self->sessions_.find(id);
-      if (it == self->sessions_.end() || it->second.generation != generation) return;
-      it->second.retry_timer.reset();
-      (void)self->ConnectNow(it->second, v1::STATE_REASON_RETRY, /*count_reconnect=*/true);
-    });
+    rt.retry_timer->async_wait(
+        [self = shared_from_this(), id = rt.record.id, generation, reason](auto ec) {
+          if (ec) return;
+          self->Touch();
+          auto it = self->sessions_.find(id);
+          if (it == self->sessions_.end() || it->second.generation != generation) return;
+          it->second.retry_timer.reset();
+          (void)self->ConnectNow(it->second, reason, /*count_reconnect=*/true);
+        });
   }
 
   // Cuts the socket without a goodbye and cancels a pending retry; whatever the old connection
@@ -681,7 +785,12 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       auto [id, reason] = std::move(restore_queue_.front());
       restore_queue_.pop_front();
       auto it = sessions_.find(id);
-      if (it == sessions_.end() || !WantsRestore(it->second)) continue;
+      if (it == sessions_.end()) continue;
+      if (!it->second.retry_timer && BanEnds(it->second.record, it->second.state)) {
+        ScheduleBanEnd(it->second);
+        continue;
+      }
+      if (!WantsRestore(it->second)) continue;
       (void)ConnectNow(it->second, reason, false);
       if (options_.restore_per_second > 0 && !restore_queue_.empty()) {
         std::uniform_real_distribution<double> jitter(0.5, 1.5);

@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "transition_writer.h"
+#include "version_keeper.h"
 #include "wasentinel/common/backoff.h"
 #include "wasentinel/common/sealing.h"
 
@@ -51,6 +52,10 @@ struct ManagerOptions {
   /// 0.8 × lease_ttl closes its sockets (it can no longer prove no other replica holds them);
   /// another replica takes a dead replica's sessions over once their leases expire.
   absl::Duration lease_ttl = absl::Seconds(30);
+  /// Where the WhatsApp Web version announced at login comes from, and who is asked for another
+  /// after a 405 (not owned; version_keeper.h). Null: `connection.client.version`, and a 405
+  /// is final.
+  ClientVersions* versions = nullptr;
 };
 
 /// The replica holding the session a failed call was about, when that is why it failed
@@ -62,6 +67,9 @@ struct LiveInfo {
   v1::SessionState state = v1::SESSION_STATE_UNSPECIFIED;
   v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED;
   std::string last_error;
+  int failure_code = 0;  ///< SessionRecord::failure_code, as held here
+  int ban_code = 0;      ///< SessionRecord::ban_code, as held here
+  std::optional<absl::Time> ban_expires_at;
   bool socket_alive = false;
   int64_t inbound_messages = 0;
   std::optional<absl::Time> last_inbound_at;

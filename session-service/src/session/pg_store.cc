@@ -23,7 +23,10 @@ constexpr const char* kSessionColumns =
     " (extract(epoch from updated_at) * 1000000)::bigint,"
     " reconnect_count, error_count,"
     " (SELECT l.owner FROM session_leases l WHERE l.session_id = sessions.id"
-    "   AND l.expires_at > now())";
+    "   AND l.expires_at > now()),"
+    " failure_code, ban_code,"
+    " (extract(epoch from ban_expires_at) * 1000000)::bigint,"
+    " (extract(epoch from phone_last_seen_at) * 1000000)::bigint";
 
 constexpr const char* kEventColumns =
     "sequence, session_id::text, tenant_id, from_state, to_state, reason, error,"
@@ -59,6 +62,10 @@ SessionRecord ToRecord(const pqxx::row& r) {
   s.reconnect_count = r[18].as<int64_t>();
   s.error_count = r[19].as<int64_t>();
   s.owner = r[20].is_null() ? "" : r[20].as<std::string>();
+  s.failure_code = r[21].as<int>();
+  s.ban_code = r[22].as<int>();
+  s.ban_expires_at = OptTime(r[23]);
+  s.phone_last_seen_at = OptTime(r[24]);
   return s;
 }
 
@@ -86,11 +93,13 @@ std::string IntervalOf(int n) {
   return absl::StrCat("($", n, "::double precision * interval '1 microsecond')");
 }
 
-// Sessions that want a socket (store.h ClaimOrphans), as a condition on `sessions`.
+// Sessions that want a socket (store.h ClaimOrphans), as a condition on `sessions`: a
+// temporarily banned one wants it back once its ban ends, so its holder keeps the timer.
 constexpr const char* kWantsSocket =
     "auth_state IS NOT NULL AND is_active AND auto_connect AND (connection_status IN"
     " ('QR_PENDING', 'CONNECTING', 'CONNECTED') OR (connection_status = 'DISCONNECTED' AND"
-    " status_reason NOT IN ('USER', 'RETRIES_EXHAUSTED', 'CLIENT_OUTDATED')))";
+    " status_reason NOT IN ('USER', 'RETRIES_EXHAUSTED', 'CLIENT_OUTDATED', 'LOGIN_REFUSED'))"
+    " OR (connection_status = 'BANNED' AND ban_expires_at IS NOT NULL))";
 
 // Takes the leases of the session ids `source` selects ($1 owner, $2 ttl in µs): new rows, or
 // rows whose lease expired (or that `owner` already holds when `own_too`).
@@ -212,6 +221,24 @@ BEGIN
 END $$;
 CREATE TRIGGER session_events_notify AFTER INSERT ON session_events
   FOR EACH ROW EXECUTE FUNCTION session_events_notify();
+)sql"},
+      {3,
+       "what WhatsApp ended a connection with, temporary bans, the phone's last sighting, the "
+       "WhatsApp Web version last read",
+       R"sql(
+ALTER TABLE sessions
+  ADD COLUMN failure_code integer NOT NULL DEFAULT 0,
+  ADD COLUMN ban_code integer NOT NULL DEFAULT 0,
+  ADD COLUMN ban_expires_at timestamptz,
+  ADD COLUMN phone_last_seen_at timestamptz,
+  ADD CONSTRAINT sessions_ban_only_while_banned
+    CHECK (connection_status = 'BANNED' OR (ban_code = 0 AND ban_expires_at IS NULL));
+CREATE TABLE wa_client_version (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  version text NOT NULL,
+  source_url text NOT NULL,
+  read_at timestamptz NOT NULL DEFAULT now()
+);
 )sql"},
   };
   return *migrations;
@@ -391,6 +418,8 @@ absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t
         phone = t.set_credentials->phone_number;
         jid = t.set_credentials->device_jid;
       }
+      std::optional<std::string> ban_expires_us;
+      if (t.ban_expires_at) ban_expires_us = std::to_string(absl::ToUnixMicros(*t.ban_expires_at));
       auto r = w.exec_params(
           "UPDATE sessions SET connection_status = $2, status_reason = $3,"
           " last_error = CASE WHEN $4 = '' THEN (CASE WHEN $2 = 'CONNECTED' THEN NULL ELSE "
@@ -405,10 +434,14 @@ absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t
           " auth_key_id = CASE WHEN $11::text IS NOT NULL THEN $11 WHEN $10 THEN NULL"
           "   ELSE auth_key_id END,"
           " phone_number = COALESCE($13, phone_number), device_jid = COALESCE($14, device_jid),"
+          " failure_code = CASE WHEN $5 THEN 0 WHEN $15 > 0 THEN $15 ELSE failure_code END,"
+          " ban_code = CASE WHEN $2 = 'BANNED' THEN $16 ELSE 0 END,"
+          " ban_expires_at = CASE WHEN $2 = 'BANNED' THEN"
+          "   to_timestamp($17::bigint::double precision / 1000000) END,"
           " updated_at = now() WHERE id = $1::uuid RETURNING id",
           t.session_id, StateName(t.to), ReasonName(t.reason), t.error, connected, left_connected,
           at, t.count_reconnect ? 1 : 0, t.count_error ? 1 : 0, t.clear_credentials, key_id,
-          blob_hex, phone, jid);
+          blob_hex, phone, jid, t.failure_code, t.ban_code, ban_expires_us);
       found = !r.empty();
     }
     if (!found) return;

@@ -45,6 +45,14 @@ struct SessionRecord {
   int64_t error_count = 0;
   /// The replica whose lease on the session is live ("" when none), read with the row.
   std::string owner;
+  /// The `<failure reason>` / `<stream:error code>` of the last connection WhatsApp ended; 0
+  /// once connected again.
+  int failure_code = 0;
+  /// While BANNED: the temporary ban's code and end (absent: WhatsApp gave none).
+  int ban_code = 0;
+  std::optional<absl::Time> ban_expires_at;
+  /// When the account's phone (its device 0) was last seen on this device's connection.
+  std::optional<absl::Time> phone_last_seen_at;
 };
 
 /// A session lease (README "Architecture" › "More than one replica"): the right to hold the
@@ -103,6 +111,12 @@ struct Transition {
   bool clear_credentials = false;  ///< the device was logged out: its credentials are dead
   std::optional<CredentialsUpdate> set_credentials;  ///< stored with the transition
   bool delete_session = false;  ///< DeleteSession: the row goes, the event stays
+  /// What WhatsApp ended the connection with (failure_code; 0 keeps the stored one, and a
+  /// transition to CONNECTED clears it).
+  int failure_code = 0;
+  /// Stored with a transition to BANNED; any other transition clears them.
+  int ban_code = 0;
+  std::optional<absl::Time> ban_expires_at;
   /// Fencing: the writer's lease token. The write is refused (FAILED_PRECONDITION, IsFenced)
   /// unless the session's lease still carries this token; 0 writes only while no replica holds
   /// a live lease.
@@ -187,8 +201,9 @@ class SessionStore {
                                                            const std::string& owner,
                                                            absl::Duration ttl) = 0;
   /// Takes up to `limit` leases of sessions that want a socket and have no live lease: active,
-  /// auto-connect, with credentials, and stored live or DISCONNECTED for a passing cause (not
-  /// USER, RETRIES_EXHAUSTED or CLIENT_OUTDATED). The orphans of a replica that died or left.
+  /// auto-connect, with credentials, and stored live, DISCONNECTED for a passing cause (not
+  /// USER, RETRIES_EXHAUSTED, CLIENT_OUTDATED or LOGIN_REFUSED), or BANNED with a known end
+  /// (its holder reconnects it then). The orphans of a replica that died or left.
   virtual absl::StatusOr<std::vector<Lease>> ClaimOrphans(const std::string& owner,
                                                           absl::Duration ttl, int limit) = 0;
   struct WantedCounts {

@@ -129,60 +129,100 @@ int CodeOf(const Node& node, std::string_view attr) {
   return v && absl::SimpleAtoi(*v, &code) ? code : 0;
 }
 
-// <stream:error> → cause (as whatsmeow does it).
+}  // namespace
+
+std::string_view TemporaryBanText(int code) {
+  switch (code) {
+    case 101:
+      return "sent too many messages to people who do not have the number in their contacts";
+    case 102:
+      return "too many people blocked the number";
+    case 103:
+      return "created too many groups with people who do not have the number in their contacts";
+    case 104:
+      return "sent the same message to too many people";
+    case 106:
+      return "sent too many messages to a broadcast list";
+    default:
+      return "a breach of WhatsApp's terms of service (no reason given)";
+  }
+}
+
 CloseInfo StreamErrorInfo(const Node& node) {
-  const int code = CodeOf(node, "code");
+  CloseInfo info;
+  info.code = CodeOf(node, "code");
   const Node* conflict = node.Child("conflict");
   const std::string conflict_type = conflict ? conflict->AttrOr("type") : "";
-  CloseInfo info;
-  info.code = code;
-  if (code == 515) {
+  if (info.code == 515) {
     info.cause = CloseCause::kRestartRequired;
-  } else if (code == 401 || conflict_type == "device_removed") {
+  } else if (info.code == 401 && conflict_type == "device_removed") {
     info.cause = CloseCause::kLoggedOut;
-    info.code = 401;
-  } else if (conflict) {
+  } else if (conflict_type == "replaced") {
     info.cause = CloseCause::kReplaced;
-    info.code = code ? code : 440;
+    if (!info.code) info.code = 440;
   } else {
+    // 503 and anything else: the socket is gone and a reconnect follows (whatsmeow's
+    // auto-reconnect does the same); a real logout shows at the next login as a <failure>.
     info.cause = CloseCause::kServerError;
-    if (!code) info.code = 500;
+    if (!info.code) info.code = 500;
   }
-  info.detail = conflict
-                    ? absl::StrCat("stream error ", info.code, " (conflict ", conflict_type, ")")
-                    : absl::StrCat("stream error ", info.code);
+  info.detail = conflict_type.empty()
+                    ? absl::StrCat("stream error ", info.code)
+                    : absl::StrCat("stream error ", info.code, " (conflict ", conflict_type, ")");
   return info;
 }
 
-// <failure reason=N> → cause (whatsmeow connectionevents.go).
 CloseInfo FailureInfo(const Node& node) {
   CloseInfo info;
   info.code = CodeOf(node, "reason");
   if (!info.code) info.code = 500;
+  std::string what;
   switch (info.code) {
     case 401:
+      info.cause = CloseCause::kLoggedOut;
+      what = "logged out from another device";
+      break;
+    case 403:
+      info.cause = CloseCause::kLoggedOut;
+      what = "the primary device was logged out or the account is locked";
+      break;
     case 406:
       info.cause = CloseCause::kLoggedOut;
+      what = "logged out (the account may be banned)";
       break;
-    case 402:
-    case 403: {
-      info.cause = CloseCause::kBanned;
-      if (int expire = CodeOf(node, "expire"); expire > 0)
+    case 402: {
+      info.cause = CloseCause::kTemporaryBan;
+      info.ban_code = CodeOf(node, "code");
+      if (const int expire = CodeOf(node, "expire"); expire > 0) {
         info.ban_expires_in = absl::Seconds(expire);
+      }
+      what = absl::StrCat("temporarily banned (", info.ban_code, ": ",
+                          Sv(TemporaryBanText(info.ban_code)), ")");
       break;
     }
     case 405:
       info.cause = CloseCause::kClientOutdated;
+      what = "the WhatsApp Web version is outdated";
+      break;
+    case 500:
+    case 503:
+      info.cause = CloseCause::kServerError;
+      what = info.code == 500 ? "internal server error" : "service unavailable";
       break;
     default:
-      info.cause = CloseCause::kServerError;
+      info.cause = CloseCause::kLoginRefused;
+      what = info.code == 409   ? "the user agent was rejected"
+             : info.code == 413 ? "the crypto auth token expired"
+             : info.code == 414 ? "the crypto auth token is invalid"
+                                : "refused";
   }
-  info.detail = absl::StrCat("login failure ", info.code);
-  if (const std::string* m = node.Attr("message")) absl::StrAppend(&info.detail, ": ", *m);
+  info.detail = absl::StrCat("login failure ", info.code, ": ", what);
+  // The server's own words, bounded: they end up in last_error and alert texts.
+  if (const std::string* m = node.Attr("message"); m && !m->empty()) {
+    absl::StrAppend(&info.detail, " (", QuoteForLog(*m, 200), ")");
+  }
   return info;
 }
-
-}  // namespace
 
 std::string_view CloseCauseName(CloseCause cause) {
   switch (cause) {
@@ -202,12 +242,14 @@ std::string_view CloseCauseName(CloseCause cause) {
       return "logged_out";
     case CloseCause::kReplaced:
       return "replaced";
-    case CloseCause::kBanned:
-      return "banned";
+    case CloseCause::kTemporaryBan:
+      return "temporary_ban";
     case CloseCause::kClientOutdated:
       return "client_outdated";
     case CloseCause::kServerError:
       return "server_error";
+    case CloseCause::kLoginRefused:
+      return "login_refused";
     case CloseCause::kProtocolError:
       return "protocol_error";
     case CloseCause::kPairingTimeout:
@@ -402,9 +444,26 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
                tag == "status" || tag == "appdata") {
       OnStanza(node);
     } else if (tag == "ib") {
-      if (node.Child("downgrade_webclient")) {
-        Finish({CloseCause::kServerError, 411, "multi-device mismatch (downgrade_webclient)"});
-      }
+      OnIb(node);
+    }
+  }
+
+  // <ib>: the server's information about the connection (whatsmeow connectionevents.go
+  // handleIB, Baileys socket.ts).
+  void OnIb(const Node& node) {
+    if (node.Child("downgrade_webclient")) {
+      Finish({CloseCause::kLoginRefused, 411,
+              "the phone does not support multi-device (downgrade_webclient)"});
+      return;
+    }
+    if (const Node* preview = node.Child("offline_preview")) {
+      // Stanzas queued while the device was offline: ask for them as Baileys does (100 at a
+      // time); each is acked as it arrives, so the server can drop it.
+      log_->debug("{} stanzas queued while offline; fetching them", preview->AttrOr("count"));
+      Send(MakeNode("ib", {}, std::vector<Node>{MakeNode("offline_batch", {{"count", "100"}})}));
+    }
+    if (const Node* offline = node.Child("offline")) {
+      log_->debug("offline queue delivered ({} stanzas)", offline->AttrOr("count", "0"));
     }
   }
 

@@ -70,7 +70,9 @@ struct ConnectionOptions {
   bool presence_available = false;
 };
 
-/// Why a connection ended (whatsmeow connectionevents.go; README "Session states").
+/// Why a connection ended. What WhatsApp says maps as whatsmeow maps it (connectionevents.go
+/// handleConnectFailure and handleStreamError, types/events/events.go ConnectFailureReason);
+/// README "Session states" › "What WhatsApp says" is the table.
 enum class CloseCause {
   kClosedByUs,        ///< Close() or Abort()
   kConnectFailed,     ///< DNS, TCP, TLS or WebSocket upgrade failed, or timed out
@@ -78,11 +80,12 @@ enum class CloseCause {
   kSocketClosed,      ///< the server closed the socket or sent <xmlstreamend/>
   kKeepaliveTimeout,  ///< no ping answered within keepalive_max_silence
   kRestartRequired,   ///< <stream:error code="515"/>
-  kLoggedOut,         ///< stream error 401 / device_removed, <failure reason=401|406>
+  kLoggedOut,         ///< <failure reason=401|403|406>, stream error 401 + device_removed
   kReplaced,          ///< <stream:error><conflict type="replaced"/></stream:error>
-  kBanned,            ///< <failure reason=402|403>
+  kTemporaryBan,      ///< <failure reason=402 code=… expire=…>
   kClientOutdated,    ///< <failure reason=405>
-  kServerError,       ///< stream error or failure 5xx, or another code
+  kServerError,       ///< <failure reason=500|503>, any other stream error: retried
+  kLoginRefused,      ///< any other <failure reason> (400, 409, 413, 414, 415, 418, 501, …)
   kProtocolError,     ///< undecodable or undecryptable input from the server
   kPairingTimeout,    ///< every QR ref expired unscanned
   kPairingRejected,   ///< <pair-success> did not verify (HMAC or account signature)
@@ -90,12 +93,22 @@ enum class CloseCause {
 
 std::string_view CloseCauseName(CloseCause cause);
 
+/// What a temporary ban's code means (whatsmeow types/events/events.go TempBanReason).
+std::string_view TemporaryBanText(int code);
+
 struct CloseInfo {
   CloseCause cause = CloseCause::kSocketClosed;
   int code = 0;        ///< stream-error / failure code when the server gave one
   std::string detail;  ///< human-readable, for last_error
-  std::optional<absl::Duration> ban_expires_in;  ///< <failure expire=...> for kBanned
+  int ban_code = 0;    ///< kTemporaryBan: <failure code=…>
+  /// kTemporaryBan: <failure expire=…> (seconds); absent when the server gave none (or 0).
+  std::optional<absl::Duration> ban_expires_in;
 };
+
+/// The outcome of a `<failure>` (reason, code, expire, message attributes) or a
+/// `<stream:error>` (code attribute, <conflict type>) node.
+CloseInfo FailureInfo(const Node& failure);
+CloseInfo StreamErrorInfo(const Node& stream_error);
 
 struct LoginInfo {
   absl::Time server_time;  ///< <success t=...>

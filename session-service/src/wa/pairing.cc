@@ -23,9 +23,9 @@ wire::ClientPayload BasePayload(const ClientInfo& info) {
   p.set_connect_reason(wire::ClientPayload::USER_ACTIVATED);
   auto* ua = p.mutable_user_agent();
   ua->set_platform(wire::ClientPayload::UserAgent::WEB);
-  ua->mutable_app_version()->set_primary(2);
-  ua->mutable_app_version()->set_secondary(3000);
-  ua->mutable_app_version()->set_tertiary(info.app_version_tertiary);
+  ua->mutable_app_version()->set_primary(info.version.primary);
+  ua->mutable_app_version()->set_secondary(info.version.secondary);
+  ua->mutable_app_version()->set_tertiary(info.version.tertiary);
   ua->set_mcc("000");
   ua->set_mnc("000");
   ua->set_os_version("0.1");
@@ -83,14 +83,14 @@ wire::ClientPayload RegistrationPayload(const DeviceCredentials& creds, const Cl
   p.set_pull(false);
   wire::DeviceProps props;
   props.set_os(info.os);
-  props.mutable_version()->set_primary(2);
-  props.mutable_version()->set_secondary(3000);
-  props.mutable_version()->set_tertiary(info.app_version_tertiary);
+  props.mutable_version()->set_primary(info.version.primary);
+  props.mutable_version()->set_secondary(info.version.secondary);
+  props.mutable_version()->set_tertiary(info.version.tertiary);
   props.set_platform_type(wire::DeviceProps::DESKTOP);
   props.set_require_full_sync(false);
   props.mutable_history_sync_config()->set_storage_quota_mb(10240);
 
-  const std::string version = absl::StrCat("2.3000.", info.app_version_tertiary);
+  const std::string version = info.version.ToString();
   uint8_t md5[MD5_DIGEST_LENGTH];
   unsigned md5_len = 0;
   EVP_Digest(version.data(), version.size(), md5, &md5_len, EVP_md5(), nullptr);

@@ -25,14 +25,15 @@
 #include "absl/status/statusor.h"
 #include "binary_node.h"
 #include "credentials.h"
+#include "version.h"
 #include "wa_wire.pb.h"
 
 namespace wasentinel::wa {
 
 /// What the companion says about itself (UserAgent, DeviceProps).
 struct ClientInfo {
-  uint32_t app_version_tertiary = 1023223821;  ///< WhatsApp Web 2.3000.N
-  std::string os = "WA Sentinel";              ///< shown on the phone's linked-devices list
+  WaVersion version = kDefaultWaVersion;  ///< the WhatsApp Web version announced
+  std::string os = "WA Sentinel";         ///< shown on the phone's linked-devices list
 };
 
 /// §3 login payload of a paired device (whatsmeow's choices: passive, pull, lc=1).

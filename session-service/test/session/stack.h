@@ -43,6 +43,7 @@ class Sim {
   }
   const std::array<uint8_t, 32>& root() const { return server_->root_public_key(); }
   sim::SimControl control() const { return sim::SimControl(server_->control_port()); }
+  uint16_t control_port() const { return server_->control_port(); }
 
   // A device known to wa-sim, as a Baileys creds.json.
   std::string Device(uint64_t phone, uint32_t device = 5) {
@@ -75,6 +76,8 @@ inline Options StackOptions(const std::string& db_url, const Sim& sim) {
   c.keepalive_max_silence = absl::Milliseconds(300);
   o.manager.backoff = {absl::Milliseconds(50), absl::Milliseconds(50), absl::Milliseconds(50)};
   o.manager.restore_per_second = 0;
+  // No page to read here (tests of `auto` point it at wa-sim's).
+  o.wa_version.version = wa::kDefaultWaVersion.ToString();
   return o;
 }
 
@@ -167,7 +170,11 @@ struct Stack {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::SessionService::Stub> stub;
 
-  explicit Stack(std::function<void(Options&)> tweak = nullptr) { Start(tweak); }
+  explicit Stack(std::function<void(Options&)> tweak = nullptr,
+                 std::function<void(sim::SimOptions&)> sim_tweak = nullptr)
+      : sim(std::move(sim_tweak)) {
+    Start(tweak);
+  }
   void Start(std::function<void(Options&)> tweak = nullptr) {
     Options o = StackOptions(db.url(), sim);
     if (tweak) tweak(o);

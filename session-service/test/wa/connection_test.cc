@@ -194,6 +194,68 @@ struct FaultCase {
 
 class ConnectionFault : public ::testing::TestWithParam<FaultCase> {};
 
+// What the server queued while the device was offline, and what an earlier connection never
+// acknowledged, comes at the next login after <ib><offline_preview>; the client asks for it
+// (<ib><offline_batch>), acks every stanza, and so nothing comes a second time.
+TEST(Connection, OfflineStanzasAreFetchedAckedAndNeverRedelivered) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  const std::string device = "/devices/15551234567:12";
+  // Queued before the first login.
+  for (const char* tag : {"message", "receipt", "notification"}) {
+    ASSERT_TRUE(lb.control()
+                    .Post(device + "/stanza",
+                          {{"tag", tag}, {"from", "15550001111@s.whatsapp.net"}, {"type", "text"}})
+                    .ok());
+  }
+  auto stats = [&] { return lb.control().Get("/stats").value(); };
+  auto conn_json = [&] { return lb.control().Get("/connections").value()["connections"]; };
+  auto delivered = [&](int acked) {
+    return wasentinel::testing::Eventually([&] {
+      auto c = conn_json();
+      return c.size() == 1 && c[0]["offline_done"] == true && c[0]["acks_matched"] == acked &&
+             c[0]["unacked"] == 0;
+    });
+  };
+  auto obs = std::make_shared<RecordingObserver>();
+  auto conn = lb.Connect(creds, obs);
+  ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
+  ASSERT_TRUE(delivered(3));
+  EXPECT_EQ(conn_json()[0]["offline_batch_requested"], true);
+  EXPECT_EQ(stats()["offline_delivered"], 3);
+  EXPECT_EQ(stats()["offline_batches"], 1);
+
+  // A stanza the server never sees acknowledged (the connection is blackholed) waits for the
+  // next login.
+  ASSERT_TRUE(lb.control().Post("/connections/15551234567:12/blackhole").ok());
+  ASSERT_TRUE(lb.control()
+                  .Post("/connections/15551234567:12/stanza",
+                        {{"tag", "notification"}, {"from", "s.whatsapp.net"}, {"type", "devices"}})
+                  .ok());
+  conn->Abort();
+  ASSERT_TRUE(obs->WaitFor(Event::kClosed));
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    return conn_json().empty() &&
+           lb.control().Get("/devices").value()["devices"][0]["offline_queued"] == 1;
+  }));
+  auto obs2 = std::make_shared<RecordingObserver>();
+  auto conn2 = lb.Connect(creds, obs2);
+  ASSERT_TRUE(obs2->WaitFor(Event::kLoggedIn));
+  ASSERT_TRUE(delivered(1));
+  EXPECT_EQ(stats()["offline_delivered"], 4);
+  conn2->Abort();
+  ASSERT_TRUE(obs2->WaitFor(Event::kClosed));
+
+  // Every stanza was acked: a third login finds nothing.
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return conn_json().empty(); }));
+  auto obs3 = std::make_shared<RecordingObserver>();
+  auto conn3 = lb.Connect(creds, obs3);
+  ASSERT_TRUE(obs3->WaitFor(Event::kLoggedIn));
+  ASSERT_TRUE(delivered(0));
+  EXPECT_EQ(stats()["offline_delivered"], 4);
+  EXPECT_EQ(stats()["offline_batches"], 2);
+}
+
 TEST_P(ConnectionFault, EndsWithTheRightCause) {
   const FaultCase& fc = GetParam();
   Loopback lb;

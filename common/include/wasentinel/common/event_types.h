@@ -13,12 +13,20 @@ namespace wasentinel::event_types {
 inline constexpr char kWarning[] = "session.warning";    ///< offline past warning_after
 inline constexpr char kCritical[] = "session.critical";  ///< offline past critical_after
 inline constexpr char kLoggedOut[] = "session.logged_out";
+/// <failure reason="402">: until when, and why; the session connects again by itself then.
+inline constexpr char kTemporarilyBanned[] = "session.temporarily_banned";
+/// <failure reason="405"> also with the version just read from WhatsApp Web.
+inline constexpr char kClientOutdated[] = "session.client_outdated";
+/// The account's phone was not seen for phone_inactive_warning_after (WARNING) or
+/// phone_inactive_critical_after (CRITICAL): WhatsApp unlinks devices of an idle phone.
+inline constexpr char kPhoneInactive[] = "session.phone_inactive";
 inline constexpr char kManualIntervention[] = "session.manual_intervention";
 inline constexpr char kUnreachable[] = "session_service.unreachable";
 
 /// Every event type, for metrics that list them all from the start.
-inline constexpr std::array<const char*, 5> kAll = {kWarning, kCritical, kLoggedOut,
-                                                    kManualIntervention, kUnreachable};
+inline constexpr std::array<const char*, 8> kAll = {
+    kWarning,        kCritical,      kLoggedOut,          kTemporarilyBanned,
+    kClientOutdated, kPhoneInactive, kManualIntervention, kUnreachable};
 
 /// The dedup-key kind of one outage's offline alert: warning, escalated to critical, one key.
 inline constexpr char kOfflineKind[] = "session.offline";
