@@ -52,6 +52,12 @@ ABSL_FLAG(absl::Duration, critical_after, absl::Hours(6),
           "offline this long is CRITICAL and alerted session.critical [WAS_CRITICAL_AFTER]");
 ABSL_FLAG(absl::Duration, warning_after, absl::Minutes(5),
           "offline this long is alerted session.warning [WAS_WARNING_AFTER]");
+ABSL_FLAG(absl::Duration, phone_inactive_warning_after, absl::Hours(24 * 12),
+          "the account's phone unseen this long is alerted session.phone_inactive (WARNING)"
+          " [WAS_PHONE_INACTIVE_WARNING_AFTER]");
+ABSL_FLAG(absl::Duration, phone_inactive_critical_after, absl::Hours(24 * 13),
+          "... and this long CRITICAL; WhatsApp unlinks devices after about 14 days"
+          " [WAS_PHONE_INACTIVE_CRITICAL_AFTER]");
 ABSL_FLAG(absl::Duration, reconnect_after, absl::Minutes(3),
           "offline this long with no retry under way → Reconnect; also the least spacing of"
           " such reconnects [WAS_RECONNECT_AFTER]");
@@ -118,6 +124,15 @@ int main(int argc, char** argv) {
     config::RefuseConfig(absl::StrCat(config::Source(config::Handle(FLAGS_warning_after)),
                                       " is longer than ",
                                       config::Source(config::Handle(FLAGS_critical_after))));
+  }
+  p.phone_inactive_warning_after =
+      config::DurationIn(FLAGS_phone_inactive_warning_after, absl::Seconds(1), week * 52);
+  p.phone_inactive_critical_after =
+      config::DurationIn(FLAGS_phone_inactive_critical_after, absl::Seconds(1), week * 52);
+  if (p.phone_inactive_warning_after > p.phone_inactive_critical_after) {
+    config::RefuseConfig(absl::StrCat(
+        config::Source(config::Handle(FLAGS_phone_inactive_warning_after)), " is longer than ",
+        config::Source(config::Handle(FLAGS_phone_inactive_critical_after))));
   }
   o.history_retention =
       config::DurationIn(FLAGS_history_retention, absl::Hours(1), absl::Hours(24 * 3650));

@@ -49,7 +49,8 @@ class App::Impl {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   bool shut_down = false;
-  std::unique_ptr<PeriodicThread> pruner;  // PruneEvents()
+  std::unique_ptr<PeriodicThread> pruner;         // PruneEvents()
+  std::unique_ptr<PeriodicThread> phone_flusher;  // manager->FlushPhoneSightings()
 
   // Deletes events past the retention in batches of 1000, so no statement holds locks long.
   void PruneEvents(absl::Duration retention) {
@@ -68,6 +69,7 @@ class App::Impl {
 
   void StopPruner() {
     if (pruner) pruner->Stop();
+    if (phone_flusher) phone_flusher->Stop();
   }
 
   ~Impl() {
@@ -161,6 +163,12 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options) {
                                                    *impl->writer, manager_options, impl->log,
                                                    impl->metrics.get());
   impl->listener->set_on_leases([manager = impl->manager.get()] { manager->ClaimNow(); });
+  impl->phone_flusher =
+      std::make_unique<PeriodicThread>(options.phone_seen_flush_interval, [impl = impl.get()] {
+        if (auto st = impl->manager->FlushPhoneSightings(); !st.ok()) {
+          impl->log->warn("storing when the phones were last seen: {}", st);
+        }
+      });
   if (options.reseal_on_start) {
     WAS_ASSIGN_OR_RETURN(auto rotated, impl->manager->RotateSealingKey());
     impl->log->info("start-up re-seal: {} credentials now under key id {}", rotated.resealed,
@@ -214,6 +222,9 @@ void App::Shutdown(absl::Duration drain) {
   impl_->server->GetHealthCheckService()->SetServingStatus(false);
   impl_->StopPruner();
   impl_->manager->Shutdown(deadline);  // refuses new connects, closes every socket
+  if (auto st = impl_->manager->FlushPhoneSightings(); !st.ok()) {
+    log.warn("storing when the phones were last seen: {}", st);
+  }
   if (!impl_->writer->Drain(deadline)) {
     log.error("{} state changes were not written before the deadline", impl_->writer->queued());
   }

@@ -39,6 +39,8 @@ struct Options {
   /// (README "Configuration": 30 days).
   absl::Duration event_retention = absl::Hours(24 * 30);
   absl::Duration event_prune_interval = absl::Minutes(10);
+  /// How often the phones' sightings (phone_last_seen_at) are written, in one statement.
+  absl::Duration phone_seen_flush_interval = absl::Minutes(1);
   /// What WatchSessionEvents streams may cost: the events one may fall behind, the streams one
   /// API key may hold open.
   WatchLimits watch_limits;

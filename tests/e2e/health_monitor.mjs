@@ -12,6 +12,8 @@
 //   E–H  WhatsApp refuses the first login: 403 → session.logged_out; 402 for 6 s →
 //        session.temporarily_banned saying until when, no Reconnect, connected by itself after
 //        the ban, resolved; 405 → session.client_outdated; 409 → manual intervention
+//   P  its phone last seen 5 s ago, with the phone windows shortened to 4 s / 8 s →
+//        session.phone_inactive WARNING, then CRITICAL; the phone seen again → resolved
 //   session-service SIGKILLed     → one session_service.unreachable alert, status ERROR;
 //                                    restarted → resolved, sessions HEALTHY again
 // Throughout: no dedup key is raised twice at the same severity.
@@ -128,6 +130,8 @@ async function startMonitor(name, { lead = true } = {}) {
     '--light_interval=1s', '--fast_interval=1s', '--deep_interval=2s', '--unreachable_backoff=1s',
     '--inbound_silence=3s', '--warning_after=2m', '--critical_after=10m', '--reconnect_after=60s',
     '--call_timeout=4s', '--leader_poll=300ms', '--watch_backoff=300ms', `--log_level=${logLevel}`,
+    // WhatsApp's ~14 days, in seconds: only a session whose phone was ever seen is judged.
+    '--phone_inactive_warning_after=4s', '--phone_inactive_critical_after=8s',
   ]);
   monitors.push(p);
   const client = new MonitorService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -332,6 +336,34 @@ try {
     !(await credsOf('E')) && await credsOf('G') && await credsOf('H') &&
     (await sim.get('/stats')).login_failures === refusals.length, `${(await sim.get('/stats')).login_failures} failed logins`);
 
+  say('\n— P: its phone was last seen 5 s ago (windows 4 s / 8 s)');
+  await addDevice('P', 20);
+  await waitConnected('P');
+  const ownPhone = `${jids.P.split(':')[0]}@s.whatsapp.net`;
+  const phoneSeen = (secondsAgo) => sim.post(`/connections/${jids.P}/stanza`, {
+    tag: 'receipt', from: ownPhone, recipient: '15550001111@s.whatsapp.net', type: 'read',
+    t: Math.floor(Date.now() / 1000) - secondsAgo,
+  });
+  await phoneSeen(5);
+  const keyP = `session.phone_inactive/${ids.P}`;
+  const warnP = await waitFor(() => raisedFor(keyP).find((a) => a.severity === 'SEVERITY_WARNING'),
+    { timeoutMs: 10000, what: "P's phone warning" }).catch(() => null);
+  const seenP = (await sessionService.call('GetSession', { id: ids.P })).session.phone_last_seen_at;
+  check('P: phone unseen past the warning window → session.phone_inactive WARNING telling the owner to open WhatsApp',
+    !!warnP && warnP.summary.includes('open WhatsApp on the phone') && !!seenP &&
+    (await health(monitor, ids.P))?.phone_last_seen_at?.seconds === seenP.seconds, warnP?.summary);
+  const critP = await waitFor(() => raisedFor(keyP).find((a) => a.severity === 'SEVERITY_CRITICAL'),
+    { timeoutMs: 15000, what: "P's phone critical" }).catch(() => null);
+  const phoneMetrics = await (await fetch(`http://127.0.0.1:${monitor.metricsPort}/metrics`)).text();
+  check('P: past the critical window → CRITICAL; metrics count it',
+    !!critP && /^wasentinel_monitor_phones_inactive\{severity="critical"\} 1/m.test(phoneMetrics));
+  await phoneSeen(0);
+  const backP = await waitFor(() => resolved.find((a) => a.dedup_key === keyP),
+    { timeoutMs: 10000, what: "P's phone alert resolved" }).catch(() => null);
+  check('P: the phone seen again → the alert is resolved', !!backP);
+  // Keep P out of the checks below: its phone would be judged away again in 4 s.
+  await sessionService.call('DeleteSession', { id: ids.P });
+
   say('\n— session-service is SIGKILLed, then started again');
   // session-service SIGKILLed: one alert for the outage; back → resolved.
   sessionService.proc.kill('SIGKILL');
@@ -359,7 +391,8 @@ try {
     `${[...byKey.entries()].map(([k, n]) => `${k}×${n}`).join('; ')}; ${duplicates} duplicates, ${badSignatures} bad signatures`);
   const stored = await alertService.call('ListAlerts', { page_size: 100 });
   check('alert-service holds each alert once, with its webhook SENT',
-    stored.alerts.length === byKey.size && stored.alerts.every((a) => a.raise_count === 1 &&
+    stored.alerts.length === new Set(raised.map((a) => a.dedup_key)).size &&
+    stored.alerts.every((a) => a.raise_count === (a.dedup_key.startsWith('session.phone_inactive/') ? 2 : 1) &&
       a.deliveries.some((d) => d.channel === 'CHANNEL_WEBHOOK' && d.status === 'STATUS_SENT')),
     stored.alerts.map((a) => `${a.dedup_key}:${a.status}`).join(', '));
   const metrics = await (await fetch(`http://127.0.0.1:${monitor.metricsPort}/metrics`)).text();

@@ -738,8 +738,11 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     wa::RandomBytes(id_bytes);
     std::string id = "3EB0" + wasentinel::HexEncode(id_bytes);
     absl::AsciiStrToUpper(&id);
-    Node::Attrs attrs = {
-        {"from", from}, {"id", id}, {"t", std::to_string(absl::ToUnixSeconds(absl::Now()))}};
+    // "t": when it was sent (Unix seconds; default now), e.g. a receipt the phone sent earlier.
+    const int64_t t = extra.contains("t") && extra["t"].is_number_integer()
+                          ? extra["t"].get<int64_t>()
+                          : absl::ToUnixSeconds(absl::Now());
+    Node::Attrs attrs = {{"from", from}, {"id", id}, {"t", std::to_string(t)}};
     Node::Attrs expect = {{"class", tag}, {"to", from}};
     for (const char* key : {"type", "participant", "recipient"}) {
       if (!extra.contains(key) || !extra[key].is_string()) continue;

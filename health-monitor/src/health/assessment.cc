@@ -46,6 +46,14 @@ bool EndedByWhatsApp(const sv1::Session& s) {
   }
 }
 
+std::optional<absl::Duration> PhoneAway(const sv1::Session& s, absl::Time now) {
+  if (!s.has_phone_last_seen_at() || !s.has_credentials() ||
+      s.state() == sv1::SESSION_STATE_LOGGED_OUT) {
+    return std::nullopt;
+  }
+  return std::max(absl::ZeroDuration(), now - FromProto(s.phone_last_seen_at()));
+}
+
 bool WantsSocket(const sv1::Session& s) {
   return s.is_active() && s.auto_connect() && s.has_credentials() && !EndedByWhatsApp(s) &&
          !(s.state() == sv1::SESSION_STATE_DISCONNECTED && s.reason() == sv1::STATE_REASON_USER) &&
@@ -136,6 +144,10 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
                   absl::StrCat("offline ", HumanDuration(offline)));
   }
   if (socket_dead) score.Penalty("socket", 30, "stored CONNECTED, socket dead");
+  if (auto away = PhoneAway(s, now); away && *away >= policy.phone_inactive_warning_after) {
+    score.Penalty("phone", *away >= policy.phone_inactive_critical_after ? 30 : 15,
+                  absl::StrCat("the phone was last seen ", HumanDuration(*away), " ago"));
+  }
   if (connected && facts_are_live && s.has_keepalive_rtt()) {
     const absl::Duration rtt =
         absl::Seconds(s.keepalive_rtt().seconds()) + absl::Nanoseconds(s.keepalive_rtt().nanos());

@@ -61,7 +61,16 @@ struct HealthPolicy {
   /// §5: 3 per hour); beyond, manual intervention is required.
   int max_recoveries = 3;
   absl::Duration recovery_window = absl::Hours(1);
+  /// The account's phone not seen for this long raises session.phone_inactive as WARNING,
+  /// and for the second as CRITICAL: WhatsApp unlinks the linked devices of a phone away
+  /// about 14 days (mautrix-whatsapp warns at 12).
+  absl::Duration phone_inactive_warning_after = absl::Hours(24 * 12);
+  absl::Duration phone_inactive_critical_after = absl::Hours(24 * 13);
 };
+
+/// How long the account's phone has not been seen, when it was seen once and the session still
+/// has a linked device to lose; nullopt otherwise.
+std::optional<absl::Duration> PhoneAway(const sv1::Session& s, absl::Time now);
 
 /// What the monitor remembers about a session between checks.
 struct SessionMemory {

@@ -28,6 +28,12 @@ MonitorMetrics::MonitorMetrics(prometheus::Registry& registry)
                   .Help("Sessions flagged manual_intervention_required")
                   .Register(registry)
                   .Add({})),
+      phones_(prometheus::BuildGauge()
+                  .Name("wasentinel_monitor_phones_inactive")
+                  .Help("Sessions whose phone has not been seen for "
+                        "--phone_inactive_warning_after (severity=warning, not yet critical) or "
+                        "--phone_inactive_critical_after (severity=critical)")
+                  .Register(registry)),
       score_family_(prometheus::BuildHistogram()
                         .Name("wasentinel_monitor_session_score")
                         .Help("Health scores (0-100) of the watched sessions at the last check")

@@ -53,11 +53,17 @@ class MonitorMetrics {
   /// An event handled `lag` after session-service wrote it.
   void Event(absl::Duration lag);
   void Leader(bool leader) { leader_.Set(leader ? 1 : 0); }
+  /// Sessions whose phone was last seen past the warning / critical window.
+  void PhonesInactive(int64_t warning, int64_t critical) {
+    phones_.Add({{"severity", "warning"}}).Set(static_cast<double>(warning));
+    phones_.Add({{"severity", "critical"}}).Set(static_cast<double>(critical));
+  }
   void SessionServiceUp(bool up) { session_service_up_.Set(up ? 1 : 0); }
 
  private:
   prometheus::Family<prometheus::Gauge>& sessions_;
   prometheus::Gauge& manual_;
+  prometheus::Family<prometheus::Gauge>& phones_;
   prometheus::Family<prometheus::Histogram>& score_family_;
   prometheus::Family<prometheus::Counter>& recoveries_;
   prometheus::Family<prometheus::Histogram>& checks_;

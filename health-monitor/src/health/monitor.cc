@@ -21,6 +21,7 @@ constexpr const char* kLoggedOut = event_types::kLoggedOut;
 constexpr const char* kManual = event_types::kManualIntervention;
 constexpr const char* kBanned = event_types::kTemporarilyBanned;
 constexpr const char* kOutdated = event_types::kClientOutdated;
+constexpr const char* kPhone = event_types::kPhoneInactive;
 constexpr absl::Duration kRefreshSaved = absl::Minutes(15);
 
 void Trim(std::deque<absl::Time>& q, absl::Time since) {
@@ -426,7 +427,7 @@ v1::JobResult Monitor::CleanupInactive() {
   }
   for (const auto& [id, w] : watched_) {
     if (w.s.health.level() != v1::HEALTH_LEVEL_INACTIVE) continue;
-    for (const char* kind : {kOffline, kLoggedOut, kManual}) {
+    for (const char* kind : {kOffline, kLoggedOut, kManual, kBanned, kOutdated}) {
       if (ResolveOpen(DedupKey(kind, id), w.s.health.cause())) ++tally.notified;
     }
   }
@@ -438,7 +439,7 @@ v1::JobResult Monitor::CleanupInactive() {
 }
 
 void Monitor::ForgetSession(const std::string& id, const std::string& note, Tally& tally) {
-  for (const char* kind : {kOffline, kLoggedOut, kManual}) {
+  for (const char* kind : {kOffline, kLoggedOut, kManual, kBanned, kOutdated, kPhone}) {
     if (ResolveOpen(DedupKey(kind, id), note)) ++tally.notified;
   }
   if (auto st = store_.Forget(id); !st.ok()) log_->warn("forgetting session {}: {}", id, st);
@@ -473,13 +474,23 @@ void Monitor::PublishMetrics() {
   int64_t manual = 0;
   std::vector<int> scores;
   scores.reserve(watched_.size());
+  int64_t phones_warning = 0, phones_critical = 0;
+  const absl::Time now = clock_.Now();
   for (const auto& [id, w] : watched_) {
     const v1::SessionHealth& h = w.s.health;
     if (h.level() >= 0 && h.level() < static_cast<int>(by_level.size())) ++by_level[h.level()];
+    if (auto away = PhoneAway(w.s.facts, now)) {
+      if (*away >= policy_.phone_inactive_critical_after) {
+        ++phones_critical;
+      } else if (*away >= policy_.phone_inactive_warning_after) {
+        ++phones_warning;
+      }
+    }
     if (h.manual_intervention_required()) ++manual;
     if (h.level() != v1::HEALTH_LEVEL_INACTIVE) scores.push_back(h.score());
   }
   metrics_->Snapshot(by_level, manual, scores);
+  metrics_->PhonesInactive(phones_warning, phones_critical);
 }
 
 absl::StatusOr<v1::SessionHealth> Monitor::Acknowledge(const std::string& session_id,
@@ -538,6 +549,7 @@ Monitor::Evaluated Monitor::Classify(Watched& w, const std::string& why) {
   }
   if (f.has_last_connected_at()) *h.mutable_last_connected_at() = f.last_connected_at();
   if (f.has_last_disconnected_at()) *h.mutable_last_disconnected_at() = f.last_disconnected_at();
+  if (f.has_phone_last_seen_at()) *h.mutable_phone_last_seen_at() = f.phone_last_seen_at();
   h.set_recovery_attempts_last_hour(limiter_.Count(h.session_id(), now));
   *h.mutable_last_checked_at() = ToProto(now);
   if (old_level != a.level) *h.mutable_level_since() = ToProto(now);
@@ -577,6 +589,7 @@ void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
     }
   }
   Alert(w, e.a, tally);
+  PhoneAlert(w, tally);
   Act(w, e.a, tally);
 }
 
@@ -605,6 +618,7 @@ void Monitor::EvaluateAll(const std::vector<std::string>& ids, const std::string
     auto it = watched_.find(id);
     if (it == watched_.end()) continue;
     Alert(it->second, e.a, tally);
+    PhoneAlert(it->second, tally);
     Act(it->second, e.a, tally);
   }
 }
@@ -787,6 +801,36 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
     raise(kOffline, event_types::kCritical, av1::SEVERITY_CRITICAL, summary);
   } else {
     raise(kOffline, event_types::kWarning, av1::SEVERITY_WARNING, summary);
+  }
+}
+
+void Monitor::PhoneAlert(Watched& w, Tally& tally) {
+  const v1::SessionHealth& h = w.s.health;
+  const sv1::Session& f = w.s.facts;
+  const std::string key = DedupKey(kPhone, h.session_id());
+  const auto away = PhoneAway(f, clock_.Now());
+  if (!away || *away < policy_.phone_inactive_warning_after) {
+    if (open_alerts_.contains(key) &&
+        ResolveOpen(key, away ? "the phone was seen again" : "no linked device left to lose")) {
+      ++tally.notified;
+    }
+    return;
+  }
+  const bool critical = *away >= policy_.phone_inactive_critical_after;
+  const std::string who =
+      absl::StrCat(h.account_name().empty() ? "session" : h.account_name(),
+                   h.phone_number_masked().empty() ? "" : " (", h.phone_number_masked(),
+                   h.phone_number_masked().empty() ? "" : ")");
+  const std::string summary = absl::StrCat(
+      who, ": the phone has not been online for ", HumanDuration(*away), " (last seen ",
+      absl::FormatTime("%Y-%m-%d %H:%M UTC", FromProto(f.phone_last_seen_at()),
+                       absl::UTCTimeZone()),
+      "). WhatsApp unlinks the linked devices of a phone that stays away about 14 days: open "
+      "WhatsApp on the phone, with internet, ",
+      critical ? "today." : "in the next days.");
+  if (RaiseOnce(key, &w, event_types::kPhoneInactive,
+                critical ? av1::SEVERITY_CRITICAL : av1::SEVERITY_WARNING, summary)) {
+    ++tally.notified;
   }
 }
 

@@ -148,6 +148,9 @@ class Monitor {
   void EvaluateAll(const std::vector<std::string>& ids, const std::string& why, Tally& tally);
   void Act(Watched& w, const Assessment& a, Tally& tally);
   void Alert(Watched& w, const Assessment& a, Tally& tally);
+  // session.phone_inactive: raised WARNING / CRITICAL past the phone windows, resolved once the
+  // phone is seen again (or the session has no linked device left to lose).
+  void PhoneAlert(Watched& w, Tally& tally);
   bool RaiseOnce(const std::string& key, const Watched* w, const std::string& event_type,
                  av1::Severity severity, const std::string& summary);
   bool ResolveOpen(const std::string& key, const std::string& note);

@@ -125,6 +125,7 @@ v1::Session ToProto(const SessionView& view) {
   s.set_failure_code(r.failure_code);
   s.set_ban_code(r.ban_code);
   if (r.ban_expires_at) *s.mutable_ban_expires_at() = ToProto(*r.ban_expires_at);
+  if (r.phone_last_seen_at) *s.mutable_phone_last_seen_at() = ToProto(*r.phone_last_seen_at);
   if (const auto& live = view.live) {
     s.set_owner(live->owner);
     // This process's view is newer than the row: transitions are written behind it.
@@ -135,6 +136,10 @@ v1::Session ToProto(const SessionView& view) {
     s.set_ban_code(live->ban_code);
     s.clear_ban_expires_at();
     if (live->ban_expires_at) *s.mutable_ban_expires_at() = ToProto(*live->ban_expires_at);
+    if (live->phone_last_seen_at &&
+        (!r.phone_last_seen_at || *live->phone_last_seen_at > *r.phone_last_seen_at)) {
+      *s.mutable_phone_last_seen_at() = ToProto(*live->phone_last_seen_at);
+    }
     s.set_socket_alive(live->socket_alive);
     s.set_inbound_messages(live->inbound_messages);
     s.set_missed_pings(live->missed_pings);

@@ -241,8 +241,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     int attempt = 0;  // retries used since the last successful login
     absl::Time connecting_since;
     std::unique_ptr<asio::steady_timer> retry_timer;
-    wa::WaVersion version;         // announced by the current (or last) connection
-    bool version_retried = false;  // a 405 already led to one more login with a newer version
+    wa::WaVersion version;            // announced by the current (or last) connection
+    bool version_retried = false;     // a 405 already led to one more login with a newer version
+    bool phone_seen_unsaved = false;  // record.phone_last_seen_at is newer than the stored one
     std::shared_ptr<PairingFeed> pairing;  // a StartPairing stream waits for the outcome
     std::string pairing_phone;             // pairing by code for this number (empty: by QR code)
   };
@@ -265,6 +266,9 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     }
     void OnInboundMessage(absl::Time) override {
       if (auto impl = impl_.lock(); impl && impl->metrics_) impl->metrics_->InboundMessage();
+    }
+    void OnPhoneSeen(absl::Time at) override {
+      if (auto impl = impl_.lock()) impl->Touched().OnPhoneSeen(id_, generation_, at);
     }
     void OnPairingCode(const std::string& code, absl::Duration valid_for) override {
       if (auto impl = impl_.lock())
@@ -338,6 +342,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     live.failure_code = rt.record.failure_code;
     live.ban_code = rt.record.ban_code;
     live.ban_expires_at = rt.record.ban_expires_at;
+    live.phone_last_seen_at = rt.record.phone_last_seen_at;
     live.socket_alive = rt.conn && rt.logged_in;
     live.retry_pending = rt.retry_timer != nullptr;
     live.pairing = rt.pairing != nullptr;
@@ -503,6 +508,27 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       u.session = SessionView{rt.record, Live(rt)};
       feed->Push(std::move(u));
     }
+  }
+
+  // The account's phone showed itself; stored by the next FlushPhoneSightings.
+  void OnPhoneSeen(const std::string& id, uint64_t generation, absl::Time at) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.generation != generation) return;
+    auto& seen = it->second.record.phone_last_seen_at;
+    if (seen && *seen >= at) return;
+    seen = at;
+    it->second.phone_seen_unsaved = true;
+  }
+
+  // The sightings not stored yet, marked stored.
+  std::vector<std::pair<std::string, absl::Time>> TakePhoneSightings() {
+    std::vector<std::pair<std::string, absl::Time>> out;
+    for (auto& [id, rt] : sessions_) {
+      if (!rt.phone_seen_unsaved || !rt.record.phone_last_seen_at) continue;
+      rt.phone_seen_unsaved = false;
+      out.emplace_back(id, *rt.record.phone_last_seen_at);
+    }
+    return out;
   }
 
   void OnQrCode(const std::string& id, uint64_t generation, const std::string& text,
@@ -1475,6 +1501,21 @@ std::vector<SessionView> SessionManager::Overlay(std::vector<SessionRecord> reco
     }
     return out;
   });
+}
+
+absl::Status SessionManager::FlushPhoneSightings() {
+  auto sightings = impl_->OnIo([&] { return impl_->TakePhoneSightings(); });
+  if (sightings.empty()) return absl::OkStatus();
+  absl::Status st = store_.RecordPhoneSightings(sightings);
+  if (!st.ok()) {
+    impl_->OnIo([&] {
+      for (const auto& [id, at] : sightings) {
+        auto it = impl_->sessions_.find(id);
+        if (it != impl_->sessions_.end()) it->second.phone_seen_unsaved = true;
+      }
+    });
+  }
+  return st;
 }
 
 absl::Status SessionManager::RestoreAll() {

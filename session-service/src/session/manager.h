@@ -70,6 +70,7 @@ struct LiveInfo {
   int failure_code = 0;  ///< SessionRecord::failure_code, as held here
   int ban_code = 0;      ///< SessionRecord::ban_code, as held here
   std::optional<absl::Time> ban_expires_at;
+  std::optional<absl::Time> phone_last_seen_at;  ///< newer than the stored one, maybe
   bool socket_alive = false;
   int64_t inbound_messages = 0;
   std::optional<absl::Time> last_inbound_at;
@@ -215,6 +216,10 @@ class SessionManager {
   void set_advertise_address(std::string address);
   /// Wakes the lease keeper to claim orphans now (another replica gave its leases up).
   void ClaimNow();
+  /// Stores when each held session's phone was last seen, where that changed since the last
+  /// call (one statement for all; App calls it every `phone_seen_flush_interval` and at
+  /// shutdown). UNAVAILABLE when the database is down: those sightings are kept for the next.
+  absl::Status FlushPhoneSightings();
 
   /// Closes every connection (presence unavailable, clean close) and records DISCONNECTED /
   /// SHUTDOWN for each live session; connections still open at `deadline` are aborted.

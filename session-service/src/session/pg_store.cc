@@ -465,6 +465,25 @@ absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t
   return event;
 }
 
+absl::Status PgSessionStore::RecordPhoneSightings(
+    const std::vector<std::pair<std::string, absl::Time>>& sightings) {
+  std::vector<std::string> ids;
+  std::vector<int64_t> micros;
+  for (const auto& [id, at] : sightings) {
+    WAS_RETURN_IF_ERROR(CheckSessionId(id));
+    ids.push_back(id);
+    micros.push_back(absl::ToUnixMicros(at));
+  }
+  return pool_.Run("record phone sightings", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    n.exec_params(
+        "UPDATE sessions s SET phone_last_seen_at = GREATEST(s.phone_last_seen_at,"
+        " to_timestamp(v.us::double precision / 1000000)) FROM (SELECT unnest($1::uuid[]) AS id,"
+        " unnest($2::bigint[]) AS us) v WHERE s.id = v.id",
+        PgArray(ids), PgArray(micros));
+  });
+}
+
 absl::StatusOr<std::vector<SessionRecord>> PgSessionStore::ListSealedNotUnder(
     const std::string& key_id, int limit) {
   std::vector<SessionRecord> out;

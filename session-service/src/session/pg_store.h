@@ -42,6 +42,8 @@ class PgSessionStore final : public SessionStore {
   absl::StatusOr<int64_t> OldestSequence() override;
   absl::StatusOr<int64_t> PruneEventsBefore(absl::Time cutoff, int batch) override;
   absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() override;
+  absl::Status RecordPhoneSightings(
+      const std::vector<std::pair<std::string, absl::Time>>& sightings) override;
   absl::StatusOr<absl::Duration> Ping() override;
   absl::StatusOr<std::vector<Lease>> AcquireLeases(const std::vector<std::string>& ids,
                                                    const std::string& owner,

@@ -188,6 +188,10 @@ class SessionStore {
   virtual absl::StatusOr<int64_t> OldestSequence() = 0;
   /// Deletes up to `batch` events older than `cutoff`, oldest first; answers how many went.
   virtual absl::StatusOr<int64_t> PruneEventsBefore(absl::Time cutoff, int batch) = 0;
+  /// phone_last_seen_at = the later of the stored one and the given one, for each (session id,
+  /// time); unknown ids are skipped. Not fenced: a later time wins whoever writes it.
+  virtual absl::Status RecordPhoneSightings(
+      const std::vector<std::pair<std::string, absl::Time>>& sightings) = 0;
   /// Session counts by stored state.
   virtual absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() = 0;
   virtual absl::StatusOr<absl::Duration> Ping() = 0;

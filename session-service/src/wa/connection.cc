@@ -655,6 +655,15 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       }
       Send(MakeNode("ack", std::move(attrs)));
     }
+    if (node.tag != "call" && node.tag != "status" && IsOwnPhone(node)) {
+      absl::Time at = absl::Now();
+      int64_t t = 0;
+      if (const std::string* ts = node.Attr("t");
+          ts && absl::SimpleAtoi(*ts, &t) && t > 0 && absl::FromUnixSeconds(t) < at) {
+        at = absl::FromUnixSeconds(t);
+      }
+      if (observer_) observer_->OnPhoneSeen(at);
+    }
     if (node.tag == "notification" && node.AttrOr("type") == "link_code_companion_reg") {
       OnPrimaryHello(node);
     } else if (node.tag == "message") {
@@ -663,6 +672,32 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
       stats.last_inbound_unix_ms = absl::ToUnixMillis(now);
       if (observer_) observer_->OnInboundMessage(now);
     }
+  }
+
+  // Did the account's primary phone send this? Its sender (`participant` in groups, else
+  // `from`) is our number or our LID at device 0 ("N@s.whatsapp.net", "N:0@…", "N.0:0@…").
+  bool IsOwnPhone(const Node& node) const {
+    const std::string* sender = node.Attr("participant");
+    if (!sender) sender = node.Attr("from");
+    if (!sender || !creds_.paired()) return false;
+    std::string_view jid = *sender;
+    const size_t at = jid.find('@');
+    if (at == std::string_view::npos) return false;
+    std::string_view user = jid.substr(0, at);
+    const std::string_view server = jid.substr(at + 1);
+    if (const size_t colon = user.find(':'); colon != std::string_view::npos) {
+      if (user.substr(colon + 1) != "0") return false;
+      user = user.substr(0, colon);
+    }
+    if (const size_t dot = user.find('.'); dot != std::string_view::npos) {
+      user = user.substr(0, dot);  // an agent part
+    }
+    if (server == "s.whatsapp.net") return user == std::to_string(creds_.phone);
+    if (server == "lid" && !creds_.lid.empty()) {
+      std::string_view lid = creds_.lid;
+      return user == lid.substr(0, lid.find_first_of(":@"));
+    }
+    return false;
   }
 
   Node Presence(const char* type) const {

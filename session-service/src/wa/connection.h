@@ -137,6 +137,10 @@ class ConnectionObserver {
   virtual void OnPong(absl::Duration round_trip) {}
   virtual void OnKeepaliveMissed() {}
   virtual void OnInboundMessage(absl::Time at) {}
+  /// The account's phone (our number, or our LID, at device 0) sent a receipt, message or
+  /// notification, dated `at` (the stanza's `t`, or now): the phone is alive. Source:
+  /// mautrix-whatsapp's phone ping (receipts from own device 0), whatsmeow's IsFromMe.
+  virtual void OnPhoneSeen(absl::Time at) {}
 };
 
 /// Figures of a live connection, readable from any thread.

@@ -4,6 +4,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "session/stack.h"
+#include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::session {
 namespace {
@@ -313,6 +314,54 @@ TEST(SessionService, WrongSealingKeyIsAStartupError) {
   EXPECT_EQ(app.status().code(), absl::StatusCode::kFailedPrecondition) << app.status();
   o.auth_state_keys = "k2:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
   EXPECT_EQ(App::Create(o).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// The account's phone shows itself by what it sends from device 0 (receipts, its own messages,
+// notifications), dated by their `t`; other numbers and the account's other linked devices do
+// not count. The time is kept in PostgreSQL and outlives a restart.
+TEST(SessionService, ThePhoneIsSeenByWhatItsDeviceZeroSends) {
+  Stack s;
+  Watcher w(*s.stub);
+  auto session = s.Create("phone", s.sim.Device(15550090001)).value();
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
+  const std::string path = "/connections/15550090001:5/stanza";
+  const int64_t hour_ago = absl::ToUnixSeconds(absl::Now() - absl::Hours(1));
+  auto send = [&](nlohmann::json stanza) { ASSERT_TRUE(s.sim.control().Post(path, stanza).ok()); };
+  auto seen = [&](absl::Time want) {
+    v1::Session got;
+    return wasentinel::testing::Eventually([&] {
+      return s.Get(session.id(), &got).ok() && got.has_phone_last_seen_at() &&
+             FromProto(got.phone_last_seen_at()) == want;
+    });
+  };
+  // Not the phone: another number, another linked device of the account.
+  send({{"tag", "receipt"}, {"from", "15550001111@s.whatsapp.net"}, {"t", hour_ago}});
+  send({{"tag", "receipt"}, {"from", "15550090001:3@s.whatsapp.net"}, {"t", hour_ago}});
+  // The phone, an hour ago: a read receipt of a chat it read.
+  send({{"tag", "receipt"},
+        {"from", "15550090001@s.whatsapp.net"},
+        {"recipient", "15550001111@s.whatsapp.net"},
+        {"type", "read"},
+        {"t", hour_ago}});
+  ASSERT_TRUE(seen(absl::FromUnixSeconds(hour_ago)));
+  // Then a message it sent to a group (participant: device 0), a minute ago.
+  const int64_t minute_ago = absl::ToUnixSeconds(absl::Now() - absl::Minutes(1));
+  send({{"tag", "message"},
+        {"from", "120363000000000001@g.us"},
+        {"participant", "15550090001:0@s.whatsapp.net"},
+        {"type", "text"},
+        {"t", minute_ago}});
+  ASSERT_TRUE(seen(absl::FromUnixSeconds(minute_ago)));
+  // An older sighting does not move it back.
+  send({{"tag", "receipt"}, {"from", "15550090001@s.whatsapp.net"}, {"t", hour_ago}});
+  ASSERT_TRUE(s.sim.control().Post("/connections/15550090001:5/drop").ok());
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED));
+  s.Stop();
+  s.Start();
+  v1::Session got;
+  ASSERT_TRUE(s.Get(session.id(), &got).ok());
+  ASSERT_TRUE(got.has_phone_last_seen_at());
+  EXPECT_EQ(FromProto(got.phone_last_seen_at()), absl::FromUnixSeconds(minute_ago));
 }
 
 }  // namespace

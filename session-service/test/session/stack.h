@@ -76,6 +76,7 @@ inline Options StackOptions(const std::string& db_url, const Sim& sim) {
   c.keepalive_max_silence = absl::Milliseconds(300);
   o.manager.backoff = {absl::Milliseconds(50), absl::Milliseconds(50), absl::Milliseconds(50)};
   o.manager.restore_per_second = 0;
+  o.phone_seen_flush_interval = absl::Milliseconds(100);
   // No page to read here (tests of `auto` point it at wa-sim's).
   o.wa_version.version = wa::kDefaultWaVersion.ToString();
   return o;
