@@ -10,6 +10,7 @@ namespace {
 
 bool ParsePart(std::string_view text, uint32_t* out) {
   if (text.empty() || text.size() > 10) return false;
+  if (text.size() > 1 && text[0] == '0') return false;  // one spelling per number
   for (char c : text) {
     if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
   }

@@ -14,7 +14,7 @@ TEST(WaVersion, ParsesTheWebLineAndRefusesAnythingElse) {
   EXPECT_EQ(kDefaultWaVersion.ToString(), "2.3000.1045649367");
   for (const char* bad : {"", "auto", "2.3000", "2.3000.", "2.3000.x", "2.3000.-1", "2.3000.+1",
                           "2.3000.1.1", "2.3000.4294967296", "2.3000.0", "3.3000.1", "2.2412.1",
-                          " 2.3000.1", "2.3000.1 ", "2.3000.99999999999"}) {
+                          " 2.3000.1", "2.3000.1 ", "2.3000.99999999999", "02.3000.1", "2.3000.01"}) {
     EXPECT_FALSE(WaVersion::Parse(bad).ok()) << bad;
   }
 }
