@@ -10,6 +10,9 @@
 //      a conflict (440, replaced: needs a person), a logout (401), then WhatsApp unreachable
 //      long enough for a session to go critical, and back
 //   4  a person fixes the replaced session (acknowledge, connect)
+//   5  WhatsApp bans Shop Berlin for 8 s (failure 402): the alert says until when, and the
+//      session comes back by itself when the ban ends; Shop Berlin's phone was last seen 7 s
+//      ago (the 12-day window shortened to 5 s): session.phone_inactive until it shows again
 //
 // The levels are printed as the monitor changes them, every webhook as received with its
 // Standard Webhooks signature verified (the standardwebhooks npm package), every e-mail as the
@@ -43,7 +46,7 @@ function check(name, ok, detail = '') {
   else console.log(`  ${stamp()} ${ok ? '✓' : '✗'} ${name}${detail ? ` (${detail})` : ''}`);
   return ok;
 }
-const STEPS = 7;
+const STEPS = 8;
 let step = 0;
 const section = (title) => { if (!quiet) console.log(`\n━━ ${++step}/${STEPS} ${title} ━━`); };
 
@@ -159,6 +162,8 @@ try {
     `--database_url=${db}`, `--session_service=127.0.0.1:${sessionPort}`, `--alert_service=127.0.0.1:${alertPort}`,
     // The critical window in seconds instead of hours: what a day does, in a minute.
     '--warning_after=2s', '--critical_after=6s', '--inbound_silence=3s', '--reconnect_after=30s',
+    // WhatsApp unlinks a phone's devices after ~14 days away; here 5 s warn, 10 s critical.
+    '--phone_inactive_warning_after=5s', '--phone_inactive_critical_after=10s',
     '--light_interval=1s', '--fast_interval=1s', '--deep_interval=2s', '--unreachable_backoff=1s',
     '--call_timeout=4s', '--leader_poll=300ms', '--watch_backoff=300ms', `--log_level=${logLevel}`,
   ]);
@@ -365,7 +370,48 @@ try {
   check('Café Lisboa HEALTHY; its alert resolved, and no other raised for it',
     lisboaBack && !!lisboaResolved?.verified && hooks.filter((h) => h.dedup_key?.endsWith(lisboa) && h.kind !== 'resolved').length === 1);
 
-  // ── 6. Summary ───────────────────────────────────────────────────────────────────────────
+  // ── 6. A temporary ban, and a phone that stays away ───────────────────────────────────────
+  section('WhatsApp bans Shop Berlin for 8 s; its phone has not been online for 7 s');
+  show('wa-sim answers Shop Berlin\'s next login <failure reason="402" code="101" expire="8"/>');
+  await sim.post(`/devices/${jids.berlin}/fail-login`, { reason: 402, code: 101, expire: 8 });
+  await sim.post(`/connections/${jids.berlin}/drop`, {});
+  const banHook = await waitFor(() => webhooksFor(ids.berlin, 'session.temporarily_banned')[0],
+    { timeoutMs: 15000, what: 'the temporary-ban webhook' }).catch(() => null);
+  const banned = (await sessions('GetSession', { id: ids.berlin })).session;
+  const banEnds = banned.ban_expires_at ? new Date(Number(banned.ban_expires_at.seconds) * 1000) : null;
+  show(`GetSession: ${banned.state.replace('SESSION_STATE_', '')}, ban_code ${banned.ban_code}, ban_expires_at ${banEnds?.toISOString()}`);
+  const reconnectsOfBerlin = async () => (await history(ids.berlin)).recoveries
+    .filter((r) => r.action === 'ACTION_RECONNECT').length;
+  const reconnectsAtBan = await reconnectsOfBerlin();
+  check('ban: BANNED with its code and end; session.temporarily_banned says until when',
+    banned.state === 'SESSION_STATE_BANNED' && banned.ban_code === 101 && !!banEnds && banHook?.verified &&
+    banHook.summary.includes(' until '), banHook?.summary);
+  const unbanned = await waitFor(() => hooks.find((h) => h.kind === 'resolved' && h.dedup_key === banHook?.dedup_key),
+    { timeoutMs: 20000, what: 'the ban resolved' }).catch(() => null);
+  check('… the ban ended: CONNECTED again by itself (no Reconnect meanwhile), the alert resolved',
+    !!unbanned && (await healthy(ids.berlin)) && Date.now() >= banEnds?.getTime() &&
+    (await reconnectsOfBerlin()) === reconnectsAtBan,
+    unbanned ? `${((unbanned.at - banEnds.getTime()) / 1000).toFixed(1)} s after the ban's end` : '');
+
+  const ownPhone = `${jids.berlin.split(':')[0]}@s.whatsapp.net`;
+  const phoneSeen = (secondsAgo) => sim.post(`/connections/${jids.berlin}/stanza`, {
+    tag: 'receipt', from: ownPhone, recipient: '4915100000099@s.whatsapp.net', type: 'read',
+    t: Math.floor(Date.now() / 1000) - secondsAgo,
+  });
+  show("wa-sim passes on a read receipt Shop Berlin's phone sent 7 s ago (device 0 of its own number)");
+  await phoneSeen(7);
+  const phoneHook = await waitFor(() => webhooksFor(ids.berlin, 'session.phone_inactive')[0],
+    { timeoutMs: 15000, what: 'the phone-inactive webhook' }).catch(() => null);
+  check('phone away past the warning window: session.phone_inactive tells the owner to open WhatsApp',
+    phoneHook?.verified && phoneHook.severity === 'warning' && phoneHook.summary.includes('open WhatsApp on the phone'),
+    phoneHook?.summary);
+  show('the phone comes online: a receipt from it, now');
+  await phoneSeen(0);
+  const phoneBack = await waitFor(() => hooks.find((h) => h.kind === 'resolved' && h.dedup_key === phoneHook?.dedup_key),
+    { timeoutMs: 15000, what: 'the phone alert resolved' }).catch(() => null);
+  check('… the phone seen: the alert resolved', !!phoneBack?.verified);
+
+  // ── 7. Summary ───────────────────────────────────────────────────────────────────────────
   section('summary');
   await pollLevels();
   const final = (await monitor('ListSessionHealth', { page_size: 100 })).sessions;
