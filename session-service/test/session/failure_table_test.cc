@@ -216,20 +216,29 @@ TEST(FailureTable, EveryCodeEndsAsWhatsmeowTreatsIt) {
   }
 }
 
+// A connected session of `phone` whose next login meets a temporary ban (`code`, `expire`
+// seconds): answers it as GetSession shows it once BANNED.
+v1::Session Banned(Stack& s, Watcher& w, uint64_t phone, int code, int expire) {
+  const std::string jid = absl::StrCat(phone, ":5");
+  auto session = s.Create(absl::StrCat("ban-", phone), s.sim.Device(phone)).value();
+  EXPECT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
+  EXPECT_TRUE(s.sim.control()
+                  .Post("/devices/" + jid + "/fail-login",
+                        {{"reason", 402}, {"code", code}, {"expire", expire}})
+                  .ok());
+  EXPECT_TRUE(s.sim.control().Post("/connections/" + jid + "/drop", {{"mode", "close"}}).ok());
+  EXPECT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_BANNED, v1::STATE_REASON_BANNED));
+  v1::Session got;
+  EXPECT_TRUE(s.Get(session.id(), &got).ok());
+  return got;
+}
+
 TEST(FailureTable, ATemporaryBanEndsAndTheSessionConnectsAgainByItself) {
   Stack s;
   Watcher w(*s.stub);
-  const std::string creds = s.sim.Device(15550071001);
-  auto session = s.Create("ban", creds).value();
-  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
-  ASSERT_TRUE(s.sim.control()
-                  .Post("/devices/15550071001:5/fail-login",
-                        {{"reason", 402}, {"code", 104}, {"expire", 2}})
-                  .ok());
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550071001:5/drop", {{"mode", "close"}}).ok());
-  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_BANNED, v1::STATE_REASON_BANNED));
-  v1::Session got;
-  ASSERT_TRUE(s.Get(session.id(), &got).ok());
+  v1::Session got = Banned(s, w, 15550071001, 104, 2);
+  const v1::Session session = got;
+  ASSERT_EQ(got.state(), v1::SESSION_STATE_BANNED);
   EXPECT_EQ(got.ban_code(), 104);
   ASSERT_TRUE(got.has_ban_expires_at());
   const absl::Time ends = FromProto(got.ban_expires_at());
@@ -255,17 +264,9 @@ TEST(FailureTable, ATemporaryBanEndsAndTheSessionConnectsAgainByItself) {
 TEST(FailureTable, ATemporaryBanOutlivesARestart) {
   Stack s;
   Watcher w(*s.stub);
-  const std::string creds = s.sim.Device(15550071002);
-  auto session = s.Create("ban", creds).value();
-  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
-  ASSERT_TRUE(s.sim.control()
-                  .Post("/devices/15550071002:5/fail-login",
-                        {{"reason", 402}, {"code", 102}, {"expire", 3}})
-                  .ok());
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550071002:5/drop", {{"mode", "close"}}).ok());
-  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_BANNED, v1::STATE_REASON_BANNED));
-  v1::Session got;
-  ASSERT_TRUE(s.Get(session.id(), &got).ok());
+  const v1::Session session = Banned(s, w, 15550071002, 102, 3);
+  ASSERT_EQ(session.state(), v1::SESSION_STATE_BANNED);
+  v1::Session got = session;
   const absl::Time ends = FromProto(got.ban_expires_at());
   s.Stop();
   s.Start();
