@@ -135,6 +135,25 @@ TEST_F(AssessTest, EndedByWhatsAppNeedsAPersonAndIsNeverReconnected) {
   }
 }
 
+TEST_F(AssessTest, APhoneAwayIsJudgedOnlyWhereTheSessionIsKept) {
+  sv1::Session s = Connected();
+  EXPECT_FALSE(PhoneAway(s, clock.Now())) << "never seen: not judged";
+  *s.mutable_phone_last_seen_at() = ToProto(clock.Now() - absl::Hours(24 * 12 + 1));
+  ASSERT_TRUE(PhoneAway(s, clock.Now()));
+  EXPECT_EQ(*PhoneAway(s, clock.Now()), absl::Hours(24 * 12 + 1));
+  auto a = Run(s);
+  ASSERT_FALSE(a.factors.empty());
+  EXPECT_EQ(a.factors.back().name(), "phone");
+  EXPECT_EQ(a.factors.back().penalty(), 15);
+  // Stopped by a person, or by WhatsApp: its phone cannot be seen, so it is not judged.
+  s.set_state(sv1::SESSION_STATE_DISCONNECTED);
+  s.set_reason(sv1::STATE_REASON_USER);
+  EXPECT_FALSE(PhoneAway(s, clock.Now()));
+  s.set_state(sv1::SESSION_STATE_BANNED);
+  s.set_reason(sv1::STATE_REASON_BANNED);
+  EXPECT_FALSE(PhoneAway(s, clock.Now()));
+}
+
 TEST_F(AssessTest, ATemporaryBanSaysUntilWhen) {
   sv1::Session s = Dropped(sv1::STATE_REASON_BANNED);
   s.set_state(sv1::SESSION_STATE_BANNED);

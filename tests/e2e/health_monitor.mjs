@@ -328,7 +328,7 @@ try {
     { timeoutMs: 20000, what: "F's ban alert resolved" }).catch(() => null);
   const hF = await history(monitor, ids.F);
   check('F: connected again by itself when the ban ended (no Reconnect meanwhile); the alert resolved',
-    !!unbanned && (await health(monitor, ids.F))?.level === 'HEALTH_LEVEL_HEALTHY' &&
+    !!unbanned && (await healthyAll(monitor, ['F'], 15000)) &&
     hF.recoveries.every((x) => x.action !== 'ACTION_RECONNECT'),
     hF.recoveries.map((x) => `${x.action}:${x.outcome}`).join(','));
   const credsOf = async (name) => (await sessionService.call('GetSession', { id: ids[name] })).session.has_credentials;

@@ -74,6 +74,7 @@ struct LoginFailure {
 struct OfflineStanza {
   Node stanza;
   Node::Attrs expect;  // the ack's attributes (sorted)
+  uint64_t sent = 0;   // the order it was sent to a connection in
 };
 
 struct Device {
@@ -408,6 +409,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
     // One live connection per device: the newer login replaces the older one.
     if (auto old = server_->FindLive(jid_); old && old.get() != this) {
       ++server_->counters.replaced;
+      old->Requeue();  // what it left unacked comes with this login
       old->SendAndClose(MakeNode("stream:error", {},
                                  std::vector<Node>{MakeNode("conflict", {{"type", "replaced"}})}));
     }
@@ -772,6 +774,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   // device's offline queue.
   void Expect(OfflineStanza s) {
     if (s.stanza.tag == "message") ++server_->counters.messages_sent;
+    s.sent = ++sent_;
     Send(s.stanza);
     const std::string id = s.stanza.AttrOr("id");
     awaiting_ack_[id] = std::move(s);
@@ -836,15 +839,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   void Gone() {
     closed_ = true;
     if (offline_timer_) offline_timer_->cancel();
-    // What this connection was given and did not acknowledge waits for the next login, as
-    // does what it was offered and never fetched.
-    if (auto it = server_->devices.find(jid_); it != server_->devices.end() && logged_in_) {
-      auto& queue = it->second.offline;
-      for (auto& [id, o] : awaiting_ack_) queue.push_back(std::move(o));
-      for (auto& o : offering_) queue.push_back(std::move(o));
-    }
-    awaiting_ack_.clear();
-    offering_.clear();
+    Requeue();
     if (code_request_ && code_request_->done) {
       auto done = std::move(code_request_->done);
       code_request_.reset();
@@ -856,6 +851,23 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
       done({200, {{"result", "connection_closed"}}});
     }
     server_->conns.erase(id_);
+  }
+
+  // What this connection was given and did not acknowledge waits for the device's next login,
+  // in the order it was sent, before what it was offered and never fetched. At most once: at
+  // the end, or when a newer login replaces it.
+  void Requeue() {
+    if (auto it = server_->devices.find(jid_); it != server_->devices.end() && logged_in_) {
+      std::vector<OfflineStanza> unacked;
+      for (auto& [id, o] : awaiting_ack_) unacked.push_back(std::move(o));
+      std::sort(unacked.begin(), unacked.end(),
+                [](const OfflineStanza& a, const OfflineStanza& b) { return a.sent < b.sent; });
+      auto& queue = it->second.offline;
+      for (auto& o : unacked) queue.push_back(std::move(o));
+      for (auto& o : offering_) queue.push_back(std::move(o));
+    }
+    awaiting_ack_.clear();
+    offering_.clear();
   }
 
   json ToJson() const {
@@ -919,6 +931,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   std::deque<OfflineStanza> offering_;  // the offline queue offered at login, until delivered
   std::unique_ptr<asio::steady_timer> offline_timer_;
   bool offline_batch_requested_ = false;
+  uint64_t sent_ = 0;          // stanzas sent expecting an ack
   bool offline_done_ = false;  // <ib><offline> sent: the offline queue is delivered
   bool handshake_done_ = false;
   bool logged_in_ = false;

@@ -47,10 +47,9 @@ bool EndedByWhatsApp(const sv1::Session& s) {
 }
 
 std::optional<absl::Duration> PhoneAway(const sv1::Session& s, absl::Time now) {
-  if (!s.has_phone_last_seen_at() || !s.has_credentials() ||
-      s.state() == sv1::SESSION_STATE_LOGGED_OUT) {
-    return std::nullopt;
-  }
+  // Only while session-service keeps the session connected can it see the phone: a session
+  // a person or WhatsApp stopped is not judged (its own alerts say why it is down).
+  if (!s.has_phone_last_seen_at() || !WantsSocket(s)) return std::nullopt;
   return std::max(absl::ZeroDuration(), now - FromProto(s.phone_last_seen_at()));
 }
 

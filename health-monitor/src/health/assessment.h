@@ -68,8 +68,8 @@ struct HealthPolicy {
   absl::Duration phone_inactive_critical_after = absl::Hours(24 * 13);
 };
 
-/// How long the account's phone has not been seen, when it was seen once and the session still
-/// has a linked device to lose; nullopt otherwise.
+/// How long the account's phone has not been seen, when it was seen once and the session is
+/// one session-service keeps connected (WantsSocket); nullopt otherwise.
 std::optional<absl::Duration> PhoneAway(const sv1::Session& s, absl::Time now);
 
 /// What the monitor remembers about a session between checks.

@@ -427,7 +427,7 @@ v1::JobResult Monitor::CleanupInactive() {
   }
   for (const auto& [id, w] : watched_) {
     if (w.s.health.level() != v1::HEALTH_LEVEL_INACTIVE) continue;
-    for (const char* kind : {kOffline, kLoggedOut, kManual, kBanned, kOutdated}) {
+    for (const char* kind : {kOffline, kLoggedOut, kManual, kBanned, kOutdated, kPhone}) {
       if (ResolveOpen(DedupKey(kind, id), w.s.health.cause())) ++tally.notified;
     }
   }
@@ -719,6 +719,10 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
       absl::StrCat(h.account_name().empty() ? "session" : h.account_name(),
                    h.phone_number_masked().empty() ? "" : " (", h.phone_number_masked(),
                    h.phone_number_masked().empty() ? "" : ")");
+  // A ban that ended, a version problem a person is fixing: their alert is over even before
+  // the session is back (a new ban or a new 405 is a new alert, with its own end and text).
+  if (f.state() != sv1::SESSION_STATE_BANNED) resolve(kBanned, "the ban ended");
+  if (f.reason() != sv1::STATE_REASON_CLIENT_OUTDATED) resolve(kOutdated, "connecting again");
   if (a.level == v1::HEALTH_LEVEL_HEALTHY || a.level == v1::HEALTH_LEVEL_INACTIVE) {
     const std::string note = a.level == v1::HEALTH_LEVEL_HEALTHY ? "connected again" : a.cause;
     resolve(kOffline, note);

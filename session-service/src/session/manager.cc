@@ -243,6 +243,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     std::unique_ptr<asio::steady_timer> retry_timer;
     wa::WaVersion version;            // announced by the current (or last) connection
     bool version_retried = false;     // a 405 already led to one more login with a newer version
+    bool awaiting_version = false;    // after a 405: the version keeper is asked for a newer one
     bool phone_seen_unsaved = false;  // record.phone_last_seen_at is newer than the stored one
     std::shared_ptr<PairingFeed> pairing;  // a StartPairing stream waits for the outcome
     std::string pairing_phone;             // pairing by code for this number (empty: by QR code)
@@ -476,6 +477,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
           "session ", rt.record.id, " has no credentials (logged out or never paired)"));
     }
     AbortConnection(rt);
+    rt.awaiting_version = false;
     SetState(rt, rt.creds->paired() ? v1::SESSION_STATE_CONNECTING : v1::SESSION_STATE_QR_PENDING,
              reason, "", count_reconnect);
     rt.connecting_since = absl::Now();
@@ -598,6 +600,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       FailPairing(rt, why, info.detail);
       SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason, info.detail, false,
                why != Failure::REASON_TIMEOUT);
+      if (info.cause == wa::CloseCause::kClientOutdated && options_.versions) {
+        // The next StartPairing announces a newer version, if the page names one.
+        options_.versions->Outdated(rt.version, [](std::optional<wa::WaVersion>) {});
+      }
       return;
     }
     if (rt.pairing && info.cause != wa::CloseCause::kRestartRequired) {
@@ -653,6 +659,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
       return;
     }
     rt.version_retried = true;
+    rt.awaiting_version = true;
     log_->warn("session {}: WhatsApp refused {} as outdated; looking for a newer version",
                rt.record.id, rt.version.ToString());
     options_.versions->Outdated(
@@ -664,9 +671,10 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
             self->Touch();
             auto it = self->sessions_.find(id);
             if (it == self->sessions_.end() || it->second.generation != generation ||
-                it->second.conn || self->stopping_) {
+                !it->second.awaiting_version || it->second.conn || self->stopping_) {
               return;  // something else moved the session on meanwhile
             }
+            it->second.awaiting_version = false;
             if (!newer) {
               self->SetEnded(it->second, v1::SESSION_STATE_DISCONNECTED, info);
               return;
@@ -702,15 +710,19 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   void ScheduleAt(Runtime& rt, absl::Duration delay, v1::StateReason reason) {
     rt.retry_timer = std::make_unique<asio::steady_timer>(io_, absl::ToChronoNanoseconds(delay));
     const uint64_t generation = rt.generation;
-    rt.retry_timer->async_wait(
-        [self = shared_from_this(), id = rt.record.id, generation, reason](auto ec) {
-          if (ec) return;
-          self->Touch();
-          auto it = self->sessions_.find(id);
-          if (it == self->sessions_.end() || it->second.generation != generation) return;
-          it->second.retry_timer.reset();
-          (void)self->ConnectNow(it->second, reason, /*count_reconnect=*/true);
-        });
+    rt.retry_timer->async_wait([self = shared_from_this(), id = rt.record.id, generation,
+                                reason](auto ec) {
+      if (ec) return;
+      self->Touch();
+      auto it = self->sessions_.find(id);
+      if (it == self->sessions_.end() || it->second.generation != generation) return;
+      it->second.retry_timer.reset();
+      // auto_connect may have been turned off (UpdateSession) while the ban lasted.
+      if (reason == v1::STATE_REASON_BAN_ENDED && !BanEnds(it->second.record, it->second.state)) {
+        return;
+      }
+      (void)self->ConnectNow(it->second, reason, /*count_reconnect=*/true);
+    });
   }
 
   // Cuts the socket without a goodbye and cancels a pending retry; whatever the old connection
@@ -738,8 +750,11 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
 
   void Disconnect(Runtime& rt, v1::StateReason reason) {
     CloseConnection(rt);
+    // A person's Disconnect of a temporarily banned session also cancels its reconnect when
+    // the ban ends (a shutdown keeps the ban for the next holder).
     if (rt.state == v1::SESSION_STATE_CONNECTED || rt.state == v1::SESSION_STATE_CONNECTING ||
-        rt.state == v1::SESSION_STATE_QR_PENDING || rt.state == v1::SESSION_STATE_DISCONNECTED) {
+        rt.state == v1::SESSION_STATE_QR_PENDING || rt.state == v1::SESSION_STATE_DISCONNECTED ||
+        (rt.state == v1::SESSION_STATE_BANNED && reason == v1::STATE_REASON_USER)) {
       SetState(rt, v1::SESSION_STATE_DISCONNECTED, reason);
     }
   }
@@ -793,7 +808,7 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
 
   // Should this session be connected without anyone asking (a status query, a takeover)?
   bool WantsRestore(const Runtime& rt) const {
-    return rt.creds && rt.creds->paired() && !rt.conn && !rt.retry_timer &&
+    return rt.creds && rt.creds->paired() && !rt.conn && !rt.retry_timer && !rt.awaiting_version &&
            WantsSocket(rt.record, rt.state, rt.reason);
   }
 
@@ -866,7 +881,14 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     log_->warn("session {}: lease lost ({}); its socket is closed here", id, why);
     FailPairing(rt, Failure::REASON_CONNECTION_FAILED, absl::StrCat("lease lost: ", why));
     AbortConnection(rt);
-    if (record) SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_LEASE_LOST, why);
+    // Only a live session becomes LEASE_LOST: a ban, a refused login or a person's Disconnect
+    // stays what it is, so that the next holder does not connect it.
+    const bool live = rt.state == v1::SESSION_STATE_CONNECTED ||
+                      rt.state == v1::SESSION_STATE_CONNECTING ||
+                      rt.state == v1::SESSION_STATE_QR_PENDING;
+    if (record && live) {
+      SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_LEASE_LOST, why);
+    }
     if (metrics_) metrics_->LeaseChange("lost");
     Forget(id);
   }
@@ -1309,9 +1331,12 @@ absl::StatusOr<SessionView> SessionManager::Reconnect(const std::string& id, boo
     if (rt->pairing || (rt->creds && !rt->creds->paired())) {
       return absl::FailedPreconditionError(absl::StrCat("session ", id, " is being paired"));
     }
+    // Not what a person or WhatsApp ended; a refused login is not repeated automatically either.
     if (recovery &&
         (IsTerminal(rt->state) || !rec.auto_connect ||
-         (rt->state == v1::SESSION_STATE_DISCONNECTED && rt->reason == v1::STATE_REASON_USER))) {
+         (rt->state == v1::SESSION_STATE_DISCONNECTED &&
+          (rt->reason == v1::STATE_REASON_USER || rt->reason == v1::STATE_REASON_LOGIN_REFUSED ||
+           rt->reason == v1::STATE_REASON_CLIENT_OUTDATED)))) {
       return absl::FailedPreconditionError(absl::StrCat(
           "session ", id, " is ", v1::SessionState_Name(rt->state), " (",
           v1::StateReason_Name(rt->reason), rec.auto_connect ? "" : ", auto_connect off",

@@ -174,6 +174,11 @@ void VersionKeeper::Start() {
     log_->info("announcing WhatsApp Web {} (fixed by --wa_version)", Current().ToString());
     return;
   }
+  {
+    // A 405 during the first read below queues for the keeper's thread, which reads again.
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+  }
   if (pool_) {
     if (auto stored = LoadStored(*pool_, *log_);
         stored && stored->first.tertiary > wa::kDefaultWaVersion.tertiary) {
@@ -221,7 +226,7 @@ void VersionKeeper::Outdated(const wa::WaVersion& used,
     absl::MutexLock lock(&mu_);
     if (!(current_ == used)) {
       answer = current_;  // a newer read already happened: retry with it
-    } else if (source_ == Source::kFixed || stop_ || !thread_.joinable()) {
+    } else if (source_ == Source::kFixed || stop_ || !started_) {
       // Pinned by the operator, or not running: nothing else to offer.
     } else if (reading_) {
       joined_.push_back({used, std::move(done)});

@@ -107,6 +107,7 @@ class VersionKeeper final : public ClientVersions {
   Source source_ ABSL_GUARDED_BY(mu_) = Source::kDefault;
   std::optional<absl::Time> last_read_ ABSL_GUARDED_BY(mu_);
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;  // Start() ran: Outdated() may queue for a read
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   struct Waiter {
     wa::WaVersion used;

@@ -209,9 +209,29 @@ TEST(FailureTable, EveryCodeEndsAsWhatsmeowTreatsIt) {
       EXPECT_GT(left, absl::Minutes(59));
       EXPECT_LE(left, absl::Minutes(60));
       EXPECT_NE(got.last_error().find("too many messages"), std::string::npos) << got.last_error();
+      // A person who disconnects a banned session ends its wait for the ban's end.
+      grpc::ClientContext ctx;
+      v1::DisconnectRequest req;
+      req.set_id(session.id());
+      v1::DisconnectResponse resp;
+      ASSERT_TRUE(s.stub->Disconnect(&ctx, req, &resp).ok());
+      ASSERT_TRUE(s.Get(session.id(), &got).ok());
+      EXPECT_EQ(got.state(), v1::SESSION_STATE_DISCONNECTED);
+      EXPECT_EQ(got.reason(), v1::STATE_REASON_USER);
+      EXPECT_FALSE(got.has_ban_expires_at());
     } else {
       EXPECT_EQ(got.ban_code(), 0);
       EXPECT_FALSE(got.has_ban_expires_at());
+    }
+    if (row.state == v1::SESSION_STATE_DISCONNECTED) {
+      // An automatic recovery does not repeat what WhatsApp refused.
+      grpc::ClientContext ctx;
+      v1::ReconnectRequest req;
+      req.set_id(session.id());
+      req.set_recovery(true);
+      v1::ReconnectResponse resp;
+      EXPECT_EQ(s.stub->Reconnect(&ctx, req, &resp).error_code(),
+                grpc::StatusCode::FAILED_PRECONDITION);
     }
   }
 }
@@ -236,7 +256,7 @@ v1::Session Banned(Stack& s, Watcher& w, uint64_t phone, int code, int expire) {
 TEST(FailureTable, ATemporaryBanEndsAndTheSessionConnectsAgainByItself) {
   Stack s;
   Watcher w(*s.stub);
-  v1::Session got = Banned(s, w, 15550071001, 104, 2);
+  v1::Session got = Banned(s, w, 15550071001, 104, 5);
   const v1::Session session = got;
   ASSERT_EQ(got.state(), v1::SESSION_STATE_BANNED);
   EXPECT_EQ(got.ban_code(), 104);
@@ -264,7 +284,7 @@ TEST(FailureTable, ATemporaryBanEndsAndTheSessionConnectsAgainByItself) {
 TEST(FailureTable, ATemporaryBanOutlivesARestart) {
   Stack s;
   Watcher w(*s.stub);
-  const v1::Session session = Banned(s, w, 15550071002, 102, 3);
+  const v1::Session session = Banned(s, w, 15550071002, 102, 8);
   ASSERT_EQ(session.state(), v1::SESSION_STATE_BANNED);
   v1::Session got = session;
   const absl::Time ends = FromProto(got.ban_expires_at());
