@@ -15,6 +15,9 @@
 #include "wasentinel/common/grpc_server.h"
 #include "wasentinel/common/proto_time.h"
 #include "wasentinel/testing/fake_clock.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::alert {
 namespace {
@@ -75,13 +78,13 @@ v1::RaiseAlertRequest Raise(v1::Severity severity) {
 TEST(AlertApi, RaiseFoldResolveGetList) {
   Api api;
   v1::RaiseAlertResponse raised;
-  ASSERT_TRUE(
-      api.Call(&v1::AlertService::Stub::RaiseAlert, Raise(v1::SEVERITY_CRITICAL), &raised).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::RaiseAlert, Raise(v1::SEVERITY_CRITICAL), &raised),
+              IsOk());
   EXPECT_TRUE(raised.created());
   EXPECT_EQ(raised.alert().deliveries_size(), 2) << "owner and on-call";
   v1::RaiseAlertResponse again;
-  ASSERT_TRUE(
-      api.Call(&v1::AlertService::Stub::RaiseAlert, Raise(v1::SEVERITY_CRITICAL), &again).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::RaiseAlert, Raise(v1::SEVERITY_CRITICAL), &again),
+              IsOk());
   EXPECT_FALSE(again.created());
   EXPECT_EQ(again.alert().raise_count(), 2);
 
@@ -89,19 +92,19 @@ TEST(AlertApi, RaiseFoldResolveGetList) {
   resolve.set_dedup_key(raised.alert().dedup_key());
   resolve.set_note("a person linked the device again");
   v1::ResolveAlertResponse resolved;
-  ASSERT_TRUE(api.Call(&v1::AlertService::Stub::ResolveAlert, resolve, &resolved).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::ResolveAlert, resolve, &resolved), IsOk());
   EXPECT_EQ(resolved.alert().status(), v1::Alert::STATUS_RESOLVED);
   EXPECT_EQ(resolved.alert().deliveries_size(), 4);
 
   v1::GetAlertRequest get;
   get.set_id(raised.alert().id());
   v1::GetAlertResponse got;
-  ASSERT_TRUE(api.Call(&v1::AlertService::Stub::GetAlert, get, &got, kReader).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::GetAlert, get, &got, kReader), IsOk());
   EXPECT_EQ(got.alert().status(), v1::Alert::STATUS_RESOLVED);
   v1::ListAlertsRequest list;
   list.add_statuses(v1::Alert::STATUS_RESOLVED);
   v1::ListAlertsResponse listed;
-  ASSERT_TRUE(api.Call(&v1::AlertService::Stub::ListAlerts, list, &listed, kReader).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::ListAlerts, list, &listed, kReader), IsOk());
   ASSERT_EQ(listed.alerts_size(), 1);
   EXPECT_EQ(listed.alerts(0).id(), raised.alert().id());
 }
@@ -155,14 +158,14 @@ TEST(AlertApi, WebhookEndpointsSilencesAndDeliveries) {
   EXPECT_EQ(api.Call(&v1::AlertService::Stub::CreateWebhookEndpoint, create, &created, kOperator)
                 .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
-  ASSERT_TRUE(
-      api.Call(&v1::AlertService::Stub::CreateWebhookEndpoint, create, &created, kAdmin).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::CreateWebhookEndpoint, create, &created, kAdmin),
+              IsOk());
   EXPECT_EQ(created.secret().rfind("whsec_", 0), 0u);
   const std::string endpoint = created.endpoint().id();
 
   v1::RaiseAlertResponse raised;
-  ASSERT_TRUE(
-      api.Call(&v1::AlertService::Stub::RaiseAlert, Raise(v1::SEVERITY_CRITICAL), &raised).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::RaiseAlert, Raise(v1::SEVERITY_CRITICAL), &raised),
+              IsOk());
   ASSERT_EQ(raised.alert().deliveries_size(), 3);  // owner, on-call, the endpoint
   EXPECT_EQ(raised.alert().deliveries(2).target(), endpoint);
 
@@ -170,7 +173,7 @@ TEST(AlertApi, WebhookEndpointsSilencesAndDeliveries) {
   list.set_alert_id(raised.alert().id());
   list.set_channel(v1::Delivery::CHANNEL_WEBHOOK);
   v1::ListDeliveriesResponse listed;
-  ASSERT_TRUE(api.Call(&v1::AlertService::Stub::ListDeliveries, list, &listed, kReader).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::ListDeliveries, list, &listed, kReader), IsOk());
   ASSERT_EQ(listed.deliveries_size(), 1);
   v1::RedeliverDeliveryRequest redeliver;
   redeliver.set_id(listed.deliveries(0).id());
@@ -180,16 +183,16 @@ TEST(AlertApi, WebhookEndpointsSilencesAndDeliveries) {
       grpc::StatusCode::FAILED_PRECONDITION)
       << "it is still pending";
   v1::GetDeliveryStatsResponse stats;
-  ASSERT_TRUE(api.Call(&v1::AlertService::Stub::GetDeliveryStats, v1::GetDeliveryStatsRequest(),
-                       &stats, kReader)
-                  .ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::GetDeliveryStats, v1::GetDeliveryStatsRequest(),
+                       &stats, kReader),
+              IsOk());
   EXPECT_EQ(stats.outbox_depth(), 3);
 
   v1::RotateWebhookSecretRequest rotate;
   rotate.set_id(endpoint);
   v1::RotateWebhookSecretResponse rotated;
-  ASSERT_TRUE(
-      api.Call(&v1::AlertService::Stub::RotateWebhookSecret, rotate, &rotated, kAdmin).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::RotateWebhookSecret, rotate, &rotated, kAdmin),
+              IsOk());
   EXPECT_NE(rotated.secret(), created.secret());
   EXPECT_EQ(FromProto(rotated.previous_valid_until()), api.clock.Now() + absl::Hours(24));
 
@@ -197,8 +200,8 @@ TEST(AlertApi, WebhookEndpointsSilencesAndDeliveries) {
   update.set_id(endpoint);
   update.set_enabled(false);
   v1::UpdateWebhookEndpointResponse updated;
-  ASSERT_TRUE(
-      api.Call(&v1::AlertService::Stub::UpdateWebhookEndpoint, update, &updated, kAdmin).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::UpdateWebhookEndpoint, update, &updated, kAdmin),
+              IsOk());
   EXPECT_FALSE(updated.endpoint().enabled());
   EXPECT_EQ(updated.endpoint().event_types_size(), 1) << "untouched";
 
@@ -211,27 +214,28 @@ TEST(AlertApi, WebhookEndpointsSilencesAndDeliveries) {
   silence.set_tenant_id("acme");
   *silence.mutable_until() = ToProto(api.clock.Now() + absl::Hours(1));
   silence.set_comment("maintenance");
-  ASSERT_TRUE(api.Call(&v1::AlertService::Stub::CreateSilence, silence, &silenced, kAdmin).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::CreateSilence, silence, &silenced, kAdmin), IsOk());
   auto quiet = Raise(v1::SEVERITY_WARNING);
   quiet.set_dedup_key("session.offline/s9");
   quiet.mutable_session()->set_tenant_id("acme");
-  ASSERT_TRUE(api.Call(&v1::AlertService::Stub::RaiseAlert, quiet, &raised).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::RaiseAlert, quiet, &raised), IsOk());
   EXPECT_EQ(raised.alert().status(), v1::Alert::STATUS_SUPPRESSED);
   v1::ListSilencesResponse silences;
-  ASSERT_TRUE(
-      api.Call(&v1::AlertService::Stub::ListSilences, v1::ListSilencesRequest(), &silences, kReader)
-          .ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::ListSilences, v1::ListSilencesRequest(), &silences,
+                       kReader),
+              IsOk());
   ASSERT_EQ(silences.silences_size(), 1);
   v1::DeleteSilenceRequest unsilence;
   unsilence.set_id(silenced.silence().id());
   v1::DeleteSilenceResponse unsilenced;
-  ASSERT_TRUE(
-      api.Call(&v1::AlertService::Stub::DeleteSilence, unsilence, &unsilenced, kAdmin).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::DeleteSilence, unsilence, &unsilenced, kAdmin),
+              IsOk());
 
   v1::DeleteWebhookEndpointRequest del;
   del.set_id(endpoint);
   v1::DeleteWebhookEndpointResponse deleted;
-  ASSERT_TRUE(api.Call(&v1::AlertService::Stub::DeleteWebhookEndpoint, del, &deleted, kAdmin).ok());
+  ASSERT_THAT(api.Call(&v1::AlertService::Stub::DeleteWebhookEndpoint, del, &deleted, kAdmin),
+              IsOk());
   EXPECT_EQ(
       api.Call(&v1::AlertService::Stub::DeleteWebhookEndpoint, del, &deleted, kAdmin).error_code(),
       grpc::StatusCode::NOT_FOUND);
@@ -355,7 +359,7 @@ TEST(AlertApi, EveryMethodRefusesBadInputWithAShortClearError) {
   }
   // Still healthy: a good alert goes through.
   v1::RaiseAlertResponse raised;
-  EXPECT_TRUE(api.Call(&S::RaiseAlert, Raise(v1::SEVERITY_WARNING), &raised).ok());
+  EXPECT_THAT(api.Call(&S::RaiseAlert, Raise(v1::SEVERITY_WARNING), &raised), IsOk());
   std::cout << cases.size() << " bad requests, each INVALID_ARGUMENT\n";
 }
 
@@ -366,17 +370,17 @@ TEST(AlertApi, TenantKeysSeeTheirOwnTenantOnly) {
   v1::CreateWebhookEndpointRequest ep;
   ep.set_url("https://hooks.acme.example/wa");
   v1::CreateWebhookEndpointResponse acme_ep, globex_ep;
-  ASSERT_TRUE(api.Call(&S::CreateWebhookEndpoint, ep, &acme_ep, kAcmeAdmin).ok());
+  ASSERT_THAT(api.Call(&S::CreateWebhookEndpoint, ep, &acme_ep, kAcmeAdmin), IsOk());
   EXPECT_EQ(acme_ep.endpoint().tenant_id(), "acme");
   ep.set_url("https://hooks.globex.example/wa");
-  ASSERT_TRUE(api.Call(&S::CreateWebhookEndpoint, ep, &globex_ep, kGlobexAdmin).ok());
+  ASSERT_THAT(api.Call(&S::CreateWebhookEndpoint, ep, &globex_ep, kGlobexAdmin), IsOk());
 
   // A tenant key raises under its own tenant and "<tenant>/" dedup keys only.
   auto acme_alert = Raise(v1::SEVERITY_CRITICAL);
   acme_alert.set_dedup_key("acme/printer-offline");
   acme_alert.mutable_session()->clear_tenant_id();
   v1::RaiseAlertResponse raised_acme;
-  ASSERT_TRUE(api.Call(&S::RaiseAlert, acme_alert, &raised_acme, kAcmeOperator).ok());
+  ASSERT_THAT(api.Call(&S::RaiseAlert, acme_alert, &raised_acme, kAcmeOperator), IsOk());
   EXPECT_EQ(raised_acme.alert().session().tenant_id(), "acme");
   std::set<std::string> targets;
   for (const auto& d : raised_acme.alert().deliveries()) targets.insert(d.target());
@@ -397,7 +401,7 @@ TEST(AlertApi, TenantKeysSeeTheirOwnTenantOnly) {
   globex_alert.set_dedup_key("session.offline/g1");
   globex_alert.mutable_session()->set_tenant_id("globex");
   v1::RaiseAlertResponse raised_globex;
-  ASSERT_TRUE(api.Call(&S::RaiseAlert, globex_alert, &raised_globex).ok());
+  ASSERT_THAT(api.Call(&S::RaiseAlert, globex_alert, &raised_globex), IsOk());
   targets.clear();
   for (const auto& d : raised_globex.alert().deliveries()) targets.insert(d.target());
   EXPECT_FALSE(targets.count(acme_ep.endpoint().id()));
@@ -405,7 +409,7 @@ TEST(AlertApi, TenantKeysSeeTheirOwnTenantOnly) {
 
   // Reads: lists narrowed, another tenant's alert answers as a missing one.
   v1::ListAlertsResponse listed;
-  ASSERT_TRUE(api.Call(&S::ListAlerts, v1::ListAlertsRequest(), &listed, kAcmeOperator).ok());
+  ASSERT_THAT(api.Call(&S::ListAlerts, v1::ListAlertsRequest(), &listed, kAcmeOperator), IsOk());
   ASSERT_EQ(listed.alerts_size(), 1);
   EXPECT_EQ(listed.alerts(0).id(), raised_acme.alert().id());
   v1::GetAlertRequest get;
@@ -417,22 +421,22 @@ TEST(AlertApi, TenantKeysSeeTheirOwnTenantOnly) {
   EXPECT_EQ(theirs.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(missing.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   v1::ListWebhookEndpointsResponse endpoints;
-  ASSERT_TRUE(
-      api.Call(&S::ListWebhookEndpoints, v1::ListWebhookEndpointsRequest(), &endpoints, kAcmeAdmin)
-          .ok());
+  ASSERT_THAT(
+      api.Call(&S::ListWebhookEndpoints, v1::ListWebhookEndpointsRequest(), &endpoints, kAcmeAdmin),
+      IsOk());
   ASSERT_EQ(endpoints.endpoints_size(), 1);
-  ASSERT_TRUE(
-      api.Call(&S::ListWebhookEndpoints, v1::ListWebhookEndpointsRequest(), &endpoints, kReader)
-          .ok());
+  ASSERT_THAT(
+      api.Call(&S::ListWebhookEndpoints, v1::ListWebhookEndpointsRequest(), &endpoints, kReader),
+      IsOk());
   EXPECT_EQ(endpoints.endpoints_size(), 2) << "an operator's key sees every tenant";
   v1::ListDeliveriesResponse deliveries;
-  ASSERT_TRUE(
-      api.Call(&S::ListDeliveries, v1::ListDeliveriesRequest(), &deliveries, kAcmeOperator).ok());
+  ASSERT_THAT(api.Call(&S::ListDeliveries, v1::ListDeliveriesRequest(), &deliveries, kAcmeOperator),
+              IsOk());
   EXPECT_EQ(deliveries.deliveries_size(), raised_acme.alert().deliveries_size());
   for (const auto& d : deliveries.deliveries()) EXPECT_EQ(d.alert_id(), raised_acme.alert().id());
   v1::GetDeliveryStatsResponse stats;
-  ASSERT_TRUE(
-      api.Call(&S::GetDeliveryStats, v1::GetDeliveryStatsRequest(), &stats, kAcmeOperator).ok());
+  ASSERT_THAT(api.Call(&S::GetDeliveryStats, v1::GetDeliveryStatsRequest(), &stats, kAcmeOperator),
+              IsOk());
   EXPECT_EQ(stats.outbox_depth(), raised_acme.alert().deliveries_size());
 
   // Changes to another tenant's objects are refused and change nothing.
@@ -457,13 +461,14 @@ TEST(AlertApi, TenantKeysSeeTheirOwnTenantOnly) {
   silence.set_event_type("session.critical");
   *silence.mutable_until() = ToProto(api.clock.Now() + absl::Hours(1));
   v1::CreateSilenceResponse silenced;
-  ASSERT_TRUE(api.Call(&S::CreateSilence, silence, &silenced, kAcmeAdmin).ok());
+  ASSERT_THAT(api.Call(&S::CreateSilence, silence, &silenced, kAcmeAdmin), IsOk());
   EXPECT_EQ(silenced.silence().tenant_id(), "acme") << "never every tenant's";
   silence.set_tenant_id("globex");
   EXPECT_EQ(api.Call(&S::CreateSilence, silence, &silenced, kAcmeAdmin).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   v1::ListSilencesResponse silences;
-  ASSERT_TRUE(api.Call(&S::ListSilences, v1::ListSilencesRequest(), &silences, kGlobexAdmin).ok());
+  ASSERT_THAT(api.Call(&S::ListSilences, v1::ListSilencesRequest(), &silences, kGlobexAdmin),
+              IsOk());
   EXPECT_EQ(silences.silences_size(), 0);
 }
 

@@ -11,6 +11,9 @@
 #include "http_receiver.h"
 #include "wasentinel/common/proto_time.h"
 #include "wasentinel/testing/fake_clock.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::alert {
 namespace {
@@ -30,7 +33,7 @@ struct Fixture : AlertDb {
         sealer.Seal(ByteView(reinterpret_cast<const uint8_t*>(secret.data()), secret.size()));
     auto created = store.CreateEndpoint(
         req, sealed.key_id, std::string(sealed.blob.begin(), sealed.blob.end()), clock.Now());
-    EXPECT_TRUE(created.ok()) << created.status();
+    EXPECT_THAT(created, IsOk()) << created.status();
     DispatcherOptions o;
     o.worker = "a";
     o.allow_private_targets = true;
@@ -84,7 +87,7 @@ TEST(Dispatcher, SendsASignedWebhookOnce) {
   EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 0) << "nothing more is due";
 
   // The resolved notice goes where the alert went.
-  ASSERT_TRUE(f.store.Resolve("session.offline/s1", "connected again", f.clock.Now()).ok());
+  ASSERT_THAT(f.store.Resolve("session.offline/s1", "connected again", f.clock.Now()), IsOk());
   EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
   got = f.receiver.requests();
   ASSERT_EQ(got.size(), 2u);
@@ -152,7 +155,7 @@ TEST(Dispatcher, AClaimThatExpiresIsTakenByAnother) {
   f.Raise();
   // Dispatcher "a" claims and dies before sending (its claim is never completed).
   auto claimed = f.store.Claim("a", f.clock.Now(), absl::Minutes(1), 10);
-  ASSERT_TRUE(claimed.ok());
+  ASSERT_THAT(claimed, IsOk());
   ASSERT_EQ(claimed->size(), 1u);
   EXPECT_TRUE(f.store.Claim("b", f.clock.Now(), absl::Minutes(1), 10).value().empty())
       << "claimed: no one else takes it";
@@ -183,7 +186,7 @@ TEST(Dispatcher, AnEndpointsRateLimitDefersTheRest) {
   v1::UpdateWebhookEndpointRequest limit;
   limit.set_id(f.store.ListEndpoints().value().front().id());
   limit.set_rate_limit_per_second(2);
-  ASSERT_TRUE(f.store.UpdateEndpoint(limit).ok());
+  ASSERT_THAT(f.store.UpdateEndpoint(limit), IsOk());
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(f.Raise("k/" + std::to_string(i)));
   EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 3);
@@ -203,11 +206,10 @@ TEST(Dispatcher, DuringARotationsGraceBothSecretsSign) {
   const std::string fresh = NewWebhookSecret();
   auto sealed =
       f.sealer.Seal(ByteView(reinterpret_cast<const uint8_t*>(fresh.data()), fresh.size()));
-  ASSERT_TRUE(f.store
-                  .RotateSecret(endpoint, sealed.key_id,
-                                std::string(sealed.blob.begin(), sealed.blob.end()),
-                                f.clock.Now() + absl::Hours(24), f.clock.Now())
-                  .ok());
+  ASSERT_THAT(f.store.RotateSecret(endpoint, sealed.key_id,
+                                   std::string(sealed.blob.begin(), sealed.blob.end()),
+                                   f.clock.Now() + absl::Hours(24), f.clock.Now()),
+              IsOk());
   f.Raise("k/during");
   EXPECT_EQ(f.dispatcher->RunOnce(*f.sender), 1);
   auto got = f.receiver.requests();
@@ -236,11 +238,10 @@ TEST(Dispatcher, AnEndpointRefusedAtSendTimeIsDeadAtOnce) {
   req.set_url("https://[64:ff9b::7f00:1]/hook");  // NAT64 form of 127.0.0.1
   auto sealed =
       f.sealer.Seal(ByteView(reinterpret_cast<const uint8_t*>(f.secret.data()), f.secret.size()));
-  ASSERT_TRUE(f.store
-                  .CreateEndpoint(req, sealed.key_id,
-                                  std::string(sealed.blob.begin(), sealed.blob.end()),
-                                  f.clock.Now())
-                  .ok());
+  ASSERT_THAT(
+      f.store.CreateEndpoint(req, sealed.key_id,
+                             std::string(sealed.blob.begin(), sealed.blob.end()), f.clock.Now()),
+      IsOk());
   DispatcherOptions o;
   o.worker = "strict";
   o.allow_private_targets = false;

@@ -12,6 +12,9 @@
 #include "smtp_sink.h"
 #include "wasentinel/common/proto_time.h"
 #include "wasentinel/testing/fake_clock.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::alert {
 namespace {
@@ -91,7 +94,7 @@ TEST(AlertEmail, TheCriticalEmailAsReceived) {
   EXPECT_EQ(content.find("15551234567"), std::string::npos) << "the number is never in full";
 
   // The resolved notice goes to the same address.
-  ASSERT_TRUE(f.store.Resolve("session.offline/6f1c", "connected again", f.clock.Now()).ok());
+  ASSERT_THAT(f.store.Resolve("session.offline/6f1c", "connected again", f.clock.Now()), IsOk());
   EXPECT_EQ(f.dispatcher->RunOnce(f.webhooks, f.email.get()), 1);
   got = f.smtp.Messages();
   ASSERT_EQ(got.size(), 2u);
@@ -208,7 +211,7 @@ TEST(AlertEmail, RequiredTlsIsNotGivenUp) {
 
 TEST(AlertEmail, TemplatesFromADirectoryAreTheBuiltInOnes) {
   auto from_dir = EmailTemplates::FromDir(WAS_TEMPLATE_DIR);
-  ASSERT_TRUE(from_dir.ok()) << from_dir.status();
+  ASSERT_THAT(from_dir, IsOk()) << from_dir.status();
   EXPECT_EQ(from_dir->text, EmailTemplates::Builtin().text);
   EXPECT_EQ(from_dir->html, EmailTemplates::Builtin().html);
   EXPECT_EQ(EmailTemplates::FromDir("/nonexistent").status().code(),

@@ -10,6 +10,9 @@
 #include "alert_db.h"
 #include "wasentinel/common/proto_time.h"
 #include "wasentinel/testing/fake_clock.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::alert {
 namespace {
@@ -46,7 +49,7 @@ TEST(PgAlertStore, OneOutageIsOneAlertThatEscalatesAndResolves) {
   f.AddEndpoint("https://hooks.example/critical-only", "{session.critical}");
 
   auto first = f.store.Raise(Offline(v1::SEVERITY_WARNING), {"oncall@ops.example"}, clock.Now());
-  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_THAT(first, IsOk()) << first.status();
   EXPECT_TRUE(first->created);
   EXPECT_EQ(first->alert.status(), v1::Alert::STATUS_OPEN);
   EXPECT_EQ(first->alert.session().phone_number_masked(), "155******67");
@@ -60,7 +63,7 @@ TEST(PgAlertStore, OneOutageIsOneAlertThatEscalatesAndResolves) {
 
   clock.Advance(absl::Minutes(1));
   auto again = f.store.Raise(Offline(v1::SEVERITY_WARNING), {"oncall@ops.example"}, clock.Now());
-  ASSERT_TRUE(again.ok());
+  ASSERT_THAT(again, IsOk());
   EXPECT_FALSE(again->created);
   EXPECT_FALSE(again->escalated);
   EXPECT_EQ(again->alert.id(), first->alert.id());
@@ -70,7 +73,7 @@ TEST(PgAlertStore, OneOutageIsOneAlertThatEscalatesAndResolves) {
   clock.Advance(absl::Hours(6));
   auto critical =
       f.store.Raise(Offline(v1::SEVERITY_CRITICAL), {"oncall@ops.example"}, clock.Now());
-  ASSERT_TRUE(critical.ok());
+  ASSERT_THAT(critical, IsOk());
   EXPECT_TRUE(critical->escalated);
   EXPECT_EQ(critical->alert.id(), first->alert.id());
   EXPECT_EQ(critical->alert.severity(), v1::SEVERITY_CRITICAL);
@@ -80,13 +83,13 @@ TEST(PgAlertStore, OneOutageIsOneAlertThatEscalatesAndResolves) {
   EXPECT_EQ(Count(critical->alert, v1::Delivery::CHANNEL_WEBHOOK, v1::Delivery::KIND_NOTIFY), 3);
   // A lower severity afterwards folds in.
   auto lower = f.store.Raise(Offline(v1::SEVERITY_WARNING), {}, clock.Now());
-  ASSERT_TRUE(lower.ok());
+  ASSERT_THAT(lower, IsOk());
   EXPECT_FALSE(lower->escalated);
   EXPECT_EQ(lower->alert.severity(), v1::SEVERITY_CRITICAL);
 
   clock.Advance(absl::Minutes(3));
   auto resolved = f.store.Resolve("session.offline/s1", "connected again", clock.Now());
-  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  ASSERT_THAT(resolved, IsOk()) << resolved.status();
   EXPECT_EQ(resolved->status(), v1::Alert::STATUS_RESOLVED);
   EXPECT_EQ(FromProto(resolved->resolved_at()), clock.Now());
   // One resolved notice per target notified: 2 addresses, 2 endpoints.
@@ -94,10 +97,10 @@ TEST(PgAlertStore, OneOutageIsOneAlertThatEscalatesAndResolves) {
   EXPECT_EQ(Count(*resolved, v1::Delivery::CHANNEL_WEBHOOK, v1::Delivery::KIND_RESOLVED), 2);
   // Idempotent; then the key starts a new alert.
   auto twice = f.store.Resolve("session.offline/s1", "again", clock.Now());
-  ASSERT_TRUE(twice.ok());
+  ASSERT_THAT(twice, IsOk());
   EXPECT_EQ(twice->deliveries_size(), resolved->deliveries_size());
   auto next = f.store.Raise(Offline(v1::SEVERITY_WARNING), {}, clock.Now());
-  ASSERT_TRUE(next.ok());
+  ASSERT_THAT(next, IsOk());
   EXPECT_TRUE(next->created);
   EXPECT_NE(next->alert.id(), first->alert.id());
   EXPECT_EQ(f.store.Resolve("never/raised", "", clock.Now()).status().code(),
@@ -110,16 +113,16 @@ TEST(PgAlertStore, ASilencedAlertIsRecordedButNotDelivered) {
   f.AddEndpoint("https://hooks.example/all");
   f.AddSilence("acme", clock.Now() + absl::Hours(1));
   auto raised = f.store.Raise(Offline(v1::SEVERITY_CRITICAL), {"oncall@ops.example"}, clock.Now());
-  ASSERT_TRUE(raised.ok());
+  ASSERT_THAT(raised, IsOk());
   EXPECT_EQ(raised->alert.status(), v1::Alert::STATUS_SUPPRESSED);
   EXPECT_EQ(raised->alert.deliveries_size(), 0);
   auto resolved = f.store.Resolve("session.offline/s1", "", clock.Now());
-  ASSERT_TRUE(resolved.ok());
+  ASSERT_THAT(resolved, IsOk());
   EXPECT_EQ(resolved->deliveries_size(), 0) << "nobody was told, so nobody is told it ended";
   // After the silence: delivered.
   clock.Advance(absl::Hours(2));
   auto later = f.store.Raise(Offline(v1::SEVERITY_CRITICAL), {}, clock.Now());
-  ASSERT_TRUE(later.ok());
+  ASSERT_THAT(later, IsOk());
   EXPECT_EQ(later->alert.status(), v1::Alert::STATUS_OPEN);
   EXPECT_EQ(later->alert.deliveries_size(), 2);
 }
@@ -150,16 +153,16 @@ TEST(PgAlertStore, ListsNewestFirstInPagesWithFilters) {
   wasentinel::testing::FakeClock clock;
   for (int i = 0; i < 5; ++i) {
     clock.Advance(absl::Seconds(1));
-    ASSERT_TRUE(
-        f.store.Raise(Offline(v1::SEVERITY_WARNING, "k" + std::to_string(i)), {}, clock.Now())
-            .ok());
+    ASSERT_THAT(
+        f.store.Raise(Offline(v1::SEVERITY_WARNING, "k" + std::to_string(i)), {}, clock.Now()),
+        IsOk());
   }
-  ASSERT_TRUE(f.store.Resolve("k1", "", clock.Now()).ok());
+  ASSERT_THAT(f.store.Resolve("k1", "", clock.Now()), IsOk());
   std::vector<std::string> keys;
   std::string token;
   do {
     auto page = f.store.List({}, 2, token);
-    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_THAT(page, IsOk()) << page.status();
     for (const auto& a : page->alerts) keys.push_back(a.dedup_key());
     token = page->next_page_token;
   } while (!token.empty());
@@ -167,7 +170,7 @@ TEST(PgAlertStore, ListsNewestFirstInPagesWithFilters) {
   AlertFilter resolved;
   resolved.statuses = {v1::Alert::STATUS_RESOLVED};
   auto page = f.store.List(resolved, 10, "");
-  ASSERT_TRUE(page.ok());
+  ASSERT_THAT(page, IsOk());
   ASSERT_EQ(page->alerts.size(), 1u);
   EXPECT_EQ(page->alerts[0].dedup_key(), "k1");
 }
@@ -182,8 +185,8 @@ TEST(PgAlertStore, TwoRaisesOfOneNewKeyAtOnceMakeOneAlert) {
     std::thread t2([&] { b = f.store.Raise(Offline(v1::SEVERITY_WARNING, key), {}, clock.Now()); });
     t1.join();
     t2.join();
-    ASSERT_TRUE(a.ok()) << a.status();
-    ASSERT_TRUE(b.ok()) << b.status();
+    ASSERT_THAT(a, IsOk()) << a.status();
+    ASSERT_THAT(b, IsOk()) << b.status();
     EXPECT_EQ(a->alert.id(), b->alert.id());
     EXPECT_NE(a->created, b->created);
   }
@@ -193,8 +196,9 @@ TEST(PgAlertStore, RemindersOfCriticalAlertsStillOpen) {
   AlertDb f;
   wasentinel::testing::FakeClock clock;
   f.AddEndpoint("https://hooks.example/all");
-  ASSERT_TRUE(f.store.Raise(Offline(v1::SEVERITY_CRITICAL), {}, clock.Now()).ok());
-  ASSERT_TRUE(f.store.Raise(Offline(v1::SEVERITY_WARNING, "warning/only"), {}, clock.Now()).ok());
+  ASSERT_THAT(f.store.Raise(Offline(v1::SEVERITY_CRITICAL), {}, clock.Now()), IsOk());
+  ASSERT_THAT(f.store.Raise(Offline(v1::SEVERITY_WARNING, "warning/only"), {}, clock.Now()),
+              IsOk());
   EXPECT_EQ(f.store.Remind(absl::Hours(1), clock.Now()).value(), 0) << "not yet";
   clock.Advance(absl::Hours(1));
   EXPECT_EQ(f.store.Remind(absl::Hours(1), clock.Now()).value(), 1) << "critical only";

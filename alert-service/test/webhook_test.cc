@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::alert {
 namespace {
@@ -13,7 +16,7 @@ TEST(Webhook, SignsAsTheStandardWebhooksExample) {
   // The example of the specification and of its reference libraries.
   auto sig = SignWebhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
                          1614265330, R"({"test": 2432232314})");
-  ASSERT_TRUE(sig.ok()) << sig.status();
+  ASSERT_THAT(sig, IsOk()) << sig.status();
   EXPECT_EQ(*sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
   EXPECT_EQ(SignWebhook("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "m", 1, "{}").status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -26,7 +29,7 @@ TEST(Webhook, NewSecretsAreUsableAndDistinct) {
   EXPECT_TRUE(absl::StartsWith(a, "whsec_"));
   EXPECT_EQ(a.size(), 6u + 32u);  // base64 of 24 bytes
   EXPECT_NE(a, b);
-  EXPECT_TRUE(SignWebhook(a, "msg_1", 1, "{}").ok());
+  EXPECT_THAT(SignWebhook(a, "msg_1", 1, "{}"), IsOk());
 }
 
 TEST(Webhook, OnlyPublicAddresses) {
@@ -43,8 +46,8 @@ TEST(Webhook, OnlyPublicAddresses) {
 }
 
 TEST(Webhook, UrlsAreCheckedForSchemeAndPrivateTargets) {
-  EXPECT_TRUE(CheckWebhookUrl("https://hooks.example.com/wa", false).ok());
-  EXPECT_TRUE(CheckWebhookUrl("https://8.8.8.8/x", false).ok());
+  EXPECT_THAT(CheckWebhookUrl("https://hooks.example.com/wa", false), IsOk());
+  EXPECT_THAT(CheckWebhookUrl("https://8.8.8.8/x", false), IsOk());
   for (const char* url :
        {"http://hooks.example.com/wa", "https://127.0.0.1/x", "https://localhost:8443/",
         "https://[::1]/x", "https://169.254.169.254/latest/meta-data", "https://10.0.0.5/",
@@ -53,7 +56,7 @@ TEST(Webhook, UrlsAreCheckedForSchemeAndPrivateTargets) {
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << url;
   }
   // Allowed explicitly (tests, internal receivers): loopback and plain http.
-  EXPECT_TRUE(CheckWebhookUrl("http://127.0.0.1:8080/hook", true).ok());
+  EXPECT_THAT(CheckWebhookUrl("http://127.0.0.1:8080/hook", true), IsOk());
 }
 
 TEST(Webhook, ASenderRefusesAPrivateAddressItResolvesTo) {
@@ -75,7 +78,7 @@ TEST(Webhook, CreationAndSendingRefuseTheSameEmbeddedAndSpecialAddresses) {
         "https://[2002:7f00:1::]/h", "https://198.18.0.1/h", "https://192.0.0.1/h",
         "https://[fd00::1]/h", "https:///nohost", "https://localhost./h", "https://0x7f.1/h",
         "https://2130706433/h"}) {
-    EXPECT_FALSE(CheckWebhookUrl(url, false).ok()) << url;
+    EXPECT_THAT(CheckWebhookUrl(url, false), ::testing::Not(IsOk())) << url;
     WebhookRequest req;
     req.url = url;
     req.id = "msg_1";
@@ -83,8 +86,9 @@ TEST(Webhook, CreationAndSendingRefuseTheSameEmbeddedAndSpecialAddresses) {
     auto r = sender.Send(req);
     EXPECT_TRUE(r.refused) << url << ": " << r.error;
   }
-  EXPECT_FALSE(CheckWebhookUrl("https://hooks.example.com/" + std::string(3000, 'a'), false).ok());
-  EXPECT_TRUE(CheckWebhookUrl("https://[2606:4700::1111]/h", false).ok());
+  EXPECT_THAT(CheckWebhookUrl("https://hooks.example.com/" + std::string(3000, 'a'), false),
+              ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckWebhookUrl("https://[2606:4700::1111]/h", false), IsOk());
 }
 
 }  // namespace

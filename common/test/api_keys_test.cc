@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel {
 namespace {
@@ -12,13 +15,13 @@ namespace {
 TEST(ApiKeys, ScopesAndTenants) {
   auto keys = ApiKeys::FromConfig(
       "ops:admin:operator-key-0123456789, acme:read:acme:acme-read-key-0123456789");
-  ASSERT_TRUE(keys.ok()) << keys.status();
+  ASSERT_THAT(keys, IsOk()) << keys.status();
   auto op = keys->Authorize("operator-key-0123456789", "", Scope::kAdmin);
-  ASSERT_TRUE(op.ok());
+  ASSERT_THAT(op, IsOk());
   EXPECT_EQ(op->key_name, "ops");
   EXPECT_TRUE(op->all_tenants());
   auto acme = keys->Authorize("", "Bearer acme-read-key-0123456789", Scope::kRead);
-  ASSERT_TRUE(acme.ok());
+  ASSERT_THAT(acme, IsOk());
   EXPECT_EQ(acme->tenant, "acme");
   EXPECT_TRUE(acme->Sees("acme"));
   EXPECT_FALSE(acme->Sees("globex"));
@@ -30,16 +33,19 @@ TEST(ApiKeys, ScopesAndTenants) {
 
 TEST(ApiKeys, StartUpRefusesAmbiguousOrMalformedEntries) {
   auto twice = ApiKeys::FromConfig("a:read:same-key-0123456789,b:admin:same-key-0123456789");
-  ASSERT_FALSE(twice.ok()) << "one key value under two scopes would act as the wider";
+  ASSERT_THAT(twice, ::testing::Not(IsOk()))
+      << "one key value under two scopes would act as the wider";
   EXPECT_FALSE(absl::StrContains(twice.status().message(), "same-key")) << "never the key";
-  EXPECT_FALSE(ApiKeys::FromConfig("a:b:c").ok());
-  EXPECT_FALSE(ApiKeys::FromConfig("a:read:bad tenant:key-0123456789abcdef").ok());
-  EXPECT_FALSE(ApiKeys::FromConfig("a:read:t:x:key-0123456789abcdef").ok());
-  EXPECT_FALSE(ApiKeys::FromConfig("a:root:key-0123456789abcdef").ok());
-  EXPECT_FALSE(ApiKeys::FromConfig("a:read:short").ok());
-  EXPECT_FALSE(ApiKeys::FromConfig("a:read:key-0123456789abcdef,a:read:key-fedcba9876543210").ok());
+  EXPECT_THAT(ApiKeys::FromConfig("a:b:c"), ::testing::Not(IsOk()));
+  EXPECT_THAT(ApiKeys::FromConfig("a:read:bad tenant:key-0123456789abcdef"),
+              ::testing::Not(IsOk()));
+  EXPECT_THAT(ApiKeys::FromConfig("a:read:t:x:key-0123456789abcdef"), ::testing::Not(IsOk()));
+  EXPECT_THAT(ApiKeys::FromConfig("a:root:key-0123456789abcdef"), ::testing::Not(IsOk()));
+  EXPECT_THAT(ApiKeys::FromConfig("a:read:short"), ::testing::Not(IsOk()));
+  EXPECT_THAT(ApiKeys::FromConfig("a:read:key-0123456789abcdef,a:read:key-fedcba9876543210"),
+              ::testing::Not(IsOk()));
   auto none = ApiKeys::FromConfig("");
-  ASSERT_TRUE(none.ok());
+  ASSERT_THAT(none, IsOk());
   EXPECT_FALSE(none->enabled());
   EXPECT_TRUE(none->Authorize("", "", Scope::kAdmin).ok());
 }
@@ -55,7 +61,7 @@ TEST(ApiKeys, TenantRules) {
   EXPECT_EQ(*TenantOfNew(acme, ""), "acme");
   EXPECT_EQ(TenantOfNew(op, "").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(*TenantOfNew(op, "", /*required=*/false), "");
-  EXPECT_TRUE(RequireAllTenants(op, "x").ok());
+  EXPECT_THAT(RequireAllTenants(op, "x"), IsOk());
   EXPECT_EQ(RequireAllTenants(acme, "x").code(), absl::StatusCode::kPermissionDenied);
   const auto missing = NotVisible(acme, "session", "s1", absl::NotFoundError("no session s1"));
   const auto theirs = NotVisible(acme, "session", "s1", absl::OkStatus());

@@ -9,6 +9,9 @@
 #include "absl/strings/match.h"
 #include "wasentinel/common/ip_address.h"
 #include "wasentinel/common/logging.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel {
 namespace {
@@ -17,7 +20,7 @@ TEST(Mailbox, AcceptsOrdinaryAddresses) {
   for (const char* ok :
        {"owner@acme.example", "o@x.example", "first.last+tag@mail.example.com",
         "ops-team@sub-domain.example", "a!#$%&'*+/=?^_`{|}~@x.io", "o@localhost"}) {
-    EXPECT_TRUE(CheckMailbox("owner_email", ok).ok()) << ok;
+    EXPECT_THAT(CheckMailbox("owner_email", ok), IsOk()) << ok;
   }
 }
 
@@ -45,15 +48,17 @@ TEST(Mailbox, NameAddr) {
   EXPECT_EQ(*ParseNameAddr("smtp_from", "WA Sentinel <alerts@wa-sentinel.invalid>"),
             "alerts@wa-sentinel.invalid");
   EXPECT_EQ(*ParseNameAddr("smtp_from", "alerts@x.example"), "alerts@x.example");
-  EXPECT_FALSE(ParseNameAddr("smtp_from", "IT\r\nBcc: a@x.example <a@x.example>").ok());
-  EXPECT_FALSE(ParseNameAddr("smtp_from", "A <b@x.example> <c@x.example>").ok());
-  EXPECT_FALSE(ParseNameAddr("smtp_from", "A <b@x.example").ok());
-  EXPECT_FALSE(ParseNameAddr("smtp_from", "\rIT <it@x.example>").ok()) << "found by the fuzzer";
+  EXPECT_THAT(ParseNameAddr("smtp_from", "IT\r\nBcc: a@x.example <a@x.example>"),
+              ::testing::Not(IsOk()));
+  EXPECT_THAT(ParseNameAddr("smtp_from", "A <b@x.example> <c@x.example>"), ::testing::Not(IsOk()));
+  EXPECT_THAT(ParseNameAddr("smtp_from", "A <b@x.example"), ::testing::Not(IsOk()));
+  EXPECT_THAT(ParseNameAddr("smtp_from", "\rIT <it@x.example>"), ::testing::Not(IsOk()))
+      << "found by the fuzzer";
 }
 
 TEST(Text, LengthUtf8AndControlCharacters) {
-  EXPECT_TRUE(CheckText("account_name", "Shop Berlin – Kasse 2 ☎", {}).ok());
-  EXPECT_TRUE(CheckText("account_name", "", {}).ok());
+  EXPECT_THAT(CheckText("account_name", "Shop Berlin – Kasse 2 ☎", {}), IsOk());
+  EXPECT_THAT(CheckText("account_name", "", {}), IsOk());
   EXPECT_EQ(CheckText("account_name", "", {.required = true}).message(),
             "account_name is required");
   const std::string huge(1 << 20, 'x');
@@ -61,14 +66,14 @@ TEST(Text, LengthUtf8AndControlCharacters) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_LT(st.message().size(), 200u) << "the error quotes a short prefix, never the value";
   EXPECT_TRUE(absl::StrContains(st.message(), "1048576")) << st;
-  EXPECT_FALSE(CheckText("f", std::string("a\0b", 3), {}).ok());
-  EXPECT_FALSE(CheckText("f", "a\x1b[31mred", {}).ok());
-  EXPECT_FALSE(CheckText("f", "a\nb", {}).ok());
-  EXPECT_TRUE(CheckText("f", "a\nb\tc", {.multiline = true}).ok());
-  EXPECT_FALSE(CheckText("f", "a\rb", {.multiline = true}).ok());
-  EXPECT_FALSE(CheckText("f", "\x7f", {}).ok());
-  EXPECT_FALSE(CheckText("f", "\xc2\x85", {}).ok()) << "C1 control NEL";
-  EXPECT_FALSE(CheckText("f", "\xff\xfe", {}).ok());
+  EXPECT_THAT(CheckText("f", std::string("a\0b", 3), {}), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckText("f", "a\x1b[31mred", {}), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckText("f", "a\nb", {}), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckText("f", "a\nb\tc", {.multiline = true}), IsOk());
+  EXPECT_THAT(CheckText("f", "a\rb", {.multiline = true}), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckText("f", "\x7f", {}), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckText("f", "\xc2\x85", {}), ::testing::Not(IsOk())) << "C1 control NEL";
+  EXPECT_THAT(CheckText("f", "\xff\xfe", {}), ::testing::Not(IsOk()));
 }
 
 TEST(Text, Utf8IsStrict) {
@@ -84,34 +89,34 @@ TEST(Text, Utf8IsStrict) {
 
 TEST(Identifiers, TenantsEventTypesIds) {
   for (const char* ok : {"acme", "tenant-new", "t1", "acme.eu:prod_2"}) {
-    EXPECT_TRUE(CheckTenantId("tenant_id", ok).ok()) << ok;
+    EXPECT_THAT(CheckTenantId("tenant_id", ok), IsOk()) << ok;
   }
   for (const std::string bad :
        {std::string(""), std::string(" acme"), std::string("acme "), std::string("ac me"),
         std::string("acme\n"), std::string("-acme"), std::string(65, 'a'), std::string("ac\0me", 5),
         std::string("äcme")}) {
-    EXPECT_FALSE(CheckTenantId("tenant_id", bad).ok()) << bad;
+    EXPECT_THAT(CheckTenantId("tenant_id", bad), ::testing::Not(IsOk())) << bad;
   }
-  EXPECT_TRUE(CheckEventType("event_type", "session.critical").ok());
-  EXPECT_TRUE(CheckEventType("event_type", "session_service.unreachable").ok());
-  EXPECT_FALSE(CheckEventType("event_type", "Session.Critical").ok());
-  EXPECT_FALSE(CheckEventType("event_type", std::string(65, 'a')).ok());
-  EXPECT_FALSE(CheckEventType("event_type", "a{b=\"c\"}").ok());
-  EXPECT_TRUE(CheckIdentifier("id", "0b0c6a9e-6f4e-4c43-9d4c-2f0f7d1f6a11").ok());
-  EXPECT_FALSE(CheckIdentifier("id", std::string(100 * 1024, 'x')).ok());
-  EXPECT_FALSE(CheckIdentifier("id", "a b").ok());
-  EXPECT_FALSE(CheckIdentifier("id", "").ok());
+  EXPECT_THAT(CheckEventType("event_type", "session.critical"), IsOk());
+  EXPECT_THAT(CheckEventType("event_type", "session_service.unreachable"), IsOk());
+  EXPECT_THAT(CheckEventType("event_type", "Session.Critical"), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckEventType("event_type", std::string(65, 'a')), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckEventType("event_type", "a{b=\"c\"}"), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckIdentifier("id", "0b0c6a9e-6f4e-4c43-9d4c-2f0f7d1f6a11"), IsOk());
+  EXPECT_THAT(CheckIdentifier("id", std::string(100 * 1024, 'x')), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckIdentifier("id", "a b"), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckIdentifier("id", ""), ::testing::Not(IsOk()));
 }
 
 TEST(Times, TimestampsAndDurationsInRange) {
-  EXPECT_TRUE(CheckTimestamp("until", 1'800'000'000, 0).ok());
-  EXPECT_FALSE(CheckTimestamp("until", -1, 0).ok());
-  EXPECT_FALSE(CheckTimestamp("until", 253402300800, 0).ok());
-  EXPECT_FALSE(CheckTimestamp("until", 0, 1'000'000'000).ok());
-  EXPECT_TRUE(CheckDuration("timeout", 60, 0, 60).ok());
-  EXPECT_FALSE(CheckDuration("timeout", 61, 0, 60).ok());
-  EXPECT_FALSE(CheckDuration("timeout", -1, 0, 60).ok());
-  EXPECT_FALSE(CheckDuration("timeout", 9'223'372'036'854'775'807, 0, 60).ok());
+  EXPECT_THAT(CheckTimestamp("until", 1'800'000'000, 0), IsOk());
+  EXPECT_THAT(CheckTimestamp("until", -1, 0), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckTimestamp("until", 253402300800, 0), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckTimestamp("until", 0, 1'000'000'000), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckDuration("timeout", 60, 0, 60), IsOk());
+  EXPECT_THAT(CheckDuration("timeout", 61, 0, 60), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckDuration("timeout", -1, 0, 60), ::testing::Not(IsOk()));
+  EXPECT_THAT(CheckDuration("timeout", 9'223'372'036'854'775'807, 0, 60), ::testing::Not(IsOk()));
 }
 
 TEST(PublicAddress, EmbeddingsAndSpecialRanges) {

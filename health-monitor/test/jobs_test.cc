@@ -8,7 +8,10 @@
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/testing/fake_clock.h"
+#include "wasentinel/testing/status_matchers.h"
 #include "wasentinel/testing/test_database.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::monitor {
 namespace {
@@ -87,7 +90,7 @@ TEST(JobScheduler, PauseResumeTriggerAndRestart) {
   auto jobs = f.Scheduler();
   EXPECT_EQ(jobs->Trigger("nope").status().code(), absl::StatusCode::kNotFound);
   auto r = jobs->Trigger("health-check-light");
-  ASSERT_TRUE(r.ok());
+  ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->total(), 2);
   EXPECT_EQ(f.light, 1);
   ASSERT_TRUE(jobs->Pause("health-check-light").value().paused());

@@ -9,7 +9,10 @@
 #include "monitor_db.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
+#include "wasentinel/testing/status_matchers.h"
 #include "wasentinel/testing/test_database.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::monitor {
 namespace {
@@ -37,7 +40,7 @@ TEST(LeaderElection, OneAtATimeAndTakeover) {
         "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
   }
-  EXPECT_FALSE(b.TryAcquire().ok()) << "b notices it lost the lock";
+  EXPECT_THAT(b.TryAcquire(), ::testing::Not(IsOk())) << "b notices it lost the lock";
   EXPECT_FALSE(b.leader());
   EXPECT_TRUE(a.TryAcquire().value());
   EXPECT_EQ(b.Leader().value(), "monitor-a");

@@ -10,6 +10,9 @@
 #include "health/pg_health_store.h"
 #include "session/stack.h"
 #include "wasentinel/common/pg.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::monitor {
 namespace {
@@ -62,14 +65,14 @@ TEST(MonitorOverGrpc, RecoversADropAndAlertsOnAConflict) {
   auto pool = PgPool::Create(s.db.url(), 2).value();
   auto log =
       MakeLogger("monitor", std::getenv("WAS_TEST_LOG") ? std::getenv("WAS_TEST_LOG") : "warn");
-  ASSERT_TRUE(ApplyMigrations(*pool, "health-monitor", PgHealthStore::Migrations(), *log).ok());
+  ASSERT_THAT(ApplyMigrations(*pool, "health-monitor", PgHealthStore::Migrations(), *log), IsOk());
   PgHealthStore store(*pool);
   GrpcSessionSource source(s.channel, "");
   GrpcAlertSink sink(grpc::CreateChannel("127.0.0.1:" + std::to_string(alerts.port),
                                          grpc::InsecureChannelCredentials()),
                      "");
   Monitor monitor(SystemClock::Get(), store, source, sink, HealthPolicy{}, log);
-  ASSERT_TRUE(monitor.Load().ok());
+  ASSERT_THAT(monitor.Load(), IsOk());
 
   const std::string id = s.Create("acme", s.sim.Device(15550009001)).value().id();
   ASSERT_TRUE(w.WaitFor(id, sv1::SESSION_STATE_CONNECTED));
@@ -91,7 +94,7 @@ TEST(MonitorOverGrpc, RecoversADropAndAlertsOnAConflict) {
 
   // A drop: classified at once, recovered (by session-service's own retry or the monitor's
   // Reconnect, whichever comes first), counted in the budget, healthy again.
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550009001:5/drop", {{"mode", "rst"}}).ok());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550009001:5/drop", {{"mode", "rst"}}), IsOk());
   ASSERT_TRUE(w.WaitFor(id, sv1::SESSION_STATE_DISCONNECTED, sv1::STATE_REASON_SOCKET_CLOSED));
   {
     auto all = w.events.Snapshot();
@@ -113,7 +116,7 @@ TEST(MonitorOverGrpc, RecoversADropAndAlertsOnAConflict) {
   EXPECT_TRUE(alerts.service.raised().empty());
 
   // A conflict (440): a person must act; one alert, no reconnect.
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550009001:5/conflict").ok());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550009001:5/conflict"), IsOk());
   ASSERT_TRUE(w.WaitFor(id, sv1::SESSION_STATE_REPLACED));
   feed();
   EXPECT_EQ(monitor.Health(id)->level(), v1::HEALTH_LEVEL_CRITICAL);

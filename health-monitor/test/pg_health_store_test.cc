@@ -6,7 +6,10 @@
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/common/proto_time.h"
+#include "wasentinel/testing/status_matchers.h"
 #include "wasentinel/testing/test_database.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::monitor {
 namespace {
@@ -35,19 +38,19 @@ MonitoredSession Session(int n, v1::HealthLevel level, sv1::SessionState state,
 
 TEST(PgHealthStore, SavesLoadsPagesAndCounts) {
   Fixture f;
-  ASSERT_TRUE(
-      f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)).ok());
-  ASSERT_TRUE(
-      f.store.Save(Session(2, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)).ok());
+  ASSERT_THAT(f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)),
+              IsOk());
+  ASSERT_THAT(f.store.Save(Session(2, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)),
+              IsOk());
   auto third = Session(3, v1::HEALTH_LEVEL_CRITICAL, sv1::SESSION_STATE_DISCONNECTED, "other");
   third.health.set_manual_intervention_required(true);
   third.last_proof_of_life = kT0 + absl::Minutes(3);
-  ASSERT_TRUE(f.store.Save(third).ok());
+  ASSERT_THAT(f.store.Save(third), IsOk());
   // Saving again replaces, keeping first_seen_at.
   auto again = Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED);
   again.first_seen_at = kT0 + absl::Hours(1);
   again.health.set_score(95);
-  ASSERT_TRUE(f.store.Save(again).ok());
+  ASSERT_THAT(f.store.Save(again), IsOk());
 
   auto all = f.store.LoadAll().value();
   ASSERT_EQ(all.size(), 3u);
@@ -84,7 +87,7 @@ TEST(PgHealthStore, SavesLoadsPagesAndCounts) {
   EXPECT_EQ(stats.counts_size(), 3);
   EXPECT_EQ(f.store.Stats("acme").value().total(), 2);
 
-  ASSERT_TRUE(f.store.Forget(Id(2)).ok());
+  ASSERT_THAT(f.store.Forget(Id(2)), IsOk());
   EXPECT_EQ(f.store.LoadAll().value().size(), 2u);
 }
 
@@ -97,21 +100,21 @@ TEST(PgHealthStore, SavesABatchInOneTransaction) {
   *t.mutable_at() = ToProto(kT0);
   t.set_to_level(v1::HEALTH_LEVEL_WARNING);
   t.set_cause("first seen");
-  ASSERT_TRUE(f.store.SaveBatch({&a, &b}, {t}).ok());
+  ASSERT_THAT(f.store.SaveBatch({&a, &b}, {t}), IsOk());
   EXPECT_EQ(f.store.LoadAll().value().size(), 2u);
   EXPECT_EQ(f.store.History(Id(2), kT0, kT0 + absl::Hours(1), 10).value().transitions_size(), 1);
   // A transition of a session that is nowhere fails the whole batch.
   auto c = Session(3, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED);
   t.set_session_id(Id(4));
-  EXPECT_FALSE(f.store.SaveBatch({&c}, {t}).ok());
+  EXPECT_THAT(f.store.SaveBatch({&c}, {t}), ::testing::Not(IsOk()));
   EXPECT_EQ(f.store.Get(Id(3)).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(f.store.SaveBatch({}, {}).ok());
+  EXPECT_THAT(f.store.SaveBatch({}, {}), IsOk());
 }
 
 TEST(PgHealthStore, HistoryAndUptime) {
   Fixture f;
-  ASSERT_TRUE(
-      f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)).ok());
+  ASSERT_THAT(f.store.Save(Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED)),
+              IsOk());
   auto add = [&](absl::Duration after, sv1::SessionState from, sv1::SessionState to,
                  v1::HealthLevel level_from, v1::HealthLevel level_to) {
     v1::Transition t;
@@ -165,8 +168,8 @@ TEST(PgHealthStore, HistoryAndUptime) {
 
 TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {
   Fixture f;
-  ASSERT_TRUE(
-      f.store.Save(Session(1, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)).ok());
+  ASSERT_THAT(f.store.Save(Session(1, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)),
+              IsOk());
   auto attempt = [&](absl::Duration after, v1::RecoveryAttempt::Action action) {
     v1::RecoveryAttempt a;
     a.set_session_id(Id(1));
@@ -179,8 +182,8 @@ TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {
   attempt(absl::Minutes(0), v1::RecoveryAttempt::ACTION_RECONNECT);
   const int64_t probe = attempt(absl::Minutes(10), v1::RecoveryAttempt::ACTION_PROBE);
   attempt(absl::Minutes(70), v1::RecoveryAttempt::ACTION_RECONNECT);
-  ASSERT_TRUE(
-      f.store.SetRecoveryOutcome(probe, v1::RecoveryAttempt::OUTCOME_FAILED, "no pong").ok());
+  ASSERT_THAT(f.store.SetRecoveryOutcome(probe, v1::RecoveryAttempt::OUTCOME_FAILED, "no pong"),
+              IsOk());
   auto recent = f.store.ReconnectsSince(kT0 + absl::Minutes(5)).value();
   ASSERT_EQ(recent.size(), 1u);
   EXPECT_EQ(recent[0].at().seconds(), absl::ToUnixSeconds(kT0 + absl::Minutes(70)));
@@ -190,28 +193,27 @@ TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {
   EXPECT_EQ(history.recoveries(1).error(), "no pong");
 
   OpenAlert alert{"session.offline/" + Id(1), Id(1), "session.warning", "SEVERITY_WARNING", kT0};
-  ASSERT_TRUE(f.store.RecordAlert(alert).ok());
+  ASSERT_THAT(f.store.RecordAlert(alert), IsOk());
   alert.event_type = "session.critical";  // escalated: same key, raised_at kept
   alert.severity = "SEVERITY_CRITICAL";
   alert.raised_at = kT0 + absl::Hours(6);
-  ASSERT_TRUE(f.store.RecordAlert(alert).ok());
-  ASSERT_TRUE(f.store
-                  .RecordAlert({"session_service.unreachable", "", "session_service.unreachable",
-                                "SEVERITY_CRITICAL", kT0})
-                  .ok());
+  ASSERT_THAT(f.store.RecordAlert(alert), IsOk());
+  ASSERT_THAT(f.store.RecordAlert({"session_service.unreachable", "", "session_service.unreachable",
+                                   "SEVERITY_CRITICAL", kT0}),
+              IsOk());
   auto open = f.store.OpenAlerts().value();
   ASSERT_EQ(open.size(), 2u);
   EXPECT_EQ(open[0].severity, "SEVERITY_CRITICAL");
   EXPECT_EQ(open[0].raised_at, kT0);
-  ASSERT_TRUE(f.store.CloseAlert(alert.dedup_key, kT0 + absl::Hours(7)).ok());
+  ASSERT_THAT(f.store.CloseAlert(alert.dedup_key, kT0 + absl::Hours(7)), IsOk());
   EXPECT_EQ(f.store.OpenAlerts().value().size(), 1u);
 
   JobRecord job{"health-check-deep", false, 3, 1, kT0, {}};
   job.last_result.set_total(5);
   job.last_result.set_reconnected(1);
-  ASSERT_TRUE(f.store.SaveJob(job).ok());
+  ASSERT_THAT(f.store.SaveJob(job), IsOk());
   job.paused = true;
-  ASSERT_TRUE(f.store.SaveJob(job).ok());
+  ASSERT_THAT(f.store.SaveJob(job), IsOk());
   auto jobs = f.store.Jobs().value();
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_TRUE(jobs[0].paused);
@@ -219,8 +221,8 @@ TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {
   EXPECT_EQ(jobs[0].last_run_at, kT0);
 
   EXPECT_EQ(f.store.LastSequence().value(), 0);
-  ASSERT_TRUE(f.store.SetLastSequence(42).ok());
-  ASSERT_TRUE(f.store.SetLastSequence(41).ok());  // never backwards
+  ASSERT_THAT(f.store.SetLastSequence(42), IsOk());
+  ASSERT_THAT(f.store.SetLastSequence(41), IsOk());  // never backwards
   EXPECT_EQ(f.store.LastSequence().value(), 42);
 }
 

@@ -2,6 +2,9 @@
 // PostgreSQL and wa-sim: pairing by QR code with wa-sim as the phone, the lifecycle methods,
 // API keys and scopes, key rotation and deep health.
 #include "session/stack.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::session {
 namespace {
@@ -70,7 +73,7 @@ TEST(SessionApi, PairingByQrLinksADeviceThatLogsInAndIsRestored) {
   EXPECT_GT(qr->qr().expires_at().seconds(), absl::ToUnixSeconds(absl::Now()));
 
   auto scanned = s.sim.control().Post("/pair", {{"qr", qr->qr().code()}, {"phone", "15558880001"}});
-  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  ASSERT_THAT(scanned, IsOk()) << scanned.status();
   EXPECT_EQ((*scanned)["result"], "paired") << scanned->dump();
 
   auto success = p.Await(v1::PairingUpdate::kSuccess);
@@ -80,13 +83,13 @@ TEST(SessionApi, PairingByQrLinksADeviceThatLogsInAndIsRestored) {
   EXPECT_EQ(success->success().platform(), "android");
   EXPECT_EQ(success->success().session().state(), v1::SESSION_STATE_CONNECTED);
   ASSERT_TRUE(p.done.WaitForCount(1));
-  EXPECT_TRUE(p.status().ok()) << p.status().error_message();
+  EXPECT_THAT(p.status(), IsOk()) << p.status().error_message();
   ASSERT_TRUE(w.WaitFor(id, v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_PAIRED));
   ASSERT_TRUE(w.WaitFor(id, v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS));
 
   v1::Session got;
   auto got_st = s.Get(id, &got);
-  ASSERT_TRUE(got_st.ok()) << got_st.error_code() << " " << got_st.error_message();
+  ASSERT_THAT(got_st, IsOk()) << got_st.error_code() << " " << got_st.error_message();
   EXPECT_TRUE(got.has_credentials());
   EXPECT_EQ(got.phone_number(), "15558880001");
 
@@ -98,7 +101,7 @@ TEST(SessionApi, PairingByQrLinksADeviceThatLogsInAndIsRestored) {
   Watcher after(*s.stub, seen);
   ASSERT_TRUE(after.WaitFor(id, v1::SESSION_STATE_CONNECTED));
   auto devices = s.sim.control().Get("/devices");
-  ASSERT_TRUE(devices.ok());
+  ASSERT_THAT(devices, IsOk());
   bool found = false;
   for (const auto& d : (*devices)["devices"]) found |= d["logins"].get<int>() >= 2;
   EXPECT_TRUE(found) << devices->dump();
@@ -139,13 +142,13 @@ TEST(SessionApi, PairingByPhoneNumberCodeLinksADevice) {
   std::string wrong = typed;
   wrong[0] = wrong[0] == 'A' ? 'B' : 'A';
   auto refused = s.sim.control().Post("/pair-code", {{"code", wrong}, {"phone", "15558880002"}});
-  ASSERT_TRUE(refused.ok()) << refused.status();
+  ASSERT_THAT(refused, IsOk()) << refused.status();
   EXPECT_EQ((*refused)["result"], "wrong_code") << refused->dump();
   auto other = s.sim.control().Post("/pair-code", {{"code", typed}, {"phone", "15558880003"}});
-  EXPECT_FALSE(other.ok()) << "no connection waits for a code for another number";
+  EXPECT_THAT(other, ::testing::Not(IsOk())) << "no connection waits for a code for another number";
 
   auto paired = s.sim.control().Post("/pair-code", {{"code", typed}, {"phone", "15558880002"}});
-  ASSERT_TRUE(paired.ok()) << paired.status();
+  ASSERT_THAT(paired, IsOk()) << paired.status();
   EXPECT_EQ((*paired)["result"], "paired") << paired->dump();
   auto success = p.Await(v1::PairingUpdate::kSuccess);
   ASSERT_TRUE(success);
@@ -190,7 +193,7 @@ TEST(SessionApi, PairingRejectsAForgedIdentityAndCanBeCancelled) {
     ASSERT_TRUE(qr);
     auto scanned = s.sim.control().Post(
         "/pair", {{"qr", qr->qr().code()}, {"phone", "15558880002"}, {"corrupt", "signature"}});
-    ASSERT_TRUE(scanned.ok());
+    ASSERT_THAT(scanned, IsOk());
     EXPECT_EQ((*scanned)["result"], "rejected");
     EXPECT_EQ((*scanned)["text"], "signature-mismatch");
     auto failure = p.Await(v1::PairingUpdate::kFailure);
@@ -205,7 +208,7 @@ TEST(SessionApi, PairingRejectsAForgedIdentityAndCanBeCancelled) {
     ASSERT_TRUE(qr);
     auto scanned = s.sim.control().Post(
         "/pair", {{"qr", qr->qr().code()}, {"phone", "15558880003"}, {"corrupt", "hmac"}});
-    ASSERT_TRUE(scanned.ok());
+    ASSERT_THAT(scanned, IsOk());
     EXPECT_EQ((*scanned)["text"], "hmac-mismatch");
   }
   {  // Cancelling the stream cancels the pairing; the session can be paired again later.
@@ -222,7 +225,7 @@ TEST(SessionApi, PairingRejectsAForgedIdentityAndCanBeCancelled) {
     ASSERT_TRUE(qr);
     auto scanned =
         s.sim.control().Post("/pair", {{"qr", qr->qr().code()}, {"phone", "15558880004"}});
-    ASSERT_TRUE(scanned.ok());
+    ASSERT_THAT(scanned, IsOk());
     EXPECT_TRUE(second.Await(v1::PairingUpdate::kSuccess));
   }
 }
@@ -239,7 +242,7 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     v1::ProbeSessionRequest req;
     req.set_id(id);
     v1::ProbeSessionResponse resp;
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::ProbeSession, req, &resp).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::ProbeSession, req, &resp), IsOk());
     EXPECT_TRUE(resp.ok()) << resp.error();
     EXPECT_GT(resp.round_trip().nanos() + resp.round_trip().seconds(), 0);
     req.mutable_timeout()->set_seconds(120);
@@ -250,7 +253,7 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     v1::ReconnectRequest req;
     req.set_id(id);
     v1::ReconnectResponse resp;
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::Reconnect, req, &resp).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::Reconnect, req, &resp), IsOk());
     EXPECT_EQ(resp.session().state(), v1::SESSION_STATE_CONNECTING);
     ASSERT_TRUE(w.WaitForLatest(id, v1::SESSION_STATE_CONNECTED));
     v1::Session got;
@@ -263,7 +266,7 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     req.set_is_active(false);
     req.set_account_name("Renamed");
     v1::UpdateSessionResponse resp;
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::UpdateSession, req, &resp).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::UpdateSession, req, &resp), IsOk());
     EXPECT_EQ(resp.session().state(), v1::SESSION_STATE_DISCONNECTED);
     EXPECT_EQ(resp.session().account_name(), "Renamed");
     EXPECT_FALSE(resp.session().is_active());
@@ -279,9 +282,9 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     EXPECT_EQ(Call(*s.stub, &v1::SessionService::Stub::UpdateSession, req, &resp).error_code(),
               grpc::StatusCode::INVALID_ARGUMENT);
     req.clear_owner_email();
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::UpdateSession, req, &resp).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::UpdateSession, req, &resp), IsOk());
     EXPECT_EQ(resp.session().account_name(), "Renamed");
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::Connect, c, &cr).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::Connect, c, &cr), IsOk());
     ASSERT_TRUE(w.WaitForLatest(id, v1::SESSION_STATE_CONNECTED));
   }
   {  // BulkGetSessions: known ones in order, unknown ones listed.
@@ -291,7 +294,7 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     req.add_ids("6f1c1f1e-0000-4000-8000-000000000000");
     req.add_ids(id);
     v1::BulkGetSessionsResponse resp;
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::BulkGetSessions, req, &resp).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::BulkGetSessions, req, &resp), IsOk());
     ASSERT_EQ(resp.sessions_size(), 2);
     EXPECT_EQ(resp.sessions(0).id(), other.id());
     EXPECT_EQ(resp.sessions(1).id(), id);
@@ -303,7 +306,7 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
   {  // GetDeepHealth: the database and the live facts of each session.
     v1::GetDeepHealthRequest req;
     v1::GetDeepHealthResponse resp;
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::GetDeepHealth, req, &resp).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::GetDeepHealth, req, &resp), IsOk());
     EXPECT_TRUE(resp.database_reachable());
     EXPECT_FALSE(resp.replica().empty());
     ASSERT_EQ(resp.sessions_size(), 2);
@@ -317,15 +320,16 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     v1::LogoutRequest req;
     req.set_id(id);
     v1::LogoutResponse resp;
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::Logout, req, &resp).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::Logout, req, &resp), IsOk());
     EXPECT_EQ(resp.session().state(), v1::SESSION_STATE_LOGGED_OUT);
     EXPECT_EQ(resp.session().reason(), v1::STATE_REASON_USER);
     EXPECT_FALSE(resp.session().has_credentials());
     EXPECT_TRUE(resp.session().last_error().empty()) << resp.session().last_error();
     auto stats = s.sim.control().Get("/stats");
-    ASSERT_TRUE(stats.ok());
+    ASSERT_THAT(stats, IsOk());
     EXPECT_EQ((*stats)["logouts"], 1);
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::Logout, req, &resp).ok()) << "idempotent";
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::Logout, req, &resp), IsOk())
+        << "idempotent";
     v1::ReconnectRequest r;
     r.set_id(id);
     v1::ReconnectResponse rr;
@@ -340,7 +344,7 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     EXPECT_EQ(Call(*s.stub, &v1::SessionService::Stub::ImportCredentials, req, &resp).error_code(),
               grpc::StatusCode::INVALID_ARGUMENT);
     req.set_creds_json(s.sim.Device(15559990002));
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::ImportCredentials, req, &resp).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::ImportCredentials, req, &resp), IsOk());
     EXPECT_TRUE(resp.session().has_credentials());
     EXPECT_EQ(resp.session().phone_number(), "15559990002");
     ASSERT_TRUE(
@@ -351,13 +355,13 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
     v1::DeleteSessionRequest req;
     req.set_id(id);
     v1::DeleteSessionResponse resp;
-    ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::DeleteSession, req, &resp).ok());
+    ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::DeleteSession, req, &resp), IsOk());
     ASSERT_TRUE(w.WaitFor(id, v1::SESSION_STATE_DELETED, v1::STATE_REASON_DELETED));
     EXPECT_EQ(s.Get(id, nullptr).error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_EQ(Call(*s.stub, &v1::SessionService::Stub::DeleteSession, req, &resp).error_code(),
               grpc::StatusCode::NOT_FOUND);
     auto stats = s.sim.control().Get("/stats");
-    ASSERT_TRUE(stats.ok());
+    ASSERT_THAT(stats, IsOk());
     EXPECT_EQ((*stats)["logouts"], 2);
   }
 }
@@ -378,12 +382,12 @@ TEST(SessionApi, ApiKeysAndScopes) {
   EXPECT_EQ(call(admin, /*bearer=*/true), grpc::StatusCode::OK);
   v1::ListSessionsRequest list;
   v1::ListSessionsResponse listed;
-  EXPECT_TRUE(Call(*s.stub, &v1::SessionService::Stub::ListSessions, list, &listed, read).ok());
+  EXPECT_THAT(Call(*s.stub, &v1::SessionService::Stub::ListSessions, list, &listed, read), IsOk());
   EXPECT_EQ(listed.sessions_size(), 1);
-  EXPECT_TRUE(Call(*s.stub, &v1::SessionService::Stub::ListSessions, list, &listed, admin).ok());
+  EXPECT_THAT(Call(*s.stub, &v1::SessionService::Stub::ListSessions, list, &listed, admin), IsOk());
   v1::GetHealthResponse health;
-  EXPECT_TRUE(
-      Call(*s.stub, &v1::SessionService::Stub::GetHealth, v1::GetHealthRequest(), &health).ok())
+  EXPECT_THAT(Call(*s.stub, &v1::SessionService::Stub::GetHealth, v1::GetHealthRequest(), &health),
+              IsOk())
       << "light health needs no key";
 }
 
@@ -395,14 +399,14 @@ TEST(SessionApi, RotateSealingKeyReSealsEveryCredential) {
   s.Stop();
   s.Start([&](Options& o) { o.auth_state_keys = std::string(kNew) + "," + kKey; });
   v1::RotateSealingKeyResponse rotated;
-  ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::RotateSealingKey,
-                   v1::RotateSealingKeyRequest(), &rotated)
-                  .ok());
+  ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::RotateSealingKey,
+                   v1::RotateSealingKeyRequest(), &rotated),
+              IsOk());
   EXPECT_EQ(rotated.key_id(), "k2");
   EXPECT_EQ(rotated.resealed(), 2);
-  ASSERT_TRUE(Call(*s.stub, &v1::SessionService::Stub::RotateSealingKey,
-                   v1::RotateSealingKeyRequest(), &rotated)
-                  .ok());
+  ASSERT_THAT(Call(*s.stub, &v1::SessionService::Stub::RotateSealingKey,
+                   v1::RotateSealingKeyRequest(), &rotated),
+              IsOk());
   EXPECT_EQ(rotated.resealed(), 0);
   // The old key can go now: the service starts with the new one alone and logs in.
   s.Stop();

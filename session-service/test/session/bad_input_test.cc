@@ -7,6 +7,9 @@
 #include <functional>
 
 #include "session/stack.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::session {
 namespace {
@@ -261,14 +264,14 @@ TEST(BadInput, EveryMethodRefusesEveryClassWithAClearShortError) {
   ASSERT_TRUE(s.stub->GetHealth(&ctx, v1::GetHealthRequest(), &health).ok());
   EXPECT_TRUE(health.database_reachable());
   auto created = s.Create("acme", "", /*auto_connect=*/false);
-  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_THAT(created, IsOk()) << created.status();
   std::cout << cases.size() << " bad requests, each refused as expected\n";
 }
 
 TEST(BadInput, AnUpdateCannotPlantAnSmtpInjection) {
   Stack s;
   auto created = s.Create("acme", "", /*auto_connect=*/false);
-  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_THAT(created, IsOk()) << created.status();
   grpc::ClientContext ctx;
   v1::UpdateSessionRequest req;
   req.set_id(created->id());
@@ -277,7 +280,7 @@ TEST(BadInput, AnUpdateCannotPlantAnSmtpInjection) {
   EXPECT_EQ(s.stub->UpdateSession(&ctx, req, &resp).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   v1::Session now;
-  ASSERT_TRUE(s.Get(created->id(), &now).ok());
+  ASSERT_THAT(s.Get(created->id(), &now), IsOk());
   EXPECT_EQ(now.owner_email(), "ops@example.com") << "the stored address is unchanged";
 }
 
@@ -310,17 +313,18 @@ TEST(TenantKeys, EachTenantSeesAndChangesOnlyItsOwn) {
     return st;
   };
   v1::Session acme, globex, acme2;
-  ASSERT_TRUE(create(op, "acme", &acme).ok());
-  ASSERT_TRUE(create(op, "globex", &globex).ok());
+  ASSERT_THAT(create(op, "acme", &acme), IsOk());
+  ASSERT_THAT(create(op, "globex", &globex), IsOk());
   // A tenant admin creates in its own tenant, by default or by name, never in another.
-  ASSERT_TRUE(create(acme_admin, "", &acme2).ok());
+  ASSERT_THAT(create(acme_admin, "", &acme2), IsOk());
   EXPECT_EQ(acme2.tenant_id(), "acme");
   EXPECT_EQ(create(acme_admin, "globex", nullptr).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
 
   // Lists and deep health are narrowed to the key's tenant; asking for another is refused.
   v1::ListSessionsResponse listed;
-  ASSERT_TRUE(As(*s.stub, acme_read, &Stub::ListSessions, v1::ListSessionsRequest(), &listed).ok());
+  ASSERT_THAT(As(*s.stub, acme_read, &Stub::ListSessions, v1::ListSessionsRequest(), &listed),
+              IsOk());
   EXPECT_EQ(listed.sessions_size(), 2);
   for (const auto& x : listed.sessions()) EXPECT_EQ(x.tenant_id(), "acme");
   v1::ListSessionsRequest other;
@@ -328,9 +332,10 @@ TEST(TenantKeys, EachTenantSeesAndChangesOnlyItsOwn) {
   EXPECT_EQ(As(*s.stub, acme_read, &Stub::ListSessions, other, &listed).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   v1::GetDeepHealthResponse deep;
-  ASSERT_TRUE(As(*s.stub, acme_read, &Stub::GetDeepHealth, v1::GetDeepHealthRequest(), &deep).ok());
+  ASSERT_THAT(As(*s.stub, acme_read, &Stub::GetDeepHealth, v1::GetDeepHealthRequest(), &deep),
+              IsOk());
   EXPECT_EQ(deep.sessions_size(), 2);
-  ASSERT_TRUE(As(*s.stub, op, &Stub::ListSessions, v1::ListSessionsRequest(), &listed).ok());
+  ASSERT_THAT(As(*s.stub, op, &Stub::ListSessions, v1::ListSessionsRequest(), &listed), IsOk());
   EXPECT_EQ(listed.sessions_size(), 3) << "an operator's key sees every tenant";
 
   // Another tenant's session answers as a missing one: same code, same words.
@@ -348,7 +353,7 @@ TEST(TenantKeys, EachTenantSeesAndChangesOnlyItsOwn) {
   EXPECT_EQ(without_id(theirs.error_message(), globex.id()),
             without_id(missing.error_message(), "00000000-0000-0000-0000-000000000000"));
   get.set_id(acme.id());
-  EXPECT_TRUE(As(*s.stub, acme_read, &Stub::GetSession, get, &got).ok());
+  EXPECT_THAT(As(*s.stub, acme_read, &Stub::GetSession, get, &got), IsOk());
 
   // Acting on another tenant's session is refused, and nothing changes.
   v1::DisconnectRequest disconnect;
@@ -363,7 +368,7 @@ TEST(TenantKeys, EachTenantSeesAndChangesOnlyItsOwn) {
   EXPECT_EQ(As(*s.stub, globex_op, &Stub::UpdateSession, update, &updated).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   update.set_id(globex.id());
-  EXPECT_TRUE(As(*s.stub, globex_op, &Stub::UpdateSession, update, &updated).ok())
+  EXPECT_THAT(As(*s.stub, globex_op, &Stub::UpdateSession, update, &updated), IsOk())
       << "its own tenant's session it may change";
 
   // Other tenants' ids in a bulk read are reported as not found.
@@ -371,7 +376,7 @@ TEST(TenantKeys, EachTenantSeesAndChangesOnlyItsOwn) {
   bulk.add_ids(acme.id());
   bulk.add_ids(globex.id());
   v1::BulkGetSessionsResponse bulked;
-  ASSERT_TRUE(As(*s.stub, acme_read, &Stub::BulkGetSessions, bulk, &bulked).ok());
+  ASSERT_THAT(As(*s.stub, acme_read, &Stub::BulkGetSessions, bulk, &bulked), IsOk());
   ASSERT_EQ(bulked.sessions_size(), 1);
   EXPECT_EQ(bulked.sessions(0).id(), acme.id());
   ASSERT_EQ(bulked.not_found_size(), 1);

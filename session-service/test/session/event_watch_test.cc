@@ -15,7 +15,10 @@
 #include "pg_store.h"
 #include "wasentinel/session/v1/session.grpc.pb.h"
 #include "wasentinel/testing/recorder.h"
+#include "wasentinel/testing/status_matchers.h"
 #include "wasentinel/testing/test_database.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::session {
 namespace {
@@ -88,7 +91,7 @@ struct Fixture : wasentinel::testing::MigratedDatabase<PgSessionStore> {
       t.error = std::string(2000, 'e');
       t.at = absl::Now();
       auto e = store.RecordTransition(t);
-      EXPECT_TRUE(e.ok()) << e.status();
+      EXPECT_THAT(e, IsOk()) << e.status();
       if (!e.ok()) return last;
       bus.Publish(*e);
       last = e->sequence;

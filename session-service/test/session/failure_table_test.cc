@@ -4,6 +4,9 @@
 #include "absl/strings/str_cat.h"
 #include "session/stack.h"
 #include "wasentinel/common/proto_time.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::session {
 namespace {
@@ -162,10 +165,11 @@ TEST(FailureTable, EveryCodeEndsAsWhatsmeowTreatsIt) {
     const size_t before = w.Of(session.id()).size();
     if (row.action == "fail-login") {
       // The next login meets the failure: drop the socket so that the session logs in again.
-      ASSERT_TRUE(s.sim.control().Post("/devices/" + jid + "/fail-login", row.body).ok());
-      ASSERT_TRUE(s.sim.control().Post("/connections/" + jid + "/drop", {{"mode", "close"}}).ok());
+      ASSERT_THAT(s.sim.control().Post("/devices/" + jid + "/fail-login", row.body), IsOk());
+      ASSERT_THAT(s.sim.control().Post("/connections/" + jid + "/drop", {{"mode", "close"}}),
+                  IsOk());
     } else {
-      ASSERT_TRUE(s.sim.control().Post("/connections/" + jid + "/stream-error", row.body).ok());
+      ASSERT_THAT(s.sim.control().Post("/connections/" + jid + "/stream-error", row.body), IsOk());
     }
     // The state the code leads to, after the drop's own passage through DISCONNECTED.
     auto reached = [&](const std::vector<v1::SessionEvent>& all) {
@@ -179,7 +183,7 @@ TEST(FailureTable, EveryCodeEndsAsWhatsmeowTreatsIt) {
     if (row.retried) {
       ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
       v1::Session got;
-      ASSERT_TRUE(s.Get(session.id(), &got).ok());
+      ASSERT_THAT(s.Get(session.id(), &got), IsOk());
       EXPECT_EQ(got.failure_code(), 0) << "cleared once connected again";
       EXPECT_TRUE(got.has_credentials());
       continue;
@@ -215,7 +219,7 @@ TEST(FailureTable, EveryCodeEndsAsWhatsmeowTreatsIt) {
       req.set_id(session.id());
       v1::DisconnectResponse resp;
       ASSERT_TRUE(s.stub->Disconnect(&ctx, req, &resp).ok());
-      ASSERT_TRUE(s.Get(session.id(), &got).ok());
+      ASSERT_THAT(s.Get(session.id(), &got), IsOk());
       EXPECT_EQ(got.state(), v1::SESSION_STATE_DISCONNECTED);
       EXPECT_EQ(got.reason(), v1::STATE_REASON_USER);
       EXPECT_FALSE(got.has_ban_expires_at());
@@ -242,14 +246,13 @@ v1::Session Banned(Stack& s, Watcher& w, uint64_t phone, int code, int expire) {
   const std::string jid = absl::StrCat(phone, ":5");
   auto session = s.Create(absl::StrCat("ban-", phone), s.sim.Device(phone)).value();
   EXPECT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
-  EXPECT_TRUE(s.sim.control()
-                  .Post("/devices/" + jid + "/fail-login",
-                        {{"reason", 402}, {"code", code}, {"expire", expire}})
-                  .ok());
-  EXPECT_TRUE(s.sim.control().Post("/connections/" + jid + "/drop", {{"mode", "close"}}).ok());
+  EXPECT_THAT(s.sim.control().Post("/devices/" + jid + "/fail-login",
+                                   {{"reason", 402}, {"code", code}, {"expire", expire}}),
+              IsOk());
+  EXPECT_THAT(s.sim.control().Post("/connections/" + jid + "/drop", {{"mode", "close"}}), IsOk());
   EXPECT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_BANNED, v1::STATE_REASON_BANNED));
   v1::Session got;
-  EXPECT_TRUE(s.Get(session.id(), &got).ok());
+  EXPECT_THAT(s.Get(session.id(), &got), IsOk());
   return got;
 }
 
@@ -275,7 +278,7 @@ TEST(FailureTable, ATemporaryBanEndsAndTheSessionConnectsAgainByItself) {
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_BAN_ENDED));
   EXPECT_GE(absl::Now(), ends - absl::Milliseconds(50)) << "connected before the ban ended";
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
-  ASSERT_TRUE(s.Get(session.id(), &got).ok());
+  ASSERT_THAT(s.Get(session.id(), &got), IsOk());
   EXPECT_EQ(got.ban_code(), 0);
   EXPECT_FALSE(got.has_ban_expires_at());
   EXPECT_EQ(got.failure_code(), 0);
@@ -292,7 +295,7 @@ TEST(FailureTable, ATemporaryBanOutlivesARestart) {
   s.Start();
   Watcher after(*s.stub);
   // Restored as banned, with the same end; connected when it comes.
-  ASSERT_TRUE(s.Get(session.id(), &got).ok());
+  ASSERT_THAT(s.Get(session.id(), &got), IsOk());
   EXPECT_EQ(got.state(), v1::SESSION_STATE_BANNED);
   EXPECT_EQ(FromProto(got.ban_expires_at()), ends);
   ASSERT_TRUE(

@@ -7,7 +7,10 @@
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/testing/recorder.h"
+#include "wasentinel/testing/status_matchers.h"
 #include "wasentinel/testing/test_database.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::session {
 namespace {
@@ -32,7 +35,8 @@ SessionRecord NewRecord(std::string tenant, std::string name = "primary") {
 TEST(PgSessionStore, MigrationsApplyOnce) {
   Fixture f;
   auto log = MakeLogger("test", "warn");
-  EXPECT_TRUE(ApplyMigrations(*f.pool, "session-service", PgSessionStore::Migrations(), *log).ok());
+  EXPECT_THAT(ApplyMigrations(*f.pool, "session-service", PgSessionStore::Migrations(), *log),
+              IsOk());
 }
 
 TEST(PgSessionStore, CreatesAndReadsBack) {
@@ -53,7 +57,7 @@ TEST(PgSessionStore, CreatesAndReadsBack) {
 
 TEST(PgSessionStore, ClearErrors) {
   Fixture f;
-  ASSERT_TRUE(f.store.Create(NewRecord("acme")).ok());
+  ASSERT_THAT(f.store.Create(NewRecord("acme")), IsOk());
   const absl::Status dup = f.store.Create(NewRecord("acme")).status();
   EXPECT_THAT(dup, StatusIs(absl::StatusCode::kAlreadyExists));
   EXPECT_THAT(std::string(dup.message()),
@@ -122,7 +126,7 @@ TEST(PgSessionStore, TransitionsUpdateTheRowAndAppendEvents) {
        "stream error 401",
        t0 + absl::Seconds(3)};
   t.clear_credentials = true;
-  ASSERT_TRUE(f.store.RecordTransition(t).ok());
+  ASSERT_THAT(f.store.RecordTransition(t), IsOk());
   EXPECT_FALSE(f.store.Get(rec.id).value().credentials.has_value());
 }
 
@@ -138,7 +142,7 @@ TEST(PgSessionStore, PrunesOldEventsInBatches) {
                  v1::STATE_REASON_RETRY,
                  "",
                  t0 + absl::Seconds(i)};
-    ASSERT_TRUE(f.store.RecordTransition(t).ok());
+    ASSERT_THAT(f.store.RecordTransition(t), IsOk());
   }
   // The CREATED event is from now; the five others from two days ago. Cut after the third.
   EXPECT_EQ(f.store.PruneEventsBefore(t0 + absl::Seconds(2.5), 2).value(), 2);
@@ -153,9 +157,9 @@ TEST(PgSessionStore, PrunesOldEventsInBatches) {
 TEST(PgSessionStore, ListsWithFiltersAndPages) {
   Fixture f;
   for (int i = 0; i < 7; ++i)
-    ASSERT_TRUE(f.store.Create(NewRecord("t1", "s" + std::to_string(i))).ok());
+    ASSERT_THAT(f.store.Create(NewRecord("t1", "s" + std::to_string(i))), IsOk());
   for (int i = 0; i < 3; ++i)
-    ASSERT_TRUE(f.store.Create(NewRecord("t2", "s" + std::to_string(i))).ok());
+    ASSERT_THAT(f.store.Create(NewRecord("t2", "s" + std::to_string(i))), IsOk());
   std::vector<std::string> seen;
   std::string token;
   do {
@@ -182,16 +186,16 @@ TEST(PgSessionStore, ListsWithFiltersAndPages) {
 TEST(PgSessionStore, RestorableAreActivePrimaryWithCredentials) {
   Fixture f;
   auto primary = f.store.Create(NewRecord("a")).value().first;
-  ASSERT_TRUE(f.store.Create(NewRecord("b", "secondary")).ok());
+  ASSERT_THAT(f.store.Create(NewRecord("b", "secondary")), IsOk());
   auto manual = NewRecord("c");
   manual.auto_connect = false;
-  ASSERT_TRUE(f.store.Create(manual).ok());
+  ASSERT_THAT(f.store.Create(manual), IsOk());
   auto inactive = NewRecord("d");
   inactive.is_active = false;
-  ASSERT_TRUE(f.store.Create(inactive).ok());
+  ASSERT_THAT(f.store.Create(inactive), IsOk());
   auto nocreds = NewRecord("e");
   nocreds.credentials.reset();
-  ASSERT_TRUE(f.store.Create(nocreds).ok());
+  ASSERT_THAT(f.store.Create(nocreds), IsOk());
   auto restorable = f.store.ListRestorable().value();
   ASSERT_EQ(restorable.size(), 1u);
   EXPECT_EQ(restorable[0].id, primary.id);
@@ -251,21 +255,21 @@ TEST(PgSessionStore, StaleFencingTokensCannotWrite) {
   Fixture f;
   auto rec = f.store.Create(NewRecord("acme")).value().first;
   // Nobody holds it: an unleased write (token 0) lands.
-  EXPECT_TRUE(Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, 0).ok());
+  EXPECT_THAT(Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, 0), IsOk());
   auto a = f.store.AcquireLeases({rec.id}, "replica-a", absl::Minutes(1)).value().at(0);
-  EXPECT_TRUE(Write(f.store, rec, v1::SESSION_STATE_CONNECTING, a.token).ok());
+  EXPECT_THAT(Write(f.store, rec, v1::SESSION_STATE_CONNECTING, a.token), IsOk());
   auto unleased = Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, 0);
   EXPECT_TRUE(IsFenced(unleased.status())) << unleased.status();
-  ASSERT_TRUE(f.store.RenewLeases({a.token}, kExpired).ok());
+  ASSERT_THAT(f.store.RenewLeases({a.token}, kExpired), IsOk());
   auto b = f.store.AcquireLeases({rec.id}, "replica-b", absl::Minutes(1)).value().at(0);
   auto stale = Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, a.token);
   EXPECT_TRUE(IsFenced(stale.status())) << stale.status();
   EXPECT_THAT(stale.status(), StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_TRUE(Write(f.store, rec, v1::SESSION_STATE_CONNECTED, b.token).ok());
+  EXPECT_THAT(Write(f.store, rec, v1::SESSION_STATE_CONNECTED, b.token), IsOk());
   EXPECT_EQ(f.store.Get(rec.id).value().state, v1::SESSION_STATE_CONNECTED);
   // Given up: anyone may write again.
-  ASSERT_TRUE(f.store.ReleaseLeases({b.token}).ok());
-  EXPECT_TRUE(Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, 0).ok());
+  ASSERT_THAT(f.store.ReleaseLeases({b.token}), IsOk());
+  EXPECT_THAT(Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, 0), IsOk());
   EXPECT_FALSE(IsFenced(absl::NotFoundError("x")));
 }
 
@@ -278,7 +282,7 @@ TEST(PgSessionStore, OrphansAreWantedSessionsWithoutALiveLease) {
     auto rec = f.store.Create(r).value().first;
     Transition t{rec.id, rec.tenant_id, v1::SESSION_STATE_DISCONNECTED, state, reason,
                  "",     absl::Now()};
-    EXPECT_TRUE(f.store.RecordTransition(t).ok());
+    EXPECT_THAT(f.store.RecordTransition(t), IsOk());
     return rec;
   };
   auto orphan = connected("a", v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS);
@@ -321,21 +325,21 @@ TEST(PgSessionStore, CreatedLeasedIsNeverAnOrphan) {
 
 TEST(PgSessionStore, ReplicasAreLiveWhileTheyBeat) {
   Fixture f;
-  ASSERT_TRUE(f.store.Heartbeat({"replica-a", "10.0.0.1:7001"}).ok());
-  ASSERT_TRUE(f.store.Heartbeat({"replica-b", "10.0.0.2:7001"}).ok());
-  ASSERT_TRUE(f.store.Heartbeat({"replica-a", "10.0.0.9:7001"}).ok());  // moved
+  ASSERT_THAT(f.store.Heartbeat({"replica-a", "10.0.0.1:7001"}), IsOk());
+  ASSERT_THAT(f.store.Heartbeat({"replica-b", "10.0.0.2:7001"}), IsOk());
+  ASSERT_THAT(f.store.Heartbeat({"replica-a", "10.0.0.9:7001"}), IsOk());  // moved
   auto live = f.store.LiveReplicas(absl::Minutes(1)).value();
   ASSERT_EQ(live.size(), 2u);
   EXPECT_EQ(live[0].id, "replica-a");
   EXPECT_EQ(live[0].address, "10.0.0.9:7001");
   EXPECT_TRUE(f.store.LiveReplicas(kExpired).value().empty());
-  ASSERT_TRUE(f.store.RemoveReplica("replica-a").ok());
+  ASSERT_THAT(f.store.RemoveReplica("replica-a"), IsOk());
   live = f.store.LiveReplicas(absl::Minutes(1)).value();
   ASSERT_EQ(live.size(), 1u);
   EXPECT_EQ(live[0].id, "replica-b");
   // The lease owner's address comes from the replica set.
   auto rec = f.store.Create(NewRecord("acme")).value().first;
-  ASSERT_TRUE(f.store.AcquireLeases({rec.id}, "replica-b", absl::Minutes(1)).ok());
+  ASSERT_THAT(f.store.AcquireLeases({rec.id}, "replica-b", absl::Minutes(1)), IsOk());
   EXPECT_EQ(f.store.LeaseOwner(rec.id).value()->address, "10.0.0.2:7001");
 }
 

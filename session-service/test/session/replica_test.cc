@@ -7,6 +7,9 @@
 
 #include "stack.h"
 #include "wasentinel/common/pg.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::session {
 namespace {
@@ -53,7 +56,7 @@ v1::Session CreateOn(Replica& r, const std::string& tenant, const std::string& c
   req.set_creds_json(creds);
   v1::CreateSessionResponse resp;
   grpc::Status st = r.stub->CreateSession(&ctx, req, &resp);
-  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_THAT(st, IsOk()) << st.error_message();
   return resp.session();
 }
 
@@ -76,29 +79,29 @@ TEST(Replicas, CallsReachTheHolderAndEventsReachEveryWatcher) {
 
   // replica-b forwards: the answer carries replica-a's live view.
   v1::GetSessionResponse got;
-  ASSERT_TRUE(
-      (Call<v1::GetSessionRequest>(b, &v1::SessionService::Stub::GetSession, session.id(), &got))
-          .ok());
+  ASSERT_THAT(
+      (Call<v1::GetSessionRequest>(b, &v1::SessionService::Stub::GetSession, session.id(), &got)),
+      IsOk());
   EXPECT_EQ(got.session().owner(), "replica-a");
   EXPECT_TRUE(got.session().socket_alive());
 
   v1::DisconnectResponse down;
-  ASSERT_TRUE(
-      (Call<v1::DisconnectRequest>(b, &v1::SessionService::Stub::Disconnect, session.id(), &down))
-          .ok());
+  ASSERT_THAT(
+      (Call<v1::DisconnectRequest>(b, &v1::SessionService::Stub::Disconnect, session.id(), &down)),
+      IsOk());
   EXPECT_EQ(down.session().state(), v1::SESSION_STATE_DISCONNECTED);
   ASSERT_TRUE(on_b.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_USER));
   v1::ConnectResponse up;
-  ASSERT_TRUE(
-      (Call<v1::ConnectRequest>(b, &v1::SessionService::Stub::Connect, session.id(), &up)).ok());
+  ASSERT_THAT((Call<v1::ConnectRequest>(b, &v1::SessionService::Stub::Connect, session.id(), &up)),
+              IsOk());
   EXPECT_EQ(up.session().owner(), "replica-a");
   ASSERT_TRUE(on_b.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
   EXPECT_EQ(c.LoggedIn(), 1);
 
   v1::ProbeSessionResponse probe;
-  ASSERT_TRUE((Call<v1::ProbeSessionRequest>(b, &v1::SessionService::Stub::ProbeSession,
-                                             session.id(), &probe))
-                  .ok());
+  ASSERT_THAT((Call<v1::ProbeSessionRequest>(b, &v1::SessionService::Stub::ProbeSession,
+                                             session.id(), &probe)),
+              IsOk());
   EXPECT_TRUE(probe.ok()) << probe.error();
 
   // Deep health on replica-b gathers replica-a's live facts.
@@ -136,8 +139,9 @@ TEST(Replicas, ALeavingReplicaHandsItsSessionsOver) {
                              std::chrono::milliseconds(1000)));
     ASSERT_TRUE(on_b.WaitForLatest(s.id(), v1::SESSION_STATE_CONNECTED));
     v1::GetSessionResponse got;
-    ASSERT_TRUE(
-        (Call<v1::GetSessionRequest>(b, &v1::SessionService::Stub::GetSession, s.id(), &got)).ok());
+    ASSERT_THAT(
+        (Call<v1::GetSessionRequest>(b, &v1::SessionService::Stub::GetSession, s.id(), &got)),
+        IsOk());
     EXPECT_EQ(got.session().owner(), "replica-b");
   }
   EXPECT_EQ(c.LoggedIn(), 2);

@@ -5,6 +5,9 @@
 #include "absl/synchronization/notification.h"
 #include "session/stack.h"
 #include "wasentinel/common/proto_time.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::session {
 namespace {
@@ -18,7 +21,7 @@ TEST(SessionService, CreatedSessionConnectsAndReportsEveryChange) {
   EXPECT_TRUE(session.has_credentials());
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS));
   v1::Session got;
-  ASSERT_TRUE(s.Get(session.id(), &got).ok());
+  ASSERT_THAT(s.Get(session.id(), &got), IsOk());
   EXPECT_EQ(got.state(), v1::SESSION_STATE_CONNECTED);
   EXPECT_TRUE(got.socket_alive());
   ASSERT_TRUE(wasentinel::testing::Eventually([&] {
@@ -27,21 +30,21 @@ TEST(SessionService, CreatedSessionConnectsAndReportsEveryChange) {
   }));
 
   // A dropped socket: DISCONNECTED, then a backoff retry, then CONNECTED again.
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550001001:5/drop", {{"mode", "rst"}}).ok());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550001001:5/drop", {{"mode", "rst"}}), IsOk());
   ASSERT_TRUE(
       w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SOCKET_CLOSED));
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RETRY));
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
 
   // 515: reconnect at once, without DISCONNECTED in between.
-  ASSERT_TRUE(
-      s.sim.control().Post("/connections/15550001001:5/stream-error", {{"code", 515}}).ok());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550001001:5/stream-error", {{"code", 515}}),
+              IsOk());
   ASSERT_TRUE(
       w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RESTART_REQUIRED));
 
   // Keepalive timeout when wa-sim stops answering.
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550001001:5/blackhole").ok());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550001001:5/blackhole"), IsOk());
   ASSERT_TRUE(
       w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_KEEPALIVE_TIMEOUT));
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
@@ -59,9 +62,9 @@ TEST(SessionService, LoggedOutAndReplacedAreNotRetried) {
   auto b = s.Create("b", s.sim.Device(15550002002)).value();
   ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_CONNECTED));
   ASSERT_TRUE(w.WaitFor(b.id(), v1::SESSION_STATE_CONNECTED));
-  ASSERT_TRUE(
-      s.sim.control().Post("/connections/15550002001:5/stream-error", {{"code", 401}}).ok());
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550002002:5/conflict").ok());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550002001:5/stream-error", {{"code", 401}}),
+              IsOk());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550002002:5/conflict"), IsOk());
   ASSERT_TRUE(w.WaitFor(a.id(), v1::SESSION_STATE_LOGGED_OUT, v1::STATE_REASON_LOGGED_OUT));
   ASSERT_TRUE(w.WaitFor(b.id(), v1::SESSION_STATE_REPLACED, v1::STATE_REASON_REPLACED));
   v1::Session got;
@@ -74,7 +77,7 @@ TEST(SessionService, LoggedOutAndReplacedAreNotRetried) {
   req.set_id(a.id());
   v1::ConnectResponse resp;
   EXPECT_EQ(s.stub->Connect(&ctx, req, &resp).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  ASSERT_TRUE(s.Get(b.id(), &got).ok());
+  ASSERT_THAT(s.Get(b.id(), &got), IsOk());
   EXPECT_EQ(got.state(), v1::SESSION_STATE_REPLACED);
   EXPECT_FALSE(got.socket_alive());
   // An automatic recovery does not undo a conflict; a person may.
@@ -87,7 +90,7 @@ TEST(SessionService, LoggedOutAndReplacedAreNotRetried) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(st.error_message().find("only a person may bring it back"), std::string::npos)
       << st.error_message();
-  ASSERT_TRUE(s.Get(b.id(), &got).ok());
+  ASSERT_THAT(s.Get(b.id(), &got), IsOk());
   EXPECT_EQ(got.state(), v1::SESSION_STATE_REPLACED);
   reconnect.set_recovery(false);
   grpc::ClientContext person;
@@ -153,7 +156,7 @@ TEST(SessionService, GetSessionAlwaysShowsTheLatestChange) {
   auto session = s.Create("fresh", s.sim.Device(15550003101), /*auto_connect=*/false).value();
   auto get = [&] {
     v1::Session got;
-    EXPECT_TRUE(s.Get(session.id(), &got).ok());
+    EXPECT_THAT(s.Get(session.id(), &got), IsOk());
     return got;
   };
   for (int round = 0; round < 5; ++round) {
@@ -241,12 +244,12 @@ TEST(SessionService, BadInputGetsClearErrors) {
     return s.stub->CreateSession(&ctx, req, &resp);
   };
   EXPECT_EQ(create("", "{}").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_TRUE(create("unpaired", "").ok());  // a session to pair later
+  EXPECT_THAT(create("unpaired", ""), IsOk());  // a session to pair later
   EXPECT_EQ(create("t", "not json").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(create("t", R"({"noiseKey":{"private":"AA==","public":"AA=="}})").error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   const std::string creds = s.sim.Device(15550006001);
-  EXPECT_TRUE(create("t", creds).ok());
+  EXPECT_THAT(create("t", creds), IsOk());
   EXPECT_EQ(create("t", creds).error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_EQ(s.Get("nope", nullptr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.Get("6f1c1f1e-0000-4000-8000-000000000000", nullptr).error_code(),
@@ -296,9 +299,9 @@ TEST(SessionService, HealthAndWatchReplay) {
                       done.Notify();
                     });
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  ASSERT_TRUE(hstatus.ok()) << hstatus.error_message();
+  ASSERT_THAT(hstatus, IsOk()) << hstatus.error_message();
   std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
+  ASSERT_THAT(response.Dump(&slices), IsOk());
   std::string bytes;
   for (const auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
@@ -306,7 +309,7 @@ TEST(SessionService, HealthAndWatchReplay) {
 
 TEST(SessionService, WrongSealingKeyIsAStartupError) {
   Stack s;
-  ASSERT_TRUE(s.Create("a", s.sim.Device(15550008001)).ok());
+  ASSERT_THAT(s.Create("a", s.sim.Device(15550008001)), IsOk());
   s.Stop();
   Options o = StackOptions(s.db.url(), s.sim);
   o.auth_state_keys = "k1:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
@@ -326,7 +329,9 @@ TEST(SessionService, ThePhoneIsSeenByWhatItsDeviceZeroSends) {
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
   const std::string path = "/connections/15550090001:5/stanza";
   const int64_t hour_ago = absl::ToUnixSeconds(absl::Now() - absl::Hours(1));
-  auto send = [&](nlohmann::json stanza) { ASSERT_TRUE(s.sim.control().Post(path, stanza).ok()); };
+  auto send = [&](nlohmann::json stanza) {
+    ASSERT_THAT(s.sim.control().Post(path, stanza), IsOk());
+  };
   auto seen = [&](absl::Time want) {
     v1::Session got;
     return wasentinel::testing::Eventually([&] {
@@ -354,12 +359,12 @@ TEST(SessionService, ThePhoneIsSeenByWhatItsDeviceZeroSends) {
   ASSERT_TRUE(seen(absl::FromUnixSeconds(minute_ago)));
   // An older sighting does not move it back.
   send({{"tag", "receipt"}, {"from", "15550090001@s.whatsapp.net"}, {"t", hour_ago}});
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550090001:5/drop").ok());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550090001:5/drop"), IsOk());
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED));
   s.Stop();
   s.Start();
   v1::Session got;
-  ASSERT_TRUE(s.Get(session.id(), &got).ok());
+  ASSERT_THAT(s.Get(session.id(), &got), IsOk());
   ASSERT_TRUE(got.has_phone_last_seen_at());
   EXPECT_EQ(FromProto(got.phone_last_seen_at()), absl::FromUnixSeconds(minute_ago));
 }

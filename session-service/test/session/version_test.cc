@@ -7,6 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "session/stack.h"
 #include "version_keeper.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::session {
 namespace {
@@ -45,8 +48,8 @@ TEST(Version, AutoReadsThePageAndAFailure405ReadsItAgainOnce) {
   EXPECT_EQ(s.Stats()["outdated_refused"], 0);
 
   // WhatsApp moves on: the next login meets 405, the page is read again, the login repeated.
-  ASSERT_TRUE(s.sim.control().Post("/version", {{"min", kLive + 1}, {"web", kLive + 1}}).ok());
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550081001:5/drop").ok());
+  ASSERT_THAT(s.sim.control().Post("/version", {{"min", kLive + 1}, {"web", kLive + 1}}), IsOk());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550081001:5/drop"), IsOk());
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RETRY));
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
   EXPECT_EQ(s.Stats()["outdated_refused"], 1);
@@ -57,19 +60,19 @@ TEST(Version, AutoReadsThePageAndAFailure405ReadsItAgainOnce) {
 
   // The page names the version refused again: CLIENT_OUTDATED, said with the version, not
   // retried.
-  ASSERT_TRUE(s.sim.control().Post("/version", {{"min", kLive + 2}}).ok());
-  ASSERT_TRUE(s.sim.control().Post("/connections/15550081001:5/drop").ok());
+  ASSERT_THAT(s.sim.control().Post("/version", {{"min", kLive + 2}}), IsOk());
+  ASSERT_THAT(s.sim.control().Post("/connections/15550081001:5/drop"), IsOk());
   ASSERT_TRUE(
       w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_CLIENT_OUTDATED));
   v1::Session got;
-  ASSERT_TRUE(s.Get(session.id(), &got).ok());
+  ASSERT_THAT(s.Get(session.id(), &got), IsOk());
   EXPECT_EQ(got.failure_code(), 405);
   EXPECT_NE(got.last_error().find("announced " + Version(kLive + 1)), std::string::npos)
       << got.last_error();
   EXPECT_EQ(s.Stats()["outdated_refused"], 2);
 
   // A person fixes it (WhatsApp Web caught up) and connects: one fresh try with a fresh read.
-  ASSERT_TRUE(s.sim.control().Post("/version", {{"web", kLive + 2}}).ok());
+  ASSERT_THAT(s.sim.control().Post("/version", {{"web", kLive + 2}}), IsOk());
   grpc::ClientContext ctx;
   v1::ConnectRequest req;
   req.set_id(session.id());
@@ -149,12 +152,12 @@ TEST(Version, AnUnreadablePageChangesNothing) {
            Case{"huge", {{"page_bytes", 2 << 20}}, absl::StatusCode::kResourceExhausted},
        }) {
     SCOPED_TRACE(c.name);
-    ASSERT_TRUE(sim.control().Post("/version", c.page).ok());
+    ASSERT_THAT(sim.control().Post("/version", c.page), IsOk());
     auto st = keeper->ReadLive();
     EXPECT_EQ(st.code(), c.code) << st;
     EXPECT_EQ(keeper->Current(), read);
     EXPECT_EQ(keeper->source(), VersionKeeper::Source::kLive);
-    ASSERT_TRUE(sim.control().Post("/version", {{"page", nullptr}}).ok());
+    ASSERT_THAT(sim.control().Post("/version", {{"page", nullptr}}), IsOk());
   }
   // Unreachable: nobody listens on the port.
   uint16_t closed = 0;

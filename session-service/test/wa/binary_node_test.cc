@@ -5,6 +5,9 @@
 #include <zlib.h>
 
 #include "node_json.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::wa {
 
@@ -40,7 +43,7 @@ std::vector<Vector> BaileysVectors() {
 TEST(BinaryNode, EncodesLikeBaileys) {
   for (const auto& v : BaileysVectors()) {
     auto bytes = EncodeNode(v.node);
-    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    ASSERT_THAT(bytes, IsOk()) << bytes.status();
     EXPECT_EQ(HexEncode(*bytes), HexEncode(Hex(v.hex))) << NodeToXml(v.node);
   }
 }
@@ -48,7 +51,7 @@ TEST(BinaryNode, EncodesLikeBaileys) {
 TEST(BinaryNode, DecodesBaileysVectors) {
   for (const auto& v : BaileysVectors()) {
     auto node = DecodeNode(Hex(v.hex));
-    ASSERT_TRUE(node.ok()) << node.status();
+    ASSERT_THAT(node, IsOk()) << node.status();
     EXPECT_EQ(*node, v.node) << NodeToXml(*node);
   }
 }
@@ -73,9 +76,9 @@ TEST(BinaryNode, RoundTripsEveryStringForm) {
           MakeNode("list", {}, std::vector<Node>(300, MakeNode("item"))),  // LIST_16
       });
   auto bytes = EncodeNode(n);
-  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  ASSERT_THAT(bytes, IsOk()) << bytes.status();
   auto back = DecodeNode(*bytes);
-  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_THAT(back, IsOk()) << back.status();
   EXPECT_EQ(*back, n);
 }
 
@@ -88,7 +91,7 @@ TEST(BinaryNode, InflatesCompressedFrames) {
   ASSERT_EQ(compress(frame.data() + 1, &cap, plain.data() + 1, plain.size() - 1), Z_OK);
   frame.resize(1 + cap);
   auto back = DecodeNode(frame);
-  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_THAT(back, IsOk()) << back.status();
   EXPECT_EQ(*back, n);
 }
 
@@ -114,7 +117,7 @@ TEST(BinaryNode, RefusesHostileInput) {
   };
   for (const auto& h : bad) {
     auto node = DecodeNode(Hex(h));
-    EXPECT_FALSE(node.ok()) << h << " decoded as " << NodeToXml(*node);
+    EXPECT_THAT(node, ::testing::Not(IsOk())) << h << " decoded as " << NodeToXml(*node);
     if (!node.ok()) EXPECT_EQ(node.status().code(), absl::StatusCode::kInvalidArgument) << h;
   }
 }
@@ -124,11 +127,11 @@ TEST(BinaryNode, BoundsNesting) {
   Node n = MakeNode("leaf");
   for (int i = 0; i < 100; ++i) n = MakeNode("n", {}, std::vector<Node>{n});
   auto bytes = EncodeNode(n).value();
-  EXPECT_FALSE(DecodeNode(bytes).ok());
-  EXPECT_TRUE(DecodeNode(bytes, DecodeLimits{.max_depth = 200}).ok());
+  EXPECT_THAT(DecodeNode(bytes), ::testing::Not(IsOk()));
+  EXPECT_THAT(DecodeNode(bytes, DecodeLimits{.max_depth = 200}), IsOk());
 }
 
-TEST(BinaryNode, EncodeRefusesEmptyTag) { EXPECT_FALSE(EncodeNode(Node{}).ok()); }
+TEST(BinaryNode, EncodeRefusesEmptyTag) { EXPECT_THAT(EncodeNode(Node{}), ::testing::Not(IsOk())); }
 
 TEST(BinaryNode, JsonRoundTrip) {
   Node n = MakeNode("iq", {{"id", "1"}, {"to", "@s.whatsapp.net"}},
@@ -139,12 +142,13 @@ TEST(BinaryNode, JsonRoundTrip) {
       j.dump(),
       R"({"tag":"iq","attrs":{"id":"1","to":"@s.whatsapp.net"},"content":[{"tag":"ref","content":{"hex":"0102"}},{"tag":"t","content":"text"}]})");
   auto back = NodeFromJson(j);
-  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_THAT(back, IsOk()) << back.status();
   EXPECT_EQ(*back, n);
-  EXPECT_FALSE(NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":""})")).ok());
-  EXPECT_FALSE(NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":"a","attrs":{"x":1}})")).ok());
-  EXPECT_FALSE(
-      NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":"a","content":{"hex":"zz"}})")).ok());
+  EXPECT_THAT(NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":""})")), ::testing::Not(IsOk()));
+  EXPECT_THAT(NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":"a","attrs":{"x":1}})")),
+              ::testing::Not(IsOk()));
+  EXPECT_THAT(NodeFromJson(nlohmann::ordered_json::parse(R"({"tag":"a","content":{"hex":"zz"}})")),
+              ::testing::Not(IsOk()));
 }
 
 TEST(Jid, Parses) {
@@ -154,8 +158,8 @@ TEST(Jid, Parses) {
   EXPECT_EQ(j.server, "s.whatsapp.net");
   EXPECT_EQ(j.ToString(), "15551234567:12@s.whatsapp.net");
   EXPECT_EQ(Jid::Parse("1@lid").value().device, -1);
-  EXPECT_FALSE(Jid::Parse("nojid").ok());
-  EXPECT_FALSE(Jid::Parse("1:x@s.whatsapp.net").ok());
+  EXPECT_THAT(Jid::Parse("nojid"), ::testing::Not(IsOk()));
+  EXPECT_THAT(Jid::Parse("1:x@s.whatsapp.net"), ::testing::Not(IsOk()));
 }
 
 }  // namespace

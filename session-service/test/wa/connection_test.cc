@@ -13,6 +13,9 @@
 #include "sim_server.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/testing/recorder.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::wa {
 namespace {
@@ -90,7 +93,7 @@ class Loopback {
     creds.push_name = "Loopback";
     auto r = control().Post("/devices", {{"jid", creds.Jid()},
                                          {"noise_public_key", Base64Encode(creds.noise_key.pub)}});
-    EXPECT_TRUE(r.ok()) << r.status();
+    EXPECT_THAT(r, IsOk()) << r.status();
     return creds;
   }
 
@@ -148,7 +151,7 @@ TEST(Connection, LogsInAndKeepsAlive) {
   // A probe is a ping alone: still no `available`.
   std::promise<absl::StatusOr<absl::Duration>> probed;
   conn->Probe([&](absl::StatusOr<absl::Duration> rtt) { probed.set_value(rtt); }, absl::Seconds(5));
-  EXPECT_TRUE(probed.get_future().get().ok());
+  EXPECT_THAT(probed.get_future().get(), IsOk());
   conns = lb.control().Get("/connections").value();
   for (const auto& p : conns["connections"][0]["presences"]) EXPECT_NE(p, "available");
   EXPECT_FALSE(obs->Has(Event::kClosed));
@@ -175,7 +178,7 @@ TEST(Connection, AcksCarryEveryAttributeTheServerExpects) {
       {{"tag", "status"}, {"from", "15550001111@s.whatsapp.net"}},
       {{"tag", "appdata"}, {"from", "s.whatsapp.net"}, {"type", "sync"}},
   };
-  for (const auto& stanza : stanzas) ASSERT_TRUE(lb.control().Post(path, stanza).ok());
+  for (const auto& stanza : stanzas) ASSERT_THAT(lb.control().Post(path, stanza), IsOk());
   EXPECT_TRUE(wasentinel::testing::Eventually([&] {
     auto c = lb.control().Get("/connections").value()["connections"][0];
     return c["acks_matched"] == 6 && c["unacked"] == 0;
@@ -203,10 +206,10 @@ TEST(Connection, OfflineStanzasAreFetchedAckedAndNeverRedelivered) {
   const std::string device = "/devices/15551234567:12";
   // Queued before the first login.
   for (const char* tag : {"message", "receipt", "notification"}) {
-    ASSERT_TRUE(lb.control()
-                    .Post(device + "/stanza",
-                          {{"tag", tag}, {"from", "15550001111@s.whatsapp.net"}, {"type", "text"}})
-                    .ok());
+    ASSERT_THAT(
+        lb.control().Post(device + "/stanza",
+                          {{"tag", tag}, {"from", "15550001111@s.whatsapp.net"}, {"type", "text"}}),
+        IsOk());
   }
   auto stats = [&] { return lb.control().Get("/stats").value(); };
   auto conn_json = [&] { return lb.control().Get("/connections").value()["connections"]; };
@@ -227,11 +230,11 @@ TEST(Connection, OfflineStanzasAreFetchedAckedAndNeverRedelivered) {
 
   // A stanza the server never sees acknowledged (the connection is blackholed) waits for the
   // next login.
-  ASSERT_TRUE(lb.control().Post("/connections/15551234567:12/blackhole").ok());
-  ASSERT_TRUE(lb.control()
-                  .Post("/connections/15551234567:12/stanza",
-                        {{"tag", "notification"}, {"from", "s.whatsapp.net"}, {"type", "devices"}})
-                  .ok());
+  ASSERT_THAT(lb.control().Post("/connections/15551234567:12/blackhole"), IsOk());
+  ASSERT_THAT(
+      lb.control().Post("/connections/15551234567:12/stanza",
+                        {{"tag", "notification"}, {"from", "s.whatsapp.net"}, {"type", "devices"}}),
+      IsOk());
   conn->Abort();
   ASSERT_TRUE(obs->WaitFor(Event::kClosed));
   ASSERT_TRUE(wasentinel::testing::Eventually([&] {
@@ -264,7 +267,7 @@ TEST_P(ConnectionFault, EndsWithTheRightCause) {
   auto conn = lb.Connect(creds, obs);
   ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
   auto r = lb.control().Post("/connections/" + creds.Jid() + "/" + fc.action, fc.body);
-  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_THAT(r, IsOk()) << r.status();
   ASSERT_TRUE(obs->WaitFor(Event::kClosed));
   CloseInfo info = obs->Closed();
   EXPECT_EQ(info.cause, fc.cause) << CloseCauseName(info.cause) << ": " << info.detail;
@@ -329,8 +332,8 @@ TEST(Connection, LogsInOverTls) {
   auto conn = lb.Connect(creds, obs, options);
   ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn)) << obs->Closed().detail;
   ASSERT_TRUE(obs->WaitFor(Event::kPong));
-  ASSERT_TRUE(
-      lb.control().Post("/connections/" + creds.Jid() + "/stream-error", {{"code", 515}}).ok());
+  ASSERT_THAT(lb.control().Post("/connections/" + creds.Jid() + "/stream-error", {{"code", 515}}),
+              IsOk());
   ASSERT_TRUE(obs->WaitFor(Event::kClosed));
   EXPECT_EQ(obs->Closed().cause, CloseCause::kRestartRequired);
 }
@@ -353,7 +356,7 @@ TEST(Connection, AcknowledgesInboundMessages) {
   auto conn = lb.Connect(creds, obs);
   ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn));
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(lb.control().Post("/connections/" + creds.Jid() + "/message").ok());
+    ASSERT_THAT(lb.control().Post("/connections/" + creds.Jid() + "/message"), IsOk());
   }
   ASSERT_TRUE(obs->WaitFor(Event::kMessage, 3));
   EXPECT_EQ(conn->stats().inbound_messages.load(), 3);
@@ -375,7 +378,7 @@ TEST(Connection, ProbeAnswersTheRoundTrip) {
   Recorder<absl::StatusOr<absl::Duration>> probes;
   conn->Probe([&](absl::StatusOr<absl::Duration> rtt) { probes.Push(rtt); }, absl::Seconds(5));
   ASSERT_TRUE(probes.WaitForCount(1));
-  EXPECT_TRUE(probes.Snapshot()[0].ok()) << probes.Snapshot()[0].status();
+  EXPECT_THAT(probes.Snapshot()[0], IsOk()) << probes.Snapshot()[0].status();
 }
 
 TEST(Connection, CloseSaysGoodbye) {

@@ -4,6 +4,9 @@
 
 #include "crypto.h"
 #include "handshake.h"
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
 
 namespace wasentinel::wa {
 namespace {
@@ -52,15 +55,15 @@ TEST(Handshake, ClientAndServerAgree) {
   ClientHandshake client(noise_key);
   ServerHandshake server(pki.server, pki.Chain());
   auto m2 = server.Respond(client.Hello());
-  ASSERT_TRUE(m2.ok()) << m2.status();
+  ASSERT_THAT(m2, IsOk()) << m2.status();
   wire::ClientPayload payload;
   payload.set_username(15551234567);
   payload.set_device(12);
   payload.set_pull(true);
   auto m3 = client.Finish(*m2, payload, pki.root.pub, kNow);
-  ASSERT_TRUE(m3.ok()) << m3.status();
+  ASSERT_THAT(m3, IsOk()) << m3.status();
   auto id = server.Complete(*m3);
-  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_THAT(id, IsOk()) << id.status();
   EXPECT_EQ(id->static_pub, noise_key.pub);
   EXPECT_EQ(id->payload.username(), 15551234567u);
   EXPECT_EQ(id->payload.device(), 12u);
@@ -77,7 +80,7 @@ TEST(Handshake, ClientAndServerAgree) {
   Bytes bad = s.write.Encrypt(ToBytes("x"));
   bad[0] ^= 1;
   EXPECT_EQ(c.read.Decrypt(bad).status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_TRUE(c.read.Decrypt(s.write.Encrypt(ToBytes("y"))).ok());
+  EXPECT_THAT(c.read.Decrypt(s.write.Encrypt(ToBytes("y"))), IsOk());
 }
 
 absl::Status ClientAgainst(const KeyPair& server_static, Bytes chain, ByteView root_pub,
@@ -91,7 +94,7 @@ absl::Status ClientAgainst(const KeyPair& server_static, Bytes chain, ByteView r
 
 TEST(Handshake, RefusesUntrustedChains) {
   Pki pki;
-  EXPECT_TRUE(ClientAgainst(pki.server, pki.Chain(), pki.root.pub).ok());
+  EXPECT_THAT(ClientAgainst(pki.server, pki.Chain(), pki.root.pub), IsOk());
   // Another root.
   EXPECT_EQ(ClientAgainst(pki.server, pki.Chain(), KeyPair::Generate().pub).code(),
             absl::StatusCode::kUnauthenticated);
@@ -123,9 +126,9 @@ TEST(Handshake, RefusesMalformedMessages) {
 
 TEST(Frames, SplitsAnyChunking) {
   Bytes stream;
-  ASSERT_TRUE(AppendFrame(stream, ToBytes("first")).ok());
-  ASSERT_TRUE(AppendFrame(stream, Bytes{}).ok());
-  ASSERT_TRUE(AppendFrame(stream, Bytes(70000, 7)).ok());
+  ASSERT_THAT(AppendFrame(stream, ToBytes("first")), IsOk());
+  ASSERT_THAT(AppendFrame(stream, Bytes{}), IsOk());
+  ASSERT_THAT(AppendFrame(stream, Bytes(70000, 7)), IsOk());
   for (size_t chunk : {1u, 2u, 3u, 7u, 1000u, 100000u}) {
     FrameReader reader;
     std::vector<Bytes> frames;
@@ -133,7 +136,7 @@ TEST(Frames, SplitsAnyChunking) {
       reader.Feed(ByteView(stream).subspan(i, std::min(chunk, stream.size() - i)));
       while (true) {
         auto f = reader.Next();
-        ASSERT_TRUE(f.ok());
+        ASSERT_THAT(f, IsOk());
         if (!f->has_value()) break;
         frames.push_back(**f);
       }
@@ -151,7 +154,7 @@ TEST(Frames, RefusesOversizedFrames) {
   reader.Feed(Bytes{0x00, 0x04, 0x01});
   EXPECT_EQ(reader.Next().status().code(), absl::StatusCode::kResourceExhausted);
   Bytes out;
-  EXPECT_FALSE(AppendFrame(out, Bytes(kMaxFrameSize + 1)).ok());
+  EXPECT_THAT(AppendFrame(out, Bytes(kMaxFrameSize + 1)), ::testing::Not(IsOk()));
 }
 
 }  // namespace

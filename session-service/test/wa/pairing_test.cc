@@ -6,6 +6,10 @@
 
 #include <set>
 
+#include "wasentinel/testing/status_matchers.h"
+
+using ::wasentinel::testing::IsOk;
+
 namespace wasentinel::wa {
 namespace {
 
@@ -44,15 +48,15 @@ TEST(LinkCode, BothSidesDeriveTheSameAdvSecret) {
       hello_reg.Child("link_code_pairing_wrapped_companion_ephemeral_pub")->ContentBytes();
 
   auto phone = PhonePrimaryHello(req.code, wrapped, "REF1", primary, "n1");
-  ASSERT_TRUE(phone.ok()) << phone.status();
+  ASSERT_THAT(phone, IsOk()) << phone.status();
   EXPECT_EQ(phone->companion_ephemeral, req.ephemeral.pub);
   EXPECT_EQ(phone->notification.AttrOr("type"), "link_code_companion_reg");
 
   auto finish = AnswerPrimaryHello(phone->notification, req, "REF1", "15551234567", creds);
-  ASSERT_TRUE(finish.ok()) << finish.status();
+  ASSERT_THAT(finish, IsOk()) << finish.status();
   EXPECT_EQ(Reg(finish->iq).AttrOr("stage"), "companion_finish");
   auto opened = PhoneOpenCompanionFinish(finish->iq, *phone, primary);
-  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_THAT(opened, IsOk()) << opened.status();
   EXPECT_EQ(opened->adv_secret, finish->adv_secret);
   EXPECT_EQ(opened->identity_pub, creds.identity_key.pub);
   EXPECT_EQ(opened->ref, "REF1");
@@ -73,9 +77,9 @@ TEST(LinkCode, AWrongCodeFailsAtTheKeyBundle) {
   std::string typed = req.code;
   typed[7] = typed[7] == 'Z' ? 'Y' : 'Z';
   auto phone = PhonePrimaryHello(typed, wrapped, "REF1", primary, "n1");
-  ASSERT_TRUE(phone.ok());
+  ASSERT_THAT(phone, IsOk());
   auto finish = AnswerPrimaryHello(phone->notification, req, "REF1", "15551234567", creds);
-  ASSERT_TRUE(finish.ok()) << "the companion cannot tell; the phone can";
+  ASSERT_THAT(finish, IsOk()) << "the companion cannot tell; the phone can";
   EXPECT_EQ(PhoneOpenCompanionFinish(finish->iq, *phone, primary).status().code(),
             absl::StatusCode::kUnauthenticated);
 }

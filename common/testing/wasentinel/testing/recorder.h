@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "wasentinel/testing/status_matchers.h"  // IsOk, StatusIs
 
 namespace wasentinel::testing {
 
@@ -73,16 +74,6 @@ inline ::testing::AssertionResult Eventually(
     cv.wait_for(lock, std::chrono::milliseconds(5));  // a bounded wait between polls
   }
   return ::testing::AssertionSuccess();
-}
-
-MATCHER(IsOk, "is OK") { return arg.ok(); }
-
-MATCHER_P(StatusIs, code, "has status code " + ::testing::PrintToString(code)) {
-  if constexpr (std::is_same_v<std::decay_t<arg_type>, absl::Status>) {
-    return arg.code() == code;
-  } else {
-    return arg.status().code() == code;
-  }
 }
 
 }  // namespace wasentinel::testing
