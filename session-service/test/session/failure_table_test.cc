@@ -7,6 +7,7 @@
 #include "wasentinel/testing/status_matchers.h"
 
 using ::wasentinel::testing::IsOk;
+using ::wasentinel::testing::StatusIs;
 
 namespace wasentinel::session {
 namespace {
@@ -26,6 +27,16 @@ struct Row {
   bool creds_kept;   // has_credentials afterwards
   int failure_code;  // GetSession.failure_code once ended
 };
+
+// The health-monitor's Reconnect (ReconnectRequest.recovery) of session `id`.
+grpc::Status Recover(Stack& s, const std::string& id) {
+  grpc::ClientContext ctx;
+  v1::ReconnectRequest req;
+  req.set_id(id);
+  req.set_recovery(true);
+  v1::ReconnectResponse resp;
+  return s.stub->Reconnect(&ctx, req, &resp);
+}
 
 std::vector<Row> Table() {
   const v1::SessionState kDisc = v1::SESSION_STATE_DISCONNECTED;
@@ -229,13 +240,8 @@ TEST(FailureTable, EveryCodeEndsAsWhatsmeowTreatsIt) {
     }
     if (row.state == v1::SESSION_STATE_DISCONNECTED) {
       // An automatic recovery does not repeat what WhatsApp refused.
-      grpc::ClientContext ctx;
-      v1::ReconnectRequest req;
-      req.set_id(session.id());
-      req.set_recovery(true);
-      v1::ReconnectResponse resp;
-      EXPECT_EQ(s.stub->Reconnect(&ctx, req, &resp).error_code(),
-                grpc::StatusCode::FAILED_PRECONDITION);
+      EXPECT_THAT(Recover(s, session.id()),
+                  StatusIs(grpc::StatusCode::FAILED_PRECONDITION, "only a person"));
     }
   }
 }
@@ -266,15 +272,8 @@ TEST(FailureTable, ATemporaryBanEndsAndTheSessionConnectsAgainByItself) {
   ASSERT_TRUE(got.has_ban_expires_at());
   const absl::Time ends = FromProto(got.ban_expires_at());
   // An automatic recovery may not cut the ban short.
-  {
-    grpc::ClientContext ctx;
-    v1::ReconnectRequest req;
-    req.set_id(session.id());
-    req.set_recovery(true);
-    v1::ReconnectResponse resp;
-    EXPECT_EQ(s.stub->Reconnect(&ctx, req, &resp).error_code(),
-              grpc::StatusCode::FAILED_PRECONDITION);
-  }
+  EXPECT_THAT(Recover(s, session.id()),
+              StatusIs(grpc::StatusCode::FAILED_PRECONDITION, "only a person"));
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_BAN_ENDED));
   EXPECT_GE(absl::Now(), ends - absl::Milliseconds(50)) << "connected before the ban ended";
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
