@@ -1,10 +1,11 @@
 // The health-monitor's Prometheus metrics (exposed by the App on --metrics_listen, default
-// :9102). Issue 5 asks for sessions by level, a score histogram, recoveries by outcome, check
-// durations and job runs by result; the rest tell an operator whether the monitor itself works.
+// :9102); README "Metrics" lists them for operators. Sessions by level, scores, recoveries,
+// checks, jobs and phones say how the sessions fare; the rest whether the monitor itself works.
 //
 // clang-format off
 //   wasentinel_monitor_sessions{level}                     gauge: watched sessions by level
 //   wasentinel_monitor_manual_intervention                 gauge: sessions needing a person
+//   wasentinel_monitor_phones_inactive{severity}           gauge: phones unseen past a window
 //   wasentinel_monitor_session_score                       histogram: every watched session's
 //                                                          score at the last check (a snapshot,
 //                                                          replaced at each check)
