@@ -132,14 +132,6 @@ v1::Session ToProto(const SessionView& view) {
     s.set_state(live->state);
     s.set_reason(live->reason);
     if (!live->last_error.empty()) s.set_last_error(live->last_error);
-    s.set_failure_code(live->failure_code);
-    s.set_ban_code(live->ban_code);
-    s.clear_ban_expires_at();
-    if (live->ban_expires_at) *s.mutable_ban_expires_at() = ToProto(*live->ban_expires_at);
-    if (live->phone_last_seen_at &&
-        (!r.phone_last_seen_at || *live->phone_last_seen_at > *r.phone_last_seen_at)) {
-      *s.mutable_phone_last_seen_at() = ToProto(*live->phone_last_seen_at);
-    }
     s.set_socket_alive(live->socket_alive);
     s.set_inbound_messages(live->inbound_messages);
     s.set_missed_pings(live->missed_pings);

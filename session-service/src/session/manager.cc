@@ -340,10 +340,6 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
     live.state = rt.state;
     live.reason = rt.reason;
     live.last_error = rt.last_error;
-    live.failure_code = rt.record.failure_code;
-    live.ban_code = rt.record.ban_code;
-    live.ban_expires_at = rt.record.ban_expires_at;
-    live.phone_last_seen_at = rt.record.phone_last_seen_at;
     live.socket_alive = rt.conn && rt.logged_in;
     live.retry_pending = rt.retry_timer != nullptr;
     live.pairing = rt.pairing != nullptr;
@@ -1521,6 +1517,15 @@ std::vector<SessionView> SessionManager::Overlay(std::vector<SessionRecord> reco
     std::vector<SessionView> out;
     out.reserve(records.size());
     for (auto& r : records) {
+      auto it = impl_->sessions_.find(r.id);
+      if (it != impl_->sessions_.end()) {
+        // What this replica recorded and the writer may not have stored yet.
+        const SessionRecord& mine = it->second.record;
+        r.failure_code = mine.failure_code;
+        r.ban_code = mine.ban_code;
+        r.ban_expires_at = mine.ban_expires_at;
+        r.phone_last_seen_at = mine.phone_last_seen_at;
+      }
       auto live = impl_->LiveOf(r.id);
       out.push_back({std::move(r), std::move(live)});
     }

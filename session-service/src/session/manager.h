@@ -67,10 +67,6 @@ struct LiveInfo {
   v1::SessionState state = v1::SESSION_STATE_UNSPECIFIED;
   v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED;
   std::string last_error;
-  int failure_code = 0;  ///< SessionRecord::failure_code, as held here
-  int ban_code = 0;      ///< SessionRecord::ban_code, as held here
-  std::optional<absl::Time> ban_expires_at;
-  std::optional<absl::Time> phone_last_seen_at;  ///< newer than the stored one, maybe
   bool socket_alive = false;
   int64_t inbound_messages = 0;
   std::optional<absl::Time> last_inbound_at;
