@@ -2,9 +2,6 @@
 // durable outbox (see src/alert_app.h).
 //
 // Every flag has a WAS_ environment fallback (flag > environment > default).
-#include <cstdlib>
-#include <iostream>
-
 #include "absl/flags/flag.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -12,26 +9,13 @@
 #include "absl/strings/str_split.h"
 #include "alert_app.h"
 #include "wasentinel/common/config.h"
-#include "wasentinel/common/process.h"
+#include "wasentinel/common/daemon.h"
 #include "wasentinel/common/validation.h"
 
-ABSL_FLAG(std::string, grpc_listen, "0.0.0.0:7003", "gRPC address [WAS_GRPC_LISTEN]");
-ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9103",
-          "Prometheus /metrics address; empty disables [WAS_METRICS_LISTEN]");
-ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL [WAS_DATABASE_URL]");
+WAS_DEFINE_RUNTIME_FLAGS("0.0.0.0:7003", "0.0.0.0:9103");
 ABSL_FLAG(std::string, secret_key, "",
           "sealing keys for webhook secrets: KEY or ID:KEY[,ID:KEY] (first seals; 64 hex or "
           "base64 of 32 bytes) [WAS_SECRET_KEY]");
-ABSL_FLAG(std::string, api_keys, "",
-          "API keys NAME:SCOPE:KEY,... (scope read|operate|admin); empty: no authentication"
-          " [WAS_API_KEYS]");
-ABSL_FLAG(std::string, tls_cert, "",
-          "gRPC TLS certificate chain (PEM file); empty: plaintext [WAS_TLS_CERT]");
-ABSL_FLAG(std::string, tls_key, "", "gRPC TLS private key [WAS_TLS_KEY]");
-ABSL_FLAG(std::string, tls_client_ca, "",
-          "require client certificates signed by this CA (mTLS) [WAS_TLS_CLIENT_CA]");
-ABSL_FLAG(std::string, replica_id, "",
-          "this replica's name in delivery claims; default hostname-pid [WAS_REPLICA_ID]");
 ABSL_FLAG(std::string, alert_recipients, "",
           "e-mail addresses told of every alert besides each session's owner, comma-separated"
           " [WAS_ALERT_RECIPIENTS]");
@@ -79,26 +63,15 @@ ABSL_FLAG(std::string, reconnect_url, "",
 ABSL_FLAG(std::string, template_dir, "",
           "alert.txt.mustache and alert.html.mustache from here; default the built-in ones"
           " [WAS_TEMPLATE_DIR]");
-ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
-          "deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
-ABSL_FLAG(std::string, log_level, "info", "trace … off [WAS_LOG_LEVEL]");
 
-int main(int argc, char** argv) {
-  using namespace wasentinel;
-  config::ParseFlags(argc, argv, "alert-service: delivers alerts by e-mail and signed webhooks");
-  DisableMutexDeadlockDetection();
-  BlockStopSignals();  // before any thread starts; main waits for them below
+namespace wasentinel::alert {
+namespace {
 
-  alert::Options o;
-  o.grpc_listen = config::Address(FLAGS_grpc_listen);
-  o.metrics_listen = config::Address(FLAGS_metrics_listen, /*empty_allowed=*/true);
-  o.database_url = config::Required(FLAGS_database_url, "a PostgreSQL URL");
+// The service's own flags, checked (exit 2 naming a bad one: config.h).
+Options ReadFlags(RuntimeOptions runtime) {
+  Options o;
+  o.runtime = std::move(runtime);
   o.secret_keys = config::Required(FLAGS_secret_key, "sealing keys KEY or ID:KEY[,ID:KEY]");
-  o.api_keys = absl::GetFlag(FLAGS_api_keys);
-  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
-  o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
-  o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
-  o.replica_id = absl::GetFlag(FLAGS_replica_id);
   for (auto r :
        absl::StrSplit(absl::GetFlag(FLAGS_alert_recipients), ',', absl::SkipWhitespace())) {
     const std::string address(absl::StripAsciiWhitespace(r));
@@ -146,16 +119,14 @@ int main(int argc, char** argv) {
     config::Refuse(config::Handle(FLAGS_reminder_interval), "wants 0s (off) or at least 1m");
   }
   o.webhook_rate_per_second = config::NonNegative(FLAGS_webhook_rate_per_second, 1e6);
-  o.log_level = config::LogLevel(FLAGS_log_level);
-  const absl::Duration drain =
-      config::DurationIn(FLAGS_shutdown_timeout, absl::ZeroDuration(), absl::Hours(1));
+  return o;
+}
 
-  auto app = alert::App::Create(o);
-  if (!app.ok()) {
-    std::cerr << "alert-service: " << app.status().ToString() << "\n";
-    return 1;
-  }
-  WaitForStopSignal();
-  (*app)->Shutdown(drain);
-  return 0;
+}  // namespace
+}  // namespace wasentinel::alert
+
+int main(int argc, char** argv) {
+  return wasentinel::DaemonMain<wasentinel::alert::App>(
+      argc, argv, "alert-service: delivers alerts by e-mail and signed webhooks",
+      wasentinel::alert::ReadFlags);
 }

@@ -2,22 +2,13 @@
 // recovers and alerts (see src/monitor_app.h).
 //
 // Every flag has a WAS_ environment fallback (flag > environment > default).
-#include <cstdlib>
-#include <iostream>
-
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "monitor_app.h"
 #include "wasentinel/common/config.h"
-#include "wasentinel/common/process.h"
+#include "wasentinel/common/daemon.h"
 
-ABSL_FLAG(std::string, grpc_listen, "0.0.0.0:7002", "gRPC address [WAS_GRPC_LISTEN]");
-ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9102",
-          "Prometheus /metrics address; empty disables [WAS_METRICS_LISTEN]");
-ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL [WAS_DATABASE_URL]");
-ABSL_FLAG(std::string, api_keys, "",
-          "API keys of this API, NAME:SCOPE:KEY,... (scope read|operate|admin); empty: no"
-          " authentication [WAS_API_KEYS]");
+WAS_DEFINE_RUNTIME_FLAGS("0.0.0.0:7002", "0.0.0.0:9102");
 ABSL_FLAG(std::string, session_service, "127.0.0.1:7001",
           "session-service gRPC address [WAS_SESSION_SERVICE]");
 ABSL_FLAG(std::string, session_service_api_key, "",
@@ -26,17 +17,9 @@ ABSL_FLAG(std::string, alert_service, "",
           "alert-service gRPC address; empty: alerts are only logged [WAS_ALERT_SERVICE]");
 ABSL_FLAG(std::string, alert_service_api_key, "",
           "key for alert-service (scope operate) [WAS_ALERT_SERVICE_API_KEY]");
-ABSL_FLAG(std::string, tls_cert, "",
-          "gRPC TLS certificate chain (PEM file); also the client certificate upstream"
-          " [WAS_TLS_CERT]");
-ABSL_FLAG(std::string, tls_key, "", "gRPC TLS private key (PEM file) [WAS_TLS_KEY]");
-ABSL_FLAG(std::string, tls_client_ca, "",
-          "require client certificates signed by this CA (PEM file; mTLS) [WAS_TLS_CLIENT_CA]");
 ABSL_FLAG(std::string, upstream_ca, "",
           "CA (PEM file) for TLS to session-service and alert-service; empty: plaintext"
           " [WAS_UPSTREAM_CA]");
-ABSL_FLAG(std::string, replica_id, "",
-          "this replica's name in leader election; default hostname-pid [WAS_REPLICA_ID]");
 ABSL_FLAG(absl::Duration, light_interval, absl::Seconds(30),
           "light check (GetHealth) period [WAS_LIGHT_INTERVAL]");
 ABSL_FLAG(absl::Duration, deep_interval, absl::Minutes(5),
@@ -76,33 +59,19 @@ ABSL_FLAG(absl::Duration, call_timeout, absl::Seconds(10),
           "deadline of calls to session-service and alert-service [WAS_CALL_TIMEOUT]");
 ABSL_FLAG(std::string, watch_backoff, "5s,10s,30s",
           "pauses before the event watch is resumed; the last repeats [WAS_WATCH_BACKOFF]");
-ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
-          "deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
-ABSL_FLAG(std::string, log_level, "info", "trace … off [WAS_LOG_LEVEL]");
 
-int main(int argc, char** argv) {
-  using namespace wasentinel;
-  config::ParseFlags(
-      argc, argv, "health-monitor: classifies, scores, recovers and alerts on WhatsApp sessions");
-  DisableMutexDeadlockDetection();
+namespace wasentinel::monitor {
+namespace {
 
-  BlockStopSignals();  // before any thread starts; main waits for them below
-
-  monitor::Options o;
-  o.grpc_listen = config::Address(FLAGS_grpc_listen);
-  o.metrics_listen = config::Address(FLAGS_metrics_listen, /*empty_allowed=*/true);
-  o.database_url = config::Required(FLAGS_database_url, "a PostgreSQL URL");
-  o.api_keys = absl::GetFlag(FLAGS_api_keys);
+// The service's own flags, checked (exit 2 naming a bad one: config.h).
+Options ReadFlags(RuntimeOptions runtime) {
+  Options o;
+  o.runtime = std::move(runtime);
   o.session_service = config::Address(FLAGS_session_service);
   o.session_service_api_key = absl::GetFlag(FLAGS_session_service_api_key);
   o.alert_service = config::Address(FLAGS_alert_service, /*empty_allowed=*/true);
   o.alert_service_api_key = absl::GetFlag(FLAGS_alert_service_api_key);
-  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
-  o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
-  o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   o.upstream_ca_file = absl::GetFlag(FLAGS_upstream_ca);
-  o.replica_id = absl::GetFlag(FLAGS_replica_id);
-  o.log_level = config::LogLevel(FLAGS_log_level);
   const absl::Duration week = absl::Hours(24 * 7);
   o.light_interval = config::DurationIn(FLAGS_light_interval, absl::Milliseconds(100), week);
   o.deep_interval = config::DurationIn(FLAGS_deep_interval, absl::Milliseconds(100), week);
@@ -139,16 +108,14 @@ int main(int argc, char** argv) {
   o.leader_poll = config::DurationIn(FLAGS_leader_poll, absl::Milliseconds(100), absl::Minutes(5));
   o.call_timeout =
       config::DurationIn(FLAGS_call_timeout, absl::Milliseconds(100), absl::Minutes(10));
-  const absl::Duration drain =
-      config::DurationIn(FLAGS_shutdown_timeout, absl::ZeroDuration(), absl::Hours(1));
+  return o;
+}
 
-  auto app = monitor::App::Create(o);
-  if (!app.ok()) {
-    std::cerr << "health-monitor: " << app.status().ToString() << "\n";
-    return 1;
-  }
-  (*app)->Start();
-  WaitForStopSignal();
-  (*app)->Shutdown(drain);
-  return 0;
+}  // namespace
+}  // namespace wasentinel::monitor
+
+int main(int argc, char** argv) {
+  return wasentinel::DaemonMain<wasentinel::monitor::App>(
+      argc, argv, "health-monitor: classifies, scores, recovers and alerts on WhatsApp sessions",
+      wasentinel::monitor::ReadFlags);
 }

@@ -1,8 +1,6 @@
 // session-service: keeps WhatsApp Web linked-device sessions connected (see src/app.h).
 //
 // Every flag has a WAS_ environment fallback (flag > environment > default).
-#include <cstdlib>
-#include <iostream>
 #include <tuple>
 
 #include "absl/flags/flag.h"
@@ -11,12 +9,9 @@
 #include "app.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/config.h"
-#include "wasentinel/common/process.h"
+#include "wasentinel/common/daemon.h"
 
-ABSL_FLAG(std::string, grpc_listen, "0.0.0.0:7001", "gRPC address [WAS_GRPC_LISTEN]");
-ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9101",
-          "Prometheus /metrics address; empty disables [WAS_METRICS_LISTEN]");
-ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL [WAS_DATABASE_URL]");
+WAS_DEFINE_RUNTIME_FLAGS("0.0.0.0:7001", "0.0.0.0:9101");
 ABSL_FLAG(std::string, auth_state_key, "",
           "sealing keys for stored credentials: KEY or ID:KEY[,ID:KEY] (first seals; 64 hex or "
           "base64 of 32 bytes) [WAS_AUTH_STATE_KEY]");
@@ -36,20 +31,8 @@ ABSL_FLAG(std::string, reconnect_backoff, "5s,15s,45s",
           "delays before the retries after a drop [WAS_RECONNECT_BACKOFF]");
 ABSL_FLAG(double, restore_per_second, 20,
           "start-up restores per second, 0 = no limit [WAS_RESTORE_PER_SECOND]");
-ABSL_FLAG(absl::Duration, shutdown_timeout, absl::Seconds(10),
-          "drain deadline on SIGTERM [WAS_SHUTDOWN_TIMEOUT]");
 ABSL_FLAG(absl::Duration, event_retention, absl::Hours(720),
           "session events older than this are pruned [WAS_EVENT_RETENTION]");
-ABSL_FLAG(std::string, api_keys, "",
-          "API keys NAME:SCOPE:KEY,... (scope read|operate|admin); empty: no authentication"
-          " [WAS_API_KEYS]");
-ABSL_FLAG(std::string, tls_cert, "",
-          "gRPC TLS certificate chain (PEM file); empty: plaintext [WAS_TLS_CERT]");
-ABSL_FLAG(std::string, tls_key, "", "gRPC TLS private key (PEM file) [WAS_TLS_KEY]");
-ABSL_FLAG(std::string, tls_client_ca, "",
-          "require client certificates signed by this CA (PEM file; mTLS) [WAS_TLS_CLIENT_CA]");
-ABSL_FLAG(std::string, replica_id, "",
-          "this replica's name in leases and deep health; default hostname-pid [WAS_REPLICA_ID]");
 ABSL_FLAG(std::string, advertise_address, "",
           "host:port other replicas reach this one's gRPC at, for forwarded calls; default"
           " hostname and the --grpc_listen port [WAS_ADVERTISE_ADDRESS]");
@@ -74,26 +57,15 @@ ABSL_FLAG(std::string, wa_version, "auto",
           " every 24 h and after a 405) or a fixed 2.3000.N [WAS_WA_VERSION]");
 ABSL_FLAG(std::string, wa_version_url, "https://web.whatsapp.com/",
           "the page --wa_version=auto reads the version from [WAS_WA_VERSION_URL]");
-ABSL_FLAG(std::string, log_level, "info", "trace … off [WAS_LOG_LEVEL]");
 
-int main(int argc, char** argv) {
-  using namespace wasentinel;
-  config::ParseFlags(argc, argv, "session-service: keeps WhatsApp Web sessions connected");
-  DisableMutexDeadlockDetection();
+namespace wasentinel::session {
+namespace {
 
-  BlockStopSignals();  // before any thread starts; main waits for them below
-
-  session::Options o;
-  o.grpc_listen = config::Address(FLAGS_grpc_listen);
-  o.metrics_listen = config::Address(FLAGS_metrics_listen, /*empty_allowed=*/true);
-  o.database_url = config::Required(FLAGS_database_url, "a PostgreSQL URL");
+// The service's own flags, checked (exit 2 naming a bad one: config.h).
+Options ReadFlags(RuntimeOptions runtime) {
+  Options o;
+  o.runtime = std::move(runtime);
   o.auth_state_keys = config::Required(FLAGS_auth_state_key, "sealing keys KEY or ID:KEY[,ID:KEY]");
-  o.log_level = config::LogLevel(FLAGS_log_level);
-  o.api_keys = absl::GetFlag(FLAGS_api_keys);
-  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
-  o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
-  o.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
-  o.replica_id = absl::GetFlag(FLAGS_replica_id);
   o.reseal_on_start = absl::GetFlag(FLAGS_reseal_on_start);
   o.advertise_address = config::Address(FLAGS_advertise_address, /*empty_allowed=*/true);
   o.manager.lease_ttl = config::DurationIn(FLAGS_lease_ttl, absl::Seconds(1), absl::Hours(1));
@@ -150,20 +122,14 @@ int main(int argc, char** argv) {
   o.watch_limits.per_key = config::IntIn(FLAGS_max_watches_per_key, 1, 100000);
   o.event_retention =
       config::DurationIn(FLAGS_event_retention, absl::Hours(1), absl::Hours(24 * 3650));
-  const absl::Duration drain =
-      config::DurationIn(FLAGS_shutdown_timeout, absl::ZeroDuration(), absl::Hours(1));
+  return o;
+}
 
-  wasentinel::RaiseFileLimit();
-  auto app = session::App::Create(o);
-  if (!app.ok()) {
-    std::cerr << "session-service: " << app.status().ToString() << "\n";
-    return 1;
-  }
-  if (auto st = (*app)->Start(); !st.ok()) {
-    std::cerr << "session-service: start-up restore failed: " << st.ToString() << "\n";
-    return 1;
-  }
-  WaitForStopSignal();
-  (*app)->Shutdown(drain);
-  return 0;
+}  // namespace
+}  // namespace wasentinel::session
+
+int main(int argc, char** argv) {
+  return wasentinel::DaemonMain<wasentinel::session::App>(
+      argc, argv, "session-service: keeps WhatsApp Web sessions connected",
+      wasentinel::session::ReadFlags);
 }

@@ -11,20 +11,17 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "delivery/email.h"
+#include "wasentinel/common/clock.h"
+#include "wasentinel/common/service_runtime.h"
 
 namespace wasentinel::alert {
 
 struct Options {
-  std::string grpc_listen = "0.0.0.0:7003";
-  /// Prometheus /metrics address ("host:port"; port 0 picks one; empty: no exposer).
-  std::string metrics_listen = "0.0.0.0:9103";
-  std::string database_url;  ///< WAS_DATABASE_URL
+  /// The settings every service has: addresses, database, API keys, TLS, replica (its name in
+  /// delivery claims), log level. Defaults: gRPC 0.0.0.0:7003, metrics 0.0.0.0:9103.
+  RuntimeOptions runtime = {.grpc_listen = "0.0.0.0:7003", .metrics_listen = "0.0.0.0:9103"};
   /// Sealing keys of webhook secrets, Sealer::FromConfig format (WAS_SECRET_KEY).
   std::string secret_keys;
-  /// ApiKeys::FromConfig "NAME:SCOPE:KEY,..." (WAS_API_KEYS); empty: no authentication.
-  std::string api_keys;
-  std::string tls_cert_file, tls_key_file, tls_client_ca_file;
-  std::string replica_id;  ///< in delivery claims; default hostname-pid
   /// E-mail addresses told of every alert besides each session's owner.
   std::vector<std::string> recipients;
   /// Webhooks may go to http:// and private or loopback addresses.
@@ -50,19 +47,23 @@ struct Options {
   std::vector<absl::Duration> backoff = {absl::Seconds(10), absl::Seconds(30), absl::Minutes(2),
                                          absl::Minutes(10), absl::Minutes(30), absl::Hours(1),
                                          absl::Hours(3)};
-  int database_pool_size = 8;
-  std::string log_level = "info";
 };
 
 class App {
  public:
   /// Connects to PostgreSQL (UNAVAILABLE), applies alert-service's migrations, starts the gRPC
-  /// server (UNAVAILABLE when the address cannot be bound), the metrics exposer and the
-  /// dispatchers. INVALID_ARGUMENT for bad keys or TLS files.
-  static absl::StatusOr<std::unique_ptr<App>> Create(const Options& options);
+  /// server (UNAVAILABLE when the address cannot be bound) and the metrics exposer.
+  /// INVALID_ARGUMENT for bad keys or TLS files. `clock`: the service's time (not owned;
+  /// default the system clock).
+  static absl::StatusOr<std::unique_ptr<App>> Create(const Options& options,
+                                                     Clock* clock = nullptr);
   ~App();
 
-  /// Health NOT_SERVING, stops taking calls, lets sends under way finish within `deadline`.
+  /// Starts the dispatchers and the housekeeping (reminders, outbox gauges every 5 s).
+  absl::Status Start();
+
+  /// Health NOT_SERVING, stops the dispatchers (sends under way finish within `deadline`; what
+  /// is not sent stays in the outbox), then stops taking calls.
   void Shutdown(absl::Duration deadline);
 
   int grpc_port() const;

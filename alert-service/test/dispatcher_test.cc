@@ -24,7 +24,7 @@ struct Fixture : AlertDb {
   Sealer sealer = Sealer::FromConfig(std::string(64, 'a')).value();
   std::string secret = NewWebhookSecret();
   std::unique_ptr<Dispatcher> dispatcher;
-  std::unique_ptr<WebhookSender> sender;
+  std::unique_ptr<CurlWebhookSender> sender;
 
   explicit Fixture(std::vector<absl::Duration> backoff = {absl::Seconds(10), absl::Seconds(30)}) {
     v1::CreateWebhookEndpointRequest req;
@@ -40,7 +40,7 @@ struct Fixture : AlertDb {
     o.backoff = std::move(backoff);
     dispatcher =
         std::make_unique<Dispatcher>(store, sealer, clock, o, MakeLogger("dispatch", "warn"));
-    sender = std::make_unique<WebhookSender>(absl::Seconds(5), true);
+    sender = std::make_unique<CurlWebhookSender>(absl::Seconds(5), true);
   }
   ~Fixture() { sender.reset(); }
 
@@ -247,7 +247,7 @@ TEST(Dispatcher, AnEndpointRefusedAtSendTimeIsDeadAtOnce) {
   o.allow_private_targets = false;
   o.backoff = {absl::Seconds(10), absl::Seconds(30)};
   Dispatcher strict(f.store, f.sealer, f.clock, o, MakeLogger("dispatch", "warn"));
-  WebhookSender sender(absl::Seconds(2), /*allow_private=*/false);
+  CurlWebhookSender sender(absl::Seconds(2), /*allow_private=*/false);
   const std::string id = f.Raise();
   strict.RunOnce(sender);
   const auto d = f.Webhook(id, 1);

@@ -25,8 +25,8 @@ struct Fixture : AlertDb {
   Sealer sealer = Sealer::FromConfig(std::string(64, 'c')).value();
   DispatcherOptions options;
   std::unique_ptr<Dispatcher> dispatcher;
-  WebhookSender webhooks{absl::Seconds(5), true};
-  std::unique_ptr<EmailSender> email;
+  CurlWebhookSender webhooks{absl::Seconds(5), true};
+  std::unique_ptr<CurlEmailSender> email;
 
   explicit Fixture(std::vector<std::string> smtp_flags = {}, int per_hour = 20)
       : smtp(std::move(smtp_flags)) {
@@ -40,7 +40,7 @@ struct Fixture : AlertDb {
   void Build() {
     dispatcher =
         std::make_unique<Dispatcher>(store, sealer, clock, options, MakeLogger("d", "warn"));
-    email = std::make_unique<EmailSender>(options.smtp);
+    email = std::make_unique<CurlEmailSender>(options.smtp);
   }
   std::string Raise(const std::string& key = "session.offline/6f1c") {
     v1::RaiseAlertRequest r;

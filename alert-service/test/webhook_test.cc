@@ -60,7 +60,7 @@ TEST(Webhook, UrlsAreCheckedForSchemeAndPrivateTargets) {
 }
 
 TEST(Webhook, ASenderRefusesAPrivateAddressItResolvesTo) {
-  WebhookSender sender(absl::Seconds(2), /*allow_private=*/false);
+  CurlWebhookSender sender(absl::Seconds(2), /*allow_private=*/false);
   WebhookRequest req;
   req.url = "https://localhost:1/hook";  // resolves to loopback: refused before connecting
   req.id = "msg_1";
@@ -72,7 +72,7 @@ TEST(Webhook, ASenderRefusesAPrivateAddressItResolvesTo) {
 }
 
 TEST(Webhook, CreationAndSendingRefuseTheSameEmbeddedAndSpecialAddresses) {
-  WebhookSender sender(absl::Seconds(2), /*allow_private=*/false);
+  CurlWebhookSender sender(absl::Seconds(2), /*allow_private=*/false);
   for (const char* url :
        {"https://[::127.0.0.1]/h", "https://[::ffff:127.0.0.1]/h", "https://[64:ff9b::7f00:1]/h",
         "https://[2002:7f00:1::]/h", "https://198.18.0.1/h", "https://192.0.0.1/h",

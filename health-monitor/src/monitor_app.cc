@@ -1,9 +1,6 @@
 #include "monitor_app.h"
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-#include <prometheus/exposer.h>
-#include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -20,13 +17,8 @@
 #include "health/monitor.h"
 #include "health/pg_health_store.h"
 #include "health/rhythm.h"
-#include "wasentinel/common/api_keys.h"
-#include "wasentinel/common/grpc_server.h"
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
-#include "wasentinel/common/metrics_exposer.h"
-#include "wasentinel/common/pg.h"
-#include "wasentinel/common/process.h"
 #include "wasentinel/common/status_macros.h"
 
 namespace wasentinel::monitor {
@@ -58,26 +50,21 @@ constexpr absl::Duration kRunnerTick = absl::Milliseconds(100);
 class App::Impl {
  public:
   Options options;
+  std::unique_ptr<ServiceRuntime> rt;
   Clock* clock = nullptr;
   std::string replica;
   std::shared_ptr<spdlog::logger> log;
-  std::unique_ptr<PgPool> pool;
   std::unique_ptr<PgHealthStore> store;
-  std::unique_ptr<ApiKeys> keys;
   std::shared_ptr<grpc::Channel> session_channel;
   std::unique_ptr<GrpcSessionSource> sessions;
   std::unique_ptr<AlertSink> alerts;
-  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   std::unique_ptr<MonitorMetrics> metrics;
-  std::unique_ptr<prometheus::Exposer> exposer;
   absl::Mutex monitor_mu;  // the Monitor: watcher, runner, jobs and the API take turns
   std::unique_ptr<Monitor> monitor;
   std::unique_ptr<JobScheduler> jobs;
   std::unique_ptr<LeaderElection> election;
   std::unique_ptr<EventWatcher> watcher;
   std::unique_ptr<MonitorServiceImpl> service;
-  std::unique_ptr<grpc::Server> server;
-  int port = 0;
 
   // The light check's rhythm, and what its last run saw (written by the run, read by the
   // schedule).
@@ -91,7 +78,6 @@ class App::Impl {
   std::string leader_name ABSL_GUARDED_BY(loop_mu);
   std::thread leader_loop;
   std::thread runner;
-  bool shut_down = false;
 
   // Waits up to `d` for the stop flag; true when stopping.
   bool WaitStop(absl::Duration d) {
@@ -226,9 +212,10 @@ class App::Impl {
     StandDown();
   }
 
+  // Also after a failed Create, with later members still null.
   ~Impl() {
     StopLoops();
-    if (server) server->Shutdown(std::chrono::system_clock::now());
+    if (rt) rt->StopServer();
   }
 };
 
@@ -238,31 +225,20 @@ App::~App() = default;
 absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* clock) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->clock = clock ? clock : &SystemClock::Get();
-  impl->log = MakeLogger("health-monitor", options.log_level);
-  if (options.database_url.empty()) {
-    return absl::InvalidArgumentError("no database URL (--database_url or WAS_DATABASE_URL)");
-  }
   if (options.session_service.empty()) {
     return absl::InvalidArgumentError("no session-service address (--session_service)");
   }
-  impl->replica = options.replica_id.empty() ? DefaultReplicaId() : options.replica_id;
-  WAS_ASSIGN_OR_RETURN(auto keys, ApiKeys::FromConfig(options.api_keys));
-  impl->keys = std::make_unique<ApiKeys>(std::move(keys));
-  if (!impl->keys->enabled()) {
-    impl->log->warn("no API keys configured (WAS_API_KEYS): every gRPC call is allowed");
-  }
-  WAS_ASSIGN_OR_RETURN(auto server_credentials,
-                       GrpcServerCredentials(options.tls_cert_file, options.tls_key_file,
-                                             options.tls_client_ca_file));
-  WAS_ASSIGN_OR_RETURN(auto upstream,
-                       GrpcChannelCredentials(options.upstream_ca_file, options.tls_cert_file,
-                                              options.tls_key_file));
-  WAS_ASSIGN_OR_RETURN(impl->pool,
-                       PgPool::Create(options.database_url, options.database_pool_size));
-  WAS_RETURN_IF_ERROR(
-      ApplyMigrations(*impl->pool, "health-monitor", PgHealthStore::Migrations(), *impl->log));
-  impl->store = std::make_unique<PgHealthStore>(*impl->pool);
+  const RuntimeOptions& ro = options.runtime;
+  WAS_ASSIGN_OR_RETURN(auto upstream, GrpcChannelCredentials(options.upstream_ca_file,
+                                                             ro.tls_cert_file, ro.tls_key_file));
+  WAS_ASSIGN_OR_RETURN(impl->rt,
+                       ServiceRuntime::Create({"health-monitor", PgHealthStore::Migrations(), 4},
+                                              options.runtime, clock));
+  ServiceRuntime& rt = *impl->rt;
+  impl->clock = &rt.clock();
+  impl->log = rt.log();
+  impl->replica = rt.replica();
+  impl->store = std::make_unique<PgHealthStore>(rt.pool());
 
   grpc::ChannelArguments args;
   // Reconnect to a restarted session-service quickly; the light check's backoff paces alerts.
@@ -283,7 +259,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   impl->rhythm = std::make_unique<LightCheckRhythm>(options.light_interval, options.fast_interval,
                                                     options.fast_while_younger_than,
                                                     options.unreachable_backoff);
-  impl->metrics = std::make_unique<MonitorMetrics>(*impl->registry);
+  impl->metrics = std::make_unique<MonitorMetrics>(*rt.registry());
   impl->monitor = std::make_unique<Monitor>(*impl->clock, *impl->store, *impl->sessions,
                                             *impl->alerts, options.policy, impl->log);
   impl->monitor->set_metrics(impl->metrics.get());
@@ -292,59 +268,44 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
       [metrics = impl->metrics.get()](const std::string& job, const v1::JobResult& r) {
         metrics->JobRun(job, r.error().empty());
       });
-  impl->election = std::make_unique<LeaderElection>(options.database_url, impl->replica);
-
-  WAS_ASSIGN_OR_RETURN(impl->exposer,
-                       ServeMetrics(options.metrics_listen, impl->registry, *impl->log));
+  impl->election = std::make_unique<LeaderElection>(rt.database_url(), impl->replica);
 
   Impl* raw = impl.get();
-  MonitorRuntime rt;
-  rt.store = impl->store.get();
-  rt.mu = &impl->monitor_mu;
-  rt.monitor = impl->monitor.get();
-  rt.jobs = impl->jobs.get();
-  rt.leader = [raw] { return raw->leading.load(); };
-  rt.leader_name = [raw] {
+  MonitorRuntime mr;
+  mr.store = impl->store.get();
+  mr.mu = &impl->monitor_mu;
+  mr.monitor = impl->monitor.get();
+  mr.jobs = impl->jobs.get();
+  mr.leader = [raw] { return raw->leading.load(); };
+  mr.leader_name = [raw] {
     absl::MutexLock lock(&raw->loop_mu);
     return raw->leader_name;
   };
-  rt.replica = impl->replica;
-  impl->service = std::make_unique<MonitorServiceImpl>(std::move(rt), *impl->keys);
-
-  WAS_ASSIGN_OR_RETURN(auto started, StartGrpcServer(options.grpc_listen, server_credentials,
-                                                     {impl->service.get()}, *impl->registry));
-  impl->server = std::move(started.server);
-  impl->port = started.port;
-  impl->server->GetHealthCheckService()->SetServingStatus(true);
-  impl->log->info("gRPC listening on port {}; replica {}; session-service at {}", impl->port,
-                  impl->replica, options.session_service);
+  mr.replica = impl->replica;
+  impl->service = std::make_unique<MonitorServiceImpl>(std::move(mr), rt.keys());
+  WAS_RETURN_IF_ERROR(rt.Serve({impl->service.get()}));
+  impl->log->info("session-service at {}", options.session_service);
   return std::unique_ptr<App>(new App(std::move(impl)));
 }
 
-void App::Start() {
+absl::Status App::Start() {
   impl_->leader_loop = std::thread([impl = impl_.get()] { impl->LeaderLoop(); });
   impl_->runner = std::thread([impl = impl_.get()] { impl->RunLoop(); });
+  return absl::OkStatus();
 }
 
-int App::grpc_port() const { return impl_->port; }
+int App::grpc_port() const { return impl_->rt->grpc_port(); }
 
-int App::metrics_port() const {
-  return impl_->exposer ? impl_->exposer->GetListeningPorts().front() : 0;
-}
+int App::metrics_port() const { return impl_->rt->metrics_port(); }
 
 bool App::leader() const { return impl_->leading; }
 
 void App::Shutdown(absl::Duration drain) {
-  if (impl_->shut_down) return;
-  impl_->shut_down = true;
-  const absl::Time deadline = absl::Now() + drain;
-  impl_->log->info("shutting down (deadline {})", drain);
-  impl_->server->GetHealthCheckService()->SetServingStatus(false);
-  impl_->StopLoops();  // a check under way finishes first
-  impl_->election->Release();
-  impl_->server->Shutdown(
-      absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Milliseconds(100))));
-  impl_->log->info("shut down");
+  Impl& i = *impl_;
+  i.rt->Shutdown(drain, [&i](absl::Time) {
+    i.StopLoops();  // a check under way finishes first
+    i.election->Release();
+  });
 }
 
 }  // namespace wasentinel::monitor

@@ -17,22 +17,15 @@
 #include "absl/status/statusor.h"
 #include "health/assessment.h"
 #include "wasentinel/common/clock.h"
+#include "wasentinel/common/service_runtime.h"
 
 namespace wasentinel::monitor {
 
 struct Options {
-  std::string grpc_listen = "0.0.0.0:7002";
-  /// Prometheus /metrics address ("host:port"; port 0 picks one; empty: no exposer).
-  std::string metrics_listen = "0.0.0.0:9102";
-  std::string database_url;  ///< libpq URL or key=value string (WAS_DATABASE_URL)
-  /// Keys of this API, ApiKeys::FromConfig format "NAME:SCOPE:KEY,..." (WAS_API_KEYS); empty:
-  /// no authentication.
-  std::string api_keys;
-  /// gRPC TLS of this API: PEM chain and key; with `tls_client_ca_file`, mTLS. Empty:
-  /// plaintext. With `upstream_ca_file` the same pair is the client certificate upstream.
-  std::string tls_cert_file;
-  std::string tls_key_file;
-  std::string tls_client_ca_file;
+  /// The settings every service has: addresses, database, API keys, TLS (with
+  /// `upstream_ca_file` the same pair is the client certificate upstream), replica (its name in
+  /// leader election), log level. Defaults: gRPC 0.0.0.0:7002, metrics 0.0.0.0:9102.
+  RuntimeOptions runtime = {.grpc_listen = "0.0.0.0:7002", .metrics_listen = "0.0.0.0:9102"};
   /// session-service's gRPC address and the key the monitor calls it with (scopes read and
   /// operate).
   std::string session_service = "127.0.0.1:7001";
@@ -43,13 +36,11 @@ struct Options {
   std::string alert_service_api_key;
   /// PEM roots for TLS to session-service and alert-service; empty: plaintext.
   std::string upstream_ca_file;
-  /// This replica's name (leader election, GetMonitorStatus); default hostname-pid.
-  std::string replica_id;
   HealthPolicy policy;
   absl::Duration light_interval = absl::Seconds(30);
   absl::Duration deep_interval = absl::Minutes(5);
   /// The light check runs every `fast_interval` while session-service is younger than
-  /// `fast_while_younger_than` (seed 001 §5: 5 s for its first 60 s).
+  /// `fast_while_younger_than` (by default 5 s while it is under 60 s old).
   absl::Duration fast_interval = absl::Seconds(5);
   absl::Duration fast_while_younger_than = absl::Seconds(60);
   /// Light-check retries while session-service does not answer; the last step repeats.
@@ -65,8 +56,6 @@ struct Options {
   /// Pauses before the event watch is resumed after it broke; the last step repeats.
   std::vector<absl::Duration> watch_pauses = {absl::Seconds(5), absl::Seconds(10),
                                               absl::Seconds(30)};
-  int database_pool_size = 4;
-  std::string log_level = "info";
 };
 
 class App {
@@ -80,7 +69,7 @@ class App {
   ~App();
 
   /// Starts the leader loop: this replica leads as soon as the advisory lock is free.
-  void Start();
+  absl::Status Start();
   /// Health NOT_SERVING, stops checking and watching, gives the leadership up (a standby takes
   /// over at its next poll), and stops the gRPC server within `deadline`.
   void Shutdown(absl::Duration deadline);

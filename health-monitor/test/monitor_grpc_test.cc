@@ -137,7 +137,8 @@ TEST(EventWatcher, ResumesFromTheCursorAcrossASessionServiceRestart) {
   // The stack's address stays while the App restarts on another port: a fixed port instead.
   const int port = s.app->grpc_port();
   s.Stop();
-  s.Start([&](session::Options& o) { o.grpc_listen = "127.0.0.1:" + std::to_string(port); });
+  s.Start(
+      [&](session::Options& o) { o.runtime.grpc_listen = "127.0.0.1:" + std::to_string(port); });
   auto channel =
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
   absl::Mutex mu;
@@ -175,7 +176,8 @@ TEST(EventWatcher, ResumesFromTheCursorAcrossASessionServiceRestart) {
   };
   ASSERT_TRUE(count_at_least(3));  // CREATED, CONNECTING, CONNECTED
   s.Stop();                        // SHUTDOWN is written before the stream ends
-  s.Start([&](session::Options& o) { o.grpc_listen = "127.0.0.1:" + std::to_string(port); });
+  s.Start(
+      [&](session::Options& o) { o.runtime.grpc_listen = "127.0.0.1:" + std::to_string(port); });
   session::Watcher all(*s.stub);  // every event the service keeps, from the start
   // SHUTDOWN, then the restore: CONNECTING (STARTUP_RESTORE) and CONNECTED.
   ASSERT_TRUE(all.events.WaitFor([&](const std::vector<sv1::SessionEvent>& v) {

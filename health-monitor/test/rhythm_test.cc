@@ -1,5 +1,5 @@
-// The light check's rhythm (seed 001 §5): normal, fast while session-service is young, backoff
-// while it does not answer.
+// The light check's rhythm (README "Architecture" › "Health"): normal, fast while session-service
+// is young, backoff while it does not answer.
 #include "health/rhythm.h"
 
 #include <gtest/gtest.h>

@@ -9,32 +9,20 @@
 #include "manager.h"
 #include "session_service.h"
 #include "version_keeper.h"
+#include "wasentinel/common/service_runtime.h"
 
 namespace wasentinel::session {
 
 struct Options {
-  std::string grpc_listen = "0.0.0.0:7001";
-  /// Prometheus /metrics address ("host:port"; port 0 picks one; empty: no exposer).
-  std::string metrics_listen = "0.0.0.0:9101";
-  std::string database_url;     ///< libpq URL or key=value string (WAS_DATABASE_URL)
+  /// The settings every service has: addresses, database, API keys, TLS, replica, log level.
+  /// Defaults: gRPC 0.0.0.0:7001, metrics 0.0.0.0:9101.
+  RuntimeOptions runtime = {.grpc_listen = "0.0.0.0:7001", .metrics_listen = "0.0.0.0:9101"};
   std::string auth_state_keys;  ///< Sealer::FromConfig format (WAS_AUTH_STATE_KEY)
-  /// ApiKeys::FromConfig format "NAME:SCOPE:KEY,..." (WAS_API_KEYS); empty: no authentication.
-  std::string api_keys;
-  /// gRPC TLS: PEM certificate chain and key; with `tls_client_ca` clients must present a
-  /// certificate signed by it (mTLS). Empty: plaintext.
-  std::string tls_cert_file;
-  std::string tls_key_file;
-  std::string tls_client_ca_file;
-  /// This replica's name in leases and deep health (default: hostname-pid).
-  std::string replica_id;
   /// The gRPC address other replicas forward calls to (default: hostname and the bound port).
   std::string advertise_address;
   /// Re-seal every credential under the current key at start-up (key rotation without a call).
   bool reseal_on_start = false;
-  int database_pool_size = 8;
   ManagerOptions manager;
-  std::string log_level = "info";
-  bool restore_on_start = true;
   /// Events older than this are pruned, in small batches, every `event_prune_interval`
   /// (README "Configuration": 30 days).
   absl::Duration event_retention = absl::Hours(24 * 30);
@@ -53,7 +41,9 @@ class App {
   /// Connects to PostgreSQL (UNAVAILABLE), applies migrations, checks the sealing keys against
   /// the stored credentials (FAILED_PRECONDITION naming a key id that is missing or wrong),
   /// starts the gRPC server (UNAVAILABLE when the address cannot be bound).
-  static absl::StatusOr<std::unique_ptr<App>> Create(const Options& options);
+  /// `clock`: the service's time (not owned; default the system clock).
+  static absl::StatusOr<std::unique_ptr<App>> Create(const Options& options,
+                                                     Clock* clock = nullptr);
   ~App();
 
   /// Restores the sessions to keep connected (start-up restore).

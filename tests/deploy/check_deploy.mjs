@@ -45,16 +45,19 @@ const canonical = (v) => JSON.stringify(v, (_, x) => (x && typeof x === 'object'
   ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, x[k]])) : x));
 const work = mkdtempSync(join(tmpdir(), 'was-deploy-'));
 
-// The WAS_ variables each program reads (named "[WAS_X]" at the end of a flag's help in its main:
-// common/config.h ParseFlags reads exactly those), and its flags.
-const mains = { 'session-service': 'session-service/main.cc', 'health-monitor': 'health-monitor/main.cc',
-  'alert-service': 'alert-service/main.cc' };
+// The WAS_ variables each program reads (named "[WAS_X]" at the end of a flag's help:
+// common/config.h ParseFlags reads exactly those), and its flags, as the program's own
+// --helpfull lists them under its main.cc (the service's flags and the runtime's,
+// common/grpc/include/wasentinel/common/daemon.h).
+const binaries = { 'session-service': process.env.SESSION_SERVICE,
+  'health-monitor': process.env.HEALTH_MONITOR, 'alert-service': process.env.ALERT_SERVICE };
 const envOf = {};
 const flagsOf = {};
-for (const [name, file] of Object.entries(mains)) {
-  const text = readFileSync(join(root, file), 'utf8');
-  envOf[name] = new Set([...text.matchAll(/\[(WAS_\w+)\]"\)/g)].map((m) => m[1]));
-  flagsOf[name] = [...text.matchAll(/ABSL_FLAG\(\s*[\w:]+\s*,\s*(\w+)/g)].map((m) => m[1]);
+for (const [name, binary] of Object.entries(binaries)) {
+  const help = spawnSync(binary, ['--helpfull'], { encoding: 'utf8' }).stdout ?? '';
+  const own = help.split(/\n(?=  Flags from )/).find((part) => /^  Flags from \S*main\.cc:/.test(part)) ?? '';
+  envOf[name] = new Set([...own.matchAll(/\[(WAS_\w+)\]/g)].map((m) => m[1]));
+  flagsOf[name] = [...own.matchAll(/^    --(\w+) \(/gm)].map((m) => m[1]);
 }
 const knownEnv = new Set(Object.values(envOf).flatMap((s) => [...s]));
 // Variables a program does not read are silently ignored: a typo would change nothing.

@@ -58,7 +58,7 @@ std::string WebhookBody(const v1::Alert& a, v1::Delivery::Kind kind, absl::Time 
       .dump();
 }
 
-Dispatcher::Dispatcher(PgAlertStore& store, const Sealer& sealer, Clock& clock,
+Dispatcher::Dispatcher(DeliveryStore& store, const Sealer& sealer, Clock& clock,
                        DispatcherOptions options, std::shared_ptr<spdlog::logger> log,
                        AlertMetrics* metrics)
     : store_(store),
@@ -91,10 +91,10 @@ void Dispatcher::Wake() {
 }
 
 void Dispatcher::Loop() {
-  WebhookSender sender(options_.webhook_timeout, options_.allow_private_targets,
-                       options_.webhook_ca_file);
-  std::unique_ptr<EmailSender> email;
-  if (!options_.smtp.url.empty()) email = std::make_unique<EmailSender>(options_.smtp);
+  CurlWebhookSender sender(options_.webhook_timeout, options_.allow_private_targets,
+                           options_.webhook_ca_file);
+  std::unique_ptr<EmailNotifier> email;
+  if (!options_.smtp.url.empty()) email = std::make_unique<CurlEmailSender>(options_.smtp);
   uint64_t seen = 0;
   for (;;) {
     {
@@ -110,7 +110,7 @@ void Dispatcher::Loop() {
   }
 }
 
-int Dispatcher::RunOnce(WebhookSender& sender, EmailSender* email) {
+int Dispatcher::RunOnce(WebhookNotifier& sender, EmailNotifier* email) {
   // Each claim has a token of its own (its fencing token): threads and replicas never share one.
   const std::string claimer = absl::StrCat(options_.worker, "#", ++claims_);
   const absl::Time claimed_until = clock_.Now() + options_.lease;
@@ -156,7 +156,7 @@ int Dispatcher::RunOnce(WebhookSender& sender, EmailSender* email) {
   return static_cast<int>(claimed->size());
 }
 
-AttemptResult Dispatcher::SendWebhook(WebhookSender& sender, const ClaimedDelivery& c) {
+AttemptResult Dispatcher::SendWebhook(WebhookNotifier& sender, const ClaimedDelivery& c) {
   AttemptResult dead;
   dead.kind = AttemptResult::kDead;
   if (!c.endpoint) {
@@ -213,7 +213,7 @@ AttemptResult Dispatcher::SendWebhook(WebhookSender& sender, const ClaimedDelive
   return result;
 }
 
-AttemptResult Dispatcher::SendEmail(EmailSender* sender, const ClaimedDelivery& c) {
+AttemptResult Dispatcher::SendEmail(EmailNotifier* sender, const ClaimedDelivery& c) {
   AttemptResult out;
   if (!sender) {
     out.kind = AttemptResult::kDead;

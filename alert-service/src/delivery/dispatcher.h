@@ -1,5 +1,11 @@
-// Dispatchers: threads that claim due deliveries from the outbox (PgAlertStore::Claim, SKIP
-// LOCKED, so replicas share it), send them, and record each attempt.
+// Dispatchers: threads that claim due deliveries from the outbox (DeliveryStore::Claim,
+// outbox/delivery_store.h; PgAlertStore claims with SKIP LOCKED, so replicas share it), send
+// them, and record each attempt.
+//
+// Seams: the dispatcher depends on interfaces only — DeliveryStore for the outbox,
+// WebhookNotifier (webhook.h) and EmailNotifier (email.h) for sending — so its logic runs in
+// tests without PostgreSQL or sockets (alert-service/test/dispatcher_fake_test.cc). Its own
+// threads (Start) send through CurlWebhookSender and CurlEmailSender, one of each per thread.
 //
 // Webhooks (webhook.h): 2xx is SENT; 5xx, 429 (honouring Retry-After), timeouts and network
 // errors are retried after the backoff step of the attempt (jittered ±20 %), the last attempt
@@ -30,7 +36,7 @@
 #include "delivery/email.h"
 #include "delivery/metrics.h"
 #include "delivery/webhook.h"
-#include "outbox/pg_alert_store.h"
+#include "outbox/delivery_store.h"
 #include "wasentinel/common/clock.h"
 #include "wasentinel/common/sealing.h"
 
@@ -66,32 +72,39 @@ struct DispatcherOptions {
 
 class Dispatcher {
  public:
-  /// `metrics`: optional, not owned.
-  Dispatcher(PgAlertStore& store, const Sealer& sealer, Clock& clock, DispatcherOptions options,
+  /// `store`, `sealer` (opens the endpoints' sealed secrets), `clock`: not owned, outlive the
+  /// dispatcher; `store` is called from every dispatcher thread at once. `metrics`: optional,
+  /// not owned.
+  Dispatcher(DeliveryStore& store, const Sealer& sealer, Clock& clock, DispatcherOptions options,
              std::shared_ptr<spdlog::logger> log, AlertMetrics* metrics = nullptr);
   ~Dispatcher();
 
+  /// Starts options.threads threads, each with a CurlWebhookSender and (when options.smtp.url is
+  /// set) a CurlEmailSender of its own, calling RunOnce until Stop.
   void Start();
   /// Stops claiming; sends under way finish (their claims would expire otherwise).
   void Stop();
   /// Something was written to the outbox: look now rather than at the next poll.
   void Wake();
 
-  /// One round on the calling thread: claims a batch, sends, records. Answers how many were
-  /// handled (tests drive it with a fake clock). `email`: null when e-mail is off.
-  int RunOnce(WebhookSender& sender, EmailSender* email = nullptr);
+  /// One round on the calling thread: claims up to options.batch due deliveries, sends each
+  /// through `webhooks` or `email`, records each result (DeliveryStore::Complete). Answers how
+  /// many were claimed (0 also when claiming failed, logged). `email`: null when e-mail is off
+  /// (e-mail deliveries become dead letters saying so). Tests drive it with a fake clock and
+  /// fake notifiers.
+  int RunOnce(WebhookNotifier& webhooks, EmailNotifier* email = nullptr);
 
   /// The outcome of a webhook answer on attempt `attempt` (1-based).
   AttemptResult Judge(const WebhookResponse& r, int attempt);
 
  private:
-  AttemptResult SendWebhook(WebhookSender& sender, const ClaimedDelivery& c);
-  AttemptResult SendEmail(EmailSender* sender, const ClaimedDelivery& c);
+  AttemptResult SendWebhook(WebhookNotifier& sender, const ClaimedDelivery& c);
+  AttemptResult SendEmail(EmailNotifier* sender, const ClaimedDelivery& c);
   // Retry after the backoff step of `attempt` (at least `floor`), or dead after the last.
   AttemptResult RetryOrDead(std::string error, int attempt, absl::Duration floor);
   void Loop();
 
-  PgAlertStore& store_;
+  DeliveryStore& store_;
   const Sealer& sealer_;
   Clock& clock_;
   const DispatcherOptions options_;

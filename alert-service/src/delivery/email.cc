@@ -1,12 +1,15 @@
 #include "email.h"
 
+#include <curl/curl.h>
+
+#include <algorithm>
 #include <kainjow/mustache.hpp>
 #include <memory>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "delivery/curl_headers.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/files.h"
 #include "wasentinel/common/proto_time.h"
@@ -42,6 +45,16 @@ std::string Domain(const std::string& mailbox) {
   const auto at = a.rfind('@');
   return at == std::string::npos ? "wa-sentinel.invalid" : a.substr(at + 1);
 }
+
+// A libcurl header list owned for the length of one message.
+struct CurlHeaders {
+  curl_slist* list = nullptr;
+  CurlHeaders() = default;
+  CurlHeaders(const CurlHeaders&) = delete;
+  CurlHeaders& operator=(const CurlHeaders&) = delete;
+  ~CurlHeaders() { curl_slist_free_all(list); }
+  void Add(const std::string& line) { list = curl_slist_append(list, line.c_str()); }
+};
 
 bool HasLineBreak(const std::string& s) { return s.find_first_of("\r\n") != std::string::npos; }
 
@@ -133,14 +146,24 @@ EmailMessage RenderAlertEmail(const v1::Alert& a, v1::Delivery::Kind kind,
   return m;
 }
 
-EmailSender::EmailSender(SmtpOptions options)
-    : curl_(curl_easy_init()), options_(std::move(options)) {}
+struct CurlEmailSender::Impl {
+  CURL* curl = nullptr;
+  SmtpOptions options;
+  // After a failed transaction the next one opens a new connection: whatever state the server
+  // was left in (a half-sent message, a refused RCPT) never carries over to the next e-mail.
+  bool fresh_connection = false;
+};
 
-EmailSender::~EmailSender() { curl_easy_cleanup(curl_); }
+CurlEmailSender::CurlEmailSender(SmtpOptions options)
+    : impl_(new Impl{curl_easy_init(), std::move(options), false}) {}
 
-SmtpResult EmailSender::Send(const EmailMessage& msg, absl::Time now) {
+CurlEmailSender::~CurlEmailSender() { curl_easy_cleanup(impl_->curl); }
+
+SmtpResult CurlEmailSender::Send(const EmailMessage& msg, absl::Time now) {
+  CURL* const curl = impl_->curl;  // reused: curl_easy_reset keeps its connection cache
+  const SmtpOptions& options = impl_->options;
   SmtpResult out;
-  if (!curl_) {
+  if (!curl) {
     out.error = "libcurl could not be initialised";
     return out;
   }
@@ -160,7 +183,7 @@ SmtpResult EmailSender::Send(const EmailMessage& msg, absl::Time now) {
     out.error = "a header holds a line break";
     return out;
   }
-  curl_easy_reset(curl_);
+  curl_easy_reset(curl);
   CurlHeaders rcpt;
   rcpt.Add(Address(msg.to));
   CurlHeaders headers;
@@ -171,8 +194,8 @@ SmtpResult EmailSender::Send(const EmailMessage& msg, absl::Time now) {
   headers.Add(absl::StrCat("Subject: ", HeaderText(msg.subject)));
   headers.Add(absl::StrCat("Message-ID: ", msg.message_id));
   headers.Add("Auto-Submitted: auto-generated");
-  std::unique_ptr<curl_mime, void (*)(curl_mime*)> mime(curl_mime_init(curl_), curl_mime_free);
-  curl_mime* alternative = curl_mime_init(curl_);
+  std::unique_ptr<curl_mime, void (*)(curl_mime*)> mime(curl_mime_init(curl), curl_mime_free);
+  curl_mime* alternative = curl_mime_init(curl);
   curl_mimepart* part = curl_mime_addpart(alternative);
   curl_mime_data(part, msg.text.data(), msg.text.size());
   curl_mime_type(part, "text/plain; charset=utf-8");
@@ -187,28 +210,28 @@ SmtpResult EmailSender::Send(const EmailMessage& msg, absl::Time now) {
   curl_slist* inline_header = curl_slist_append(nullptr, "Content-Disposition: inline");
   curl_mime_headers(part, inline_header, /*take_ownership=*/1);
 
-  curl_easy_setopt(curl_, CURLOPT_URL, options_.url.c_str());
-  curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-  curl_easy_setopt(curl_, CURLOPT_MAIL_FROM, from_address.c_str());
-  if (fresh_connection_) curl_easy_setopt(curl_, CURLOPT_FRESH_CONNECT, 1L);
-  curl_easy_setopt(curl_, CURLOPT_MAIL_RCPT, rcpt.list);
-  curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers.list);
-  curl_easy_setopt(curl_, CURLOPT_MIMEPOST, mime.get());
-  if (!options_.username.empty()) {
-    curl_easy_setopt(curl_, CURLOPT_USERNAME, options_.username.c_str());
-    curl_easy_setopt(curl_, CURLOPT_PASSWORD, options_.password.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, options.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+  curl_easy_setopt(curl, CURLOPT_MAIL_FROM, from_address.c_str());
+  if (impl_->fresh_connection) curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
+  curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, rcpt.list);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.list);
+  curl_easy_setopt(curl, CURLOPT_MIMEPOST, mime.get());
+  if (!options.username.empty()) {
+    curl_easy_setopt(curl, CURLOPT_USERNAME, options.username.c_str());
+    curl_easy_setopt(curl, CURLOPT_PASSWORD, options.password.c_str());
   }
-  curl_easy_setopt(curl_, CURLOPT_USE_SSL, options_.require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY);
-  if (!options_.ca_file.empty()) curl_easy_setopt(curl_, CURLOPT_CAINFO, options_.ca_file.c_str());
-  curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
+  curl_easy_setopt(curl, CURLOPT_USE_SSL, options.require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY);
+  if (!options.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options.ca_file.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options.timeout)));
   curl_easy_setopt(
-      curl_, CURLOPT_CONNECTTIMEOUT_MS,
-      static_cast<long>(absl::ToInt64Milliseconds(std::min(options_.timeout, absl::Seconds(10)))));
-  curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-  const CURLcode rc = curl_easy_perform(curl_);
-  curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &out.code);
-  fresh_connection_ = rc != CURLE_OK;
+      curl, CURLOPT_CONNECTTIMEOUT_MS,
+      static_cast<long>(absl::ToInt64Milliseconds(std::min(options.timeout, absl::Seconds(10)))));
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  const CURLcode rc = curl_easy_perform(curl);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.code);
+  impl_->fresh_connection = rc != CURLE_OK;
   if (rc == CURLE_OK) {
     out.sent = true;
     return out;

@@ -1,7 +1,8 @@
 // Alert e-mails (README "Architecture" › "Alerts"): rendered from the Mustache templates in
 // alert-service/templates (built in; --template_dir overrides) into multipart text + HTML,
-// with a Message-ID that stays the same on every retry of one delivery, and sent through SMTP
-// with libcurl (STARTTLS, AUTH, timeouts).
+// with a Message-ID that stays the same on every retry of one delivery, and sent through an
+// EmailNotifier: CurlEmailSender, SMTP with libcurl (STARTTLS, AUTH, timeouts; libcurl kept out
+// of this header), in production; a fake in alert-service/test/dispatcher_fake_test.cc.
 //
 // The e-mail says: the account name, the masked phone number, how long it has
 // been offline and since when, the last connected time, how to reconnect (commands, and a link
@@ -9,8 +10,7 @@
 // else identifying is added.
 #pragma once
 
-#include <curl/curl.h>
-
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -67,24 +67,36 @@ struct SmtpResult {
   std::string error;
 };
 
-/// One libcurl handle, reused message after message. Not thread-safe: one per dispatcher.
-class EmailSender {
+/// Sends alert e-mails: what the dispatcher (delivery/dispatcher.h) depends on. One message per
+/// Send, never retried here (the dispatcher schedules the retry). Not required to be
+/// thread-safe: each dispatcher thread has one of its own.
+class EmailNotifier {
  public:
-  explicit EmailSender(SmtpOptions options);
-  ~EmailSender();
-  EmailSender(const EmailSender&) = delete;
-  EmailSender& operator=(const EmailSender&) = delete;
+  virtual ~EmailNotifier() = default;
 
-  /// Sends `message`. Its `to` and the address in its `from` must pass CheckMailbox
-  /// (common/validation.h); otherwise nothing is sent and the result is permanent.
-  SmtpResult Send(const EmailMessage& message, absl::Time now);
+  /// Sends `message` (dated `now`). Never fails as a call: what happened is in the result —
+  /// `sent`, or `permanent` (a 5xx for the recipient or message: a dead letter) or not (SMTP
+  /// 4xx, a refused login, a timeout, a network error: retried), with the SMTP reply `code`.
+  virtual SmtpResult Send(const EmailMessage& message, absl::Time now) = 0;
+};
+
+/// The libcurl EmailNotifier: one handle, reused message after message. Not thread-safe: one
+/// per dispatcher thread.
+class CurlEmailSender final : public EmailNotifier {
+ public:
+  explicit CurlEmailSender(SmtpOptions options);
+  ~CurlEmailSender() override;
+  CurlEmailSender(const CurlEmailSender&) = delete;
+  CurlEmailSender& operator=(const CurlEmailSender&) = delete;
+
+  /// Sends `message` through `options.url`. Its `to` and the address in its `from` must pass
+  /// CheckMailbox (wasentinel/common/validation.h); otherwise nothing is sent and the result
+  /// is permanent.
+  SmtpResult Send(const EmailMessage& message, absl::Time now) override;
 
  private:
-  CURL* curl_;
-  const SmtpOptions options_;
-  // After a failed transaction the next one opens a new connection: whatever state the server
-  // was left in (a half-sent message, a refused RCPT) never carries over to the next e-mail.
-  bool fresh_connection_ = false;
+  struct Impl;  // the libcurl handle, the options and the connection state (email.cc)
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace wasentinel::alert

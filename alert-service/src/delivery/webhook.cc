@@ -1,20 +1,22 @@
 #include "webhook.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <memory>
+#include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "delivery/curl_headers.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
 
@@ -24,6 +26,16 @@ namespace {
 constexpr absl::string_view kSecretPrefix = "whsec_";
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
+
+// A libcurl header list owned for the length of one request.
+struct CurlHeaders {
+  curl_slist* list = nullptr;
+  CurlHeaders() = default;
+  CurlHeaders(const CurlHeaders&) = delete;
+  CurlHeaders& operator=(const CurlHeaders&) = delete;
+  ~CurlHeaders() { curl_slist_free_all(list); }
+  void Add(const std::string& line) { list = curl_slist_append(list, line.c_str()); }
+};
 
 // Refuses to open a socket to an address that is not public (DNS can answer anything, so the
 // check is on the address curl is about to connect to, not on the name).
@@ -137,22 +149,29 @@ absl::Status CheckWebhookUrl(std::string_view url, bool allow_private) {
   return absl::OkStatus();
 }
 
-WebhookSender::WebhookSender(absl::Duration timeout, bool allow_private, std::string ca_file)
-    : curl_(curl_easy_init()),
-      timeout_(timeout),
-      allow_private_(allow_private),
-      ca_file_(std::move(ca_file)) {}
+struct CurlWebhookSender::Impl {
+  CURL* curl = nullptr;
+  absl::Duration timeout;
+  bool allow_private = false;
+  std::string ca_file;
+};
 
-WebhookSender::~WebhookSender() { curl_easy_cleanup(curl_); }
+CurlWebhookSender::CurlWebhookSender(absl::Duration timeout, bool allow_private,
+                                     std::string ca_file)
+    : impl_(new Impl{curl_easy_init(), timeout, allow_private, std::move(ca_file)}) {}
 
-WebhookResponse WebhookSender::Send(const WebhookRequest& req) {
+CurlWebhookSender::~CurlWebhookSender() { curl_easy_cleanup(impl_->curl); }
+
+WebhookResponse CurlWebhookSender::Send(const WebhookRequest& req) {
+  const Impl& o = *impl_;
+  CURL* const curl = o.curl;  // reused: curl_easy_reset keeps its connection cache
   WebhookResponse out;
-  if (!curl_) {
+  if (!curl) {
     out.error = "libcurl could not be initialised";
     return out;
   }
   // Endpoints stored before a rule was tightened are held to today's rules too.
-  if (auto st = CheckWebhookUrl(req.url, allow_private_); !st.ok()) {
+  if (auto st = CheckWebhookUrl(req.url, o.allow_private); !st.ok()) {
     out.refused = true;
     out.error = absl::StrCat("refused: ", st.message());
     return out;
@@ -165,35 +184,35 @@ WebhookResponse WebhookSender::Send(const WebhookRequest& req) {
   std::string sigs;
   for (const auto& s : req.signatures) absl::StrAppend(&sigs, sigs.empty() ? "" : " ", s);
   headers.Add(absl::StrCat("webhook-signature: ", sigs));
-  curl_easy_reset(curl_);  // keeps the connection cache
-  SocketGuard guard{allow_private_};
-  curl_easy_setopt(curl_, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, allow_private_ ? "http,https" : "https");
-  curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers.list);
-  curl_easy_setopt(curl_, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, req.body.data());
-  curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
-  curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(timeout_)));
+  curl_easy_reset(curl);  // keeps the connection cache
+  SocketGuard guard{o.allow_private};
+  curl_easy_setopt(curl, CURLOPT_URL, req.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, o.allow_private ? "http,https" : "https");
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.list);
+  curl_easy_setopt(curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(o.timeout)));
   curl_easy_setopt(
-      curl_, CURLOPT_CONNECTTIMEOUT_MS,
-      static_cast<long>(absl::ToInt64Milliseconds(std::min(timeout_, absl::Seconds(5)))));
-  curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);  // a redirect could lead anywhere
-  if (!ca_file_.empty()) curl_easy_setopt(curl_, CURLOPT_CAINFO, ca_file_.c_str());
-  curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &Discard);
-  curl_easy_setopt(curl_, CURLOPT_OPENSOCKETFUNCTION, &OpenSocket);
-  curl_easy_setopt(curl_, CURLOPT_OPENSOCKETDATA, &guard);
-  const CURLcode rc = curl_easy_perform(curl_);
+      curl, CURLOPT_CONNECTTIMEOUT_MS,
+      static_cast<long>(absl::ToInt64Milliseconds(std::min(o.timeout, absl::Seconds(5)))));
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);  // a redirect could lead anywhere
+  if (!o.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, o.ca_file.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Discard);
+  curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, &OpenSocket);
+  curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, &guard);
+  const CURLcode rc = curl_easy_perform(curl);
   if (rc != CURLE_OK) {
     out.refused = guard.refused;
     out.error = guard.refused ? "refused: the URL resolves to a private or loopback address (SSRF)"
                               : curl_easy_strerror(rc);
     return out;
   }
-  curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &out.status);
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);
   curl_off_t retry_after = 0;
-  if (curl_easy_getinfo(curl_, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0) {
+  if (curl_easy_getinfo(curl, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK && retry_after > 0) {
     out.retry_after = absl::Seconds(retry_after);
   }
   return out;

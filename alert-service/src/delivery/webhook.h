@@ -2,13 +2,14 @@
 // with `webhook-id` (the same on every retry of one delivery), `webhook-timestamp` (Unix
 // seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">` under the
 // base64 key of a `whsec_…` secret; several space-separated signatures while a rotated secret
-// is still valid. Sent with libcurl; URLs that resolve to private, loopback or link-local
-// addresses are refused unless allowed (SSRF), checked on each address before a socket to it
-// is opened.
+// is still valid. The dispatcher sends through a WebhookNotifier: CurlWebhookSender (libcurl,
+// kept out of this header) in production, a fake in alert-service/test/dispatcher_fake_test.cc.
+// URLs that resolve to private, loopback or link-local addresses are refused unless allowed
+// (SSRF), checked on each address before a socket to it is opened.
 #pragma once
 
-#include <curl/curl.h>
-
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,8 +34,8 @@ inline constexpr size_t kMaxWebhookUrl = 2048;
 
 /// A URL webhooks may be sent to: at most kMaxWebhookUrl bytes of printable ASCII, https (http
 /// too when `allow_private`), a host named in the URL, and — when the host is an address or
-/// "localhost" — a public one (IsPublicAddress, common/ip_address.h) unless `allow_private`.
-/// INVALID_ARGUMENT saying why not.
+/// "localhost" — a public one (IsPublicAddress, wasentinel/common/ip_address.h) unless
+/// `allow_private`. INVALID_ARGUMENT saying why not.
 absl::Status CheckWebhookUrl(std::string_view url, bool allow_private);
 
 struct WebhookRequest {
@@ -54,24 +55,37 @@ struct WebhookResponse {
   bool refused = false;
 };
 
-/// One libcurl handle, reused request after request so connections are kept alive. Not
-/// thread-safe: one per dispatcher thread.
-class WebhookSender {
+/// Sends webhook requests: what the dispatcher (delivery/dispatcher.h) depends on. One request
+/// per Send, never retried here (the dispatcher judges the answer and schedules the retry).
+/// Not required to be thread-safe: each dispatcher thread has one of its own.
+class WebhookNotifier {
  public:
-  /// `timeout`: the whole request. `allow_private`: also send to private addresses (tests and
-  /// internal receivers). `ca_file`: PEM roots for https receivers; empty: the system's.
-  WebhookSender(absl::Duration timeout, bool allow_private, std::string ca_file = "");
-  ~WebhookSender();
-  WebhookSender(const WebhookSender&) = delete;
-  WebhookSender& operator=(const WebhookSender&) = delete;
+  virtual ~WebhookNotifier() = default;
 
-  WebhookResponse Send(const WebhookRequest& req);
+  /// POSTs `req.body` to `req.url` with the webhook-id, webhook-timestamp and webhook-signature
+  /// headers (the signatures space-separated). Never fails as a call: a transport error, a
+  /// timeout or a refusal (SSRF) is in the answer's `error` / `refused`.
+  virtual WebhookResponse Send(const WebhookRequest& req) = 0;
+};
+
+/// The libcurl WebhookNotifier: one handle, reused request after request so connections are
+/// kept alive. Checks each URL again (CheckWebhookUrl) and each address it resolves to before
+/// connecting unless `allow_private`. Not thread-safe: one per dispatcher thread.
+class CurlWebhookSender final : public WebhookNotifier {
+ public:
+  /// `timeout`: the whole request (connecting: at most 5 s of it). `allow_private`: also send
+  /// to private addresses and over plain http (tests and internal receivers). `ca_file`: PEM
+  /// roots for https receivers; empty: the system's.
+  CurlWebhookSender(absl::Duration timeout, bool allow_private, std::string ca_file = "");
+  ~CurlWebhookSender() override;
+  CurlWebhookSender(const CurlWebhookSender&) = delete;
+  CurlWebhookSender& operator=(const CurlWebhookSender&) = delete;
+
+  WebhookResponse Send(const WebhookRequest& req) override;
 
  private:
-  CURL* curl_;
-  const absl::Duration timeout_;
-  const bool allow_private_;
-  const std::string ca_file_;
+  struct Impl;  // the libcurl handle and the options (webhook.cc)
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace wasentinel::alert

@@ -28,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "outbox/delivery_store.h"  // EndpointRecord, ClaimedDelivery, AttemptResult
 #include "wasentinel/alert/v1/alert.pb.h"
 
 namespace wasentinel {
@@ -57,32 +58,9 @@ struct AlertPage {
   std::string next_page_token;  ///< empty on the last page
 };
 
-/// A webhook endpoint with its secrets still sealed (the dispatcher opens them to sign).
-struct EndpointRecord {
-  v1::WebhookEndpoint endpoint;
-  std::string secret_key_id;
-  std::string sealed_secret;  ///< Sealer blob of "whsec_…"
-  std::string previous_secret_key_id;
-  std::string sealed_previous_secret;  ///< empty when none
-  std::optional<absl::Time> previous_valid_until;
-};
-
-/// A delivery a dispatcher claimed, with what it needs to send it.
-struct ClaimedDelivery {
-  v1::Delivery delivery;
-  v1::Alert alert;                         ///< without its deliveries
-  std::optional<EndpointRecord> endpoint;  ///< webhooks; unset when the endpoint was deleted
-};
-
-/// What became of one attempt.
-struct AttemptResult {
-  /// kDefer: not attempted (a rate limit); due again at next_attempt_at, attempts unchanged.
-  enum Kind { kSent, kRetry, kDead, kDefer } kind = kSent;
-  std::string error;           ///< kRetry, kDead, kDefer
-  absl::Time next_attempt_at;  ///< kRetry, kDefer
-};
-
-class PgAlertStore {
+/// The PostgreSQL store; also the outbox dispatchers deliver from (DeliveryStore). Thread-safe
+/// (each call takes a connection of the pool).
+class PgAlertStore final : public DeliveryStore {
  public:
   explicit PgAlertStore(PgPool& pool) : pool_(pool) {}
   static const std::vector<Migration>& Migrations();
@@ -151,16 +129,17 @@ class PgAlertStore {
   /// replicas share the outbox without taking the same row. A claim that expires (its
   /// dispatcher died mid-send) makes the delivery due again: at least once.
   absl::StatusOr<std::vector<ClaimedDelivery>> Claim(const std::string& worker, absl::Time now,
-                                                     absl::Duration lease, int limit);
+                                                     absl::Duration lease, int limit) override;
   /// Extends the claim of delivery `id` by `claimer` to now + `lease` — if it is still that
   /// claimer's: the claim's token is its fencing token. false when another dispatcher has
   /// claimed it since (this one's claim lapsed) or it is no longer due (sent, dead); the caller
   /// must then not send it.
   absl::StatusOr<bool> Renew(const std::string& id, const std::string& claimer, absl::Time now,
-                             absl::Duration lease);
+                             absl::Duration lease) override;
   /// Records an attempt of delivery `id`: SENT, FAILED with the next attempt, or DEAD (the
   /// dead letter). A delivery already SENT (another dispatcher after an expired claim) stays so.
-  absl::Status Complete(const std::string& id, const AttemptResult& result, absl::Time now);
+  absl::Status Complete(const std::string& id, const AttemptResult& result,
+                        absl::Time now) override;
 
  private:
   PgPool& pool_;

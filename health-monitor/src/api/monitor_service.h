@@ -1,4 +1,4 @@
-// gRPC wasentinel.monitor.v1.MonitorService (api.md). Reads answer from the store, so every
+// gRPC wasentinel.monitor.v1.MonitorService (docs/api.md). Reads answer from the store, so every
 // replica answers them; what acts (AcknowledgeSession, TriggerJob, PauseJob, ResumeJob) needs
 // the leader's monitor, and a standby answers UNAVAILABLE naming the leader. Each call's API
 // key scope is checked first (UNAUTHENTICATED / PERMISSION_DENIED); bad input is

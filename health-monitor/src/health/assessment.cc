@@ -185,7 +185,7 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
   a.band = BandOf(a.score);
   a.factors = std::move(score).factors();
 
-  // ---- recovery (seed 001 §5) ----
+  // ---- recovery (README "Architecture" › "Health", Recovery) ----
   if (!wanted || ended || memory.manual_intervention) return a;
   const bool budget = memory.recoveries_in_window < policy.max_recoveries;
   auto recover = [&](std::string trigger) {

@@ -2,9 +2,8 @@
 // (as session-service reports them), what the monitor remembers about it, the time and the
 // policy. No I/O, so every rule is tested on a fake clock.
 //
-// Sources: seed 003 §2 (levels, the 6-hour critical window), seed 001 §5 (recovery rules and
-// their rate limit), seed 002 §1.1–1.2 (a 0–100 score and its quality band; the seeds give no
-// formula, so the one below is ours), README "Architecture" › "Health".
+// Source: README "Architecture" › "Health" (levels, the 6-hour critical window, recovery rules
+// and their rate limit, a 0–100 score and its quality band; the score's formula is ours).
 //
 // Levels
 //   HEALTHY   connected, with a live socket (seen by the holder).
@@ -43,7 +42,7 @@ namespace v1 = wasentinel::monitor::v1;
 namespace sv1 = wasentinel::session::v1;
 
 struct HealthPolicy {
-  /// Offline this long is CRITICAL and raises session.critical (seed 003: 6 h).
+  /// Offline this long is CRITICAL and raises session.critical (default 6 h).
   absl::Duration critical_after = absl::Hours(6);
   /// Offline this long (still under the critical window) raises session.warning.
   absl::Duration warning_after = absl::Minutes(5);
@@ -55,10 +54,10 @@ struct HealthPolicy {
   /// reconnected if it still is: session-service stores a drop a moment after the socket
   /// closes, and a deep check can fall in between.
   absl::Duration socket_dead_grace = absl::Seconds(5);
-  /// No inbound traffic for this long on a connected session → probe it (seed 001 §5: 30 min).
+  /// No inbound traffic for this long on a connected session → probe it (default 30 min).
   absl::Duration inbound_silence = absl::Minutes(30);
-  /// Recovery attempts (Reconnect calls) allowed per session in a sliding window (seed 001
-  /// §5: 3 per hour); beyond, manual intervention is required.
+  /// Recovery attempts (Reconnect calls) allowed per session in a sliding window (default 3
+  /// per hour); beyond, manual intervention is required.
   int max_recoveries = 3;
   absl::Duration recovery_window = absl::Hours(1);
   /// The account's phone not seen for this long raises session.phone_inactive as WARNING,

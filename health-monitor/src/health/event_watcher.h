@@ -2,7 +2,7 @@
 // cursor (the last sequence it handled), and hands each event over as it arrives, so a drop is
 // classified at once rather than at the next poll. When the stream ends (session-service
 // restarting, the network) it resumes from the cursor after a pause: 5 s, 10 s, 30 s, then
-// every 30 s (seed 001 §3), jittered. A cursor older than what session-service keeps
+// every 30 s (--watch_backoff), jittered. A cursor older than what session-service keeps
 // (OUT_OF_RANGE) resumes from now: the next deep check covers the gap.
 #pragma once
 

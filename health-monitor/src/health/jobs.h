@@ -1,5 +1,5 @@
-// The monitor's scheduled jobs (api.md MonitorService; seed 003's cron jobs under the names the
-// API gives them): each has a schedule (when it is next due, given the time), a body that
+// The monitor's scheduled jobs (docs/api.md "MonitorService"; README "Architecture" › "Health",
+// Jobs): each has a schedule (when it is next due, given the time), a body that
 // answers a JobResult, and can be paused, resumed and triggered by hand. Paused flags and run
 // counts are kept in the store, so they survive a restart.
 //

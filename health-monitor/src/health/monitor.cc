@@ -204,7 +204,8 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
            absl::StrCat(StateName(e.from_state()), " → ", StateName(e.to_state()), " (",
                         ReasonName(e.reason()), ")"),
            tally);
-  // A drop needs recovering (seed 001 §5), within the hourly budget.
+  // A drop needs recovering (README "Architecture" › "Health", Recovery), within the hourly
+  // budget.
   if (drop && WantsSocket(f) && !w.s.health.manual_intervention_required()) {
     const std::string trigger = absl::StrCat("dropped (", ReasonName(e.reason()), ")");
     if (limiter_.Allows(e.session_id(), clock_.Now())) {
@@ -789,7 +790,7 @@ void Monitor::Alert(Watched& w, const Assessment& a, Tally& tally) {
   if (f.state() == sv1::SESSION_STATE_CONNECTING && f.reason() == sv1::STATE_REASON_USER) return;
   const absl::Duration offline = clock_.Now() - *a.offline_since;
   if (offline < policy_.warning_after) return;
-  // Seed 003 §4: how long, since when, and how to get it back.
+  // What the alert tells the owner: how long, since when, and how to get it back.
   const std::string last_connected =
       h.has_last_connected_at()
           ? absl::StrCat("; last connected ",

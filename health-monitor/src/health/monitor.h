@@ -2,8 +2,8 @@
 // session-service's events and checks, records transitions and recovery attempts (store.h),
 // reconnects and probes within the rate limit, and raises and resolves alerts.
 //
-// Sources: seed 001 §5 (recovery), seed 003 §2–§5 (levels, the 6-hour alert, uptime),
-// README "Architecture" › "Health" and "Session alerts"; the alerts:
+// Sources: README "Architecture" › "Health" (recovery, levels, the 6-hour alert, uptime) and
+// "Session alerts"; the alerts:
 //   session.warning             offline longer than warning_after (WARNING)
 //   session.critical            offline for the critical window, 6 h (CRITICAL; the same dedup
 //                               key as session.warning, so the open alert escalates)

@@ -1,4 +1,4 @@
-// At most N recovery attempts per session in a sliding window (seed 001 §5: 3 per hour). The
+// At most N recovery attempts per session in a sliding window (default 3 per hour). The
 // attempts are stored by the monitor and loaded back at start-up, so a restart does not reset
 // anyone's window. Not thread-safe: the monitor's check loop owns it.
 #pragma once

@@ -2,8 +2,8 @@
 // each watched session's health and last facts, level and state transitions, recovery attempts,
 // the alerts it raised and has not resolved, its jobs, and the last session event it saw.
 //
-// Sources: seed 003 §5 (uptime history, transitions), seed 001 §5 (recovery attempts logged and
-// rate-limited across restarts), api.md MonitorService.
+// Sources: README "Architecture" › "Health" (uptime history, transitions, recovery attempts
+// logged and rate-limited across restarts), docs/api.md "MonitorService".
 #pragma once
 
 #include <optional>
@@ -77,7 +77,7 @@ class HealthStore {
   /// Ordered by session id; page_size 1..500.
   virtual absl::StatusOr<HealthPage> List(const HealthFilter& filter, int page_size,
                                           const std::string& page_token) = 0;
-  /// Counts by (level, state), with the totals (seed 003's stats).
+  /// Counts by (level, state), with the totals (GetHealthStats).
   virtual absl::StatusOr<v1::GetHealthStatsResponse> Stats(const std::string& tenant_id) = 0;
 
   /// Appends a transition; answers its id.

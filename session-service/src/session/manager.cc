@@ -27,8 +27,8 @@ bool IsTerminal(v1::SessionState s) {
 }
 
 // Should a session in this state be (re)connected when nobody asked for it: restored on a
-// status query (seed 004) or taken over from a replica that died? Not when WhatsApp ended it
-// (logged out, replaced, banned) or a person or the retry schedule did.
+// status query (RESTORE_ON_DEMAND) or taken over from a replica that died? Not when WhatsApp
+// ended it (logged out, replaced, banned) or a person or the retry schedule did.
 bool WantsSocket(const SessionRecord& rec, v1::SessionState state, v1::StateReason reason) {
   return rec.is_active && rec.auto_connect && !IsTerminal(state) &&
          reason != v1::STATE_REASON_USER && reason != v1::STATE_REASON_RETRIES_EXHAUSTED &&
@@ -213,8 +213,8 @@ class SessionManager::Impl : public std::enable_shared_from_this<SessionManager:
   // ---- everything below runs on the io thread ----
 
   // A session held here: the live view from memory (every change of a held session passes
-  // through this replica), restored on the spot if it should be (seed 004). nullopt when it
-  // is not held here.
+  // through this replica), restored on the spot if it should be (RESTORE_ON_DEMAND). nullopt
+  // when it is not held here.
   std::optional<SessionView> HeldView(const std::string& id) {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return std::nullopt;

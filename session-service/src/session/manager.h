@@ -1,8 +1,8 @@
 // The session state machine and the owner of every WhatsApp connection of this process.
 //
-// Source: README "Architecture" › "Session states" (causes → next state → action),
-// seed 001 §1 (start-up restore with stagger and 5/15/45 s retries), seed 004 (restore on a
-// status query), seed 000 task 6 (shutdown writes DISCONNECTED).
+// Source: README "Architecture" › "Session states" (causes → next state → action; the start-up
+// restore with stagger and 5/15/45 s retries; the restore on a status query; shutdown writes
+// DISCONNECTED).
 //
 // Replicas (README "Architecture" › "More than one replica"): a session's socket is held only under
 // its lease (store.h Lease). The manager holds a runtime exactly for the sessions it leases;
@@ -184,8 +184,8 @@ class SessionManager {
   absl::StatusOr<RotationResult> RotateSealingKey();
   /// The stored session with its live state. A session with credentials, active, auto-connect,
   /// not ended by WhatsApp (logged out, replaced, banned) or by a user, and with no socket here
-  /// is restored on the spot and answered CONNECTING (seed 004). One held by another replica is
-  /// the stored row without live state; `record.owner` names the holder.
+  /// is restored on the spot and answered CONNECTING (RESTORE_ON_DEMAND). One held by another
+  /// replica is the stored row without live state; `record.owner` names the holder.
   absl::StatusOr<SessionView> Get(const std::string& id);
   /// Get without blocking the caller (the GetSession handler): `done` runs exactly once, with
   /// what Get answers — on the io thread, from memory, when the session is held here; otherwise
@@ -202,10 +202,11 @@ class SessionManager {
   /// same order.
   std::vector<SessionView> Overlay(std::vector<SessionRecord> records);
 
-  /// Start-up. The first replica of a cluster (no other live one) restores as seed 001 says:
-  /// sessions stored as live that will not be restored become DISCONNECTED (SERVICE_RESTART);
-  /// restorable ones are leased and connected at `restore_per_second`. A replica joining a
-  /// running cluster claims only orphans (TAKEOVER). Then the lease keeper starts.
+  /// Start-up. The first replica of a cluster (no other live one) restores as README "Session
+  /// states" says: sessions stored as live that will not be restored become DISCONNECTED
+  /// (SERVICE_RESTART); restorable ones are leased and connected at `restore_per_second`. A
+  /// replica joining a running cluster claims only orphans (TAKEOVER). Then the lease keeper
+  /// starts.
   absl::Status RestoreAll();
   /// The gRPC address ("host:port") other replicas forward calls for this one's sessions to;
   /// set before RestoreAll.

@@ -3,7 +3,7 @@
 // Provenance: the WhatsApp Web binary-node token dictionaries, version 3, as shipped in the npm
 // package baileys@6.7.23 (lib/WABinary/constants.js: SINGLE_BYTE_TOKENS, DOUBLE_BYTE_TOKENS).
 // The same tables appear in whatsmeow's binary/token/token.go (DictVersion = 3); see
-// whatsmeow binary/token.
+// docs/wa-protocol.md §4.
 #pragma once
 
 // clang-format off

@@ -368,7 +368,7 @@ TEST(SessionApi, LifecycleMethodsAnswerTheStateTheyLeft) {
 
 TEST(SessionApi, ApiKeysAndScopes) {
   const std::string read = "reader-key-0123456789", admin = "admin-key-0123456789";
-  Stack s([&](Options& o) { o.api_keys = "dash:read:" + read + ",ops:admin:" + admin; });
+  Stack s([&](Options& o) { o.runtime.api_keys = "dash:read:" + read + ",ops:admin:" + admin; });
   v1::CreateSessionRequest create;
   create.set_tenant_id("keys");
   v1::CreateSessionResponse created;

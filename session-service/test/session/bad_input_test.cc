@@ -298,8 +298,9 @@ TEST(TenantKeys, EachTenantSeesAndChangesOnlyItsOwn) {
                     acme_read = "acme-read-key-0123456789",
                     globex_op = "globex-operate-key-0123456789";
   Stack s([&](Options& o) {
-    o.api_keys = "ops:admin:" + op + ",acme-admin:admin:acme:" + acme_admin +
-                 ",acme-read:read:acme:" + acme_read + ",globex-op:operate:globex:" + globex_op;
+    o.runtime.api_keys = "ops:admin:" + op + ",acme-admin:admin:acme:" + acme_admin +
+                         ",acme-read:read:acme:" + acme_read +
+                         ",globex-op:operate:globex:" + globex_op;
   });
   using Stub = v1::SessionService::Stub;
   auto create = [&](const std::string& key, const std::string& tenant, v1::Session* out) {
@@ -417,7 +418,7 @@ TEST(TenantKeys, EachTenantSeesAndChangesOnlyItsOwn) {
 TEST(Watchers, OneKeyHoldsAtMostItsLimitOfOpenWatches) {
   const std::string reader_key = "reader-key-0123456789", other_key = "other-key-0123456789";
   Stack s([&](Options& o) {
-    o.api_keys = "dash:read:" + reader_key + ",other:read:" + other_key;
+    o.runtime.api_keys = "dash:read:" + reader_key + ",other:read:" + other_key;
     o.watch_limits.per_key = 2;
   });
   auto open = [&](const std::string& key) {

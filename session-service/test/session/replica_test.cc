@@ -32,7 +32,7 @@ struct Cluster {
 
   Replica& Start(const std::string& id) {
     Options o = StackOptions(db.url(), sim);
-    o.replica_id = id;
+    o.runtime.replica_id = id;
     o.manager.lease_ttl = kLeaseTtl;
     Replica& r = replicas[id];
     r.id = id;

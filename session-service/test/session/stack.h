@@ -61,11 +61,11 @@ class Sim {
 
 inline Options StackOptions(const std::string& db_url, const Sim& sim) {
   Options o;
-  o.grpc_listen = "127.0.0.1:0";
-  o.metrics_listen = "127.0.0.1:0";
-  o.database_url = db_url;
+  o.runtime.grpc_listen = "127.0.0.1:0";
+  o.runtime.metrics_listen = "127.0.0.1:0";
+  o.runtime.database_url = db_url;
   o.auth_state_keys = kKey;
-  o.log_level = std::getenv("WAS_TEST_LOG") ? std::getenv("WAS_TEST_LOG") : "warn";
+  o.runtime.log_level = std::getenv("WAS_TEST_LOG") ? std::getenv("WAS_TEST_LOG") : "warn";
   auto& c = o.manager.connection;
   c.url = sim.url();
   c.root_key = sim.root();

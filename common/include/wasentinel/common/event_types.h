@@ -1,8 +1,7 @@
-// The event types of the alerts health-monitor raises at alert-service (seed 003 §4), and the
-// dedup-key kinds they are raised under ("<kind>/<session id>"; the unreachable alert's key is
-// its type). README "Session alerts" says what each means and what to do. alert-service labels
-// its metrics with these and "other" for any further type a caller raises, so a label's values
-// stay a small set.
+// The event types of the alerts health-monitor raises at alert-service, and the dedup-key kinds
+// they are raised under ("<kind>/<session id>"; the unreachable alert's key is its type). README
+// "Session alerts" says what each means and what to do. alert-service labels its metrics with
+// these and "other" for any further type a caller raises, so a label's values stay a small set.
 #pragma once
 
 #include <array>

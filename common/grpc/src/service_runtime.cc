@@ -1,0 +1,76 @@
+#include "wasentinel/common/service_runtime.h"
+
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include "wasentinel/common/grpc_server.h"
+#include "wasentinel/common/grpc_tls.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/common/metrics_exposer.h"
+#include "wasentinel/common/process.h"
+#include "wasentinel/common/status_macros.h"
+
+namespace wasentinel {
+
+absl::StatusOr<std::unique_ptr<ServiceRuntime>> ServiceRuntime::Create(
+    ServiceSpec spec, const RuntimeOptions& options, Clock* clock) {
+  auto log = MakeLogger(spec.name, options.log_level);
+  if (options.database_url.empty()) {
+    return absl::InvalidArgumentError("no database URL (--database_url or WAS_DATABASE_URL)");
+  }
+  WAS_ASSIGN_OR_RETURN(auto keys, ApiKeys::FromConfig(options.api_keys));
+  std::unique_ptr<ServiceRuntime> rt(new ServiceRuntime(std::move(spec), options, std::move(keys)));
+  rt->log_ = std::move(log);
+  rt->clock_ = clock ? clock : &SystemClock::Get();
+  rt->replica_ = options.replica_id.empty() ? DefaultReplicaId() : options.replica_id;
+  if (!rt->keys_.enabled()) {
+    rt->log_->warn("no API keys configured (WAS_API_KEYS): every gRPC call is allowed");
+  }
+  WAS_ASSIGN_OR_RETURN(rt->credentials_,
+                       GrpcServerCredentials(options.tls_cert_file, options.tls_key_file,
+                                             options.tls_client_ca_file));
+  WAS_ASSIGN_OR_RETURN(rt->pool_,
+                       PgPool::Create(options.database_url, rt->spec_.database_pool_size));
+  WAS_RETURN_IF_ERROR(ApplyMigrations(*rt->pool_, rt->spec_.name, rt->spec_.migrations, *rt->log_));
+  WAS_ASSIGN_OR_RETURN(rt->exposer_,
+                       ServeMetrics(options.metrics_listen, rt->registry_, *rt->log_));
+  return rt;
+}
+
+ServiceRuntime::~ServiceRuntime() { StopServer(); }
+
+absl::Status ServiceRuntime::Serve(const std::vector<grpc::Service*>& services,
+                                   const std::function<void(grpc::ServerBuilder&)>& tune) {
+  WAS_ASSIGN_OR_RETURN(auto started, StartGrpcServer(options_.grpc_listen, credentials_, services,
+                                                     *registry_, tune));
+  server_ = std::move(started.server);
+  grpc_port_ = started.port;
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  log_->info("gRPC listening on port {}; replica {}", grpc_port_, replica_);
+  return absl::OkStatus();
+}
+
+void ServiceRuntime::Shutdown(absl::Duration drain_timeout,
+                              absl::FunctionRef<void(absl::Time deadline)> drain) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  const absl::Time deadline = absl::Now() + drain_timeout;
+  log_->info("shutting down (drain deadline {})", drain_timeout);
+  if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+  drain(deadline);
+  if (server_) {
+    server_->Shutdown(
+        absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Milliseconds(100))));
+  }
+  log_->info("shut down");
+}
+
+void ServiceRuntime::StopServer() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now());
+}
+
+int ServiceRuntime::metrics_port() const {
+  return exposer_ ? exposer_->GetListeningPorts().front() : 0;
+}
+
+}  // namespace wasentinel
