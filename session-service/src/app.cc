@@ -140,7 +140,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   manager_options.versions = impl->versions.get();
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
                                                    *impl->writer, manager_options, impl->log,
-                                                   impl->metrics.get());
+                                                   impl->metrics.get(), &rt.clock());
   impl->listener->set_on_leases([manager = impl->manager.get()] { manager->ClaimNow(); });
   if (options.reseal_on_start) {
     WAS_ASSIGN_OR_RETURN(auto rotated, impl->manager->RotateSealingKey());

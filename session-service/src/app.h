@@ -1,5 +1,26 @@
-// session-service's composition root: builds the PostgreSQL pool, store, sealer, connection
-// thread, manager and gRPC server from Options, and takes them down in reverse order.
+// session-service's composition root: builds the runtime (common/grpc/include/wasentinel/common/
+// service_runtime.h: pool, migrations, API keys, gRPC, metrics), the store, sealer, connection
+// thread, session core and API from Options, and takes them down in the reverse order.
+//
+// Threads, and what runs on each:
+//   connection thread   one io_context thread: every WhatsApp socket (wa::Connection), the
+//                       session state machine (session/state_machine.h, which asserts it), the
+//                       restore pacer, retry and ban timers
+//   gRPC threads        the API's handlers (api/session_service.h): store reads, lease taking,
+//                       then they wait on the connection thread (SessionManager)
+//   readers (2)         GetSession's database reads when the session is not held here
+//   lease keeper        renews leases every lease_ttl / 3 and claims orphans
+//                       (session/lease_keeper.h)
+//   transition writer   stores transitions in order, fenced by their lease
+//                       (session/transition_writer.h)
+//   event listener      LISTEN/NOTIFY: publishes stored events to watchers, wakes the lease
+//                       keeper (session/event_listener.h)
+//   version keeper      reads the WhatsApp Web version every 24 h and after a 405
+//                       (session/version_keeper.h)
+//   pruner, phone flusher  PeriodicThreads: old events pruned every 10 min; phone sightings
+//                       stored every minute
+// Clock: `clock` (Create) for transition times, ban ends and pruning; sockets and retries use
+// the io_context's steady timers.
 #pragma once
 
 #include <memory>

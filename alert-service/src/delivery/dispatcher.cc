@@ -65,6 +65,7 @@ Dispatcher::Dispatcher(DeliveryStore& store, const Sealer& sealer, Clock& clock,
       sealer_(sealer),
       clock_(clock),
       options_(std::move(options)),
+      backoff_(options_.backoff, 0.2),
       log_(std::move(log)),
       metrics_(metrics) {}
 
@@ -295,18 +296,18 @@ AttemptResult Dispatcher::Judge(const WebhookResponse& r, int attempt) {
 AttemptResult Dispatcher::RetryOrDead(std::string error, int attempt, absl::Duration floor) {
   AttemptResult out;
   out.error = std::move(error);
-  if (attempt > static_cast<int>(options_.backoff.size())) {
+  std::optional<absl::Duration> wait;
+  {
+    absl::MutexLock lock(&mu_);
+    wait = backoff_.Next(attempt - 1, rng_);
+  }
+  if (!wait) {
     out.kind = AttemptResult::kDead;
     absl::StrAppend(&out.error, "; no attempts left");
     return out;
   }
   out.kind = AttemptResult::kRetry;
-  absl::Duration wait = options_.backoff[attempt - 1];
-  {
-    absl::MutexLock lock(&mu_);
-    wait = wait * std::uniform_real_distribution<double>(0.8, 1.2)(rng_);
-  }
-  out.next_attempt_at = clock_.Now() + std::max(wait, floor);
+  out.next_attempt_at = clock_.Now() + std::max(*wait, floor);
   return out;
 }
 

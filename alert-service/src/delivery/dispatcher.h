@@ -37,6 +37,7 @@
 #include "delivery/metrics.h"
 #include "delivery/webhook.h"
 #include "outbox/delivery_store.h"
+#include "wasentinel/common/backoff.h"
 #include "wasentinel/common/clock.h"
 #include "wasentinel/common/sealing.h"
 
@@ -108,6 +109,7 @@ class Dispatcher {
   const Sealer& sealer_;
   Clock& clock_;
   const DispatcherOptions options_;
+  const Backoff backoff_;  // options_.backoff, ±20 %, then the dead letter
   std::shared_ptr<spdlog::logger> log_;
   AlertMetrics* metrics_;
   // Numbers this replica's claims: "<worker>#<n>" is each claim's fencing token.

@@ -17,7 +17,7 @@ EventWatcher::EventWatcher(std::shared_ptr<grpc::Channel> channel, std::string a
       api_key_(std::move(api_key)),
       hooks_(std::move(hooks)),
       log_(std::move(log)),
-      pauses_(std::move(pauses), 0.2) {}
+      pauses_(std::move(pauses), 0.2, Backoff::AfterLast::kRepeatLast) {}
 
 EventWatcher::~EventWatcher() { Stop(); }
 
@@ -76,7 +76,7 @@ void EventWatcher::Loop() {
       from_now = true;
       continue;
     }
-    const absl::Duration pause = pauses_.Delay(std::min(++failures, pauses_.max_attempts()), rng);
+    const absl::Duration pause = pauses_.Next(failures++, rng).value_or(absl::Seconds(1));
     // The first failure in a row is news; the rest are at debug until it works again.
     (failures == 1 ? log_->warn("session event stream ended ({}: {}); resuming in {}",
                                 static_cast<int>(st.error_code()), st.error_message(), pause)

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "wasentinel/common/backoff.h"
-
 namespace wasentinel::monitor {
 
 LightCheckRhythm::LightCheckRhythm(absl::Duration light, absl::Duration fast, absl::Duration young,
@@ -11,15 +9,16 @@ LightCheckRhythm::LightCheckRhythm(absl::Duration light, absl::Duration fast, ab
     : light_(light),
       fast_(std::min(fast, light)),
       young_(young),
-      unreachable_(std::move(unreachable)),
+      unreachable_(std::move(unreachable), 0.2, Backoff::AfterLast::kRepeatLast),
       rng_(std::random_device{}()) {}
 
 absl::Duration LightCheckRhythm::Next(bool reachable, absl::Duration uptime) {
   absl::MutexLock lock(&mu_);
   if (!reachable) {
-    if (unreachable_.empty()) return fast_;
-    retries_ = std::min<int>(retries_ + 1, static_cast<int>(unreachable_.size()));
-    return Backoff(unreachable_, 0.2).Delay(retries_, rng_);
+    auto wait = unreachable_.Next(retries_, rng_);
+    if (!wait) return fast_;  // no steps
+    retries_ = std::min(retries_ + 1, unreachable_.steps());
+    return *wait;
   }
   retries_ = 0;
   return uptime < young_ ? fast_ : light_;

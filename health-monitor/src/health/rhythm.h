@@ -10,6 +10,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "wasentinel/common/backoff.h"
 
 namespace wasentinel::monitor {
 
@@ -24,7 +25,7 @@ class LightCheckRhythm {
 
  private:
   const absl::Duration light_, fast_, young_;
-  const std::vector<absl::Duration> unreachable_;
+  const Backoff unreachable_;  // repeats its last step
   absl::Mutex mu_;
   int retries_ ABSL_GUARDED_BY(mu_) = 0;  // light checks failed in a row
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);

@@ -1,19 +1,22 @@
-// The session state machine and the owner of every WhatsApp connection of this process.
+// The session core: every WhatsApp session this replica holds, kept connected.
+//
+// Parts, one job each:
+//   manager.h        the calls (this class): store reads, leases, then the state machine
+//   state_machine.h  the runtimes and their transitions, on the connection thread
+//   session_rules.h  the rules that need no thread (which sessions want a socket, …)
+//   lease_keeper.h   leases across replicas: take, renew, lose, claim orphans (its own thread)
+//   restore_pacer.h  the start-up restore's pace
+//   view_cache.h     GetSession answered without the connection thread
 //
 // Source: README "Architecture" › "Session states" (causes → next state → action; the start-up
 // restore with stagger and 5/15/45 s retries; the restore on a status query; shutdown writes
-// DISCONNECTED).
+// DISCONNECTED) and "More than one replica" (leases; calls about a session another replica
+// holds answer UNAVAILABLE carrying that replica, OwnerOf, for the API to forward).
 //
-// Replicas (README "Architecture" › "More than one replica"): a session's socket is held only under
-// its lease (store.h Lease). The manager holds a runtime exactly for the sessions it leases;
-// a lease keeper thread renews them every lease_ttl / 3, cuts the socket of any lease lost,
-// and claims the sessions of replicas that died or left. Calls about a session leased by
-// another replica answer UNAVAILABLE carrying that replica (OwnerOf), for the API to forward.
-//
-// Threading: connections and runtime state live on one io_context thread (`io`). The public
-// methods are called from gRPC threads: store reads happen on the caller's thread; runtime
-// changes are posted to the io thread and awaited. Transitions are persisted in order by the
-// TransitionWriter and published to watchers after they are stored.
+// Threads: the public methods are called from gRPC threads (never the connection thread: they
+// block on it); store reads happen on the caller's thread; runtime changes run on the
+// connection thread and are awaited. Transitions are stored in order by the TransitionWriter
+// and published to watchers after they are stored.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -29,117 +32,28 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "connection.h"
+#include "lease_keeper.h"
 #include "metrics.h"
-#include "store.h"
+#include "session_types.h"
+#include "state_machine.h"
 #include "transition_writer.h"
-#include "version_keeper.h"
 #include "wasentinel/common/backoff.h"
 #include "wasentinel/common/sealing.h"
 
 namespace wasentinel::session {
 
-struct ManagerOptions {
-  wa::ConnectionOptions connection;
-  /// Delays before retries 1, 2, 3 after a drop (README "Configuration": 5 s, 15 s, 45 s).
-  std::vector<absl::Duration> backoff = {absl::Seconds(5), absl::Seconds(15), absl::Seconds(45)};
-  double backoff_jitter = 0.2;
-  /// Start-up restore pace: connects per second (0: no limit), each delay jittered ±50 %.
-  double restore_per_second = 20;
-  /// This replica's id: the owner in session leases (unique among live replicas).
-  std::string replica_id = "session-service";
-  /// Lease time-to-live, renewed every lease_ttl / 3. A replica that could not renew for
-  /// 0.8 × lease_ttl closes its sockets (it can no longer prove no other replica holds them);
-  /// another replica takes a dead replica's sessions over once their leases expire.
-  absl::Duration lease_ttl = absl::Seconds(30);
-  /// Where the WhatsApp Web version announced at login comes from, and who is asked for another
-  /// after a 405 (not owned; version_keeper.h). Null: `connection.client.version`, and a 405
-  /// is final.
-  ClientVersions* versions = nullptr;
-};
-
-/// The replica holding the session a failed call was about, when that is why it failed
-/// (UNAVAILABLE "held by replica R"); the API forwards such calls to R.
-std::optional<std::string> OwnerOf(const absl::Status& status);
-
-/// What this process knows live about a session, beyond its stored row.
-struct LiveInfo {
-  v1::SessionState state = v1::SESSION_STATE_UNSPECIFIED;
-  v1::StateReason reason = v1::STATE_REASON_UNSPECIFIED;
-  std::string last_error;
-  bool socket_alive = false;
-  int64_t inbound_messages = 0;
-  std::optional<absl::Time> last_inbound_at;
-  std::optional<absl::Time> last_pong_at;
-  std::optional<absl::Duration> keepalive_rtt;
-  int64_t missed_pings = 0;
-  bool retry_pending = false;
-  bool pairing = false;
-  std::string owner;  ///< this replica (the holder of the live state)
-};
-
-/// What ProbeSession found.
-struct ProbeResult {
-  absl::StatusOr<absl::Duration> round_trip;  ///< or why the probe failed
-};
-
-struct SessionView {
-  SessionRecord record;
-  std::optional<LiveInfo> live;  ///< absent when this process holds no runtime for it
-};
-
-struct NewSession {
-  std::string tenant_id;
-  std::string session_name = "primary";
-  std::string account_name;
-  std::string owner_email;
-  bool auto_connect = true;
-  std::string creds_json;  ///< empty: a session to pair later
-};
-
-/// Where to pair: an existing session by id, or (tenant, session name) created on demand.
-struct PairingRequest {
-  std::string session_id;
-  std::string tenant_id;
-  std::string session_name = "primary";
-  std::string account_name;
-  std::string owner_email;
-  /// Pair by phone-number code for this number (E.164 digits) instead of QR codes.
-  std::string phone_number;
-};
-
-/// The updates of one pairing, handed from the connection thread to the StartPairing stream.
-/// Thread-safe.
-class PairingFeed {
- public:
-  struct Update {
-    enum class Kind { kQr, kCode, kSuccess, kFailure } kind = Kind::kQr;
-    // kQr, kCode
-    std::string qr;  // the QR text, or the pairing code ("ABCD-EFGH")
-    absl::Time expires_at;
-    int index = 0;
-    int total = 0;
-    // kSuccess
-    wa::PairedDevice device;
-    std::optional<SessionView> session;
-    // kFailure
-    v1::PairingUpdate::Failure::Reason reason = v1::PairingUpdate::Failure::REASON_UNSPECIFIED;
-    std::string message;
-  };
-  void Push(Update update);
-  /// The next update, or nullopt after `timeout`.
-  std::optional<Update> Next(absl::Duration timeout);
-
- private:
-  absl::Mutex mu_;
-  std::deque<Update> queue_ ABSL_GUARDED_BY(mu_);
-};
-
+// The entry point of the session core for the API (session_service.h): each call reads the
+// stored row on the caller's thread, takes the session's lease (LeaseKeeper), then has the
+// state machine act on the connection thread (StateMachine::OnIo) and answers its view.
 class SessionManager {
  public:
+  /// Not owned: io (the connection thread's io_context), tls, store, sealer, writer, metrics
+  /// (may be null), clock (null: the system clock). `connect` null: real WhatsApp connections
+  /// (state_machine.h ConnectionFactory).
   SessionManager(boost::asio::io_context& io, boost::asio::ssl::context& tls, SessionStore& store,
                  const Sealer& sealer, TransitionWriter& writer, ManagerOptions options,
-                 std::shared_ptr<spdlog::logger> log, SessionMetrics* metrics = nullptr);
+                 std::shared_ptr<spdlog::logger> log, SessionMetrics* metrics = nullptr,
+                 Clock* clock = nullptr, ConnectionFactory connect = nullptr);
   ~SessionManager();
 
   /// Validates and seals the creds.json (if any), stores the session, connects it when it has
@@ -225,17 +139,14 @@ class SessionManager {
   /// replica set, so the other replicas take the sessions over at once.
   void Leave();
 
-  class Impl;
-
  private:
-  void StopKeeper();
-
-  std::shared_ptr<Impl> impl_;
-  std::thread keeper_;
-  // Runs the blocking part of GetAsync (database reads) off the io and gRPC threads.
-  std::unique_ptr<boost::asio::thread_pool> readers_;
+  const ManagerOptions options_;
   SessionStore& store_;
   const Sealer& sealer_;
+  std::shared_ptr<StateMachine> sessions_;  // shared with the io_context's pending handlers
+  std::unique_ptr<LeaseKeeper> leases_;
+  // Runs the blocking part of GetAsync (database reads) off the io and gRPC threads.
+  std::unique_ptr<boost::asio::thread_pool> readers_;
 };
 
 }  // namespace wasentinel::session

@@ -153,7 +153,31 @@ struct ConnectionStats {
   std::atomic<int64_t> prekey_count{-1};
 };
 
-class Connection : public std::enable_shared_from_this<Connection> {
+/// What the session core holds of a live connection: the seam its tests fake (Connection in
+/// production). The methods are called on the connection thread; stats() from any thread.
+class ConnectionHandle {
+ public:
+  virtual ~ConnectionHandle() = default;
+  /// Sends presence unavailable (when logged in) and closes the WebSocket cleanly; OnClosed
+  /// follows with kClosedByUs. Idempotent.
+  virtual void Close() = 0;
+  /// Closes the socket at once, without a goodbye (lost lease, drain deadline). Idempotent.
+  virtual void Abort() = 0;
+  /// Sends a ping now; `done` gets its round trip or why it failed (UNAVAILABLE when not
+  /// logged in, DEADLINE_EXCEEDED without an answer in time).
+  virtual void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done,
+                     absl::Duration timeout) = 0;
+  /// Removes this linked device at WhatsApp (<iq xmlns=md><remove-companion-device
+  /// reason=user_initiated/>, as Baileys' and whatsmeow's logout do), once logged in; `done`
+  /// gets the server's answer (UNAVAILABLE if the connection ends first, DEADLINE_EXCEEDED
+  /// after `timeout` without an answer). The connection stays open: close it afterwards.
+  virtual void Logout(std::function<void(absl::Status)> done, absl::Duration timeout) = 0;
+  virtual const ConnectionStats& stats() const = 0;
+};
+
+/// A WhatsApp Web connection: WebSocket, Noise handshake, login or pairing, keepalive
+/// (docs/wa-protocol.md). Runs on the executor given to Start.
+class Connection final : public ConnectionHandle, public std::enable_shared_from_this<Connection> {
  public:
   /// Starts connecting at once. `tls` is used for wss:// URLs and must outlive the connection.
   static std::shared_ptr<Connection> Start(boost::asio::any_io_executor executor,
@@ -161,23 +185,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                            ConnectionOptions options, DeviceCredentials creds,
                                            std::shared_ptr<ConnectionObserver> observer,
                                            std::shared_ptr<spdlog::logger> logger);
-  ~Connection();
+  ~Connection() override;
 
-  /// Sends presence unavailable (when logged in) and closes the WebSocket cleanly; OnClosed
-  /// follows with kClosedByUs. Idempotent.
-  void Close();
-  /// Closes the socket at once, without a goodbye (lost lease, drain deadline). Idempotent.
-  void Abort();
-  /// Sends presence available and a ping now; `done` gets the ping's round trip or why it
-  /// failed (UNAVAILABLE when not logged in, DEADLINE_EXCEEDED without an answer in time).
-  void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done, absl::Duration timeout);
-  /// Removes this linked device at WhatsApp (<iq xmlns=md><remove-companion-device
-  /// reason=user_initiated/>, as Baileys' and whatsmeow's logout do), once logged in; `done`
-  /// gets the server's answer (UNAVAILABLE if the connection ends first, DEADLINE_EXCEEDED
-  /// after `timeout` without an answer). The connection stays open: close it afterwards.
-  void Logout(std::function<void(absl::Status)> done, absl::Duration timeout);
-
-  const ConnectionStats& stats() const;
+  void Close() override;
+  void Abort() override;
+  void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done,
+             absl::Duration timeout) override;
+  void Logout(std::function<void(absl::Status)> done, absl::Duration timeout) override;
+  const ConnectionStats& stats() const override;
 
   class Impl;
 

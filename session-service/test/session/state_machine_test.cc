@@ -1,0 +1,307 @@
+// The session state machine in one process, without PostgreSQL, sockets or wa-sim: fake
+// connections (the ConnectionFactory seam), a store that records transitions, and a FakeClock
+// for the transitions' times and ban ends. README "Architecture" › "Session states" is the
+// reference for every expectation.
+#include "state_machine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <thread>
+
+#include "fake_creds.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/testing/fake_clock.h"
+#include "wasentinel/testing/recorder.h"
+#include "wasentinel/testing/status_matchers.h"
+
+namespace wasentinel::session {
+namespace {
+
+using ::testing::ElementsAre;
+using ::wasentinel::testing::IsOk;
+using ::wasentinel::testing::StatusIs;
+
+// The `cursor`-th value `recorder` gets (waiting for it at most 10 s), then the cursor moves on.
+template <class T>
+std::optional<T> Take(wasentinel::testing::Recorder<T>& recorder, size_t& cursor) {
+  if (!recorder.WaitForCount(cursor + 1)) return std::nullopt;
+  return recorder.Snapshot()[cursor++];
+}
+
+constexpr char kKey[] = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+// A store whose only real part is RecordTransition: the TransitionWriter's target.
+class RecordingStore final : public SessionStore {
+ public:
+  absl::StatusOr<EventRecord> RecordTransition(const Transition& t) override {
+    transitions.Push(t);
+    EventRecord e;
+    e.sequence = ++sequence_;
+    return e;
+  }
+  wasentinel::testing::Recorder<Transition> transitions;
+
+  using Created = std::pair<SessionRecord, EventRecord>;
+  using StateCounts = std::vector<std::pair<v1::SessionState, int64_t>>;
+  using Sightings = std::vector<std::pair<std::string, absl::Time>>;
+#define WAS_UNUSED(ret, name, ...) \
+  ret name(__VA_ARGS__) override { return absl::UnimplementedError(#name); }
+  WAS_UNUSED(absl::StatusOr<Created>, Create, const SessionRecord&, const std::string&,
+             absl::Duration)
+  WAS_UNUSED(absl::StatusOr<SessionRecord>, Get, const std::string&)
+  WAS_UNUSED(absl::StatusOr<SessionRecord>, GetByName, const std::string&, const std::string&)
+  WAS_UNUSED(absl::StatusOr<SessionPage>, List, const SessionFilter&, int, const std::string&)
+  WAS_UNUSED(absl::StatusOr<std::vector<SessionRecord>>, ListRestorable)
+  WAS_UNUSED(absl::StatusOr<std::vector<SessionRecord>>, ListLive)
+  WAS_UNUSED(absl::StatusOr<std::vector<SessionRecord>>, GetMany, const std::vector<std::string>&)
+  WAS_UNUSED(absl::StatusOr<SessionRecord>, Update, const std::string&, const SessionUpdate&)
+  WAS_UNUSED(absl::StatusOr<std::vector<SessionRecord>>, ListSealedNotUnder, const std::string&,
+             int)
+  WAS_UNUSED(absl::StatusOr<bool>, ReplaceSealed, const std::string&, const SealedCredentials&,
+             const SealedCredentials&)
+  WAS_UNUSED(absl::StatusOr<std::vector<EventRecord>>, EventsAfter, int64_t, const SessionFilter&,
+             int)
+  WAS_UNUSED(absl::StatusOr<int64_t>, LatestSequence)
+  WAS_UNUSED(absl::StatusOr<int64_t>, OldestSequence)
+  WAS_UNUSED(absl::StatusOr<int64_t>, PruneEventsBefore, absl::Time, int)
+  WAS_UNUSED(absl::Status, RecordPhoneSightings, const Sightings&)
+  WAS_UNUSED(absl::StatusOr<StateCounts>, CountByState)
+  WAS_UNUSED(absl::StatusOr<absl::Duration>, Ping)
+  WAS_UNUSED(absl::StatusOr<std::vector<Lease>>, AcquireLeases, const std::vector<std::string>&,
+             const std::string&, absl::Duration)
+  WAS_UNUSED(absl::StatusOr<std::vector<Lease>>, ClaimOrphans, const std::string&, absl::Duration,
+             int)
+  WAS_UNUSED(absl::StatusOr<WantedCounts>, CountWanted)
+  WAS_UNUSED(absl::StatusOr<std::vector<int64_t>>, RenewLeases, const std::vector<int64_t>&,
+             absl::Duration)
+  WAS_UNUSED(absl::Status, ReleaseLeases, const std::vector<int64_t>&)
+  WAS_UNUSED(absl::StatusOr<std::optional<ReplicaInfo>>, LeaseOwner, const std::string&)
+  WAS_UNUSED(absl::Status, Heartbeat, const ReplicaInfo&)
+  WAS_UNUSED(absl::StatusOr<std::vector<ReplicaInfo>>, LiveReplicas, absl::Duration)
+  WAS_UNUSED(absl::Status, RemoveReplica, const std::string&)
+  WAS_UNUSED(absl::StatusOr<std::vector<EventRecord>>, EventsBySequence,
+             const std::vector<int64_t>&)
+#undef WAS_UNUSED
+
+ private:
+  int64_t sequence_ = 0;
+};
+
+// A connection that does nothing by itself: the test plays WhatsApp through its observer.
+class FakeConnection final : public wa::ConnectionHandle {
+ public:
+  FakeConnection(boost::asio::io_context& io, std::shared_ptr<wa::ConnectionObserver> observer)
+      : observer(std::move(observer)), io_(io) {}
+  // Reports the close later, on the connection thread, as a real connection does.
+  void Close() override {
+    closed = true;
+    boost::asio::post(io_, [observer = observer] {
+      wa::CloseInfo info;
+      info.cause = wa::CloseCause::kClosedByUs;
+      observer->OnClosed(info);
+    });
+  }
+  void Abort() override { aborted = true; }
+  void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done, absl::Duration) override {
+    done(absl::Milliseconds(7));
+  }
+  void Logout(std::function<void(absl::Status)> done, absl::Duration) override {
+    done(absl::OkStatus());
+  }
+  const wa::ConnectionStats& stats() const override { return stats_; }
+
+  std::shared_ptr<wa::ConnectionObserver> observer;
+  bool closed = false;
+  bool aborted = false;
+
+ private:
+  boost::asio::io_context& io_;
+  wa::ConnectionStats stats_;
+};
+
+class StateMachineTest : public ::testing::Test {
+ protected:
+  StateMachineTest() : sealer_(Sealer::FromConfig(kKey).value()) {
+    ManagerOptions o;
+    o.replica_id = "r1";
+    o.backoff = {absl::Milliseconds(1), absl::Milliseconds(1)};
+    o.restore_per_second = 0;
+    sm_ = std::make_shared<StateMachine>(
+        io_, tls_, sealer_, writer_, o, clock_, MakeLogger("state-machine-test", "warn"), nullptr,
+        [this](const wa::ConnectionOptions&, const wa::DeviceCredentials&,
+               std::shared_ptr<wa::ConnectionObserver> observer) {
+          auto conn = std::make_shared<FakeConnection>(io_, std::move(observer));
+          connections_.Push(conn);
+          return conn;
+        });
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~StateMachineTest() override {
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  // A stored row with paired credentials, as the lease keeper hands it over.
+  SessionRecord Row(const std::string& id) {
+    SessionRecord rec;
+    rec.id = id;
+    rec.tenant_id = "acme";
+    rec.state = v1::SESSION_STATE_DISCONNECTED;
+    const std::string creds =
+        wasentinel::testing::BaileysCredsJson(wa::KeyPair::Generate(), 15550001000, 5);
+    auto sealed = sealer_.Seal(AsBytes(creds));
+    rec.credentials = SealedCredentials{sealed.key_id, sealed.blob};
+    return rec;
+  }
+
+  // Adopts `rec` under lease token 7 and connects it (a person's Connect).
+  std::shared_ptr<FakeConnection> Connected(const SessionRecord& rec) {
+    sm_->OnIo([&] { sm_->Adopt(rec, 7); });
+    EXPECT_THAT(sm_->OnIo([&] { return sm_->Connect(rec); }), IsOk());
+    auto conn = Take(connections_, connections_seen_);
+    EXPECT_TRUE(conn.has_value());
+    sm_->Post([conn = *conn] { conn->observer->OnLoggedIn(wa::LoginInfo{}); });
+    return *conn;
+  }
+
+  // The next stored transition's (to, reason).
+  std::pair<v1::SessionState, v1::StateReason> NextTransition() {
+    auto t = Take(store_.transitions, transitions_seen_);
+    if (!t) return {v1::SESSION_STATE_UNSPECIFIED, v1::STATE_REASON_UNSPECIFIED};
+    last_ = *t;
+    return {t->to, t->reason};
+  }
+
+  void Close(const std::shared_ptr<FakeConnection>& conn, wa::CloseInfo info) {
+    sm_->Post([conn, info] { conn->observer->OnClosed(info); });
+  }
+
+  boost::asio::io_context io_{1};
+  std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_ =
+      std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+          io_.get_executor());
+  boost::asio::ssl::context tls_{boost::asio::ssl::context::tls_client};
+  Sealer sealer_;
+  wasentinel::testing::FakeClock clock_;
+  RecordingStore store_;
+  TransitionWriter writer_{store_, MakeLogger("writer", "warn")};
+  wasentinel::testing::Recorder<std::shared_ptr<FakeConnection>> connections_;
+  std::shared_ptr<StateMachine> sm_;
+  std::thread thread_;
+  Transition last_;
+  size_t connections_seen_ = 0;
+  size_t transitions_seen_ = 0;
+};
+
+using State = std::pair<v1::SessionState, v1::StateReason>;
+
+TEST_F(StateMachineTest, ConnectLogsInAndStampsTheFakeClock) {
+  Connected(Row("s1"));
+  EXPECT_EQ(NextTransition(), State(v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_USER));
+  EXPECT_EQ(last_.lease_token, 7);  // fenced by the session's lease
+  EXPECT_EQ(NextTransition(), State(v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS));
+  EXPECT_EQ(last_.at, clock_.Now());
+  auto live = sm_->OnIo([&] { return sm_->LiveOf("s1"); });
+  ASSERT_TRUE(live.has_value());
+  EXPECT_TRUE(live->socket_alive);
+  EXPECT_EQ(live->owner, "r1");
+}
+
+TEST_F(StateMachineTest, ADropIsRetriedUntilTheScheduleIsUsedUp) {
+  auto conn = Connected(Row("s1"));
+  NextTransition();
+  NextTransition();
+  wa::CloseInfo drop;
+  drop.cause = wa::CloseCause::kSocketClosed;
+  drop.detail = "reset by peer";
+  for (int retry = 1; retry <= 2; ++retry) {
+    Close(conn, drop);
+    EXPECT_EQ(NextTransition(),
+              State(v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SOCKET_CLOSED));
+    EXPECT_TRUE(last_.count_error);
+    auto next =
+        Take(connections_, connections_seen_);  // the retry's connection, after its backoff step
+    ASSERT_TRUE(next.has_value()) << "retry " << retry;
+    conn = *next;
+    EXPECT_EQ(NextTransition(), State(v1::SESSION_STATE_CONNECTING, v1::STATE_REASON_RETRY));
+    EXPECT_TRUE(last_.count_reconnect);
+  }
+  Close(conn, drop);
+  EXPECT_EQ(NextTransition(),
+            State(v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SOCKET_CLOSED));
+  EXPECT_EQ(NextTransition(),
+            State(v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_RETRIES_EXHAUSTED));
+  EXPECT_EQ(last_.error, "reset by peer");
+}
+
+TEST_F(StateMachineTest, LoggedOutForgetsTheCredentialsAndRefusesAnAutomaticRecovery) {
+  const SessionRecord rec = Row("s1");
+  auto conn = Connected(rec);
+  NextTransition();
+  NextTransition();
+  wa::CloseInfo info;
+  info.cause = wa::CloseCause::kLoggedOut;
+  info.code = 401;
+  Close(conn, info);
+  EXPECT_EQ(NextTransition(), State(v1::SESSION_STATE_LOGGED_OUT, v1::STATE_REASON_LOGGED_OUT));
+  EXPECT_TRUE(last_.clear_credentials);
+  EXPECT_EQ(last_.failure_code, 401);
+  EXPECT_THAT(sm_->OnIo([&] { return sm_->Reconnect(rec, /*recovery=*/true); }),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "only a person"));
+}
+
+TEST_F(StateMachineTest, ATemporaryBanEndsOnTheFakeClocksTime) {
+  auto conn = Connected(Row("s1"));
+  NextTransition();
+  NextTransition();
+  wa::CloseInfo ban;
+  ban.cause = wa::CloseCause::kTemporaryBan;
+  ban.code = 402;
+  ban.ban_code = 101;
+  ban.ban_expires_in = absl::Hours(6);
+  Close(conn, ban);
+  EXPECT_EQ(NextTransition(), State(v1::SESSION_STATE_BANNED, v1::STATE_REASON_BANNED));
+  ASSERT_TRUE(last_.ban_expires_at.has_value());
+  EXPECT_EQ(*last_.ban_expires_at, clock_.Now() + absl::Hours(6));
+  EXPECT_EQ(last_.ban_code, 101);
+  auto live = sm_->OnIo([&] { return sm_->LiveOf("s1"); });
+  EXPECT_TRUE(live->retry_pending);  // connects again when the ban ends
+}
+
+TEST_F(StateMachineTest, ALostLeaseCutsTheSocketAndForgetsTheSession) {
+  auto conn = Connected(Row("s1"));
+  NextTransition();
+  NextTransition();
+  sm_->OnIo([&] { sm_->LoseLease("s1", 7, "the database was unreachable", /*record=*/true); });
+  EXPECT_EQ(NextTransition(), State(v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_LEASE_LOST));
+  EXPECT_TRUE(conn->aborted);
+  EXPECT_FALSE(sm_->OnIo([&] { return sm_->Holds("s1"); }));
+  // A stale token changes nothing.
+  sm_->OnIo([&] { sm_->LoseLease("s1", 6, "stale", true); });
+}
+
+TEST_F(StateMachineTest, ShutdownClosesEverySocketAndRecordsShutdown) {
+  auto a = Connected(Row("a"));
+  NextTransition();
+  NextTransition();
+  std::promise<void> closed;
+  sm_->Post([&] { sm_->ShutdownAll([&] { closed.set_value(); }); });
+  ASSERT_EQ(closed.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(a->closed);
+  EXPECT_EQ(NextTransition(), State(v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_SHUTDOWN));
+  EXPECT_THAT(sm_->OnIo([&] { return sm_->Connect(Row("b")); }),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(StateMachineTest, ConnectionThreadMethodsRefuseOtherThreads) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH((void)sm_->LiveOf("s1"), "off the connection thread");
+}
+
+}  // namespace
+}  // namespace wasentinel::session
