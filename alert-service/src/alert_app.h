@@ -1,5 +1,13 @@
-// alert-service's composition root: the store, the sealer of webhook secrets, the dispatchers,
-// the gRPC API and the metrics, built from Options and taken down in reverse order.
+// alert-service's composition root: the runtime (common/grpc/include/wasentinel/common/
+// service_runtime.h), the store, the sealer of webhook secrets, the dispatchers and the gRPC
+// API, built from Options and taken down in the reverse order.
+//
+// Threads, and what runs on each:
+//   gRPC threads     the API (api/alert_service.h): alerts into the outbox, endpoints, silences
+//   dispatchers (N)  --dispatchers threads claiming and sending due deliveries
+//                    (delivery/dispatcher.h)
+//   housekeeping     a PeriodicThread every 5 s: reminders when due, the outbox gauges
+// Clock: `clock` (Create) for due times, backoff, reminders and rate limits.
 //
 // README "Architecture" › "Alerts" says what it does.
 #pragma once

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "delivery/curl_headers.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/files.h"
 #include "wasentinel/common/proto_time.h"
@@ -45,16 +46,6 @@ std::string Domain(const std::string& mailbox) {
   const auto at = a.rfind('@');
   return at == std::string::npos ? "wa-sentinel.invalid" : a.substr(at + 1);
 }
-
-// A libcurl header list owned for the length of one message.
-struct CurlHeaders {
-  curl_slist* list = nullptr;
-  CurlHeaders() = default;
-  CurlHeaders(const CurlHeaders&) = delete;
-  CurlHeaders& operator=(const CurlHeaders&) = delete;
-  ~CurlHeaders() { curl_slist_free_all(list); }
-  void Add(const std::string& line) { list = curl_slist_append(list, line.c_str()); }
-};
 
 bool HasLineBreak(const std::string& s) { return s.find_first_of("\r\n") != std::string::npos; }
 

@@ -19,8 +19,6 @@
 
 namespace wasentinel::alert {
 
-namespace v1 = wasentinel::alert::v1;
-
 struct SmtpOptions {
   /// "smtp://host:587" (STARTTLS when the server offers it) or "smtps://host:465"; empty:
   /// e-mail is off and e-mail deliveries become dead letters saying so.

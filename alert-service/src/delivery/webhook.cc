@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "delivery/curl_headers.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
 
@@ -26,16 +27,6 @@ namespace {
 constexpr absl::string_view kSecretPrefix = "whsec_";
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
-
-// A libcurl header list owned for the length of one request.
-struct CurlHeaders {
-  curl_slist* list = nullptr;
-  CurlHeaders() = default;
-  CurlHeaders(const CurlHeaders&) = delete;
-  CurlHeaders& operator=(const CurlHeaders&) = delete;
-  ~CurlHeaders() { curl_slist_free_all(list); }
-  void Add(const std::string& line) { list = curl_slist_append(list, line.c_str()); }
-};
 
 // Refuses to open a socket to an address that is not public (DNS can answer anything, so the
 // check is on the address curl is about to connect to, not on the name).

@@ -23,8 +23,6 @@
 
 namespace wasentinel::alert {
 
-namespace v1 = wasentinel::alert::v1;
-
 /// A webhook endpoint with its secrets still sealed (the dispatcher opens them with its Sealer,
 /// wasentinel/common/sealing.h, to sign).
 struct EndpointRecord {

@@ -38,8 +38,6 @@ struct Migration;
 
 namespace wasentinel::alert {
 
-namespace v1 = wasentinel::alert::v1;
-
 struct RaiseOutcome {
   v1::Alert alert;  ///< with its deliveries
   bool created = false;

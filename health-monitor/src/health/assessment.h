@@ -38,7 +38,6 @@
 
 namespace wasentinel::monitor {
 
-namespace v1 = wasentinel::monitor::v1;
 namespace sv1 = wasentinel::session::v1;
 
 struct HealthPolicy {

@@ -17,7 +17,6 @@
 
 namespace wasentinel::monitor {
 
-namespace v1 = wasentinel::monitor::v1;
 namespace sv1 = wasentinel::session::v1;
 
 /// A session as the monitor keeps it.

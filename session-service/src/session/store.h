@@ -15,8 +15,6 @@
 
 namespace wasentinel::session {
 
-namespace v1 = ::wasentinel::session::v1;
-
 /// Credentials sealed at rest (wasentinel::Sealer output).
 struct SealedCredentials {
   std::string key_id;

@@ -1,0 +1,253 @@
+// PgAlertStore (pg_alert_store.h): the outbox's deliveries: claims and attempts, list, stats.
+#include <algorithm>
+#include <optional>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "pg_alert_store.h"
+#include "pg_alert_store_internal.h"
+#include "wasentinel/common/bytes.h"
+#include "wasentinel/common/pg.h"
+#include "wasentinel/common/proto_time.h"
+#include "wasentinel/common/status_macros.h"
+
+namespace wasentinel::alert {
+namespace {
+
+using internal::AlertColumns;
+using internal::CheckUuid;
+using internal::DeliveryColumns;
+using internal::EndpointColumns;
+using internal::EnumOf;
+using internal::ToAlert;
+using internal::ToDelivery;
+using internal::ToEndpoint;
+
+}  // namespace
+
+absl::StatusOr<std::vector<ClaimedDelivery>> PgAlertStore::Claim(const std::string& worker,
+                                                                 absl::Time now,
+                                                                 absl::Duration lease, int limit) {
+  std::vector<ClaimedDelivery> out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("claim deliveries", [&](pqxx::work& w) {
+    auto rows = w.exec_params(
+        absl::StrCat("UPDATE alert_deliveries SET claimed_by = $1, claimed_until = ", PgTime(3),
+                     " WHERE id IN (SELECT id FROM alert_deliveries"
+                     " WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED') AND next_attempt_at <= ",
+                     PgTime(2), " AND (claimed_until IS NULL OR claimed_until <= ", PgTime(2),
+                     ") ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+                     " RETURNING ",
+                     DeliveryColumns()),
+        worker, absl::ToUnixMicros(now), absl::ToUnixMicros(now + lease), limit);
+    absl::flat_hash_map<std::string, v1::Alert> alerts;
+    absl::flat_hash_map<std::string, std::optional<EndpointRecord>> endpoints;
+    for (const auto& row : rows) {
+      ClaimedDelivery c;
+      c.delivery = ToDelivery(row);
+      auto [a, fresh] = alerts.try_emplace(c.delivery.alert_id());
+      if (fresh) {
+        a->second = ToAlert(PgOne(w.exec_params(
+            absl::StrCat("SELECT ", AlertColumns(), " FROM alert_alerts WHERE id = $1::uuid"),
+            c.delivery.alert_id())));
+      }
+      c.alert = a->second;
+      if (c.delivery.channel() == v1::Delivery::CHANNEL_WEBHOOK) {
+        auto [e, new_endpoint] = endpoints.try_emplace(c.delivery.target());
+        if (new_endpoint && IsUuid(c.delivery.target())) {
+          auto found = w.exec_params(absl::StrCat("SELECT ", EndpointColumns(),
+                                                  " FROM alert_endpoints WHERE id = $1::uuid"),
+                                     c.delivery.target());
+          if (!found.empty()) e->second = ToEndpoint(found[0]);
+        }
+        c.endpoint = e->second;
+      }
+      out.push_back(std::move(c));
+    }
+  }));
+  std::sort(out.begin(), out.end(), [](const ClaimedDelivery& a, const ClaimedDelivery& b) {
+    return std::stoll(a.delivery.id()) < std::stoll(b.delivery.id());
+  });
+  return out;
+}
+
+absl::StatusOr<bool> PgAlertStore::Renew(const std::string& id, const std::string& claimer,
+                                         absl::Time now, absl::Duration lease) {
+  int64_t numeric = 0;
+  if (!absl::SimpleAtoi(id, &numeric)) {
+    return absl::InvalidArgumentError(absl::StrCat("delivery id ", id, " is not a number"));
+  }
+  bool held = false;
+  WAS_RETURN_IF_ERROR(pool_.Run("renew a delivery claim", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    held = !n.exec_params(absl::StrCat("UPDATE alert_deliveries SET claimed_until = ", PgTime(3),
+                                       " WHERE id = $1 AND claimed_by = $2"
+                                       " AND status IN ('STATUS_PENDING', 'STATUS_FAILED')"
+                                       " RETURNING id"),
+                          numeric, claimer, absl::ToUnixMicros(now + lease))
+                .empty();
+  }));
+  return held;
+}
+
+absl::Status PgAlertStore::Complete(const std::string& id, const AttemptResult& result,
+                                    absl::Time now) {
+  int64_t numeric = 0;
+  if (!absl::SimpleAtoi(id, &numeric)) {
+    return absl::InvalidArgumentError(absl::StrCat("delivery id ", id, " is not a number"));
+  }
+  return pool_.Run("record a delivery attempt", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    switch (result.kind) {
+      case AttemptResult::kSent:
+        n.exec_params(absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_SENT',"
+                                   " attempts = attempts + 1, last_error = '', sent_at = ",
+                                   PgTime(2),
+                                   ", claimed_by = NULL, claimed_until = NULL"
+                                   " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+                      numeric, absl::ToUnixMicros(now));
+        return;
+      case AttemptResult::kRetry:
+        n.exec_params(absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_FAILED',"
+                                   " attempts = attempts + 1, last_error = $2, next_attempt_at = ",
+                                   PgTime(3),
+                                   ", claimed_by = NULL, claimed_until = NULL"
+                                   " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+                      numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
+        return;
+      case AttemptResult::kDefer:
+        n.exec_params(
+            absl::StrCat(
+                "UPDATE alert_deliveries SET last_error = $2, next_attempt_at = ", PgTime(3),
+                ", claimed_by = NULL, claimed_until = NULL"
+                " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+            numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
+        return;
+      case AttemptResult::kDead:
+        n.exec_params(
+            "UPDATE alert_deliveries SET status = 'STATUS_DEAD',"
+            " attempts = attempts + 1, last_error = $2, claimed_by = NULL,"
+            " claimed_until = NULL WHERE id = $1 AND status <> 'STATUS_SENT'",
+            numeric, result.error);
+        return;
+    }
+  });
+}
+
+absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> PgAlertStore::ListDeliveries(
+    const v1::ListDeliveriesRequest& req, int page_size, const std::string& tenant) {
+  if (page_size < 1 || page_size > 500) {
+    return absl::InvalidArgumentError("page_size must be 1..500");
+  }
+  if (!req.alert_id().empty()) WAS_RETURN_IF_ERROR(CheckUuid(req.alert_id(), "alert"));
+  int64_t before = 0;
+  if (!req.page_token().empty() && !absl::SimpleAtoi(req.page_token(), &before)) {
+    return absl::InvalidArgumentError("bad page_token");
+  }
+  std::string statuses;
+  for (int st : req.statuses()) {
+    absl::StrAppend(&statuses, statuses.empty() ? "" : ",",
+                    v1::Delivery::Status_Name(static_cast<v1::Delivery::Status>(st)));
+  }
+  std::pair<std::vector<v1::Delivery>, std::string> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("list deliveries", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto rows =
+        n.exec_params(absl::StrCat("SELECT ", DeliveryColumns(),
+                                   " FROM alert_deliveries WHERE ($1 = '' OR channel = $1)"
+                                   " AND ($2 = '' OR status = ANY(string_to_array($2, ',')))"
+                                   " AND ($3 = '' OR alert_id = NULLIF($3, '')::uuid)"
+                                   " AND ($4 = 0 OR id < $4) AND ($6 = '' OR alert_id IN"
+                                   " (SELECT id FROM alert_alerts WHERE tenant_id = $6))"
+                                   " ORDER BY id DESC LIMIT $5"),
+                      req.channel() == v1::Delivery::CHANNEL_UNSPECIFIED
+                          ? std::string()
+                          : v1::Delivery::Channel_Name(req.channel()),
+                      statuses, req.alert_id(), before, page_size + 1, tenant);
+    for (int i = 0; i < std::min<int>(page_size, rows.size()); ++i) {
+      out.first.push_back(ToDelivery(rows[i]));
+    }
+    if (static_cast<int>(rows.size()) > page_size) out.second = out.first.back().id();
+  }));
+  return out;
+}
+
+absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl::Time now,
+                                                     const std::string& tenant) {
+  int64_t numeric = 0;
+  if (!absl::SimpleAtoi(id, &numeric)) {
+    return absl::InvalidArgumentError(absl::StrCat("delivery id ", id, " is not a number"));
+  }
+  std::optional<v1::Delivery> out;
+  bool exists = false;
+  WAS_RETURN_IF_ERROR(pool_.Transact("redeliver", [&](pqxx::work& w) {
+    exists = !w.exec_params(
+                   "SELECT 1 FROM alert_deliveries d JOIN alert_alerts a"
+                   " ON a.id = d.alert_id WHERE d.id = $1 AND ($2 = '' OR"
+                   " a.tenant_id = $2)",
+                   numeric, tenant)
+                  .empty();
+    if (!exists) return;
+    auto r = w.exec_params(
+        absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_PENDING', attempts = 0,"
+                     " next_attempt_at = ",
+                     PgTime(2),
+                     ", claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status IN"
+                     " ('STATUS_DEAD', 'STATUS_FAILED') RETURNING ",
+                     DeliveryColumns()),
+        numeric, absl::ToUnixMicros(now));
+    if (!r.empty()) out = ToDelivery(r[0]);
+  }));
+  if (!exists) return absl::NotFoundError(absl::StrCat("no delivery ", id));
+  if (!out) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("delivery ", id,
+                     " is sent or already waiting; only DEAD or FAILED ones are"
+                     " delivered again"));
+  }
+  return *std::move(out);
+}
+
+absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(
+    absl::Time since, absl::Time now, const std::string& tenant) {
+  v1::GetDeliveryStatsResponse out;
+  WAS_RETURN_IF_ERROR(pool_.Run("delivery stats", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    for (const auto& r : n.exec_params(
+             absl::StrCat(
+                 "SELECT channel, status, count(*),"
+                 " coalesce((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch from"
+                 " sent_at - created_at)) * 1000000)::bigint, 0),"
+                 " coalesce((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch from"
+                 " sent_at - created_at)) * 1000000)::bigint, 0)"
+                 " FROM alert_deliveries WHERE created_at >= ",
+                 PgTime(1),
+                 " AND ($2 = '' OR alert_id IN (SELECT id FROM alert_alerts WHERE tenant_id = $2))"
+                 " GROUP BY channel, status ORDER BY channel, status"),
+             absl::ToUnixMicros(since), tenant)) {
+      auto* row = out.add_rows();
+      row->set_channel(EnumOf<v1::Delivery::Channel>(r[0], &v1::Delivery::Channel_Parse));
+      row->set_status(EnumOf<v1::Delivery::Status>(r[1], &v1::Delivery::Status_Parse));
+      row->set_count(r[2].as<int64_t>());
+      if (row->status() == v1::Delivery::STATUS_SENT) {
+        *row->mutable_latency_p50() = ToProto(absl::Microseconds(r[3].as<int64_t>()));
+        *row->mutable_latency_p99() = ToProto(absl::Microseconds(r[4].as<int64_t>()));
+      }
+    }
+    auto depth = n.exec_params(
+        absl::StrCat("SELECT count(*), ", PgEpochMicros("min(created_at)"),
+                     " FROM alert_deliveries WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED')"
+                     " AND ($1 = '' OR alert_id IN"
+                     " (SELECT id FROM alert_alerts WHERE tenant_id = $1))"),
+        tenant)[0];
+    out.set_outbox_depth(depth[0].as<int64_t>());
+    if (!depth[1].is_null()) {
+      *out.mutable_oldest_pending_age() =
+          ToProto(now - absl::FromUnixMicros(depth[1].as<int64_t>()));
+    }
+  }));
+  return out;
+}
+
+}  // namespace wasentinel::alert

@@ -1,0 +1,36 @@
+// What the parts of PgAlertStore (pg_alert_store.h) share, defined in pg_alert_store.cc.
+#pragma once
+
+#include <pqxx/pqxx>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "outbox/delivery_store.h"
+#include "wasentinel/alert/v1/alert.pb.h"
+
+namespace wasentinel::alert::internal {
+
+// Timestamps travel as Unix microseconds both ways (PgTime, PgEpochMicros); enums as their
+// proto names.
+
+const std::string& AlertColumns();
+const std::string& DeliveryColumns();
+const std::string& EndpointColumns();
+
+google::protobuf::Timestamp TimeOf(const pqxx::field& f);
+
+template <class Enum>
+Enum EnumOf(const pqxx::field& f, bool (*parse)(const std::string&, Enum*)) {
+  Enum e{};
+  parse(f.as<std::string>(), &e);
+  return e;
+}
+
+v1::Alert ToAlert(const pqxx::row& r);
+v1::Delivery ToDelivery(const pqxx::row& r);
+EndpointRecord ToEndpoint(const pqxx::row& r);
+
+absl::Status CheckUuid(const std::string& id, std::string_view what);
+
+}  // namespace wasentinel::alert::internal

@@ -1,0 +1,291 @@
+// The inside of wa-sim's SimServer (sim_server.h), shared by its sources and included by nothing
+// else: the device registry, SimServer::State and one client connection (SimConn).
+//
+//   sim_server.cc       the listeners, the TLS front, a connection's WebSocket and Noise
+//                       handshake, its writes and its end
+//   sim_stanzas.cc      what a connection answers: login, pairing, iqs, stream errors, acks and
+//                       the offline queue
+//   sim_control_api.cc  the control API (HTTP/JSON) that tests drive the simulator with
+#pragma once
+
+#include <array>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "binary_node.h"
+#include "crypto.h"
+#include "handshake.h"
+#include "noise_channel.h"
+#include "pairing.h"
+#include "sim_server.h"
+#include "wasentinel/common/logging.h"
+
+namespace wasentinel::sim {
+namespace sim_internal {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using json = nlohmann::json;
+
+using wa::MakeNode;
+using wa::Node;
+
+using HttpRequest = http::request<http::string_body>;
+using HttpResponse = http::response<http::string_body>;
+
+// The phone side of an account: its identity (account) key signs every linked device.
+struct Account {
+  wa::KeyPair key = wa::KeyPair::Generate();
+  std::string lid_user;
+  uint32_t next_device = 1;
+  uint32_t next_key_index = 1;
+};
+
+// A <failure> the next logins of a device meet (POST /devices/{jid}/fail-login).
+struct LoginFailure {
+  int reason = 0;
+  int code = 0;        // 402: the ban code
+  int64_t expire = 0;  // 402: seconds until the ban ends (0: not sent)
+  std::string message;
+  int remaining = 1;  // logins still to fail
+};
+
+// A stanza waiting for the device's next login: sent while it was offline, or sent to an
+// earlier connection that never acknowledged it. The server keeps it until acked.
+struct OfflineStanza {
+  Node stanza;
+  Node::Attrs expect;  // the ack's attributes (sorted)
+  uint64_t sent = 0;   // the order it was sent to a connection in
+};
+
+struct Device {
+  std::deque<OfflineStanza> offline;
+  std::array<uint8_t, 32> noise_pub{};
+  std::string lid;
+  std::string name;
+  bool logged_out = false;
+  int64_t logins = 0;
+  std::optional<LoginFailure> fail_login;
+};
+
+class SimConn;
+
+}  // namespace sim_internal
+
+class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
+ public:
+  State(boost::asio::io_context& io, SimOptions options, std::shared_ptr<spdlog::logger> log)
+      : io_(io),
+        options_(std::move(options)),
+        log_(std::move(log)),
+        ws_acceptor_(io),
+        control_acceptor_(io),
+        tls_acceptor_(io) {}
+
+  // sim_server.cc: the keys, the certificate chain and the listeners.
+  absl::Status Init();
+  void Stop();
+
+  uint16_t tls_port() const {
+    return tls_acceptor_.is_open() ? tls_acceptor_.local_endpoint().port() : 0;
+  }
+
+  uint16_t ws_port() const { return ws_acceptor_.local_endpoint().port(); }
+  uint16_t control_port() const { return control_acceptor_.local_endpoint().port(); }
+  const wa::KeyPair& root() const { return root_; }
+  const wa::KeyPair& static_key() const { return static_key_; }
+  const Bytes& cert_chain() const { return cert_chain_; }
+  const SimOptions& options() const { return options_; }
+  spdlog::logger& log() { return *log_; }
+
+  // Accounts (by phone), devices and live connections, touched only on the io thread.
+  std::map<std::string, sim_internal::Account> accounts;
+  std::map<std::string, sim_internal::Device> devices;
+  std::map<uint64_t, std::shared_ptr<sim_internal::SimConn>> conns;
+  uint64_t next_conn_id = 1;
+  struct Counters {
+    int64_t accepted = 0, logins = 0, login_failures = 0, replaced = 0, handshake_failures = 0,
+            pings_answered = 0, acks_received = 0, messages_sent = 0, registrations = 0,
+            pairings = 0, pairings_rejected = 0, logouts = 0, refused = 0,
+            presences_available = 0,  // <presence type="available"> from any client
+        outdated_refused = 0,         // logins refused 405 under min_version
+        version_page_reads = 0,
+            offline_delivered = 0,  // stanzas delivered from a device's offline queue
+        offline_batches = 0;        // <ib><offline_batch> requests received
+  } counters;
+  // The WhatsApp Web version policy (SimOptions::min_version, web_version; POST /version),
+  // and the page's body when a test replaced it.
+  uint32_t min_version = 0;
+  uint32_t web_version = 0;
+  std::optional<std::string> page_override;
+  // POST /outage: while true every live connection has been reset and new ones are refused.
+  bool outage = false;
+
+  std::shared_ptr<sim_internal::SimConn> FindLive(const std::string& device_key);
+
+ private:
+  // sim_server.cc
+  static boost::asio::awaitable<void> AcceptWs(std::shared_ptr<State> self);
+  static boost::asio::awaitable<void> AcceptControl(std::shared_ptr<State> self);
+  static boost::asio::awaitable<void> AcceptTls(std::shared_ptr<State> self);
+  static boost::asio::awaitable<void> RelayTls(std::shared_ptr<State> self,
+                                               boost::asio::ip::tcp::socket socket);
+  // sim_control_api.cc
+  static boost::asio::awaitable<void> ServeControl(std::shared_ptr<State> self,
+                                                   boost::asio::ip::tcp::socket socket);
+  // POST /pair: plays the phone scanning a QR code; POST /pair-code: the person typing the
+  // pairing code on the phone. Both answer once the companion answered pair-success.
+  static boost::asio::awaitable<sim_internal::HttpResponse> Pair(
+      std::shared_ptr<State> self, const sim_internal::HttpRequest& req);
+  sim_internal::HttpResponse Route(const sim_internal::HttpRequest& req);
+
+  boost::asio::io_context& io_;
+  SimOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  boost::asio::ip::tcp::acceptor ws_acceptor_;
+  boost::asio::ip::tcp::acceptor control_acceptor_;
+  boost::asio::ip::tcp::acceptor tls_acceptor_;
+  std::optional<boost::asio::ssl::context> tls_ctx_;
+  wa::KeyPair root_;
+  wa::KeyPair static_key_;
+  Bytes cert_chain_;
+};
+
+namespace sim_internal {
+
+// One client connection: WebSocket, Noise responder, then the stanza loop.
+class SimConn : public std::enable_shared_from_this<SimConn> {
+ public:
+  SimConn(std::shared_ptr<SimServer::State> server, tcp::socket socket, uint64_t id);
+
+  // sim_server.cc: the WebSocket, the Noise handshake, then the stanza loop.
+  static awaitable<void> Run(std::shared_ptr<SimConn> self);
+
+  // sim_stanzas.cc: what the client sends; login and registration.
+  void Handle(const Node& node);
+  void OnIq(const Node& iq);
+  void OnClientPayload(const wa::ServerHandshake::ClientIdentity& id);
+  void StartRegistration(const wa::ServerHandshake::ClientIdentity& id);
+
+  struct PairOutcome {
+    int http_status = 200;
+    json body;
+  };
+  using PairDone = std::function<void(PairOutcome)>;
+
+  // sim_stanzas.cc: pairing, as the control API's POST /pair and /pair-code play the phone.
+  bool Shows(const wa::ScannedQr& qr) const;
+  bool AwaitsCode(const std::string& phone) const;
+  absl::Status EnterCode(const std::string& code, const std::string& phone, const json& opts,
+                         PairDone done);
+  void SendPairSuccess(const wa::ScannedQr& qr, const std::string& phone, const json& opts,
+                       PairDone done);
+
+ private:
+  void OnCompanionHello(const Node& reg, Node::Attrs attrs);
+  void OnCompanionFinish(const Node& iq, Node::Attrs attrs);
+  void OnPairAnswer(const Node& iq);
+
+  std::string NextId() { return absl::StrCat("sim.", id_, ".", ++next_iq_); }
+
+ public:
+  // sim_server.cc: writes, and the end of the connection.
+  void Send(const Node& node);
+  void SendAndClose(const Node& node);
+  static awaitable<void> WriteLoop(std::shared_ptr<SimConn> self);
+  void Drop(bool rst);
+  void Gone();
+
+  // sim_stanzas.cc: stream errors, stanzas and their acks, the offline queue.
+  void SendStreamError(int code, std::optional<std::string> conflict = std::nullopt);
+  void OnAck(const Node& ack);
+  static OfflineStanza MakeStanza(const std::string& tag, const std::string& from,
+                                  const json& extra);
+  std::string SendStanza(const std::string& tag, const std::string& from, const json& extra);
+  void Expect(OfflineStanza s);
+  void OfferOffline();
+  void DeliverOffline();
+  std::string SendMessage(const std::string& from);
+  void Requeue();
+
+  // sim_control_api.cc: the connection as GET /connections lists it.
+  json ToJson() const;
+
+  const std::string& jid() const { return jid_; }
+  bool logged_in() const { return logged_in_ && !closed_; }
+  void set_blackholed(bool on) { blackholed_ = on; }
+
+ private:
+  std::shared_ptr<SimServer::State> server_;
+  websocket::stream<beast::tcp_stream> ws_;
+  uint64_t id_;
+  std::string remote_;
+  absl::Time connected_at_;
+  std::string jid_;
+  struct PendingPair {
+    std::string iq_id, phone, device_key, lid, name;
+    std::array<uint8_t, 32> account_pub{};
+    PairDone done;
+  };
+  bool registering_ = false;
+  std::array<uint8_t, 32> noise_pub_{};
+  std::array<uint8_t, 32> identity_pub_{};
+  std::vector<std::string> refs_;
+  std::optional<PendingPair> pairing_;
+  struct CodeRequest {  // a companion_hello and, once typed, the phone's primary_hello
+    std::string phone, ref;
+    Bytes wrapped_ephemeral;
+    std::optional<wa::PhoneLinkCode> hello;
+    json opts;
+    PairDone done;
+  };
+  std::optional<CodeRequest> code_request_;
+  uint64_t next_iq_ = 0;
+  std::optional<wa::NoiseChannel> channel_;
+  std::deque<Bytes> outbox_;
+  std::string presence_;
+  std::vector<std::string> presences_;  // every presence this connection sent, in order
+  int64_t pings_ = 0;
+  int64_t acks_ = 0;
+  int64_t acks_matched_ = 0;     // acks of stanzas sent here, every attribute as expected
+  int64_t acks_mismatched_ = 0;  // acks with an unknown id or other attributes
+  std::map<std::string, OfflineStanza> awaiting_ack_;  // stanza id → it and its ack's attributes
+  std::deque<OfflineStanza> offering_;  // the offline queue offered at login, until delivered
+  std::unique_ptr<asio::steady_timer> offline_timer_;
+  bool offline_batch_requested_ = false;
+  uint64_t sent_ = 0;          // stanzas sent expecting an ack
+  bool offline_done_ = false;  // <ib><offline> sent: the offline queue is delivered
+  bool handshake_done_ = false;
+  bool logged_in_ = false;
+  bool blackholed_ = false;
+  bool writing_ = false;
+  bool close_after_write_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace sim_internal
+}  // namespace wasentinel::sim
