@@ -162,7 +162,7 @@ std::pair<absl::Duration, absl::Duration> DurationRange(const absl::Flag<std::st
 }
 
 std::string Address(const absl::Flag<std::string>& flag, bool empty_allowed) {
-  const std::string value = absl::GetFlag(flag);
+  std::string value = absl::GetFlag(flag);
   if (value.empty()) {
     if (!empty_allowed) Refuse(Handle(flag), "is required: host:port");
     return value;

@@ -424,7 +424,7 @@ OfflineStanza SimConn::MakeStanza(const std::string& tag, const std::string& fro
 std::string SimConn::SendStanza(const std::string& tag, const std::string& from,
                                 const json& extra) {
   OfflineStanza out = MakeStanza(tag, from, extra);
-  const std::string id = out.stanza.AttrOr("id");
+  std::string id = out.stanza.AttrOr("id");
   Expect(std::move(out));
   return id;
 }

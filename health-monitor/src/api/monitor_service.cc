@@ -13,8 +13,8 @@ constexpr int kDefaultPageSize = 100;
 constexpr int kMaxTransitions = 1000;
 constexpr int kDefaultTransitions = 200;
 
-grpc::Status Invalid(std::string message) {
-  return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
+grpc::Status Invalid(const std::string& message) {
+  return {grpc::StatusCode::INVALID_ARGUMENT, message};
 }
 
 grpc::Status CheckSessionId(const std::string& id) {

@@ -1,6 +1,7 @@
 #include "assessment.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/proto_time.h"
@@ -139,7 +140,7 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
   }
   if (!connected && !ended && offline > absl::ZeroDuration()) {
     const double share = std::min(1.0, absl::FDivDuration(offline, policy.critical_after));
-    score.Penalty("offline", static_cast<int>(40 * share + 0.5),
+    score.Penalty("offline", static_cast<int>(std::lround(40 * share)),
                   absl::StrCat("offline ", HumanDuration(offline)));
   }
   if (socket_dead) score.Penalty("socket", 30, "stored CONNECTED, socket dead");

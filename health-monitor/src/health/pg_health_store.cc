@@ -51,6 +51,7 @@ Enum EnumOf(const pqxx::field& f, Parse parse) {
 
 std::string LevelsArray(const std::vector<v1::HealthLevel>& levels) {
   std::vector<std::string> names;
+  names.reserve(levels.size());
   for (auto l : levels) names.push_back(v1::HealthLevel_Name(l));
   return absl::StrCat("{", absl::StrJoin(names, ","), "}");
 }

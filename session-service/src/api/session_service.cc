@@ -22,8 +22,8 @@ constexpr int kMaxPageSize = 500;
 constexpr int kDefaultPageSize = 100;
 constexpr size_t kMaxCredsJson = 1 << 20;
 
-grpc::Status Invalid(std::string message) {
-  return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
+grpc::Status Invalid(const std::string& message) {
+  return {grpc::StatusCode::INVALID_ARGUMENT, message};
 }
 
 // owner_email: empty (no owner) or an SMTP mailbox; it becomes an alert's RCPT TO.

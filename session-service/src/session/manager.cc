@@ -318,6 +318,7 @@ absl::Status SessionManager::RestoreAll() {
     WAS_ASSIGN_OR_RETURN(auto live, store_.ListLive());
     WAS_ASSIGN_OR_RETURN(auto restorable, store_.ListRestorable());
     std::vector<std::string> ids;
+    ids.reserve(restorable.size());
     for (const auto& rec : restorable) ids.push_back(rec.id);
     WAS_ASSIGN_OR_RETURN(auto won, store_.AcquireLeases(ids, o.replica_id, o.lease_ttl));
     absl::flat_hash_map<std::string, int64_t> tokens;

@@ -126,6 +126,7 @@ constexpr char kFencedPayload[] = "type.wasentinel/fenced";
 // "{CONNECTED,DISCONNECTED}" for = ANY($n::text[]).
 std::string StatesArray(const std::vector<v1::SessionState>& states) {
   std::vector<std::string> names;
+  names.reserve(states.size());
   for (auto s : states) names.push_back(StateName(s));
   return absl::StrCat("{", absl::StrJoin(names, ","), "}");
 }

@@ -15,7 +15,7 @@ namespace wasentinel::wa {
 
 class NoiseChannel {
  public:
-  explicit NoiseChannel(NoiseHandshake::Ciphers ciphers) : ciphers_(std::move(ciphers)) {}
+  explicit NoiseChannel(const NoiseHandshake::Ciphers& ciphers) : ciphers_(ciphers) {}
 
   /// The framed ciphertext of `node`, ready for the socket. Frames must reach the socket in the
   /// order Seal produced them (the nonce counts frames).
