@@ -18,8 +18,8 @@ ABSL_FLAG(std::string, alert_service, "",
 ABSL_FLAG(std::string, alert_service_api_key, "",
           "key for alert-service (scope operate) [WAS_ALERT_SERVICE_API_KEY]");
 ABSL_FLAG(std::string, upstream_ca, "",
-          "CA (PEM file) for TLS to session-service and alert-service; empty: plaintext"
-          " [WAS_UPSTREAM_CA]");
+          "CA (PEM file) for TLS to session-service and alert-service, presenting --tls_cert and"
+          " --tls_key as the client certificate; empty: plaintext [WAS_UPSTREAM_CA]");
 ABSL_FLAG(absl::Duration, light_interval, absl::Seconds(30),
           "light check (GetHealth) period [WAS_LIGHT_INTERVAL]");
 ABSL_FLAG(absl::Duration, deep_interval, absl::Minutes(5),

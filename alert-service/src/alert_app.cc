@@ -134,10 +134,14 @@ int App::metrics_port() const { return impl_->rt->metrics_port(); }
 
 void App::Shutdown(absl::Duration drain) {
   Impl& i = *impl_;
-  i.rt->Shutdown(drain, [&i](absl::Time) {
-    i.StopHousekeeping();
-    i.dispatcher->Stop();  // sends under way finish; claims not yet sent expire
-  });
+  // The gRPC server stops first (within the deadline); the dispatchers keep delivering
+  // meanwhile, so what the last calls raised still goes out from this replica.
+  i.rt->Shutdown(
+      drain, [](absl::Time) {},
+      [&i](absl::Time) {
+        i.dispatcher->Stop();  // sends under way finish; claims not yet sent expire
+        i.StopHousekeeping();
+      });
 }
 
 }  // namespace wasentinel::alert

@@ -70,8 +70,9 @@ class App {
   /// Starts the dispatchers and the housekeeping (reminders, outbox gauges every 5 s).
   absl::Status Start();
 
-  /// Health NOT_SERVING, stops the dispatchers (sends under way finish within `deadline`; what
-  /// is not sent stays in the outbox), then stops taking calls.
+  /// Health NOT_SERVING, stops taking calls (those open at `deadline` are cancelled) while the
+  /// dispatchers go on delivering, then stops the dispatchers (sends under way finish; what is
+  /// not sent stays in the outbox for the other replicas or the next start).
   void Shutdown(absl::Duration deadline);
 
   int grpc_port() const;

@@ -51,7 +51,8 @@ absl::Status ServiceRuntime::Serve(const std::vector<grpc::Service*>& services,
 }
 
 void ServiceRuntime::Shutdown(absl::Duration drain_timeout,
-                              absl::FunctionRef<void(absl::Time deadline)> drain) {
+                              absl::FunctionRef<void(absl::Time deadline)> drain,
+                              absl::FunctionRef<void(absl::Time deadline)> after_server) {
   if (shut_down_) return;
   shut_down_ = true;
   const absl::Time deadline = absl::Now() + drain_timeout;
@@ -62,6 +63,7 @@ void ServiceRuntime::Shutdown(absl::Duration drain_timeout,
     server_->Shutdown(
         absl::ToChronoTime(std::max(deadline, absl::Now() + absl::Milliseconds(100))));
   }
+  after_server(deadline);
   log_->info("shut down");
 }
 

@@ -9,8 +9,10 @@ RestorePacer::RestorePacer(boost::asio::io_context& io, double per_second,
                            std::function<bool(const std::string&, v1::StateReason)> connect)
     : io_(io), per_second_(per_second), connect_(std::move(connect)) {}
 
-void RestorePacer::Queue(const std::vector<std::string>& ids, v1::StateReason reason) {
+void RestorePacer::Queue(const std::vector<std::string>& ids, v1::StateReason reason,
+                         std::weak_ptr<void> owner) {
   WAS_ASSERT_CONNECTION_THREAD(io_);
+  owner_ = std::move(owner);
   for (const auto& id : ids) queue_.emplace_back(id, reason);
   if (!timer_) Next();
 }
@@ -33,8 +35,9 @@ void RestorePacer::Next() {
       std::uniform_real_distribution<double> jitter(0.5, 1.5);
       const absl::Duration gap = absl::Seconds(jitter(rng_) / per_second_);
       timer_ = std::make_unique<boost::asio::steady_timer>(io_, absl::ToChronoNanoseconds(gap));
-      timer_->async_wait([this, alive = std::weak_ptr<bool>(alive_)](auto ec) {
-        if (!ec && alive.lock()) Next();
+      timer_->async_wait([this, owner = owner_](auto ec) {
+        if (ec) return;
+        if (auto keep = owner.lock()) Next();  // `keep`: the owner outlives this call
       });
       return;
     }

@@ -27,8 +27,11 @@ class RestorePacer {
   RestorePacer(boost::asio::io_context& io, double per_second,
                std::function<bool(const std::string&, v1::StateReason)> connect);
 
-  /// Queues `ids` to connect with `reason`, behind those already queued.
-  void Queue(const std::vector<std::string>& ids, v1::StateReason reason);
+  /// Queues `ids` to connect with `reason`, behind those already queued. `owner`: what owns
+  /// this pacer (the state machine); the pace timer's handler holds it while it runs, so the
+  /// pacer is never destroyed under it, and does nothing once it is gone.
+  void Queue(const std::vector<std::string>& ids, v1::StateReason reason,
+             std::weak_ptr<void> owner);
   /// Drops the queue (shutdown).
   void Stop();
   /// Sessions still waiting their turn.
@@ -44,8 +47,7 @@ class RestorePacer {
   std::unique_ptr<boost::asio::steady_timer> timer_;
   std::mt19937_64 rng_{std::random_device{}()};
   bool stopped_ = false;
-  // Handlers of a destroyed pacer check this before touching it.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::weak_ptr<void> owner_;
 };
 
 }  // namespace wasentinel::session

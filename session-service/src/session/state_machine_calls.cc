@@ -266,7 +266,7 @@ void StateMachine::AdoptAndRestore(const std::vector<SessionRecord>& records,
     }
     ids.push_back(rec.id);
   }
-  pacer_.Queue(ids, reason);
+  pacer_.Queue(ids, reason, weak_from_this());
 }
 
 std::vector<std::pair<std::string, int64_t>> StateMachine::HeldLeases() const {

@@ -88,8 +88,12 @@ class ServiceRuntime {
   /// The ordered shutdown, once (later calls do nothing): health NOT_SERVING, then
   /// `drain(deadline)` (the service stops its own parts, in its own order, by `deadline` =
   /// now + `drain_timeout`), then the gRPC server stops, cancelling calls still open at the
-  /// deadline (at least 100 ms after the drain, so answers already computed go out).
-  void Shutdown(absl::Duration drain_timeout, absl::FunctionRef<void(absl::Time deadline)> drain);
+  /// deadline (at least 100 ms after the drain, so answers already computed go out), then
+  /// `after_server(deadline)`: what must keep working while calls drain (alert-service's
+  /// dispatchers deliver what the last calls raised).
+  void Shutdown(
+      absl::Duration drain_timeout, absl::FunctionRef<void(absl::Time deadline)> drain,
+      absl::FunctionRef<void(absl::Time deadline)> after_server = [](absl::Time) {});
   /// Stops the gRPC server now (for a composition root's destructor after a failed Create).
   void StopServer();
 
