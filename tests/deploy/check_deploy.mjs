@@ -49,13 +49,14 @@ const work = mkdtempSync(join(tmpdir(), 'was-deploy-'));
 // common/config.h ParseFlags reads exactly those), and its flags, as the program's own
 // --helpfull lists them under its main.cc (the service's flags and the runtime's,
 // common/grpc/include/wasentinel/common/daemon.h).
-const binaries = { 'session-service': process.env.SESSION_SERVICE,
-  'health-monitor': process.env.HEALTH_MONITOR, 'alert-service': process.env.ALERT_SERVICE };
+const binaries = { 'session-service': requiredEnv('SESSION_SERVICE'),
+  'health-monitor': requiredEnv('HEALTH_MONITOR'), 'alert-service': requiredEnv('ALERT_SERVICE') };
 const envOf = {};
 const flagsOf = {};
 for (const [name, binary] of Object.entries(binaries)) {
-  const help = spawnSync(binary, ['--helpfull'], { encoding: 'utf8' }).stdout ?? '';
-  const own = help.split(/\n(?=  Flags from )/).find((part) => /^  Flags from \S*main\.cc:/.test(part)) ?? '';
+  const help = run(binary, ['--helpfull']).stdout ?? '';
+  const own = help.split(/\n(?=  Flags from )/).find((part) => /^  Flags from \S*main\.cc:/.test(part));
+  if (!own) throw new Error(`${binary} --helpfull lists no flags of its main.cc`);
   envOf[name] = new Set([...own.matchAll(/\[(WAS_\w+)\]/g)].map((m) => m[1]));
   flagsOf[name] = [...own.matchAll(/^    --(\w+) \(/gm)].map((m) => m[1]);
 }

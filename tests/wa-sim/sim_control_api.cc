@@ -27,19 +27,7 @@
 namespace wasentinel::sim {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
-using asio::awaitable;
-using asio::use_awaitable;
-using json = nlohmann::json;
-
-using sim_internal::Device;
-using sim_internal::LoginFailure;
-using sim_internal::SimConn;
-using wa::MakeNode;
-using wa::Node;
+using namespace sim_internal;  // the aliases and types the parts of wa-sim share
 
 // "15551234567:12@s.whatsapp.net" or "15551234567:12" → "15551234567:12".
 std::string DeviceKey(std::string_view jid) {

@@ -28,12 +28,7 @@
 namespace wasentinel::sim {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-using tcp = asio::ip::tcp;
-using asio::awaitable;
-using asio::use_awaitable;
-using sim_internal::SimConn;
+using namespace sim_internal;  // the aliases and types the parts of wa-sim share
 
 }  // namespace
 

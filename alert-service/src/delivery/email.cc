@@ -146,7 +146,7 @@ struct CurlEmailSender::Impl {
 };
 
 CurlEmailSender::CurlEmailSender(SmtpOptions options)
-    : impl_(new Impl{curl_easy_init(), std::move(options), false}) {}
+    : impl_(std::make_unique<Impl>(Impl{curl_easy_init(), std::move(options), false})) {}
 
 CurlEmailSender::~CurlEmailSender() { curl_easy_cleanup(impl_->curl); }
 

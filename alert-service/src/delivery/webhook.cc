@@ -149,7 +149,8 @@ struct CurlWebhookSender::Impl {
 
 CurlWebhookSender::CurlWebhookSender(absl::Duration timeout, bool allow_private,
                                      std::string ca_file)
-    : impl_(new Impl{curl_easy_init(), timeout, allow_private, std::move(ca_file)}) {}
+    : impl_(std::make_unique<Impl>(
+          Impl{curl_easy_init(), timeout, allow_private, std::move(ca_file)})) {}
 
 CurlWebhookSender::~CurlWebhookSender() { curl_easy_cleanup(impl_->curl); }
 

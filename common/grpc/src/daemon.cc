@@ -38,6 +38,4 @@ int Fail(std::string_view what, const absl::Status& status) {
   return 1;
 }
 
-void WaitForStop() { WaitForStopSignal(); }
-
 }  // namespace wasentinel::daemon_internal

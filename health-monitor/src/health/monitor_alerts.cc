@@ -12,14 +12,7 @@
 namespace wasentinel::monitor {
 namespace {
 
-using internal::kBanned;
-using internal::kLoggedOut;
-using internal::kManual;
-using internal::kOffline;
-using internal::kOutdated;
-using internal::kPhone;
-using internal::ReasonName;
-using internal::StateName;
+using namespace internal;  // monitor_internal.h
 
 }  // namespace
 

@@ -34,8 +34,6 @@ class RestorePacer {
              std::weak_ptr<void> owner);
   /// Drops the queue (shutdown).
   void Stop();
-  /// Sessions still waiting their turn.
-  size_t queued() const { return queue_.size(); }
 
  private:
   void Next();

@@ -136,10 +136,19 @@ struct SessionPage {
 
 /// The store seam. Errors: NOT_FOUND (unknown id), ALREADY_EXISTS (duplicate tenant +
 /// session_name), INVALID_ARGUMENT (malformed id or token), UNAVAILABLE (database down).
-class SessionStore {
+/// Where transitions are stored: all the TransitionWriter needs of a store (SessionStore in
+/// production, a recorder in the state machine's test).
+class TransitionStore {
  public:
-  virtual ~SessionStore() = default;
+  virtual ~TransitionStore() = default;
+  /// Writes the event and the session's new state (or deletes the row); answers the event with
+  /// its sequence. NOT_FOUND when the session no longer exists; fenced (IsFenced) when another
+  /// replica holds the session's lease.
+  virtual absl::StatusOr<EventRecord> RecordTransition(const Transition& t) = 0;
+};
 
+class SessionStore : public TransitionStore {
+ public:
   /// Inserts `record` (its id, state and timestamps are assigned) and its CREATED event. With
   /// a `lease_owner`, the same transaction gives that replica the session's lease for
   /// `lease_ttl`, so a session that wants a socket is never an orphan another replica claims
@@ -165,9 +174,6 @@ class SessionStore {
   /// Applies `update`; answers the updated row.
   virtual absl::StatusOr<SessionRecord> Update(const std::string& id,
                                                const SessionUpdate& update) = 0;
-  /// Writes the event and the session's new state (or deletes the row); answers the event with
-  /// its sequence. NOT_FOUND when the session no longer exists.
-  virtual absl::StatusOr<EventRecord> RecordTransition(const Transition& t) = 0;
   /// Up to `limit` sessions whose credentials are sealed under another key id than `key_id`.
   virtual absl::StatusOr<std::vector<SessionRecord>> ListSealedNotUnder(const std::string& key_id,
                                                                         int limit) = 0;

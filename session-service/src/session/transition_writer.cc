@@ -5,7 +5,7 @@
 
 namespace wasentinel::session {
 
-TransitionWriter::TransitionWriter(SessionStore& store, std::shared_ptr<spdlog::logger> log,
+TransitionWriter::TransitionWriter(TransitionStore& store, std::shared_ptr<spdlog::logger> log,
                                    absl::Duration retry_interval)
     : store_(store),
       log_(std::move(log)),

@@ -21,7 +21,7 @@ namespace wasentinel::session {
 
 class TransitionWriter {
  public:
-  TransitionWriter(SessionStore& store, std::shared_ptr<spdlog::logger> log,
+  TransitionWriter(TransitionStore& store, std::shared_ptr<spdlog::logger> log,
                    absl::Duration retry_interval = absl::Seconds(1));
   ~TransitionWriter();  // stops after what is queued is written or Stop's deadline passed
 
@@ -37,7 +37,7 @@ class TransitionWriter {
  private:
   void Loop();
 
-  SessionStore& store_;
+  TransitionStore& store_;
   std::function<void(const Transition&)> on_fenced_;
   std::shared_ptr<spdlog::logger> log_;
   const absl::Duration retry_interval_;

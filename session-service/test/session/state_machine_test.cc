@@ -34,8 +34,8 @@ std::optional<T> Take(wasentinel::testing::Recorder<T>& recorder, size_t& cursor
 
 constexpr char kKey[] = "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
-// A store whose only real part is RecordTransition: the TransitionWriter's target.
-class RecordingStore final : public SessionStore {
+// Records the transitions the TransitionWriter stores.
+class RecordingStore final : public TransitionStore {
  public:
   absl::StatusOr<EventRecord> RecordTransition(const Transition& t) override {
     transitions.Push(t);
@@ -44,48 +44,6 @@ class RecordingStore final : public SessionStore {
     return e;
   }
   wasentinel::testing::Recorder<Transition> transitions;
-
-  using Created = std::pair<SessionRecord, EventRecord>;
-  using StateCounts = std::vector<std::pair<v1::SessionState, int64_t>>;
-  using Sightings = std::vector<std::pair<std::string, absl::Time>>;
-#define WAS_UNUSED(ret, name, ...) \
-  ret name(__VA_ARGS__) override { return absl::UnimplementedError(#name); }
-  WAS_UNUSED(absl::StatusOr<Created>, Create, const SessionRecord&, const std::string&,
-             absl::Duration)
-  WAS_UNUSED(absl::StatusOr<SessionRecord>, Get, const std::string&)
-  WAS_UNUSED(absl::StatusOr<SessionRecord>, GetByName, const std::string&, const std::string&)
-  WAS_UNUSED(absl::StatusOr<SessionPage>, List, const SessionFilter&, int, const std::string&)
-  WAS_UNUSED(absl::StatusOr<std::vector<SessionRecord>>, ListRestorable)
-  WAS_UNUSED(absl::StatusOr<std::vector<SessionRecord>>, ListLive)
-  WAS_UNUSED(absl::StatusOr<std::vector<SessionRecord>>, GetMany, const std::vector<std::string>&)
-  WAS_UNUSED(absl::StatusOr<SessionRecord>, Update, const std::string&, const SessionUpdate&)
-  WAS_UNUSED(absl::StatusOr<std::vector<SessionRecord>>, ListSealedNotUnder, const std::string&,
-             int)
-  WAS_UNUSED(absl::StatusOr<bool>, ReplaceSealed, const std::string&, const SealedCredentials&,
-             const SealedCredentials&)
-  WAS_UNUSED(absl::StatusOr<std::vector<EventRecord>>, EventsAfter, int64_t, const SessionFilter&,
-             int)
-  WAS_UNUSED(absl::StatusOr<int64_t>, LatestSequence)
-  WAS_UNUSED(absl::StatusOr<int64_t>, OldestSequence)
-  WAS_UNUSED(absl::StatusOr<int64_t>, PruneEventsBefore, absl::Time, int)
-  WAS_UNUSED(absl::Status, RecordPhoneSightings, const Sightings&)
-  WAS_UNUSED(absl::StatusOr<StateCounts>, CountByState)
-  WAS_UNUSED(absl::StatusOr<absl::Duration>, Ping)
-  WAS_UNUSED(absl::StatusOr<std::vector<Lease>>, AcquireLeases, const std::vector<std::string>&,
-             const std::string&, absl::Duration)
-  WAS_UNUSED(absl::StatusOr<std::vector<Lease>>, ClaimOrphans, const std::string&, absl::Duration,
-             int)
-  WAS_UNUSED(absl::StatusOr<WantedCounts>, CountWanted)
-  WAS_UNUSED(absl::StatusOr<std::vector<int64_t>>, RenewLeases, const std::vector<int64_t>&,
-             absl::Duration)
-  WAS_UNUSED(absl::Status, ReleaseLeases, const std::vector<int64_t>&)
-  WAS_UNUSED(absl::StatusOr<std::optional<ReplicaInfo>>, LeaseOwner, const std::string&)
-  WAS_UNUSED(absl::Status, Heartbeat, const ReplicaInfo&)
-  WAS_UNUSED(absl::StatusOr<std::vector<ReplicaInfo>>, LiveReplicas, absl::Duration)
-  WAS_UNUSED(absl::Status, RemoveReplica, const std::string&)
-  WAS_UNUSED(absl::StatusOr<std::vector<EventRecord>>, EventsBySequence,
-             const std::vector<int64_t>&)
-#undef WAS_UNUSED
 
  private:
   int64_t sequence_ = 0;
@@ -169,6 +127,14 @@ class StateMachineTest : public ::testing::Test {
     return *conn;
   }
 
+  // Connected, with its CONNECTING and CONNECTED transitions stored and checked.
+  std::shared_ptr<FakeConnection> Online(const SessionRecord& rec) {
+    auto conn = Connected(rec);
+    EXPECT_EQ(NextTransition().first, v1::SESSION_STATE_CONNECTING);
+    EXPECT_EQ(NextTransition().first, v1::SESSION_STATE_CONNECTED);
+    return conn;
+  }
+
   // The next stored transition's (to, reason).
   std::pair<v1::SessionState, v1::StateReason> NextTransition() {
     auto t = Take(store_.transitions, transitions_seen_);
@@ -213,9 +179,7 @@ TEST_F(StateMachineTest, ConnectLogsInAndStampsTheFakeClock) {
 }
 
 TEST_F(StateMachineTest, ADropIsRetriedUntilTheScheduleIsUsedUp) {
-  auto conn = Connected(Row("s1"));
-  NextTransition();
-  NextTransition();
+  auto conn = Online(Row("s1"));
   wa::CloseInfo drop;
   drop.cause = wa::CloseCause::kSocketClosed;
   drop.detail = "reset by peer";
@@ -241,9 +205,7 @@ TEST_F(StateMachineTest, ADropIsRetriedUntilTheScheduleIsUsedUp) {
 
 TEST_F(StateMachineTest, LoggedOutForgetsTheCredentialsAndRefusesAnAutomaticRecovery) {
   const SessionRecord rec = Row("s1");
-  auto conn = Connected(rec);
-  NextTransition();
-  NextTransition();
+  auto conn = Online(rec);
   wa::CloseInfo info;
   info.cause = wa::CloseCause::kLoggedOut;
   info.code = 401;
@@ -256,9 +218,7 @@ TEST_F(StateMachineTest, LoggedOutForgetsTheCredentialsAndRefusesAnAutomaticReco
 }
 
 TEST_F(StateMachineTest, ATemporaryBanEndsOnTheFakeClocksTime) {
-  auto conn = Connected(Row("s1"));
-  NextTransition();
-  NextTransition();
+  auto conn = Online(Row("s1"));
   wa::CloseInfo ban;
   ban.cause = wa::CloseCause::kTemporaryBan;
   ban.code = 402;
@@ -274,9 +234,7 @@ TEST_F(StateMachineTest, ATemporaryBanEndsOnTheFakeClocksTime) {
 }
 
 TEST_F(StateMachineTest, ALostLeaseCutsTheSocketAndForgetsTheSession) {
-  auto conn = Connected(Row("s1"));
-  NextTransition();
-  NextTransition();
+  auto conn = Online(Row("s1"));
   sm_->OnIo([&] { sm_->LoseLease("s1", 7, "the database was unreachable", /*record=*/true); });
   EXPECT_EQ(NextTransition(), State(v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_LEASE_LOST));
   EXPECT_TRUE(conn->aborted);
@@ -286,9 +244,7 @@ TEST_F(StateMachineTest, ALostLeaseCutsTheSocketAndForgetsTheSession) {
 }
 
 TEST_F(StateMachineTest, ShutdownClosesEverySocketAndRecordsShutdown) {
-  auto a = Connected(Row("a"));
-  NextTransition();
-  NextTransition();
+  auto a = Online(Row("a"));
   std::promise<void> closed;
   sm_->Post([&] { sm_->ShutdownAll([&] { closed.set_value(); }); });
   ASSERT_EQ(closed.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);

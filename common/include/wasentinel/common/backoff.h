@@ -46,7 +46,8 @@ class Backoff {
     return *base * f(rng);
   }
 
-  /// The same without jitter.
+ private:
+  // The step before the next retry after `done` retries, without jitter.
   std::optional<absl::Duration> Step(int done) const {
     if (steps_.empty() || done < 0) return std::nullopt;
     if (done >= steps()) {
@@ -56,7 +57,6 @@ class Backoff {
     return steps_[done];
   }
 
- private:
   std::vector<absl::Duration> steps_;
   double jitter_;
   AfterLast after_last_;

@@ -15,12 +15,12 @@
 // "<service>: <status>").
 #pragma once
 
-#include <iostream>
 #include <string_view>
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/time/time.h"
+#include "wasentinel/common/process.h"
 #include "wasentinel/common/service_runtime.h"
 
 ABSL_DECLARE_FLAG(std::string, grpc_listen);
@@ -69,8 +69,6 @@ RuntimeOptions RuntimeFlags();
 absl::Duration ShutdownTimeout();
 /// Prints "<program>: <what><status>" to standard error; answers 1.
 int Fail(std::string_view what, const absl::Status& status);
-/// Waits for SIGTERM or SIGINT.
-void WaitForStop();
 
 }  // namespace daemon_internal
 
@@ -86,7 +84,7 @@ int DaemonMain(int argc, char** argv, std::string_view usage, ReadOptions read_o
   auto app = App::Create(o);
   if (!app.ok()) return daemon_internal::Fail("", app.status());
   if (auto st = (*app)->Start(); !st.ok()) return daemon_internal::Fail("start-up failed: ", st);
-  daemon_internal::WaitForStop();
+  WaitForStopSignal();
   (*app)->Shutdown(drain);
   return 0;
 }

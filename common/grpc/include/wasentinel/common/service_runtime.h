@@ -97,7 +97,6 @@ class ServiceRuntime {
   /// Stops the gRPC server now (for a composition root's destructor after a failed Create).
   void StopServer();
 
-  const std::string& name() const { return spec_.name; }
   const std::shared_ptr<spdlog::logger>& log() const { return log_; }
   PgPool& pool() const { return *pool_; }
   const std::string& database_url() const { return options_.database_url; }
@@ -105,7 +104,6 @@ class ServiceRuntime {
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
   const std::string& replica() const { return replica_; }
   Clock& clock() const { return *clock_; }
-  const RuntimeOptions& options() const { return options_; }
   /// The bound gRPC port (useful with ":0"); 0 before Serve().
   int grpc_port() const { return grpc_port_; }
   /// The bound metrics port; 0 without an exposer.
