@@ -1,6 +1,8 @@
-// Benchmark: N sessions kept connected by one session-service to wa-sim over loopback.
+// Benchmark: N sessions kept connected by one session-service to wa-sim over loopback, over
+// wss:// (wa-sim's TLS front, as the real WhatsApp is reached; SSL_CERT_FILE trusts its
+// certificate) and then over ws:// (plaintext, the same sessions restored again).
 //
-// Prints one JSON object per N with:
+// Prints one JSON object per N and transport with:
 //   connect_all_seconds     from session-service start until all N sessions are CONNECTED
 //                           (start-up restore with the rate limit lifted)
 //   rss_bytes_per_session   (RSS with N connected − RSS of an idle service) / N
@@ -9,7 +11,10 @@
 //   watcher_latency_ms      p50/p99 from a state change (the event's `at`) to its arrival at
 //                           each of `watchers` WatchSessionEvents streams (default 100)
 //   get_session             GetSession calls per second and latency (bench/get_session_rate,
-//                           a C++ client, 8 threads over 4 connections, 10 s)
+//                           a C++ client, 8 threads over 4 connections, 10 s); wss:// row only
+//   postgres                over the idle window: row writes per second (inserted + updated +
+//                           deleted in the service's database) and WAL bytes per hour (the
+//                           server's, which serves this service alone meanwhile)
 //
 // Environment: WA_SIM, SESSION_SERVICE, GET_SESSION_RATE, PROTO_DIR, DATABASE_URL (an empty database per N is
 // made by the caller: DATABASE_URL_<N>), BASELINE_DATABASE_URL (an empty database).
@@ -42,14 +47,16 @@ const cpuSeconds = (pid) => {
 };
 
 const running = new Set();  // killed on the way out, whatever happened
+const simCert = new URL('../tests/wa-sim/testdata/tls-cert.pem', import.meta.url).pathname;
+const simKey = new URL('../tests/wa-sim/testdata/tls-key.pem', import.meta.url).pathname;
 
-async function service(sim, dbUrl, key) {
+async function service(sim, dbUrl, key, waUrl) {
   const port = await freePort();
   const proc = spawn(requiredEnv('SESSION_SERVICE'), [
     `--grpc_listen=127.0.0.1:${port}`, '--metrics_listen=127.0.0.1:0', `--database_url=${dbUrl}`, `--auth_state_key=${key}`,
-    `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
+    `--wa_url=${waUrl}`, `--wa_version_url=${sim.versionUrl}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
     '--restore_per_second=0', '--log_level=warn',
-  ], { stdio: ['ignore', 'inherit', 'inherit'] });
+  ], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, SSL_CERT_FILE: simCert } });
   const exited = new Promise((r) => proc.on('exit', r));
   const client = new SessionService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const call = (m, req) => new Promise((res, rej) =>
@@ -106,11 +113,23 @@ async function watcherLatency(svc, ids, watchers = 100, changes = 20) {
   return { watchers, events: lat.length, p50: Number(percentile(lat, 0.5).toFixed(3)), p99: Number(percentile(lat, 0.99).toFixed(3)) };
 }
 
-const sim = await startSim();
+// Row writes of one database and the server's WAL position, for the idle window's figures.
+const psql = (url, sql) => {
+  const r = spawnSync('psql', ['-qAtX', url, '-c', sql], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`psql: ${r.stderr}`);
+  return r.stdout.trim();
+};
+const pgCounters = (url) => {
+  const [writes, wal] = psql(url, 'SELECT tup_inserted + tup_updated + tup_deleted, ' +
+    "pg_current_wal_lsn() - '0/0' FROM pg_stat_database WHERE datname = current_database()").split('|');
+  return { writes: Number(writes), wal: Number(wal), at: Date.now() };
+};
+
+const sim = await startSim([`--tls_cert=${simCert}`, `--tls_key=${simKey}`, '--tls_port=0']);
 const key = randomBytes(32).toString('hex');
 try {
   // Baseline: an idle session-service with no sessions.
-  const base = await service(sim, requiredEnv('BASELINE_DATABASE_URL'), key);
+  const base = await service(sim, requiredEnv('BASELINE_DATABASE_URL'), key, sim.tlsUrl);
   await waitFor(async () => (await connectedCount(base)) >= 0, { timeoutMs: 30000, what: 'baseline service' });
   const baselineRss = rss(base.proc.pid);
   await base.stop();
@@ -118,49 +137,62 @@ try {
   for (const n of sizes) {
     const dbUrl = requiredEnv(`DATABASE_URL_${n}`);
     // Create the sessions (they connect as they are created), then restart to time the restore.
-    let svc = await service(sim, dbUrl, key);
+    let svc = await service(sim, dbUrl, key, sim.tlsUrl);
     await waitFor(async () => (await connectedCount(svc)) >= 0, { timeoutMs: 30000, what: 'service' });
-    for (let i = 0; i < n; i++) {
-      const creds = initAuthCreds();
-      creds.me = { id: `1999${String(n).padStart(4, '0')}${String(i).padStart(5, '0')}:2@s.whatsapp.net` };
-      const json = JSON.stringify(creds, BufferJSON.replacer);
-      await sim.post('/devices', { creds: JSON.parse(json) });
-      await svc.call('CreateSession', { tenant_id: `bench-${n}-${i}`, creds_json: json });
+    for (let i = 0; i < n; i += 50) {
+      await Promise.all(Array.from({ length: Math.min(50, n - i) }, async (_, k) => {
+        const creds = initAuthCreds();
+        creds.me = { id: `1999${String(n).padStart(5, '0')}${String(i + k).padStart(5, '0')}:2@s.whatsapp.net` };
+        const json = JSON.stringify(creds, BufferJSON.replacer);
+        await sim.post('/devices', { creds: JSON.parse(json) });
+        await svc.call('CreateSession', { tenant_id: `bench-${n}-${i + k}`, creds_json: json });
+      }));
     }
-    await waitFor(async () => (await connectedCount(svc)) === n, { timeoutMs: 120000, what: `${n} created sessions connected` });
+    await waitFor(async () => (await connectedCount(svc)) === n,
+      { timeoutMs: 600000, intervalMs: 200, what: `${n} created sessions connected` });
     await svc.stop();
 
-    svc = await service(sim, dbUrl, key);
-    await waitFor(async () => (await connectedCount(svc)) === n,
-      { timeoutMs: 120000, what: `${n} sessions restored`, intervalMs: 50 });
-    const connectAll = (Date.now() - svc.started) / 1000;
-    // Let the connect burst settle before measuring the idle state.
-    await new Promise((r) => setTimeout(r, 3000));
-    const rssN = rss(svc.proc.pid);
-    const cpu0 = cpuSeconds(svc.proc.pid);
-    const w0 = Date.now();
-    await new Promise((r) => setTimeout(r, idleWindow * 1000));
-    const cpuPct = (100 * (cpuSeconds(svc.proc.pid) - cpu0)) / ((Date.now() - w0) / 1000);
-    const stats = await sim.get('/stats');
-    const still = await connectedCount(svc);
-    const ids = (await svc.call('ListSessions', { page_size: 100 })).sessions.map((x) => x.id);
-    const watch = await watcherLatency(svc, ids);
-    const rate = spawnSync(requiredEnv('GET_SESSION_RATE'), [`--addr=127.0.0.1:${svc.port}`, '--seconds=10'],
-      { encoding: 'utf8' });
-    if (rate.status !== 0) throw new Error(`get_session_rate: ${rate.stderr}`);
-    const getSession = JSON.parse(rate.stdout);
-    await svc.stop();
-    console.log(JSON.stringify({
-      benchmark: 'session_load', sessions: n,
-      connect_all_seconds: Number(connectAll.toFixed(3)),
-      rss_bytes: rssN, baseline_rss_bytes: baselineRss,
-      rss_bytes_per_session: Math.round((rssN - baselineRss) / n),
-      idle_cpu_percent: Number(cpuPct.toFixed(3)), idle_window_seconds: idleWindow,
-      connected_after_idle: still, sim_pings_answered: stats.pings_answered,
-      watcher_latency_ms: watch,
-      get_session: { calls_per_second: getSession.calls_per_second, p50_us: getSession.p50_us,
-        p99_us: getSession.p99_us, errors: getSession.errors },
-    }));
+    for (const [transport, waUrl] of [['wss', sim.tlsUrl], ['ws', sim.url]]) {
+      svc = await service(sim, dbUrl, key, waUrl);
+      await waitFor(async () => (await connectedCount(svc)) === n,
+        { timeoutMs: 600000, what: `${n} sessions restored over ${transport}://`, intervalMs: 50 });
+      const connectAll = (Date.now() - svc.started) / 1000;
+      // Let the connect burst settle before measuring the idle state.
+      await new Promise((r) => setTimeout(r, 3000));
+      const rssN = rss(svc.proc.pid);
+      const cpu0 = cpuSeconds(svc.proc.pid);
+      const pg0 = pgCounters(dbUrl);
+      await new Promise((r) => setTimeout(r, idleWindow * 1000));
+      const pg1 = pgCounters(dbUrl);
+      const cpuPct = (100 * (cpuSeconds(svc.proc.pid) - cpu0)) / ((pg1.at - pg0.at) / 1000);
+      const windowS = (pg1.at - pg0.at) / 1000;
+      const stats = await sim.get('/stats');
+      const still = await connectedCount(svc);
+      const row = {
+        benchmark: 'session_load', sessions: n, transport,
+        connect_all_seconds: Number(connectAll.toFixed(3)),
+        rss_bytes: rssN, baseline_rss_bytes: baselineRss,
+        rss_bytes_per_session: Math.round((rssN - baselineRss) / n),
+        idle_cpu_percent: Number(cpuPct.toFixed(3)), idle_window_seconds: idleWindow,
+        connected_after_idle: still, sim_pings_answered: stats.pings_answered,
+        postgres: {
+          row_writes_per_second: Number(((pg1.writes - pg0.writes) / windowS).toFixed(1)),
+          wal_bytes_per_hour: Math.round(((pg1.wal - pg0.wal) / windowS) * 3600),
+        },
+      };
+      if (transport === 'wss') {
+        const ids = (await svc.call('ListSessions', { page_size: 100 })).sessions.map((x) => x.id);
+        row.watcher_latency_ms = await watcherLatency(svc, ids);
+        const rate = spawnSync(requiredEnv('GET_SESSION_RATE'), [`--addr=127.0.0.1:${svc.port}`, '--seconds=10'],
+          { encoding: 'utf8' });
+        if (rate.status !== 0) throw new Error(`get_session_rate: ${rate.stderr}`);
+        const getSession = JSON.parse(rate.stdout);
+        row.get_session = { calls_per_second: getSession.calls_per_second, p50_us: getSession.p50_us,
+          p99_us: getSession.p99_us, errors: getSession.errors };
+      }
+      await svc.stop();
+      console.log(JSON.stringify(row));
+    }
   }
 } finally {
   for (const proc of running) proc.kill('SIGKILL');

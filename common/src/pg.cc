@@ -1,5 +1,7 @@
 #include "wasentinel/common/pg.h"
 
+#include <poll.h>
+
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -46,7 +48,37 @@ pqxx::row PgOne(const pqxx::result& r) {
   return r[0];
 }
 
+namespace {
+
+// libpq waits for a TCP connect without limit unless told; a database behind a dead route must
+// fail a call within seconds, not minutes. The URL's own connect_timeout, or PGCONNECT_TIMEOUT
+// from the environment, wins.
+constexpr char kDefaultConnectTimeoutSeconds[] = "5";
+
+std::unique_ptr<pqxx::connection> Open(const std::string& url) {
+  try {
+    return std::make_unique<pqxx::connection>(url);
+  } catch (const pqxx::broken_connection& e) {
+    throw pqxx::broken_connection(absl::StrCat("PostgreSQL unreachable: ", e.what()));
+  }
+}
+
+}  // namespace
+
+bool PgPool::Usable(pqxx::connection& conn) {
+  if (!conn.is_open()) return false;
+  // An idle pooled connection has nothing to read: we never LISTEN on one and every result was
+  // consumed. Readable means the server spoke first, which it does only to end the session
+  // (FATAL 57P01 on a restart or pg_terminate_backend, then EOF); a hang-up or an error on the
+  // socket means the same without the goodbye.
+  pollfd pfd{conn.sock(), POLLIN | POLLRDHUP, 0};
+  if (pfd.fd < 0) return false;
+  const int ready = ::poll(&pfd, 1, 0);
+  return ready == 0;
+}
+
 absl::StatusOr<std::unique_ptr<PgPool>> PgPool::Create(std::string url, int size) {
+  ::setenv("PGCONNECT_TIMEOUT", kDefaultConnectTimeoutSeconds, /*overwrite=*/0);
   std::unique_ptr<PgPool> pool(new PgPool(std::move(url), std::max(1, size)));
   try {
     pool->slots_[0] = std::make_unique<pqxx::connection>(pool->url_);
@@ -56,52 +88,86 @@ absl::StatusOr<std::unique_ptr<PgPool>> PgPool::Create(std::string url, int size
   return pool;
 }
 
-absl::Status PgPool::Run(std::string_view what, const std::function<void(pqxx::connection&)>& fn,
-                         absl::Duration wait) {
+size_t PgPool::Checkout(std::string_view what, absl::Duration wait, absl::Status& status) {
+  std::unique_lock lock(mu_);
   size_t slot = 0;
-  {
-    std::unique_lock lock(mu_);
-    auto free_slot = [&] {
-      for (size_t i = 0; i < busy_.size(); ++i) {
-        if (!busy_[i]) {
-          slot = i;
-          return true;
-        }
+  auto free_slot = [&] {
+    for (size_t i = 0; i < busy_.size(); ++i) {
+      if (!busy_[i]) {
+        slot = i;
+        return true;
       }
-      return false;
-    };
-    if (!cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), free_slot)) {
-      return absl::DeadlineExceededError(absl::StrCat(Sv(what), ": no database connection free"));
     }
-    busy_[slot] = true;
+    return false;
+  };
+  if (!cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), free_slot)) {
+    status = absl::DeadlineExceededError(absl::StrCat(
+        Sv(what), ": no database connection free within ", absl::FormatDuration(wait)));
+    return 0;
   }
-  absl::Status status;
-  try {
-    auto& conn = slots_[slot];
-    if (!conn || !conn->is_open()) conn = std::make_unique<pqxx::connection>(url_);
-    fn(*conn);
-  } catch (const std::exception& e) {
-    status = PgError(e, what);
-    if (status.code() == absl::StatusCode::kUnavailable) slots_[slot].reset();
-  }
+  busy_[slot] = true;
+  return slot;
+}
+
+void PgPool::Return(size_t slot) {
   {
     std::lock_guard lock(mu_);
     busy_[slot] = false;
   }
   cv_.notify_one();
+}
+
+pqxx::connection& PgPool::Connection(size_t slot) {
+  auto& conn = slots_[slot];
+  if (conn && !Usable(*conn)) {
+    conn.reset();
+    replaced_.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!conn) conn = Open(url_);
+  return *conn;
+}
+
+absl::Status PgPool::Run(std::string_view what, const std::function<void(pqxx::connection&)>& fn,
+                         absl::Duration wait) {
+  absl::Status status;
+  const size_t slot = Checkout(what, wait, status);
+  if (!status.ok()) return status;
+  try {
+    fn(Connection(slot));
+  } catch (const std::exception& e) {
+    status = PgError(e, what);
+    if (status.code() == absl::StatusCode::kUnavailable) slots_[slot].reset();
+  }
+  Return(slot);
   return status;
 }
 
 absl::Status PgPool::Transact(std::string_view what, const std::function<void(pqxx::work&)>& fn,
                               absl::Duration wait) {
-  return Run(
-      what,
-      [&](pqxx::connection& c) {
-        pqxx::work w(c);
-        fn(w);
-        w.commit();
-      },
-      wait);
+  absl::Status status;
+  const size_t slot = Checkout(what, wait, status);
+  if (!status.ok()) return status;
+  // A connection that breaks before the transaction began (BEGIN failed) ran nothing of `fn`:
+  // the transaction is retried once on a new connection. Once `fn` runs, a break is the
+  // caller's (UNAVAILABLE; in_doubt_error when the COMMIT itself went unanswered).
+  for (int attempt = 0;; ++attempt) {
+    bool began = false;
+    try {
+      pqxx::work w(Connection(slot));
+      began = true;
+      fn(w);
+      w.commit();
+      break;
+    } catch (const std::exception& e) {
+      status = PgError(e, what);
+      if (status.code() != absl::StatusCode::kUnavailable) break;
+      slots_[slot].reset();
+      if (began || attempt > 0 || dynamic_cast<const pqxx::in_doubt_error*>(&e)) break;
+      status = absl::OkStatus();
+    }
+  }
+  Return(slot);
+  return status;
 }
 
 absl::StatusOr<absl::Duration> PgPool::Ping() {
@@ -115,6 +181,19 @@ absl::StatusOr<absl::Duration> PgPool::Ping() {
       absl::Seconds(2));
   if (!st.ok()) return st;
   return absl::Now() - start;
+}
+
+absl::Status PgProbe::Check() {
+  try {
+    if (conn_ && !PgPool::Usable(*conn_)) conn_.reset();
+    if (!conn_) conn_ = Open(url_);
+    pqxx::nontransaction n(*conn_);
+    n.exec("SELECT 1");
+    return absl::OkStatus();
+  } catch (const std::exception& e) {
+    conn_.reset();
+    return PgError(e, "database probe");
+  }
 }
 
 absl::Status ApplyMigrations(PgPool& pool, std::string_view service,

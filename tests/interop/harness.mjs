@@ -27,14 +27,17 @@ export async function waitFor(cond, {timeoutMs = 10000, what = 'condition', inte
   }
 }
 
-// `args`: further wa-sim flags (e.g. --min_version=N).
-export async function startSim(args = []) {
+// `args`: further wa-sim flags (e.g. --min_version=N). `netns`: run it in that network
+// namespace (`ip netns exec`), listening on `host` (an address of that namespace).
+export async function startSim(args = [], {netns = null, host = '127.0.0.1'} = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'wa-sim-'));
   const ready = join(dir, 'ready.json');
-  const proc = spawn(
-      requiredEnv('WA_SIM'),
-      ['--port=0', '--control_port=0', `--ready_file=${ready}`, '--log_level=warn', ...args],
-      {stdio: ['ignore', 'inherit', 'inherit']});
+  const simArgs = ['--port=0', '--control_port=0', `--ready_file=${ready}`, '--log_level=warn',
+    `--host=${host}`, ...args];
+  const proc = netns ?
+      spawn('ip', ['netns', 'exec', netns, requiredEnv('WA_SIM'), ...simArgs],
+          {stdio: ['ignore', 'inherit', 'inherit']}) :
+      spawn(requiredEnv('WA_SIM'), simArgs, {stdio: ['ignore', 'inherit', 'inherit']});
   let exited = null;
   proc.on('exit', (code) => {
     exited = code;
@@ -42,7 +45,7 @@ export async function startSim(args = []) {
   await waitFor(() => existsSync(ready) || exited !== null, {what: 'wa-sim to listen'});
   if (exited !== null) throw new Error(`wa-sim exited with ${exited}`);
   const info = JSON.parse(readFileSync(ready, 'utf8'));
-  const base = `http://127.0.0.1:${info.control_port}`;
+  const base = `http://${host}:${info.control_port}`;
   const call = async (method, path, body) => {
     const res = await fetch(base + path, {
       method,
@@ -54,7 +57,10 @@ export async function startSim(args = []) {
     return json;
   };
   return {
-    url: `ws://127.0.0.1:${info.ws_port}/ws/chat`,
+    url: `ws://${host}:${info.ws_port}/ws/chat`,
+    wsPort: info.ws_port,
+    // wss:// when started with --tls_cert/--tls_key (tests/wa-sim/testdata: SAN localhost).
+    tlsUrl: info.tls_port ? `wss://localhost:${info.tls_port}/ws/chat` : null,
     // wa-sim's WhatsApp Web page, for session-service's --wa_version_url.
     versionUrl: `${base}/`,
     rootPublicKey: Buffer.from(info.root_public_key, 'hex'),

@@ -34,6 +34,18 @@ absl::StatusOr<std::unique_ptr<ServiceRuntime>> ServiceRuntime::Create(
   WAS_RETURN_IF_ERROR(ApplyMigrations(*rt->pool_, rt->spec_.name, rt->spec_.migrations, *rt->log_));
   WAS_ASSIGN_OR_RETURN(rt->exposer_,
                        ServeMetrics(options.metrics_listen, rt->registry_, *rt->log_));
+  rt->database_up_ = &prometheus::BuildGauge()
+                          .Name("wasentinel_database_up")
+                          .Help("1 while PostgreSQL answers the database watch, 0 while not")
+                          .Register(*rt->registry_)
+                          .Add({});
+  rt->database_up_->Set(1);
+  rt->connections_replaced_ =
+      &prometheus::BuildCounter()
+           .Name("wasentinel_database_connections_replaced_total")
+           .Help("Pooled PostgreSQL connections found dead at checkout and replaced")
+           .Register(*rt->registry_)
+           .Add({});
   return rt;
 }
 
@@ -46,8 +58,32 @@ absl::Status ServiceRuntime::Serve(const std::vector<grpc::Service*>& services,
   server_ = std::move(started.server);
   grpc_port_ = started.port;
   server_->GetHealthCheckService()->SetServingStatus(true);
+  server_->GetHealthCheckService()->SetServingStatus(kLivenessService, true);
   log_->info("gRPC listening on port {}; replica {}", grpc_port_, replica_);
+  probe_ = std::make_unique<PgProbe>(options_.database_url);
+  database_watch_ = std::make_unique<PeriodicThread>(options_.database_check_interval,
+                                                     [this] { WatchDatabase(); });
   return absl::OkStatus();
+}
+
+void ServiceRuntime::WatchDatabase() {
+  const absl::Status st = probe_->Check();
+  const int64_t replaced = pool_->replaced();
+  connections_replaced_->Increment(static_cast<double>(replaced - replaced_reported_));
+  replaced_reported_ = replaced;
+  database_up_->Set(st.ok() ? 1 : 0);
+  if (st.ok() == database_reachable_) return;
+  database_reachable_ = st.ok();
+  server_->GetHealthCheckService()->SetServingStatus("", st.ok());
+  if (st.ok()) {
+    log_->info("PostgreSQL answers again after {}; readiness SERVING",
+               absl::FormatDuration(
+                   absl::Trunc(absl::Now() - unreachable_since_, absl::Milliseconds(100))));
+  } else {
+    unreachable_since_ = absl::Now();
+    log_->error("PostgreSQL unreachable ({}); readiness NOT_SERVING until it answers",
+                st.message());
+  }
 }
 
 void ServiceRuntime::Shutdown(absl::Duration drain_timeout,
@@ -57,6 +93,7 @@ void ServiceRuntime::Shutdown(absl::Duration drain_timeout,
   shut_down_ = true;
   const absl::Time deadline = absl::Now() + drain_timeout;
   log_->info("shutting down (drain deadline {})", drain_timeout);
+  database_watch_.reset();
   if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
   drain(deadline);
   if (server_) {
@@ -68,6 +105,7 @@ void ServiceRuntime::Shutdown(absl::Duration drain_timeout,
 }
 
 void ServiceRuntime::StopServer() {
+  database_watch_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now());
 }
 

@@ -166,7 +166,7 @@ absl::StatusOr<v1::SessionService::Stub*> SessionServiceImpl::Peer(const std::st
     absl::MutexLock lock(&peers_mu_);
     if (auto it = peer_stubs_.find(id); it != peer_stubs_.end()) return it->second.stub.get();
   }
-  auto replicas = store_.LiveReplicas(absl::Minutes(10));
+  auto replicas = store_.LiveReplicas();
   if (!replicas.ok()) return replicas.status();
   for (const auto& r : *replicas) {
     if (r.id != id) continue;
@@ -753,7 +753,7 @@ grpc::Status SessionServiceImpl::GetDeepHealth(grpc::ServerContext* ctx,
   } while (!token.empty());
   // The live facts of sessions held by other replicas come from those replicas.
   if (Metadata(ctx, kForwardedBy).empty()) {
-    auto replicas = store_.LiveReplicas(absl::Minutes(1));
+    auto replicas = store_.LiveReplicas();
     for (const auto& r : replicas.ok() ? *replicas : std::vector<ReplicaInfo>{}) {
       if (r.id == replica_) continue;
       v1::GetDeepHealthResponse theirs;

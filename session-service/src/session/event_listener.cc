@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "pg_store.h"
 #include "wasentinel/common/logging.h"
 
@@ -65,8 +66,10 @@ void EventListener::Publish(std::vector<int64_t> sequences) {
   if (sequences.empty()) return;
   auto events = store_.EventsBySequence(sequences);
   if (!events.ok()) {
-    log_->warn("reading {} notified session events: {}", sequences.size(), events.status());
-    return;  // the catch-up after the next reconnect reads them
+    // The LISTEN connection may be fine while the pool's is not: start over, so the catch-up
+    // after the reconnect reads these events instead of leaving them to the next outage.
+    throw std::runtime_error(absl::StrCat("reading ", sequences.size(),
+                                          " notified session events: ", events.status().message()));
   }
   for (const auto& e : *events) bus_.Publish(e);
   absl::MutexLock lock(&mu_);

@@ -41,7 +41,8 @@ class EventListener {
 
  private:
   void Loop();
-  // Reads and publishes the notified sequences not published yet.
+  // Reads and publishes the notified sequences not published yet; throws when they cannot be
+  // read (the loop reconnects and catches up).
   void Publish(std::vector<int64_t> sequences);
 
   const std::string url_;

@@ -1,21 +1,36 @@
 // Session leases across replicas (README "Architecture" › "More than one replica"): a
-// session's socket is held only under its lease (store.h Lease). The keeper takes a lease
-// before a call acts on a session (HoldLease), renews every held lease every lease_ttl / 3,
-// cuts the sockets of leases lost, and claims the sessions of replicas that died or left
-// (their share spread over the living replicas).
+// session's socket is held only under its lease (store.h Lease). Every lease names this
+// replica's current holder (store.h StartHolder: one `lease_holders` row per incarnation), and
+// renewing that one row every lease_ttl / 3 keeps them all, whatever their number. The keeper
+// takes a lease before a call acts on a session (HoldLease), renews the holder, cuts the
+// sockets of leases lost, and claims the sessions of replicas that died or left (their share
+// spread over the living replicas). When its holder expired and was deleted (the database was
+// out of reach too long), every lease is lost: it starts a new holder, a new epoch, and claims
+// sessions again like any other replica.
+//
+// Expand step (store.h, README "Deployment", the Migrations bullet): while replicas of the
+// previous version run beside this one (a rolling update), each renewal also keeps every
+// lease's own expiry and this replica's `session_replicas` heartbeat up to date for them, in
+// the same round trip; the keeper logs when that starts and ends. The contract release
+// removes it.
 //
 // Threads: HoldLease and ClaimOrphans on the calling (gRPC or start-up) thread, serialized so
 // that two calls never race for tokens; the keeper's own thread (Start) renews and claims.
 // Neither runs on the connection thread: what changes the state machine goes through OnIo.
+// The holder id is written by StartHolder (start-up) and by the keeper thread (a new epoch),
+// and read by every thread that takes leases.
 // Clock: renewals are timed on the steady clock (std::chrono::steady_clock).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "state_machine.h"
 #include "store.h"
@@ -35,6 +50,13 @@ class LeaseKeeper {
   /// This replica as the replica set records it.
   ReplicaInfo Me() const { return {options_.replica_id, advertise_address_}; }
 
+  /// Joins the replica set: starts this incarnation's lease holder (store.h StartHolder), which
+  /// every lease taken from now on names. Call once, before taking leases and before Start.
+  absl::Status StartHolder();
+  /// The current holder id; UNAVAILABLE before StartHolder, or while a new epoch could not be
+  /// started yet after the last one expired.
+  absl::StatusOr<int64_t> Holder() const;
+
   /// Makes sure this replica holds the lease of `rec`, taking it when no other replica holds a
   /// live one. HeldElsewhere(owner) when one does; UNAVAILABLE while it changes hands or the
   /// database is down.
@@ -52,14 +74,30 @@ class LeaseKeeper {
 
  private:
   void Loop();
-  // Renews every lease held; cuts the sockets of those lost. False when the database could
-  // not be reached (and past 0.8 × ttl without a renewal, every socket is closed).
+  // Renews the holder; cuts the sockets of leases lost. False when the database could not be
+  // reached (and past 0.8 × ttl without a renewal, every socket is closed).
   bool Renew();
+  // The holder's lease count or token sum differs from what the state machine holds: compares
+  // the tokens one by one, cuts the sessions whose lease is gone and gives up leases stored
+  // under the holder that the state machine does not hold.
+  void Reconcile(int64_t holder);
+  // The holder was deleted: every lease is lost (sockets cut at once); starts a new holder.
+  // True when it started.
+  bool NewEpoch();
+  // Wakes the keeper to learn that holder `gone` was deleted and start a new one; true once a
+  // new holder is in place (false after 3 s, or when stopping). Called under lease_mu_, which
+  // the keeper's renewal does not take.
+  bool AwaitNewHolder(int64_t gone);
 
   SessionStore& store_;
   const ManagerOptions& options_;
   std::shared_ptr<StateMachine> sessions_;
   std::string advertise_address_;
+  // This incarnation's `lease_holders` row; 0 while there is none.
+  std::atomic<int64_t> holder_ = 0;
+  // Expand step: whether the last renewal found a replica of the previous version alive
+  // (store.h HolderState); logged when it changes. Keeper thread only.
+  bool previous_version_alive_ = false;
   // Lease acquisitions (HoldLease, ClaimOrphans) one at a time.
   absl::Mutex lease_mu_;
   bool stopping_claims_ ABSL_GUARDED_BY(lease_mu_) = false;

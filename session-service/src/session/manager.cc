@@ -73,11 +73,14 @@ absl::StatusOr<SessionView> SessionManager::Create(const NewSession& req) {
     rec.credentials = SealedCredentials{sealed.key_id, std::move(sealed.blob)};
   }
   // A session to pair later needs no runtime (nor lease) until StartPairing; one with
-  // credentials is stored leased to this replica.
+  // credentials is stored leased to this replica (under its lease holder).
   const bool leased = rec.credentials.has_value();
+  int64_t holder = 0;
+  if (leased) {
+    WAS_ASSIGN_OR_RETURN(holder, leases_->Holder());
+  }
   WAS_ASSIGN_OR_RETURN(
-      auto created,
-      leased ? store_.Create(rec, options_.replica_id, options_.lease_ttl) : store_.Create(rec));
+      auto created, leased ? store_.Create(rec, options_.replica_id, holder) : store_.Create(rec));
   if (!leased) return SessionView{created.first, std::nullopt};
   WAS_RETURN_IF_ERROR(leases_->HoldLease(created.first));
   return sessions_->OnIo([&] { return sessions_->Created(created.first); });
@@ -310,17 +313,22 @@ absl::Status SessionManager::FlushPhoneSightings() {
 absl::Status SessionManager::RestoreAll() {
   const ManagerOptions& o = options_;
   auto& log = *sessions_->log();
-  WAS_ASSIGN_OR_RETURN(auto replicas, store_.LiveReplicas(o.lease_ttl));
+  WAS_ASSIGN_OR_RETURN(auto replicas, store_.LiveReplicas());
+  // Only this replica's id live: a first replica, or this one restarted before its previous
+  // incarnation's holder expired (whose leases it takes over at once below). Replicas of the
+  // previous version count as live too (store.h LiveReplicas, expand step): in a rolling
+  // update this one joins them and claims only orphans.
   const bool first = std::all_of(replicas.begin(), replicas.end(),
                                  [&](const ReplicaInfo& r) { return r.id == o.replica_id; });
-  WAS_RETURN_IF_ERROR(store_.Heartbeat(leases_->Me()));
+  WAS_RETURN_IF_ERROR(leases_->StartHolder());
+  WAS_ASSIGN_OR_RETURN(const int64_t holder, leases_->Holder());
   if (first) {
     WAS_ASSIGN_OR_RETURN(auto live, store_.ListLive());
     WAS_ASSIGN_OR_RETURN(auto restorable, store_.ListRestorable());
     std::vector<std::string> ids;
     ids.reserve(restorable.size());
     for (const auto& rec : restorable) ids.push_back(rec.id);
-    WAS_ASSIGN_OR_RETURN(auto won, store_.AcquireLeases(ids, o.replica_id, o.lease_ttl));
+    WAS_ASSIGN_OR_RETURN(auto won, store_.AcquireLeases(ids, o.replica_id, holder));
     absl::flat_hash_map<std::string, int64_t> tokens;
     for (const auto& l : won) tokens[l.session_id] = l.token;
     sessions_->OnIo([&] {
@@ -363,11 +371,15 @@ void SessionManager::Leave() {
   }
   auto& log = *sessions_->log();
   if (auto st = store_.ReleaseLeases(tokens); !st.ok()) {
-    log.warn("could not give up {} leases (they expire in {}): {}", tokens.size(),
-             options_.lease_ttl, st);
+    log.warn("could not give up {} leases: {}", tokens.size(), st);
   }
-  if (auto st = store_.RemoveReplica(options_.replica_id); !st.ok()) {
-    log.warn("could not leave the replica set: {}", st);
+  // Ending the holder frees whatever lease is still stored under it, removes this replica's
+  // heartbeat for previous-version replicas (expand step) and tells the others.
+  if (auto holder = leases_->Holder(); holder.ok()) {
+    if (auto st = store_.EndHolder(*holder); !st.ok()) {
+      log.warn("could not leave the replica set (the leases expire in {}): {}", options_.lease_ttl,
+               st);
+    }
   }
   log.info("gave up {} session leases", tokens.size());
 }

@@ -116,11 +116,11 @@ class SessionManager {
   /// same order.
   std::vector<SessionView> Overlay(std::vector<SessionRecord> records);
 
-  /// Start-up. The first replica of a cluster (no other live one) restores as README "Session
-  /// states" says: sessions stored as live that will not be restored become DISCONNECTED
-  /// (SERVICE_RESTART); restorable ones are leased and connected at `restore_per_second`. A
-  /// replica joining a running cluster claims only orphans (TAKEOVER). Then the lease keeper
-  /// starts.
+  /// Start-up. Joins the replica set first (a new lease holder, LeaseKeeper::StartHolder). The
+  /// first replica of a cluster (no other live one) restores as README "Session states" says:
+  /// sessions stored as live that will not be restored become DISCONNECTED (SERVICE_RESTART);
+  /// restorable ones are leased and connected at `restore_per_second`. A replica joining a
+  /// running cluster claims only orphans (TAKEOVER). Then the lease keeper starts.
   absl::Status RestoreAll();
   /// The gRPC address ("host:port") other replicas forward calls for this one's sessions to;
   /// set before RestoreAll.
@@ -135,8 +135,8 @@ class SessionManager {
   /// Closes every connection (presence unavailable, clean close) and records DISCONNECTED /
   /// SHUTDOWN for each live session; connections still open at `deadline` are aborted.
   void Shutdown(absl::Time deadline);
-  /// After Shutdown and once its transitions are written: gives every lease up and leaves the
-  /// replica set, so the other replicas take the sessions over at once.
+  /// After Shutdown and once its transitions are written: gives every lease up and ends its
+  /// lease holder (store.h EndHolder), so the other replicas take the sessions over at once.
   void Leave();
 
  private:

@@ -22,8 +22,9 @@ constexpr const char* kSessionColumns =
     " (extract(epoch from created_at) * 1000000)::bigint,"
     " (extract(epoch from updated_at) * 1000000)::bigint,"
     " reconnect_count, error_count,"
-    " (SELECT l.owner FROM session_leases l WHERE l.session_id = sessions.id"
-    "   AND l.expires_at > now()),"
+    " (SELECT l.owner FROM session_leases l LEFT JOIN lease_holders h ON h.holder = l.holder"
+    "   WHERE l.session_id = sessions.id AND ((l.holder IS NOT NULL AND h.expires_at > now())"
+    "   OR (l.holder IS NULL AND l.expires_at > now()))),"  // kLeaseIsLive
     " failure_code, ban_code,"
     " (extract(epoch from ban_expires_at) * 1000000)::bigint,"
     " (extract(epoch from phone_last_seen_at) * 1000000)::bigint";
@@ -101,16 +102,77 @@ constexpr const char* kWantsSocket =
     " status_reason NOT IN ('USER', 'RETRIES_EXHAUSTED', 'CLIENT_OUTDATED', 'LOGIN_REFUSED'))"
     " OR (connection_status = 'BANNED' AND ban_expires_at IS NOT NULL))";
 
-// Takes the leases of the session ids `source` selects ($1 owner, $2 ttl in µs): new rows, or
-// rows whose lease expired (or that `owner` already holds when `own_too`).
+// Expand step of the lease holders (migration 4; README "Architecture" › "More than one
+// replica"): replicas of the previous version run beside this one during a rolling update. They
+// know only `session_leases.expires_at` (renewed per lease) and `session_replicas` (heartbeat and
+// address), and write lease rows with holder NULL. So a lease row of `session_leases l` (LEFT
+// JOIN `lease_holders h`) is live while its holder is, or, without a holder, while its own
+// expiry is ahead. The contract release, one release after this one, removes `session_replicas`,
+// `session_leases.expires_at`, the trigger of migration 4 and every branch on holder NULL here;
+// then a lease is live exactly while its holder is.
+constexpr const char* kLeaseIsLive =
+    "((l.holder IS NOT NULL AND h.expires_at > now()) OR (l.holder IS NULL AND l.expires_at >"
+    " now()))";
+
+// A session (`sessions.id`) has a live lease (kLeaseIsLive).
+const std::string& HasLiveLease() {
+  static const auto* sql = new std::string(
+      absl::StrCat("EXISTS (SELECT 1 FROM session_leases l LEFT JOIN lease_holders h"
+                   " ON h.holder = l.holder WHERE l.session_id = sessions.id AND ",
+                   kLeaseIsLive, ")"));
+  return *sql;
+}
+
+// Expand step: the live replicas of the previous version, as a query answering (replica_id,
+// address), with `$ttl_param` the lease time-to-live in µs. Such a replica beats in
+// `session_replicas` and has no live holder (replicas of this version beat there too while the
+// previous version runs, but always have one). Removed by the contract release.
+std::string PreviousVersionReplicas(int ttl_param) {
+  return absl::StrCat(
+      "SELECT r.replica_id, r.address FROM session_replicas r WHERE r.heartbeat_at > now() - ",
+      IntervalOf(ttl_param),
+      " AND NOT EXISTS (SELECT 1 FROM lease_holders o WHERE o.replica_id = r.replica_id"
+      " AND o.expires_at > now())");
+}
+
+// Expand step: writes the heartbeat the previous version reads (`session_replicas`) for the
+// replica `source` selects (replica_id, address). Removed by the contract release.
+std::string BeatSql(std::string_view source) {
+  return absl::StrCat("INSERT INTO session_replicas (replica_id, address) ", Sv(source),
+                      " ON CONFLICT (replica_id) DO UPDATE SET address = EXCLUDED.address,"
+                      " heartbeat_at = now()");
+}
+
+// Frees the leases of replica incarnations that stopped renewing: the holder rows go, and their
+// lease rows with them (ON DELETE CASCADE). Run before taking leases, in its own statement so
+// that the taking statement no longer sees those lease rows. A deleted holder is never renewed
+// again (RenewHolder only updates), so what is taken here cannot come back to life elsewhere.
+// Holders locked by another replica deleting them (or by a renewal) are skipped rather than
+// waited for, in holder order, so that replicas taking leases together never deadlock.
+constexpr const char* kDeleteExpiredHolders =
+    "DELETE FROM lease_holders WHERE holder IN (SELECT holder FROM lease_holders"
+    " WHERE expires_at <= now() ORDER BY holder FOR UPDATE SKIP LOCKED)";
+
+// Takes the leases of the session ids `source` selects ($1 owner, $2 holder), each with a fresh
+// fencing token: sessions without a lease row, sessions whose lease row is a previous-version
+// replica's (holder NULL) that expired, and when `own_too` also those whose lease `owner`
+// already has (under any of its incarnations: a restarted replica takes its predecessor's
+// leases at once). Live leases of other replicas are left alone; the expired ones of holders
+// are gone already (kDeleteExpiredHolders). The DO UPDATE condition is judged on the latest
+// version of the row, locked, so a previous-version replica renewing it meanwhile keeps it.
+// Expand step: `expires_at` is the holder's own expiry, so that a replica of the previous
+// version sees the lease live as long as the holder is (RenewHolder keeps it so while one
+// runs); NOT NULL still holds. With the holder gone, the foreign key refuses the row.
 std::string TakeLeasesSql(std::string_view source, bool own_too) {
   return absl::StrCat(
-      "INSERT INTO session_leases (session_id, owner, token, expires_at) SELECT id, $1,"
-      " nextval('session_lease_tokens'), now() + ",
-      IntervalOf(2), " FROM (", Sv(source),
+      "INSERT INTO session_leases (session_id, owner, holder, token, expires_at) SELECT id, $1,"
+      " $2, nextval('session_lease_tokens'), COALESCE((SELECT expires_at FROM lease_holders"
+      " WHERE holder = $2), now()) FROM (",
+      Sv(source),
       ") AS wanted ON CONFLICT (session_id) DO UPDATE SET owner = EXCLUDED.owner,"
-      " token = EXCLUDED.token, acquired_at = now(), expires_at = EXCLUDED.expires_at"
-      " WHERE session_leases.expires_at <= now()",
+      " holder = EXCLUDED.holder, token = EXCLUDED.token, acquired_at = now(),"
+      " expires_at = EXCLUDED.expires_at"
+      " WHERE (session_leases.holder IS NULL AND session_leases.expires_at <= now())",
       own_too ? " OR session_leases.owner = EXCLUDED.owner" : "",
       " RETURNING session_id::text, token");
 }
@@ -241,12 +303,51 @@ CREATE TABLE wa_client_version (
   read_at timestamptz NOT NULL DEFAULT now()
 );
 )sql"},
+      // Renewal writes one holder row per replica instead of one lease row per session. This is
+      // the expand step (README "Deployment", the Migrations bullet: migrations only add):
+      // replicas of the previous version keep running beside this one during a rolling update,
+      // so their leases stay (holder NULL: judged by their own expires_at), `session_replicas`
+      // and `session_leases.expires_at` stay, and this version keeps both up to date while a
+      // previous-version replica is alive (RenewHolder). The contract release, one release
+      // later, removes `session_replicas`, `session_leases.expires_at` and the trigger below,
+      // when no replica of the previous version can run any more.
+      //
+      // The trigger: a replica of the previous version takes an expired lease over by setting
+      // owner and token and leaving holder as it was. Such a row must not stay under a holder
+      // whose replica does not own it (the holder's deletion would delete that live lease with
+      // it, and this version would judge it by the wrong expiry): it is detached from the
+      // holder, atomically with the takeover. This version always sets holder with owner.
+      {4, "lease holders: one row per replica incarnation; leases reference it",
+       R"sql(
+CREATE TABLE lease_holders (
+  holder bigserial PRIMARY KEY,
+  replica_id text NOT NULL,
+  address text NOT NULL,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL
+);
+CREATE INDEX lease_holders_replica_idx ON lease_holders (replica_id);
+ALTER TABLE session_leases
+  ADD COLUMN holder bigint REFERENCES lease_holders (holder) ON DELETE CASCADE;
+CREATE INDEX session_leases_holder_idx ON session_leases (holder);
+CREATE FUNCTION session_leases_detach_holder() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM lease_holders
+                 WHERE holder = NEW.holder AND replica_id = NEW.owner) THEN
+    NEW.holder := NULL;
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER session_leases_detach_holder BEFORE UPDATE OF token ON session_leases
+  FOR EACH ROW WHEN (NEW.holder IS NOT NULL AND NEW.holder = OLD.holder)
+  EXECUTE FUNCTION session_leases_detach_holder();
+)sql"},
   };
   return *migrations;
 }
 
 absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
-    const SessionRecord& rec, const std::string& lease_owner, absl::Duration lease_ttl) {
+    const SessionRecord& rec, const std::string& lease_owner, int64_t lease_holder) {
   std::pair<SessionRecord, EventRecord> out;
   const absl::Status created = pool_.Transact("create session", [&](pqxx::work& w) {
     std::optional<std::string> key_id;
@@ -274,8 +375,8 @@ absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
         out.first.id, out.first.tenant_id));
     out.second = ToEvent(e);
     if (!lease_owner.empty()) {
-      w.exec_params(TakeLeasesSql("SELECT $3::uuid AS id", true), lease_owner,
-                    absl::ToInt64Microseconds(lease_ttl), out.first.id);
+      w.exec_params(TakeLeasesSql("SELECT $3::uuid AS id", true), lease_owner, lease_holder,
+                    out.first.id);
       out.first.owner = lease_owner;
     }
   });
@@ -397,10 +498,14 @@ absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t
   bool fenced = false;
   WAS_RETURN_IF_ERROR(pool_.Transact("record transition", [&](pqxx::work& w) {
     const int64_t at = absl::ToUnixMicros(t.at);
-    // FOR SHARE holds off a takeover (which updates the lease row) until this commits.
+    // FOR SHARE OF l holds off a takeover until this commits: one deletes the lease row (its
+    // holder's deletion cascades to it) or updates it (own_too, an expired previous-version
+    // lease, or a previous-version replica's takeover), and all wait for the lock. The holder
+    // row is not locked, so renewals go on meanwhile.
     auto lease = w.exec_params(
-        "SELECT token, expires_at > now() FROM session_leases WHERE session_id = $1::uuid"
-        " FOR SHARE",
+        absl::StrCat("SELECT l.token, COALESCE(", kLeaseIsLive,
+                     ", false) FROM session_leases l LEFT JOIN lease_holders h"
+                     " ON h.holder = l.holder WHERE l.session_id = $1::uuid FOR SHARE OF l"),
         t.session_id);
     fenced = t.lease_token != 0 ? lease.empty() || lease[0][0].as<int64_t>() != t.lease_token
                                 : !lease.empty() && lease[0][1].as<bool>();
@@ -579,33 +684,125 @@ absl::StatusOr<absl::Duration> PgSessionStore::Ping() { return pool_.Ping(); }
 
 bool IsFenced(const absl::Status& status) { return status.GetPayload(kFencedPayload).has_value(); }
 
+absl::StatusOr<int64_t> PgSessionStore::StartHolder(const ReplicaInfo& me, absl::Duration ttl) {
+  if (ttl > absl::ZeroDuration()) lease_ttl_us_ = absl::ToInt64Microseconds(ttl);
+  int64_t holder = 0;
+  WAS_RETURN_IF_ERROR(pool_.Run("start lease holder", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    // Expand step: while a replica of the previous version is alive (another replica id than
+    // this one's), the heartbeat it reads is written at once, so it counts this replica and
+    // can forward calls here before the first renewal.
+    auto r = PgOne(n.exec_params(
+        absl::StrCat("WITH started AS (INSERT INTO lease_holders (replica_id, address, expires_at)"
+                     " VALUES ($1, $2, now() + ",
+                     IntervalOf(3), ") RETURNING holder, replica_id, address), beat AS (",
+                     BeatSql(absl::StrCat("SELECT replica_id, address FROM started WHERE EXISTS (",
+                                          PreviousVersionReplicas(3), " AND r.replica_id <> $1)")),
+                     ") SELECT holder FROM started"),
+        me.id, me.address, absl::ToInt64Microseconds(ttl)));
+    holder = r[0].as<int64_t>();
+  }));
+  return holder;
+}
+
+absl::StatusOr<SessionStore::HolderState> PgSessionStore::RenewHolder(int64_t holder,
+                                                                      absl::Duration ttl) {
+  if (ttl > absl::ZeroDuration()) lease_ttl_us_ = absl::ToInt64Microseconds(ttl);
+  std::optional<HolderState> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("renew lease holder", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    // One statement, one round trip. It writes the holder row and reads the lease rows
+    // (through session_leases_holder_idx): the aggregate always yields one row, so it answers
+    // one row exactly when the holder row still exists. Expand step (removed by the contract
+    // release): it also tells whether a replica of the previous version is alive, and only
+    // then writes what that replica reads, the expiry of each of this holder's leases (so it
+    // does not take them) and this replica's heartbeat in session_replicas (so it counts this
+    // replica and forwards calls here). Otherwise those statements write no row. (This
+    // replica's own heartbeat row never counts: its holder may have lapsed before this renewal,
+    // as the statement's snapshot sees it.)
+    auto r = n.exec_params(
+        absl::StrCat(
+            "WITH renewed AS (UPDATE lease_holders SET expires_at = now() + ", IntervalOf(2),
+            " WHERE holder = $1 RETURNING replica_id, address, expires_at),"
+            " mixed AS (SELECT EXISTS (",
+            PreviousVersionReplicas(2),
+            " AND r.replica_id NOT IN (SELECT replica_id FROM renewed)) AS previous_version),"
+            " held AS (SELECT count(*) AS leases, COALESCE(sum(token), 0)::bigint AS token_sum"
+            " FROM session_leases WHERE holder = $1),"
+            " refreshed AS (UPDATE session_leases l SET expires_at = renewed.expires_at"
+            " FROM renewed, mixed WHERE l.holder = $1 AND mixed.previous_version),"
+            " beat AS (",
+            BeatSql("SELECT replica_id, address FROM renewed, mixed WHERE mixed.previous_version"),
+            ") SELECT held.leases, held.token_sum, mixed.previous_version"
+            " FROM renewed, held, mixed"),
+        holder, absl::ToInt64Microseconds(ttl));
+    if (!r.empty()) {
+      out = HolderState{r[0][0].as<int64_t>(), r[0][1].as<int64_t>(), r[0][2].as<bool>()};
+    }
+  }));
+  if (!out) {
+    return absl::NotFoundError(
+        absl::StrCat("lease holder ", holder, " is gone: it expired and its leases were freed"));
+  }
+  return *out;
+}
+
+absl::StatusOr<std::vector<int64_t>> PgSessionStore::HeldTokens(int64_t holder) {
+  std::vector<int64_t> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("read held lease tokens", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    auto r =
+        n.exec_params("SELECT token FROM session_leases WHERE holder = $1 ORDER BY token", holder);
+    for (const auto& row : r) out.push_back(row[0].as<int64_t>());
+  }));
+  return out;
+}
+
+absl::Status PgSessionStore::EndHolder(int64_t holder) {
+  return pool_.Run("end lease holder", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    // Expand step: the heartbeat the previous version reads goes too (as that version's own
+    // leaving does), so that no replica counts this one any more.
+    n.exec_params(
+        "WITH ended AS (DELETE FROM lease_holders WHERE holder = $1 RETURNING replica_id)"
+        " DELETE FROM session_replicas WHERE replica_id IN (SELECT replica_id FROM ended)",
+        holder);
+    n.exec_params("SELECT pg_notify($1, $2)", std::string(kLeasesChannel), std::to_string(holder));
+  });
+}
+
 absl::StatusOr<std::vector<Lease>> PgSessionStore::AcquireLeases(
-    const std::vector<std::string>& ids, const std::string& owner, absl::Duration ttl) {
+    const std::vector<std::string>& ids, const std::string& owner, int64_t holder) {
   for (const auto& id : ids) WAS_RETURN_IF_ERROR(CheckSessionId(id));
   std::vector<Lease> out;
   if (ids.empty()) return out;
   WAS_RETURN_IF_ERROR(pool_.Run("acquire leases", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
+    n.exec(kDeleteExpiredHolders);
     out = ToLeases(n.exec_params(
         TakeLeasesSql("SELECT id FROM sessions WHERE id = ANY($3::uuid[]) ORDER BY id", true),
-        owner, absl::ToInt64Microseconds(ttl), PgArray(ids)));
+        owner, holder, PgArray(ids)));
   }));
   return out;
 }
 
 absl::StatusOr<std::vector<Lease>> PgSessionStore::ClaimOrphans(const std::string& owner,
-                                                                absl::Duration ttl, int limit) {
+                                                                int64_t holder, int limit) {
   std::vector<Lease> out;
   if (limit <= 0) return out;
   WAS_RETURN_IF_ERROR(pool_.Run("claim orphaned sessions", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
+    n.exec(kDeleteExpiredHolders);
+    // Once expired holders are gone, every lease row left with a holder is live (or expired
+    // since: then it waits for the next claim); one without (a previous-version replica's,
+    // expand step) is live while its own expiry is ahead.
     out = ToLeases(n.exec_params(
         TakeLeasesSql(absl::StrCat("SELECT id FROM sessions WHERE ", kWantsSocket,
                                    " AND NOT EXISTS (SELECT 1 FROM session_leases l WHERE"
-                                   " l.session_id = sessions.id AND l.expires_at > now())"
-                                   " ORDER BY updated_at LIMIT $3"),
+                                   " l.session_id = sessions.id AND (l.holder IS NOT NULL"
+                                   " OR l.expires_at > now())) ORDER BY updated_at LIMIT $3"),
                       false),
-        owner, absl::ToInt64Microseconds(ttl), limit));
+        owner, holder, limit));
   }));
   return out;
 }
@@ -614,27 +811,10 @@ absl::StatusOr<SessionStore::WantedCounts> PgSessionStore::CountWanted() {
   WantedCounts out;
   WAS_RETURN_IF_ERROR(pool_.Run("count sessions that want a socket", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec1(absl::StrCat(
-        "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM session_leases l"
-        " WHERE l.session_id = sessions.id AND l.expires_at > now())) FROM sessions WHERE ",
-        kWantsSocket));
+    auto r = n.exec1(absl::StrCat("SELECT count(*), count(*) FILTER (WHERE NOT ", HasLiveLease(),
+                                  ") FROM sessions WHERE ", kWantsSocket));
     out.wanted = r[0].as<int64_t>();
     out.orphaned = r[1].as<int64_t>();
-  }));
-  return out;
-}
-
-absl::StatusOr<std::vector<int64_t>> PgSessionStore::RenewLeases(const std::vector<int64_t>& tokens,
-                                                                 absl::Duration ttl) {
-  std::vector<int64_t> out;
-  if (tokens.empty()) return out;
-  WAS_RETURN_IF_ERROR(pool_.Run("renew leases", [&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    auto r =
-        n.exec_params(absl::StrCat("UPDATE session_leases SET expires_at = now() + ", IntervalOf(2),
-                                   " WHERE token = ANY($1::bigint[]) RETURNING token"),
-                      PgArray(tokens), absl::ToInt64Microseconds(ttl));
-    for (const auto& row : r) out.push_back(row[0].as<int64_t>());
   }));
   return out;
 }
@@ -652,45 +832,36 @@ absl::StatusOr<std::optional<ReplicaInfo>> PgSessionStore::LeaseOwner(const std:
   std::optional<ReplicaInfo> out;
   WAS_RETURN_IF_ERROR(pool_.Run("read lease owner", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
+    // The address comes from the lease's holder, or for a previous-version replica's lease
+    // (expand step) from its heartbeat row.
     auto r = n.exec_params(
-        "SELECT l.owner, COALESCE(r.address, '') FROM session_leases l LEFT JOIN"
-        " session_replicas r ON r.replica_id = l.owner WHERE l.session_id = $1::uuid"
-        " AND l.expires_at > now()",
+        absl::StrCat("SELECT l.owner, COALESCE(h.address, r.address, '') FROM session_leases l"
+                     " LEFT JOIN lease_holders h ON h.holder = l.holder LEFT JOIN"
+                     " session_replicas r ON l.holder IS NULL AND r.replica_id = l.owner"
+                     " WHERE l.session_id = $1::uuid AND ",
+                     kLeaseIsLive),
         id);
     if (!r.empty()) out = ReplicaInfo{r[0][0].as<std::string>(), r[0][1].as<std::string>()};
   }));
   return out;
 }
 
-absl::Status PgSessionStore::Heartbeat(const ReplicaInfo& me) {
-  return pool_.Run("replica heartbeat", [&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    n.exec_params(
-        "INSERT INTO session_replicas (replica_id, address) VALUES ($1, $2) ON CONFLICT"
-        " (replica_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_at = now()",
-        me.id, me.address);
-  });
-}
-
-absl::StatusOr<std::vector<ReplicaInfo>> PgSessionStore::LiveReplicas(absl::Duration ttl) {
+absl::StatusOr<std::vector<ReplicaInfo>> PgSessionStore::LiveReplicas() {
   std::vector<ReplicaInfo> out;
   WAS_RETURN_IF_ERROR(pool_.Run("list replicas", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(absl::StrCat("SELECT replica_id, address FROM session_replicas WHERE"
-                                        " heartbeat_at > now() - ",
-                                        IntervalOf(1), " ORDER BY replica_id"),
-                           absl::ToInt64Microseconds(ttl));
+    // A replica restarted under the same id may have two live holders for a while: its newest
+    // one tells where it is now. Expand step: with them, the live replicas of the previous
+    // version (none of which has a holder), so that shares and forwarding count everyone.
+    auto r = n.exec_params(
+        absl::StrCat("SELECT replica_id, address FROM (SELECT DISTINCT ON (replica_id)"
+                     " replica_id, address FROM lease_holders WHERE expires_at > now()"
+                     " ORDER BY replica_id, holder DESC) AS holders UNION ALL ",
+                     PreviousVersionReplicas(1), " ORDER BY replica_id"),
+        lease_ttl_us_.load());
     for (const auto& row : r) out.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
   }));
   return out;
-}
-
-absl::Status PgSessionStore::RemoveReplica(const std::string& id) {
-  return pool_.Run("remove replica", [&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    n.exec_params("DELETE FROM session_replicas WHERE replica_id = $1", id);
-    n.exec_params("SELECT pg_notify($1, $2)", std::string(kLeasesChannel), id);
-  });
 }
 
 absl::StatusOr<std::vector<EventRecord>> PgSessionStore::EventsBySequence(

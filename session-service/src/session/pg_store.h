@@ -1,6 +1,8 @@
 // SessionStore on PostgreSQL (libpqxx), with the session-service schema migrations.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <vector>
 
 #include "store.h"
@@ -19,9 +21,9 @@ class PgSessionStore final : public SessionStore {
   /// session-service's migrations (service name "session-service").
   static const std::vector<Migration>& Migrations();
 
-  absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
-      const SessionRecord& record, const std::string& lease_owner = "",
-      absl::Duration lease_ttl = absl::ZeroDuration()) override;
+  absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(const SessionRecord& record,
+                                                               const std::string& lease_owner = "",
+                                                               int64_t lease_holder = 0) override;
   absl::StatusOr<SessionRecord> Get(const std::string& id) override;
   absl::StatusOr<SessionRecord> GetByName(const std::string& tenant_id,
                                           const std::string& session_name) override;
@@ -45,23 +47,24 @@ class PgSessionStore final : public SessionStore {
   absl::Status RecordPhoneSightings(
       const std::vector<std::pair<std::string, absl::Time>>& sightings) override;
   absl::StatusOr<absl::Duration> Ping() override;
+  absl::StatusOr<int64_t> StartHolder(const ReplicaInfo& me, absl::Duration ttl) override;
+  absl::StatusOr<HolderState> RenewHolder(int64_t holder, absl::Duration ttl) override;
+  absl::StatusOr<std::vector<int64_t>> HeldTokens(int64_t holder) override;
+  absl::Status EndHolder(int64_t holder) override;
   absl::StatusOr<std::vector<Lease>> AcquireLeases(const std::vector<std::string>& ids,
                                                    const std::string& owner,
-                                                   absl::Duration ttl) override;
-  absl::StatusOr<std::vector<Lease>> ClaimOrphans(const std::string& owner, absl::Duration ttl,
+                                                   int64_t holder) override;
+  absl::StatusOr<std::vector<Lease>> ClaimOrphans(const std::string& owner, int64_t holder,
                                                   int limit) override;
   absl::StatusOr<WantedCounts> CountWanted() override;
-  absl::StatusOr<std::vector<int64_t>> RenewLeases(const std::vector<int64_t>& tokens,
-                                                   absl::Duration ttl) override;
   absl::Status ReleaseLeases(const std::vector<int64_t>& tokens) override;
   absl::StatusOr<std::optional<ReplicaInfo>> LeaseOwner(const std::string& id) override;
-  absl::Status Heartbeat(const ReplicaInfo& me) override;
-  absl::StatusOr<std::vector<ReplicaInfo>> LiveReplicas(absl::Duration ttl) override;
-  absl::Status RemoveReplica(const std::string& id) override;
+  absl::StatusOr<std::vector<ReplicaInfo>> LiveReplicas() override;
   absl::StatusOr<std::vector<EventRecord>> EventsBySequence(
       const std::vector<int64_t>& sequences) override;
 
-  /// NOTIFY channels: a new `session_events` row (payload: its sequence), and leases given up.
+  /// NOTIFY channels: a new `session_events` row (payload: its sequence), and leases given up
+  /// (payload: the holder id that ended).
   static constexpr const char* kEventsChannel = "session_events";
   static constexpr const char* kLeasesChannel = "session_leases";
 
@@ -76,6 +79,10 @@ class PgSessionStore final : public SessionStore {
   absl::StatusOr<int64_t> ScalarInt64(const char* what, const char* sql);
 
   PgPool& pool_;
+  // Expand step (removed by the contract release with `session_replicas`): the lease
+  // time-to-live last given to StartHolder or RenewHolder, in µs, by which LiveReplicas judges
+  // the heartbeats of previous-version replicas; before either, the default --lease_ttl.
+  std::atomic<int64_t> lease_ttl_us_ = absl::ToInt64Microseconds(absl::Seconds(30));
 };
 
 /// "CONNECTED" ↔ SESSION_STATE_CONNECTED: the stored (and logged) names.

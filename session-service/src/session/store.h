@@ -62,8 +62,8 @@ struct Lease {
   int64_t token = 0;
 };
 
-/// A live session-service replica (the `session_replicas` table): its id and the gRPC address
-/// other replicas forward calls to.
+/// A session-service replica (as its `lease_holders` row records it): its id and the gRPC
+/// address other replicas forward calls to.
 struct ReplicaInfo {
   std::string id;
   std::string address;
@@ -150,12 +150,13 @@ class TransitionStore {
 class SessionStore : public TransitionStore {
  public:
   /// Inserts `record` (its id, state and timestamps are assigned) and its CREATED event. With
-  /// a `lease_owner`, the same transaction gives that replica the session's lease for
-  /// `lease_ttl`, so a session that wants a socket is never an orphan another replica claims
-  /// between its insert and its lease.
+  /// a `lease_owner`, the same transaction gives that replica the session's lease under
+  /// `lease_holder` (StartHolder), so a session that wants a socket is never an orphan another
+  /// replica claims between its insert and its lease. FAILED_PRECONDITION when that holder is
+  /// gone.
   virtual absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
       const SessionRecord& record, const std::string& lease_owner = "",
-      absl::Duration lease_ttl = absl::ZeroDuration()) = 0;
+      int64_t lease_holder = 0) = 0;
   virtual absl::StatusOr<SessionRecord> Get(const std::string& id) = 0;
   /// The session (tenant_id, session_name). NOT_FOUND when there is none.
   virtual absl::StatusOr<SessionRecord> GetByName(const std::string& tenant_id,
@@ -200,40 +201,86 @@ class SessionStore : public TransitionStore {
   virtual absl::StatusOr<std::vector<std::pair<v1::SessionState, int64_t>>> CountByState() = 0;
   virtual absl::StatusOr<absl::Duration> Ping() = 0;
 
-  // ---- replicas: leases, fencing tokens, heartbeats (README "Architecture" › "More than one
-  // replica"). Expiry is judged by the database clock, so replica clocks need not agree. ----
+  // ---- replicas: lease holders, leases, fencing tokens (README "Architecture" › "More than one
+  // replica"). A replica incarnation is one `lease_holders` row (its holder id, the epoch): the
+  // replica's liveness and its gRPC address. Every lease names its holder and is live exactly
+  // while that row exists with an expiry still ahead, so renewing the one holder row renews
+  // every lease of the replica. Expiry is judged by the database clock, so replica clocks need
+  // not agree. A holder past its expiry is deleted (its leases go with it) by the next replica
+  // that takes leases, and is never revived: renewal only updates an existing row.
+  //
+  // Expand step (README "Deployment", the Migrations bullet): during a rolling update replicas
+  // of the previous version run beside this one. They renew each lease's own expiry, write
+  // leases without a holder and beat in `session_replicas`. A lease without a holder is live
+  // while its own expiry is ahead, and is taken only once it has passed; while such a replica
+  // is alive ("mixed versions", RenewHolder), this version also keeps its own leases' expiry and
+  // its `session_replicas` heartbeat up to date for it. The contract release, one release
+  // later, removes all of that. ----
 
-  /// Takes the leases of `ids` for `owner` for `ttl` where none is live or `owner` holds it
-  /// (a fresh token either way); answers the leases won.
+  /// Starts a new incarnation of replica `me`: a `lease_holders` row with `me`'s id and address,
+  /// live for `ttl` (database clock). Answers its holder id (> 0). While a previous-version
+  /// replica is alive, also writes `me`'s heartbeat for it (expand step). UNAVAILABLE when the
+  /// database is down.
+  virtual absl::StatusOr<int64_t> StartHolder(const ReplicaInfo& me, absl::Duration ttl) = 0;
+  /// What a holder has, as its renewal reads it: how many leases name it and the sum of their
+  /// fencing tokens (tokens are unique, so a pair that differs from what the replica holds in
+  /// memory means a lease was lost or gained behind its back).
+  struct HolderState {
+    int64_t leases = 0;
+    int64_t token_sum = 0;
+    /// Expand step: a replica of the previous version is alive, i.e. one whose heartbeat in
+    /// `session_replicas` is younger than the ttl and which has no live holder. This renewal
+    /// then also wrote the expiry of each of the holder's leases and the replica's heartbeat.
+    bool previous_version_alive = false;
+  };
+  /// Extends `holder`'s life to now + `ttl` (database clock): one row written whatever the
+  /// number of leases it has (in the same round trip, while a previous-version replica is
+  /// alive, also each of its leases' own expiry and its `session_replicas` heartbeat: see
+  /// HolderState), and answers its HolderState. NOT_FOUND when the holder row is gone (it
+  /// expired and another replica deleted it: every lease it had is lost); UNAVAILABLE when the
+  /// database is down.
+  virtual absl::StatusOr<HolderState> RenewHolder(int64_t holder, absl::Duration ttl) = 0;
+  /// The fencing tokens of `holder`'s leases, ascending (empty for an unknown holder).
+  virtual absl::StatusOr<std::vector<int64_t>> HeldTokens(int64_t holder) = 0;
+  /// Ends `holder` (a replica that leaves): its row goes, and with it every lease it still has
+  /// and its replica's heartbeat in `session_replicas` (expand step), and the others hear of it
+  /// (NOTIFY `session_leases`) so they claim those sessions at once. OK when the holder is
+  /// already gone.
+  virtual absl::Status EndHolder(int64_t holder) = 0;
+  /// Deletes every expired holder (their leases go with them), then takes the leases of `ids`
+  /// for replica `owner` under `holder` where no lease exists, where a previous-version
+  /// replica's lease (no holder) expired, or where `owner` itself has one (under this holder or
+  /// an earlier incarnation's, as a restarted replica of the same id does). Each lease won has
+  /// a fresh token; answers those leases. INVALID_ARGUMENT for a
+  /// malformed id (unknown ids are simply not won); FAILED_PRECONDITION when `holder` (the
+  /// message names `session_leases_holder_fkey`) or a session is gone meanwhile.
   virtual absl::StatusOr<std::vector<Lease>> AcquireLeases(const std::vector<std::string>& ids,
                                                            const std::string& owner,
-                                                           absl::Duration ttl) = 0;
-  /// Takes up to `limit` leases of sessions that want a socket and have no live lease: active,
+                                                           int64_t holder) = 0;
+  /// Deletes every expired holder (their leases go with them), then takes for `owner` under
+  /// `holder` up to `limit` leases of sessions that want a socket and have no lease (or only a
+  /// previous-version replica's that expired): active,
   /// auto-connect, with credentials, and stored live, DISCONNECTED for a passing cause (not
   /// USER, RETRIES_EXHAUSTED, CLIENT_OUTDATED or LOGIN_REFUSED), or BANNED with a known end
-  /// (its holder reconnects it then). The orphans of a replica that died or left.
-  virtual absl::StatusOr<std::vector<Lease>> ClaimOrphans(const std::string& owner,
-                                                          absl::Duration ttl, int limit) = 0;
+  /// (its holder reconnects it then). The orphans of a replica that died or left. Oldest
+  /// updated first; FAILED_PRECONDITION when `holder` is gone meanwhile.
+  virtual absl::StatusOr<std::vector<Lease>> ClaimOrphans(const std::string& owner, int64_t holder,
+                                                          int limit) = 0;
   struct WantedCounts {
     int64_t wanted = 0;    ///< sessions that want a socket (the ClaimOrphans condition)
     int64_t orphaned = 0;  ///< of those, the ones no replica holds a live lease on
   };
   virtual absl::StatusOr<WantedCounts> CountWanted() = 0;
-  /// Extends the leases still carrying `tokens` to now + `ttl`; answers those tokens (a token
-  /// missing from the answer was taken over or its session deleted).
-  virtual absl::StatusOr<std::vector<int64_t>> RenewLeases(const std::vector<int64_t>& tokens,
-                                                           absl::Duration ttl) = 0;
-  /// Gives up the leases still carrying `tokens`.
+  /// Gives up the leases still carrying `tokens` (tokens no longer stored are skipped).
   virtual absl::Status ReleaseLeases(const std::vector<int64_t>& tokens) = 0;
-  /// The replica holding a live lease on session `id`, nullopt when none does.
+  /// The replica holding a live lease on session `id` (its id and, from its holder row, its
+  /// address; for a previous-version replica's lease, from its `session_replicas` row); nullopt
+  /// when none does. INVALID_ARGUMENT for a malformed id.
   virtual absl::StatusOr<std::optional<ReplicaInfo>> LeaseOwner(const std::string& id) = 0;
-  /// Records that `me` is alive (its heartbeat).
-  virtual absl::Status Heartbeat(const ReplicaInfo& me) = 0;
-  /// Replicas whose heartbeat is younger than `ttl`, `me` included if it is.
-  virtual absl::StatusOr<std::vector<ReplicaInfo>> LiveReplicas(absl::Duration ttl) = 0;
-  /// A replica that leaves: its heartbeat row goes, and the others hear of it (NOTIFY
-  /// `session_leases`) so they claim the sessions it gave up at once.
-  virtual absl::Status RemoveReplica(const std::string& id) = 0;
+  /// Replicas with a live holder, `me` included once started, and (expand step) the
+  /// previous-version replicas alive (HolderState), by id; one entry per replica id (the
+  /// address of its newest incarnation).
+  virtual absl::StatusOr<std::vector<ReplicaInfo>> LiveReplicas() = 0;
   /// The events with these sequences, in sequence order (those pruned are left out).
   virtual absl::StatusOr<std::vector<EventRecord>> EventsBySequence(
       const std::vector<int64_t>& sequences) = 0;

@@ -7,13 +7,11 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
-#include <boost/beast/websocket/ssl.hpp>
 #include <chrono>
 #include <deque>
 #include <random>
@@ -21,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "connection_impl.h"
 #include "noise_channel.h"
+#include "tls_socket.h"
 #include "url.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/status_macros.h"
@@ -53,15 +52,8 @@ class BeastTransport final : public Transport {
     auto endpoints = co_await resolver_.async_resolve(url.host, url.port, use_awaitable);
     if (aborted_) throw beast::system_error(asio::error::operation_aborted);
     co_await lowest.async_connect(endpoints, use_awaitable);
-    if constexpr (!std::is_same_v<Stream, websocket::stream<beast::tcp_stream>>) {
-      auto& tls = ws_.next_layer();
-      if (!SSL_set_tlsext_host_name(tls.native_handle(), url.host.c_str())) {
-        throw beast::system_error(beast::error_code(static_cast<int>(::ERR_get_error()),
-                                                    asio::error::get_ssl_category()));
-      }
-      tls.set_verify_mode(asio::ssl::verify_peer);
-      tls.set_verify_callback(asio::ssl::host_name_verification(url.host));
-      co_await tls.async_handshake(asio::ssl::stream_base::client, use_awaitable);
+    if constexpr (std::is_same_v<Stream, websocket::stream<TlsSocket>>) {
+      co_await ws_.next_layer().Handshake(url.host);
     }
     lowest.expires_never();
     websocket::stream_base::timeout t{};
@@ -109,7 +101,7 @@ class BeastTransport final : public Transport {
 };
 
 using PlainWs = websocket::stream<beast::tcp_stream>;
-using TlsWs = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
+using TlsWs = websocket::stream<TlsSocket>;
 
 }  // namespace
 

@@ -5,6 +5,8 @@
 // tests/e2e/replicas.
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "stack.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/testing/status_matchers.h"
@@ -155,17 +157,20 @@ TEST(Replicas, ALostLeaseClosesTheSocketAtOnce) {
   const auto session = CreateOn(a, "acme", c.sim.Device(15550003021));
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
   ASSERT_EQ(c.LoggedIn(), 1);
-  // Another owner takes the lease (as a replica would after a partition): replica-a finds out
-  // at its next renewal and cuts the socket without writing anything.
+  // Another owner takes the lease (as a replica would after a partition), under a holder of
+  // its own: replica-a finds out at its next renewal (its holder's lease count changed) and
+  // cuts the socket without writing anything.
   ASSERT_TRUE(c.pool
                   ->Run("steal",
                         [&](pqxx::connection& conn) {
                           pqxx::nontransaction n(conn);
                           n.exec_params(
-                              "UPDATE session_leases SET owner = 'replica-x',"
+                              "WITH x AS (INSERT INTO lease_holders (replica_id, address,"
+                              " expires_at) VALUES ('replica-x', '', now() + interval '1 minute')"
+                              " RETURNING holder)"
+                              " UPDATE session_leases SET owner = 'replica-x',"
                               " token = nextval('session_lease_tokens'),"
-                              " expires_at = now() + interval '1 minute'"
-                              " WHERE session_id = $1::uuid",
+                              " holder = (SELECT holder FROM x) WHERE session_id = $1::uuid",
                               session.id());
                         })
                   .ok());
@@ -173,11 +178,70 @@ TEST(Replicas, ALostLeaseClosesTheSocketAtOnce) {
                          std::chrono::milliseconds(absl::ToInt64Milliseconds(kLeaseTtl))));
   // No transition of replica-a's: the row still says what the last holder wrote.
   EXPECT_EQ(w.Of(session.id()).back().to_state(), v1::SESSION_STATE_CONNECTED);
-  // Calls now go to replica-x, which is not in the replica set: UNAVAILABLE, retry later.
+  // Calls now go to replica-x, whose address is unknown: UNAVAILABLE, retry later.
   v1::ConnectResponse up;
   grpc::Status st =
       Call<v1::ConnectRequest>(a, &v1::SessionService::Stub::Connect, session.id(), &up);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+}
+
+// Expand step of migration 4 (pg_store.cc): while a replica of the previous version runs, each
+// renewal also writes what that version reads (each lease's own expiry, this replica's
+// heartbeat in session_replicas); once it is gone, renewal is the holder row alone again.
+TEST(Replicas, WhileAPreviousVersionRunsEachLeaseIsRenewedForIt) {
+  Cluster c;
+  Replica& a = c.Start("replica-a");
+  Watcher w(*a.stub, std::nullopt);
+  const auto session = CreateOn(a, "acme", c.sim.Device(15550003031));
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
+  auto run = [&](const std::string& sql) {
+    EXPECT_TRUE(c.pool
+                    ->Run("run",
+                          [&](pqxx::connection& conn) {
+                            pqxx::nontransaction n(conn);
+                            n.exec(sql);
+                          })
+                    .ok());
+  };
+  auto ask = [&](const std::string& sql) {
+    bool out = false;
+    EXPECT_TRUE(c.pool
+                    ->Run("ask",
+                          [&](pqxx::connection& conn) {
+                            pqxx::nontransaction n(conn);
+                            out = n.exec1(sql)[0].as<bool>();
+                          })
+                    .ok());
+    return out;
+  };
+  // The lease's own expiry, which only the previous version judges by, is ahead.
+  const std::string lease_live = absl::StrCat(
+      "SELECT COALESCE((SELECT expires_at > now() FROM session_leases WHERE session_id = '",
+      session.id(), "'::uuid), false)");
+  const auto ttl = std::chrono::milliseconds(absl::ToInt64Milliseconds(kLeaseTtl));
+
+  // A replica of the previous version beats (ahead of now: fresh for the whole test).
+  run("INSERT INTO session_replicas (replica_id, address, heartbeat_at) VALUES"
+      " ('replica-old', '127.0.0.1:1', now() + interval '1 minute')");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return ask("SELECT EXISTS (SELECT 1 FROM session_replicas WHERE replica_id = 'replica-a')");
+      },
+      2 * ttl));
+  absl::SleepFor(2 * kLeaseTtl);  // long past the expiry the lease was taken with
+  EXPECT_TRUE(ask(lease_live));
+  EXPECT_EQ(c.LoggedIn(), 1);
+
+  // It is gone: the lease's own expiry lapses, and replica-a still holds the session.
+  run("DELETE FROM session_replicas WHERE replica_id = 'replica-old'");
+  EXPECT_TRUE(Eventually([&] { return !ask(lease_live); }, 3 * ttl));
+  EXPECT_EQ(c.LoggedIn(), 1);
+  v1::GetSessionResponse got;
+  ASSERT_THAT(
+      (Call<v1::GetSessionRequest>(a, &v1::SessionService::Stub::GetSession, session.id(), &got)),
+      IsOk());
+  EXPECT_EQ(got.session().owner(), "replica-a");
+  EXPECT_TRUE(got.session().socket_alive());
 }
 
 TEST(Replicas, PairingOnAnotherReplicaIsRelayedAndItsCancelCarriesOver) {

@@ -117,8 +117,8 @@ class Loopback {
   }
 
   sim::SimControl control() const { return sim::SimControl(sim_->control_port()); }
-  std::string TlsUrl() const {
-    return "wss://localhost:" + std::to_string(sim_->tls_port()) + "/ws/chat";
+  std::string TlsUrl(const std::string& host = "localhost") const {
+    return "wss://" + host + ":" + std::to_string(sim_->tls_port()) + "/ws/chat";
   }
 
  private:
@@ -336,6 +336,30 @@ TEST(Connection, LogsInOverTls) {
               IsOk());
   ASSERT_TRUE(obs->WaitFor(Event::kClosed));
   EXPECT_EQ(obs->Closed().cause, CloseCause::kRestartRequired);
+}
+
+// TlsSocket (src/wa/tls_socket.h) carries reads and writes that interleave (acks going out
+// while stanzas come in), verifies an IP address against the certificate's SAN, and closes
+// with the WebSocket close handshake over TLS.
+TEST(Connection, CarriesStanzasOverTlsToAnIpAddressAndClosesCleanly) {
+  Loopback lb;
+  auto creds = lb.RegisterDevice();
+  auto obs = std::make_shared<RecordingObserver>();
+  auto options = lb.Options();
+  options.url = lb.TlsUrl("127.0.0.1");
+  auto conn = lb.Connect(creds, obs, options);
+  ASSERT_TRUE(obs->WaitFor(Event::kLoggedIn)) << obs->Closed().detail;
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_THAT(lb.control().Post("/connections/" + creds.Jid() + "/message"), IsOk());
+  }
+  ASSERT_TRUE(obs->WaitFor(Event::kMessage, 50));
+  EXPECT_TRUE(wasentinel::testing::Eventually([&] {
+    auto c = lb.control().Get("/connections");
+    return c.ok() && (*c)["connections"].size() == 1 && (*c)["connections"][0]["acks"] == 50;
+  }));
+  conn->Close();
+  ASSERT_TRUE(obs->WaitFor(Event::kClosed));
+  EXPECT_EQ(obs->Closed().cause, CloseCause::kClosedByUs) << obs->Closed().detail;
 }
 
 TEST(Connection, UntrustedTlsCertificateIsAConnectFailure) {

@@ -4,6 +4,7 @@
 // Include only from store implementations (.cc): this header brings in libpqxx.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -45,13 +46,18 @@ class PgPool {
   /// or an unreachable server: UNAVAILABLE).
   static absl::StatusOr<std::unique_ptr<PgPool>> Create(std::string url, int size);
 
-  /// Runs `fn(connection)` on a pooled connection; exceptions become statuses (PgError). A
-  /// connection found broken is reopened on its next use. DEADLINE_EXCEEDED when no connection
-  /// frees up within `wait`.
+  /// Runs `fn(connection)` on a pooled connection; exceptions become statuses (PgError).
+  /// Every checkout validates the connection without a round trip (an idle connection the
+  /// server closed or spoke on, as after a restart or pg_terminate_backend, is replaced), so a
+  /// connection that died while pooled never fails a call. While the server is unreachable:
+  /// UNAVAILABLE "…: PostgreSQL unreachable: …" within the connect timeout (5 s unless the URL
+  /// or PGCONNECT_TIMEOUT says otherwise). DEADLINE_EXCEEDED when no connection frees up
+  /// within `wait`.
   absl::Status Run(std::string_view what, const std::function<void(pqxx::connection&)>& fn,
                    absl::Duration wait = absl::Seconds(10));
 
-  /// Runs `fn` in one transaction (committed when fn returns normally).
+  /// Runs `fn` in one transaction (committed when fn returns normally). A connection that
+  /// breaks at BEGIN, before `fn` ran, is replaced and the transaction retried once.
   absl::Status Transact(std::string_view what, const std::function<void(pqxx::work&)>& fn,
                         absl::Duration wait = absl::Seconds(10));
 
@@ -59,14 +65,43 @@ class PgPool {
   absl::StatusOr<absl::Duration> Ping();
 
   const std::string& url() const { return url_; }
+  /// Pooled connections found dead at checkout and replaced, since start.
+  int64_t replaced() const { return replaced_.load(std::memory_order_relaxed); }
+
+  /// False when `conn` cannot serve a statement: closed, or its idle socket is readable or hung
+  /// up (the server ended the session). No round trip.
+  static bool Usable(pqxx::connection& conn);
 
  private:
   PgPool(std::string url, int size) : url_(std::move(url)), slots_(size) {}
+  // The index of a free slot, marked busy; `status` set when none frees up within `wait`.
+  size_t Checkout(std::string_view what, absl::Duration wait, absl::Status& status);
+  void Return(size_t slot);
+  // The slot's connection, opened or replaced when missing or unusable; throws
+  // pqxx::broken_connection when the server cannot be reached.
+  pqxx::connection& Connection(size_t slot);
+
   std::string url_;
+  std::atomic<int64_t> replaced_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<pqxx::connection>> slots_;  // nullptr: not open yet, or broken
   std::vector<bool> busy_ = std::vector<bool>(slots_.size(), false);
+};
+
+/// One connection of its own that answers "can the database be reached now?" — readiness and
+/// the `wasentinel_database_up` gauge ask it, so a busy pool never reads as an outage.
+/// Not thread-safe: one caller (the runtime's database watch).
+class PgProbe {
+ public:
+  explicit PgProbe(std::string url) : url_(std::move(url)) {}
+  /// SELECT 1 on the probe's connection (reopened when unusable); OK, or UNAVAILABLE with
+  /// libpq's reason.
+  absl::Status Check();
+
+ private:
+  std::string url_;
+  std::unique_ptr<pqxx::connection> conn_;
 };
 
 struct Migration {

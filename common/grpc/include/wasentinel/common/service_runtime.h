@@ -10,12 +10,21 @@
 //   App::Shutdown(drain)         → ServiceRuntime::Shutdown: health NOT_SERVING, the service
 //                                  drains its parts, the gRPC server stops
 //
-// Threads: none of its own beyond gRPC's server threads and the exposer's (civetweb). Every
-// method is called from the composition root's thread (main, or a test's).
+// Health (grpc.health.v1, docs/api.md "Health and readiness"): the service "" is readiness —
+// SERVING while PostgreSQL answers the database watch, NOT_SERVING while it does not and from
+// the start of Shutdown; the service "liveness" is SERVING from Serve until Shutdown, whatever
+// the database does, so an orchestrator restarts a wedged process but not one waiting out a
+// database outage.
+//
+// Threads: the database watch (PgProbe every `database_check_interval`, from Serve to
+// Shutdown), gRPC's server threads and the exposer's (civetweb). Every method is called from
+// the composition root's thread (main, or a test's).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <prometheus/counter.h>
 #include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
 #include <functional>
@@ -29,6 +38,7 @@
 #include "absl/time/time.h"
 #include "wasentinel/common/api_keys.h"
 #include "wasentinel/common/clock.h"
+#include "wasentinel/common/periodic.h"
 #include "wasentinel/common/pg.h"
 
 namespace spdlog {
@@ -58,6 +68,9 @@ struct RuntimeOptions {
   std::string replica_id;
   /// spdlog level name: trace … off.
   std::string log_level = "info";
+  /// How often the database watch asks PostgreSQL whether it answers (readiness and the
+  /// `wasentinel_database_up` gauge follow the answer).
+  absl::Duration database_check_interval = absl::Seconds(2);
 };
 
 /// What differs between the services, fixed by each App (not configuration).
@@ -69,6 +82,9 @@ struct ServiceSpec {
 
 class ServiceRuntime {
  public:
+  /// grpc.health.v1 service name of liveness ("" is readiness).
+  static constexpr char kLivenessService[] = "liveness";
+
   /// Builds the runtime: the logger, the API keys (INVALID_ARGUMENT naming the bad entry), the
   /// gRPC server credentials (INVALID_ARGUMENT for unreadable TLS files), the pool
   /// (UNAVAILABLE when PostgreSQL cannot be reached), the migrations, and the exposer
@@ -80,12 +96,14 @@ class ServiceRuntime {
   /// Stops the gRPC server at once if Shutdown() did not.
   ~ServiceRuntime();
 
-  /// Starts the gRPC server with `services` on `grpc_listen` and sets grpc.health SERVING.
+  /// Starts the gRPC server with `services` on `grpc_listen`, sets grpc.health SERVING (""
+  /// and "liveness") and starts the database watch.
   /// `tune` may set builder options. UNAVAILABLE when the address cannot be bound.
   absl::Status Serve(const std::vector<grpc::Service*>& services,
                      const std::function<void(grpc::ServerBuilder&)>& tune = {});
 
-  /// The ordered shutdown, once (later calls do nothing): health NOT_SERVING, then
+  /// The ordered shutdown, once (later calls do nothing): the database watch stops, health
+  /// NOT_SERVING, then
   /// `drain(deadline)` (the service stops its own parts, in its own order, by `deadline` =
   /// now + `drain_timeout`), then the gRPC server stops, cancelling calls still open at the
   /// deadline (at least 100 ms after the drain, so answers already computed go out), then
@@ -112,6 +130,8 @@ class ServiceRuntime {
  private:
   ServiceRuntime(ServiceSpec spec, RuntimeOptions options, ApiKeys keys)
       : spec_(std::move(spec)), options_(std::move(options)), keys_(std::move(keys)) {}
+  // One round of the database watch: probe, then readiness and the gauges.
+  void WatchDatabase();
 
   ServiceSpec spec_;
   RuntimeOptions options_;
@@ -124,6 +144,13 @@ class ServiceRuntime {
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<PgProbe> probe_;
+  prometheus::Gauge* database_up_ = nullptr;
+  prometheus::Counter* connections_replaced_ = nullptr;
+  int64_t replaced_reported_ = 0;
+  bool database_reachable_ = true;
+  absl::Time unreachable_since_;
+  std::unique_ptr<PeriodicThread> database_watch_;
   int grpc_port_ = 0;
   bool shut_down_ = false;
 };
