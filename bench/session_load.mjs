@@ -5,7 +5,8 @@
 // Prints one JSON object per N and transport with:
 //   connect_all_seconds     from session-service start until all N sessions are CONNECTED
 //                           (start-up restore with the rate limit lifted)
-//   rss_bytes_per_session   (RSS with N connected − RSS of an idle service) / N
+//   rss_bytes_per_session   (RSS with N connected, 12 s after the last connected − RSS of an
+//                           idle service) / N
 //   idle_cpu_percent        CPU of session-service over `idle_window_seconds` at idle
 //                           (keepalives only, default intervals), as % of one core
 //   watcher_latency_ms      p50/p99 from a state change (the event's `at`) to its arrival at
@@ -122,7 +123,9 @@ const psql = (url, sql) => {
 const pgCounters = (url) => {
   const [writes, wal] = psql(url, 'SELECT tup_inserted + tup_updated + tup_deleted, ' +
     "pg_current_wal_lsn() - '0/0' FROM pg_stat_database WHERE datname = current_database()").split('|');
-  return { writes: Number(writes), wal: Number(wal), at: Date.now() };
+  const tables = Object.fromEntries(psql(url, 'SELECT relname, n_tup_ins + n_tup_upd + n_tup_del ' +
+    'FROM pg_stat_user_tables').split('\n').filter(Boolean).map((l) => l.split('|')).map(([t, n]) => [t, Number(n)]));
+  return { writes: Number(writes), wal: Number(wal), tables, at: Date.now() };
 };
 
 const sim = await startSim([`--tls_cert=${simCert}`, `--tls_key=${simKey}`, '--tls_port=0']);
@@ -157,8 +160,9 @@ try {
       await waitFor(async () => (await connectedCount(svc)) === n,
         { timeoutMs: 600000, what: `${n} sessions restored over ${transport}://`, intervalMs: 50 });
       const connectAll = (Date.now() - svc.started) / 1000;
-      // Let the connect burst settle before measuring the idle state.
-      await new Promise((r) => setTimeout(r, 3000));
+      // Let the connect burst settle, and the heap trim (every 10 s) hand the handshakes'
+      // transient buffers back, before measuring the idle state.
+      await new Promise((r) => setTimeout(r, 12000));
       const rssN = rss(svc.proc.pid);
       const cpu0 = cpuSeconds(svc.proc.pid);
       const pg0 = pgCounters(dbUrl);
@@ -177,6 +181,8 @@ try {
         connected_after_idle: still, sim_pings_answered: stats.pings_answered,
         postgres: {
           row_writes_per_second: Number(((pg1.writes - pg0.writes) / windowS).toFixed(1)),
+          by_table: Object.fromEntries(Object.entries(pg1.tables)
+            .map(([t, n]) => [t, Number(((n - (pg0.tables[t] ?? 0)) / windowS).toFixed(2))]).filter(([, r]) => r > 0)),
           wal_bytes_per_hour: Math.round(((pg1.wal - pg0.wal) / windowS) * 3600),
         },
       };

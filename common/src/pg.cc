@@ -2,8 +2,10 @@
 
 #include <poll.h>
 
+#include <cerrno>
 #include <chrono>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
@@ -50,11 +52,6 @@ pqxx::row PgOne(const pqxx::result& r) {
 
 namespace {
 
-// libpq waits for a TCP connect without limit unless told; a database behind a dead route must
-// fail a call within seconds, not minutes. The URL's own connect_timeout, or PGCONNECT_TIMEOUT
-// from the environment, wins.
-constexpr char kDefaultConnectTimeoutSeconds[] = "5";
-
 std::unique_ptr<pqxx::connection> Open(const std::string& url) {
   try {
     return std::make_unique<pqxx::connection>(url);
@@ -65,6 +62,27 @@ std::unique_ptr<pqxx::connection> Open(const std::string& url) {
 
 }  // namespace
 
+std::string PgConnInfo(std::string url) {
+  // libpq waits for a TCP connect, and for an answer on a connection whose peer vanished
+  // without a FIN, as long as TCP does (minutes): a database behind a dead route must fail a
+  // call within seconds. A setting the URL already has wins.
+  static constexpr std::pair<const char*, const char*> kDefaults[] = {{"connect_timeout", "5"},
+                                                                      {"tcp_user_timeout", "10000"},
+                                                                      {"keepalives_idle", "10"},
+                                                                      {"keepalives_interval", "5"},
+                                                                      {"keepalives_count", "3"}};
+  const bool uri = url.starts_with("postgresql://") || url.starts_with("postgres://");
+  for (const auto& [key, value] : kDefaults) {
+    if (absl::StrContains(url, absl::StrCat(key, "="))) continue;
+    if (uri) {
+      absl::StrAppend(&url, absl::StrContains(url, "?") ? "&" : "?", key, "=", value);
+    } else {
+      absl::StrAppend(&url, " ", key, "=", value);
+    }
+  }
+  return url;
+}
+
 bool PgPool::Usable(pqxx::connection& conn) {
   if (!conn.is_open()) return false;
   // An idle pooled connection has nothing to read: we never LISTEN on one and every result was
@@ -73,13 +91,15 @@ bool PgPool::Usable(pqxx::connection& conn) {
   // socket means the same without the goodbye.
   pollfd pfd{conn.sock(), POLLIN | POLLRDHUP, 0};
   if (pfd.fd < 0) return false;
-  const int ready = ::poll(&pfd, 1, 0);
+  int ready;
+  do {
+    ready = ::poll(&pfd, 1, 0);
+  } while (ready < 0 && errno == EINTR);
   return ready == 0;
 }
 
 absl::StatusOr<std::unique_ptr<PgPool>> PgPool::Create(std::string url, int size) {
-  ::setenv("PGCONNECT_TIMEOUT", kDefaultConnectTimeoutSeconds, /*overwrite=*/0);
-  std::unique_ptr<PgPool> pool(new PgPool(std::move(url), std::max(1, size)));
+  std::unique_ptr<PgPool> pool(new PgPool(PgConnInfo(std::move(url)), std::max(1, size)));
   try {
     pool->slots_[0] = std::make_unique<pqxx::connection>(pool->url_);
   } catch (const std::exception& e) {
@@ -137,6 +157,9 @@ absl::Status PgPool::Run(std::string_view what, const std::function<void(pqxx::c
   } catch (const std::exception& e) {
     status = PgError(e, what);
     if (status.code() == absl::StatusCode::kUnavailable) slots_[slot].reset();
+  } catch (...) {
+    status = absl::InternalError(absl::StrCat(Sv(what), ": unknown exception"));
+    slots_[slot].reset();
   }
   Return(slot);
   return status;
@@ -147,13 +170,21 @@ absl::Status PgPool::Transact(std::string_view what, const std::function<void(pq
   absl::Status status;
   const size_t slot = Checkout(what, wait, status);
   if (!status.ok()) return status;
-  // A connection that breaks before the transaction began (BEGIN failed) ran nothing of `fn`:
-  // the transaction is retried once on a new connection. Once `fn` runs, a break is the
-  // caller's (UNAVAILABLE; in_doubt_error when the COMMIT itself went unanswered).
+  // A pooled connection that breaks at BEGIN, before `fn` ran, is replaced and the transaction
+  // tried once more. Once `fn` runs, a break is the caller's (UNAVAILABLE; in_doubt_error when
+  // the COMMIT itself went unanswered). A connection that cannot be opened is not retried: the
+  // connect timeout was already spent.
   for (int attempt = 0;; ++attempt) {
     bool began = false;
     try {
-      pqxx::work w(Connection(slot));
+      pqxx::connection* conn = nullptr;
+      try {
+        conn = &Connection(slot);
+      } catch (const std::exception& e) {
+        status = PgError(e, what);
+        break;
+      }
+      pqxx::work w(*conn);
       began = true;
       fn(w);
       w.commit();
@@ -164,6 +195,10 @@ absl::Status PgPool::Transact(std::string_view what, const std::function<void(pq
       slots_[slot].reset();
       if (began || attempt > 0 || dynamic_cast<const pqxx::in_doubt_error*>(&e)) break;
       status = absl::OkStatus();
+    } catch (...) {
+      status = absl::InternalError(absl::StrCat(Sv(what), ": unknown exception"));
+      slots_[slot].reset();
+      break;
     }
   }
   Return(slot);

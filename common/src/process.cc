@@ -1,13 +1,42 @@
 #include "wasentinel/common/process.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
 namespace wasentinel {
+
+size_t TrimFreeHeap(size_t min_free_bytes) {
+  // malloc_trim hands pages back with madvise but leaves their chunks counted as free, so the
+  // free total after a trim is the mark to grow past before trimming again.
+  static std::atomic<size_t> free_after_last_trim{0};
+  const struct mallinfo2 info = mallinfo2();
+  const size_t free_bytes = info.fordblks;
+  if (free_bytes <= min_free_bytes || free_bytes <= info.uordblks / 4 ||
+      free_bytes <= free_after_last_trim.load() + min_free_bytes) {
+    return 0;
+  }
+  auto resident = [] {
+    long pages = 0, resident_pages = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(f, "%ld %ld", &pages, &resident_pages) != 2) resident_pages = 0;
+      std::fclose(f);
+    }
+    return static_cast<size_t>(resident_pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  };
+  const size_t before = resident();
+  malloc_trim(0);
+  free_after_last_trim = mallinfo2().fordblks;
+  const size_t after = resident();
+  return before > after ? before - after : 0;
+}
 
 long RaiseFileLimit() {
   rlimit lim{};

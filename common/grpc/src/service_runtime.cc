@@ -46,6 +46,12 @@ absl::StatusOr<std::unique_ptr<ServiceRuntime>> ServiceRuntime::Create(
            .Help("Pooled PostgreSQL connections found dead at checkout and replaced")
            .Register(*rt->registry_)
            .Add({});
+  rt->heap_trimmed_ =
+      &prometheus::BuildCounter()
+           .Name("wasentinel_heap_trimmed_bytes_total")
+           .Help("Free heap handed back to the kernel (malloc_trim) after bursts such as restores")
+           .Register(*rt->registry_)
+           .Add({});
   return rt;
 }
 
@@ -63,6 +69,12 @@ absl::Status ServiceRuntime::Serve(const std::vector<grpc::Service*>& services,
   probe_ = std::make_unique<PgProbe>(options_.database_url);
   database_watch_ = std::make_unique<PeriodicThread>(options_.database_check_interval,
                                                      [this] { WatchDatabase(); });
+  heap_trim_ = std::make_unique<PeriodicThread>(absl::Seconds(10), [this] {
+    if (const size_t released = TrimFreeHeap(); released > 0) {
+      heap_trimmed_->Increment(static_cast<double>(released));
+      log_->debug("handed {} MB of free heap back to the kernel", released >> 20);
+    }
+  });
   return absl::OkStatus();
 }
 
@@ -74,7 +86,11 @@ void ServiceRuntime::WatchDatabase() {
   database_up_->Set(st.ok() ? 1 : 0);
   if (st.ok() == database_reachable_) return;
   database_reachable_ = st.ok();
-  server_->GetHealthCheckService()->SetServingStatus("", st.ok());
+  {
+    absl::MutexLock lock(&health_mu_);
+    if (draining_) return;  // Shutdown set NOT_SERVING for good
+    server_->GetHealthCheckService()->SetServingStatus("", st.ok());
+  }
   if (st.ok()) {
     log_->info("PostgreSQL answers again after {}; readiness SERVING",
                absl::FormatDuration(
@@ -93,8 +109,13 @@ void ServiceRuntime::Shutdown(absl::Duration drain_timeout,
   shut_down_ = true;
   const absl::Time deadline = absl::Now() + drain_timeout;
   log_->info("shutting down (drain deadline {})", drain_timeout);
-  database_watch_.reset();
-  if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+  {
+    absl::MutexLock lock(&health_mu_);
+    draining_ = true;
+    if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+  database_watch_.reset();  // after NOT_SERVING: a probe under way may take the connect timeout
+  heap_trim_.reset();
   drain(deadline);
   if (server_) {
     server_->Shutdown(
@@ -106,6 +127,7 @@ void ServiceRuntime::Shutdown(absl::Duration drain_timeout,
 
 void ServiceRuntime::StopServer() {
   database_watch_.reset();
+  heap_trim_.reset();
   if (server_) server_->Shutdown(std::chrono::system_clock::now());
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "pg_store.h"
 #include "wasentinel/common/logging.h"
+#include "wasentinel/common/pg.h"
 
 namespace wasentinel::session {
 namespace {
@@ -84,7 +85,7 @@ void EventListener::Loop() {
       if (stop_) return;
     }
     try {
-      pqxx::connection c(url_);
+      pqxx::connection c(PgConnInfo(url_));
       std::vector<std::string> events, leases;
       Collector on_events(c, PgSessionStore::kEventsChannel, events);
       Collector on_leases(c, PgSessionStore::kLeasesChannel, leases);

@@ -4,6 +4,8 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <cerrno>
+#include <csignal>
+#include <mutex>
 
 namespace wasentinel::wa {
 
@@ -12,6 +14,8 @@ using boost::system::error_code;
 
 TlsSocket::TlsSocket(const executor_type& executor, asio::ssl::context& ctx)
     : tcp_(executor), ssl_(SSL_new(ctx.native_handle())) {
+  static std::once_flag sigpipe_ignored;
+  std::call_once(sigpipe_ignored, [] { ::signal(SIGPIPE, SIG_IGN); });
   if (!ssl_) {
     throw boost::system::system_error(
         error_code(static_cast<int>(ERR_get_error()), asio::error::get_ssl_category()));
@@ -44,7 +48,11 @@ TlsSocket::Step TlsSocket::Classify(int ret) {
   }
   const unsigned long e = ERR_get_error();
   ERR_clear_error();
-  if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+  if (e == 0) {
+    // A result this stream does not use (WANT_X509_LOOKUP, WANT_ASYNC, …) with nothing queued.
+    return {0, Want::kNothing, asio::ssl::error::unspecified_system_error};
+  }
+  if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
     return {0, Want::kNothing, asio::ssl::error::stream_truncated};
   }
   return {0, Want::kNothing, error_code(static_cast<int>(e), asio::error::get_ssl_category())};
@@ -82,7 +90,7 @@ asio::awaitable<void> TlsSocket::Handshake(const std::string& host) {
 }
 
 void TlsSocket::NotifyClose() noexcept {
-  if (!attached_ || !SSL_is_init_finished(ssl_.get())) return;
+  if (!attached_ || !tcp_.socket().is_open() || !SSL_is_init_finished(ssl_.get())) return;
   ERR_clear_error();
   SSL_shutdown(ssl_.get());  // one try: close_notify goes out if the socket takes it now
   ERR_clear_error();

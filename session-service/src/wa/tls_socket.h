@@ -21,9 +21,16 @@
 // asio::ssl::error::stream_truncated; OpenSSL failures as asio's ssl category with OpenSSL's
 // code (certificate verification failures included); socket failures as their system error.
 //
+// Signals: OpenSSL writes with write(2), not send(MSG_NOSIGNAL), so a write to a connection the
+// peer reset would raise SIGPIPE; the first TlsSocket sets SIGPIPE to be ignored for the process.
+//
 // Threads: one strand of execution (session-service's connection thread), like every asio
 // object here.
 #pragma once
+
+// clang-format off
+#include <utility>  // before Boost: 1.74's awaitable.hpp uses std::exchange without it
+// clang-format on
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -121,8 +128,14 @@ class TlsSocket {
     void Drive(Self& self, boost::system::error_code ec, Call call) {
       if (posted) return self.complete(result.error, result.bytes);
       if (ec) return self.complete(ec, 0);
-      ERR_clear_error();
-      result = s->Classify(call());
+      if (!s->tcp_.socket().is_open()) {
+        // Abort() closed the socket after this wait had already completed: OpenSSL still
+        // holds the old descriptor number, which may belong to another socket by now.
+        result = {0, Want::kNothing, boost::asio::error::operation_aborted};
+      } else {
+        ERR_clear_error();
+        result = s->Classify(call());
+      }
       if (result.want != Want::kNothing) {
         waited = true;
         s->tcp_.socket().async_wait(result.want == Want::kRead

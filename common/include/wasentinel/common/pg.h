@@ -40,19 +40,23 @@ std::string PgHex(std::string_view bytes);
 /// has no exec_params1).
 pqxx::row PgOne(const pqxx::result& r);
 
+/// `url` (a libpq URI or key=value string) with the timeouts every connection here needs where
+/// it does not set them: connect_timeout 5 s, tcp_user_timeout 10 s, TCP keepalives after 10 s
+/// idle (3 probes 5 s apart), so a database behind a dead route fails calls within seconds.
+std::string PgConnInfo(std::string url);
+
 class PgPool {
  public:
-  /// Opens `size` connections to `url` lazily (the first on Create, to fail fast on a bad URL
-  /// or an unreachable server: UNAVAILABLE).
+  /// Opens `size` connections to PgConnInfo(`url`) lazily (the first on Create, to fail fast on a
+  /// bad URL or an unreachable server: UNAVAILABLE).
   static absl::StatusOr<std::unique_ptr<PgPool>> Create(std::string url, int size);
 
   /// Runs `fn(connection)` on a pooled connection; exceptions become statuses (PgError).
   /// Every checkout validates the connection without a round trip (an idle connection the
   /// server closed or spoke on, as after a restart or pg_terminate_backend, is replaced), so a
   /// connection that died while pooled never fails a call. While the server is unreachable:
-  /// UNAVAILABLE "…: PostgreSQL unreachable: …" within the connect timeout (5 s unless the URL
-  /// or PGCONNECT_TIMEOUT says otherwise). DEADLINE_EXCEEDED when no connection frees up
-  /// within `wait`.
+  /// UNAVAILABLE "…: PostgreSQL unreachable: …" within the connect timeout (PgConnInfo).
+  /// DEADLINE_EXCEEDED when no connection frees up within `wait`.
   absl::Status Run(std::string_view what, const std::function<void(pqxx::connection&)>& fn,
                    absl::Duration wait = absl::Seconds(10));
 
@@ -94,7 +98,7 @@ class PgPool {
 /// Not thread-safe: one caller (the runtime's database watch).
 class PgProbe {
  public:
-  explicit PgProbe(std::string url) : url_(std::move(url)) {}
+  explicit PgProbe(std::string url) : url_(PgConnInfo(std::move(url))) {}
   /// SELECT 1 on the probe's connection (reopened when unusable); OK, or UNAVAILABLE with
   /// libpq's reason.
   absl::Status Check();

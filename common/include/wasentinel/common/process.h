@@ -3,6 +3,7 @@
 // fallbacks are config.h's. Libraries below the composition root never call these.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -22,6 +23,15 @@ void DisableMutexDeadlockDetection();
 void BlockStopSignals();
 /// Waits for SIGTERM or SIGINT; answers which.
 int WaitForStopSignal();
+
+/// Hands the heap's free pages back to the kernel (glibc malloc_trim) when more than
+/// `min_free_bytes` and more than a quarter of what is in use lie free in malloc's arenas, as
+/// after a burst of TLS handshakes: their transient buffers are freed, but glibc keeps the
+/// pages, and an idle process would carry them for good. Trims again only once the free total
+/// grew `min_free_bytes` past what the last trim left. Answers the resident bytes released
+/// (0 when it did not trim). Takes malloc's arena locks briefly; call it every few seconds at
+/// most.
+size_t TrimFreeHeap(size_t min_free_bytes = 16u << 20);
 
 /// This machine's host name ("localhost" when it has none).
 std::string HostName();

@@ -17,7 +17,8 @@
 // database outage.
 //
 // Threads: the database watch (PgProbe every `database_check_interval`, from Serve to
-// Shutdown), gRPC's server threads and the exposer's (civetweb). Every method is called from
+// Shutdown), the heap trim (process.h TrimFreeHeap every 10 s, from Serve to Shutdown), gRPC's
+// server threads and the exposer's (civetweb). Every method is called from
 // the composition root's thread (main, or a test's).
 #pragma once
 
@@ -35,6 +36,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "wasentinel/common/api_keys.h"
 #include "wasentinel/common/clock.h"
@@ -149,8 +151,12 @@ class ServiceRuntime {
   prometheus::Counter* connections_replaced_ = nullptr;
   int64_t replaced_reported_ = 0;
   bool database_reachable_ = true;
+  absl::Mutex health_mu_;  // orders the watch's readiness changes before Shutdown's NOT_SERVING
+  bool draining_ ABSL_GUARDED_BY(health_mu_) = false;
   absl::Time unreachable_since_;
   std::unique_ptr<PeriodicThread> database_watch_;
+  prometheus::Counter* heap_trimmed_ = nullptr;
+  std::unique_ptr<PeriodicThread> heap_trim_;
   int grpc_port_ = 0;
   bool shut_down_ = false;
 };
