@@ -153,7 +153,7 @@ try {
   sampling = false;
   await sampler;
   check('no device ever had two live sockets', doubles === 0 && samples > 100, `${samples} samples, ${doubles} doubles`);
-  const rows = pg.psql('SELECT sequence, session_id, from_state, to_state FROM session_events ORDER BY sequence');
+  const rows = await pg.query('SELECT sequence, session_id, from_state, to_state FROM session_events ORDER BY sequence');
   const last = Number(rows.at(-1)[0]);
   await waitFor(() => (watcher.events.at(-1)?.sequence ?? 0) >= last, { timeoutMs: 15000 }).catch(() => {});
   watcher.stop();

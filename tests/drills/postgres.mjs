@@ -164,7 +164,7 @@ try {
   loading = false;
   await Promise.all([dropper, caller]);
   check('every session CONNECTED once the load stops', await allConnected(30000));
-  const rows = pg.psql('SELECT sequence, session_id, from_state, to_state FROM session_events ORDER BY sequence');
+  const rows = await pg.query('SELECT sequence, session_id, from_state, to_state FROM session_events ORDER BY sequence');
   const last = Number(rows.at(-1)[0]);
   await waitFor(() => (watcher.events.at(-1)?.sequence ?? 0) >= last, { timeoutMs: 15000 }).catch(() => {});
   watcher.stop();

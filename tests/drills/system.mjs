@@ -4,7 +4,8 @@
 // services' grpc.health.v1 answers, and a check() that prints TAP-like lines.
 //
 // Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, ALERT_SERVICE, PROTO_DIR.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,7 +35,8 @@ export function summary() {
 }
 
 /// A throwaway PostgreSQL server in `dir` on a free port (tests/support/pg-server), with the
-/// faults the drills apply to it. `psql(sql)` answers the rows as arrays of strings. Commits are
+/// faults the drills apply to it. `psql(sql)` answers the rows as arrays of strings, `query(sql)`
+/// the same asynchronously. Commits are
 /// synchronous, as in production, so a killed server keeps what it committed.
 export async function startPostgres(dir) {
   const port = await freePort();
@@ -43,9 +45,13 @@ export async function startPostgres(dir) {
   const run = (cmd) => execFileSync(pgServer, [cmd, dir], { stdio: ['ignore', 'ignore', 'inherit'] });
   const psql = (sql) => execFileSync('psql', ['-qAtX', '-F', '\t', url, '-c', sql], { encoding: 'utf8' })
     .split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
+  // The same without blocking the event loop (and without spawnSync), for larger reads.
+  const query = async (sql) => (await promisify(execFile)('psql', ['-qAtX', '-F', '\t', url, '-c', sql],
+    { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
   return {
     url,
     psql,
+    query,
     restart: () => run('restart'),
     halt: () => run('halt'),
     resume: () => run('resume'),

@@ -361,8 +361,11 @@ try {
   const backP = await waitFor(() => resolved.find((a) => a.dedup_key === keyP),
     { timeoutMs: 10000, what: "P's phone alert resolved" }).catch(() => null);
   check('P: the phone seen again → the alert is resolved', !!backP);
-  // Keep P out of the checks below: its phone would be judged away again in 4 s.
+  // Keep P out of the checks below: its phone would be judged away again in 4 s. The monitor
+  // must have seen the deletion before session-service is killed below.
   await sessionService.call('DeleteSession', { id: ids.P });
+  await waitFor(async () => (await health(monitor, ids.P)) === null,
+    { timeoutMs: 10000, intervalMs: 50, what: "P's deletion at the monitor" }).catch(() => {});
 
   say('\n— session-service is SIGKILLed, then started again');
   // session-service SIGKILLed: one alert for the outage; back → resolved.
