@@ -67,7 +67,7 @@ const netemOk = spawnSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev
 if (netemOk) inNs('tc', 'qdisc', 'del', 'dev', `${veth}n`, 'root');
 
 const work = mkdtempSync(join(tmpdir(), 'was-drill-net-'));
-const pg = await startPostgres(`${work}-pg`);
+const pg = await startPostgres(process.env.WAS_DRILL_PG_DIR || `${work}-pg`);  // not in `work`: postgres cannot enter it
 const sim = await startSim([], { netns: ns, host: simAddr });
 // Faults on the WebSocket port only: `in` sees what session-service sends, `out` what wa-sim does.
 const port = sim.wsPort;

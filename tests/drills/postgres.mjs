@@ -39,7 +39,7 @@ const receiver = await startWebhookReceiver(({ id, data, verified }) => {
   if (data.dedup_key) deliveredKeys.add(data.dedup_key);
 });
 
-const pg = await startPostgres(`${work}-pg`);  // beside `work`: the postgres user cannot enter it
+const pg = await startPostgres(process.env.WAS_DRILL_PG_DIR || `${work}-pg`);  // not in `work`: postgres cannot enter it
 const sim = await startSim();
 let system = null;
 let exitCode = 1;

@@ -144,13 +144,28 @@ Bytes AesCtr(ByteView key, ByteView iv, ByteView data) {
   return out;
 }
 
+namespace {
+
+// AES-256-GCM fetched from OpenSSL's provider once: EVP_aes_256_gcm() makes every
+// EVP_*Init_ex look the implementation up again, which was a third of the cost of sealing a
+// keepalive ping. Never freed (one per process).
+const EVP_CIPHER* Aes256Gcm() {
+  static const EVP_CIPHER* const cipher = [] {
+    const EVP_CIPHER* fetched = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+    return fetched ? fetched : EVP_aes_256_gcm();
+  }();
+  return cipher;
+}
+
+}  // namespace
+
 Bytes AesGcmEncrypt(ByteView key, ByteView iv, ByteView aad, ByteView plaintext) {
   std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
                                                                       EVP_CIPHER_CTX_free);
   Bytes out(plaintext.size() + 16);
   int len = 0;
   int total = 0;
-  EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr);
+  EVP_EncryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, nullptr, nullptr);
   EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(iv.size()), nullptr);
   EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), iv.data());
   if (!aad.empty())
@@ -171,7 +186,7 @@ absl::StatusOr<Bytes> AesGcmDecrypt(ByteView key, ByteView iv, ByteView aad, Byt
   const size_t n = sealed.size() - 16;
   Bytes out(n);
   int len = 0;
-  EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr);
+  EVP_DecryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, nullptr, nullptr);
   EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(iv.size()), nullptr);
   EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), iv.data());
   if (!aad.empty())
