@@ -95,8 +95,9 @@ export function healthOf(port, service = '') {
 export async function startSystem({ databaseUrl, sim, sessionReplicas = 1, leaseTtl = '30s',
   logLevel = process.env.WAS_E2E_LOG_LEVEL || 'warn' }) {
   const key = randomBytes(32).toString('hex');
-  const ports = { session: await freePort(), session2: await freePort(), monitor: await freePort(), alert: await freePort() };
-  const watched = sessionReplicas > 1 ? ports.session2 : ports.session;
+  // Each port is picked just before its service starts (another test may take a port picked
+  // earlier); the monitor's arguments name the others' ports, so it starts last.
+  const ports = {};
   const common = (name, port, metricsPort) => [`--replica_id=${name}`, `--grpc_listen=127.0.0.1:${port}`,
     `--metrics_listen=127.0.0.1:${metricsPort}`, `--database_url=${databaseUrl}`, `--log_level=${logLevel}`];
   const specs = {
@@ -114,25 +115,35 @@ export async function startSystem({ databaseUrl, sim, sessionReplicas = 1, lease
     },
     monitor: {
       binary: requiredEnv('HEALTH_MONITOR'), Client: MonitorService, ready: 'GetMonitorStatus',
-      args: [`--session_service=127.0.0.1:${watched}`, `--alert_service=127.0.0.1:${ports.alert}`,
-        '--light_interval=1s', '--fast_interval=1s', '--deep_interval=3s', '--unreachable_backoff=1s',
+      args: () => [`--session_service=127.0.0.1:${sessionReplicas > 1 ? ports.session2 : ports.session}`,
+        `--alert_service=127.0.0.1:${ports.alert}`, '--light_interval=1s', '--fast_interval=1s', '--deep_interval=3s', '--unreachable_backoff=1s',
         '--call_timeout=4s', '--leader_poll=300ms', '--watch_backoff=300ms', '--reconnect_after=60s'],
     },
   };
   const services = {};
   specs.session2 = specs.session;
-  const start = async (kind) => {
+  // Starts `kind` on its port (a new one the first time); a port taken meanwhile by another
+  // process makes the service exit at once, and a first start then tries another port.
+  const start = async (kind, attempt = 0) => {
     const spec = specs[kind];
+    const restart = ports[kind] !== undefined && attempt === 0;
+    if (!restart) ports[kind] = await freePort();
     const metricsPort = await freePort();
-    const p = startProcess(spec.binary, [...common(kind, ports[kind], metricsPort), ...spec.args]);
+    const args = typeof spec.args === 'function' ? spec.args() : spec.args;
+    const p = startProcess(spec.binary, [...common(kind, ports[kind], metricsPort), ...args]);
     const client = new spec.Client(`127.0.0.1:${ports[kind]}`, grpc.credentials.createInsecure());
     const call = unary(client);
     let exited = false;
     p.exited.then(() => { exited = true; });
-    await waitFor(async () => {
-      if (exited) throw new Error(`${kind} exited while starting`);
-      try { await call(spec.ready); return true; } catch { return false; }
+    const up = await waitFor(async () => {
+      if (exited) return 'exited';
+      try { await call(spec.ready); return 'up'; } catch { return false; }
     }, { timeoutMs: 30000, what: `${kind} to answer` });
+    if (up === 'exited') {
+      client.close();
+      if (attempt < 3) return start(kind, attempt + 1);
+      throw new Error(`${kind} exited while starting`);
+    }
     services[kind] = { name: kind, port: ports[kind], metricsPort, client, call, ...p,
       restart: () => start(kind) };
     return services[kind];
