@@ -21,9 +21,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startSim, waitFor } from '../interop/harness.mjs';
+import { sampleDoubleSockets, startSim, waitFor } from '../interop/harness.mjs';
 import { startWebhookReceiver } from '../e2e/api.mjs';
-import { addSessions, check, healthOf, resumingWatcher, startPostgres, startSystem, summary } from './system.mjs';
+import {
+  addSessions, check, checkEventLog, checkMonitorCursor, healthOf, resumingWatcher, startPostgres, startSystem, summary,
+} from './system.mjs';
 
 const LEASE_TTL_S = 3;
 const SESSIONS = 8;
@@ -61,21 +63,7 @@ try {
   const watcher = resumingWatcher(s.session.client, s.session2.client);
 
   // No device with two live sockets, ever.
-  let doubles = 0;
-  let samples = 0;
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      const { connections } = await sim.get('/connections');
-      const seen = new Set();
-      for (const c of connections.filter((x) => x.logged_in)) {
-        if (seen.has(c.jid)) doubles += 1;
-        seen.add(c.jid);
-      }
-      samples += 1;
-      await sleep(20);
-    }
-  })();
+  const sampler = sampleDoubleSockets(sim);
 
   // The load.
   let loading = true;
@@ -150,28 +138,10 @@ try {
   loading = false;
   await Promise.all([dropper, caller]);
   check('every session CONNECTED once the load stops', await allConnected(30000));
-  sampling = false;
-  await sampler;
+  const { samples, doubles } = await sampler.stop();
   check('no device ever had two live sockets', doubles === 0 && samples > 100, `${samples} samples, ${doubles} doubles`);
-  const rows = await pg.query('SELECT sequence, session_id, from_state, to_state FROM session_events ORDER BY sequence');
-  const last = Number(rows.at(-1)[0]);
-  await waitFor(() => (watcher.events.at(-1)?.sequence ?? 0) >= last, { timeoutMs: 15000 }).catch(() => {});
-  watcher.stop();
-  const bySession = new Map();
-  let breaks = 0;
-  for (const [, id, from, to] of rows) {
-    const prev = bySession.get(id);
-    if (prev !== undefined && prev !== from) breaks += 1;
-    bySession.set(id, to);
-  }
-  check('session_events: every state change in order, each starting where the last ended',
-    breaks === 0 && rows.length > SESSIONS * 5, `${rows.length} events, ${breaks} breaks`);
-  const seen = watcher.events.map((e) => e.sequence);
-  const seenSet = new Set(seen);
-  const missing = rows.filter((r) => !seenSet.has(Number(r[0]))).length;
-  check('the watcher, resuming on the other replica, saw every event once, in order',
-    seen.every((x, i) => i === 0 || x > seen[i - 1]) && missing === 0 && seen.length === rows.length,
-    `${seen.length} seen of ${rows.length}, ${missing} missing, ${watcher.restarts} resumes`);
+  const last = await checkEventLog(pg, watcher, {
+    minEvents: SESSIONS * 5, watcherSaw: 'the watcher, resuming on the other replica, saw' });
   await waitFor(() => { const d = deliveredKeys(); return accepted.every((k) => d.has(k)); },
     { timeoutMs: 60000, intervalMs: 100 }).catch(() => {});
   const d = deliveredKeys();
@@ -180,11 +150,7 @@ try {
   check('every alert RaiseAlert accepted was delivered at least once (a repeat keeps its webhook-id)',
     undelivered.length === 0 && badSignatures === 0 && accepted.length > 50,
     `${accepted.length} accepted, ${undelivered.length} undelivered, ${repeats} delivered twice, ${badSignatures} bad signatures`);
-  let status = null;
-  await waitFor(async () => (status = await s.monitor.call('GetMonitorStatus')).last_event_sequence >= last,
-    { timeoutMs: 15000, intervalMs: 200 }).catch(() => {});
-  check("the restarted monitor's cursor reached the last event", status?.last_event_sequence >= last,
-    `${status?.last_event_sequence} of ${last}`);
+  await checkMonitorCursor(s.monitor, last, "the restarted monitor's cursor reached the last event");
   exitCode = summary();
 } catch (e) {
   console.error(e);

@@ -35,22 +35,18 @@ export function summary() {
 }
 
 /// A throwaway PostgreSQL server in `dir` on a free port (tests/support/pg-server), with the
-/// faults the drills apply to it. `psql(sql)` answers the rows as arrays of strings, `query(sql)`
-/// the same asynchronously. Commits are
+/// faults the drills apply to it. `query(sql)` answers the rows as arrays of strings. Commits are
 /// synchronous, as in production, so a killed server keeps what it committed.
 export async function startPostgres(dir) {
   const port = await freePort();
   const url = execFileSync(pgServer, ['start', dir, String(port)],
     { encoding: 'utf8', env: { ...process.env, WAS_PG_SYNCHRONOUS_COMMIT: 'on' } }).trim();
   const run = (cmd) => execFileSync(pgServer, [cmd, dir], { stdio: ['ignore', 'ignore', 'inherit'] });
-  const psql = (sql) => execFileSync('psql', ['-qAtX', '-F', '\t', url, '-c', sql], { encoding: 'utf8' })
-    .split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
-  // The same without blocking the event loop (and without spawnSync), for larger reads.
+  // Asynchronous, without spawnSync (node once aborted inside it under load).
   const query = async (sql) => (await promisify(execFile)('psql', ['-qAtX', '-F', '\t', url, '-c', sql],
     { encoding: 'utf8', maxBuffer: 64 << 20 })).stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t'));
   return {
     url,
-    psql,
     query,
     restart: () => run('restart'),
     halt: () => run('halt'),
@@ -60,10 +56,10 @@ export async function startPostgres(dir) {
     /// waits until their backends are gone; answers how many there were.
     terminateAll: async () => {
       // In the select list, so that only the rows WHERE keeps are terminated (psql's own not).
-      const pids = psql("SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE " +
-        "pid <> pg_backend_pid() AND backend_type = 'client backend'").map((r) => r[0]);
+      const pids = (await query("SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE " +
+        "pid <> pg_backend_pid() AND backend_type = 'client backend'")).map((r) => r[0]);
       if (pids.length) {
-        await waitFor(() => psql(`SELECT count(*) FROM pg_stat_activity WHERE pid IN (${pids.join(',')})`)[0][0] === '0',
+        await waitFor(async () => (await query(`SELECT count(*) FROM pg_stat_activity WHERE pid IN (${pids.join(',')})`))[0][0] === '0',
           { timeoutMs: 5000, intervalMs: 50, what: 'terminated backends to exit' });
       }
       return pids.length;
@@ -201,4 +197,39 @@ export function resumingWatcher(...clients) {
   open();
   w.stop = () => { w.stopped = true; w.call.cancel(); };
   return w;
+}
+
+/// The event-log invariants every drill ends with, once the load stopped: every state change is
+/// in `session_events` in order (each event starts where the session's previous one ended, at
+/// least `minEvents` of them), and `watcher` (resumingWatcher) saw each exactly once, in order,
+/// `watcherSaw` naming how. Stops the watcher; answers the last sequence.
+export async function checkEventLog(pg, watcher, { minEvents, watcherSaw = 'the resuming watcher saw' }) {
+  const rows = await pg.query('SELECT sequence, session_id, from_state, to_state FROM session_events ORDER BY sequence');
+  const last = Number(rows.at(-1)[0]);
+  await waitFor(() => (watcher.events.at(-1)?.sequence ?? 0) >= last, { timeoutMs: 15000 }).catch(() => {});
+  watcher.stop();
+  const bySession = new Map();
+  let breaks = 0;
+  for (const [, id, from, to] of rows) {
+    const prev = bySession.get(id);
+    if (prev !== undefined && prev !== from) breaks += 1;
+    bySession.set(id, to);
+  }
+  check('session_events: every state change in order, each starting where the last ended',
+    breaks === 0 && rows.length > minEvents, `${rows.length} events, ${breaks} breaks`);
+  const seen = watcher.events.map((e) => e.sequence);
+  const seenSet = new Set(seen);
+  const missing = rows.filter((r) => !seenSet.has(Number(r[0]))).length;
+  check(`${watcherSaw} every event once, in order`,
+    seen.every((x, i) => i === 0 || x > seen[i - 1]) && missing === 0 && seen.length === rows.length,
+    `${seen.length} seen of ${rows.length}, ${missing} missing, ${watcher.restarts} resumes`);
+  return last;
+}
+
+/// The monitor's cursor reaches event `last` (within 15 s).
+export async function checkMonitorCursor(monitor, last, name = "the monitor's cursor reached the last event") {
+  let status = null;
+  await waitFor(async () => (status = await monitor.call('GetMonitorStatus')).last_event_sequence >= last,
+    { timeoutMs: 15000, intervalMs: 200 }).catch(() => {});
+  check(name, status?.last_event_sequence >= last, `${status?.last_event_sequence} of ${last}`);
 }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { useMultiFileAuthState } from 'baileys';
-import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
+import { startSim, requiredEnv, waitFor, freePort, sampleDoubleSockets } from '../interop/harness.mjs';
 
 const LEASE_TTL_S = 3;
 const checks = [];
@@ -58,21 +58,7 @@ async function startReplica(name) {
 }
 
 // Every live socket of wa-sim, sampled; a device seen twice at once is a failure.
-let doubles = 0;
-let samples = 0;
-let sampling = true;
-const sampler = (async () => {
-  while (sampling) {
-    const { connections } = await sim.get('/connections');
-    const seen = new Set();
-    for (const c of connections.filter((x) => x.logged_in)) {
-      if (seen.has(c.jid)) doubles += 1;
-      seen.add(c.jid);
-    }
-    samples += 1;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-})();
+const sampler = sampleDoubleSockets(sim);
 
 const replicas = {};
 let exitCode = 1;
@@ -156,8 +142,7 @@ try {
   const leases = Number(metrics.match(/^wasentinel_session_leases (\S+)/m)?.[1]);
   check('r3 reports 6 leases held', leases === 6, `${leases}`);
 
-  sampling = false;
-  await sampler;
+  const { samples, doubles } = await sampler.stop();
   const stats = await sim.get('/stats');
   check('never two live sockets for one device', doubles === 0 && stats.replaced === 0,
     `${samples} samples, ${doubles} doubles, ${stats.replaced} replaced at wa-sim`);
@@ -166,7 +151,7 @@ try {
 } catch (e) {
   console.error(e);
 } finally {
-  sampling = false;
+  await sampler.stop();
   for (const r of Object.values(replicas)) r.proc.kill('SIGTERM');
   await Promise.all(Object.values(replicas).map((r) => r.exited));
   sim.stop();

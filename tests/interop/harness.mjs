@@ -27,6 +27,33 @@ export async function waitFor(cond, {timeoutMs = 10000, what = 'condition', inte
   }
 }
 
+// Samples wa-sim's live sockets every 20 ms until stop(); a device logged in on two sockets at
+// once is a double. stop() answers {samples, doubles}.
+export function sampleDoubleSockets(sim) {
+  let sampling = true;
+  let samples = 0;
+  let doubles = 0;
+  const loop = (async () => {
+    while (sampling) {
+      const {connections} = await sim.get('/connections');
+      const seen = new Set();
+      for (const c of connections.filter((x) => x.logged_in)) {
+        if (seen.has(c.jid)) doubles += 1;
+        seen.add(c.jid);
+      }
+      samples += 1;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return {
+    stop: async () => {
+      sampling = false;
+      await loop.catch(() => {});
+      return {samples, doubles};
+    },
+  };
+}
+
 // `args`: further wa-sim flags (e.g. --min_version=N). `netns`: run it in that network
 // namespace (`ip netns exec`), listening on `host` (an address of that namespace).
 export async function startSim(args = [], {netns = null, host = '127.0.0.1'} = {}) {
