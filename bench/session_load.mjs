@@ -19,7 +19,7 @@
 //
 // Environment: WA_SIM, SESSION_SERVICE, GET_SESSION_RATE, PROTO_DIR, DATABASE_URL (an empty database per N is
 // made by the caller: DATABASE_URL_<N>), BASELINE_DATABASE_URL (an empty database).
-// Usage: node bench/session_load.mjs N [N ...] [--idle-window=SECONDS]
+// Usage: node bench/session_load.mjs N [N ...] [--idle-window=SECONDS] [--transports=wss,ws]
 import { createRequire } from 'node:module';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -33,7 +33,9 @@ const { startSim, waitFor, requiredEnv, freePort } = await import('../tests/inte
 
 const args = process.argv.slice(2);
 const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
-const idleWindow = Number((args.find((a) => a.startsWith('--idle-window=')) ?? '--idle-window=20').split('=')[1]);
+const option = (name, dflt) => (args.find((a) => a.startsWith(`--${name}=`)) ?? `--${name}=${dflt}`).split('=')[1];
+const idleWindow = Number(option('idle-window', 20));
+const transports = option('transports', 'wss,ws').split(',');
 const pageSize = 4096;
 const ticks = 100;  // USER_HZ on Linux
 
@@ -155,7 +157,7 @@ try {
       { timeoutMs: 600000, intervalMs: 200, what: `${n} created sessions connected` });
     await svc.stop();
 
-    for (const [transport, waUrl] of [['wss', sim.tlsUrl], ['ws', sim.url]]) {
+    for (const [transport, waUrl] of [['wss', sim.tlsUrl], ['ws', sim.url]].filter(([t]) => transports.includes(t))) {
       svc = await service(sim, dbUrl, key, waUrl);
       await waitFor(async () => (await connectedCount(svc)) === n,
         { timeoutMs: 600000, what: `${n} sessions restored over ${transport}://`, intervalMs: 50 });

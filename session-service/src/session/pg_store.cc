@@ -491,84 +491,129 @@ absl::StatusOr<SessionRecord> PgSessionStore::Update(const std::string& id,
                    id, u.auto_connect, u.is_active, u.account_name, u.owner_email);
 }
 
-absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t) {
-  WAS_RETURN_IF_ERROR(CheckSessionId(t.session_id));
-  EventRecord event;
+namespace {
+
+// Runs the prepared statement `name`, defined on the transaction's connection as `sql` when it
+// is not yet (libpqxx defines it once per connection and has the server parse and plan it on
+// first use; a replaced connection defines it again).
+template <typename... Args>
+pqxx::result ExecPrepared(pqxx::work& w, const char* name, const std::string& sql, Args&&... args) {
+  w.conn().prepare(name, sql);  // a no-op when already defined with this text
+  return w.exec_prepared(name, std::forward<Args>(args)...);
+}
+
+// FOR SHARE OF l holds off a takeover until the transition commits: one deletes the lease row
+// (its holder's deletion cascades to it) or updates it (own_too, an expired previous-version
+// lease, or a previous-version replica's takeover), and all wait for the lock. The holder row is
+// not locked, so renewals go on meanwhile.
+const std::string& TransitionLeaseSql() {
+  static const auto* sql = new std::string(
+      absl::StrCat("SELECT l.token, COALESCE(", kLeaseIsLive,
+                   ", false) FROM session_leases l LEFT JOIN lease_holders h"
+                   " ON h.holder = l.holder WHERE l.session_id = $1::uuid FOR SHARE OF l"));
+  return *sql;
+}
+
+const std::string& TransitionUpdateSql() {
+  static const auto* sql = new std::string(
+      "UPDATE sessions SET connection_status = $2, status_reason = $3,"
+      " last_error = CASE WHEN $4 = '' THEN (CASE WHEN $2 = 'CONNECTED' THEN NULL ELSE "
+      "last_error END) ELSE $4 END,"
+      " last_connected_at = CASE WHEN $5 THEN to_timestamp($7::double precision / 1000000)"
+      " ELSE last_connected_at END,"
+      " last_disconnected_at = CASE WHEN $6 THEN to_timestamp($7::double precision / 1000000)"
+      " ELSE last_disconnected_at END,"
+      " reconnect_count = reconnect_count + $8, error_count = error_count + $9,"
+      " auth_state = CASE WHEN $11::text IS NOT NULL THEN decode($12, 'hex')"
+      "   WHEN $10 THEN NULL ELSE auth_state END,"
+      " auth_key_id = CASE WHEN $11::text IS NOT NULL THEN $11 WHEN $10 THEN NULL"
+      "   ELSE auth_key_id END,"
+      " phone_number = COALESCE($13, phone_number), device_jid = COALESCE($14, device_jid),"
+      " failure_code = CASE WHEN $5 THEN 0 WHEN $15 > 0 THEN $15 ELSE failure_code END,"
+      " ban_code = CASE WHEN $2 = 'BANNED' THEN $16 ELSE 0 END,"
+      " ban_expires_at = CASE WHEN $2 = 'BANNED' THEN"
+      "   to_timestamp($17::bigint::double precision / 1000000) END,"
+      " updated_at = now() WHERE id = $1::uuid RETURNING id");
+  return *sql;
+}
+
+const std::string& TransitionEventSql() {
+  static const auto* sql = new std::string(
+      absl::StrCat("INSERT INTO session_events (session_id, tenant_id, from_state, to_state,"
+                   " reason, error, at) VALUES ($1::uuid, $2, $3, $4, $5, $6,"
+                   " to_timestamp($7::double precision / 1000000)) RETURNING ",
+                   kEventColumns));
+  return *sql;
+}
+
+absl::Status FencedError(const Transition& t) {
+  absl::Status st = absl::FailedPreconditionError(
+      absl::StrCat("session ", t.session_id, " is leased by another replica (fencing token ",
+                   t.lease_token, " is stale)"));
+  st.SetPayload(kFencedPayload, absl::Cord("1"));
+  return st;
+}
+
+// One transition inside `w`: its event, NOT_FOUND or fenced. A statement that fails throws (and
+// aborts the transaction).
+absl::StatusOr<EventRecord> RecordIn(pqxx::work& w, const Transition& t) {
+  const int64_t at = absl::ToUnixMicros(t.at);
+  auto lease = ExecPrepared(w, "transition_lease", TransitionLeaseSql(), t.session_id);
+  const bool fenced = t.lease_token != 0
+                          ? lease.empty() || lease[0][0].as<int64_t>() != t.lease_token
+                          : !lease.empty() && lease[0][1].as<bool>();
+  if (fenced) return FencedError(t);
   bool found = true;
-  bool fenced = false;
-  WAS_RETURN_IF_ERROR(pool_.Transact("record transition", [&](pqxx::work& w) {
-    const int64_t at = absl::ToUnixMicros(t.at);
-    // FOR SHARE OF l holds off a takeover until this commits: one deletes the lease row (its
-    // holder's deletion cascades to it) or updates it (own_too, an expired previous-version
-    // lease, or a previous-version replica's takeover), and all wait for the lock. The holder
-    // row is not locked, so renewals go on meanwhile.
-    auto lease = w.exec_params(
-        absl::StrCat("SELECT l.token, COALESCE(", kLeaseIsLive,
-                     ", false) FROM session_leases l LEFT JOIN lease_holders h"
-                     " ON h.holder = l.holder WHERE l.session_id = $1::uuid FOR SHARE OF l"),
-        t.session_id);
-    fenced = t.lease_token != 0 ? lease.empty() || lease[0][0].as<int64_t>() != t.lease_token
-                                : !lease.empty() && lease[0][1].as<bool>();
-    if (fenced) return;
-    if (t.delete_session) {
-      found = !w.exec_params("DELETE FROM sessions WHERE id = $1::uuid RETURNING id", t.session_id)
-                   .empty();
-    } else {
-      const bool connected = t.to == v1::SESSION_STATE_CONNECTED;
-      const bool left_connected =
-          t.from == v1::SESSION_STATE_CONNECTED && t.to != v1::SESSION_STATE_CONNECTED;
-      std::optional<std::string> key_id, blob_hex, phone, jid;
-      if (t.set_credentials) {
-        key_id = t.set_credentials->sealed.key_id;
-        blob_hex = HexEncode(t.set_credentials->sealed.blob);
-        phone = t.set_credentials->phone_number;
-        jid = t.set_credentials->device_jid;
-      }
-      std::optional<std::string> ban_expires_us;
-      if (t.ban_expires_at) ban_expires_us = std::to_string(absl::ToUnixMicros(*t.ban_expires_at));
-      auto r = w.exec_params(
-          "UPDATE sessions SET connection_status = $2, status_reason = $3,"
-          " last_error = CASE WHEN $4 = '' THEN (CASE WHEN $2 = 'CONNECTED' THEN NULL ELSE "
-          "last_error END) ELSE $4 END,"
-          " last_connected_at = CASE WHEN $5 THEN to_timestamp($7::double precision / 1000000)"
-          " ELSE last_connected_at END,"
-          " last_disconnected_at = CASE WHEN $6 THEN to_timestamp($7::double precision / 1000000)"
-          " ELSE last_disconnected_at END,"
-          " reconnect_count = reconnect_count + $8, error_count = error_count + $9,"
-          " auth_state = CASE WHEN $11::text IS NOT NULL THEN decode($12, 'hex')"
-          "   WHEN $10 THEN NULL ELSE auth_state END,"
-          " auth_key_id = CASE WHEN $11::text IS NOT NULL THEN $11 WHEN $10 THEN NULL"
-          "   ELSE auth_key_id END,"
-          " phone_number = COALESCE($13, phone_number), device_jid = COALESCE($14, device_jid),"
-          " failure_code = CASE WHEN $5 THEN 0 WHEN $15 > 0 THEN $15 ELSE failure_code END,"
-          " ban_code = CASE WHEN $2 = 'BANNED' THEN $16 ELSE 0 END,"
-          " ban_expires_at = CASE WHEN $2 = 'BANNED' THEN"
-          "   to_timestamp($17::bigint::double precision / 1000000) END,"
-          " updated_at = now() WHERE id = $1::uuid RETURNING id",
-          t.session_id, StateName(t.to), ReasonName(t.reason), t.error, connected, left_connected,
-          at, t.count_reconnect ? 1 : 0, t.count_error ? 1 : 0, t.clear_credentials, key_id,
-          blob_hex, phone, jid, t.failure_code, t.ban_code, ban_expires_us);
-      found = !r.empty();
+  if (t.delete_session) {
+    found = !w.exec_params("DELETE FROM sessions WHERE id = $1::uuid RETURNING id", t.session_id)
+                 .empty();
+  } else {
+    const bool connected = t.to == v1::SESSION_STATE_CONNECTED;
+    const bool left_connected =
+        t.from == v1::SESSION_STATE_CONNECTED && t.to != v1::SESSION_STATE_CONNECTED;
+    std::optional<std::string> key_id, blob_hex, phone, jid;
+    if (t.set_credentials) {
+      key_id = t.set_credentials->sealed.key_id;
+      blob_hex = HexEncode(t.set_credentials->sealed.blob);
+      phone = t.set_credentials->phone_number;
+      jid = t.set_credentials->device_jid;
     }
-    if (!found) return;
-    auto e = PgOne(w.exec_params(
-        absl::StrCat("INSERT INTO session_events (session_id, tenant_id, from_state, to_state,"
-                     " reason, error, at) VALUES ($1::uuid, $2, $3, $4, $5, $6,"
-                     " to_timestamp($7::double precision / 1000000)) RETURNING ",
-                     kEventColumns),
-        t.session_id, t.tenant_id, StateName(t.from), StateName(t.to), ReasonName(t.reason),
-        t.error, at));
-    event = ToEvent(e);
-  }));
-  if (fenced) {
-    absl::Status st = absl::FailedPreconditionError(
-        absl::StrCat("session ", t.session_id, " is leased by another replica (fencing token ",
-                     t.lease_token, " is stale)"));
-    st.SetPayload(kFencedPayload, absl::Cord("1"));
-    return st;
+    std::optional<std::string> ban_expires_us;
+    if (t.ban_expires_at) ban_expires_us = std::to_string(absl::ToUnixMicros(*t.ban_expires_at));
+    found = !ExecPrepared(w, "transition_update", TransitionUpdateSql(), t.session_id,
+                          StateName(t.to), ReasonName(t.reason), t.error, connected, left_connected,
+                          at, t.count_reconnect ? 1 : 0, t.count_error ? 1 : 0, t.clear_credentials,
+                          key_id, blob_hex, phone, jid, t.failure_code, t.ban_code, ban_expires_us)
+                 .empty();
   }
   if (!found) return absl::NotFoundError(absl::StrCat("no session ", t.session_id));
-  return event;
+  return ToEvent(
+      PgOne(ExecPrepared(w, "transition_event", TransitionEventSql(), t.session_id, t.tenant_id,
+                         StateName(t.from), StateName(t.to), ReasonName(t.reason), t.error, at)));
+}
+
+}  // namespace
+
+absl::StatusOr<EventRecord> PgSessionStore::RecordTransition(const Transition& t) {
+  WAS_ASSIGN_OR_RETURN(auto answers, RecordTransitions({&t, 1}));
+  return std::move(answers.front());
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<EventRecord>>> PgSessionStore::RecordTransitions(
+    absl::Span<const Transition> batch) {
+  std::vector<absl::StatusOr<EventRecord>> answers;
+  WAS_RETURN_IF_ERROR(pool_.Transact("record transition", [&](pqxx::work& w) {
+    answers.clear();  // a retried transaction starts over
+    answers.reserve(batch.size());
+    for (const Transition& t : batch) {
+      if (auto st = CheckSessionId(t.session_id); !st.ok()) {
+        answers.emplace_back(std::move(st));
+      } else {
+        answers.push_back(RecordIn(w, t));
+      }
+    }
+  }));
+  return answers;
 }
 
 absl::Status PgSessionStore::RecordPhoneSightings(

@@ -34,6 +34,9 @@ class PgSessionStore final : public SessionStore {
   absl::StatusOr<std::vector<SessionRecord>> GetMany(const std::vector<std::string>& ids) override;
   absl::StatusOr<SessionRecord> Update(const std::string& id, const SessionUpdate& update) override;
   absl::StatusOr<EventRecord> RecordTransition(const Transition& t) override;
+  /// One transaction for the whole batch, its statements prepared once per connection.
+  absl::StatusOr<std::vector<absl::StatusOr<EventRecord>>> RecordTransitions(
+      absl::Span<const Transition> batch) override;
   absl::StatusOr<std::vector<SessionRecord>> ListSealedNotUnder(const std::string& key_id,
                                                                 int limit) override;
   absl::StatusOr<bool> ReplaceSealed(const std::string& id, const SealedCredentials& expected,

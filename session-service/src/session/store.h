@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/session/v1/session.pb.h"
 
@@ -145,6 +146,16 @@ class TransitionStore {
   /// its sequence. NOT_FOUND when the session no longer exists; fenced (IsFenced) when another
   /// replica holds the session's lease.
   virtual absl::StatusOr<EventRecord> RecordTransition(const Transition& t) = 0;
+  /// Writes `batch` in order: each transition's answer as RecordTransition gives it (a fenced
+  /// or NOT_FOUND one does not stop the others). PgSessionStore writes a batch in one
+  /// transaction, all or nothing: an error of the whole (UNAVAILABLE, or a statement that
+  /// failed) means none was written. The default writes them one at a time.
+  virtual absl::StatusOr<std::vector<absl::StatusOr<EventRecord>>> RecordTransitions(
+      absl::Span<const Transition> batch) {
+    std::vector<absl::StatusOr<EventRecord>> answers;
+    for (const Transition& t : batch) answers.push_back(RecordTransition(t));
+    return answers;
+  }
 };
 
 class SessionStore : public TransitionStore {

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "transition_writer.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
 #include "wasentinel/testing/recorder.h"
@@ -383,6 +386,84 @@ TEST(PgSessionStore, StaleFencingTokensCannotWrite) {
   ASSERT_THAT(f.store.ReleaseLeases({b.token}), IsOk());
   EXPECT_THAT(Write(f.store, rec, v1::SESSION_STATE_DISCONNECTED, 0), IsOk());
   EXPECT_FALSE(IsFenced(absl::NotFoundError("x")));
+}
+
+// A batch is one transaction: a fenced transition and one of a deleted session are answered as
+// such and the others stored in order, each with its own event.
+TEST(PgSessionStore, BatchOfTransitionsAnswersEachInOrder) {
+  Fixture f;
+  auto a = f.store.Create(NewRecord("a")).value().first;
+  auto b = f.store.Create(NewRecord("b")).value().first;
+  const int64_t holder = StartHolder(f.store, "replica-a");
+  const int64_t token = f.store.AcquireLeases({a.id}, "replica-a", holder).value().at(0).token;
+  auto change = [](const SessionRecord& rec, v1::SessionState from, v1::SessionState to,
+                   int64_t lease) {
+    Transition t{rec.id, rec.tenant_id, from, to, v1::STATE_REASON_STARTUP_RESTORE,
+                 "",     absl::Now()};
+    t.lease_token = lease;
+    return t;
+  };
+  std::vector<Transition> batch = {
+      change(a, v1::SESSION_STATE_DISCONNECTED, v1::SESSION_STATE_CONNECTING, token),
+      change(b, v1::SESSION_STATE_DISCONNECTED, v1::SESSION_STATE_CONNECTING, 7),  // not its
+      change(a, v1::SESSION_STATE_CONNECTING, v1::SESSION_STATE_CONNECTED, token),
+  };
+  Transition gone = change(b, v1::SESSION_STATE_DISCONNECTED, v1::SESSION_STATE_CONNECTING, 0);
+  gone.session_id = "00000000-0000-0000-0000-000000000000";
+  batch.push_back(gone);
+  auto answers = f.store.RecordTransitions(batch).value();
+  ASSERT_EQ(answers.size(), 4u);
+  ASSERT_THAT(answers[0], IsOk());
+  EXPECT_TRUE(IsFenced(answers[1].status())) << answers[1].status();
+  ASSERT_THAT(answers[2], IsOk());
+  EXPECT_THAT(answers[3].status(), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_LT(answers[0]->sequence, answers[2]->sequence);
+  EXPECT_EQ(answers[2]->to, v1::SESSION_STATE_CONNECTED);
+  EXPECT_EQ(f.store.Get(a.id).value().state, v1::SESSION_STATE_CONNECTED);
+  EXPECT_EQ(f.store.Get(b.id).value().state, v1::SESSION_STATE_DISCONNECTED);
+}
+
+// A statement that fails takes its batch's transaction with it: the writer then writes that
+// batch one transition at a time, so only the one at fault is dropped, and the order holds.
+TEST(TransitionWriter, DropsOnlyTheTransitionAtFaultInABatch) {
+  Fixture f;
+  auto rec = f.store.Create(NewRecord("a")).value().first;
+  const int64_t created = f.store.LatestSequence().value();
+  std::vector<absl::Status> answers;
+  absl::Mutex mu;
+  {
+    TransitionWriter writer(f.store, MakeLogger("test", "off"));
+    for (int i = 0; i < 40; ++i) {
+      Transition t{rec.id,
+                   rec.tenant_id,
+                   v1::SESSION_STATE_DISCONNECTED,
+                   v1::SESSION_STATE_CONNECTING,
+                   v1::STATE_REASON_RETRY,
+                   absl::StrCat("try ", i),
+                   absl::Now()};
+      // Not UTF-8: PostgreSQL refuses the text, and with it the whole transaction.
+      if (i == 17) t.error = "\xff\xfe";
+      t.on_stored = [&](const absl::StatusOr<EventRecord>& e) {
+        absl::MutexLock lock(&mu);
+        answers.push_back(e.status());
+      };
+      writer.Post(std::move(t));
+    }
+    ASSERT_TRUE(writer.Drain(absl::Now() + absl::Seconds(30)));
+  }
+  ASSERT_EQ(answers.size(), 40u);
+  for (int i = 0; i < 40; ++i) {
+    if (i == 17) {
+      EXPECT_THAT(answers[i], StatusIs(absl::StatusCode::kInvalidArgument));
+    } else {
+      EXPECT_THAT(answers[i], IsOk()) << i;
+    }
+  }
+  auto events = f.store.EventsAfter(created, {}, 100).value();
+  ASSERT_EQ(events.size(), 39u);
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].error, absl::StrCat("try ", i < 17 ? i : i + 1));
+  }
 }
 
 TEST(PgSessionStore, OrphansAreWantedSessionsWithoutALiveLease) {
