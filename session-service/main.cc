@@ -31,6 +31,8 @@ ABSL_FLAG(std::string, reconnect_backoff, "5s,15s,45s",
           "delays before the retries after a drop [WAS_RECONNECT_BACKOFF]");
 ABSL_FLAG(double, restore_per_second, 20,
           "start-up restores per second, 0 = no limit [WAS_RESTORE_PER_SECOND]");
+ABSL_FLAG(int, restore_concurrency, 200,
+          "start-up restores connecting at once at most, 0 = no bound [WAS_RESTORE_CONCURRENCY]");
 ABSL_FLAG(absl::Duration, event_retention, absl::Hours(720),
           "session events older than this are pruned [WAS_EVENT_RETENTION]");
 ABSL_FLAG(std::string, advertise_address, "",
@@ -118,6 +120,7 @@ Options ReadFlags(RuntimeOptions runtime) {
   o.manager.backoff =
       config::DurationList(FLAGS_reconnect_backoff, absl::Milliseconds(100), absl::Hours(24));
   o.manager.restore_per_second = config::NonNegative(FLAGS_restore_per_second, 1e6);
+  o.manager.restore_concurrency = config::IntIn(FLAGS_restore_concurrency, 0, 1000000);
   o.watch_limits.buffer = config::IntIn(FLAGS_watch_buffer, 16, 1000000);
   o.watch_limits.per_key = config::IntIn(FLAGS_max_watches_per_key, 1, 100000);
   o.event_retention =

@@ -5,9 +5,14 @@
 
 namespace wasentinel::session {
 
-RestorePacer::RestorePacer(boost::asio::io_context& io, double per_second,
-                           std::function<bool(const std::string&, v1::StateReason)> connect)
-    : io_(io), per_second_(per_second), connect_(std::move(connect)) {}
+RestorePacer::RestorePacer(boost::asio::io_context& io, double per_second, size_t max_in_flight,
+                           std::function<bool(const std::string&, v1::StateReason)> connect,
+                           std::function<bool(const std::string&)> connecting)
+    : io_(io),
+      per_second_(per_second),
+      max_in_flight_(max_in_flight),
+      connect_(std::move(connect)),
+      connecting_(std::move(connecting)) {}
 
 void RestorePacer::Queue(const std::vector<std::string>& ids, v1::StateReason reason,
                          std::weak_ptr<void> owner) {
@@ -22,26 +27,48 @@ void RestorePacer::Stop() {
   stopped_ = true;
   timer_.reset();
   queue_.clear();
+  in_flight_.clear();
+}
+
+void RestorePacer::Wake() {
+  WAS_ASSERT_CONNECTION_THREAD(io_);
+  if (waiting_for_room_) Next();
 }
 
 void RestorePacer::Next() {
   WAS_ASSERT_CONNECTION_THREAD(io_);
   timer_.reset();
+  waiting_for_room_ = false;
   while (!queue_.empty() && !stopped_) {
+    if (max_in_flight_ > 0 && in_flight_.size() >= max_in_flight_) {
+      absl::erase_if(in_flight_, [this](const std::string& id) { return !connecting_(id); });
+      if (in_flight_.size() >= max_in_flight_) {
+        // Wake() goes on as soon as an attempt ends; the timer is the backstop for an attempt
+        // that ended without telling (a session deleted or its lease lost meanwhile).
+        waiting_for_room_ = true;
+        NextAfter(absl::Seconds(1));
+        return;
+      }
+    }
     auto [id, reason] = std::move(queue_.front());
     queue_.pop_front();
     if (!connect_(id, reason)) continue;
+    if (max_in_flight_ > 0) in_flight_.insert(id);
     if (per_second_ > 0 && !queue_.empty()) {
       std::uniform_real_distribution<double> jitter(0.5, 1.5);
-      const absl::Duration gap = absl::Seconds(jitter(rng_) / per_second_);
-      timer_ = std::make_unique<boost::asio::steady_timer>(io_, absl::ToChronoNanoseconds(gap));
-      timer_->async_wait([this, owner = owner_](auto ec) {
-        if (ec) return;
-        if (auto keep = owner.lock()) Next();  // `keep`: the owner outlives this call
-      });
+      NextAfter(absl::Seconds(jitter(rng_) / per_second_));
       return;
     }
   }
+  if (queue_.empty()) in_flight_.clear();
+}
+
+void RestorePacer::NextAfter(absl::Duration delay) {
+  timer_ = std::make_unique<boost::asio::steady_timer>(io_, absl::ToChronoNanoseconds(delay));
+  timer_->async_wait([this, owner = owner_](auto ec) {
+    if (ec) return;
+    if (auto keep = owner.lock()) Next();  // `keep`: the owner outlives this call
+  });
 }
 
 }  // namespace wasentinel::session

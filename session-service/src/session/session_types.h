@@ -24,6 +24,8 @@ struct ManagerOptions {
   double backoff_jitter = 0.2;
   /// Start-up restore pace: connects per second (0: no limit), each delay jittered ±50 %.
   double restore_per_second = 20;
+  /// Start-up restore: connection attempts under way at once at most (0: no bound).
+  int restore_concurrency = 200;
   /// This replica's id: the owner in session leases (unique among live replicas).
   std::string replica_id = "session-service";
   /// Lease time-to-live, renewed every lease_ttl / 3. A replica that could not renew for

@@ -86,10 +86,13 @@ StateMachine::StateMachine(asio::io_context& io, asio::ssl::context& tls, const 
       log_(std::move(log)),
       connect_(std::move(connect)),
       rng_(std::random_device{}()),
-      pacer_(io, options_.restore_per_second,
-             [this](const std::string& id, v1::StateReason reason) {
-               return RestoreOne(id, reason);
-             }) {
+      pacer_(
+          io, options_.restore_per_second, static_cast<size_t>(options_.restore_concurrency),
+          [this](const std::string& id, v1::StateReason reason) { return RestoreOne(id, reason); },
+          [this](const std::string& id) {
+            auto it = sessions_.find(id);
+            return it != sessions_.end() && it->second.conn && !it->second.logged_in;
+          }) {
   if (!connect_) {
     connect_ = [this](const wa::ConnectionOptions& o, const wa::DeviceCredentials& creds,
                       std::shared_ptr<wa::ConnectionObserver> observer) {
@@ -131,8 +134,16 @@ absl::StatusOr<StateMachine::Runtime*> StateMachine::Ensure(const SessionRecord&
     auto creds = wa::DeviceCredentials::FromBaileysJson(ToString(*plain));
     if (!creds.ok()) return creds.status();
     rt.creds = *std::move(creds);
+    ReleaseSealedCopy(rt);
   }
   return &rt;
+}
+
+// Once the credentials are open in `rt.creds`, the sealed copy in the record is only a marker
+// that there are credentials (its key id stays): its bytes (~1.2 KB) live in the database alone.
+// Credentials are opened again only after a logout cleared both.
+void StateMachine::ReleaseSealedCopy(Runtime& rt) {
+  if (rt.creds && rt.record.credentials) Bytes().swap(rt.record.credentials->blob);
 }
 
 // Stopping, logging out and deleting a session must not depend on its credentials opening.
@@ -207,6 +218,7 @@ void StateMachine::Apply(Runtime& rt, Transition t) {
   t.lease_token = rt.lease_token;
   if (metrics_) metrics_->Transition(rt.state, t.to, t.reason);
   MirrorTransition(rt.record, t);
+  ReleaseSealedCopy(rt);
   rt.state = t.to;
   rt.reason = t.reason;
   if (!t.error.empty()) rt.last_error = t.error;
@@ -263,6 +275,7 @@ void StateMachine::OnLoggedIn(const std::string& id, uint64_t generation) {
   Runtime* rt = Find(id, generation);
   if (!rt) return;
   rt->logged_in = true;
+  WakePacer();
   rt->attempt = 0;
   rt->version_retried = false;
   if (metrics_) metrics_->Connected(clock_.Now() - rt->connecting_since);
@@ -345,6 +358,7 @@ void StateMachine::OnClosed(const std::string& id, uint64_t generation, const wa
   Runtime& rt = *found;
   rt.conn.reset();
   rt.logged_in = false;
+  WakePacer();
   const v1::StateReason reason = ReasonOf(info.cause);
   if (rt.creds && !rt.creds->paired()) {
     // Registration ended without pair-success.
@@ -562,6 +576,14 @@ void StateMachine::LogoutRuntime(const std::string& id, v1::StateReason final_re
 }
 
 // ---- restores ----
+
+// A connection attempt ended: the restore pacer may start the next one. Posted, so that it
+// never runs inside the handler that reported the end.
+void StateMachine::WakePacer() {
+  boost::asio::post(io_, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->pacer_.Wake();
+  });
+}
 
 // Should this session be connected without anyone asking (a status query, a takeover)?
 bool StateMachine::WantsRestore(const Runtime& rt) const {

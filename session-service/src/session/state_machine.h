@@ -192,6 +192,7 @@ class StateMachine : public std::enable_shared_from_this<StateMachine> {
   Runtime& Insert(const SessionRecord& rec);
   absl::StatusOr<Runtime*> Ensure(const SessionRecord& rec);
   Runtime& EnsureAnyway(const SessionRecord& rec);
+  void ReleaseSealedCopy(Runtime& rt);
   Runtime* Find(const std::string& id, uint64_t generation);
   LiveInfo Live(const Runtime& rt) const;
   void SetState(Runtime& rt, v1::SessionState to, v1::StateReason reason, StateChange change = {});
@@ -201,6 +202,7 @@ class StateMachine : public std::enable_shared_from_this<StateMachine> {
   Transition Change(const SessionRecord& rec, v1::SessionState from, v1::SessionState to,
                     v1::StateReason reason, const std::string& error = "") const;
   absl::Status ConnectNow(Runtime& rt, v1::StateReason reason, bool count_reconnect);
+  void WakePacer();
   bool RestoreOne(const std::string& id, v1::StateReason reason);
   bool WantsRestore(const Runtime& rt) const;
 

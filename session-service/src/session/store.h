@@ -19,6 +19,8 @@ namespace wasentinel::session {
 /// Credentials sealed at rest (wasentinel::Sealer output).
 struct SealedCredentials {
   std::string key_id;
+  /// Empty in the state machine's copy of a held session once the credentials are open there
+  /// (StateMachine::ReleaseSealedCopy).
   Bytes blob;
 };
 

@@ -38,6 +38,9 @@ using connection_internal::Transport;
 
 int64_t NowUnixMs() { return absl::ToUnixMillis(absl::Now()); }
 
+constexpr size_t kWriteBufferBytes = 512;
+constexpr size_t kKeptReadBufferBytes = 2048;
+
 template <class Stream>
 class BeastTransport final : public Transport {
  public:
@@ -68,6 +71,13 @@ class BeastTransport final : public Transport {
     }));
     ws_.binary(true);
     ws_.read_message_max(kMaxFrameSize + 16);
+    // One WebSocket frame per message, as WhatsApp Web's own client and whatsmeow send them
+    // (Beast would split a message larger than its write buffer into fragments). The buffer a
+    // client masks its frames in is kept by the stream for its lifetime: 512 bytes instead of
+    // Beast's 4096 fit a keepalive ping with room, and a larger message goes out in several
+    // writes of the same frame.
+    ws_.auto_fragment(false);
+    ws_.write_buffer_bytes(kWriteBufferBytes);
     std::string host = url.host;
     if (url.port != (url.tls ? "443" : "80")) host += ":" + url.port;
     co_await ws_.async_handshake(host, url.target, use_awaitable);
@@ -270,6 +280,9 @@ awaitable<void> Connection::Impl::Run(std::shared_ptr<Impl> self) {
       const size_t n = co_await self->transport_->Read(buffer);
       self->channel_->Feed(ByteView(static_cast<const uint8_t*>(buffer.data().data()), n));
       buffer.consume(n);
+      // A large message (the server's first stanzas after login can be kilobytes) does not
+      // leave its buffer behind for the minutes of idle keepalives that follow.
+      if (buffer.capacity() > kKeptReadBufferBytes) buffer.shrink_to_fit();
       while (!self->finished_) {
         auto node = self->channel_->Next();
         if (!node.ok()) {

@@ -112,7 +112,9 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
   boost::asio::steady_timer keepalive_timer_;
   boost::asio::steady_timer qr_timer_;  // the current pairing QR code's expiry
   boost::asio::steady_timer close_timer_;
-  std::mt19937_64 rng_;
+  // Keepalive jitter and the id prefix only: a 4-byte engine (a Mersenne Twister's 2.5 KB of
+  // state was a sixteenth of an idle session).
+  std::minstd_rand rng_;
   std::string id_prefix_;
   uint64_t next_id_ = 0;
   absl::flat_hash_map<std::string, PendingIq> pending_;

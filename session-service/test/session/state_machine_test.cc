@@ -12,6 +12,8 @@
 #include <future>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "fake_creds.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/testing/fake_clock.h"
@@ -83,11 +85,13 @@ class FakeConnection final : public wa::ConnectionHandle {
 
 class StateMachineTest : public ::testing::Test {
  protected:
-  StateMachineTest() : sealer_(Sealer::FromConfig(kKey).value()) {
+  explicit StateMachineTest(int restore_concurrency = 0)
+      : sealer_(Sealer::FromConfig(kKey).value()) {
     ManagerOptions o;
     o.replica_id = "r1";
     o.backoff = {absl::Milliseconds(1), absl::Milliseconds(1)};
     o.restore_per_second = 0;
+    o.restore_concurrency = restore_concurrency;
     sm_ = std::make_shared<StateMachine>(
         io_, tls_, sealer_, writer_, o, clock_, MakeLogger("state-machine-test", "warn"), nullptr,
         [this](const wa::ConnectionOptions&, const wa::DeviceCredentials&,
@@ -165,6 +169,39 @@ class StateMachineTest : public ::testing::Test {
 };
 
 using State = std::pair<v1::SessionState, v1::StateReason>;
+
+class BoundedRestoreTest : public StateMachineTest {
+ protected:
+  BoundedRestoreTest() : StateMachineTest(/*restore_concurrency=*/3) {}
+};
+
+// With the rate lifted, the start-up restore still has at most 3 connection attempts under
+// way: the next starts when one logs in or ends.
+TEST_F(BoundedRestoreTest, StartsTheNextAttemptWhenOneEnds) {
+  std::vector<SessionRecord> rows;
+  absl::flat_hash_map<std::string, int64_t> tokens;
+  for (int i = 0; i < 6; ++i) {
+    rows.push_back(Row(absl::StrCat("s", i)));
+    tokens[rows.back().id] = 7;
+  }
+  sm_->OnIo([&] { sm_->AdoptAndRestore(rows, tokens, v1::STATE_REASON_STARTUP_RESTORE); });
+  // The pacer runs on the connection thread: by now it started what it may.
+  EXPECT_EQ(sm_->OnIo([&] { return connections_.Snapshot().size(); }), 3u);
+  std::vector<std::shared_ptr<FakeConnection>> conns;
+  for (int i = 0; i < 3; ++i) conns.push_back(*Take(connections_, connections_seen_));
+  sm_->Post([conn = conns[0]] { conn->observer->OnLoggedIn(wa::LoginInfo{}); });
+  auto fourth = Take(connections_, connections_seen_);
+  ASSERT_TRUE(fourth.has_value());
+  wa::CloseInfo refused;
+  refused.cause = wa::CloseCause::kLoginRefused;
+  Close(conns[1], refused);
+  ASSERT_TRUE(Take(connections_, connections_seen_).has_value());
+  EXPECT_EQ(sm_->OnIo([&] { return connections_.Snapshot().size(); }), 5u);
+  // The last waits for room; the one that logged in and the refused one do not hold any.
+  sm_->Post([conn = *fourth] { conn->observer->OnLoggedIn(wa::LoginInfo{}); });
+  ASSERT_TRUE(Take(connections_, connections_seen_).has_value());
+  EXPECT_EQ(connections_.Snapshot().size(), 6u);
+}
 
 TEST_F(StateMachineTest, ConnectLogsInAndStampsTheFakeClock) {
   Connected(Row("s1"));
