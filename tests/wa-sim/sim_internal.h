@@ -17,6 +17,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <cstdint>
 #include <deque>
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -106,6 +108,8 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
         control_acceptor_(io),
         tls_acceptor_(io) {}
 
+  boost::asio::io_context& io() { return io_; }
+
   // sim_server.cc: the keys, the certificate chain and the listeners.
   absl::Status Init();
   void Stop();
@@ -152,8 +156,9 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
   static boost::asio::awaitable<void> AcceptWs(std::shared_ptr<State> self);
   static boost::asio::awaitable<void> AcceptControl(std::shared_ptr<State> self);
   static boost::asio::awaitable<void> AcceptTls(std::shared_ptr<State> self);
-  static boost::asio::awaitable<void> RelayTls(std::shared_ptr<State> self,
-                                               boost::asio::ip::tcp::socket socket);
+  // A connection accepted on either listener (TLS: `tls` is the context it is served with).
+  static void Admit(const std::shared_ptr<State>& self, boost::asio::ip::tcp::socket socket,
+                    boost::asio::ssl::context* tls);
   // sim_control_api.cc
   static boost::asio::awaitable<void> ServeControl(std::shared_ptr<State> self,
                                                    boost::asio::ip::tcp::socket socket);
@@ -180,7 +185,14 @@ namespace sim_internal {
 // One client connection: WebSocket, Noise responder, then the stanza loop.
 class SimConn : public std::enable_shared_from_this<SimConn> {
  public:
-  SimConn(std::shared_ptr<SimServer::State> server, tcp::socket socket, uint64_t id);
+  using PlainWs = websocket::stream<beast::tcp_stream>;
+  using TlsWs = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
+
+  /// `tls`: serve wss:// on `socket` with this context (TLS terminated here, in the same
+  /// process and on the same socket, so a TLS session costs the sim one descriptor); null:
+  /// ws://.
+  SimConn(std::shared_ptr<SimServer::State> server, tcp::socket socket, uint64_t id,
+          boost::asio::ssl::context* tls = nullptr);
 
   // sim_server.cc: the WebSocket, the Noise handshake, then the stanza loop.
   static awaitable<void> Run(std::shared_ptr<SimConn> self);
@@ -241,9 +253,12 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
 
  private:
   std::shared_ptr<SimServer::State> server_;
-  websocket::stream<beast::tcp_stream> ws_;
+  std::string remote_;  // before ws_, which takes the socket
+  std::variant<PlainWs, TlsWs> ws_;
+  tcp::socket& Socket();  // the TCP socket under either
+  boost::asio::awaitable<size_t> Read(beast::flat_buffer& buffer);
+  boost::asio::awaitable<void> Write(boost::asio::const_buffer data);
   uint64_t id_;
-  std::string remote_;
   absl::Time connected_at_;
   std::string jid_;
   struct PendingPair {

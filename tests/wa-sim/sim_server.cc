@@ -107,13 +107,19 @@ awaitable<void> SimServer::State::AcceptWs(std::shared_ptr<State> self) {
       ++self->counters.refused;
       continue;
     }
-    socket.set_option(tcp::no_delay(true), ec);
-    ++self->counters.accepted;
-    const uint64_t id = self->next_conn_id++;
-    auto conn = std::make_shared<SimConn>(self, std::move(socket), id);
-    self->conns.emplace(id, conn);
-    asio::co_spawn(self->io_, SimConn::Run(conn), asio::detached);
+    Admit(self, std::move(socket), nullptr);
   }
+}
+
+void SimServer::State::Admit(const std::shared_ptr<State>& self, tcp::socket socket,
+                             asio::ssl::context* tls) {
+  beast::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  ++self->counters.accepted;
+  const uint64_t id = self->next_conn_id++;
+  auto conn = std::make_shared<SimConn>(self, std::move(socket), id, tls);
+  self->conns.emplace(id, conn);
+  asio::co_spawn(self->io_, SimConn::Run(conn), asio::detached);
 }
 
 awaitable<void> SimServer::State::AcceptControl(std::shared_ptr<State> self) {
@@ -134,73 +140,82 @@ awaitable<void> SimServer::State::AcceptTls(std::shared_ptr<State> self) {
         co_await self->tls_acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !self->tls_acceptor_.is_open()) co_return;
     if (ec) continue;
-    asio::co_spawn(self->io_, RelayTls(self, std::move(socket)), asio::detached);
-  }
-}
-
-// Terminates TLS and relays the plaintext to the ws:// listener, both ways, until either side
-// closes.
-awaitable<void> SimServer::State::RelayTls(std::shared_ptr<State> self, tcp::socket socket) {
-  auto tls =
-      std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), *self->tls_ctx_);
-  auto plain = std::make_shared<tcp::socket>(self->io_);
-  try {
-    beast::get_lowest_layer(*tls).expires_after(std::chrono::seconds(10));
-    co_await tls->async_handshake(asio::ssl::stream_base::server, use_awaitable);
-    beast::get_lowest_layer(*tls).expires_never();
-    co_await plain->async_connect(
-        tcp::endpoint(asio::ip::make_address("127.0.0.1"), self->ws_port()), use_awaitable);
-  } catch (const std::exception& e) {
-    self->log_->debug("TLS front: {}", e.what());
-    co_return;
-  }
-  auto done = std::make_shared<bool>(false);
-  auto close_both = [tls, plain, done] {
-    if (*done) return;
-    *done = true;
-    beast::error_code ec;
-    beast::get_lowest_layer(*tls).socket().close(ec);
-    plain->close(ec);
-  };
-  // Copies one direction until it fails or the other side closed, then closes both. No
-  // captures: a coroutine lambda's captures die with the lambda, while its arguments (here the
-  // closer, which owns both streams) live in the coroutine frame.
-  auto pump = [](auto& from, auto& to, auto closer) -> awaitable<void> {
-    std::array<char, 16384> buf;
-    try {
-      for (;;) {
-        size_t n = co_await from.async_read_some(asio::buffer(buf), use_awaitable);
-        co_await asio::async_write(to, asio::buffer(buf.data(), n), use_awaitable);
-      }
-    } catch (const std::exception&) {
+    if (self->outage) {
+      // WhatsApp unreachable: the connection is reset before a byte is read.
+      socket.set_option(asio::socket_base::linger(true, 0), ec);
+      socket.close(ec);
+      ++self->counters.refused;
+      continue;
     }
-    closer();
-  };
-  asio::co_spawn(self->io_, pump(*tls, *plain, close_both), asio::detached);
-  co_await pump(*plain, *tls, close_both);
+    Admit(self, std::move(socket), &*self->tls_ctx_);
+  }
 }
 
 namespace sim_internal {
 
-SimConn::SimConn(std::shared_ptr<SimServer::State> server, tcp::socket socket, uint64_t id)
+namespace {
+
+std::variant<SimConn::PlainWs, SimConn::TlsWs> WebSocketOn(tcp::socket socket,
+                                                           asio::ssl::context* tls) {
+  if (tls) {
+    return std::variant<SimConn::PlainWs, SimConn::TlsWs>(std::in_place_type<SimConn::TlsWs>,
+                                                          std::move(socket), *tls);
+  }
+  return std::variant<SimConn::PlainWs, SimConn::TlsWs>(std::in_place_type<SimConn::PlainWs>,
+                                                        std::move(socket));
+}
+
+std::string RemoteOf(const tcp::socket& socket) {
+  beast::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) return "?";
+  return remote.address().to_string() + ":" + std::to_string(remote.port());
+}
+
+}  // namespace
+
+SimConn::SimConn(std::shared_ptr<SimServer::State> server, tcp::socket socket, uint64_t id,
+                 asio::ssl::context* tls)
     : server_(std::move(server)),
-      ws_(std::move(socket)),
+      remote_(RemoteOf(socket)),
+      ws_(WebSocketOn(std::move(socket), tls)),
       id_(id),
-      remote_(ws_.next_layer().socket().remote_endpoint().address().to_string() + ":" +
-              std::to_string(ws_.next_layer().socket().remote_endpoint().port())),
       connected_at_(absl::Now()) {}
+
+tcp::socket& SimConn::Socket() {
+  return std::visit([](auto& ws) -> tcp::socket& { return beast::get_lowest_layer(ws).socket(); },
+                    ws_);
+}
+
+awaitable<size_t> SimConn::Read(beast::flat_buffer& buffer) {
+  return std::visit([&](auto& ws) { return ws.async_read(buffer, use_awaitable); }, ws_);
+}
+
+awaitable<void> SimConn::Write(asio::const_buffer data) {
+  return std::visit(
+      [&](auto& ws) -> awaitable<void> { co_await ws.async_write(data, use_awaitable); }, ws_);
+}
 
 awaitable<void> SimConn::Run(std::shared_ptr<SimConn> self) {
   auto& log = self->server_->log();
   try {
-    self->ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-    self->ws_.binary(true);
-    co_await self->ws_.async_accept(use_awaitable);
+    if (auto* tls = std::get_if<TlsWs>(&self->ws_)) {
+      beast::get_lowest_layer(*tls).expires_after(std::chrono::seconds(10));
+      co_await tls->next_layer().async_handshake(asio::ssl::stream_base::server, use_awaitable);
+      beast::get_lowest_layer(*tls).expires_never();
+    }
+    co_await std::visit(
+        [](auto& ws) {
+          ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+          ws.binary(true);
+          return ws.async_accept(use_awaitable);
+        },
+        self->ws_);
     beast::flat_buffer buffer;
     // The first message starts with the 4-byte header, then the ClientHello frame.
     Bytes pending;
     while (pending.size() < 4) {
-      size_t n = co_await self->ws_.async_read(buffer, use_awaitable);
+      size_t n = co_await self->Read(buffer);
       auto data = static_cast<const uint8_t*>(buffer.data().data());
       pending.insert(pending.end(), data, data + n);
       buffer.consume(n);
@@ -223,7 +238,7 @@ awaitable<void> SimConn::Run(std::shared_ptr<SimConn> self) {
         auto f = reader.Next();
         if (!f.ok()) throw std::runtime_error(std::string(f.status().message()));
         if (f->has_value()) co_return std::move(**f);
-        size_t n = co_await self->ws_.async_read(buffer, use_awaitable);
+        size_t n = co_await self->Read(buffer);
         reader.Feed(ByteView(static_cast<const uint8_t*>(buffer.data().data()), n));
         buffer.consume(n);
       }
@@ -233,20 +248,20 @@ awaitable<void> SimConn::Run(std::shared_ptr<SimConn> self) {
     if (!reply.ok()) throw std::runtime_error(std::string(reply.status().message()));
     Bytes out;
     (void)wa::AppendFrame(out, *reply);
-    co_await self->ws_.async_write(asio::buffer(out), use_awaitable);
+    co_await self->Write(asio::buffer(out));
     Bytes finish = co_await next_frame();
     auto identity = hs.Complete(finish);
     if (!identity.ok()) throw std::runtime_error(std::string(identity.status().message()));
     self->channel_.emplace(hs.Split());
     self->handshake_done_ = true;
     if (auto delay = self->server_->options().post_handshake_delay; delay.count() > 0) {
-      asio::steady_timer pause(self->ws_.get_executor(), delay);
+      asio::steady_timer pause(self->server_->io(), delay);
       co_await pause.async_wait(use_awaitable);
     }
     self->OnClientPayload(*identity);
 
     while (!self->closed_) {
-      size_t n = co_await self->ws_.async_read(buffer, use_awaitable);
+      size_t n = co_await self->Read(buffer);
       self->channel_->Feed(ByteView(static_cast<const uint8_t*>(buffer.data().data()), n));
       buffer.consume(n);
       for (;;) {
@@ -276,7 +291,7 @@ void SimConn::Send(const Node& node) {
   outbox_.push_back(*std::move(sealed));
   if (!writing_) {
     writing_ = true;
-    asio::co_spawn(ws_.get_executor(), WriteLoop(shared_from_this()), asio::detached);
+    asio::co_spawn(server_->io(), WriteLoop(shared_from_this()), asio::detached);
   }
 }
 
@@ -291,7 +306,7 @@ awaitable<void> SimConn::WriteLoop(std::shared_ptr<SimConn> self) {
     while (!self->outbox_.empty() && !self->closed_) {
       Bytes b = std::move(self->outbox_.front());
       self->outbox_.pop_front();
-      co_await self->ws_.async_write(asio::buffer(b), use_awaitable);
+      co_await self->Write(asio::buffer(b));
     }
   } catch (const std::exception&) {
   }
@@ -307,17 +322,21 @@ void SimConn::Drop(bool rst) {
     return;
   }
   closed_ = true;
-  auto& sock = ws_.next_layer().socket();
+  auto& sock = Socket();
   beast::error_code ec;
   if (rst) {
     sock.set_option(asio::socket_base::linger(true, 0), ec);
     sock.close(ec);
     return;
   }
-  ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {
-    beast::error_code ignored;
-    self->ws_.next_layer().socket().close(ignored);
-  });
+  std::visit(
+      [self = shared_from_this()](auto& ws) {
+        ws.async_close(websocket::close_code::normal, [self](beast::error_code) {
+          beast::error_code ignored;
+          self->Socket().close(ignored);
+        });
+      },
+      ws_);
 }
 
 void SimConn::Gone() {

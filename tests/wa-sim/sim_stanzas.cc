@@ -458,8 +458,7 @@ void SimConn::OfferOffline() {
     counts.emplace_back(cls, std::to_string(by_class[cls]));
   }
   Send(MakeNode("ib", {}, std::vector<Node>{MakeNode("offline_preview", std::move(counts))}));
-  offline_timer_ =
-      std::make_unique<asio::steady_timer>(ws_.get_executor(), std::chrono::seconds(1));
+  offline_timer_ = std::make_unique<asio::steady_timer>(server_->io(), std::chrono::seconds(1));
   offline_timer_->async_wait([weak = weak_from_this()](beast::error_code ec) {
     if (auto self = weak.lock(); self && !ec) self->DeliverOffline();
   });

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/statusor.h"
 #include "connection_thread.h"
 #include "metrics.h"
@@ -241,7 +242,10 @@ class StateMachine : public std::enable_shared_from_this<StateMachine> {
   std::shared_ptr<spdlog::logger> log_;
   ConnectionFactory connect_;
   std::mt19937_64 rng_;
-  absl::flat_hash_map<std::string, Runtime> sessions_;
+  // Nodes: a Runtime is ~1 KB, and a flat table's empty slots (up to half of them after a
+  // growth) would cost as much again per session; a node also keeps `Runtime&` valid across
+  // inserts.
+  absl::node_hash_map<std::string, Runtime> sessions_;
   // Connections closing gracefully, by "<id>/<generation>"; each handle is kept until OnClosed.
   absl::flat_hash_map<std::string, std::shared_ptr<wa::ConnectionHandle>> closing_;
   std::function<void()> all_closed_;

@@ -39,7 +39,13 @@ using connection_internal::Transport;
 int64_t NowUnixMs() { return absl::ToUnixMillis(absl::Now()); }
 
 constexpr size_t kWriteBufferBytes = 512;
-constexpr size_t kKeptReadBufferBytes = 2048;
+constexpr int64_t kKeepaliveGridMs = 100;
+
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 template <class Stream>
 class BeastTransport final : public Transport {
@@ -280,9 +286,11 @@ awaitable<void> Connection::Impl::Run(std::shared_ptr<Impl> self) {
       const size_t n = co_await self->transport_->Read(buffer);
       self->channel_->Feed(ByteView(static_cast<const uint8_t*>(buffer.data().data()), n));
       buffer.consume(n);
-      // A large message (the server's first stanzas after login can be kilobytes) does not
-      // leave its buffer behind for the minutes of idle keepalives that follow.
-      if (buffer.capacity() > kKeptReadBufferBytes) buffer.shrink_to_fit();
+      // The buffer is given back between messages (1.5 KB per idle session; the next message
+      // allocates its own): the minutes of idle keepalives between them need none, and a
+      // large message (the server's first stanzas after login can be kilobytes) leaves none
+      // behind.
+      buffer.shrink_to_fit();
       while (!self->finished_) {
         auto node = self->channel_->Next();
         if (!node.ok()) {
@@ -316,8 +324,14 @@ awaitable<void> Connection::Impl::Run(std::shared_ptr<Impl> self) {
 void Connection::Impl::ScheduleKeepalive() {
   const int64_t lo = absl::ToInt64Milliseconds(options_.keepalive_interval_min);
   const int64_t hi = std::max(lo, absl::ToInt64Milliseconds(options_.keepalive_interval_max));
-  keepalive_timer_.expires_after(
-      std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(lo, hi)(rng_)));
+  // The deadline is rounded up to the keepalive grid: the pings of thousands of sessions then go
+  // out, and their answers come back, in batches that wake the connection thread (and re-arm
+  // its timer) once per grid step instead of once per ping. 100 ms is nothing against
+  // whatsmeow's 20–30 s random interval.
+  const int64_t now_ms = SteadyMillis();
+  const int64_t due_ms = now_ms + std::uniform_int_distribution<int64_t>(lo, hi)(rng_);
+  const int64_t slot_ms = (due_ms + kKeepaliveGridMs - 1) / kKeepaliveGridMs * kKeepaliveGridMs;
+  keepalive_timer_.expires_after(std::chrono::milliseconds(slot_ms - now_ms));
   keepalive_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (ec || self->finished_ || self->closing_) return;
     self->Ping(
