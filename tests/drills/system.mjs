@@ -204,19 +204,25 @@ export function resumingWatcher(...clients) {
 /// least `minEvents` of them), and `watcher` (resumingWatcher) saw each exactly once, in order,
 /// `watcherSaw` naming how. Stops the watcher; answers the last sequence.
 export async function checkEventLog(pg, watcher, { minEvents, watcherSaw = 'the resuming watcher saw' }) {
-  const rows = await pg.query('SELECT sequence, session_id, from_state, to_state FROM session_events ORDER BY sequence');
+  const rows = await pg.query('SELECT sequence, session_id, from_state, to_state, reason, at FROM session_events ORDER BY sequence');
   const last = Number(rows.at(-1)[0]);
   await waitFor(() => (watcher.events.at(-1)?.sequence ?? 0) >= last, { timeoutMs: 15000 }).catch(() => {});
   watcher.stop();
   const bySession = new Map();
-  let breaks = 0;
-  for (const [, id, from, to] of rows) {
+  const breaks = [];
+  for (const row of rows) {
+    const [seq, id, from] = row;
     const prev = bySession.get(id);
-    if (prev !== undefined && prev !== from) breaks += 1;
-    bySession.set(id, to);
+    // Each break names both events, so that a failure says which change went missing.
+    if (prev !== undefined && prev[3] !== from) {
+      breaks.push(`#${prev[0]} ${prev[2]}→${prev[3]} (${prev[4]}, ${prev[5]}) then #${seq} ` +
+        `${row[2]}→${row[3]} (${row[4]}, ${row[5]}) of ${id}`);
+    }
+    bySession.set(id, row);
   }
   check('session_events: every state change in order, each starting where the last ended',
-    breaks === 0 && rows.length > minEvents, `${rows.length} events, ${breaks} breaks`);
+    breaks.length === 0 && rows.length > minEvents,
+    `${rows.length} events, ${breaks.length} breaks${breaks.length ? `: ${breaks.slice(0, 3).join('; ')}` : ''}`);
   const seen = watcher.events.map((e) => e.sequence);
   const seenSet = new Set(seen);
   const missing = rows.filter((r) => !seenSet.has(Number(r[0]))).length;

@@ -38,7 +38,7 @@ absl::StatusOr<int64_t> LeaseKeeper::Holder() const {
   return holder;
 }
 
-absl::Status LeaseKeeper::HoldLease(const SessionRecord& rec) {
+absl::Status LeaseKeeper::HoldLease(SessionRecord& rec) {
   absl::MutexLock lock(&lease_mu_);
   if (sessions_->OnIo([&] { return sessions_->HasLease(rec.id); })) return absl::OkStatus();
   WAS_ASSIGN_OR_RETURN(int64_t holder, Holder());
@@ -65,6 +65,16 @@ absl::Status LeaseKeeper::HoldLease(const SessionRecord& rec) {
     }
     return HeldElsewhere(rec.id, owner->id);
   }
+  // The row as it stands now that the lease is ours: `rec` was read before, and a write of the
+  // previous holder (this replica's own, queued while its lease lapsed) may have landed since;
+  // from here on the lease fences out every older writer, so this read is the state to go on
+  // from.
+  auto fresh = store_.Get(rec.id);
+  if (!fresh.ok()) {
+    (void)store_.ReleaseLeases({won.front().token});
+    return fresh.status();
+  }
+  rec = *std::move(fresh);
   sessions_->OnIo([&] { sessions_->Adopt(rec, won.front().token); });
   return absl::OkStatus();
 }

@@ -58,9 +58,11 @@ class LeaseKeeper {
   absl::StatusOr<int64_t> Holder() const;
 
   /// Makes sure this replica holds the lease of `rec`, taking it when no other replica holds a
-  /// live one. HeldElsewhere(owner) when one does; UNAVAILABLE while it changes hands or the
-  /// database is down.
-  absl::Status HoldLease(const SessionRecord& rec);
+  /// live one. When it takes the lease, `rec` is read again under it (a write made before, by
+  /// the previous holder, may have landed after `rec` was read) and adopted as read.
+  /// HeldElsewhere(owner) when another replica holds it; NOT_FOUND when the session was deleted
+  /// meanwhile; UNAVAILABLE while it changes hands or the database is down.
+  absl::Status HoldLease(SessionRecord& rec);
   /// Claims sessions that want a socket and have no live lease: this replica's share of all
   /// wanted sessions, and at least its part of the orphans; they connect with `reason`.
   void ClaimOrphans(v1::StateReason reason);
