@@ -6,8 +6,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "wasentinel/common/bytes.h"
 
 namespace wasentinel::console {

@@ -153,9 +153,10 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
 
  private:
   // sim_server.cc
-  static boost::asio::awaitable<void> AcceptWs(std::shared_ptr<State> self);
+  static boost::asio::awaitable<void> AcceptClients(std::shared_ptr<State> self,
+                                                    boost::asio::ip::tcp::acceptor& acceptor,
+                                                    boost::asio::ssl::context* tls);
   static boost::asio::awaitable<void> AcceptControl(std::shared_ptr<State> self);
-  static boost::asio::awaitable<void> AcceptTls(std::shared_ptr<State> self);
   // A connection accepted on either listener (TLS: `tls` is the context it is served with).
   static void Admit(const std::shared_ptr<State>& self, boost::asio::ip::tcp::socket socket,
                     boost::asio::ssl::context* tls);
@@ -257,7 +258,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   std::variant<PlainWs, TlsWs> ws_;
   tcp::socket& Socket();  // the TCP socket under either
   boost::asio::awaitable<size_t> Read(beast::flat_buffer& buffer);
-  boost::asio::awaitable<void> Write(boost::asio::const_buffer data);
+  boost::asio::awaitable<size_t> Write(boost::asio::const_buffer data);
   uint64_t id_;
   absl::Time connected_at_;
   std::string jid_;

@@ -73,9 +73,12 @@ absl::Status SimServer::State::Init() {
           absl::StrCat("cannot listen on ", options_.host, ":", port, ": ", ec.message()));
     }
   }
-  asio::co_spawn(io_, AcceptWs(shared_from_this()), asio::detached);
+  asio::co_spawn(io_, AcceptClients(shared_from_this(), ws_acceptor_, nullptr), asio::detached);
   asio::co_spawn(io_, AcceptControl(shared_from_this()), asio::detached);
-  if (tls) asio::co_spawn(io_, AcceptTls(shared_from_this()), asio::detached);
+  if (tls) {
+    asio::co_spawn(io_, AcceptClients(shared_from_this(), tls_acceptor_, &*tls_ctx_),
+                   asio::detached);
+  }
   return absl::OkStatus();
 }
 
@@ -93,27 +96,28 @@ std::shared_ptr<SimConn> SimServer::State::FindLive(const std::string& device_ke
   return nullptr;
 }
 
-awaitable<void> SimServer::State::AcceptWs(std::shared_ptr<State> self) {
+// Accepts WebSocket clients on `acceptor`: ws://, or wss:// with `tls`.
+awaitable<void> SimServer::State::AcceptClients(std::shared_ptr<State> self,
+                                                tcp::acceptor& acceptor, asio::ssl::context* tls) {
   for (;;) {
     beast::error_code ec;
-    tcp::socket socket =
-        co_await self->ws_acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted || !self->ws_acceptor_.is_open()) co_return;
+    tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) continue;
-    if (self->outage) {
-      // WhatsApp unreachable: the connection is reset before a byte is read.
-      socket.set_option(asio::socket_base::linger(true, 0), ec);
-      socket.close(ec);
-      ++self->counters.refused;
-      continue;
-    }
-    Admit(self, std::move(socket), nullptr);
+    Admit(self, std::move(socket), tls);
   }
 }
 
 void SimServer::State::Admit(const std::shared_ptr<State>& self, tcp::socket socket,
                              asio::ssl::context* tls) {
   beast::error_code ec;
+  if (self->outage) {
+    // WhatsApp unreachable: the connection is reset before a byte is read.
+    socket.set_option(asio::socket_base::linger(true, 0), ec);
+    socket.close(ec);
+    ++self->counters.refused;
+    return;
+  }
   socket.set_option(tcp::no_delay(true), ec);
   ++self->counters.accepted;
   const uint64_t id = self->next_conn_id++;
@@ -130,24 +134,6 @@ awaitable<void> SimServer::State::AcceptControl(std::shared_ptr<State> self) {
     if (ec == asio::error::operation_aborted || !self->control_acceptor_.is_open()) co_return;
     if (ec) continue;
     asio::co_spawn(self->io_, ServeControl(self, std::move(socket)), asio::detached);
-  }
-}
-
-awaitable<void> SimServer::State::AcceptTls(std::shared_ptr<State> self) {
-  for (;;) {
-    beast::error_code ec;
-    tcp::socket socket =
-        co_await self->tls_acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted || !self->tls_acceptor_.is_open()) co_return;
-    if (ec) continue;
-    if (self->outage) {
-      // WhatsApp unreachable: the connection is reset before a byte is read.
-      socket.set_option(asio::socket_base::linger(true, 0), ec);
-      socket.close(ec);
-      ++self->counters.refused;
-      continue;
-    }
-    Admit(self, std::move(socket), &*self->tls_ctx_);
   }
 }
 
@@ -191,9 +177,10 @@ awaitable<size_t> SimConn::Read(beast::flat_buffer& buffer) {
   return std::visit([&](auto& ws) { return ws.async_read(buffer, use_awaitable); }, ws_);
 }
 
-awaitable<void> SimConn::Write(asio::const_buffer data) {
-  return std::visit(
-      [&](auto& ws) -> awaitable<void> { co_await ws.async_write(data, use_awaitable); }, ws_);
+// Not a coroutine lambda: its captures would die with it, before the write runs. The
+// initiation copies `data` (a pointer and a size) into the operation.
+awaitable<size_t> SimConn::Write(asio::const_buffer data) {
+  return std::visit([data](auto& ws) { return ws.async_write(data, use_awaitable); }, ws_);
 }
 
 awaitable<void> SimConn::Run(std::shared_ptr<SimConn> self) {
