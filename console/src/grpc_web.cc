@@ -103,8 +103,8 @@ absl::StatusOr<std::string> DecodeRequest(std::string_view body, WireFormat form
         absl::StrCat("gRPC-Web frame flags 0x", absl::Hex(flags), " are not defined"));
   }
   if (len > max_message) {
-    return absl::InvalidArgumentError(absl::StrCat("gRPC-Web request message of ", len,
-                                                   " bytes is over the limit of ", max_message));
+    return absl::ResourceExhaustedError(absl::StrCat("gRPC-Web request message of ", len,
+                                                     " bytes is over the limit of ", max_message));
   }
   if (body.size() - kFrameHeader < len) {
     return absl::InvalidArgumentError(absl::StrCat(

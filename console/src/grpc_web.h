@@ -37,8 +37,8 @@ std::string_view ContentTypeOf(WireFormat format);
 /// The request message of a call from its body: exactly one uncompressed data frame (unary and
 /// server-streaming calls send one message). INVALID_ARGUMENT, naming what is wrong, for a body
 /// that is not valid base64 (text format), a truncated frame, a compressed one (the bridge
-/// negotiates no grpc-encoding), a trailers frame, more than one message, or a message longer
-/// than `max_message` bytes.
+/// negotiates no grpc-encoding), a trailers frame or more than one message; RESOURCE_EXHAUSTED
+/// for a message longer than `max_message` bytes.
 absl::StatusOr<std::string> DecodeRequest(std::string_view body, WireFormat format,
                                           size_t max_message);
 

@@ -53,7 +53,8 @@ TEST(GrpcWeb, RefusesWhatItCannotTakeWithTheReason) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(refused(Frame(0x40, "x")), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(refused(Frame(0, "a") + Frame(0, "b")), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(refused(Frame(0, "too long, over 8")), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(refused(Frame(0, "too long, over 8")),
+              StatusIs(absl::StatusCode::kResourceExhausted));
   EXPECT_THAT(refused("not base64!", WireFormat::kText),
               StatusIs(absl::StatusCode::kInvalidArgument));
   // A length far beyond the body is refused by the limit before anything is read.
