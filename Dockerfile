@@ -4,6 +4,7 @@
 #   docker build --target session-service -t wasentinel/session-service .
 #   docker build --target health-monitor  -t wasentinel/health-monitor .
 #   docker build --target alert-service   -t wasentinel/alert-service .
+#   docker build --target console         -t wasentinel/console .
 #   docker build --target wa-sim          -t wasentinel/wa-sim .   # the stand-in WhatsApp
 #
 # The build stage compiles with the same CMake preset as scripts/build ("release") from Debian
@@ -14,7 +15,8 @@
 ARG DEBIAN_IMAGE=debian:12
 ARG DEBIAN_SLIM_IMAGE=debian:12-slim
 
-# nodejs only because configuring the tree registers the Node-based tests (none run here).
+# nodejs and npm build the console's web app (from console/web/package-lock.json); configuring
+# the tree also registers the Node-based tests (none run here).
 FROM ${DEBIAN_IMAGE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -23,13 +25,14 @@ RUN apt-get update \
       libabsl-dev libpqxx-dev libsodium-dev libspdlog-dev libfmt-dev prometheus-cpp-dev \
       libboost-dev libboost-system-dev libcurl4-openssl-dev libqrencode-dev libpng-dev \
       libssl-dev zlib1g-dev nlohmann-json3-dev libgtest-dev libgmock-dev libkainjow-mustache-dev \
-      nodejs \
+      nodejs npm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cmake --preset release \
+RUN (cd console/web && npm ci --ignore-scripts --no-audit --no-fund) \
+ && cmake --preset release \
  && cmake --build build/release -j"$(nproc)" --target \
-      session-service wactl health-monitor alert-service was-health-probe wa-sim \
+      session-service wactl health-monitor alert-service console was-health-probe wa-sim \
  && cmake --install build/release --prefix /opt/wasentinel --strip
 
 FROM ${DEBIAN_SLIM_IMAGE} AS runtime
@@ -65,6 +68,14 @@ EXPOSE 7003 9103
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["was-health-probe", "--addr=127.0.0.1:7003"]
 ENTRYPOINT ["alert-service"]
+
+# The status console: the web app and its gRPC-Web bridge to the three services (README
+# "Console"). Probes are HTTP: GET /healthz (liveness) and /readyz.
+FROM runtime AS console
+COPY --from=build /opt/wasentinel/bin/console /usr/local/bin/
+COPY --from=build /opt/wasentinel/share/wa-sentinel/console /opt/wasentinel/share/wa-sentinel/console
+EXPOSE 8080 9104
+ENTRYPOINT ["console", "--web_root=/opt/wasentinel/share/wa-sentinel/console"]
 
 # The stand-in WhatsApp server of the tests and the demo. Never deploy it next to real users:
 # it accepts any device it is told about and pairs any QR code its control API is given.

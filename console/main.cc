@@ -17,8 +17,8 @@ ABSL_FLAG(std::string, http_listen, "0.0.0.0:8080",
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9104",
           "Prometheus /metrics address; empty disables [WAS_METRICS_LISTEN]");
 ABSL_FLAG(std::string, web_root, "",
-          "the built web app (index.html, assets/); default web/ beside the binary, else"
-          " ../share/wa-sentinel/console [WAS_WEB_ROOT]");
+          "the built web app (index.html, assets/); default the web directory beside the"
+          " binary, else share/wa-sentinel/console of its prefix [WAS_WEB_ROOT]");
 ABSL_FLAG(std::string, session_service, "127.0.0.1:7001",
           "session-service's gRPC address; empty: not bridged [WAS_SESSION_SERVICE]");
 ABSL_FLAG(std::string, monitor_service, "127.0.0.1:7002",

@@ -5,6 +5,7 @@
 #include <prometheus/histogram.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -16,6 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <filesystem>
+#include <limits>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
@@ -54,6 +56,8 @@ constexpr char kAllowedRequestHeaders[] =
 
 constexpr auto kWriteTimeout = std::chrono::seconds(30);
 constexpr size_t kHeaderLimit = 16 * 1024;
+// A refused body up to this size is read and dropped so that its client can read the answer.
+constexpr size_t kDrainLimit = 16 << 20;
 
 std::string_view MimeType(std::string_view path) {
   static const std::pair<std::string_view, std::string_view> kTypes[] = {
@@ -380,6 +384,9 @@ awaitable<void> ConsoleServer::Impl::Serve(tcp::socket socket) {
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(kHeaderLimit);
+      // No body limit while the header is read (Beast would refuse a long Content-Length
+      // before we could answer it with a gRPC status); each route sets its own after.
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       stream.expires_after(absl::ToChronoMilliseconds(options_.idle_timeout));
       co_await http::async_read_header(stream, buffer, parser, use_awaitable);
       const auto& req = parser.get();
@@ -547,7 +554,9 @@ awaitable<bool> ConsoleServer::Impl::ServeCall(beast::tcp_stream& stream,
     refusal = Refusal{grpc::StatusCode::RESOURCE_EXHAUSTED, too_large, "too_large"};
   }
   boost::system::error_code ec;
+  bool body_read = false;
   if (!refusal) {
+    body_read = true;
     parser.body_limit(body_limit);
     stream.expires_after(absl::ToChronoMilliseconds(options_.idle_timeout));
     co_await http::async_read(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
@@ -567,6 +576,25 @@ awaitable<bool> ConsoleServer::Impl::ServeCall(beast::tcp_stream& stream,
                       "too_many_calls"};
   }
   if (refusal) {
+    if (refusal->reason == "too_large" && !body_read) {
+      // Read the refused body to its end (up to kDrainLimit) before answering: a browser, or
+      // any HTTP client, still writing it would otherwise see the connection reset and never
+      // read the status.
+      const auto length = parser.content_length().value_or(0);
+      if (length <= kDrainLimit) {
+        size_t remaining = length;
+        const size_t buffered = std::min(buffer.size(), remaining);
+        buffer.consume(buffered);
+        remaining -= buffered;
+        std::array<char, 16384> scratch;
+        stream.expires_after(absl::ToChronoMilliseconds(options_.idle_timeout));
+        while (remaining > 0) {
+          const size_t n = co_await stream.async_read_some(
+              net::buffer(scratch.data(), std::min(scratch.size(), remaining)), use_awaitable);
+          remaining -= n;
+        }
+      }
+    }
     co_await WriteTrailersOnly(stream, req, format, *refusal);
     co_return false;
   }

@@ -472,6 +472,17 @@ grpc::Status SessionServiceImpl::GetHealth(grpc::ServerContext*, const v1::GetHe
   return grpc::Status::OK;
 }
 
+grpc::Status SessionServiceImpl::GetCaller(grpc::ServerContext* ctx, const v1::GetCallerRequest*,
+                                           v1::GetCallerResponse* resp) {
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
+  resp->set_key_name(caller.key_name);
+  resp->set_scope(std::string(ScopeName(caller.scope)));
+  resp->set_tenant_id(caller.tenant);
+  resp->set_authentication_enabled(keys_.enabled());
+  return grpc::Status::OK;
+}
+
 grpc::Status SessionServiceImpl::BulkGetSessions(grpc::ServerContext* ctx,
                                                  const v1::BulkGetSessionsRequest* req,
                                                  v1::BulkGetSessionsResponse* resp) {

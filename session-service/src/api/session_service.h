@@ -62,6 +62,8 @@ class SessionServiceImpl final
       grpc::CallbackServerContext*, const v1::WatchSessionEventsRequest*) override;
   grpc::Status GetHealth(grpc::ServerContext*, const v1::GetHealthRequest*,
                          v1::GetHealthResponse*) override;
+  grpc::Status GetCaller(grpc::ServerContext*, const v1::GetCallerRequest*,
+                         v1::GetCallerResponse*) override;
   grpc::Status BulkGetSessions(grpc::ServerContext*, const v1::BulkGetSessionsRequest*,
                                v1::BulkGetSessionsResponse*) override;
   grpc::Status StartPairing(grpc::ServerContext*, const v1::StartPairingRequest*,

@@ -389,6 +389,19 @@ TEST(SessionApi, ApiKeysAndScopes) {
   EXPECT_THAT(Call(*s.stub, &v1::SessionService::Stub::GetHealth, v1::GetHealthRequest(), &health),
               IsOk())
       << "light health needs no key";
+  // GetCaller: what a key is, for clients that show what it may not do as disabled.
+  v1::GetCallerResponse who;
+  EXPECT_THAT(
+      Call(*s.stub, &v1::SessionService::Stub::GetCaller, v1::GetCallerRequest(), &who, read),
+      IsOk());
+  EXPECT_EQ(who.key_name(), "dash");
+  EXPECT_EQ(who.scope(), "read");
+  EXPECT_EQ(who.tenant_id(), "");
+  EXPECT_TRUE(who.authentication_enabled());
+  EXPECT_EQ(Call(*s.stub, &v1::SessionService::Stub::GetCaller, v1::GetCallerRequest(), &who,
+                 "wrong-key-0123456789")
+                .error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST(SessionApi, RotateSealingKeyReSealsEveryCredential) {

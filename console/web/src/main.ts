@@ -1,0 +1,587 @@
+// The console app: sign in with an API key, then the sessions, a session's page, and pairing.
+// Routes (History API; the console process answers every one with index.html):
+//   /                  sessions
+//   /sessions/<id>     one session (alert e-mails link here: --reconnect_url)
+//   /pair              link a new device
+import { LitElement, html, nothing } from 'lit';
+import { create } from '@bufbuild/protobuf';
+import qrcode from 'qrcode-generator';
+import { can, describeError, keyStore, makeApi, type Api, type CallError, type Caller } from './api.js';
+import { ago, dotOf, levelName, qualityName, reasonName, stateName, when } from './format.js';
+import { HealthLevel, type SessionHealth, type ListTransitionsResponse } from './gen/wasentinel/monitor/v1/monitor_pb.js';
+import { SessionState, type Session } from './gen/wasentinel/session/v1/session_pb.js';
+import { LiveEvents, type LinkState } from './live.js';
+import { defineStatusElements } from './status.js';
+import { TimestampSchema } from '@bufbuild/protobuf/wkt';
+
+defineStatusElements();
+
+interface Row {
+  session: Session;
+  health?: SessionHealth;
+}
+
+const ROW_HEIGHT = 44;
+const PAGE = 500;
+
+function navigate(path: string) {
+  history.pushState(null, '', path);
+  window.dispatchEvent(new PopStateEvent('popstate'));
+}
+
+class WaConsole extends LitElement {
+  static properties = {
+    caller: { state: true }, route: { state: true }, signInError: { state: true }, rows: { state: true },
+    link: { state: true }, linkError: { state: true }, retryIn: { state: true }, toasts: { state: true },
+    panelErrors: { state: true }, filter: { state: true }, scrollTop: { state: true }, loading: { state: true },
+  };
+  declare caller: Caller | null;
+  declare route: string;
+  declare signInError: string;
+  declare rows: Map<string, Row>;
+  declare link: LinkState;
+  declare linkError: CallError | null;
+  declare retryIn: number;
+  declare toasts: { id: number; text: string; level: string }[];
+  declare panelErrors: Partial<Record<string, CallError>>;
+  declare filter: { text: string; level: string; state: string; tenant: string };
+  declare scrollTop: number;
+  declare loading: boolean;
+
+  api: Api = makeApi();
+  private live: LiveEvents | null = null;
+  private toastId = 0;
+  private viewportHeight = 1200;
+  private healthTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private pollTimer: ReturnType<typeof setInterval> | null = null;
+
+  constructor() {
+    super();
+    this.caller = null;
+    this.route = location.pathname;
+    this.signInError = '';
+    this.rows = new Map();
+    this.link = 'connecting';
+    this.linkError = null;
+    this.retryIn = 0;
+    this.toasts = [];
+    this.panelErrors = {};
+    this.filter = { text: '', level: '', state: '', tenant: '' };
+    this.scrollTop = 0;
+    this.loading = false;
+  }
+
+  createRenderRoot() { return this; }  // light DOM: the page's stylesheet applies
+
+  connectedCallback() {
+    super.connectedCallback();
+    window.addEventListener('popstate', () => { this.route = location.pathname; });
+    if (keyStore.get()) this.signIn(keyStore.get());
+    else this.tryAnonymous();
+  }
+
+  // A console in front of services without keys (the demo) needs no sign-in.
+  private async tryAnonymous() {
+    try {
+      const c = await this.api.sessions.getCaller({});
+      if (!c.authenticationEnabled) this.enter({ keyName: c.keyName, scope: c.scope as Caller['scope'], tenantId: c.tenantId });
+    } catch { /* the sign-in form stays */ }
+  }
+
+  private async signIn(key: string) {
+    keyStore.set(key);
+    try {
+      const c = await this.api.sessions.getCaller({});
+      this.signInError = '';
+      this.enter({ keyName: c.keyName, scope: c.scope as Caller['scope'], tenantId: c.tenantId });
+    } catch (e) {
+      const err = describeError('session-service', e);
+      keyStore.clear();
+      this.signInError = err.unauthenticated ? 'This API key is not valid.'
+        : err.unreachable ? 'session-service cannot be reached; try again shortly.' : `${err.code}: ${err.message}`;
+    }
+  }
+
+  private enter(caller: Caller) {
+    this.caller = caller;
+    this.live = new LiveEvents(this.api, {
+      onResync: () => this.loadAll(),
+      onEvent: (e) => {
+        const row = this.rows.get(e.sessionId);
+        if (e.toState === SessionState.DELETED) {
+          this.rows.delete(e.sessionId);
+        } else if (row) {
+          row.session = { ...row.session, state: e.toState, reason: e.reason, lastError: e.error };
+        } else {
+          this.fetchSession(e.sessionId);
+        }
+        this.rows = new Map(this.rows);
+        this.scheduleHealth(e.sessionId);
+      },
+      onState: (state, error, retryInMs) => {
+        this.link = state;
+        this.linkError = error ?? null;
+        this.retryIn = retryInMs ?? 0;
+        if (error?.unauthenticated) this.signOut();
+      },
+    });
+    this.live.start();
+    // The monitor's levels and scores between events (time alone moves a session to critical).
+    this.pollTimer = setInterval(() => { if (document.visibilityState === 'visible') this.loadHealth(); }, 15000);
+  }
+
+  private signOut() {
+    keyStore.clear();
+    this.live?.stop();
+    this.live = null;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.caller = null;
+    this.rows = new Map();
+  }
+
+  private async fetchSession(id: string) {
+    try {
+      const { session } = await this.api.sessions.getSession({ id });
+      if (session) {
+        this.rows.set(id, { ...this.rows.get(id), session });
+        this.rows = new Map(this.rows);
+      }
+    } catch { /* deleted meanwhile, or not ours */ }
+  }
+
+  // Every session, page by page (the first rows show as soon as the first page is in), then the
+  // monitor's view of them.
+  async loadAll() {
+    this.loading = true;
+    const fresh = new Map<string, Row>();
+    try {
+      let token = '';
+      do {
+        const page = await this.api.sessions.listSessions({ pageSize: PAGE, pageToken: token });
+        for (const s of page.sessions) fresh.set(s.id, { session: s, health: this.rows.get(s.id)?.health });
+        this.rows = new Map(fresh);
+        token = page.nextPageToken;
+      } while (token);
+      this.panelErrors = { ...this.panelErrors, 'session-service': undefined };
+    } catch (e) {
+      this.panelErrors = { ...this.panelErrors, 'session-service': describeError('session-service', e) };
+    } finally {
+      this.loading = false;
+    }
+    await this.loadHealth();
+  }
+
+  private async loadHealth() {
+    try {
+      let token = '';
+      do {
+        const page = await this.api.monitor.listSessionHealth({ pageSize: PAGE, pageToken: token });
+        for (const h of page.sessions) this.noteHealth(h);
+        token = page.nextPageToken;
+      } while (token);
+      this.rows = new Map(this.rows);
+      this.panelErrors = { ...this.panelErrors, 'health-monitor': undefined };
+    } catch (e) {
+      this.panelErrors = { ...this.panelErrors, 'health-monitor': describeError('health-monitor', e) };
+    }
+  }
+
+  private noteHealth(h: SessionHealth) {
+    const row = this.rows.get(h.sessionId);
+    if (!row) return;
+    if (row.health && row.health.level !== h.level) {
+      this.toast(`${row.session.accountName || row.session.sessionName}: ${levelName(row.health.level)} → ${levelName(h.level)}`,
+        levelName(h.level));
+    }
+    row.health = h;
+  }
+
+  // The monitor assesses a session as its events arrive; ask it shortly after, and once more.
+  private scheduleHealth(id: string) {
+    clearTimeout(this.healthTimers.get(id));
+    const ask = async () => {
+      try {
+        const { health } = await this.api.monitor.getSessionHealth({ sessionId: id });
+        if (health) { this.noteHealth(health); this.rows = new Map(this.rows); }
+      } catch { /* the monitor may not know it yet */ }
+    };
+    this.healthTimers.set(id, setTimeout(() => { ask(); setTimeout(ask, 1500); }, 250));
+  }
+
+  private toast(text: string, level: string) {
+    const id = ++this.toastId;
+    this.toasts = [...this.toasts, { id, text, level }];
+    setTimeout(() => { this.toasts = this.toasts.filter((t) => t.id !== id); }, 6000);
+  }
+
+  private get critical(): number {
+    let n = 0;
+    for (const r of this.rows.values()) if (r.health?.level === HealthLevel.CRITICAL) n += 1;
+    return n;
+  }
+
+  updated() {
+    // Row positions through the CSSOM: the Content-Security-Policy forbids style attributes.
+    const spacer = this.querySelector<HTMLElement>('.spacer');
+    if (spacer) spacer.style.height = `${spacer.dataset.height}px`;
+    for (const row of this.querySelectorAll<HTMLElement>('.spacer .row')) {
+      row.style.transform = `translateY(${row.dataset.offset}px)`;
+    }
+    // The tab tells a critical session from afar: title and favicon.
+    const critical = this.caller ? this.critical : 0;
+    document.title = critical ? `(${critical} critical) WA Sentinel` : 'WA Sentinel';
+    const icon = document.getElementById('favicon') as HTMLLinkElement | null;
+    const colour = critical ? '%23e02424' : '%231f9d55';
+    const href = `data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'><circle cx='16' cy='16' r='13' fill='${colour}'/></svg>`;
+    if (icon && icon.href !== href) icon.href = href;
+  }
+
+  render() {
+    if (!this.caller) return this.renderSignIn();
+    const overall = this.rows.size === 0 ? 'grey'
+      : [...this.rows.values()].every((r) => r.session.state === SessionState.CONNECTED || r.health?.level === HealthLevel.INACTIVE) ? 'green' : 'red';
+    return html`
+      <header class="top">
+        <a class="brand" href="/" @click=${this.go}><wa-status-dot state=${this.link === 'unreachable' ? 'grey' : overall}
+          label=${this.link === 'unreachable' ? 'server unreachable' : overall === 'green' ? 'all sessions connected' : 'some sessions are not connected'}></wa-status-dot>
+          WA Sentinel</a>
+        <nav aria-label="Main">
+          <a href="/" @click=${this.go} aria-current=${this.route === '/' ? 'page' : nothing}>Sessions</a>
+          <a href="/pair" @click=${this.go} aria-current=${this.route === '/pair' ? 'page' : nothing}>Link a device</a>
+        </nav>
+        <span class="who">${this.caller.keyName} · ${this.caller.scope}${this.caller.tenantId ? ` · ${this.caller.tenantId}` : ''}</span>
+        <button class="plain" @click=${() => this.signOut()}>Sign out</button>
+      </header>
+      ${this.link === 'unreachable' ? html`<div class="banner" role="alert" data-testid="unreachable">
+          Server unreachable (${this.linkError?.service}: ${this.linkError?.message || this.linkError?.code}); retrying in ${Math.round(this.retryIn / 1000)} s.</div>` : nothing}
+      <main>${this.renderRoute()}</main>
+      <div class="toasts" role="status" aria-live="polite">
+        ${this.toasts.map((t) => html`<div class="toast ${t.level}">${t.text}</div>`)}
+      </div>`;
+  }
+
+  private go = (e: Event) => {
+    const a = (e.currentTarget as HTMLAnchorElement);
+    e.preventDefault();
+    navigate(a.getAttribute('href')!);
+  };
+
+  private renderRoute() {
+    const m = /^\/sessions\/([0-9a-f-]{36})$/.exec(this.route);
+    if (m) return html`<wa-session-page .api=${this.api} .caller=${this.caller} session-id=${m[1]}></wa-session-page>`;
+    if (this.route === '/pair') return html`<wa-pairing .api=${this.api} .caller=${this.caller}></wa-pairing>`;
+    return this.renderSessions();
+  }
+
+  private renderSignIn() {
+    return html`<main class="signin">
+      <form @submit=${(e: Event) => { e.preventDefault(); const f = new FormData(e.target as HTMLFormElement); this.signIn(String(f.get('key') ?? '')); }}>
+        <h1>WA Sentinel</h1>
+        <label for="key">API key</label>
+        <input id="key" name="key" type="password" autocomplete="off" required>
+        <button type="submit">Sign in</button>
+        ${this.signInError ? html`<p class="err" role="alert">${this.signInError}</p>` : nothing}
+        <p class="hint">The key stays in this tab only (session storage).</p>
+      </form></main>`;
+  }
+
+  private filtered(): Row[] {
+    const f = this.filter;
+    const text = f.text.trim().toLowerCase();
+    const digits = text.replace(/\D/g, '');
+    const rank = (r: Row) => {
+      const l = r.health?.level;
+      return l === HealthLevel.CRITICAL ? 0 : l === HealthLevel.WARNING ? 1 : r.session.state !== SessionState.CONNECTED ? 2 : 3;
+    };
+    return [...this.rows.values()].filter((r) => {
+      if (f.level && String(r.health?.level ?? '') !== f.level) return false;
+      if (f.state && String(r.session.state) !== f.state) return false;
+      if (f.tenant && r.session.tenantId !== f.tenant) return false;
+      if (text) {
+        const hay = `${r.session.accountName} ${r.session.sessionName} ${r.session.tenantId}`.toLowerCase();
+        if (!hay.includes(text) && !(digits.length >= 3 && r.session.phoneNumber.includes(digits))) return false;
+      }
+      return true;
+    }).sort((a, b) => rank(a) - rank(b) || (a.session.accountName || a.session.sessionName).localeCompare(b.session.accountName || b.session.sessionName));
+  }
+
+  private renderSessions() {
+    const rows = this.filtered();
+    const viewport = this.viewportHeight;
+    const first = Math.max(0, Math.floor(this.scrollTop / ROW_HEIGHT) - 10);
+    const last = Math.min(rows.length, Math.ceil((this.scrollTop + viewport) / ROW_HEIGHT) + 10);
+    const tenants = [...new Set([...this.rows.values()].map((r) => r.session.tenantId))].sort();
+    const setFilter = (k: keyof WaConsole['filter']) => (e: Event) => {
+      this.filter = { ...this.filter, [k]: (e.target as HTMLInputElement).value };
+    };
+    return html`
+      <h1>Sessions <span class="count">${rows.length} of ${this.rows.size}</span></h1>
+      ${Object.values(this.panelErrors).filter(Boolean).map((e) => html`<p class="err" role="alert" data-testid="panel-error">${e!.service} ${e!.unreachable ? 'is unreachable' : `answered ${e!.code}`}: ${e!.message}</p>`)}
+      <div class="filters">
+        <label>Search <input type="search" placeholder="name or number" .value=${this.filter.text} @input=${setFilter('text')}></label>
+        <label>Level <select @change=${setFilter('level')}><option value="">any</option>
+          ${[HealthLevel.CRITICAL, HealthLevel.WARNING, HealthLevel.HEALTHY, HealthLevel.INACTIVE].map((l) => html`<option value=${String(l)}>${levelName(l)}</option>`)}</select></label>
+        <label>State <select @change=${setFilter('state')}><option value="">any</option>
+          ${[SessionState.CONNECTED, SessionState.CONNECTING, SessionState.DISCONNECTED, SessionState.QR_PENDING, SessionState.LOGGED_OUT, SessionState.REPLACED, SessionState.BANNED].map((s) => html`<option value=${String(s)}>${stateName(s)}</option>`)}</select></label>
+        ${this.caller?.tenantId ? nothing : html`<label>Tenant <select @change=${setFilter('tenant')}><option value="">any</option>${tenants.map((t) => html`<option>${t}</option>`)}</select></label>`}
+      </div>
+      <div class="table" role="table" aria-label="Sessions" aria-rowcount=${rows.length + 1}>
+        <div class="row head" role="row" aria-rowindex="1">
+          <span role="columnheader">Session</span><span role="columnheader">State</span><span role="columnheader">Level</span>
+          <span role="columnheader">Score</span><span role="columnheader">Offline since</span><span role="columnheader">Last connected</span>
+          <span role="columnheader">Phone last seen</span>
+        </div>
+        <div class="scroller" data-testid="sessions-scroller" @scroll=${(e: Event) => { const el = e.target as HTMLElement; this.viewportHeight = el.clientHeight; this.scrollTop = el.scrollTop; }}>
+          <div class="spacer" data-height=${rows.length * ROW_HEIGHT}>
+            ${rows.slice(first, last).map((r, i) => this.renderRow(r, first + i))}
+          </div>
+        </div>
+      </div>
+      ${this.loading ? html`<p class="hint" role="status">Loading sessions…</p>` : nothing}`;
+  }
+
+  private renderRow(r: Row, index: number) {
+    const s = r.session;
+    const h = r.health;
+    const open = () => navigate(`/sessions/${s.id}`);
+    return html`<div class="row" role="row" aria-rowindex=${index + 2} tabindex="0" data-session=${s.id}
+        data-offset=${index * ROW_HEIGHT}
+        @click=${open} @keydown=${(e: KeyboardEvent) => { if (e.key === 'Enter') open(); }}>
+      <span role="cell" class="name"><wa-status-dot state=${dotOf(s.state, h?.level)} label=${`${stateName(s.state)}`}></wa-status-dot>
+        ${s.accountName || s.sessionName}<small>${s.tenantId}</small></span>
+      <span role="cell">${stateName(s.state)}</span>
+      <span role="cell"><span class="level ${h ? levelName(h.level) : ''}">${h ? levelName(h.level) : '—'}</span></span>
+      <span role="cell">${h ? html`${h.score} <small>${qualityName(h.quality)}</small>` : '—'}</span>
+      <span role="cell">${h?.offlineSince ? ago(h.offlineSince) : '—'}</span>
+      <span role="cell">${ago(s.lastConnectedAt)}</span>
+      <span role="cell">${ago(s.phoneLastSeenAt)}</span>
+    </div>`;
+  }
+}
+
+/// One session: its state, level and score factors, the actions, and its history.
+class WaSessionPage extends LitElement {
+  static properties = {
+    sessionId: { type: String, attribute: 'session-id' }, session: { state: true }, health: { state: true },
+    history: { state: true }, range: { state: true }, busy: { state: true }, result: { state: true },
+    errors: { state: true },
+  };
+  declare sessionId: string;
+  declare session: Session | null;
+  declare health: SessionHealth | null;
+  declare history: ListTransitionsResponse | null;
+  declare range: number;
+  declare busy: string;
+  declare result: string;
+  declare errors: Partial<Record<string, CallError>>;
+  api!: Api;
+  caller!: Caller | null;
+  private live: LiveEvents | null = null;
+
+  constructor() {
+    super();
+    this.sessionId = '';
+    this.session = null;
+    this.health = null;
+    this.history = null;
+    this.range = 1;
+    this.busy = '';
+    this.result = '';
+    this.errors = {};
+  }
+
+  createRenderRoot() { return this; }
+
+  connectedCallback() {
+    super.connectedCallback();
+    this.live = new LiveEvents(this.api, {
+      sessionId: this.sessionId,
+      onResync: () => this.load(),
+      onEvent: () => { this.load(); },
+      onState: () => {},
+    });
+    this.live.start();
+  }
+
+  disconnectedCallback() {
+    super.disconnectedCallback();
+    this.live?.stop();
+  }
+
+  private async load() {
+    const errors: Partial<Record<string, CallError>> = {};
+    await Promise.all([
+      this.api.sessions.getSession({ id: this.sessionId }).then((r) => { this.session = r.session ?? null; },
+        (e) => { errors['session-service'] = describeError('session-service', e); }),
+      this.api.monitor.getSessionHealth({ sessionId: this.sessionId }).then((r) => { this.health = r.health ?? null; },
+        (e) => { errors['health-monitor'] = describeError('health-monitor', e); }),
+      this.loadHistory().catch((e) => { errors['health-monitor'] = describeError('health-monitor', e); }),
+    ]);
+    this.errors = errors;
+  }
+
+  private async loadHistory() {
+    const now = Date.now();
+    const secs = (ms: number) => BigInt(Math.floor(ms / 1000));
+    this.history = await this.api.monitor.listTransitions({
+      sessionId: this.sessionId,
+      since: create(TimestampSchema, { seconds: secs(now - this.range * 86400_000) }),
+      until: create(TimestampSchema, { seconds: secs(now + 60_000) }),
+      pageSize: 1000,
+    });
+  }
+
+  private async act(name: string, run: () => Promise<unknown>, confirmText?: string) {
+    if (confirmText && !window.confirm(confirmText)) return;
+    this.busy = name;
+    this.result = '';
+    try {
+      await run();
+      this.result = `${name}: done`;
+      await this.load();
+    } catch (e) {
+      const err = describeError(name === 'Acknowledge' ? 'health-monitor' : 'session-service', e);
+      this.result = `${name} failed: ${err.code} ${err.message}`;
+    } finally {
+      this.busy = '';
+    }
+  }
+
+  render() {
+    const s = this.session;
+    const h = this.health;
+    const id = this.sessionId;
+    const op = can(this.caller, 'operate');
+    const needs = op ? '' : 'This API key is read-only (needs operate)';
+    const button = (name: string, run: () => Promise<unknown>, confirmText?: string) => html`
+      <button ?disabled=${!op || !!this.busy} title=${needs || name} @click=${() => this.act(name, run, confirmText)}>
+        ${this.busy === name ? html`<span class="spin" aria-hidden="true"></span>` : nothing}${name}</button>`;
+    return html`
+      ${Object.values(this.errors).filter(Boolean).map((e) => html`<p class="err" role="alert" data-testid="panel-error">${e!.service} ${e!.unreachable ? 'is unreachable' : `answered ${e!.code}`}: ${e!.message}</p>`)}
+      <h1><wa-status-dot state=${s ? dotOf(s.state, h?.level) : 'grey'} label=${s ? stateName(s.state) : 'unknown'}></wa-status-dot>
+        ${s ? s.accountName || s.sessionName : 'Session'} <small>${s?.tenantId}</small></h1>
+      ${s ? html`<section class="cards">
+        <div class="card"><h2>State</h2><p class="big" data-testid="state">${stateName(s.state)}</p><p>${reasonName(s.reason)}${s.lastError ? html` — ${s.lastError}` : nothing}</p>
+          <p>Last connected ${ago(s.lastConnectedAt)} · phone last seen ${ago(s.phoneLastSeenAt)}</p></div>
+        <div class="card"><h2>Health</h2>${h ? html`<p class="big"><span class="level ${levelName(h.level)}">${levelName(h.level)}</span> ${h.score}/100</p>
+          <p>${h.cause}</p>
+          <ul class="factors">${h.factors.map((f) => html`<li>−${f.penalty} ${f.name}: ${f.detail}</li>`)}</ul>
+          ${h.manualInterventionRequired ? html`<p class="err">Needs a person: ${h.manualInterventionReason}</p>` : nothing}` : html`<p>—</p>`}</div>
+      </section>
+      <section class="actions" aria-label="Actions">
+        ${button('Reconnect', () => this.api.sessions.reconnect({ id }))}
+        ${button('Connect', () => this.api.sessions.connect({ id }))}
+        ${button('Probe', () => this.api.sessions.probeSession({ id }))}
+        ${button('Disconnect', () => this.api.sessions.disconnect({ id }), 'Disconnect this session? It stays offline until someone connects it.')}
+        ${button('Log out', () => this.api.sessions.logout({ id }), 'Log this device out at WhatsApp? It must be linked again with a QR code.')}
+        ${h?.manualInterventionRequired ? button('Acknowledge', () => this.api.monitor.acknowledgeSession({ sessionId: id, note: `console: ${this.caller?.keyName}` })) : nothing}
+        <p role="status" aria-live="polite">${this.result}</p>
+      </section>` : nothing}
+      <section>
+        <h2>History <span class="ranges">${[1, 7, 30, 90].map((d) => html`<button class="plain" aria-pressed=${this.range === d ? 'true' : 'false'}
+          @click=${() => { this.range = d; this.loadHistory(); }}>${d === 1 ? '24 h' : `${d} days`}</button>`)}</span></h2>
+        ${this.history ? html`<p>Uptime <strong>${this.history.uptimePercent.toFixed(2)} %</strong></p>
+          <ol class="timeline">${[...this.history.transitions].reverse().map((t) => html`<li><time>${when(t.at)}</time>
+            ${stateName(t.fromState)} → ${stateName(t.toState)} · ${levelName(t.fromLevel)} → ${levelName(t.toLevel)} <small>${t.cause}</small></li>`)}</ol>
+          <h3>Recovery attempts</h3>
+          <ol class="timeline">${this.history.recoveries.map((r) => html`<li><time>${when(r.at)}</time> ${r.trigger} ${r.error ? html`<small>${r.error}</small>` : nothing}</li>`)}</ol>` : html`<p>—</p>`}
+      </section>`;
+  }
+}
+
+/// Linking a new device: the QR code as it rotates (or a phone-number code), until it links.
+class WaPairing extends LitElement {
+  static properties = { status: { state: true }, qr: { state: true }, code: { state: true }, linked: { state: true } };
+  declare status: string;
+  declare qr: string;
+  declare code: string;
+  declare linked: Session | null;
+  api!: Api;
+  caller!: Caller | null;
+  private abort: AbortController | null = null;
+
+  constructor() {
+    super();
+    this.status = '';
+    this.qr = '';
+    this.code = '';
+    this.linked = null;
+  }
+
+  createRenderRoot() { return this; }
+
+  disconnectedCallback() {
+    super.disconnectedCallback();
+    this.abort?.abort();
+  }
+
+  private async pair(form: FormData) {
+    this.abort?.abort();
+    const abort = new AbortController();
+    this.abort = abort;
+    this.status = 'Starting…';
+    this.qr = '';
+    this.code = '';
+    this.linked = null;
+    try {
+      for await (const u of this.api.sessions.startPairing({
+        tenantId: String(form.get('tenant') || this.caller?.tenantId || ''),
+        sessionName: String(form.get('name') || 'primary'),
+        accountName: String(form.get('account') || ''),
+        ownerEmail: String(form.get('email') || ''),
+        phoneNumber: String(form.get('phone') || ''),
+      }, { signal: abort.signal })) {
+        switch (u.update.case) {
+          case 'session': this.status = 'Waiting for the phone'; break;
+          case 'qr': this.qr = u.update.value.code; this.status = `Scan with WhatsApp › Linked devices (code ${u.update.value.index} of ${u.update.value.total})`; break;
+          case 'pairingCode': this.code = u.update.value.code; this.status = 'Type this code on the phone: WhatsApp › Linked devices › Link with phone number'; break;
+          case 'success': this.linked = u.update.value.session ?? null; this.qr = ''; this.code = ''; this.status = 'Linked'; break;
+          case 'failure': this.qr = ''; this.code = ''; this.status = `Not linked: ${u.update.value.message}`; break;
+        }
+      }
+    } catch (e) {
+      if (!abort.signal.aborted) {
+        const err = describeError('session-service', e);
+        this.status = `Pairing failed: ${err.code} ${err.message}`;
+      }
+    }
+  }
+
+  updated() {
+    const canvas = this.querySelector('canvas');
+    if (!canvas || !this.qr) return;
+    const q = qrcode(0, 'L');
+    q.addData(this.qr);
+    q.make();
+    const n = q.getModuleCount();
+    const scale = 6;
+    const quiet = 4;
+    canvas.width = canvas.height = (n + quiet * 2) * scale;
+    const ctx = canvas.getContext('2d')!;
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.fillStyle = '#000';
+    for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) if (q.isDark(r, c)) ctx.fillRect((c + quiet) * scale, (r + quiet) * scale, scale, scale);
+  }
+
+  render() {
+    const admin = can(this.caller, 'operate');
+    return html`<h1>Link a device</h1>
+      <form class="pair" @submit=${(e: Event) => { e.preventDefault(); this.pair(new FormData(e.target as HTMLFormElement)); }}>
+        ${this.caller?.tenantId ? nothing : html`<label>Tenant <input name="tenant" required></label>`}
+        <label>Session name <input name="name" placeholder="primary"></label>
+        <label>Account name <input name="account"></label>
+        <label>Owner e-mail <input name="email" type="email"></label>
+        <label>Phone number (for a code instead of a QR) <input name="phone" inputmode="tel"></label>
+        <button type="submit" ?disabled=${!admin} title=${admin ? 'Start pairing' : 'This API key may not pair devices'}>Start pairing</button>
+      </form>
+      <p role="status" aria-live="polite" data-testid="pairing-status">${this.status}</p>
+      ${this.qr ? html`<canvas data-testid="qr" aria-label="QR code to scan with WhatsApp"></canvas>` : nothing}
+      ${this.code ? html`<p class="code" data-testid="pairing-code">${this.code}</p>` : nothing}
+      ${this.linked ? html`<p><a href=${`/sessions/${this.linked.id}`}>Open ${this.linked.accountName || this.linked.sessionName}</a></p>` : nothing}`;
+  }
+}
+
+customElements.define('wa-session-page', WaSessionPage);
+customElements.define('wa-pairing', WaPairing);
+customElements.define('wa-console', WaConsole);
