@@ -3,13 +3,13 @@
 //
 // Every flag has a WAS_ environment fallback (flag > environment > default).
 #include <filesystem>
-#include <iostream>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "console_app.h"
 #include "wasentinel/common/config.h"
+#include "wasentinel/common/daemon.h"
 #include "wasentinel/common/process.h"
 
 ABSL_FLAG(std::string, http_listen, "0.0.0.0:8080",
@@ -97,19 +97,13 @@ ConsoleOptions ReadFlags() {
 }  // namespace wasentinel::console
 
 int main(int argc, char** argv) {
-  wasentinel::config::ParseFlags(
+  wasentinel::daemon_internal::Begin(
       argc, argv, "console: the status console's web app and its gRPC-Web bridge to the services");
-  wasentinel::DisableMutexDeadlockDetection();
-  wasentinel::BlockStopSignals();
-  wasentinel::RaiseFileLimit();
   const auto options = wasentinel::console::ReadFlags();
   const absl::Duration drain =
       wasentinel::config::DurationIn(FLAGS_shutdown_timeout, absl::ZeroDuration(), absl::Hours(1));
   auto app = wasentinel::console::ConsoleApp::Create(options);
-  if (!app.ok()) {
-    std::cerr << "console: " << app.status().ToString() << "\n";
-    return 1;
-  }
+  if (!app.ok()) return wasentinel::daemon_internal::Fail("", app.status());
   wasentinel::WaitForStopSignal();
   (*app)->Shutdown(drain);
   return 0;

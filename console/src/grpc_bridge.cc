@@ -56,8 +56,13 @@ class ForwardedCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grp
 
   void Cancel() override { context_.TryCancel(); }
 
+  void OnReadInitialMetadataDone(bool ok) override {
+    if (ok) DeliverHeaders();
+  }
+
   void OnReadDone(bool ok) override {
-    if (!ok) return;  // the end of the answers; OnDone follows
+    if (!ok) return;   // the end of the answers; OnDone follows
+    DeliverHeaders();  // a message means the initial metadata came first
     std::string message;
     if (std::vector<grpc::Slice> slices; response_.Dump(&slices).ok()) {
       message.reserve(response_.Length());
@@ -73,12 +78,12 @@ class ForwardedCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grp
   }
 
   void OnDone(const grpc::Status& status) override {
+    Metadata metadata;
     {
       absl::MutexLock lock(&mu_);
       done_ = true;
+      if (!headers_delivered_) AppendMetadata(context_.GetServerInitialMetadata(), metadata);
     }
-    Metadata metadata;
-    AppendMetadata(context_.GetServerInitialMetadata(), metadata);
     AppendMetadata(context_.GetServerTrailingMetadata(), metadata);
     sink_->OnDone(status, std::move(metadata));
     sink_.reset();
@@ -86,6 +91,17 @@ class ForwardedCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grp
   }
 
  private:
+  // OnHeaders once, under the lock, so that it reaches the sink before any message whichever
+  // of gRPC's callbacks gets here first.
+  void DeliverHeaders() {
+    absl::MutexLock lock(&mu_);
+    if (headers_delivered_) return;
+    headers_delivered_ = true;
+    Metadata initial;
+    AppendMetadata(context_.GetServerInitialMetadata(), initial);
+    sink_->OnHeaders(std::move(initial));
+  }
+
   std::shared_ptr<CallSink> sink_;
   std::shared_ptr<ForwardedCall> self_;
   grpc::ClientContext context_;
@@ -93,6 +109,7 @@ class ForwardedCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grp
   grpc::ByteBuffer response_;
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool headers_delivered_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

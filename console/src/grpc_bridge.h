@@ -33,17 +33,22 @@ struct Upstream {
   std::shared_ptr<grpc::ChannelInterface> channel;
 };
 
-/// Receives what a forwarded call answers. Called on gRPC's callback threads: OnMessage zero or
-/// more times, one at a time, then OnDone once.
+/// Receives what a forwarded call answers. Called on gRPC's callback threads, one at a time, in
+/// the call's order: OnHeaders once the service sent its initial metadata (always before the
+/// first message; never for a call that ends without any), OnMessage zero or more times, then
+/// OnDone once. Metadata keys are lower-case; `-bin` values base64, as gRPC-Web carries them.
 class CallSink {
  public:
   virtual ~CallSink() = default;
+  /// The service's initial metadata: the call is in place at the service (WatchSessionEvents
+  /// sends it once its watch is registered, before any event).
+  virtual void OnHeaders(Metadata initial) = 0;
   /// One response message (serialized protobuf). Call `next()` once it is written, from any
   /// thread, to have the following one read; a sink that stops calling it stalls the call until
   /// it is cancelled.
   virtual void OnMessage(std::string message, absl::AnyInvocable<void() &&> next) = 0;
-  /// The call's end: its status and the service's initial and trailing metadata (keys
-  /// lower-case, `-bin` values base64 as gRPC-Web carries them).
+  /// The call's end: its status and the service's trailing metadata (with the initial metadata
+  /// in front when OnHeaders was never called).
   virtual void OnDone(const grpc::Status& status, Metadata metadata) = 0;
 };
 

@@ -86,26 +86,9 @@ std::string_view OriginHost(std::string_view origin) {
   return scheme == std::string_view::npos ? std::string_view() : origin.substr(scheme + 3);
 }
 
-std::string_view CodeName(grpc::StatusCode code) {
-  static constexpr std::string_view kNames[] = {"OK",
-                                                "CANCELLED",
-                                                "UNKNOWN",
-                                                "INVALID_ARGUMENT",
-                                                "DEADLINE_EXCEEDED",
-                                                "NOT_FOUND",
-                                                "ALREADY_EXISTS",
-                                                "PERMISSION_DENIED",
-                                                "RESOURCE_EXHAUSTED",
-                                                "FAILED_PRECONDITION",
-                                                "ABORTED",
-                                                "OUT_OF_RANGE",
-                                                "UNIMPLEMENTED",
-                                                "INTERNAL",
-                                                "UNAVAILABLE",
-                                                "DATA_LOSS",
-                                                "UNAUTHENTICATED"};
-  const auto i = static_cast<size_t>(code);
-  return i < std::size(kNames) ? kNames[i] : "UNKNOWN";
+// "RESOURCE_EXHAUSTED": the code's name, as the services' own call metrics label it.
+std::string CodeName(grpc::StatusCode code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
 }
 
 }  // namespace
@@ -121,13 +104,21 @@ class ConsoleServer::Impl {
   int port() const { return port_; }
 
  private:
-  // What a forwarded call hands the connection's coroutine: at most one message at a time, then
-  // the end. Filled on gRPC's threads; the coroutine is woken through `wake` on its strand.
+  // What a forwarded call hands the connection's coroutine: the service's initial metadata, at
+  // most one message at a time, then the end. Filled on gRPC's threads; the coroutine is woken
+  // through `wake` on its strand.
   class CallState final : public CallSink, public std::enable_shared_from_this<CallState> {
    public:
     CallState(const net::any_io_executor& executor, Impl& server)
         : wake(executor), server_(server) {}
 
+    void OnHeaders(Metadata initial) override {
+      {
+        absl::MutexLock lock(&mu);
+        headers = std::move(initial);
+      }
+      Notify();
+    }
     void OnMessage(std::string message, absl::AnyInvocable<void() &&> next) override {
       {
         absl::MutexLock lock(&mu);
@@ -148,6 +139,7 @@ class ConsoleServer::Impl {
     }
 
     absl::Mutex mu;
+    std::optional<Metadata> headers ABSL_GUARDED_BY(mu);
     std::optional<std::string> message ABSL_GUARDED_BY(mu);
     absl::AnyInvocable<void() &&> next ABSL_GUARDED_BY(mu);
     bool done ABSL_GUARDED_BY(mu) = false;
@@ -180,10 +172,16 @@ class ConsoleServer::Impl {
   std::optional<Refusal> Prepare(const http::request<http::string_body>& req, WireFormat format,
                                  const std::string& method, const Upstream*& upstream,
                                  ForwardedRequest& forwarded) const;
-  // A trailers-only answer (grpc-status in the HTTP headers); the connection closes after it.
+  // A call the bridge refuses: counted, then answered trailers-only; the connection closes
+  // after it (the request's body may be unread).
+  awaitable<void> WriteRefusal(beast::tcp_stream& stream,
+                               const http::request<http::string_body>& req, WireFormat format,
+                               const Refusal& refusal);
+  // A trailers-only answer: the status and `metadata` in the HTTP headers, no body.
   awaitable<void> WriteTrailersOnly(beast::tcp_stream& stream,
                                     const http::request<http::string_body>& req, WireFormat format,
-                                    const Refusal& answer);
+                                    const grpc::Status& status, const Metadata& metadata,
+                                    bool keep_alive);
 
   // The CORS headers of an allowed foreign origin; false when the request's Origin is neither
   // this host nor allowed.
@@ -191,7 +189,9 @@ class ConsoleServer::Impl {
   template <class Response>
   void SetCommonHeaders(Response& res, const http::request<http::string_body>& req) const;
 
-  bool AcquireCall(const std::string& client);
+  // Counts a call against `client`'s limit; a refusal when it is over the limit or the server
+  // is stopping.
+  std::optional<Refusal> AcquireCall(const std::string& client);
   void ReleaseCall(const std::string& client);
   void CallFinished();
 
@@ -199,7 +199,8 @@ class ConsoleServer::Impl {
   GrpcBridge& bridge_;
   std::shared_ptr<spdlog::logger> log_;
   net::io_context ioc_;
-  tcp::acceptor acceptor_{ioc_};
+  // On a strand of its own: Accept() runs there and Stop() closes it there, never at once.
+  tcp::acceptor acceptor_{net::make_strand(ioc_)};
   int port_ = 0;
   std::vector<std::thread> threads_;
 
@@ -287,7 +288,7 @@ absl::Status ConsoleServer::Impl::Listen() {
 }
 
 void ConsoleServer::Impl::Run() {
-  net::co_spawn(ioc_, Accept(), net::detached);
+  net::co_spawn(acceptor_.get_executor(), Accept(), net::detached);
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
     threads_.emplace_back([this] { ioc_.run(); });
   }
@@ -301,7 +302,7 @@ void ConsoleServer::Impl::Stop(absl::Duration drain) {
     stopped_ = true;
     open.assign(calls_.begin(), calls_.end());
   }
-  net::post(ioc_, [this] {
+  net::post(acceptor_.get_executor(), [this] {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
   });
@@ -328,16 +329,22 @@ void ConsoleServer::Impl::CallFinished() {
   --forwarded_outstanding_;
 }
 
-bool ConsoleServer::Impl::AcquireCall(const std::string& client) {
+std::optional<ConsoleServer::Impl::Refusal> ConsoleServer::Impl::AcquireCall(
+    const std::string& client) {
   absl::MutexLock lock(&mu_);
+  if (stopped_) {
+    return Refusal{grpc::StatusCode::UNAVAILABLE, "the console is shutting down", "stopping"};
+  }
   int& n = calls_per_client_[client];
-  if (n >= options_.max_calls_per_client || stopped_) {
-    if (n == 0) calls_per_client_.erase(client);
-    return false;
+  if (n >= options_.max_calls_per_client) {
+    return Refusal{grpc::StatusCode::RESOURCE_EXHAUSTED,
+                   absl::StrCat("more than ", options_.max_calls_per_client,
+                                " calls open from this address; close some streams"),
+                   "too_many_calls"};
   }
   ++n;
   calls_open_.Increment();
-  return true;
+  return std::nullopt;
 }
 
 void ConsoleServer::Impl::ReleaseCall(const std::string& client) {
@@ -475,21 +482,32 @@ void ConsoleServer::Impl::SetCommonHeaders(Response& res,
   }
 }
 
+awaitable<void> ConsoleServer::Impl::WriteRefusal(beast::tcp_stream& stream,
+                                                  const http::request<http::string_body>& req,
+                                                  WireFormat format, const Refusal& refusal) {
+  refused_.Add({{"reason", refusal.reason}}).Increment();
+  calls_total_.Add({{"upstream", "console"}, {"code", CodeName(refusal.code)}}).Increment();
+  const grpc::Status status(refusal.code, refusal.message);
+  const Metadata none;
+  co_await WriteTrailersOnly(stream, req, format, status, none, /*keep_alive=*/false);
+}
+
 awaitable<void> ConsoleServer::Impl::WriteTrailersOnly(beast::tcp_stream& stream,
                                                        const http::request<http::string_body>& req,
-                                                       WireFormat format, const Refusal& answer) {
-  refused_.Add({{"reason", answer.reason}}).Increment();
-  calls_total_.Add({{"upstream", "console"}, {"code", std::string(CodeName(answer.code))}})
-      .Increment();
+                                                       WireFormat format,
+                                                       const grpc::Status& status,
+                                                       const Metadata& metadata, bool keep_alive) {
   http::response<http::empty_body> res{http::status::ok, req.version()};
   SetCommonHeaders(res, req);
   res.set(http::field::content_type, std::string(ContentTypeOf(format)));
   res.set(http::field::cache_control, "no-store");
-  res.set("grpc-status", std::to_string(static_cast<int>(answer.code)));
-  res.set("grpc-message", PercentEncode(answer.message));
-  res.keep_alive(false);
+  res.set("grpc-status", std::to_string(static_cast<int>(status.error_code())));
+  res.set("grpc-message", PercentEncode(status.error_message()));
+  for (const auto& [key, value] : metadata) res.insert(key, value);
+  res.keep_alive(keep_alive);
   res.prepare_payload();
   requests_.Add({{"route", "grpc_web"}, {"code", "200"}}).Increment();
+  stream.expires_after(kWriteTimeout);
   co_await http::async_write(stream, res, use_awaitable);
 }
 
@@ -550,7 +568,7 @@ awaitable<bool> ConsoleServer::Impl::ServeCall(beast::tcp_stream& stream,
                       "this console answers pages of its own origin and of --allowed_origins only",
                       "origin"};
   } else if (const auto length = parser.content_length(); length && *length > body_limit) {
-    // The body is not read: the connection cannot be reused (WriteTrailersOnly closes it).
+    // The body is not read here: the connection cannot be reused (WriteRefusal closes it).
     refusal = Refusal{grpc::StatusCode::RESOURCE_EXHAUSTED, too_large, "too_large"};
   }
   boost::system::error_code ec;
@@ -569,12 +587,7 @@ awaitable<bool> ConsoleServer::Impl::ServeCall(beast::tcp_stream& stream,
   const Upstream* upstream = nullptr;
   ForwardedRequest forwarded;
   if (!refusal) refusal = Prepare(req, format, method, upstream, forwarded);
-  if (!refusal && !AcquireCall(client)) {
-    refusal = Refusal{grpc::StatusCode::RESOURCE_EXHAUSTED,
-                      absl::StrCat("more than ", options_.max_calls_per_client,
-                                   " calls open from this address; close some streams"),
-                      "too_many_calls"};
-  }
+  if (!refusal) refusal = AcquireCall(client);
   if (refusal) {
     if (refusal->reason == "too_large" && !body_read) {
       // Read the refused body to its end (up to kDrainLimit) before answering: a browser, or
@@ -595,37 +608,27 @@ awaitable<bool> ConsoleServer::Impl::ServeCall(beast::tcp_stream& stream,
         }
       }
     }
-    co_await WriteTrailersOnly(stream, req, format, *refusal);
+    co_await WriteRefusal(stream, req, format, *refusal);
     co_return false;
   }
 
-  // The call is on; the answer's header goes out at once, so a browser's stream is open before
-  // the first event, and everything the service sends (its metadata included) follows in the
-  // body, ending with the trailers frame.
+  // The call is on. Its HTTP header goes out with the service's initial metadata, when that
+  // arrives (for WatchSessionEvents: once the watch is in place, so a browser that reloads what
+  // it shows on the header misses no event); a call that ends before it is answered
+  // trailers-only. Then each message as a data frame, and the trailers frame.
   const absl::Time started = absl::Now();
   auto state = std::make_shared<CallState>(stream.get_executor(), *this);
   state->wake.expires_at(net::steady_timer::time_point::max());
-  std::shared_ptr<CallHandle> handle;
   {
     absl::MutexLock lock(&mu_);
     ++forwarded_outstanding_;
   }
-  handle = bridge_.Start(*upstream, std::move(forwarded), state);
+  const std::shared_ptr<CallHandle> handle = bridge_.Start(*upstream, std::move(forwarded), state);
   {
     absl::MutexLock lock(&mu_);
     calls_.insert(handle);
     if (stopped_) handle->Cancel();
   }
-
-  const bool chunked = req.version() >= 11;
-  http::response<http::empty_body> res{http::status::ok, req.version()};
-  SetCommonHeaders(res, req);
-  res.set(http::field::content_type, std::string(ContentTypeOf(format)));
-  res.set(http::field::cache_control, "no-store");
-  res.set("X-Accel-Buffering", "no");  // a proxy in front must not hold a stream's events back
-  res.keep_alive(chunked && req.keep_alive());
-  if (chunked) res.chunked(true);
-  http::response_serializer<http::empty_body> serializer{res};
 
   // A browser that goes away mid-stream is seen by a read on its socket: readable with nothing
   // to read is its FIN. The call is cancelled then; browsers do not pipeline requests, so data
@@ -648,39 +651,29 @@ awaitable<bool> ConsoleServer::Impl::ServeCall(beast::tcp_stream& stream,
     }
   });
 
+  const bool chunked = req.version() >= 11;
+  http::response<http::empty_body> res{http::status::ok, req.version()};
+  http::response_serializer<http::empty_body> serializer{res};
+  bool header_written = false;
   size_t messages = 0;
   grpc::Status status;
   bool write_failed = false;
-  auto write = [&](const std::string& bytes) -> awaitable<void> {
-    if (write_failed) co_return;
-    stream.expires_after(kWriteTimeout);
-    boost::system::error_code wec;
-    if (chunked) {
-      co_await net::async_write(stream, http::make_chunk(net::buffer(bytes)),
-                                net::redirect_error(use_awaitable, wec));
-    } else {
-      co_await net::async_write(stream, net::buffer(bytes),
-                                net::redirect_error(use_awaitable, wec));
-    }
-    if (wec) {
-      write_failed = true;
-      handle->Cancel();
-    }
-  };
-  stream.expires_after(kWriteTimeout);
-  co_await http::async_write_header(stream, serializer, net::redirect_error(use_awaitable, ec));
-  if (ec) {
+  auto fail_write = [&] {
     write_failed = true;
     handle->Cancel();
-  }
+  };
   for (;;) {
+    std::optional<Metadata> headers;
     std::optional<std::string> message_out;
     absl::AnyInvocable<void() &&> next;
     Metadata metadata;
     bool done = false;
     {
       absl::MutexLock lock(&state->mu);
-      if (state->message) {
+      if (!header_written && state->headers) {
+        headers = std::move(state->headers);
+        state->headers.reset();
+      } else if (state->message) {
         message_out = std::move(state->message);
         state->message.reset();
         next = std::move(state->next);
@@ -690,20 +683,60 @@ awaitable<bool> ConsoleServer::Impl::ServeCall(beast::tcp_stream& stream,
         metadata = std::move(state->metadata);
       }
     }
+    if (headers) {
+      SetCommonHeaders(res, req);
+      res.set(http::field::content_type, std::string(ContentTypeOf(format)));
+      res.set(http::field::cache_control, "no-store");
+      res.set("X-Accel-Buffering", "no");  // a proxy in front must not hold events back
+      for (const auto& [key, value] : *headers) res.insert(key, value);
+      res.keep_alive(chunked && req.keep_alive());
+      if (chunked) res.chunked(true);
+      stream.expires_after(kWriteTimeout);
+      co_await http::async_write_header(stream, serializer, net::redirect_error(use_awaitable, ec));
+      header_written = true;
+      if (ec) fail_write();
+      continue;
+    }
     if (message_out) {
       ++messages;
-      const std::string frame = EncodeMessage(*message_out, format);
-      co_await write(frame);
+      if (!write_failed) {
+        const std::string frame = EncodeMessage(*message_out, format);
+        stream.expires_after(kWriteTimeout);
+        if (chunked) {
+          co_await net::async_write(stream, http::make_chunk(net::buffer(frame)),
+                                    net::redirect_error(use_awaitable, ec));
+        } else {
+          co_await net::async_write(stream, net::buffer(frame),
+                                    net::redirect_error(use_awaitable, ec));
+        }
+        if (ec) fail_write();
+      }
       std::move(next)();
       continue;
     }
     if (done) {
-      const std::string frame = EncodeTrailers(static_cast<int>(status.error_code()),
-                                               status.error_message(), metadata, format);
-      co_await write(frame);
-      if (chunked && !write_failed) {
-        co_await net::async_write(stream, http::make_chunk_last(),
-                                  net::redirect_error(use_awaitable, ec));
+      if (!header_written) {
+        try {
+          co_await WriteTrailersOnly(stream, req, format, status, metadata,
+                                     req.keep_alive() && !watch->client_gone);
+        } catch (const boost::system::system_error&) {
+          write_failed = true;  // the client is gone; the call's books are closed below
+        }
+      } else if (!write_failed) {
+        const std::string frame = EncodeTrailers(static_cast<int>(status.error_code()),
+                                                 status.error_message(), metadata, format);
+        stream.expires_after(kWriteTimeout);
+        if (chunked) {
+          co_await net::async_write(stream, http::make_chunk(net::buffer(frame)),
+                                    net::redirect_error(use_awaitable, ec));
+          if (!ec) {
+            co_await net::async_write(stream, http::make_chunk_last(),
+                                      net::redirect_error(use_awaitable, ec));
+          }
+        } else {
+          co_await net::async_write(stream, net::buffer(frame),
+                                    net::redirect_error(use_awaitable, ec));
+        }
         write_failed = static_cast<bool>(ec);
       }
       break;
@@ -720,8 +753,7 @@ awaitable<bool> ConsoleServer::Impl::ServeCall(beast::tcp_stream& stream,
     calls_.erase(handle);
   }
   ReleaseCall(client);
-  calls_total_
-      .Add({{"upstream", upstream->name}, {"code", std::string(CodeName(status.error_code()))}})
+  calls_total_.Add({{"upstream", upstream->name}, {"code", CodeName(status.error_code())}})
       .Increment();
   if (messages <= 1) unary_seconds_.Observe(absl::ToDoubleSeconds(absl::Now() - started));
   requests_.Add({{"route", "grpc_web"}, {"code", "200"}}).Increment();
@@ -729,7 +761,8 @@ awaitable<bool> ConsoleServer::Impl::ServeCall(beast::tcp_stream& stream,
               CodeName(status.error_code()), messages,
               absl::ToInt64Milliseconds(absl::Now() - started),
               watch->client_gone ? ", client went away" : "");
-  co_return chunked && !write_failed && !watch->client_gone && !watch->pipelined;
+  co_return (chunked || !header_written) && !write_failed && !watch->client_gone &&
+      !watch->pipelined;
 }
 
 awaitable<bool> ConsoleServer::Impl::ServeFile(beast::tcp_stream& stream,

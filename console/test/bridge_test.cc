@@ -14,7 +14,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/strings/str_join.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpc_bridge.h"
 #include "grpc_web.h"
@@ -22,6 +22,7 @@
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/session/v1/session.grpc.pb.h"
+#include "wasentinel/testing/recorder.h"
 
 namespace wasentinel::console {
 namespace {
@@ -128,6 +129,66 @@ double GaugeValue(prometheus::Registry& registry, const std::string& name) {
   return -1;
 }
 
+// A server-streaming call a client holds open on a thread of its own, as a browser holds
+// WatchSessionEvents, until Leave() closes its connection. Every chunk of the answer is
+// recorded for the test to wait on.
+class HeldStream {
+ public:
+  HeldStream(int port, const std::string& body)
+      : body_(body), thread_([this, port] { Run(port); }) {}
+  ~HeldStream() { Leave(); }
+
+  void Leave() {
+    leave_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  /// Waits for at least `n` response messages; answers the frames seen by then.
+  Frames AwaitMessages(size_t n) {
+    Frames frames;
+    EXPECT_TRUE(chunks_.WaitFor([&](const std::vector<std::string>& chunks) {
+      frames = SplitFrames(absl::StrJoin(chunks, ""));
+      return frames.messages.size() >= n;
+    })) << "waiting for "
+        << n << " messages";
+    return frames;
+  }
+
+ private:
+  void Run(int port) {
+    CURL* curl = curl_easy_init();
+    curl_slist* list = nullptr;
+    for (const auto& h : kBinary) list = curl_slist_append(list, h.c_str());
+    const std::string url = absl::StrCat("http://127.0.0.1:", port, "/grpc.health.v1.Health/Watch");
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body_.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body_.size()));
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(
+        curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* self) -> size_t {
+          static_cast<HeldStream*>(self)->chunks_.Push(std::string(data, size * n));
+          return size * n;
+        });
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, this);
+    // libcurl asks at least once a second whether to go on: Leave() aborts the transfer there.
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(
+        curl, CURLOPT_XFERINFOFUNCTION,
+        +[](void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
+          return static_cast<HeldStream*>(self)->leave_.load() ? 1 : 0;
+        });
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, this);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_perform(curl);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(curl);
+  }
+
+  const std::string body_;
+  std::atomic<bool> leave_{false};
+  wasentinel::testing::Recorder<std::string> chunks_;
+  std::thread thread_;  // last: it starts once everything it uses is built
+};
+
 class BridgeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -192,11 +253,9 @@ TEST_F(BridgeTest, UnaryCallAnswersTheMessageThenTrailers) {
 }
 
 TEST_F(BridgeTest, TextFormatIsBase64BothWays) {
-  const auto answer = Request(port_, "POST", "/grpc.health.v1.Health/Check",
-                              Base64Encode(AsBytes(CheckBody("shop"))),
-                              {"Content-Type: application/grpc-web-text",
-                               "Accept: "
-                               "application/grpc-web-text"});
+  const auto answer = Request(
+      port_, "POST", "/grpc.health.v1.Health/Check", Base64Encode(AsBytes(CheckBody("shop"))),
+      {"Content-Type: application/grpc-web-text", "Accept: application/grpc-web-text"});
   EXPECT_EQ(answer.status, 200);
   EXPECT_EQ(answer.headers.at("content-type"), "application/grpc-web-text+proto");
   // One padded base64 chunk per frame: the message, then the trailers.
@@ -210,90 +269,41 @@ TEST_F(BridgeTest, TextFormatIsBase64BothWays) {
             "grpc-status: 0\r\n");
 }
 
-TEST_F(BridgeTest, ServiceErrorsArriveInTheTrailers) {
+TEST_F(BridgeTest, AnErrorBeforeAnyAnswerIsTrailersOnly) {
+  // The service failed the call without sending initial metadata: its status travels in the
+  // HTTP headers and the body is empty (gRPC-Web's trailers-only answer).
   const auto answer =
       Request(port_, "POST", "/grpc.health.v1.Health/Check", CheckBody("nobody"), kBinary);
-  const Frames frames = SplitFrames(answer.body);
-  EXPECT_TRUE(frames.messages.empty());
-  EXPECT_EQ(frames.trailers.substr(0, 16), "grpc-status: 5\r\n") << frames.trailers;
+  EXPECT_EQ(answer.status, 200);
+  EXPECT_EQ(answer.body, "");
+  EXPECT_EQ(answer.headers.at("grpc-status"), "5");
+  EXPECT_EQ(answer.headers.at("grpc-message"), "service name unknown");
 }
 
 TEST_F(BridgeTest, ServerStreamRelaysEachMessageAndEndsWhenTheBrowserLeaves) {
-  struct Stream {
-    absl::Mutex mu;
-    std::string body;
-    std::atomic<bool> stop{false};
-  } stream;
-  std::thread client([&] {
-    CURL* curl = curl_easy_init();
-    curl_slist* list = nullptr;
-    for (const auto& h : kBinary) list = curl_slist_append(list, h.c_str());
-    const std::string url =
-        absl::StrCat("http://127.0.0.1:", port_, "/grpc.health.v1.Health/Watch");
-    const std::string body = CheckBody("shop");
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(
-        curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) -> size_t {
-          auto* s = static_cast<Stream*>(out);
-          absl::MutexLock lock(&s->mu);
-          s->body.append(data, size * n);
-          return size * n;
-        });
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &stream);
-    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(
-        curl, CURLOPT_XFERINFOFUNCTION,
-        +[](void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
-          return static_cast<Stream*>(p)->stop.load() ? 1 : 0;
-        });
-    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &stream);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
-    curl_easy_perform(curl);
-    curl_slist_free_all(list);
-    curl_easy_cleanup(curl);
-  });
-  auto messages = [&](size_t n) {
-    return [&stream, n] {
-      stream.mu.AssertReaderHeld();
-      return SplitFrames(stream.body).messages.size() >= n;
-    };
-  };
-  {
-    absl::MutexLock lock(&stream.mu);
-    auto first = messages(1);
-    ASSERT_TRUE(stream.mu.AwaitWithTimeout(absl::Condition(&first), absl::Seconds(10)));
-  }
+  HeldStream stream(port_, CheckBody("shop"));
+  stream.AwaitMessages(1);
   grpc_server_->GetHealthCheckService()->SetServingStatus("shop", false);
-  {
-    absl::MutexLock lock(&stream.mu);
-    auto second = messages(2);
-    ASSERT_TRUE(stream.mu.AwaitWithTimeout(absl::Condition(&second), absl::Seconds(10)));
-    const Frames frames = SplitFrames(stream.body);
-    HealthCheckResponse a, b;
-    ASSERT_TRUE(a.ParseFromString(frames.messages[0]));
-    ASSERT_TRUE(b.ParseFromString(frames.messages[1]));
-    EXPECT_EQ(a.status(), HealthCheckResponse::SERVING);
-    EXPECT_EQ(b.status(), HealthCheckResponse::NOT_SERVING);
-  }
+  const Frames frames = stream.AwaitMessages(2);
+  ASSERT_GE(frames.messages.size(), 2u);
+  HealthCheckResponse a, b;
+  ASSERT_TRUE(a.ParseFromString(frames.messages[0]));
+  ASSERT_TRUE(b.ParseFromString(frames.messages[1]));
+  EXPECT_EQ(a.status(), HealthCheckResponse::SERVING);
+  EXPECT_EQ(b.status(), HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(GaugeValue(registry_, "console_grpc_web_calls_open"), 1);
-  stream.stop = true;
-  client.join();
+  stream.Leave();
   // The browser's FIN cancels the upstream call: nothing stays open.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (GaugeValue(registry_, "console_grpc_web_calls_open") != 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  EXPECT_EQ(GaugeValue(registry_, "console_grpc_web_calls_open"), 0);
+  EXPECT_TRUE(wasentinel::testing::Eventually(
+      [&] { return GaugeValue(registry_, "console_grpc_web_calls_open") == 0; }));
 }
 
 TEST_F(BridgeTest, RefusesWhatItCannotForwardWithAGrpcStatus) {
   auto status_of = [](const HttpAnswer& a) {
     return a.headers.count("grpc-status") ? a.headers.at("grpc-status") : "none";
   };
-  EXPECT_EQ(status_of(Request(port_, "POST", "/grpc.health.v1.Health/Check", "\x00\x00", kBinary)),
+  EXPECT_EQ(status_of(Request(port_, "POST", "/grpc.health.v1.Health/Check",
+                              std::string("\x00\x00", 2), kBinary)),
             "3");
   EXPECT_EQ(status_of(Request(port_, "POST", "/other.v1.Thing/Do", CheckBody("x"), kBinary)), "12");
   EXPECT_EQ(status_of(Request(port_, "POST", "/grpc.health.v1.Health", CheckBody("x"), kBinary)),
@@ -345,50 +355,24 @@ TEST_F(BridgeTest, ServesTheAppWithAStrictPolicy) {
 }
 
 TEST_F(BridgeTest, LimitsCallsPerClient) {
-  // Two streams held open (the limit in this test), the third call is refused until one ends.
-  std::vector<std::thread> holders;
-  std::atomic<bool> stop{false};
-  std::atomic<int> started{0};
-  for (int i = 0; i < 2; ++i) {
-    holders.emplace_back([&] {
-      CURL* curl = curl_easy_init();
-      curl_slist* list = nullptr;
-      for (const auto& h : kBinary) list = curl_slist_append(list, h.c_str());
-      const std::string url =
-          absl::StrCat("http://127.0.0.1:", port_, "/grpc.health.v1.Health/Watch");
-      const std::string body = CheckBody("shop");
-      curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-      curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-      curl_easy_setopt(
-          curl, CURLOPT_WRITEFUNCTION, +[](char*, size_t size, size_t n, void* p) -> size_t {
-            static_cast<std::atomic<int>*>(p)->fetch_add(1);
-            return size * n;
-          });
-      curl_easy_setopt(curl, CURLOPT_WRITEDATA, &started);
-      curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-      curl_easy_setopt(
-          curl, CURLOPT_XFERINFOFUNCTION,
-          +[](void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t) -> int {
-            return static_cast<std::atomic<bool>*>(p)->load() ? 1 : 0;
-          });
-      curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &stop);
-      curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
-      curl_easy_perform(curl);
-      curl_slist_free_all(list);
-      curl_easy_cleanup(curl);
-    });
-  }
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (GaugeValue(registry_, "console_grpc_web_calls_open") < 2 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  const auto refused =
+  // Two streams held open (the limit in this test): the third call is refused until one ends.
+  auto status_of = [](const HttpAnswer& a) {
+    return a.headers.count("grpc-status") ? a.headers.at("grpc-status") : "";
+  };
+  auto first = std::make_unique<HeldStream>(port_, CheckBody("shop"));
+  HeldStream second(port_, CheckBody("shop"));
+  ASSERT_TRUE(wasentinel::testing::Eventually(
+      [&] { return GaugeValue(registry_, "console_grpc_web_calls_open") == 2; }));
+  EXPECT_EQ(
+      status_of(Request(port_, "POST", "/grpc.health.v1.Health/Check", CheckBody("shop"), kBinary)),
+      "8");
+  first.reset();
+  ASSERT_TRUE(wasentinel::testing::Eventually(
+      [&] { return GaugeValue(registry_, "console_grpc_web_calls_open") == 1; }));
+  const auto answer =
       Request(port_, "POST", "/grpc.health.v1.Health/Check", CheckBody("shop"), kBinary);
-  EXPECT_EQ(refused.headers.count("grpc-status") ? refused.headers.at("grpc-status") : "", "8");
-  stop = true;
-  for (auto& t : holders) t.join();
+  EXPECT_EQ(status_of(answer), "");
+  EXPECT_EQ(SplitFrames(answer.body).messages.size(), 1u);
 }
 
 }  // namespace

@@ -1,19 +1,8 @@
 #include "wasentinel/common/daemon.h"
 
-#include <cerrno>
-#include <iostream>
-
 #include "wasentinel/common/config.h"
-#include "wasentinel/common/process.h"
 
 namespace wasentinel::daemon_internal {
-
-void Begin(int argc, char** argv, std::string_view usage) {
-  config::ParseFlags(argc, argv, usage);
-  DisableMutexDeadlockDetection();
-  BlockStopSignals();  // before any thread starts; WaitForStop() receives them
-  RaiseFileLimit();
-}
 
 RuntimeOptions RuntimeFlags() {
   RuntimeOptions o;
@@ -31,11 +20,6 @@ RuntimeOptions RuntimeFlags() {
 
 absl::Duration ShutdownTimeout() {
   return config::DurationIn(FLAGS_shutdown_timeout, absl::ZeroDuration(), absl::Hours(1));
-}
-
-int Fail(std::string_view what, const absl::Status& status) {
-  std::cerr << program_invocation_short_name << ": " << what << status.ToString() << "\n";
-  return 1;
 }
 
 }  // namespace wasentinel::daemon_internal

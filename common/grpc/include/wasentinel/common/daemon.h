@@ -61,7 +61,9 @@ namespace wasentinel {
 namespace daemon_internal {
 
 /// Parses the flags (exit 2 on a bad one), turns mutex deadlock detection off, blocks the stop
-/// signals and raises the descriptor limit.
+/// signals and raises the descriptor limit. With Fail, also the start of a process that has none
+/// of the runtime flags (the console: console/main.cc); both are in daemon_begin.cc, which
+/// needs none of those flags defined.
 void Begin(int argc, char** argv, std::string_view usage);
 /// The runtime flags, checked (exit 2 naming a bad one).
 RuntimeOptions RuntimeFlags();
