@@ -132,9 +132,9 @@ try {
     await timed(session, 'Disconnect', { id: target.id });
     await timed(session, 'Connect', { id: target.id });
     await sleep(3000);
-    // Calls that started once the fault was applied: one in flight while its backend was
-    // terminated or the server went down fails, as it must; a call made after may not meet a
-    // connection that died while pooled.
+    // Only calls made after the fault was applied are looked at (one in flight while its
+    // backend was terminated or the server went down fails, as it must): none of them may
+    // meet a connection that died while pooled.
     const dead = calls.filter((c) => (c.phase === `${name}:recovering` || c.phase === `${name}:after`) && !c.ok &&
       /not connected|server closed|terminating connection|client encoding/i.test(c.details ?? ''));
     check(`${name}: no call met a dead pooled connection`, dead.length === 0, describe(dead));

@@ -40,8 +40,10 @@ struct SimOptions {
   /// its transport keys in an un-awaited async step (whatsmeow, item 5), so a <success>
   /// sent at once can reach it still holding the handshake key.
   std::chrono::milliseconds post_handshake_delay{50};
-  /// With both set, a wss:// listener on `tls_port` terminates TLS (PEM files) in front of the
-  /// ws:// one, so clients' TLS path is exercised as against the real service.
+  /// With both set, a wss:// listener on `tls_port` also takes clients, terminating TLS (PEM
+  /// files) on each connection's own socket, so clients' TLS path is exercised as against the
+  /// real service. A TLS handshake that fails counts in `handshake_failures` with the Noise
+  /// ones.
   std::string tls_cert_file;
   std::string tls_key_file;
   uint16_t tls_port = 7443;  ///< 0: any free port

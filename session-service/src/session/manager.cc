@@ -112,11 +112,14 @@ absl::StatusOr<SessionView> SessionManager::StartPairing(const PairingRequest& r
     }
   }
   if (!rec.ok()) return rec.status();
-  if (rec->credentials) {
+  auto paired_already = [&] {
     return absl::FailedPreconditionError(absl::StrCat(
         "session ", rec->id, " already has credentials; Logout first to pair another device"));
-  }
+  };
+  if (rec->credentials) return paired_already();
   WAS_RETURN_IF_ERROR(leases_->HoldLease(*rec));
+  // Read again under the lease: credentials imported meanwhile are not to be paired over.
+  if (rec->credentials) return paired_already();
   return sessions_->OnIo(
       [&] { return sessions_->StartPairing(*rec, std::move(feed), req.phone_number); });
 }

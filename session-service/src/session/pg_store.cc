@@ -498,7 +498,10 @@ namespace {
 // first use; a replaced connection defines it again).
 template <typename... Args>
 pqxx::result ExecPrepared(pqxx::work& w, const char* name, const std::string& sql, Args&&... args) {
-  w.conn().prepare(name, sql);  // a no-op when already defined with this text
+  // A no-op when already defined with this text: libpqxx 6 (Debian 12's) records the
+  // definition and prepares it on the server at first use. libpqxx 7 prepares at once and
+  // would refuse a second definition; moving to it means remembering what is defined.
+  w.conn().prepare(name, sql);
   return w.exec_prepared(name, std::forward<Args>(args)...);
 }
 
@@ -603,7 +606,6 @@ absl::StatusOr<std::vector<absl::StatusOr<EventRecord>>> PgSessionStore::RecordT
     absl::Span<const Transition> batch) {
   std::vector<absl::StatusOr<EventRecord>> answers;
   WAS_RETURN_IF_ERROR(pool_.Transact("record transition", [&](pqxx::work& w) {
-    answers.clear();  // a retried transaction starts over
     answers.reserve(batch.size());
     for (const Transition& t : batch) {
       if (auto st = CheckSessionId(t.session_id); !st.ok()) {

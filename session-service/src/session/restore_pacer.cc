@@ -60,7 +60,8 @@ void RestorePacer::Next() {
       return;
     }
   }
-  if (queue_.empty()) in_flight_.clear();
+  // in_flight_ is kept when the queue runs dry: attempts still under way count against the
+  // bound when a later Queue (a takeover) starts more. It holds max_in_flight_ ids at most.
 }
 
 void RestorePacer::NextAfter(absl::Duration delay) {

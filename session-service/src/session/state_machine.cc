@@ -141,9 +141,12 @@ absl::StatusOr<StateMachine::Runtime*> StateMachine::Ensure(const SessionRecord&
 
 // Once the credentials are open in `rt.creds`, the sealed copy in the record is only a marker
 // that there are credentials (its key id stays): its bytes (~1.2 KB) live in the database alone.
-// Credentials are opened again only after a logout cleared both.
+// Credentials are opened again only after a logout cleared both. Not while pairing: `rt.creds`
+// is then a fresh, unpaired identity, not what the record holds, and a failed pairing drops it.
 void StateMachine::ReleaseSealedCopy(Runtime& rt) {
-  if (rt.creds && rt.record.credentials) Bytes().swap(rt.record.credentials->blob);
+  if (rt.creds && rt.creds->paired() && rt.record.credentials) {
+    Bytes().swap(rt.record.credentials->blob);
+  }
 }
 
 // Stopping, logging out and deleting a session must not depend on its credentials opening.

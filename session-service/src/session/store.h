@@ -151,11 +151,25 @@ class TransitionStore {
   /// Writes `batch` in order: each transition's answer as RecordTransition gives it (a fenced
   /// or NOT_FOUND one does not stop the others). PgSessionStore writes a batch in one
   /// transaction, all or nothing: an error of the whole (UNAVAILABLE, or a statement that
-  /// failed) means none was written. The default writes them one at a time.
+  /// failed) means none was written. The default writes them one at a time and stops at the
+  /// first the database did not answer (UNAVAILABLE, DEADLINE_EXCEEDED): that answer is given
+  /// to it and to every one after it, none of which was tried; the TransitionWriter writes them
+  /// again.
   virtual absl::StatusOr<std::vector<absl::StatusOr<EventRecord>>> RecordTransitions(
       absl::Span<const Transition> batch) {
     std::vector<absl::StatusOr<EventRecord>> answers;
-    for (const Transition& t : batch) answers.push_back(RecordTransition(t));
+    absl::Status unanswered;
+    for (const Transition& t : batch) {
+      if (!unanswered.ok()) {
+        answers.push_back(unanswered);
+        continue;
+      }
+      answers.push_back(RecordTransition(t));
+      const absl::StatusCode code = answers.back().status().code();
+      if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) {
+        unanswered = answers.back().status();
+      }
+    }
     return answers;
   }
 };

@@ -59,17 +59,33 @@ void TransitionWriter::Loop() {
   }
 }
 
+namespace {
+
+// The database did not answer: the same write may succeed later.
+bool Retryable(const absl::Status& st) {
+  return st.code() == absl::StatusCode::kUnavailable ||
+         st.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+}  // namespace
+
 bool TransitionWriter::Write(absl::Span<const Transition> batch) {
   for (;;) {
     auto answers = store_.RecordTransitions(batch);
+    absl::Status retry = answers.status();
     if (answers.ok()) {
-      for (size_t i = 0; i < batch.size(); ++i) Settle(batch[i], (*answers)[i]);
-      return true;
-    }
-    const absl::StatusCode code = answers.status().code();
-    if (code != absl::StatusCode::kUnavailable && code != absl::StatusCode::kDeadlineExceeded) {
+      // Settled in order up to the first that the database did not answer (a store writing one
+      // at a time answers each on its own): that one and those after it are written again.
+      size_t i = 0;
+      for (; i < batch.size() && !Retryable((*answers)[i].status()); ++i) {
+        Settle(batch[i], (*answers)[i]);
+      }
+      if (i == batch.size()) return true;
+      retry = (*answers)[i].status();
+      batch = batch.subspan(i);
+    } else if (!Retryable(retry)) {
       if (batch.size() == 1) {
-        Settle(batch[0], answers.status());
+        Settle(batch[0], retry);
         return true;
       }
       // One statement failed and took the batch's transaction with it: each on its own now,
@@ -82,7 +98,7 @@ bool TransitionWriter::Write(absl::Span<const Transition> batch) {
     log_->warn(
         "database unavailable, will retry writing {} transitions (the first: session {} "
         "→ {}): {}",
-        batch.size(), batch[0].session_id, StateName(batch[0].to), answers.status());
+        batch.size(), batch[0].session_id, StateName(batch[0].to), retry);
     absl::MutexLock lock(&mu_);
     auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
     if (mu_.AwaitWithTimeout(absl::Condition(&stopping), retry_interval_)) {

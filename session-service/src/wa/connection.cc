@@ -3,6 +3,7 @@
 // in connection_stanzas.cc.
 #include "connection.h"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -324,14 +325,16 @@ awaitable<void> Connection::Impl::Run(std::shared_ptr<Impl> self) {
 void Connection::Impl::ScheduleKeepalive() {
   const int64_t lo = absl::ToInt64Milliseconds(options_.keepalive_interval_min);
   const int64_t hi = std::max(lo, absl::ToInt64Milliseconds(options_.keepalive_interval_max));
-  // The deadline is rounded up to the keepalive grid: the pings of thousands of sessions then go
-  // out, and their answers come back, in batches that wake the connection thread (and re-arm
-  // its timer) once per grid step instead of once per ping. 100 ms is nothing against
-  // whatsmeow's 20–30 s random interval.
-  const int64_t now_ms = SteadyMillis();
-  const int64_t due_ms = now_ms + std::uniform_int_distribution<int64_t>(lo, hi)(rng_);
-  const int64_t slot_ms = (due_ms + kKeepaliveGridMs - 1) / kKeepaliveGridMs * kKeepaliveGridMs;
-  keepalive_timer_.expires_after(std::chrono::milliseconds(slot_ms - now_ms));
+  // The deadline is rounded up to the keepalive grid, as an absolute time, so the timers of
+  // many sessions expire at the same instant: their pings then go out, and their answers come
+  // back, in batches that wake the connection thread once per grid step instead of once per
+  // ping. 100 ms is nothing against whatsmeow's 20–30 s random interval; a very short interval
+  // (tests) gets a grid of a tenth of it, so it is not stretched.
+  const int64_t grid_ms = std::clamp<int64_t>(lo / 10, 1, kKeepaliveGridMs);
+  const int64_t due_ms = SteadyMillis() + std::uniform_int_distribution<int64_t>(lo, hi)(rng_);
+  const int64_t slot_ms = (due_ms + grid_ms - 1) / grid_ms * grid_ms;
+  keepalive_timer_.expires_at(
+      std::chrono::steady_clock::time_point(std::chrono::milliseconds(slot_ms)));
   keepalive_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (ec || self->finished_ || self->closing_) return;
     self->Ping(

@@ -14,6 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "fake_creds.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/testing/fake_clock.h"
@@ -50,6 +51,58 @@ class RecordingStore final : public TransitionStore {
  private:
   int64_t sequence_ = 0;
 };
+
+// A store that writes one transition at a time (the default RecordTransitions) and whose
+// database does not answer the write of `unanswered` once.
+class UnansweredOnceStore final : public TransitionStore {
+ public:
+  explicit UnansweredOnceStore(std::string unanswered) : unanswered_(std::move(unanswered)) {}
+  absl::StatusOr<EventRecord> RecordTransition(const Transition& t) override {
+    if (t.error == unanswered_ && !failed_) {
+      failed_ = true;
+      return absl::UnavailableError("the database did not answer");
+    }
+    written.Push(t.error);
+    EventRecord e;
+    e.sequence = ++sequence_;
+    return e;
+  }
+  wasentinel::testing::Recorder<std::string> written;
+
+ private:
+  const std::string unanswered_;
+  bool failed_ = false;  // the writer's thread only
+  int64_t sequence_ = 0;
+};
+
+// An answer the database did not give is not a refusal: that transition and those after it are
+// written again, in order, and none is dropped.
+TEST(TransitionWriter, WritesAgainWhatTheDatabaseDidNotAnswer) {
+  UnansweredOnceStore store("3");
+  std::vector<absl::Status> answers;
+  absl::Mutex mu;
+  {
+    TransitionWriter writer(store, MakeLogger("test", "off"), absl::Milliseconds(10));
+    for (int i = 0; i < 6; ++i) {
+      Transition t{"s",
+                   "t",
+                   v1::SESSION_STATE_DISCONNECTED,
+                   v1::SESSION_STATE_CONNECTING,
+                   v1::STATE_REASON_RETRY,
+                   absl::StrCat(i),
+                   absl::Now()};
+      t.on_stored = [&](const absl::StatusOr<EventRecord>& e) {
+        absl::MutexLock lock(&mu);
+        answers.push_back(e.status());
+      };
+      writer.Post(std::move(t));
+    }
+    ASSERT_TRUE(writer.Drain(absl::Now() + absl::Seconds(10)));
+  }
+  EXPECT_THAT(store.written.Snapshot(), ElementsAre("0", "1", "2", "3", "4", "5"));
+  ASSERT_EQ(answers.size(), 6u);
+  for (const auto& a : answers) EXPECT_THAT(a, IsOk());
+}
 
 // A connection that does nothing by itself: the test plays WhatsApp through its observer.
 class FakeConnection final : public wa::ConnectionHandle {
