@@ -125,6 +125,11 @@ try {
     .then(() => true, () => false);
   check('the admin key shows the three sessions', rows);
 
+  // wa-sim holds a logged-in socket of `jid`.
+  const loggedIn = (jid) => waitFor(async () => {
+    try { return (await sim.get('/connections')).connections.some((c) => c.jid === jid && c.logged_in === true); } catch { return false; }
+  }, { timeoutMs: 10000, what: `a logged-in socket of ${jid}` });
+
   // Drops: the session page's dot, timed by a MutationObserver in the page.
   await page.goto(`${base}/sessions/${ids.Berlin}`);
   await page.waitForSelector('h1 wa-status-dot[state="green"]', { timeout: 15000 });
@@ -143,16 +148,16 @@ try {
     await sim.post(`/connections/${jids.Berlin}/drop`, {});
     const ok = await page.waitForFunction(() => {
       const c = window.dotChanges;
-      return c.some((x) => x.state !== 'green') && c.length > 0 && c[c.length - 1].state === 'green';
+      return c.some((x) => x.state !== 'green') && c[c.length - 1].state === 'green';
     }, null, { timeout: 15000, polling: 20 }).then(() => true, () => false);
-    if (!ok) { missed += 1; continue; }
-    const changes = await page.evaluate(() => window.dotChanges);
-    toRed.push(changes.find((x) => x.state !== 'green').at - t0);
-    toGreen.push(changes[changes.length - 1].at - t0);
-    // Wait until wa-sim has the session's new socket before the next drop.
-    await waitFor(async () => {
-      try { return (await sim.get('/connections')).connections.some((c) => c.jid === jids.Berlin && c.logged_in === true); } catch { return false; }
-    }, { timeoutMs: 10000, what: 'the new socket' });
+    if (ok) {
+      const changes = await page.evaluate(() => window.dotChanges);
+      toRed.push(changes.find((x) => x.state !== 'green').at - t0);
+      toGreen.push(changes[changes.length - 1].at - t0);
+    } else {
+      missed += 1;
+    }
+    await loggedIn(jids.Berlin);  // the session's new socket, before the next drop
   }
   const figures = {
     drops, missed,
@@ -171,27 +176,39 @@ try {
   const done = await page.waitForFunction(() => /Reconnect: done/.test(document.querySelector('.actions [role=status]')?.textContent ?? ''),
     null, { timeout: 10000 }).then(() => true, () => false);
   check('Reconnect from the session page works', done);
-  await page.waitForSelector('h1 wa-status-dot[state="green"]', { timeout: 15000 }).catch(() => {});
   const readerPage = await (await browser.newContext()).newPage();
+  readerPage.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  readerPage.on('pageerror', (e) => consoleErrors.push(String(e)));
   await readerPage.goto(base);
   await readerPage.fill('#key', readKey);
   await readerPage.click('button[type=submit]');
   await readerPage.waitForSelector('.spacer .row', { timeout: 10000 });
-  await readerPage.goto(`${base}/sessions/${ids.Berlin}`);
-  await readerPage.fill('#key', readKey).catch(() => {});  // a new page load keeps the key in session storage
+  await readerPage.goto(`${base}/sessions/${ids.Berlin}`);  // the key stays in the tab's session storage
   const readerButton = readerPage.locator('.actions button', { hasText: 'Reconnect' });
   await readerButton.waitFor({ timeout: 10000 });
   check('a read-only key sees Reconnect disabled', !(await readerButton.isEnabled()));
 
-  // Bad input to the bridge, as a browser's fetch would send it.
-  const grpcStatus = async (body, type = 'application/grpc-web+proto') => {
-    const res = await fetch(`${base}/wasentinel.session.v1.SessionService/GetSession`, {
-      method: 'POST', headers: { 'content-type': type, 'x-api-key': adminKey }, body,
+  // The same call through the bridge as a browser's fetch sends it: the service refuses it too.
+  const grpcWeb = async (method, body, key = adminKey) => {
+    const res = await fetch(`${base}/wasentinel.session.v1.SessionService/${method}`, {
+      method: 'POST', headers: { 'content-type': 'application/grpc-web+proto', 'x-api-key': key }, body,
     });
+    await res.arrayBuffer();
     return res.headers.get('grpc-status');
   };
-  check('a malformed gRPC-Web body is INVALID_ARGUMENT', await grpcStatus(Buffer.from([0, 0, 0])) === '3');
-  check('an oversized one is RESOURCE_EXHAUSTED', await grpcStatus(Buffer.alloc(2 << 20)) === '8');
+  const frame = (message) => {
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(message.length, 1);
+    return Buffer.concat([header, message]);
+  };
+  const reconnect = frame(SessionService.service.Reconnect.requestSerialize({ id: ids.Berlin }));
+  check('a read-only key\'s Reconnect through the bridge is PERMISSION_DENIED', await grpcWeb('Reconnect', reconnect, readKey) === '7');
+
+  // Bad input to the bridge.
+  check('a malformed gRPC-Web body is INVALID_ARGUMENT', await grpcWeb('GetSession', Buffer.from([0, 0, 0])) === '3');
+  check('a body over the size limit is RESOURCE_EXHAUSTED', await grpcWeb('GetSession', Buffer.alloc(2 << 20)) === '8');
+  const claimsTooMuch = Buffer.from([0, 0, 0x20, 0, 0, 1, 2, 3]);  // a frame of 2 MiB, 3 bytes sent
+  check('a frame claiming more than the limit is RESOURCE_EXHAUSTED', await grpcWeb('GetSession', claimsTooMuch) === '8');
   check('the console itself still serves', (await fetch(`${base}/healthz`)).ok);
   check('no errors in the page\'s console', consoleErrors.filter((e) => !/Failed to load resource/.test(e)).length === 0,
     consoleErrors.slice(0, 3).join(' | '));

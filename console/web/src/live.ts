@@ -2,22 +2,30 @@
 // when it is hidden the stream closes, and on return it resumes from the last sequence seen
 // (`after_sequence`), so nothing is missed and nothing is repeated. When the server cannot be
 // reached it backs off 5, 10, then every 30 s, and says so.
-import type { Api } from './api.js';
-import { describeError, isCancelled, type CallError } from './api.js';
-import type { SessionEvent } from './gen/wasentinel/session/v1/session_pb.js';
+import { Code } from '@connectrpc/connect';
+import { describeError, isCancelled, type CallError, type SessionClient } from './api.js';
+import type { Session, SessionEvent } from './gen/wasentinel/session/v1/session_pb.js';
 
 export const BACKOFF_MS = [5000, 10000, 30000];
 
-export type LinkState = 'connecting' | 'live' | 'paused' | 'unreachable';
+/// 'error': the service answered, but refused the watch (a scope, a limit); 'unreachable': it
+/// did not answer.
+export type LinkState = 'connecting' | 'live' | 'paused' | 'unreachable' | 'error';
 
 export interface LiveOptions {
   sessionId?: string;
   onEvent: (e: SessionEvent) => void;
   onState: (state: LinkState, error?: CallError, retryInMs?: number) => void;
-  /// Called when the stream (re)starts, before any event of it: what was loaded before may be
-  /// stale (the stream could not resume), so reload it.
+  /// Called when a stream that does not resume from an earlier one is in place at the service
+  /// (its response header), before any of its events: reload what is shown then, and no event
+  /// after the reload is missed.
   onResync?: () => void;
   backoffMs?: number[];
+}
+
+/// `session` as the event leaves it (the stored row catches up on the next load).
+export function applyEvent(session: Session, e: SessionEvent): Session {
+  return { ...session, state: e.toState, reason: e.reason, lastError: e.error || session.lastError };
 }
 
 export class LiveEvents {
@@ -28,7 +36,7 @@ export class LiveEvents {
   private stopped = false;
   private readonly onVisibility = () => this.visibilityChanged();
 
-  constructor(private readonly api: Api, private readonly options: LiveOptions) {}
+  constructor(private readonly sessions: SessionClient, private readonly options: LiveOptions) {}
 
   start() {
     document.addEventListener('visibilitychange', this.onVisibility);
@@ -42,15 +50,12 @@ export class LiveEvents {
     this.close();
   }
 
-  /// The last sequence delivered (null before the first event).
-  get sequence(): bigint | null { return this.lastSequence; }
-
   private visibilityChanged() {
     if (this.stopped) return;
     if (document.visibilityState === 'hidden') {
       this.close();
       this.options.onState('paused');
-    } else if (!this.abort) {
+    } else if (!this.abort && !this.timer) {
       this.failures = 0;
       this.open();
     }
@@ -64,35 +69,39 @@ export class LiveEvents {
   }
 
   private async open() {
-    if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.stopped) return;
     const abort = new AbortController();
     this.abort = abort;
     this.options.onState('connecting');
     const resume = this.lastSequence;
+    let inPlace = false;
     try {
-      const stream = this.api.sessions.watchSessionEvents(
+      const stream = this.sessions.watchSessionEvents(
         { afterSequence: resume ?? undefined, sessionId: this.options.sessionId ?? '' },
-        { signal: abort.signal });
-      if (resume === null) this.options.onResync?.();
-      let announced = false;
+        {
+          signal: abort.signal,
+          // The service answers the header once the watch is registered.
+          onHeader: () => {
+            inPlace = true;
+            this.failures = 0;
+            this.options.onState('live');
+            if (resume === null) this.options.onResync?.();
+          },
+        });
       for await (const event of stream) {
-        if (!announced) {
-          announced = true;
-          this.failures = 0;
-          this.options.onState('live');
-        }
         if (this.lastSequence !== null && event.sequence <= this.lastSequence) continue;
         this.lastSequence = event.sequence;
         this.options.onEvent(event);
       }
-      // The server ended the stream (a restart): open again at once, from where we are.
-      if (!abort.signal.aborted) this.retry(null, 0);
+      // The server ended a stream that was in place (a restart, a drain): open again at once
+      // from where we are. One that ended before it was in place waits like a failure.
+      if (!abort.signal.aborted) this.retry(null, inPlace ? 0 : undefined);
     } catch (e) {
       if (abort.signal.aborted || isCancelled(e)) return;
       const error = describeError('session-service', e);
-      if (error.code === 'OutOfRange') {
-        // Older than what the service keeps: start afresh and reload.
+      if (error.code === Code.OutOfRange) {
+        // Older than what the service keeps: start afresh (and reload).
         this.lastSequence = null;
         this.retry(null, 0);
         return;
@@ -102,14 +111,13 @@ export class LiveEvents {
   }
 
   private retry(error: CallError | null, delayMs?: number) {
+    this.abort = null;
     if (this.stopped || document.visibilityState !== 'visible') return;
     const backoff = this.options.backoffMs ?? BACKOFF_MS;
     const wait = delayMs ?? backoff[Math.min(this.failures, backoff.length - 1)];
-    if (error) {
-      this.failures += 1;
-      this.options.onState('unreachable', error, wait);
-    }
-    this.abort = null;
+    this.failures += delayMs === 0 ? 0 : 1;
+    // Armed before anyone is told: a listener that stops this stream clears it.
     this.timer = setTimeout(() => this.open(), wait);
+    if (error) this.options.onState(error.unreachable ? 'unreachable' : 'error', error, wait);
   }
 }

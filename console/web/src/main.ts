@@ -4,15 +4,15 @@
 //   /sessions/<id>     one session (alert e-mails link here: --reconnect_url)
 //   /pair              link a new device
 import { LitElement, html, nothing } from 'lit';
-import { create } from '@bufbuild/protobuf';
+import { keyed } from 'lit/directives/keyed.js';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import qrcode from 'qrcode-generator';
-import { can, describeError, keyStore, makeApi, type Api, type CallError, type Caller } from './api.js';
+import { callerOf, can, describeError, keyStore, makeApi, type Api, type CallError, type Caller, type ServiceName } from './api.js';
 import { ago, dotOf, levelName, qualityName, reasonName, stateName, when } from './format.js';
 import { HealthLevel, type SessionHealth, type ListTransitionsResponse } from './gen/wasentinel/monitor/v1/monitor_pb.js';
 import { SessionState, type Session } from './gen/wasentinel/session/v1/session_pb.js';
-import { LiveEvents, type LinkState } from './live.js';
+import { applyEvent, LiveEvents, type LinkState } from './live.js';
 import { defineStatusElements } from './status.js';
-import { TimestampSchema } from '@bufbuild/protobuf/wkt';
 
 defineStatusElements();
 
@@ -29,11 +29,26 @@ function navigate(path: string) {
   window.dispatchEvent(new PopStateEvent('popstate'));
 }
 
+/// A link of the app: a plain click stays in the page; a click with a modifier (a new tab) or
+/// another button is the browser's.
+function onLink(e: MouseEvent) {
+  if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  e.preventDefault();
+  navigate((e.currentTarget as HTMLAnchorElement).getAttribute('href')!);
+}
+
+/// What each service that failed said, one line each: the panel names the service.
+function renderErrors(errors: Partial<Record<ServiceName, CallError>>) {
+  return Object.values(errors).filter((e): e is CallError => !!e).map((e) => html`
+    <p class="err" role="alert" data-testid="panel-error">${e.service} ${e.unreachable ? 'is unreachable' : `answered ${e.codeName}`}: ${e.message}</p>`);
+}
+
 class WaConsole extends LitElement {
   static properties = {
     caller: { state: true }, route: { state: true }, signInError: { state: true }, rows: { state: true },
     link: { state: true }, linkError: { state: true }, retryIn: { state: true }, toasts: { state: true },
     panelErrors: { state: true }, filter: { state: true }, scrollTop: { state: true }, loading: { state: true },
+    signingIn: { state: true },
   };
   declare caller: Caller | null;
   declare route: string;
@@ -43,7 +58,8 @@ class WaConsole extends LitElement {
   declare linkError: CallError | null;
   declare retryIn: number;
   declare toasts: { id: number; text: string; level: string }[];
-  declare panelErrors: Partial<Record<string, CallError>>;
+  declare panelErrors: Partial<Record<ServiceName, CallError>>;
+  declare signingIn: boolean;
   declare filter: { text: string; level: string; state: string; tenant: string };
   declare scrollTop: number;
   declare loading: boolean;
@@ -54,6 +70,8 @@ class WaConsole extends LitElement {
   private viewportHeight = 1200;
   private healthTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private pollTimer: ReturnType<typeof setInterval> | null = null;
+  private loadGeneration = 0;  // a later load supersedes one still paging
+  private readonly onPopState = () => { this.route = location.pathname; };
 
   constructor() {
     super();
@@ -69,49 +87,62 @@ class WaConsole extends LitElement {
     this.filter = { text: '', level: '', state: '', tenant: '' };
     this.scrollTop = 0;
     this.loading = false;
+    this.signingIn = true;
   }
 
   createRenderRoot() { return this; }  // light DOM: the page's stylesheet applies
 
   connectedCallback() {
     super.connectedCallback();
-    window.addEventListener('popstate', () => { this.route = location.pathname; });
+    window.addEventListener('popstate', this.onPopState);
     if (keyStore.get()) this.signIn(keyStore.get());
     else this.tryAnonymous();
+  }
+
+  disconnectedCallback() {
+    super.disconnectedCallback();
+    window.removeEventListener('popstate', this.onPopState);
+    this.leave();
   }
 
   // A console in front of services without keys (the demo) needs no sign-in.
   private async tryAnonymous() {
     try {
       const c = await this.api.sessions.getCaller({});
-      if (!c.authenticationEnabled) this.enter({ keyName: c.keyName, scope: c.scope as Caller['scope'], tenantId: c.tenantId });
-    } catch { /* the sign-in form stays */ }
+      if (!c.authenticationEnabled) this.enter(callerOf(c));
+    } catch { /* the sign-in form stays */ } finally {
+      this.signingIn = false;
+    }
   }
 
   private async signIn(key: string) {
     keyStore.set(key);
+    this.signingIn = true;
     try {
       const c = await this.api.sessions.getCaller({});
       this.signInError = '';
-      this.enter({ keyName: c.keyName, scope: c.scope as Caller['scope'], tenantId: c.tenantId });
+      this.enter(callerOf(c));
     } catch (e) {
       const err = describeError('session-service', e);
-      keyStore.clear();
+      // Only a refused key is forgotten: an outage keeps it for the next try.
+      if (err.unauthenticated) keyStore.clear();
       this.signInError = err.unauthenticated ? 'This API key is not valid.'
-        : err.unreachable ? 'session-service cannot be reached; try again shortly.' : `${err.code}: ${err.message}`;
+        : err.unreachable ? 'session-service cannot be reached; try again shortly.' : `${err.codeName}: ${err.message}`;
+    } finally {
+      this.signingIn = false;
     }
   }
 
   private enter(caller: Caller) {
     this.caller = caller;
-    this.live = new LiveEvents(this.api, {
+    this.live = new LiveEvents(this.api.sessions, {
       onResync: () => this.loadAll(),
       onEvent: (e) => {
         const row = this.rows.get(e.sessionId);
         if (e.toState === SessionState.DELETED) {
           this.rows.delete(e.sessionId);
         } else if (row) {
-          row.session = { ...row.session, state: e.toState, reason: e.reason, lastError: e.error };
+          row.session = applyEvent(row.session, e);
         } else {
           this.fetchSession(e.sessionId);
         }
@@ -132,11 +163,22 @@ class WaConsole extends LitElement {
 
   private signOut() {
     keyStore.clear();
+    this.leave();
+    this.caller = null;
+    this.rows = new Map();
+    this.panelErrors = {};
+    this.filter = { text: '', level: '', state: '', tenant: '' };
+  }
+
+  // Stops everything a signed-in console runs: the stream, the poll, the pending health asks.
+  private leave() {
     this.live?.stop();
     this.live = null;
     if (this.pollTimer) clearInterval(this.pollTimer);
-    this.caller = null;
-    this.rows = new Map();
+    this.pollTimer = null;
+    for (const t of this.healthTimers.values()) clearTimeout(t);
+    this.healthTimers.clear();
+    this.loadGeneration += 1;
   }
 
   private async fetchSession(id: string) {
@@ -150,23 +192,32 @@ class WaConsole extends LitElement {
   }
 
   // Every session, page by page (the first rows show as soon as the first page is in), then the
-  // monitor's view of them.
+  // monitor's view of them. Rows are updated in place, so what events brought meanwhile stays;
+  // sessions gone since the last load are dropped once the last page is in.
   async loadAll() {
+    const generation = ++this.loadGeneration;
     this.loading = true;
-    const fresh = new Map<string, Row>();
+    const seen = new Set<string>();
     try {
       let token = '';
       do {
         const page = await this.api.sessions.listSessions({ pageSize: PAGE, pageToken: token });
-        for (const s of page.sessions) fresh.set(s.id, { session: s, health: this.rows.get(s.id)?.health });
-        this.rows = new Map(fresh);
+        if (generation !== this.loadGeneration) return;
+        for (const s of page.sessions) {
+          seen.add(s.id);
+          this.rows.set(s.id, { session: s, health: this.rows.get(s.id)?.health });
+        }
+        this.rows = new Map(this.rows);
         token = page.nextPageToken;
       } while (token);
+      for (const id of this.rows.keys()) if (!seen.has(id)) this.rows.delete(id);
+      this.rows = new Map(this.rows);
       this.panelErrors = { ...this.panelErrors, 'session-service': undefined };
     } catch (e) {
+      if (generation !== this.loadGeneration) return;
       this.panelErrors = { ...this.panelErrors, 'session-service': describeError('session-service', e) };
     } finally {
-      this.loading = false;
+      if (generation === this.loadGeneration) this.loading = false;
     }
     await this.loadHealth();
   }
@@ -205,7 +256,10 @@ class WaConsole extends LitElement {
         if (health) { this.noteHealth(health); this.rows = new Map(this.rows); }
       } catch { /* the monitor may not know it yet */ }
     };
-    this.healthTimers.set(id, setTimeout(() => { ask(); setTimeout(ask, 1500); }, 250));
+    this.healthTimers.set(id, setTimeout(() => {
+      ask();
+      this.healthTimers.set(id, setTimeout(() => { this.healthTimers.delete(id); ask(); }, 1500));
+    }, 250));
   }
 
   private toast(text: string, level: string) {
@@ -237,38 +291,35 @@ class WaConsole extends LitElement {
   }
 
   render() {
+    if (!this.caller && this.signingIn) return html`<main class="signin"><p role="status">Signing in…</p></main>`;
     if (!this.caller) return this.renderSignIn();
     const overall = this.rows.size === 0 ? 'grey'
       : [...this.rows.values()].every((r) => r.session.state === SessionState.CONNECTED || r.health?.level === HealthLevel.INACTIVE) ? 'green' : 'red';
     return html`
       <header class="top">
-        <a class="brand" href="/" @click=${this.go}><wa-status-dot state=${this.link === 'unreachable' ? 'grey' : overall}
+        <a class="brand" href="/" @click=${onLink}><wa-status-dot state=${this.link === 'unreachable' ? 'grey' : overall}
           label=${this.link === 'unreachable' ? 'server unreachable' : overall === 'green' ? 'all sessions connected' : 'some sessions are not connected'}></wa-status-dot>
           WA Sentinel</a>
         <nav aria-label="Main">
-          <a href="/" @click=${this.go} aria-current=${this.route === '/' ? 'page' : nothing}>Sessions</a>
-          <a href="/pair" @click=${this.go} aria-current=${this.route === '/pair' ? 'page' : nothing}>Link a device</a>
+          <a href="/" @click=${onLink} aria-current=${this.route === '/' ? 'page' : nothing}>Sessions</a>
+          <a href="/pair" @click=${onLink} aria-current=${this.route === '/pair' ? 'page' : nothing}>Link a device</a>
         </nav>
         <span class="who">${this.caller.keyName} · ${this.caller.scope}${this.caller.tenantId ? ` · ${this.caller.tenantId}` : ''}</span>
         <button class="plain" @click=${() => this.signOut()}>Sign out</button>
       </header>
-      ${this.link === 'unreachable' ? html`<div class="banner" role="alert" data-testid="unreachable">
-          Server unreachable (${this.linkError?.service}: ${this.linkError?.message || this.linkError?.code}); retrying in ${Math.round(this.retryIn / 1000)} s.</div>` : nothing}
+      ${this.link === 'unreachable' || this.link === 'error' ? html`<div class="banner" role="alert" data-testid="link-${this.link}">
+          ${this.link === 'unreachable' ? 'Server unreachable' : 'Live updates refused'}
+          (${this.linkError?.service}: ${this.linkError?.message || this.linkError?.codeName}); retrying in ${Math.round(this.retryIn / 1000)} s.</div>` : nothing}
       <main>${this.renderRoute()}</main>
       <div class="toasts" role="status" aria-live="polite">
         ${this.toasts.map((t) => html`<div class="toast ${t.level}">${t.text}</div>`)}
       </div>`;
   }
 
-  private go = (e: Event) => {
-    const a = (e.currentTarget as HTMLAnchorElement);
-    e.preventDefault();
-    navigate(a.getAttribute('href')!);
-  };
-
   private renderRoute() {
     const m = /^\/sessions\/([0-9a-f-]{36})$/.exec(this.route);
-    if (m) return html`<wa-session-page .api=${this.api} .caller=${this.caller} session-id=${m[1]}></wa-session-page>`;
+    // Keyed: another session's page is a new element, with its own stream.
+    if (m) return keyed(m[1], html`<wa-session-page .api=${this.api} .caller=${this.caller} session-id=${m[1]}></wa-session-page>`);
     if (this.route === '/pair') return html`<wa-pairing .api=${this.api} .caller=${this.caller}></wa-pairing>`;
     return this.renderSessions();
   }
@@ -316,7 +367,7 @@ class WaConsole extends LitElement {
     };
     return html`
       <h1>Sessions <span class="count">${rows.length} of ${this.rows.size}</span></h1>
-      ${Object.values(this.panelErrors).filter(Boolean).map((e) => html`<p class="err" role="alert" data-testid="panel-error">${e!.service} ${e!.unreachable ? 'is unreachable' : `answered ${e!.code}`}: ${e!.message}</p>`)}
+      ${renderErrors(this.panelErrors)}
       <div class="filters">
         <label>Search <input type="search" placeholder="name or number" .value=${this.filter.text} @input=${setFilter('text')}></label>
         <label>Level <select @change=${setFilter('level')}><option value="">any</option>
@@ -373,10 +424,13 @@ class WaSessionPage extends LitElement {
   declare range: number;
   declare busy: string;
   declare result: string;
-  declare errors: Partial<Record<string, CallError>>;
+  declare errors: Partial<Record<ServiceName, CallError>>;
   api!: Api;
   caller!: Caller | null;
   private live: LiveEvents | null = null;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private loadGeneration = 0;  // answers of a superseded load are dropped
+  private historyGeneration = 0;
 
   constructor() {
     super();
@@ -394,10 +448,16 @@ class WaSessionPage extends LitElement {
 
   connectedCallback() {
     super.connectedCallback();
-    this.live = new LiveEvents(this.api, {
+    this.live = new LiveEvents(this.api.sessions, {
       sessionId: this.sessionId,
       onResync: () => this.load(),
-      onEvent: () => { this.load(); },
+      // The event is the news (the dot follows it at once); the rest (health, history) a moment
+      // later, once for a burst of events.
+      onEvent: (e) => {
+        if (this.session) this.session = applyEvent(this.session, e);
+        clearTimeout(this.refreshTimer);
+        this.refreshTimer = setTimeout(() => this.load(), 300);
+      },
       onState: () => {},
     });
     this.live.start();
@@ -406,32 +466,49 @@ class WaSessionPage extends LitElement {
   disconnectedCallback() {
     super.disconnectedCallback();
     this.live?.stop();
+    clearTimeout(this.refreshTimer);
+    this.loadGeneration += 1;
+    this.historyGeneration += 1;
   }
 
   private async load() {
-    const errors: Partial<Record<string, CallError>> = {};
-    await Promise.all([
-      this.api.sessions.getSession({ id: this.sessionId }).then((r) => { this.session = r.session ?? null; },
-        (e) => { errors['session-service'] = describeError('session-service', e); }),
-      this.api.monitor.getSessionHealth({ sessionId: this.sessionId }).then((r) => { this.health = r.health ?? null; },
-        (e) => { errors['health-monitor'] = describeError('health-monitor', e); }),
-      this.loadHistory().catch((e) => { errors['health-monitor'] = describeError('health-monitor', e); }),
+    const generation = ++this.loadGeneration;
+    const errors: Partial<Record<ServiceName, CallError>> = {};
+    const [session, health, historyError] = await Promise.all([
+      this.api.sessions.getSession({ id: this.sessionId }).then((r) => r.session ?? null,
+        (e) => { errors['session-service'] = describeError('session-service', e); return this.session; }),
+      this.api.monitor.getSessionHealth({ sessionId: this.sessionId }).then((r) => r.health ?? null,
+        (e) => { errors['health-monitor'] = describeError('health-monitor', e); return this.health; }),
+      this.loadHistory(),
     ]);
+    if (generation !== this.loadGeneration) return;
+    this.session = session;
+    this.health = health;
+    errors['health-monitor'] ??= historyError ?? undefined;
     this.errors = errors;
   }
 
-  private async loadHistory() {
-    const now = Date.now();
-    const secs = (ms: number) => BigInt(Math.floor(ms / 1000));
-    this.history = await this.api.monitor.listTransitions({
-      sessionId: this.sessionId,
-      since: create(TimestampSchema, { seconds: secs(now - this.range * 86400_000) }),
-      until: create(TimestampSchema, { seconds: secs(now + 60_000) }),
-      pageSize: 1000,
-    });
+  // The monitor's transitions over the chosen range (its default end: now); the error, if any.
+  private async loadHistory(): Promise<CallError | null> {
+    const generation = ++this.historyGeneration;
+    try {
+      const history = await this.api.monitor.listTransitions({
+        sessionId: this.sessionId, since: timestampFromMs(Date.now() - this.range * 86400_000), pageSize: 1000,
+      });
+      if (generation === this.historyGeneration) this.history = history;
+      return null;
+    } catch (e) {
+      return describeError('health-monitor', e);
+    }
   }
 
-  private async act(name: string, run: () => Promise<unknown>, confirmText?: string) {
+  private async showRange(days: number) {
+    this.range = days;
+    const error = await this.loadHistory();
+    if (error) this.errors = { ...this.errors, 'health-monitor': error };
+  }
+
+  private async act(name: string, service: ServiceName, run: () => Promise<unknown>, confirmText?: string) {
     if (confirmText && !window.confirm(confirmText)) return;
     this.busy = name;
     this.result = '';
@@ -440,8 +517,8 @@ class WaSessionPage extends LitElement {
       this.result = `${name}: done`;
       await this.load();
     } catch (e) {
-      const err = describeError(name === 'Acknowledge' ? 'health-monitor' : 'session-service', e);
-      this.result = `${name} failed: ${err.code} ${err.message}`;
+      const err = describeError(service, e);
+      this.result = `${name} failed: ${err.codeName} ${err.message}`;
     } finally {
       this.busy = '';
     }
@@ -453,11 +530,11 @@ class WaSessionPage extends LitElement {
     const id = this.sessionId;
     const op = can(this.caller, 'operate');
     const needs = op ? '' : 'This API key is read-only (needs operate)';
-    const button = (name: string, run: () => Promise<unknown>, confirmText?: string) => html`
-      <button ?disabled=${!op || !!this.busy} title=${needs || name} @click=${() => this.act(name, run, confirmText)}>
+    const button = (name: string, run: () => Promise<unknown>, confirmText?: string, service: ServiceName = 'session-service') => html`
+      <button ?disabled=${!op || !!this.busy} title=${needs || name} @click=${() => this.act(name, service, run, confirmText)}>
         ${this.busy === name ? html`<span class="spin" aria-hidden="true"></span>` : nothing}${name}</button>`;
     return html`
-      ${Object.values(this.errors).filter(Boolean).map((e) => html`<p class="err" role="alert" data-testid="panel-error">${e!.service} ${e!.unreachable ? 'is unreachable' : `answered ${e!.code}`}: ${e!.message}</p>`)}
+      ${renderErrors(this.errors)}
       <h1><wa-status-dot state=${s ? dotOf(s.state, h?.level) : 'grey'} label=${s ? stateName(s.state) : 'unknown'}></wa-status-dot>
         ${s ? s.accountName || s.sessionName : 'Session'} <small>${s?.tenantId}</small></h1>
       ${s ? html`<section class="cards">
@@ -474,12 +551,12 @@ class WaSessionPage extends LitElement {
         ${button('Probe', () => this.api.sessions.probeSession({ id }))}
         ${button('Disconnect', () => this.api.sessions.disconnect({ id }), 'Disconnect this session? It stays offline until someone connects it.')}
         ${button('Log out', () => this.api.sessions.logout({ id }), 'Log this device out at WhatsApp? It must be linked again with a QR code.')}
-        ${h?.manualInterventionRequired ? button('Acknowledge', () => this.api.monitor.acknowledgeSession({ sessionId: id, note: `console: ${this.caller?.keyName}` })) : nothing}
+        ${h?.manualInterventionRequired ? button('Acknowledge', () => this.api.monitor.acknowledgeSession({ sessionId: id, note: `console: ${this.caller?.keyName}` }), undefined, 'health-monitor') : nothing}
         <p role="status" aria-live="polite">${this.result}</p>
       </section>` : nothing}
       <section>
         <h2>History <span class="ranges">${[1, 7, 30, 90].map((d) => html`<button class="plain" aria-pressed=${this.range === d ? 'true' : 'false'}
-          @click=${() => { this.range = d; this.loadHistory(); }}>${d === 1 ? '24 h' : `${d} days`}</button>`)}</span></h2>
+          @click=${() => this.showRange(d)}>${d === 1 ? '24 h' : `${d} days`}</button>`)}</span></h2>
         ${this.history ? html`<p>Uptime <strong>${this.history.uptimePercent.toFixed(2)} %</strong></p>
           <ol class="timeline">${[...this.history.transitions].reverse().map((t) => html`<li><time>${when(t.at)}</time>
             ${stateName(t.fromState)} → ${stateName(t.toState)} · ${levelName(t.fromLevel)} → ${levelName(t.toLevel)} <small>${t.cause}</small></li>`)}</ol>
@@ -578,7 +655,7 @@ class WaPairing extends LitElement {
       <p role="status" aria-live="polite" data-testid="pairing-status">${this.status}</p>
       ${this.qr ? html`<canvas data-testid="qr" aria-label="QR code to scan with WhatsApp"></canvas>` : nothing}
       ${this.code ? html`<p class="code" data-testid="pairing-code">${this.code}</p>` : nothing}
-      ${this.linked ? html`<p><a href=${`/sessions/${this.linked.id}`}>Open ${this.linked.accountName || this.linked.sessionName}</a></p>` : nothing}`;
+      ${this.linked ? html`<p><a href=${`/sessions/${this.linked.id}`} @click=${onLink}>Open ${this.linked.accountName || this.linked.sessionName}</a></p>` : nothing}`;
   }
 }
 

@@ -9,15 +9,12 @@
 // popover with the masked number, when it was last connected, the last error, and "Try Reconnect"
 // (disabled when the key may not operate). embed.ts registers both for other sites' pages.
 import { LitElement, css, html, nothing } from 'lit';
-import { can, describeError, makeApi, type Api, type Caller, type CallError } from './api.js';
+import { callerOf, can, describeError, sessionClient, type Caller, type CallError, type SessionClient } from './api.js';
 import { ago, dotOf, maskPhone, reasonName, stateName, type DotColour } from './format.js';
 import { SessionState, type Session } from './gen/wasentinel/session/v1/session_pb.js';
-import { LiveEvents, type LinkState } from './live.js';
+import { applyEvent, LiveEvents, type LinkState } from './live.js';
 
-const COLOURS: Record<string, DotColour> = {
-  green: 'green', amber: 'amber', red: 'red', grey: 'grey',
-  connected: 'green', connecting: 'amber', qr_pending: 'amber',
-};
+const COLOURS: readonly string[] = ['green', 'amber', 'red', 'grey'];
 
 export class WaStatusDot extends LitElement {
   static properties = { state: { type: String, reflect: true }, label: { type: String } };
@@ -41,9 +38,12 @@ export class WaStatusDot extends LitElement {
     @media (prefers-reduced-motion: reduce) { .amber { animation: none; } }
   `;
 
+  /// A colour as given, or the colour of a session state's name ("connected", "LOGGED_OUT").
   get colour(): DotColour {
     const s = (this.state ?? '').toLowerCase();
-    return COLOURS[s] ?? (s ? 'red' : 'grey');
+    if (COLOURS.includes(s)) return s as DotColour;
+    const state = SessionState[s.toUpperCase() as keyof typeof SessionState];
+    return state === undefined ? 'grey' : dotOf(state);
   }
 
   render() {
@@ -78,7 +78,7 @@ export class WaStatusBadge extends LitElement {
   declare caller: Caller | null;
 
   /// Set by the console app (its signed-in client); embedded badges make their own.
-  api: Api | null = null;
+  sessions: SessionClient | null = null;
   private live: LiveEvents | null = null;
   private readonly closeOnOutside = (e: Event) => {
     if (this.open && !e.composedPath().includes(this)) this.open = false;
@@ -133,19 +133,16 @@ export class WaStatusBadge extends LitElement {
 
   private async begin() {
     if (!this.sessionId) return;
-    if (!this.api) {
+    if (!this.sessions) {
       const key = this.apiKey;
-      this.api = makeApi(this.server || location.origin, () => key);
+      this.sessions = sessionClient(this.server || location.origin, () => key);
     }
-    const api = this.api;
-    api.sessions.getCaller({}).then(
-      (c) => { this.caller = { keyName: c.keyName, scope: c.scope as Caller['scope'], tenantId: c.tenantId }; },
-      () => { this.caller = null; });
-    this.live = new LiveEvents(api, {
+    this.sessions.getCaller({}).then((c) => { this.caller = callerOf(c); }, () => { this.caller = null; });
+    this.live = new LiveEvents(this.sessions, {
       sessionId: this.sessionId,
       onResync: () => this.load(),
       onEvent: (e) => {
-        if (this.session) this.session = { ...this.session, state: e.toState, reason: e.reason, lastError: e.error };
+        if (this.session) this.session = applyEvent(this.session, e);
         if (e.toState === SessionState.CONNECTED) this.load();
         if (this.busy || this.result) this.result = e.toState === SessionState.CONNECTED ? 'Connected' : this.result;
       },
@@ -160,7 +157,7 @@ export class WaStatusBadge extends LitElement {
 
   private async load() {
     try {
-      this.session = (await this.api!.sessions.getSession({ id: this.sessionId })).session ?? null;
+      this.session = (await this.sessions!.getSession({ id: this.sessionId })).session ?? null;
     } catch (e) {
       this.error = describeError('session-service', e);
     }
@@ -170,12 +167,12 @@ export class WaStatusBadge extends LitElement {
     this.busy = true;
     this.result = '';
     try {
-      const r = await this.api!.sessions.reconnect({ id: this.sessionId });
+      const r = await this.sessions!.reconnect({ id: this.sessionId });
       if (r.session) this.session = r.session;
       this.result = r.session?.state === SessionState.CONNECTED ? 'Connected' : 'Reconnecting…';
     } catch (e) {
       const err = describeError('session-service', e);
-      this.result = `Reconnect failed: ${err.message || err.code}`;
+      this.result = `Reconnect failed: ${err.message || err.codeName}`;
     } finally {
       this.busy = false;
     }
@@ -183,7 +180,7 @@ export class WaStatusBadge extends LitElement {
 
   render() {
     const s = this.session;
-    const state = this.link === 'unreachable' ? 'grey' : s ? stateName(s.state).replaceAll(' ', '_') : 'grey';
+    const state = this.link === 'unreachable' || !s ? 'grey' : dotOf(s.state);
     const label = this.link === 'unreachable' ? 'server unreachable'
       : s ? `${s.accountName || s.sessionName}: ${stateName(s.state)}` : 'loading';
     const mayReconnect = can(this.caller, 'operate');
@@ -202,7 +199,7 @@ export class WaStatusBadge extends LitElement {
             <dt>Last connected</dt><dd>${ago(s.lastConnectedAt)}</dd>
             ${s.lastError ? html`<dt>Error</dt><dd>${s.lastError}</dd>` : nothing}
           </dl>` : nothing}
-          ${this.error ? html`<p class="err" role="alert">${this.error.service}: ${this.error.message || this.error.code}</p>` : nothing}
+          ${this.error ? html`<p class="err" role="alert">${this.error.service}: ${this.error.message || this.error.codeName}</p>` : nothing}
           <button class="act" ?disabled=${this.busy || !mayReconnect} @click=${() => this.reconnect()}
             title=${mayReconnect ? 'Close the socket and connect again now' : 'This API key may not reconnect sessions (needs operate)'}>
             ${this.busy ? html`<span class="spin" aria-hidden="true"></span> Reconnecting…` : 'Try Reconnect'}
