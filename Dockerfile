@@ -72,10 +72,12 @@ ENTRYPOINT ["alert-service"]
 # The status console: the web app and its gRPC-Web bridge to the three services (README
 # "Console"). Probes are HTTP: GET /healthz (liveness) and /readyz.
 FROM runtime AS console
+# The web app goes where the binary looks by default (share/wa-sentinel/console of its prefix),
+# so WAS_WEB_ROOT still overrides it (a flag in ENTRYPOINT would win over the variable).
 COPY --from=build /opt/wasentinel/bin/console /usr/local/bin/
-COPY --from=build /opt/wasentinel/share/wa-sentinel/console /opt/wasentinel/share/wa-sentinel/console
+COPY --from=build /opt/wasentinel/share/wa-sentinel/console /usr/local/share/wa-sentinel/console
 EXPOSE 8080 9104
-ENTRYPOINT ["console", "--web_root=/opt/wasentinel/share/wa-sentinel/console"]
+ENTRYPOINT ["console"]
 
 # The stand-in WhatsApp server of the tests and the demo. Never deploy it next to real users:
 # it accepts any device it is told about and pairs any QR code its control API is given.
