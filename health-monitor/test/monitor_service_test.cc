@@ -126,11 +126,49 @@ TEST(MonitorService, ReadsAnswerFromTheStore) {
   EXPECT_EQ(api.Call(&S::ListSessionHealth, list, &listed, kReader),
             grpc::StatusCode::INVALID_ARGUMENT);
 
+  list.clear_levels();
+  list.set_query("+1 555 1234");  // the number, as typed
+  list.add_states(sv1::SESSION_STATE_CONNECTED);
+  ASSERT_EQ(api.Call(&S::ListSessionHealth, list, &listed, kReader), grpc::StatusCode::OK);
+  EXPECT_EQ(listed.sessions_size(), 1);
+  list.set_query("nobody");
+  ASSERT_EQ(api.Call(&S::ListSessionHealth, list, &listed, kReader), grpc::StatusCode::OK);
+  EXPECT_EQ(listed.sessions_size(), 0);
+  list.set_query(std::string(101, 'x'));
+  EXPECT_EQ(api.Call(&S::ListSessionHealth, list, &listed, kReader),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  list.set_query("");
+  list.add_states(static_cast<sv1::SessionState>(99));
+  EXPECT_EQ(api.Call(&S::ListSessionHealth, list, &listed, kReader),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
   v1::GetHealthStatsResponse stats;
   ASSERT_EQ(api.Call(&S::GetHealthStats, v1::GetHealthStatsRequest(), &stats, kReader),
             grpc::StatusCode::OK);
   EXPECT_EQ(stats.total(), 1);
   EXPECT_EQ(stats.healthy(), 1);
+
+  // The fleet by hour over the last day: the session is healthy at the end of each hour since
+  // the deep check saw it.
+  v1::GetHealthHistoryRequest fleet;
+  *fleet.mutable_since() = ToProto(api.clock.Now() - absl::Hours(24));
+  *fleet.mutable_until() = ToProto(api.clock.Now() + absl::Minutes(1));
+  *fleet.mutable_bucket() = ToProto(absl::Hours(1));
+  v1::GetHealthHistoryResponse by_hour;
+  ASSERT_EQ(api.Call(&S::GetHealthHistory, fleet, &by_hour, kReader), grpc::StatusCode::OK);
+  ASSERT_EQ(by_hour.buckets_size(), 25);
+  EXPECT_EQ(by_hour.buckets(24).healthy(), 1);
+  EXPECT_EQ(by_hour.buckets(0).healthy(), 0);
+  *fleet.mutable_bucket() = ToProto(absl::Seconds(30));
+  EXPECT_EQ(api.Call(&S::GetHealthHistory, fleet, &by_hour, kReader),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  *fleet.mutable_bucket() = ToProto(absl::Minutes(1));  // 1 441 buckets
+  EXPECT_EQ(api.Call(&S::GetHealthHistory, fleet, &by_hour, kReader),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  *fleet.mutable_until() = fleet.since();
+  *fleet.mutable_bucket() = ToProto(absl::Hours(1));
+  EXPECT_EQ(api.Call(&S::GetHealthHistory, fleet, &by_hour, kReader),
+            grpc::StatusCode::INVALID_ARGUMENT);
 
   v1::ListTransitionsRequest history;
   history.set_session_id(kId);
@@ -232,6 +270,15 @@ TEST(MonitorService, TenantKeysSeeTheirOwnTenantOnly) {
   acme_stats.set_tenant_id("acme");
   EXPECT_EQ(api.Call(&S::GetHealthStats, acme_stats, &stats, kGlobexAdmin),
             grpc::StatusCode::PERMISSION_DENIED);
+  v1::GetHealthHistoryRequest acme_history;
+  acme_history.set_tenant_id("acme");
+  v1::GetHealthHistoryResponse fleet;
+  EXPECT_EQ(api.Call(&S::GetHealthHistory, acme_history, &fleet, kGlobexAdmin),
+            grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_EQ(api.Call(&S::GetHealthHistory, v1::GetHealthHistoryRequest(), &fleet, kGlobexAdmin),
+            grpc::StatusCode::OK);
+  EXPECT_EQ(fleet.buckets_size(), 7);
+  EXPECT_EQ(fleet.buckets(6).healthy() + fleet.buckets(6).warning(), 0);  // acme's is not counted
   v1::ListTransitionsRequest history;
   history.set_session_id(kId);
   v1::ListTransitionsResponse transitions;

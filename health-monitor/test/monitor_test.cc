@@ -97,6 +97,14 @@ TEST(Monitor, ADropIsClassifiedAndRecoveredAtOnce) {
       f.store.History(kId, f.clock.Now() - absl::Hours(1), f.clock.Now() + absl::Seconds(1), 50)
           .value();
   EXPECT_GE(history.transitions_size(), 3);
+  int drops = 0;
+  for (const auto& t : history.transitions()) {
+    if (t.drop()) {
+      ++drops;
+      EXPECT_EQ(t.to_state(), sv1::SESSION_STATE_DISCONNECTED);
+    }
+  }
+  EXPECT_EQ(drops, 1) << "the keepalive timeout is the one drop";
   ASSERT_EQ(history.recoveries_size(), 1);
   EXPECT_EQ(history.recoveries(0).action(), v1::RecoveryAttempt::ACTION_RECONNECT);
   EXPECT_EQ(f.store.LastSequence().value(), 2);

@@ -166,6 +166,142 @@ TEST(PgHealthStore, HistoryAndUptime) {
   EXPECT_EQ(f.store.PruneHistoryBefore(kT0 + absl::Hours(7), 1).value(), 0);
 }
 
+TEST(PgHealthStore, FindsSessionsByNameNumberIdAndState) {
+  Fixture f;
+  auto berlin = Session(1, v1::HEALTH_LEVEL_HEALTHY, sv1::SESSION_STATE_CONNECTED);
+  berlin.health.set_account_name("Shop Berlin");
+  berlin.facts.set_phone_number("4915112345678");
+  berlin.facts.set_session_name("front-desk");
+  auto paris = Session(2, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED);
+  paris.health.set_account_name("Shop Paris");
+  paris.facts.set_phone_number("33612345678");
+  ASSERT_THAT(f.store.Save(berlin), IsOk());
+  ASSERT_THAT(f.store.Save(paris), IsOk());
+  auto find = [&](std::string_view query, std::vector<sv1::SessionState> states = {}) {
+    HealthFilter filter;
+    filter.query = NormalizeQuery(query);
+    filter.states = std::move(states);
+    std::vector<std::string> ids;
+    auto page = f.store.List(filter, 10, "").value();
+    for (const auto& s : page.sessions) ids.push_back(s.health.session_id());
+    return ids;
+  };
+  using ::testing::ElementsAre;
+  using ::testing::IsEmpty;
+  EXPECT_THAT(find("  SHOP "), ElementsAre(Id(1), Id(2)));
+  EXPECT_THAT(find("berlin"), ElementsAre(Id(1)));
+  EXPECT_THAT(find("front"), ElementsAre(Id(1)));
+  EXPECT_THAT(find("+49 151-123"), ElementsAre(Id(1)));  // a number, as people type it
+  EXPECT_THAT(find("(612) 345"), ElementsAre(Id(2)));
+  EXPECT_THAT(find("12345678"), ElementsAre(Id(1), Id(2)));
+  EXPECT_THAT(find(Id(2).substr(0, 8) + "-0000-4000-8000-000000000002"), ElementsAre(Id(2)));
+  EXPECT_THAT(find("munich"), IsEmpty());
+  EXPECT_THAT(find("%"), IsEmpty());  // no LIKE patterns
+  EXPECT_THAT(find("shop", {sv1::SESSION_STATE_DISCONNECTED}), ElementsAre(Id(2)));
+  EXPECT_THAT(find("", {sv1::SESSION_STATE_CONNECTED, sv1::SESSION_STATE_DISCONNECTED}),
+              ElementsAre(Id(1), Id(2)));
+
+  // A row saved before the search column existed is found once the store loads it again.
+  ASSERT_THAT(f.pool->Run("forget the search key",
+                          [](pqxx::connection& c) {
+                            pqxx::nontransaction n(c);
+                            n.exec("UPDATE monitor_sessions SET search = ''");
+                          }),
+              IsOk());
+  EXPECT_THAT(find("berlin"), IsEmpty());
+  ASSERT_EQ(f.store.LoadAll().value().size(), 2u);
+  EXPECT_THAT(find("berlin"), ElementsAre(Id(1)));
+}
+
+TEST(PgHealthStore, FleetHistoryByDay) {
+  Fixture f;
+  using S = sv1::SessionState;
+  using L = v1::HealthLevel;
+  ASSERT_THAT(f.store.Save(Session(1, L::HEALTH_LEVEL_HEALTHY, S::SESSION_STATE_CONNECTED)),
+              IsOk());
+  ASSERT_THAT(f.store.Save(Session(2, L::HEALTH_LEVEL_HEALTHY, S::SESSION_STATE_CONNECTED)),
+              IsOk());
+  ASSERT_THAT(
+      f.store.Save(Session(3, L::HEALTH_LEVEL_HEALTHY, S::SESSION_STATE_CONNECTED, "other")),
+      IsOk());
+  auto add = [&](int n, absl::Duration after, S from, S to, L level_from, L level_to,
+                 bool drop = false) {
+    v1::Transition t;
+    t.set_session_id(Id(n));
+    *t.mutable_at() = ToProto(kT0 + after);
+    t.set_from_state(from);
+    t.set_to_state(to);
+    t.set_from_level(level_from);
+    t.set_to_level(level_to);
+    t.set_drop(drop);
+    ASSERT_THAT(f.store.AddTransition(t).status(), IsOk());
+  };
+  auto recovery = [&](int n, absl::Duration after, v1::RecoveryAttempt::Outcome outcome) {
+    v1::RecoveryAttempt r;
+    r.set_session_id(Id(n));
+    *r.mutable_at() = ToProto(kT0 + after);
+    r.set_action(v1::RecoveryAttempt::ACTION_RECONNECT);
+    r.set_outcome(outcome);
+    ASSERT_THAT(f.store.AddRecovery(r).status(), IsOk());
+  };
+  const auto h = [](int hours) { return absl::Hours(hours); };
+  // Day -1: all three first seen, healthy.
+  for (int n = 1; n <= 3; ++n) {
+    add(n, -h(20), S::SESSION_STATE_UNSPECIFIED, S::SESSION_STATE_CONNECTED,
+        L::HEALTH_LEVEL_UNSPECIFIED, L::HEALTH_LEVEL_HEALTHY);
+  }
+  // Day 0: session 1 drops, is reconnected within a minute (a successful recovery); session
+  // 2 drops and stays down (its recovery fails), critical by the end of the day.
+  add(1, h(2), S::SESSION_STATE_CONNECTED, S::SESSION_STATE_DISCONNECTED, L::HEALTH_LEVEL_HEALTHY,
+      L::HEALTH_LEVEL_WARNING, true);
+  recovery(1, h(2) + absl::Seconds(10), v1::RecoveryAttempt::OUTCOME_STARTED);
+  add(1, h(2) + absl::Seconds(40), S::SESSION_STATE_DISCONNECTED, S::SESSION_STATE_CONNECTED,
+      L::HEALTH_LEVEL_WARNING, L::HEALTH_LEVEL_HEALTHY);
+  add(2, h(3), S::SESSION_STATE_CONNECTED, S::SESSION_STATE_DISCONNECTED, L::HEALTH_LEVEL_HEALTHY,
+      L::HEALTH_LEVEL_WARNING, true);
+  recovery(2, h(3) + absl::Seconds(10), v1::RecoveryAttempt::OUTCOME_STARTED);
+  add(2, h(10), S::SESSION_STATE_UNSPECIFIED, S::SESSION_STATE_UNSPECIFIED, L::HEALTH_LEVEL_WARNING,
+      L::HEALTH_LEVEL_CRITICAL);
+  // Day 1: a person disconnects session 3 (no drop); session 2's probe answers.
+  add(3, h(30), S::SESSION_STATE_CONNECTED, S::SESSION_STATE_DISCONNECTED, L::HEALTH_LEVEL_HEALTHY,
+      L::HEALTH_LEVEL_INACTIVE);
+  recovery(2, h(31), v1::RecoveryAttempt::OUTCOME_SUCCEEDED);
+
+  auto all = f.store.FleetHistory("", kT0, kT0 + h(36), h(24)).value();
+  ASSERT_EQ(all.buckets_size(), 2);
+  const auto& d0 = all.buckets(0);
+  EXPECT_EQ(FromProto(d0.start()), kT0);
+  EXPECT_EQ(FromProto(d0.end()), kT0 + h(24));
+  EXPECT_EQ(d0.healthy(), 2);
+  EXPECT_EQ(d0.critical(), 1);
+  EXPECT_EQ(d0.drops(), 2);
+  EXPECT_EQ(d0.reconnects(), 1);
+  EXPECT_EQ(d0.recovery_attempts(), 2);
+  EXPECT_EQ(d0.recoveries_succeeded(), 1);
+  const auto& d1 = all.buckets(1);
+  EXPECT_EQ(FromProto(d1.end()), kT0 + h(36));  // cut at `until`
+  EXPECT_EQ(d1.healthy(), 1);
+  EXPECT_EQ(d1.critical(), 1);
+  EXPECT_EQ(d1.inactive(), 1);
+  EXPECT_EQ(d1.drops(), 0);
+  EXPECT_EQ(d1.recovery_attempts(), 1);
+  EXPECT_EQ(d1.recoveries_succeeded(), 1);
+  EXPECT_EQ(all.drops(), 2);
+  EXPECT_EQ(all.recovery_attempts(), 3);
+  EXPECT_NEAR(all.recovery_success_percent(), 200.0 / 3, 1e-9);
+
+  // One tenant: session 3 alone.
+  auto other = f.store.FleetHistory("other", kT0, kT0 + h(36), h(24)).value();
+  EXPECT_EQ(other.buckets(0).healthy(), 1);
+  EXPECT_EQ(other.buckets(1).inactive(), 1);
+  EXPECT_EQ(other.drops(), 0);
+  EXPECT_EQ(other.recovery_success_percent(), 0.0);
+  // Before anyone was seen: no sessions.
+  auto early = f.store.FleetHistory("", kT0 - h(48), kT0 - h(24), h(6)).value();
+  ASSERT_EQ(early.buckets_size(), 4);
+  EXPECT_EQ(early.buckets(3).healthy(), 0);
+}
+
 TEST(PgHealthStore, RecoveriesAlertsJobsAndCursor) {
   Fixture f;
   ASSERT_THAT(f.store.Save(Session(1, v1::HEALTH_LEVEL_WARNING, sv1::SESSION_STATE_DISCONNECTED)),

@@ -12,6 +12,8 @@ constexpr int kMaxPageSize = 500;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxTransitions = 1000;
 constexpr int kDefaultTransitions = 200;
+constexpr int kMaxBuckets = 1000;
+constexpr size_t kMaxQueryBytes = 100;
 
 grpc::Status Invalid(const std::string& message) {
   return {grpc::StatusCode::INVALID_ARGUMENT, message};
@@ -81,6 +83,8 @@ grpc::Status MonitorServiceImpl::ListSessionHealth(grpc::ServerContext* ctx,
     WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckIdentifier("page_token", req->page_token(), 512)));
   }
   if (req->levels_size() > 8) return Invalid("levels holds at most 8 levels");
+  if (req->states_size() > 16) return Invalid("states holds at most 16 states");
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckText("query", req->query(), {.max_bytes = kMaxQueryBytes})));
   auto tenant = TenantFilter(caller, req->tenant_id());
   if (!tenant.ok()) return ToGrpc(tenant.status());
   HealthFilter filter;
@@ -92,6 +96,13 @@ grpc::Status MonitorServiceImpl::ListSessionHealth(grpc::ServerContext* ctx,
     }
     filter.levels.push_back(static_cast<v1::HealthLevel>(l));
   }
+  for (int st : req->states()) {
+    if (!sv1::SessionState_IsValid(st) || st == sv1::SESSION_STATE_UNSPECIFIED) {
+      return Invalid(absl::StrCat("unknown state ", st));
+    }
+    filter.states.push_back(static_cast<sv1::SessionState>(st));
+  }
+  filter.query = NormalizeQuery(req->query());
   auto page = rt_.store->List(filter, req->page_size() ? req->page_size() : kDefaultPageSize,
                               req->page_token());
   if (!page.ok()) return ToGrpc(page.status());
@@ -135,6 +146,31 @@ grpc::Status MonitorServiceImpl::GetHealthStats(grpc::ServerContext* ctx,
   auto stats = rt_.store->Stats(*tenant);
   if (!stats.ok()) return ToGrpc(stats.status());
   *resp = *std::move(stats);
+  return grpc::Status::OK;
+}
+
+grpc::Status MonitorServiceImpl::GetHealthHistory(grpc::ServerContext* ctx,
+                                                  const v1::GetHealthHistoryRequest* req,
+                                                  v1::GetHealthHistoryResponse* resp) {
+  Caller caller;
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(CheckTenantFilter(req->tenant_id()));
+  if (req->has_since()) WAS_GRPC_RETURN_IF_ERROR(CheckTime("since", req->since()));
+  if (req->has_until()) WAS_GRPC_RETURN_IF_ERROR(CheckTime("until", req->until()));
+  const absl::Time until = req->has_until() ? FromProto(req->until()) : absl::Now();
+  const absl::Time since = req->has_since() ? FromProto(req->since()) : until - absl::Hours(24 * 7);
+  if (since >= until) return Invalid("since must be before until");
+  const absl::Duration bucket = req->has_bucket() ? FromProto(req->bucket()) : absl::Hours(24);
+  if (bucket < absl::Minutes(1)) return Invalid("bucket must be at least 1 minute");
+  if ((until - since) / bucket > kMaxBuckets) {
+    return Invalid(absl::StrCat("the range holds more than ", kMaxBuckets,
+                                " buckets; choose a longer bucket or a shorter range"));
+  }
+  auto tenant = TenantFilter(caller, req->tenant_id());
+  if (!tenant.ok()) return ToGrpc(tenant.status());
+  auto history = rt_.store->FleetHistory(*tenant, since, until, bucket);
+  if (!history.ok()) return ToGrpc(history.status());
+  *resp = *std::move(history);
   return grpc::Status::OK;
 }
 

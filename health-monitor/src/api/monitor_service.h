@@ -43,6 +43,8 @@ class MonitorServiceImpl final : public v1::MonitorService::Service {
                                v1::ListTransitionsResponse*) override;
   grpc::Status GetHealthStats(grpc::ServerContext*, const v1::GetHealthStatsRequest*,
                               v1::GetHealthStatsResponse*) override;
+  grpc::Status GetHealthHistory(grpc::ServerContext*, const v1::GetHealthHistoryRequest*,
+                                v1::GetHealthHistoryResponse*) override;
   grpc::Status AcknowledgeSession(grpc::ServerContext*, const v1::AcknowledgeSessionRequest*,
                                   v1::AcknowledgeSessionResponse*) override;
   grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,

@@ -186,7 +186,7 @@ void Monitor::OnEvent(const sv1::SessionEvent& e) {
   Evaluate(w,
            absl::StrCat(StateName(e.from_state()), " → ", StateName(e.to_state()), " (",
                         ReasonName(e.reason()), ")"),
-           tally);
+           tally, drop);
   // A drop needs recovering (README "Architecture" › "Health", Recovery), within the hourly
   // budget.
   if (drop && WantsSocket(f) && !w.s.health.manual_intervention_required()) {
@@ -429,7 +429,7 @@ void Monitor::PublishMetrics() {
   metrics_->PhonesInactive(phones_warning, phones_critical);
 }
 
-Monitor::Evaluated Monitor::Classify(Watched& w, const std::string& why) {
+Monitor::Evaluated Monitor::Classify(Watched& w, const std::string& why, bool drop) {
   const absl::Time now = clock_.Now();
   Evaluated e;
   const bool socket_dead = w.facts_are_live && w.s.facts.state() == sv1::SESSION_STATE_CONNECTED &&
@@ -486,6 +486,7 @@ Monitor::Evaluated Monitor::Classify(Watched& w, const std::string& why) {
     if (old_state != f.state()) {
       t.set_from_state(old_state);
       t.set_to_state(f.state());
+      t.set_drop(drop);
     }
     t.set_cause(absl::StrCat(why, ": ", a.cause));
     if (old_level != a.level) {
@@ -496,8 +497,8 @@ Monitor::Evaluated Monitor::Classify(Watched& w, const std::string& why) {
   return e;
 }
 
-void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally) {
-  const Evaluated e = Classify(w, why);
+void Monitor::Evaluate(Watched& w, const std::string& why, Tally& tally, bool drop) {
+  const Evaluated e = Classify(w, why, drop);
   if (e.save) Persist(w);
   if (e.transition) {
     if (auto id = store_.AddTransition(*e.transition); !id.ok()) {

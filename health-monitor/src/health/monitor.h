@@ -140,10 +140,11 @@ class Monitor {
     bool save = false;                         // the health changed (or is due a refresh)
     std::optional<v1::Transition> transition;  // the level or the state changed
   };
-  // Assesses `w` now and updates its health in memory (no I/O).
-  Evaluated Classify(Watched& w, const std::string& why);
+  // Assesses `w` now and updates its health in memory (no I/O). `drop`: an error just ended
+  // its connection (the state transition is marked so; GetHealthHistory counts it).
+  Evaluated Classify(Watched& w, const std::string& why, bool drop = false);
   // Classify, record what changed, alert, act on the decision.
-  void Evaluate(Watched& w, const std::string& why, Tally& tally);
+  void Evaluate(Watched& w, const std::string& why, Tally& tally, bool drop = false);
   // The same for many sessions, their changes written in one transaction first.
   void EvaluateAll(const std::vector<std::string>& ids, const std::string& why, Tally& tally);
   void Act(Watched& w, const Assessment& a, Tally& tally);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "wasentinel/common/bytes.h"
@@ -53,6 +55,13 @@ std::string LevelsArray(const std::vector<v1::HealthLevel>& levels) {
   std::vector<std::string> names;
   names.reserve(levels.size());
   for (auto l : levels) names.push_back(v1::HealthLevel_Name(l));
+  return absl::StrCat("{", absl::StrJoin(names, ","), "}");
+}
+
+std::string StatesArray(const std::vector<sv1::SessionState>& states) {
+  std::vector<std::string> names;
+  names.reserve(states.size());
+  for (auto s : states) names.push_back(sv1::SessionState_Name(s));
   return absl::StrCat("{", absl::StrJoin(names, ","), "}");
 }
 
@@ -137,20 +146,59 @@ CREATE INDEX monitor_transitions_at ON monitor_transitions (at);
 CREATE INDEX monitor_alerts_resolved_at ON monitor_alerts (resolved_at)
   WHERE resolved_at IS NOT NULL;
 )sql"},
+      {4, "drops marked on transitions; sessions found by name, number or id", R"sql(
+ALTER TABLE monitor_transitions ADD COLUMN dropped boolean NOT NULL DEFAULT false;
+-- SearchKey (store.h); '' until the session is saved again (LoadAll fills the older rows).
+ALTER TABLE monitor_sessions ADD COLUMN search text NOT NULL DEFAULT '';
+)sql"},
   };
   return *migrations;
 }
 
 absl::StatusOr<std::vector<MonitoredSession>> PgHealthStore::LoadAll() {
   std::vector<MonitoredSession> out;
+  std::vector<size_t> unsearchable;  // saved before the search column existed
   WAS_RETURN_IF_ERROR(pool_.Run("load monitored sessions", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    for (const auto& row :
-         n.exec(absl::StrCat("SELECT ", kSessionColumns, " FROM monitor_sessions ORDER BY 1"))) {
+    for (const auto& row : n.exec(absl::StrCat("SELECT ", kSessionColumns,
+                                               ", search = '' FROM monitor_sessions ORDER BY 1"))) {
+      if (row[5].as<bool>()) unsearchable.push_back(out.size());
       out.push_back(ToSession(row));
     }
   }));
+  if (unsearchable.empty()) return out;
+  WAS_RETURN_IF_ERROR(pool_.Transact("index monitored sessions for search", [&](pqxx::work& w) {
+    for (size_t i : unsearchable) {
+      w.exec_params("UPDATE monitor_sessions SET search = $2 WHERE session_id = $1::uuid",
+                    out[i].health.session_id(), SearchKey(out[i]));
+    }
+  }));
   return out;
+}
+
+std::string SearchKey(const MonitoredSession& s) {
+  std::string digits;
+  for (char c : s.facts.phone_number()) {
+    if (absl::ascii_isdigit(static_cast<unsigned char>(c))) digits.push_back(c);
+  }
+  return absl::AsciiStrToLower(absl::StrCat(s.health.account_name(), "\n", s.facts.session_name(),
+                                            "\n", digits, "\n", s.health.session_id()));
+}
+
+std::string NormalizeQuery(std::string_view query) {
+  std::string digits;
+  bool number = true;
+  for (char c : query) {
+    if (absl::ascii_isdigit(static_cast<unsigned char>(c))) {
+      digits.push_back(c);
+    } else if (!absl::StrContains(" +-().", c)) {
+      number = false;
+    }
+  }
+  if (number && digits.size() >= 3) return digits;
+  std::string text(query);
+  absl::StripAsciiWhitespace(&text);
+  return absl::AsciiStrToLower(text);
 }
 
 namespace {
@@ -160,20 +208,20 @@ void SaveIn(pqxx::transaction_base& t, const MonitoredSession& s) {
   t.exec_params(
       absl::StrCat(
           "INSERT INTO monitor_sessions (session_id, tenant_id, level, state, score,"
-          " manual_intervention, health, facts, last_proof_of_life, first_seen_at, updated_at)"
-          " VALUES ($1::uuid, $2, $3, $4, $5, $6, decode($7, 'hex'), decode($8, 'hex'),"
-          " CASE WHEN $9::bigint IS NULL THEN NULL ELSE ",
+          " manual_intervention, health, facts, last_proof_of_life, first_seen_at, search,"
+          " updated_at) VALUES ($1::uuid, $2, $3, $4, $5, $6, decode($7, 'hex'),"
+          " decode($8, 'hex'), CASE WHEN $9::bigint IS NULL THEN NULL ELSE ",
           PgTime(9), " END, ", PgTime(10),
-          ", now()) ON CONFLICT (session_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,"
+          ", $11, now()) ON CONFLICT (session_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,"
           " level = EXCLUDED.level, state = EXCLUDED.state, score = EXCLUDED.score,"
           " manual_intervention = EXCLUDED.manual_intervention, health = EXCLUDED.health,"
           " facts = EXCLUDED.facts, last_proof_of_life = EXCLUDED.last_proof_of_life,"
-          " updated_at = now()"),
+          " search = EXCLUDED.search, updated_at = now()"),
       s.health.session_id(), s.health.tenant_id(), v1::HealthLevel_Name(s.health.level()),
       sv1::SessionState_Name(s.health.state()), s.health.score(),
       s.health.manual_intervention_required(), PgHex(s.health.SerializeAsString()),
       PgHex(s.facts.SerializeAsString()), Micros(s.last_proof_of_life),
-      absl::ToUnixMicros(s.first_seen_at));
+      absl::ToUnixMicros(s.first_seen_at), SearchKey(s));
 }
 
 // The insert of one transition, in any transaction; its id. NULL: that part did not change.
@@ -189,10 +237,10 @@ int64_t AddTransitionIn(pqxx::transaction_base& tx, const v1::Transition& t) {
   };
   auto r = tx.exec_params(
       absl::StrCat("INSERT INTO monitor_transitions (session_id, at, from_level, to_level,"
-                   " from_state, to_state, cause) VALUES ($1::uuid, ",
-                   PgTime(2), ", $3, $4, $5, $6, $7) RETURNING id"),
+                   " from_state, to_state, cause, dropped) VALUES ($1::uuid, ",
+                   PgTime(2), ", $3, $4, $5, $6, $7, $8) RETURNING id"),
       t.session_id(), absl::ToUnixMicros(FromProto(t.at())), level(t.from_level()),
-      level(t.to_level()), state(t.from_state()), state(t.to_state()), t.cause());
+      level(t.to_level()), state(t.from_state()), state(t.to_state()), t.cause(), t.drop());
   return r[0][0].as<int64_t>();
 }
 
@@ -246,14 +294,17 @@ absl::StatusOr<HealthPage> PgHealthStore::List(const HealthFilter& filter, int p
   HealthPage page;
   WAS_RETURN_IF_ERROR(pool_.Run("list monitored sessions", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    auto r = n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
-                                        " FROM monitor_sessions WHERE ($1 = '' OR tenant_id = $1)"
-                                        " AND ($2 = '{}' OR level = ANY($2::text[]))"
-                                        " AND (NOT $3 OR manual_intervention)"
-                                        " AND ($4 = '' OR session_id > NULLIF($4, '')::uuid)"
-                                        " ORDER BY session_id LIMIT $5"),
-                           filter.tenant_id, LevelsArray(filter.levels),
-                           filter.manual_intervention_only, page_token, page_size + 1);
+    auto r =
+        n.exec_params(absl::StrCat("SELECT ", kSessionColumns,
+                                   " FROM monitor_sessions WHERE ($1 = '' OR tenant_id = $1)"
+                                   " AND ($2 = '{}' OR level = ANY($2::text[]))"
+                                   " AND (NOT $3 OR manual_intervention)"
+                                   " AND ($4 = '' OR session_id > NULLIF($4, '')::uuid)"
+                                   " AND ($6 = '{}' OR state = ANY($6::text[]))"
+                                   " AND ($7 = '' OR strpos(search, $7) > 0)"
+                                   " ORDER BY session_id LIMIT $5"),
+                      filter.tenant_id, LevelsArray(filter.levels), filter.manual_intervention_only,
+                      page_token, page_size + 1, StatesArray(filter.states), filter.query);
     for (const auto& row : r) page.sessions.push_back(ToSession(row));
   }));
   if (static_cast<int>(page.sessions.size()) > page_size) {
@@ -285,6 +336,112 @@ absl::StatusOr<v1::GetHealthStatsResponse> PgHealthStore::Stats(const std::strin
       if (level == v1::HEALTH_LEVEL_CRITICAL) out.set_critical(out.critical() + count->count());
     }
   }));
+  return out;
+}
+
+absl::StatusOr<v1::GetHealthHistoryResponse> PgHealthStore::FleetHistory(
+    const std::string& tenant_id, absl::Time since, absl::Time until, absl::Duration bucket) {
+  const int64_t step = absl::ToInt64Microseconds(bucket);
+  if (step <= 0 || until <= since) return absl::InvalidArgumentError("an empty range");
+  const int64_t from = absl::ToUnixMicros(since);
+  const int64_t to = absl::ToUnixMicros(until);
+  const int64_t n = (to - from + step - 1) / step;
+  v1::GetHealthHistoryResponse out;
+  for (int64_t i = 0; i < n; ++i) {
+    auto* b = out.add_buckets();
+    *b->mutable_start() = ToProto(absl::FromUnixMicros(from + i * step));
+    *b->mutable_end() = ToProto(absl::FromUnixMicros(std::min(to, from + (i + 1) * step)));
+  }
+  // $1 tenant ('' every one), $2 since, $3 until (Unix microseconds), $4 bucket length (µs),
+  // $5 bucket count. A row's bucket: whole buckets from `since` (-1: before it).
+  const std::string sessions =
+      "WITH sess AS (SELECT session_id FROM monitor_sessions WHERE ($1 = '' OR tenant_id = $1)) ";
+  auto bucket_of = [](std::string_view column) {
+    return absl::StrCat("greatest(-1, floor((", PgEpochMicros(column),
+                        " - $2) / $4::float8))::int");
+  };
+  auto bucket_at = [&](int i) {
+    return i >= 0 && i < out.buckets_size() ? out.mutable_buckets(i) : nullptr;
+  };
+  WAS_RETURN_IF_ERROR(pool_.Run("fleet history", [&](pqxx::connection& c) {
+    pqxx::nontransaction q(c);
+    // Each session's level at each bucket's end: the level of its last transition up to then,
+    // carried over the buckets without one.
+    auto levels = q.exec_params(
+        absl::StrCat(sessions,
+                     ", marks AS (SELECT DISTINCT ON (session_id, b) session_id, b,"
+                     " to_level FROM (SELECT t.session_id, ",
+                     bucket_of("t.at"),
+                     " AS b, t.to_level, t.at, t.id FROM monitor_transitions t JOIN sess"
+                     " USING (session_id) WHERE t.to_level IS NOT NULL AND t.at < ",
+                     PgTime(3),
+                     ") x ORDER BY session_id, b, at DESC, id DESC),"
+                     " spans AS (SELECT b, coalesce(lead(b) OVER (PARTITION BY session_id"
+                     " ORDER BY b), $5) AS next_b, to_level FROM marks)"
+                     " SELECT g.i, s.to_level, count(*) FROM spans s JOIN generate_series(0, $5"
+                     " - 1) AS g(i) ON g.i >= s.b AND g.i < s.next_b GROUP BY 1, 2"),
+        tenant_id, from, to, step, n);
+    for (const auto& row : levels) {
+      auto* b = bucket_at(row[0].as<int>());
+      if (!b) continue;
+      const int64_t count = row[2].as<int64_t>();
+      switch (EnumOf<v1::HealthLevel>(row[1], v1::HealthLevel_Parse)) {
+        case v1::HEALTH_LEVEL_HEALTHY:
+          b->set_healthy(count);
+          break;
+        case v1::HEALTH_LEVEL_WARNING:
+          b->set_warning(count);
+          break;
+        case v1::HEALTH_LEVEL_CRITICAL:
+          b->set_critical(count);
+          break;
+        case v1::HEALTH_LEVEL_INACTIVE:
+          b->set_inactive(count);
+          break;
+        default:
+          break;
+      }
+    }
+    auto changes = q.exec_params(
+        absl::StrCat(sessions, "SELECT ", bucket_of("t.at"),
+                     ", count(*) FILTER (WHERE t.dropped), count(*) FILTER (WHERE"
+                     " t.to_state = 'SESSION_STATE_CONNECTED' AND t.from_state IN"
+                     " ('SESSION_STATE_DISCONNECTED', 'SESSION_STATE_CONNECTING'))"
+                     " FROM monitor_transitions t JOIN sess USING (session_id) WHERE t.at >= ",
+                     PgTime(2), " AND t.at < ", PgTime(3), " GROUP BY 1"),
+        tenant_id, from, to, step);
+    for (const auto& row : changes) {
+      auto* b = bucket_at(row[0].as<int>());
+      if (!b) continue;
+      b->set_drops(row[1].as<int64_t>());
+      b->set_reconnects(row[2].as<int64_t>());
+    }
+    auto recoveries = q.exec_params(
+        absl::StrCat(
+            sessions, "SELECT ", bucket_of("r.at"),
+            ", count(*), count(*) FILTER (WHERE r.outcome = 'OUTCOME_SUCCEEDED' OR"
+            " (r.outcome <> 'OUTCOME_FAILED' AND EXISTS (SELECT 1 FROM monitor_transitions t"
+            " WHERE t.session_id = r.session_id AND t.to_state = 'SESSION_STATE_CONNECTED'"
+            " AND t.at >= r.at AND t.at < r.at + interval '5 minutes')))"
+            " FROM monitor_recoveries r JOIN sess USING (session_id) WHERE r.at >= ",
+            PgTime(2), " AND r.at < ", PgTime(3), " GROUP BY 1"),
+        tenant_id, from, to, step);
+    for (const auto& row : recoveries) {
+      auto* b = bucket_at(row[0].as<int>());
+      if (!b) continue;
+      b->set_recovery_attempts(row[1].as<int64_t>());
+      b->set_recoveries_succeeded(row[2].as<int64_t>());
+    }
+  }));
+  for (const auto& b : out.buckets()) {
+    out.set_drops(out.drops() + b.drops());
+    out.set_recovery_attempts(out.recovery_attempts() + b.recovery_attempts());
+    out.set_recoveries_succeeded(out.recoveries_succeeded() + b.recoveries_succeeded());
+  }
+  if (out.recovery_attempts() > 0) {
+    out.set_recovery_success_percent(100.0 * static_cast<double>(out.recoveries_succeeded()) /
+                                     static_cast<double>(out.recovery_attempts()));
+  }
   return out;
 }
 
@@ -369,7 +526,8 @@ absl::StatusOr<v1::ListTransitionsResponse> PgHealthStore::History(const std::st
     pqxx::nontransaction n(c);
     auto r = n.exec_params(
         absl::StrCat("SELECT * FROM (SELECT id, (extract(epoch from at) * 1000000)::bigint,"
-                     " from_level, to_level, from_state, to_state, cause FROM monitor_transitions"
+                     " from_level, to_level, from_state, to_state, cause, dropped"
+                     " FROM monitor_transitions"
                      " WHERE session_id = $1::uuid AND at >= ",
                      PgTime(2), " AND at < ", PgTime(3), " ORDER BY at DESC, id DESC LIMIT $4) t",
                      " ORDER BY 2, 1"),
@@ -384,6 +542,7 @@ absl::StatusOr<v1::ListTransitionsResponse> PgHealthStore::History(const std::st
       t->set_from_state(EnumOf<sv1::SessionState>(row[4], sv1::SessionState_Parse));
       t->set_to_state(EnumOf<sv1::SessionState>(row[5], sv1::SessionState_Parse));
       t->set_cause(row[6].as<std::string>());
+      t->set_drop(row[7].as<bool>());
     }
     auto rec = n.exec_params(
         absl::StrCat("SELECT * FROM (SELECT ", kRecoveryColumns,

@@ -26,6 +26,9 @@ class PgHealthStore final : public HealthStore {
   absl::StatusOr<HealthPage> List(const HealthFilter& filter, int page_size,
                                   const std::string& page_token) override;
   absl::StatusOr<v1::GetHealthStatsResponse> Stats(const std::string& tenant_id) override;
+  absl::StatusOr<v1::GetHealthHistoryResponse> FleetHistory(const std::string& tenant_id,
+                                                            absl::Time since, absl::Time until,
+                                                            absl::Duration bucket) override;
   absl::StatusOr<int64_t> AddTransition(const v1::Transition& t) override;
   absl::StatusOr<int64_t> AddRecovery(const v1::RecoveryAttempt& r) override;
   absl::Status SetRecoveryOutcome(int64_t id, v1::RecoveryAttempt::Outcome outcome,

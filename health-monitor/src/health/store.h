@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -48,9 +49,21 @@ struct JobRecord {
 
 struct HealthFilter {
   std::string tenant_id;
-  std::vector<v1::HealthLevel> levels;  ///< empty: any
+  std::vector<v1::HealthLevel> levels;    ///< empty: any
+  std::vector<sv1::SessionState> states;  ///< empty: any
   bool manual_intervention_only = false;
+  /// Lower-case text found in the session's search key (SearchKey), empty: any.
+  std::string query;
 };
+
+/// What a session is found by (HealthFilter::query): its account and session names in lower
+/// case, its phone number's digits and its id, separated by newlines (docs/api.md
+/// "MonitorService", ListSessionHealth).
+std::string SearchKey(const MonitoredSession& s);
+
+/// The query a person typed, as SearchKey holds it: lower case; 3 or more digits with only
+/// spaces, "+", "-", "(", ")" or "." among them become the digits alone (a phone number).
+std::string NormalizeQuery(std::string_view query);
 
 struct HealthPage {
   std::vector<MonitoredSession> sessions;
@@ -78,6 +91,13 @@ class HealthStore {
                                           const std::string& page_token) = 0;
   /// Counts by (level, state), with the totals (GetHealthStats).
   virtual absl::StatusOr<v1::GetHealthStatsResponse> Stats(const std::string& tenant_id) = 0;
+  /// The fleet (one tenant's, or every one's for "") over [since, until) in buckets of
+  /// `bucket` from `since`, the last one cut at `until` (GetHealthHistory): sessions by level
+  /// at each bucket's end, drops, reconnects and recovery attempts within it.
+  virtual absl::StatusOr<v1::GetHealthHistoryResponse> FleetHistory(const std::string& tenant_id,
+                                                                    absl::Time since,
+                                                                    absl::Time until,
+                                                                    absl::Duration bucket) = 0;
 
   /// Appends a transition; answers its id.
   virtual absl::StatusOr<int64_t> AddTransition(const v1::Transition& t) = 0;
