@@ -9,111 +9,19 @@
 //   scopes      a read-only key sees Reconnect disabled; the admin key's Reconnect works
 //   bad input   a malformed gRPC-Web body and an oversized one are answered with a gRPC status
 //
-// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, CONSOLE, DATABASE_URL, CHROMIUM
-// (default /usr/bin/chromium). Exit code 0 only if every check passed.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import grpc from '@grpc/grpc-js';
-import { useMultiFileAuthState } from 'baileys';
-import { chromium } from 'playwright-core';
-import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
-import { SessionService, unary } from '../e2e/api.mjs';
+// The system under test is tests/browser/stack.mjs's (its environment). Exit code 0 only if
+// every check passed.
+import { SessionService } from '../e2e/api.mjs';
+import { allPassed, check, percentile, startStack } from './stack.mjs';
 
 const drops = Number(process.argv.find((a) => a.startsWith('--drops='))?.split('=')[1] ?? 50);
-const checks = [];
-function check(name, ok, detail = '') {
-  checks.push({ name, ok });
-  console.log(`${ok ? 'ok' : 'not ok'} ${checks.length} - ${name}${detail ? ` # ${detail}` : ''}`);
-  return ok;
-}
-const logLevel = process.env.WAS_E2E_LOG_LEVEL || 'warn';
-const procs = [];
-function startProcess(binary, args) {
-  const proc = spawn(binary, args, { stdio: ['ignore', 'inherit', 'inherit'] });
-  procs.push(proc);
-  return proc;
-}
-const percentile = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] : NaN;
-};
-
-const adminKey = `admin-${randomBytes(12).toString('hex')}`;
-const readKey = `reader-${randomBytes(12).toString('hex')}`;
-const apiKeys = `ops:admin:${adminKey},dash:read:${readKey}`;
-const work = mkdtempSync(join(tmpdir(), 'was-browser-'));
-const sim = await startSim();
-const sealingKey = randomBytes(32).toString('hex');
-const sessionPort = await freePort();
-const monitorPort = await freePort();
-const consolePort = await freePort();
-let browser = null;
+const stack = await startStack();
+const { base, ids, jids, sim, adminKey, readKey } = stack;
 let exitCode = 1;
 
 try {
-  startProcess(requiredEnv('SESSION_SERVICE'), [
-    '--replica_id=s1', `--grpc_listen=127.0.0.1:${sessionPort}`, '--metrics_listen=',
-    `--database_url=${requiredEnv('DATABASE_URL')}`, `--auth_state_key=demo:${sealingKey}`,
-    `--api_keys=${apiKeys}`,
-    `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
-    '--reconnect_backoff=300ms,1s', '--restore_per_second=0', `--log_level=${logLevel}`,
-  ]);
-  const admin = new grpc.Metadata();
-  admin.set('x-api-key', adminKey);
-  const sessionClient = new SessionService(`127.0.0.1:${sessionPort}`, grpc.credentials.createInsecure());
-  const call = (method, req = {}) => new Promise((resolve, reject) =>
-    sessionClient[method](req, admin, { deadline: Date.now() + 10000 }, (err, res) => (err ? reject(err) : resolve(res))));
-  await waitFor(async () => { try { await call('GetHealth'); return true; } catch { return false; } },
-    { timeoutMs: 20000, what: 'session-service to answer' });
-  startProcess(requiredEnv('HEALTH_MONITOR'), [
-    '--replica_id=m1', `--grpc_listen=127.0.0.1:${monitorPort}`, '--metrics_listen=',
-    `--database_url=${requiredEnv('DATABASE_URL')}`, `--api_keys=${apiKeys}`,
-    `--session_service=127.0.0.1:${sessionPort}`, `--session_service_api_key=${adminKey}`,
-    '--light_interval=1s', '--fast_interval=1s', '--deep_interval=5s', `--log_level=${logLevel}`,
-  ]);
-  startProcess(requiredEnv('CONSOLE'), [
-    `--http_listen=127.0.0.1:${consolePort}`, '--metrics_listen=',
-    `--session_service=127.0.0.1:${sessionPort}`, `--monitor_service=127.0.0.1:${monitorPort}`,
-    '--alert_service=', `--log_level=${logLevel}`,
-  ]);
-  const base = `http://127.0.0.1:${consolePort}`;
-  await waitFor(async () => { try { return (await fetch(`${base}/readyz`)).ok; } catch { return false; } },
-    { timeoutMs: 20000, what: 'the console to be ready' });
-
-  // Three linked devices from creds.json files Baileys wrote.
-  const ids = {};
-  const jids = {};
-  for (const [i, name] of ['Berlin', 'Hamburg', 'Munich'].entries()) {
-    const dir = join(work, `device-${name}`);
-    const { state, saveCreds } = await useMultiFileAuthState(dir);
-    const jid = `1555003${1000 + i}:${2 + i}@s.whatsapp.net`;
-    state.creds.me = { id: jid, name: `Shop ${name}` };
-    await saveCreds();
-    const credsJson = readFileSync(join(dir, 'creds.json'), 'utf8');
-    jids[name] = jid.split('@')[0];
-    await sim.post('/devices', { creds: JSON.parse(credsJson) });
-    const { session } = await call('CreateSession', {
-      tenant_id: 'acme', session_name: `shop-${name.toLowerCase()}`, account_name: `Shop ${name}`, creds_json: credsJson,
-    });
-    ids[name] = session.id;
-  }
-  await waitFor(async () => (await call('ListSessions', {})).sessions.every((s) => s.state === 'SESSION_STATE_CONNECTED'),
-    { timeoutMs: 20000, what: 'three sessions CONNECTED' });
-
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-dev-shm-usage'],
-  });
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const consoleErrors = [];
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  page.on('pageerror', (e) => consoleErrors.push(String(e)));
-
   // Sign-in.
+  const page = await stack.newPage();
   await page.goto(base);
   await page.fill('#key', 'not-a-valid-key-0000');
   await page.click('button[type=submit]');
@@ -124,11 +32,6 @@ try {
   const rows = await page.waitForFunction(() => document.querySelectorAll('.spacer .row').length === 3, null, { timeout: 10000 })
     .then(() => true, () => false);
   check('the admin key shows the three sessions', rows);
-
-  // wa-sim holds a logged-in socket of `jid`.
-  const loggedIn = (jid) => waitFor(async () => {
-    try { return (await sim.get('/connections')).connections.some((c) => c.jid === jid && c.logged_in === true); } catch { return false; }
-  }, { timeoutMs: 10000, what: `a logged-in socket of ${jid}` });
 
   // Drops: the session page's dot, timed by a MutationObserver in the page.
   await page.goto(`${base}/sessions/${ids.Berlin}`);
@@ -157,7 +60,7 @@ try {
     } else {
       missed += 1;
     }
-    await loggedIn(jids.Berlin);  // the session's new socket, before the next drop
+    await stack.loggedIn(jids.Berlin);  // the session's new socket, before the next drop
   }
   const figures = {
     drops, missed,
@@ -176,13 +79,8 @@ try {
   const done = await page.waitForFunction(() => /Reconnect: done/.test(document.querySelector('.actions [role=status]')?.textContent ?? ''),
     null, { timeout: 10000 }).then(() => true, () => false);
   check('Reconnect from the session page works', done);
-  const readerPage = await (await browser.newContext()).newPage();
-  readerPage.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  readerPage.on('pageerror', (e) => consoleErrors.push(String(e)));
-  await readerPage.goto(base);
-  await readerPage.fill('#key', readKey);
-  await readerPage.click('button[type=submit]');
-  await readerPage.waitForSelector('.spacer .row', { timeout: 10000 });
+  const readerPage = await stack.newPage();
+  await stack.signIn(readerPage, readKey);
   await readerPage.goto(`${base}/sessions/${ids.Berlin}`);  // the key stays in the tab's session storage
   const readerButton = readerPage.locator('.actions button', { hasText: 'Reconnect' });
   await readerButton.waitFor({ timeout: 10000 });
@@ -210,16 +108,13 @@ try {
   const claimsTooMuch = Buffer.from([0, 0, 0x20, 0, 0, 1, 2, 3]);  // a frame of 2 MiB, 3 bytes sent
   check('a frame claiming more than the limit is RESOURCE_EXHAUSTED', await grpcWeb('GetSession', claimsTooMuch) === '8');
   check('the console itself still serves', (await fetch(`${base}/healthz`)).ok);
-  check('no errors in the page\'s console', consoleErrors.filter((e) => !/Failed to load resource/.test(e)).length === 0,
-    consoleErrors.slice(0, 3).join(' | '));
-  exitCode = checks.every((c) => c.ok) ? 0 : 1;
+  const pageErrors = stack.pageErrors.filter((e) => !/Failed to load resource/.test(e));
+  check('no errors in the page\'s console', pageErrors.length === 0, pageErrors.slice(0, 3).join(' | '));
+  exitCode = allPassed() ? 0 : 1;
 } catch (e) {
   console.error(e);
   exitCode = 1;
 } finally {
-  await browser?.close().catch(() => {});
-  for (const p of procs) p.kill('SIGTERM');
-  sim.stop();
-  rmSync(work, { recursive: true, force: true });
+  await stack.stop();
 }
 process.exit(exitCode);

@@ -50,7 +50,8 @@ const work = mkdtempSync(join(tmpdir(), 'was-deploy-'));
 // --helpfull lists them under its main.cc (the service's flags and the runtime's,
 // common/grpc/include/wasentinel/common/daemon.h).
 const binaries = { 'session-service': requiredEnv('SESSION_SERVICE'),
-  'health-monitor': requiredEnv('HEALTH_MONITOR'), 'alert-service': requiredEnv('ALERT_SERVICE') };
+  'health-monitor': requiredEnv('HEALTH_MONITOR'), 'alert-service': requiredEnv('ALERT_SERVICE'),
+  console: requiredEnv('CONSOLE') };
 const envOf = {};
 const flagsOf = {};
 for (const [name, binary] of Object.entries(binaries)) {
@@ -70,7 +71,7 @@ try {
   const undocumented = Object.entries(flagsOf).flatMap(([name, flags]) => flags
     .filter((f) => !readme.includes(`\`--${f}\``)).map((f) => `${name} --${f}`))
     .concat([...knownEnv].filter((e) => !readme.includes(`\`${e}\``)));
-  check(`README: every flag and WAS_ variable of the three services is in the configuration tables (${knownEnv.size} variables)`,
+  check(`README: every flag and WAS_ variable of the three services and the console is in the configuration tables (${knownEnv.size} variables)`,
     knownEnv.size > 60 && undocumented.length === 0, undocumented.join(', '));
 
   // ── docker-compose.yml ──────────────────────────────────────────────────────────────────
@@ -89,11 +90,11 @@ try {
     accepted.status === 0, accepted.stderr.trim());
   const stack = accepted.status === 0 ? parse(accepted.stdout) : { services: {} };
   const services = Object.keys(stack.services ?? {}).sort();
-  const wanted = ['alert-service', 'grafana', 'health-monitor', 'mailpit', 'postgres', 'prometheus',
+  const wanted = ['alert-service', 'console', 'grafana', 'health-monitor', 'mailpit', 'postgres', 'prometheus',
     'session-service', 'wa-sim'];
-  check('compose: PostgreSQL, wa-sim, the three services, an SMTP catcher, Prometheus, Grafana',
+  check('compose: PostgreSQL, wa-sim, the three services, the console, an SMTP catcher, Prometheus, Grafana',
     JSON.stringify(services) === JSON.stringify(wanted), services.join(','));
-  const built = ['session-service', 'health-monitor', 'alert-service', 'wa-sim'];
+  const built = ['session-service', 'health-monitor', 'alert-service', 'console', 'wa-sim'];
   check('compose: our images build from the Dockerfile, one target each',
     built.every((s) => stack.services?.[s]?.build?.target === s));
   const ss = stack.services?.['session-service']?.environment ?? {};
@@ -111,10 +112,13 @@ try {
   const exposed = published.filter(([, p]) => (typeof p === 'string' ? !p.startsWith('127.0.0.1:') : p.host_ip !== '127.0.0.1'));
   check(`compose: ${published.length} published ports, all on the host's loopback`, published.length >= 6 && exposed.length === 0,
     exposed.map(([n]) => n).join(','));
-  const composeUnknown = ['session-service', 'health-monitor', 'alert-service']
+  const composeUnknown = ['session-service', 'health-monitor', 'alert-service', 'console']
     .flatMap((n) => unknownEnv(n, stack.services?.[n]?.environment));
   check('compose: every WAS_ variable given to a service is one it reads', composeUnknown.length === 0,
     composeUnknown.join(', '));
+  check('compose: alert e-mails link to the console\'s session page',
+    stack.services?.['alert-service']?.environment?.WAS_RECONNECT_URL === 'http://localhost:8080/sessions/{session_id}' &&
+    (stack.services?.console?.ports ?? []).some((p) => (typeof p === 'string' ? p.replace(/\/tcp$/, '') : `${p.host_ip}:${p.published}:${p.target}`) === '127.0.0.1:8080:8080'));
   const mounts = Object.values(stack.services ?? {}).flatMap((s) => s.volumes ?? [])
     .map((v) => (typeof v === 'string' ? v.split(':')[0] : v.source)).filter((p) => p?.startsWith('/'));
   const missing = mounts.filter((p) => !existsSync(p));
@@ -154,7 +158,7 @@ try {
     }
     return `? ${lib}`;
   };
-  const programs = ['SESSION_SERVICE', 'HEALTH_MONITOR', 'ALERT_SERVICE', 'WACTL', 'HEALTH_PROBE', 'WA_SIM'].map(requiredEnv);
+  const programs = ['SESSION_SERVICE', 'HEALTH_MONITOR', 'ALERT_SERVICE', 'CONSOLE', 'WACTL', 'HEALTH_PROBE', 'WA_SIM'].map(requiredEnv);
   const needed = new Set(programs.flatMap((b) => [...run('readelf', ['-d', b]).stdout.matchAll(/\(NEEDED\)\s+Shared library: \[(.+?)\]/g)]
     .map((m) => m[1])));
   const packagesNeeded = new Set([...needed].map(packageOf));
@@ -199,7 +203,7 @@ try {
       docs.length > 10 && invalid.length === 0, invalid.join('; '));
     const of = (kind) => docs.filter((o) => o.kind === kind);
     const deployments = of('Deployment').filter((d) => built.includes(d.metadata.name) && d.metadata.name !== 'wa-sim');
-    check(`k8s ${overlay}: Deployments for the three services`, deployments.length === 3);
+    check(`k8s ${overlay}: Deployments for the three services and the console`, deployments.length === 4);
     const config = of('ConfigMap').find((c) => c.metadata.name.startsWith('wasentinel-config'));
     const drain = Number((config?.data?.WAS_SHUTDOWN_TIMEOUT ?? '').replace(/s$/, ''));
     const problems = [];
@@ -209,7 +213,10 @@ try {
       const port = c.ports.find((p) => p.name === 'grpc')?.containerPort;
       const pause = Number(c.lifecycle?.preStop?.exec?.command?.[1] ?? NaN);
       const n = d.metadata.name;
-      if (c.readinessProbe?.grpc?.port !== port || c.livenessProbe?.grpc?.port !== port) problems.push(`${n}: probes`);
+      if (n === 'console') {
+        // HTTP: /readyz once the web app is in place, /healthz while the process answers.
+        if (c.readinessProbe?.httpGet?.path !== '/readyz' || c.livenessProbe?.httpGet?.path !== '/healthz') problems.push(`${n}: probes`);
+      } else if (c.readinessProbe?.grpc?.port !== port || c.livenessProbe?.grpc?.port !== port) problems.push(`${n}: probes`);
       if (!(pod.terminationGracePeriodSeconds >= pause + drain)) problems.push(`${n}: grace ${pod.terminationGracePeriodSeconds} < ${pause} + ${drain}`);
       if (!pod.securityContext?.runAsNonRoot || c.securityContext?.allowPrivilegeEscalation !== false ||
           !c.securityContext?.readOnlyRootFilesystem) problems.push(`${n}: security context`);
@@ -218,15 +225,15 @@ try {
       if (!of('NetworkPolicy').some((p) => p.spec.podSelector.matchLabels?.['app.kubernetes.io/name'] === n)) problems.push(`${n}: NetworkPolicy`);
       if (!of('Service').some((s) => s.spec.selector['app.kubernetes.io/name'] === n &&
           s.spec.ports.some((p) => p.name === 'metrics'))) problems.push(`${n}: Service with metrics port`);
-      const refs = c.env.filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom.secretKeyRef.name);
+      const refs = (c.env ?? []).filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom.secretKeyRef.name);
       if (overlay === 'dev' && !refs.every((r) => of('Secret').some((s) => s.metadata.name === r))) problems.push(`${n}: secret ref`);
     }
     const k8sUnknown = [...unknownEnv(null, config?.data), ...deployments.flatMap((d) => unknownEnv(d.metadata.name,
-      Object.fromEntries(d.spec.template.spec.containers[0].env.map((e) => [e.name, 1]))))];
+      Object.fromEntries((d.spec.template.spec.containers[0].env ?? []).map((e) => [e.name, 1]))))];
     check(`k8s ${overlay}: every WAS_ variable in the ConfigMap and the Deployments is one a service reads`,
       k8sUnknown.length === 0, k8sUnknown.join(', '));
-    check(`k8s ${overlay}: gRPC probes, grace ≥ preStop + drain (${drain} s), non-root, resources, PDB, NetworkPolicy, Service`,
-      deployments.length === 3 && drain > 0 && problems.length === 0, problems.join('; '));
+    check(`k8s ${overlay}: gRPC probes (the console's HTTP), grace ≥ preStop + drain (${drain} s), non-root, resources, PDB, NetworkPolicy, Service`,
+      deployments.length === 4 && drain > 0 && problems.length === 0, problems.join('; '));
     const replicas = Object.fromEntries(deployments.map((d) => [d.metadata.name, d.spec.replicas]));
     check(`k8s ${overlay}: replicas`, replicas['health-monitor'] === 2 &&
       (overlay === 'dev' || (replicas['session-service'] >= 2 && replicas['alert-service'] === 2)),
@@ -247,6 +254,8 @@ try {
     });
     check(`k8s ${overlay}: no PodDisruptionBudget blocks a drain at these replica counts`, blocking.length === 0,
       blocking.map((b) => b.metadata.name).join(','));
+    check(`k8s ${overlay}: alert e-mails link to the console's session pages`,
+      /^https?:\/\/[^/]+\/sessions\/\{session_id\}$/.test(config?.data?.WAS_RECONNECT_URL ?? ''), config?.data?.WAS_RECONNECT_URL);
     check(`k8s ${overlay}: alert-service has an SMTP relay`, /^smtps?:\/\/[^/]+:\d+$/.test(config?.data?.WAS_SMTP_URL ?? ''),
       config?.data?.WAS_SMTP_URL);
     const board = of('ConfigMap').find((c) => c.metadata.name === 'wasentinel-grafana-dashboard');

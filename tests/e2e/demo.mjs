@@ -1,6 +1,8 @@
 // The whole system on one machine, for people (scripts/demo) and as a test (ctest e2e_demo):
 // PostgreSQL (DATABASE_URL), wa-sim as the stand-in WhatsApp, session-service, health-monitor
-// and alert-service, an SMTP server (aiosmtpd) and a webhook receiver here, all on loopback.
+// and alert-service, the console (its URL printed: the bad day shows there live, and the alert
+// e-mails link to its session pages), an SMTP server (aiosmtpd) and a webhook receiver here,
+// all on loopback.
 //
 //   1  pair a new device by QR code: wactl draws it in the terminal and writes it as a PNG;
 //      the phone (wa-sim) gets what zbarimg reads off that PNG
@@ -19,15 +21,18 @@
 // SMTP server received it, and the resolved notices. Exit 0 only if every step was seen; every
 // process it started is stopped.
 //
-// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, ALERT_SERVICE, WACTL, HEALTH_PROBE,
-// DATABASE_URL, PROTO_DIR. Flags: --quiet (TAP-like lines only, for ctest); --dashboard DIR (also run
-// Prometheus scraping the three services every second and keep its data in DIR, for
-// tools/render-dashboard).
+// Environment: WA_SIM, SESSION_SERVICE, HEALTH_MONITOR, ALERT_SERVICE, CONSOLE, WACTL,
+// HEALTH_PROBE, DATABASE_URL, PROTO_DIR; WAS_DEMO_CONSOLE_PORT (default 8080, else a free port).
+// Flags: --quiet (TAP-like lines only, for ctest); --dashboard DIR (also run Prometheus
+// scraping the three services every second and keep its data in DIR, for
+// tools/render-dashboard); --stay (after the summary, keep everything running for the console
+// until Ctrl-C).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import grpc from '@grpc/grpc-js';
 import { useMultiFileAuthState } from 'baileys';
@@ -36,6 +41,7 @@ import { AlertService, MonitorService, SessionService, startWebhookReceiver, una
 
 const quiet = process.argv.includes('--quiet');
 const dashboardDir = process.argv.includes('--dashboard') ? process.argv[process.argv.indexOf('--dashboard') + 1] : null;
+const stay = process.argv.includes('--stay');
 const t0 = Date.now();
 const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s`;
 const show = (...a) => { if (!quiet) console.log(`  ${stamp()} │`, ...a); };
@@ -62,6 +68,10 @@ function start(name, binary, args) {
   processes.push(p);
   return p;
 }
+const portFree = (port) => new Promise((resolve) => {
+  const probe = createServer().once('error', () => resolve(false))
+    .listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+});
 const answers = (call, method) => waitFor(async () => { try { await call(method); return true; } catch { return false; } },
   { timeoutMs: 20000, what: `${method} to answer` });
 
@@ -122,12 +132,16 @@ const poller = (async () => {
 
 let exitCode = 1;
 try {
-  section('start: wa-sim (the stand-in WhatsApp), session-service, health-monitor, alert-service');
+  section('start: wa-sim (the stand-in WhatsApp), session-service, health-monitor, alert-service, the console');
   await waitFor(() => existsSync(join(smtpDir, 'ready')), { timeoutMs: 20000, what: 'smtp-sink' });
   const smtpPort = Number(readFileSync(join(smtpDir, 'ready'), 'utf8'));
   const sim = await startSim();
   processes.push({ name: 'wa-sim', stop: () => sim.stop() });
   const [sessionPort, monitorPort, alertPort] = [await freePort(), await freePort(), await freePort()];
+  // The console where a person looks (8080 unless taken; ctest always takes a free one).
+  const wantedConsolePort = Number(process.env.WAS_DEMO_CONSOLE_PORT ?? (quiet ? 0 : 8080));
+  const consolePort = wantedConsolePort && await portFree(wantedConsolePort) ? wantedConsolePort : await freePort();
+  const consoleUrl = `http://127.0.0.1:${consolePort}`;
   const metricsPorts = { 'session-service': await freePort(), 'health-monitor': await freePort(), 'alert-service': await freePort() };
   const db = requiredEnv('DATABASE_URL');
 
@@ -135,7 +149,8 @@ try {
     '--replica_id=alert-1', `--grpc_listen=127.0.0.1:${alertPort}`, `--metrics_listen=127.0.0.1:${metricsPorts['alert-service']}`,
     `--database_url=${db}`, `--secret_key=${sealingKey}`, '--allow_private_targets', '--dispatchers=2',
     `--smtp_url=smtp://127.0.0.1:${smtpPort}`, '--smtp_from=WA Sentinel <alerts@sentinel.example>',
-    '--alert_recipients=oncall@sentinel.example', `--log_level=${logLevel}`,
+    '--alert_recipients=oncall@sentinel.example', `--reconnect_url=${consoleUrl}/sessions/{session_id}`,
+    `--log_level=${logLevel}`,
   ]);
   const alerts = unary(new AlertService(`127.0.0.1:${alertPort}`, grpc.credentials.createInsecure()));
   await answers(alerts, 'ListWebhookEndpoints');
@@ -172,6 +187,15 @@ try {
     { timeoutMs: 20000, what: 'health-monitor to lead' });
   monitorCall = monitor;
   show(`health-monitor on :${monitorPort} (leading); warning after 2 s offline, critical after 6 s`);
+
+  start('console', requiredEnv('CONSOLE'), [
+    `--http_listen=127.0.0.1:${consolePort}`, '--metrics_listen=', `--session_service=127.0.0.1:${sessionPort}`,
+    `--monitor_service=127.0.0.1:${monitorPort}`, `--alert_service=127.0.0.1:${alertPort}`, `--log_level=${logLevel}`,
+  ]);
+  const consoleReady = await waitFor(async () => { try { return (await fetch(`${consoleUrl}/readyz`)).ok; } catch { return false; } },
+    { timeoutMs: 20000, what: 'the console' }).then(() => true, () => false);
+  check(`the console serves on ${consoleUrl}`, consoleReady);
+  if (!quiet) console.log(`\n  ┌─ Open ${consoleUrl} to watch the bad day live (no key needed in the demo). ─┐\n`);
 
   let prometheus = null;
   let promStartedAt = null;
@@ -332,6 +356,8 @@ try {
     !!criticalMail && criticalMail.rcpt_tos.includes('owner@acme.example') && /491\*+10/.test(criticalMail.text) &&
     !criticalMail.content.includes('4915100000') && criticalMail.text.includes('wactl sessions connect'),
     criticalMail?.subject);
+  check('… and links to Shop Berlin\'s page in the console, where its Reconnect button is',
+    !!criticalMail && criticalMail.text.includes(`${consoleUrl}/sessions/${ids.berlin}`));
   if (criticalMail && !quiet) {
     console.log('\n          ┌─ the critical e-mail, as the SMTP server received it (text part) ─');
     console.log(`          │ From: ${criticalMail.from}\n          │ To: ${criticalMail.to}\n          │ Subject: ${criticalMail.subject}\n          │`);
@@ -451,6 +477,10 @@ try {
     writeFileSync(join(dashboardDir, 'range'), JSON.stringify({ start: promStartedAt / 1000, end: Date.now() / 1000 }));
   }
   exitCode = checks.every((c) => c.ok) ? 0 : 1;
+  if (stay && !quiet) {
+    console.log(`  Everything keeps running for the console at ${consoleUrl} — Ctrl-C to stop.`);
+    await new Promise((resolve) => process.once('SIGINT', resolve));
+  }
 } catch (e) {
   console.error(`demo: ${e.stack ?? e}`);
   check('no unexpected error', false, e.message);
@@ -458,7 +488,7 @@ try {
   polling = false;
   await poller;
   // session-service first, so the monitor's watch ends from the server side.
-  for (const name of ['health-monitor', 'session-service', 'alert-service', 'prometheus', 'smtp-sink', 'wa-sim']) {
+  for (const name of ['console', 'health-monitor', 'session-service', 'alert-service', 'prometheus', 'smtp-sink', 'wa-sim']) {
     const p = processes.find((x) => x.name === name);
     if (!p) continue;
     if (p.stop) p.stop(); else { p.proc.kill('SIGTERM'); await p.exited; }

@@ -81,12 +81,18 @@ export class LiveEvents {
         { afterSequence: resume ?? undefined, sessionId: this.options.sessionId ?? '' },
         {
           signal: abort.signal,
-          // The service answers the header once the watch is registered.
-          onHeader: () => {
+          // The service answers the header once the watch is registered; a live watch's names
+          // the last sequence stored then (x-watch-after), where a later resume starts even if
+          // no event came before it (docs/api.md, WatchSessionEvents).
+          onHeader: (headers) => {
             inPlace = true;
             this.failures = 0;
             this.options.onState('live');
-            if (resume === null) this.options.onResync?.();
+            if (resume === null) {
+              const after = headers.get('x-watch-after');
+              if (after && /^\d+$/.test(after)) this.lastSequence = BigInt(after);
+              this.options.onResync?.();
+            }
           },
         });
       for await (const event of stream) {

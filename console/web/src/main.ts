@@ -3,6 +3,8 @@
 //   /                  sessions
 //   /sessions/<id>     one session (alert e-mails link here: --reconnect_url)
 //   /pair              link a new device
+//   /alerts            alerts, deliveries, silences, webhook endpoints (alerts.ts)
+//   /analytics         the fleet over time, with CSV and JSON export (analytics.ts)
 import { LitElement, html, nothing } from 'lit';
 import { keyed } from 'lit/directives/keyed.js';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
@@ -13,6 +15,9 @@ import { HealthLevel, type SessionHealth, type ListTransitionsResponse } from '.
 import { SessionState, type Session } from './gen/wasentinel/session/v1/session_pb.js';
 import { applyEvent, LiveEvents, type LinkState } from './live.js';
 import { defineStatusElements } from './status.js';
+import { navigate, onLink, renderErrors } from './ui.js';
+import './alerts.js';
+import './analytics.js';
 
 defineStatusElements();
 
@@ -24,31 +29,12 @@ interface Row {
 const ROW_HEIGHT = 44;
 const PAGE = 500;
 
-function navigate(path: string) {
-  history.pushState(null, '', path);
-  window.dispatchEvent(new PopStateEvent('popstate'));
-}
-
-/// A link of the app: a plain click stays in the page; a click with a modifier (a new tab) or
-/// another button is the browser's.
-function onLink(e: MouseEvent) {
-  if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
-  e.preventDefault();
-  navigate((e.currentTarget as HTMLAnchorElement).getAttribute('href')!);
-}
-
-/// What each service that failed said, one line each: the panel names the service.
-function renderErrors(errors: Partial<Record<ServiceName, CallError>>) {
-  return Object.values(errors).filter((e): e is CallError => !!e).map((e) => html`
-    <p class="err" role="alert" data-testid="panel-error">${e.service} ${e.unreachable ? 'is unreachable' : `answered ${e.codeName}`}: ${e.message}</p>`);
-}
-
 class WaConsole extends LitElement {
   static properties = {
     caller: { state: true }, route: { state: true }, signInError: { state: true }, rows: { state: true },
     link: { state: true }, linkError: { state: true }, retryIn: { state: true }, toasts: { state: true },
     panelErrors: { state: true }, filter: { state: true }, scrollTop: { state: true }, loading: { state: true },
-    signingIn: { state: true },
+    signingIn: { state: true }, events: { state: true },
   };
   declare caller: Caller | null;
   declare route: string;
@@ -63,6 +49,8 @@ class WaConsole extends LitElement {
   declare filter: { text: string; level: string; state: string; tenant: string };
   declare scrollTop: number;
   declare loading: boolean;
+  /// Events applied since sign-in, and the last one's sequence (the header's live indicator).
+  declare events: { count: number; last: bigint };
 
   api: Api = makeApi();
   private live: LiveEvents | null = null;
@@ -88,6 +76,7 @@ class WaConsole extends LitElement {
     this.scrollTop = 0;
     this.loading = false;
     this.signingIn = true;
+    this.events = { count: 0, last: 0n };
   }
 
   createRenderRoot() { return this; }  // light DOM: the page's stylesheet applies
@@ -138,6 +127,7 @@ class WaConsole extends LitElement {
     this.live = new LiveEvents(this.api.sessions, {
       onResync: () => this.loadAll(),
       onEvent: (e) => {
+        this.events = { count: this.events.count + 1, last: e.sequence };
         const row = this.rows.get(e.sessionId);
         if (e.toState === SessionState.DELETED) {
           this.rows.delete(e.sessionId);
@@ -168,6 +158,7 @@ class WaConsole extends LitElement {
     this.rows = new Map();
     this.panelErrors = {};
     this.filter = { text: '', level: '', state: '', tenant: '' };
+    this.events = { count: 0, last: 0n };
   }
 
   // Stops everything a signed-in console runs: the stream, the poll, the pending health asks.
@@ -303,7 +294,12 @@ class WaConsole extends LitElement {
         <nav aria-label="Main">
           <a href="/" @click=${onLink} aria-current=${this.route === '/' ? 'page' : nothing}>Sessions</a>
           <a href="/pair" @click=${onLink} aria-current=${this.route === '/pair' ? 'page' : nothing}>Link a device</a>
+          <a href="/alerts" @click=${onLink} aria-current=${this.route === '/alerts' ? 'page' : nothing}>Alerts</a>
+          <a href="/analytics" @click=${onLink} aria-current=${this.route === '/analytics' ? 'page' : nothing}>Analytics</a>
         </nav>
+        <span class="live ${this.link}" data-testid="live" data-link=${this.link} data-events=${this.events.count}
+          data-sequence=${String(this.events.last)} title=${`${this.events.count} events since sign-in${this.events.count ? `, the last #${this.events.last}` : ''}`}>
+          ${this.link === 'live' ? 'Live' : this.link === 'paused' ? 'Paused while hidden' : this.link === 'connecting' ? 'Connecting…' : this.link === 'unreachable' ? 'Unreachable' : 'Refused'}</span>
         <span class="who">${this.caller.keyName} · ${this.caller.scope}${this.caller.tenantId ? ` · ${this.caller.tenantId}` : ''}</span>
         <button class="plain" @click=${() => this.signOut()}>Sign out</button>
       </header>
@@ -321,6 +317,8 @@ class WaConsole extends LitElement {
     // Keyed: another session's page is a new element, with its own stream.
     if (m) return keyed(m[1], html`<wa-session-page .api=${this.api} .caller=${this.caller} session-id=${m[1]}></wa-session-page>`);
     if (this.route === '/pair') return html`<wa-pairing .api=${this.api} .caller=${this.caller}></wa-pairing>`;
+    if (this.route === '/alerts') return html`<wa-alerts .api=${this.api} .caller=${this.caller}></wa-alerts>`;
+    if (this.route === '/analytics') return html`<wa-analytics .api=${this.api} .caller=${this.caller}></wa-analytics>`;
     return this.renderSessions();
   }
 

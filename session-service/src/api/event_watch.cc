@@ -27,7 +27,8 @@ v1::SessionEvent ToProto(const EventRecord& e) {
 
 grpc::ServerWriteReactor<v1::SessionEvent>* EventWatch::Start(
     SessionStore& store, EventBus& bus, SessionFilter filter, std::optional<int64_t> after,
-    size_t buffer, std::function<void(bool fell_behind)> done) {
+    size_t buffer, std::function<void(bool fell_behind)> done,
+    const std::function<void()>& subscribed) {
   std::shared_ptr<EventWatch> watch(
       new EventWatch(store, bus, std::move(filter), after, buffer, std::move(done)));
   {
@@ -35,6 +36,7 @@ grpc::ServerWriteReactor<v1::SessionEvent>* EventWatch::Start(
     watch->self_ = watch;
     watch->SubscribeLocked();
   }
+  if (subscribed) subscribed();
   watch->StartSendInitialMetadata();
   watch->Pump(/*from_bus=*/false);
   return watch.get();

@@ -35,11 +35,13 @@ class EventWatch final : public grpc::ServerWriteReactor<v1::SessionEvent>,
   /// Starts a watch of `filter` (subscribed before anything is read, so no event falls between
   /// the replay and the live part). `after`: replay the store's events after this sequence
   /// first. `buffer`: the live queue's bound, in events. `done` runs once, when gRPC is done
-  /// with the call, told whether the watcher fell behind. Initial metadata (set on `ctx` by the
-  /// caller) is sent at once.
+  /// with the call, told whether the watcher fell behind. `subscribed` (may be empty) runs once
+  /// the subscription is in place, before the initial metadata (set on the call's context by
+  /// the caller, there too) is sent.
   static grpc::ServerWriteReactor<v1::SessionEvent>* Start(
       SessionStore& store, EventBus& bus, SessionFilter filter, std::optional<int64_t> after,
-      size_t buffer, std::function<void(bool fell_behind)> done);
+      size_t buffer, std::function<void(bool fell_behind)> done,
+      const std::function<void()>& subscribed = {});
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;

@@ -421,13 +421,25 @@ grpc::ServerWriteReactor<v1::SessionEvent>* SessionServiceImpl::WatchSessionEven
   log_->debug("watch from sequence {} (session {}, tenant {})", after.value_or(-1),
               QuoteForLog(filter.session_id), QuoteForLog(filter.tenant_id));
   // Headers at once, so a client knows its watch is in place before the first event arrives;
-  // they name the replica serving it.
+  // they name the replica serving it and, for a live watch, the last sequence stored once it
+  // was subscribed: every later event comes on the stream, so a client that resumes from there
+  // (after_sequence) misses none even if it saw none.
   ctx->AddInitialMetadata("x-watch-replica", replica_);
-  return EventWatch::Start(store_, bus_, std::move(filter), after, watch_limits_.buffer,
-                           [this, key = caller.key_name](bool fell_behind) {
-                             if (metrics_ && fell_behind) metrics_->WatcherCutOff("behind");
-                             WatchEnded(key);
-                           });
+  const bool live = !after.has_value();
+  return EventWatch::Start(
+      store_, bus_, std::move(filter), after, watch_limits_.buffer,
+      [this, key = caller.key_name](bool fell_behind) {
+        if (metrics_ && fell_behind) metrics_->WatcherCutOff("behind");
+        WatchEnded(key);
+      },
+      [&] {
+        if (!live) return;
+        if (auto latest = store_.LatestSequence(); latest.ok()) {
+          ctx->AddInitialMetadata("x-watch-after", absl::StrCat(*latest));
+        } else {
+          log_->warn("watch: the latest event sequence is unknown: {}", latest.status());
+        }
+      });
 }
 
 void SessionServiceImpl::WatchEnded(const std::string& key) {

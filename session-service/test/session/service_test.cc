@@ -2,6 +2,7 @@
 // App with its gRPC server on 127.0.0.1:0, and a gRPC client.
 #include <grpcpp/generic/generic_stub.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
 #include "session/stack.h"
 #include "wasentinel/common/proto_time.h"
@@ -283,6 +284,30 @@ TEST(SessionService, HealthAndWatchReplay) {
   EXPECT_EQ(ev[0].reason(), v1::STATE_REASON_CREATED);
   EXPECT_EQ(ev[1].to_state(), v1::SESSION_STATE_CONNECTING);
   EXPECT_EQ(ev[2].to_state(), v1::SESSION_STATE_CONNECTED);
+
+  // A live watch's headers name the last sequence stored when it was subscribed (a client
+  // that saw no event yet resumes from it); a replay's do not.
+  {
+    grpc::ClientContext live;
+    auto reader = s.stub->WatchSessionEvents(&live, v1::WatchSessionEventsRequest());
+    reader->WaitForInitialMetadata();
+    const auto& md = live.GetServerInitialMetadata();
+    auto it = md.find("x-watch-after");
+    ASSERT_NE(it, md.end());
+    int64_t stored = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(std::string(it->second.data(), it->second.size()), &stored));
+    EXPECT_GE(stored, ev[2].sequence()) << "the session's CONNECTED was stored before";
+    live.TryCancel();
+    (void)reader->Finish();
+    grpc::ClientContext from_start;
+    v1::WatchSessionEventsRequest after;
+    after.set_after_sequence(0);
+    auto replaying = s.stub->WatchSessionEvents(&from_start, after);
+    replaying->WaitForInitialMetadata();
+    EXPECT_EQ(from_start.GetServerInitialMetadata().count("x-watch-after"), 0u);
+    from_start.TryCancel();
+    (void)replaying->Finish();
+  }
 
   // grpc.health.v1.Health/Check, spoken as raw protobuf: an empty HealthCheckRequest
   // (service ""), answered HealthCheckResponse{status: SERVING} = bytes 08 01.
