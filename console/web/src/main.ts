@@ -16,6 +16,9 @@ import { SessionState, type Session } from './gen/wasentinel/session/v1/session_
 import { applyEvent, LiveEvents, type LinkState } from './live.js';
 import { defineStatusElements } from './status.js';
 import { navigate, onLink, renderErrors } from './ui.js';
+import { renderUptime } from './timeline.js';
+import { channelName } from './alerts.js';
+import { Alert_Status, Delivery_Status, type Alert } from './gen/wasentinel/alert/v1/alert_pb.js';
 import './alerts.js';
 import './analytics.js';
 
@@ -413,7 +416,7 @@ class WaSessionPage extends LitElement {
   static properties = {
     sessionId: { type: String, attribute: 'session-id' }, session: { state: true }, health: { state: true },
     history: { state: true }, range: { state: true }, busy: { state: true }, result: { state: true },
-    errors: { state: true },
+    errors: { state: true }, alerts: { state: true },
   };
   declare sessionId: string;
   declare session: Session | null;
@@ -423,8 +426,10 @@ class WaSessionPage extends LitElement {
   declare busy: string;
   declare result: string;
   declare errors: Partial<Record<ServiceName, CallError>>;
+  declare alerts: Alert[] | null;
   api!: Api;
   caller!: Caller | null;
+  private historyRange = { since: 0, until: 0 };
   private live: LiveEvents | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private loadGeneration = 0;  // answers of a superseded load are dropped
@@ -440,6 +445,7 @@ class WaSessionPage extends LitElement {
     this.busy = '';
     this.result = '';
     this.errors = {};
+    this.alerts = null;
   }
 
   createRenderRoot() { return this; }
@@ -472,16 +478,19 @@ class WaSessionPage extends LitElement {
   private async load() {
     const generation = ++this.loadGeneration;
     const errors: Partial<Record<ServiceName, CallError>> = {};
-    const [session, health, historyError] = await Promise.all([
+    const [session, health, historyError, alerts] = await Promise.all([
       this.api.sessions.getSession({ id: this.sessionId }).then((r) => r.session ?? null,
         (e) => { errors['session-service'] = describeError('session-service', e); return this.session; }),
       this.api.monitor.getSessionHealth({ sessionId: this.sessionId }).then((r) => r.health ?? null,
         (e) => { errors['health-monitor'] = describeError('health-monitor', e); return this.health; }),
       this.loadHistory(),
+      this.api.alerts.listAlerts({ sessionId: this.sessionId, statuses: [Alert_Status.OPEN], pageSize: 20 }).then((r) => r.alerts,
+        (e) => { errors['alert-service'] = describeError('alert-service', e); return this.alerts; }),
     ]);
     if (generation !== this.loadGeneration) return;
     this.session = session;
     this.health = health;
+    this.alerts = alerts;
     errors['health-monitor'] ??= historyError ?? undefined;
     this.errors = errors;
   }
@@ -490,10 +499,15 @@ class WaSessionPage extends LitElement {
   private async loadHistory(): Promise<CallError | null> {
     const generation = ++this.historyGeneration;
     try {
+      const until = Date.now();
+      const since = until - this.range * 86400_000;
       const history = await this.api.monitor.listTransitions({
-        sessionId: this.sessionId, since: timestampFromMs(Date.now() - this.range * 86400_000), pageSize: 1000,
+        sessionId: this.sessionId, since: timestampFromMs(since), until: timestampFromMs(until), pageSize: 1000,
       });
-      if (generation === this.historyGeneration) this.history = history;
+      if (generation === this.historyGeneration) {
+        this.historyRange = { since, until };
+        this.history = history;
+      }
       return null;
     } catch (e) {
       return describeError('health-monitor', e);
@@ -552,10 +566,18 @@ class WaSessionPage extends LitElement {
         ${h?.manualInterventionRequired ? button('Acknowledge', () => this.api.monitor.acknowledgeSession({ sessionId: id, note: `console: ${this.caller?.keyName}` }), undefined, 'health-monitor') : nothing}
         <p role="status" aria-live="polite">${this.result}</p>
       </section>` : nothing}
+      <section aria-labelledby="open-alerts-h">
+        <h2 id="open-alerts-h">Open alerts</h2>
+        ${this.alerts === null ? html`<p class="hint">—</p>` : this.alerts.length === 0 ? html`<p class="hint">None.</p>`
+          : html`<ul class="timeline" data-testid="session-alerts">${this.alerts.map((a) => html`<li><time>${when(a.raisedAt)}</time>
+            <strong>${a.summary || a.eventType}</strong> <small>${a.eventType} · ${a.deliveries.map((d) => `${channelName(d.channel)} ${Delivery_Status[d.status]?.toLowerCase()}`).join(', ')}</small></li>`)}</ul>`}
+        <p><a href="/alerts" @click=${onLink}>All alerts</a></p>
+      </section>
       <section>
         <h2>History <span class="ranges">${[1, 7, 30, 90].map((d) => html`<button class="plain" aria-pressed=${this.range === d ? 'true' : 'false'}
           @click=${() => this.showRange(d)}>${d === 1 ? '24 h' : `${d} days`}</button>`)}</span></h2>
         ${this.history ? html`<p>Uptime <strong>${this.history.uptimePercent.toFixed(2)} %</strong></p>
+          ${renderUptime(this.history, this.historyRange.since, this.historyRange.until)}
           <ol class="timeline">${[...this.history.transitions].reverse().map((t) => html`<li><time>${when(t.at)}</time>
             ${stateName(t.fromState)} → ${stateName(t.toState)} · ${levelName(t.fromLevel)} → ${levelName(t.toLevel)} <small>${t.cause}</small></li>`)}</ol>
           <h3>Recovery attempts</h3>
