@@ -37,16 +37,18 @@ class WaConsole extends LitElement {
     caller: { state: true }, route: { state: true }, signInError: { state: true }, rows: { state: true },
     link: { state: true }, linkError: { state: true }, retryIn: { state: true }, toasts: { state: true },
     panelErrors: { state: true }, filter: { state: true }, scrollTop: { state: true }, loading: { state: true },
-    signingIn: { state: true }, events: { state: true },
+    signingIn: { state: true }, events: { state: true }, rowsVersion: { state: true },
   };
   declare caller: Caller | null;
   declare route: string;
   declare signInError: string;
+  /// Every session shown, by id; changed in place, with rowsVersion bumped (touched()).
   declare rows: Map<string, Row>;
+  declare rowsVersion: number;
   declare link: LinkState;
   declare linkError: CallError | null;
   declare retryIn: number;
-  declare toasts: { id: number; text: string; level: string }[];
+  declare toasts: { id: number; text: string; level: string; more?: number }[];
   declare panelErrors: Partial<Record<ServiceName, CallError>>;
   declare signingIn: boolean;
   declare filter: { text: string; level: string; state: string; tenant: string };
@@ -59,7 +61,13 @@ class WaConsole extends LitElement {
   private live: LiveEvents | null = null;
   private toastId = 0;
   private viewportHeight = 1200;
-  private healthTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private healthWanted = new Set<string>();
+  private healthTimer: ReturnType<typeof setTimeout> | undefined;
+  private healthAgain = new Set<ReturnType<typeof setTimeout>>();
+  private unknown = new Set<string>();
+  private unknownTimer: ReturnType<typeof setTimeout> | undefined;
+  private epoch = 0;  // one per sign-in: work a sign-out overtook is dropped
+  private filterCache: { version: number; filter: WaConsole['filter']; rows: Row[] } | null = null;
   private pollTimer: ReturnType<typeof setInterval> | null = null;
   private loadGeneration = 0;  // a later load supersedes one still paging
   private readonly onPopState = () => { this.route = location.pathname; };
@@ -70,6 +78,7 @@ class WaConsole extends LitElement {
     this.route = location.pathname;
     this.signInError = '';
     this.rows = new Map();
+    this.rowsVersion = 0;
     this.link = 'connecting';
     this.linkError = null;
     this.retryIn = 0;
@@ -139,7 +148,7 @@ class WaConsole extends LitElement {
         } else {
           this.fetchSession(e.sessionId);
         }
-        this.rows = new Map(this.rows);
+        this.touched();
         this.scheduleHealth(e.sessionId);
       },
       onState: (state, error, retryInMs) => {
@@ -159,6 +168,7 @@ class WaConsole extends LitElement {
     this.leave();
     this.caller = null;
     this.rows = new Map();
+    this.touched();
     this.panelErrors = {};
     this.filter = { text: '', level: '', state: '', tenant: '' };
     this.events = { count: 0, last: 0n };
@@ -170,20 +180,49 @@ class WaConsole extends LitElement {
     this.live = null;
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = null;
-    for (const t of this.healthTimers.values()) clearTimeout(t);
-    this.healthTimers.clear();
+    clearTimeout(this.healthTimer);
+    this.healthTimer = undefined;
+    this.healthWanted.clear();
+    for (const t of this.healthAgain) clearTimeout(t);
+    this.healthAgain.clear();
+    clearTimeout(this.unknownTimer);
+    this.unknownTimer = undefined;
+    this.unknown.clear();
+    this.epoch += 1;
     this.loadGeneration += 1;
   }
 
-  private async fetchSession(id: string) {
-    try {
-      const { session } = await this.api.sessions.getSession({ id });
-      if (session) {
-        this.rows.set(id, { ...this.rows.get(id), session });
-        this.rows = new Map(this.rows);
+  // Sessions events name that are not shown yet (created since the load), fetched together a
+  // moment later: a burst of thousands of creations is a few BulkGetSessions, not thousands of
+  // calls.
+  private fetchSession(id: string, delayMs = 100) {
+    this.unknown.add(id);
+    if (this.unknownTimer) return;
+    this.unknownTimer = setTimeout(async () => {
+      const epoch = this.epoch;
+      const ids = [...this.unknown];
+      this.unknown.clear();
+      const failed: string[] = [];
+      for (let i = 0; i < ids.length; i += PAGE) {
+        const chunk = ids.slice(i, i + PAGE);
+        try {
+          const { sessions } = await this.api.sessions.bulkGetSessions({ ids: chunk });
+          if (epoch !== this.epoch) return;  // signed out meanwhile (leave() reset the rest)
+          for (const session of sessions) this.rows.set(session.id, { ...this.rows.get(session.id), session });
+          this.touched();
+        } catch {
+          failed.push(...chunk);  // busy or unreachable: asked again in a second
+        }
       }
-    } catch { /* deleted meanwhile, or not ours */ }
+      if (epoch !== this.epoch) return;
+      this.unknownTimer = undefined;
+      for (const failedId of failed) this.fetchSession(failedId, 1000);
+      if (this.unknown.size && !this.unknownTimer) this.fetchSession([...this.unknown][0]);
+    }, delayMs);
   }
+
+  /// The rows changed in place: render again (and filter again).
+  private touched() { this.rowsVersion += 1; }
 
   // Every session, page by page (the first rows show as soon as the first page is in), then the
   // monitor's view of them. Rows are updated in place, so what events brought meanwhile stays;
@@ -201,11 +240,11 @@ class WaConsole extends LitElement {
           seen.add(s.id);
           this.rows.set(s.id, { session: s, health: this.rows.get(s.id)?.health });
         }
-        this.rows = new Map(this.rows);
+        this.touched();
         token = page.nextPageToken;
       } while (token);
       for (const id of this.rows.keys()) if (!seen.has(id)) this.rows.delete(id);
-      this.rows = new Map(this.rows);
+      this.touched();
       this.panelErrors = { ...this.panelErrors, 'session-service': undefined };
     } catch (e) {
       if (generation !== this.loadGeneration) return;
@@ -224,7 +263,7 @@ class WaConsole extends LitElement {
         for (const h of page.sessions) this.noteHealth(h);
         token = page.nextPageToken;
       } while (token);
-      this.rows = new Map(this.rows);
+      this.touched();
       this.panelErrors = { ...this.panelErrors, 'health-monitor': undefined };
     } catch (e) {
       this.panelErrors = { ...this.panelErrors, 'health-monitor': describeError('health-monitor', e) };
@@ -241,31 +280,65 @@ class WaConsole extends LitElement {
     row.health = h;
   }
 
-  // The monitor assesses a session as its events arrive; ask it shortly after, and once more.
+  // The monitor assesses a session as its events arrive: ask it shortly after, and once more a
+  // moment later, for every session an event named meanwhile; a burst of more than a few is
+  // one paged list instead of a call per session.
   private scheduleHealth(id: string) {
-    clearTimeout(this.healthTimers.get(id));
-    const ask = async () => {
-      try {
-        const { health } = await this.api.monitor.getSessionHealth({ sessionId: id });
-        if (health) { this.noteHealth(health); this.rows = new Map(this.rows); }
-      } catch { /* the monitor may not know it yet */ }
-    };
-    this.healthTimers.set(id, setTimeout(() => {
-      ask();
-      this.healthTimers.set(id, setTimeout(() => { this.healthTimers.delete(id); ask(); }, 1500));
-    }, 250));
+    this.healthWanted.add(id);
+    if (this.healthTimer) return;
+    this.healthTimer = setTimeout(() => {
+      this.healthTimer = undefined;
+      const ids = [...this.healthWanted];
+      this.healthWanted.clear();
+      this.askHealth(ids);
+      const again: ReturnType<typeof setTimeout> = setTimeout(() => { this.healthAgain.delete(again); this.askHealth(ids); }, 1500);
+      this.healthAgain.add(again);
+    }, 250);
   }
 
+  private async askHealth(ids: string[]) {
+    if (ids.length > 20) return this.loadHealth();
+    await Promise.all(ids.map(async (sessionId) => {
+      try {
+        const { health } = await this.api.monitor.getSessionHealth({ sessionId });
+        if (health) this.noteHealth(health);
+      } catch { /* the monitor may not know it yet */ }
+    }));
+    this.touched();
+  }
+
+  // A few toasts at a time; beyond, one line counts the rest (an outage of hundreds of
+  // sessions is one message, not hundreds).
   private toast(text: string, level: string) {
     const id = ++this.toastId;
+    if (this.toasts.length >= 4) {
+      const more = this.toasts.find((t) => t.more);
+      const n = (more?.more ?? 0) + 1;
+      const line = { id: more?.id ?? id, text: `and ${n} more level change${n === 1 ? '' : 's'}`, level: 'warning', more: n };
+      this.toasts = [...this.toasts.filter((t) => !t.more), line];
+      if (more) return;
+      setTimeout(() => { this.toasts = this.toasts.filter((t) => t.id !== line.id); }, 6000);
+      return;
+    }
     this.toasts = [...this.toasts, { id, text, level }];
     setTimeout(() => { this.toasts = this.toasts.filter((t) => t.id !== id); }, 6000);
   }
 
-  private get critical(): number {
-    let n = 0;
-    for (const r of this.rows.values()) if (r.health?.level === HealthLevel.CRITICAL) n += 1;
-    return n;
+  // What the header and the filters need of every row, once per change of the rows.
+  private summaryCache: { version: number; critical: number; overall: 'green' | 'red' | 'grey'; tenants: string[] } | null = null;
+  private get summary() {
+    if (this.summaryCache?.version === this.rowsVersion) return this.summaryCache;
+    let critical = 0;
+    let allUp = true;
+    const tenants = new Set<string>();
+    for (const r of this.rows.values()) {
+      if (r.health?.level === HealthLevel.CRITICAL) critical += 1;
+      if (r.session.state !== SessionState.CONNECTED && r.health?.level !== HealthLevel.INACTIVE) allUp = false;
+      tenants.add(r.session.tenantId);
+    }
+    const overall: 'green' | 'red' | 'grey' = this.rows.size === 0 ? 'grey' : allUp ? 'green' : 'red';
+    this.summaryCache = { version: this.rowsVersion, critical, overall, tenants: [...tenants].sort() };
+    return this.summaryCache;
   }
 
   updated() {
@@ -276,7 +349,7 @@ class WaConsole extends LitElement {
       row.style.transform = `translateY(${row.dataset.offset}px)`;
     }
     // The tab tells a critical session from afar: title and favicon.
-    const critical = this.caller ? this.critical : 0;
+    const critical = this.caller ? this.summary.critical : 0;
     document.title = critical ? `(${critical} critical) WA Sentinel` : 'WA Sentinel';
     const icon = document.getElementById('favicon') as HTMLLinkElement | null;
     const colour = critical ? '%23e02424' : '%231f9d55';
@@ -287,8 +360,7 @@ class WaConsole extends LitElement {
   render() {
     if (!this.caller && this.signingIn) return html`<main class="signin"><p role="status">Signing in…</p></main>`;
     if (!this.caller) return this.renderSignIn();
-    const overall = this.rows.size === 0 ? 'grey'
-      : [...this.rows.values()].every((r) => r.session.state === SessionState.CONNECTED || r.health?.level === HealthLevel.INACTIVE) ? 'green' : 'red';
+    const overall = this.summary.overall;
     return html`
       <header class="top">
         <a class="brand" href="/" @click=${onLink}><wa-status-dot state=${this.link === 'unreachable' ? 'grey' : overall}
@@ -337,7 +409,17 @@ class WaConsole extends LitElement {
       </form></main>`;
   }
 
+  // The rows the filter lets through, critical first; computed again only when the rows or the
+  // filter changed (not on every scroll).
   private filtered(): Row[] {
+    const c = this.filterCache;
+    if (c && c.version === this.rowsVersion && c.filter === this.filter) return c.rows;
+    const rows = this.computeFiltered();
+    this.filterCache = { version: this.rowsVersion, filter: this.filter, rows };
+    return rows;
+  }
+
+  private computeFiltered(): Row[] {
     const f = this.filter;
     const text = f.text.trim().toLowerCase();
     const digits = text.replace(/\D/g, '');
@@ -362,7 +444,7 @@ class WaConsole extends LitElement {
     const viewport = this.viewportHeight;
     const first = Math.max(0, Math.floor(this.scrollTop / ROW_HEIGHT) - 10);
     const last = Math.min(rows.length, Math.ceil((this.scrollTop + viewport) / ROW_HEIGHT) + 10);
-    const tenants = [...new Set([...this.rows.values()].map((r) => r.session.tenantId))].sort();
+    const tenants = this.summary.tenants;
     const setFilter = (k: keyof WaConsole['filter']) => (e: Event) => {
       this.filter = { ...this.filter, [k]: (e.target as HTMLInputElement).value };
     };

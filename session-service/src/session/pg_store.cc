@@ -342,14 +342,46 @@ CREATE TRIGGER session_leases_detach_holder BEFORE UPDATE OF token ON session_le
   FOR EACH ROW WHEN (NEW.holder IS NOT NULL AND NEW.holder = OLD.holder)
   EXECUTE FUNCTION session_leases_detach_holder();
 )sql"},
+      // Sequences in commit order. A sequence is taken when a row is inserted, but transactions
+      // commit in their own order: with concurrent writers (CreateSession beside the transition
+      // writer, several replicas) an event could become visible after one with a larger
+      // sequence, and a watcher or a client resuming after_sequence past it would never see
+      // it. Each event-writing transaction now takes one transaction-scoped advisory lock
+      // ('wase' 'evts') before its event is numbered, and holds it until it commits, so the
+      // next one numbers its events after this one's are visible. The numbers come from a
+      // sequence of their own that goes on where the column's left off (the column default's
+      // value is replaced, so the numbering stays without gaps); the table is locked while
+      // that is read, so no insert slips between. docs/architecture.md, "The event log".
+      {5, "session events numbered in commit order", R"sql(
+LOCK TABLE session_events IN SHARE ROW EXCLUSIVE MODE;
+CREATE SEQUENCE session_events_order;
+SELECT setval('session_events_order', GREATEST(
+  COALESCE((SELECT max(sequence) FROM session_events), 0),
+  COALESCE(pg_sequence_last_value(pg_get_serial_sequence('session_events', 'sequence')::regclass), 0)
+) + 1, false);
+CREATE FUNCTION session_events_number() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock(2002875237, 1702261875);
+  NEW.sequence := nextval('session_events_order');
+  RETURN NEW;
+END $$;
+CREATE TRIGGER session_events_number BEFORE INSERT ON session_events
+  FOR EACH ROW EXECUTE FUNCTION session_events_number();
+)sql"},
   };
   return *migrations;
 }
+
+// Migration 5's lock on numbering events, taken first by every transaction that writes events
+// (before any row lock, so two such transactions cannot deadlock over it and a row); its
+// trigger takes it again, which costs nothing once held.
+constexpr const char* kEventOrderLock = "SELECT pg_advisory_xact_lock(2002875237, 1702261875)";
 
 absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
     const SessionRecord& rec, const std::string& lease_owner, int64_t lease_holder) {
   std::pair<SessionRecord, EventRecord> out;
   const absl::Status created = pool_.Transact("create session", [&](pqxx::work& w) {
+    w.exec(kEventOrderLock);
     std::optional<std::string> key_id;
     std::optional<std::string>
         blob_hex;  // bytea travels as hex text: libpqxx 6 has no nullable binary parameter
@@ -606,6 +638,7 @@ absl::StatusOr<std::vector<absl::StatusOr<EventRecord>>> PgSessionStore::RecordT
     absl::Span<const Transition> batch) {
   std::vector<absl::StatusOr<EventRecord>> answers;
   WAS_RETURN_IF_ERROR(pool_.Transact("record transition", [&](pqxx::work& w) {
+    w.exec(kEventOrderLock);
     answers.reserve(batch.size());
     for (const Transition& t : batch) {
       if (auto st = CheckSessionId(t.session_id); !st.ok()) {

@@ -92,6 +92,8 @@ class StreamRecorder {
   explicit StreamRecorder(Open open) {
     reader_ = open(&ctx_);
     thread_ = std::thread([this] {
+      reader_->WaitForInitialMetadata();  // the service's headers: the stream is in place
+      started.Push(true);
       Msg m;
       while (reader_->Read(&m)) messages.Push(m);
       status_ = reader_->Finish();
@@ -107,6 +109,7 @@ class StreamRecorder {
   const grpc::Status& status() const { return status_; }
 
   Recorder<Msg> messages;
+  Recorder<bool> started;  ///< once, when the headers came (or the call ended without them)
   Recorder<bool> done;
 
  private:
