@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "grpc/health/v1/health.pb.h"
@@ -142,6 +143,8 @@ class HeldStream {
     leave_ = true;
     if (thread_.joinable()) thread_.join();
   }
+  /// What came so far, for messages.
+  std::string Received() { return absl::CEscape(absl::StrJoin(chunks_.Snapshot(), "")); }
   /// Waits for at least `n` response messages; answers the frames seen by then.
   Frames AwaitMessages(size_t n) {
     Frames frames;
@@ -361,8 +364,11 @@ TEST_F(BridgeTest, LimitsCallsPerClient) {
   };
   auto first = std::make_unique<HeldStream>(port_, CheckBody("shop"));
   HeldStream second(port_, CheckBody("shop"));
-  ASSERT_TRUE(wasentinel::testing::Eventually(
-      [&] { return GaugeValue(registry_, "console_grpc_web_calls_open") == 2; }));
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    return GaugeValue(registry_, "console_grpc_web_calls_open") == 2;
+  })) << "open: "
+      << GaugeValue(registry_, "console_grpc_web_calls_open") << "; first stream got "
+      << first->Received() << ", second " << second.Received();
   EXPECT_EQ(
       status_of(Request(port_, "POST", "/grpc.health.v1.Health/Check", CheckBody("shop"), kBinary)),
       "8");

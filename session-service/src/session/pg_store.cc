@@ -351,7 +351,8 @@ CREATE TRIGGER session_leases_detach_holder BEFORE UPDATE OF token ON session_le
       // next one numbers its events after this one's are visible. The numbers come from a
       // sequence of their own that goes on where the column's left off (the column default's
       // value is replaced, so the numbering stays without gaps); the table is locked while
-      // that is read, so no insert slips between. docs/architecture.md, "The event log".
+      // that is read, so no insert slips between. docs/architecture.md, "The event log,
+      // LISTEN/NOTIFY and WatchSessionEvents".
       {5, "session events numbered in commit order", R"sql(
 LOCK TABLE session_events IN SHARE ROW EXCLUSIVE MODE;
 CREATE SEQUENCE session_events_order;

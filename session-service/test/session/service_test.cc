@@ -332,10 +332,10 @@ TEST(SessionService, HealthAndWatchReplay) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
-// Events are numbered in commit order (docs/architecture.md, "The event log"): a live watcher
-// keeps its place by the last sequence it sent, so with many writers at once an event that
-// became visible after a larger sequence would be skipped for good. 400 creations from 16
-// threads: the live watcher gets all 400, in increasing sequence.
+// Events are numbered in commit order (docs/architecture.md, "The event log, LISTEN/NOTIFY
+// and WatchSessionEvents"): a live watcher keeps its place by the last sequence it sent, so with
+// many writers at once an event that became visible after a larger sequence would be skipped for
+// good. 400 creations from 16 threads: the live watcher gets all 400, in increasing sequence.
 TEST(SessionService, ConcurrentWritersEventsReachALiveWatcherInSequenceOrder) {
   Stack s;
   Watcher live(*s.stub, std::nullopt);
