@@ -704,6 +704,12 @@ absl::StatusOr<bool> Protocol::HasSession(const Address& address) {
 }
 
 absl::StatusOr<Ciphertext> Protocol::Encrypt(const Address& address, ByteView padded) {
+  auto has = HasSession(address);
+  if (!has.ok()) return has.status();
+  if (!*has) {
+    return absl::NotFoundError(absl::StrCat("encrypting: no session with ", address.name, ".",
+                                            address.device, " (process its bundle first)"));
+  }
   const signal_protocol_address native = Native(address);
   session_cipher* cipher = nullptr;
   if (int rc = session_cipher_create(&cipher, impl_->store_context, &native, impl_->ctx());
