@@ -1,0 +1,66 @@
+// libFuzzer target: what the network hands the Signal layer (session-service/src/e2ee/signal.h)
+// — a pkmsg or msg from a peer this device has a session with, an skmsg of a group whose sender
+// key it holds, a sender key distribution, and the padding of a decrypted plaintext. The first
+// byte picks the input; none may crash, whatever it is.
+#include <cstdint>
+#include <memory>
+
+#include "e2ee/signal.h"
+
+namespace {
+
+using namespace wasentinel;
+using namespace wasentinel::signal;
+
+struct World {
+  std::unique_ptr<Context> context = Context::Create().value();
+  Address alice{"15550001111", 0}, bob{"15550002222", 1};
+  Identity bob_identity = context->GenerateIdentity().value();
+  MemoryStore alice_store{context->GenerateIdentity().value()};
+  MemoryStore bob_store{bob_identity};
+  std::unique_ptr<Protocol> a = Protocol::Create(*context, alice_store).value();
+  std::unique_ptr<Protocol> b = Protocol::Create(*context, bob_store).value();
+  const std::string group = "120363000000000001@g.us";
+
+  World() {
+    // Bob publishes a bundle; Alice starts a session and a sender key Bob takes.
+    auto pre = context->GeneratePreKeys(1, 1).value().front();
+    (void)bob_store.StorePreKey(pre.id, context->PreKeyRecord(pre).value());
+    auto signed_key = context->GenerateSignedPreKey(bob_identity, 1).value();
+    (void)bob_store.StoreSignedPreKey(1, context->SignedPreKeyRecord(signed_key, 0).value());
+    PreKeyBundle bundle{
+        bob_identity.registration_id, bob.device,          pre, signed_key.id, signed_key.key.pub,
+        signed_key.signature,         bob_identity.key.pub};
+    (void)a->ProcessBundle(bob, bundle);
+    auto first = a->Encrypt(bob, Pad(ByteView())).value();
+    (void)b->Decrypt(alice, first.type, first.bytes);
+    (void)b->ProcessSenderKeyDistribution(group, alice,
+                                          a->SenderKeyDistribution(group, alice).value());
+  }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static World w;
+  if (size == 0) return 0;
+  const ByteView rest(data + 1, size - 1);
+  switch (data[0] % 5) {
+    case 0:
+      (void)w.b->Decrypt(w.alice, MessageType::kPreKey, rest);
+      break;
+    case 1:
+      (void)w.b->Decrypt(w.alice, MessageType::kWhisper, rest);
+      break;
+    case 2:
+      (void)w.b->GroupDecrypt(w.group, w.alice, rest);
+      break;
+    case 3:
+      (void)w.b->ProcessSenderKeyDistribution(w.group, w.bob, rest);
+      break;
+    case 4:
+      (void)Unpad(rest);
+      break;
+  }
+  return 0;
+}
