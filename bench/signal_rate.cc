@@ -10,6 +10,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "e2ee/journal_store.h"
 #include "e2ee/signal.h"
 #include "nlohmann/json.hpp"
 

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "e2ee/journal_store.h"
 #include "e2ee/signal.h"
 #include "nlohmann/json.hpp"
 #include "wasentinel/common/bytes.h"

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "e2ee/journal_store.h"
 #include "e2ee/signal.h"
 
 namespace {

@@ -104,38 +104,6 @@ class Store {
                                       ByteView record) = 0;
 };
 
-/// A Store in memory (tests, tools, wa-sim's simulated phones). Trusts on first use: an
-/// identity that differs from the saved one is untrusted until SaveIdentity replaces it.
-class MemoryStore final : public Store {
- public:
-  explicit MemoryStore(Identity identity);
-  ~MemoryStore() override;
-
-  absl::StatusOr<Identity> LocalIdentity() override;
-  absl::StatusOr<bool> SaveIdentity(const Address& address, ByteView identity_pub) override;
-  absl::StatusOr<bool> IsTrustedIdentity(const Address& address, ByteView identity_pub) override;
-  absl::StatusOr<std::optional<Bytes>> LoadPreKey(uint32_t id) override;
-  absl::Status StorePreKey(uint32_t id, ByteView record) override;
-  absl::Status RemovePreKey(uint32_t id) override;
-  absl::StatusOr<std::optional<Bytes>> LoadSignedPreKey(uint32_t id) override;
-  absl::Status StoreSignedPreKey(uint32_t id, ByteView record) override;
-  absl::StatusOr<std::optional<Bytes>> LoadSession(const Address& address) override;
-  absl::Status StoreSession(const Address& address, ByteView record) override;
-  absl::StatusOr<std::vector<int32_t>> SessionDevices(const std::string& name) override;
-  absl::Status DeleteSession(const Address& address) override;
-  absl::Status DeleteAllSessions(const std::string& name) override;
-  absl::StatusOr<std::optional<Bytes>> LoadSenderKey(const std::string& group,
-                                                     const Address& sender) override;
-  absl::Status StoreSenderKey(const std::string& group, const Address& sender,
-                              ByteView record) override;
-
-  size_t pre_key_count() const;
-
- private:
-  struct State;
-  std::unique_ptr<State> state_;
-};
-
 /// libsignal's global context: the crypto provider (OpenSSL and libsodium) and a lock. One per
 /// thread that uses it at a time, or shared: every call into libsignal through it is serialised
 /// by its lock.

@@ -8,6 +8,8 @@
 
 #include <string>
 
+#include "e2ee/journal_store.h"
+
 namespace wasentinel::signal {
 namespace {
 
@@ -194,6 +196,73 @@ TEST_F(Pair, GroupMessagesWithSenderKeys) {
             absl::StatusCode::kNotFound);
   EXPECT_EQ(bob.protocol->ProcessSenderKeyDistribution(group, alice.address, B("junk")).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// What a decryption changed, as the journal tells it, is all a device needs to go on: applied
+// to an image (as PostgreSQL would keep it) and loaded into a new store, the conversation
+// continues.
+TEST_F(Pair, TheJournalIsEverythingThatChanged) {
+  const Identity bob_identity = bob.identity;
+  Image persisted;
+  for (const auto& k : bob.pre_keys) persisted.pre_keys[k.id] = context->PreKeyRecord(k).value();
+  persisted.signed_pre_keys[1] = context->SignedPreKeyRecord(bob.signed_pre_key, 0).value();
+  auto apply = [&](const std::vector<Change>& changes) {
+    for (const Change& c : changes) {
+      const auto key = std::make_pair(c.address.name, c.address.device);
+      switch (c.kind) {
+        case Change::Kind::kPreKey:
+          if (c.value)
+            persisted.pre_keys[c.id] = *c.value;
+          else
+            persisted.pre_keys.erase(c.id);
+          break;
+        case Change::Kind::kSignedPreKey:
+          persisted.signed_pre_keys[c.id] = *c.value;
+          break;
+        case Change::Kind::kSession:
+          if (c.value)
+            persisted.sessions[key] = *c.value;
+          else
+            persisted.sessions.erase(key);
+          break;
+        case Change::Kind::kIdentity:
+          persisted.identities[key] = *c.value;
+          break;
+        case Change::Kind::kSenderKey:
+          persisted.sender_keys[{c.group, c.address.name, c.address.device}] = *c.value;
+          break;
+      }
+    }
+  };
+  auto journal = std::make_unique<JournalStore>(bob_identity, persisted);
+  auto protocol = Protocol::Create(*context, *journal).value();
+
+  ASSERT_TRUE(alice.protocol->ProcessBundle(bob.address, bob.Bundle(4)).ok());
+  auto first = alice.protocol->Encrypt(bob.address, Pad(B("one"))).value();
+  ASSERT_EQ(Unpad(protocol->Decrypt(alice.address, first.type, first.bytes).value()).value(),
+            B("one"));
+  const auto changes = journal->TakeJournal();
+  bool removed_pre_key = false, stored_session = false, saved_identity = false;
+  for (const Change& c : changes) {
+    removed_pre_key |= c.kind == Change::Kind::kPreKey && c.id == 5 && !c.value;
+    stored_session |= c.kind == Change::Kind::kSession && c.address == alice.address && c.value;
+    saved_identity |= c.kind == Change::Kind::kIdentity && c.address == alice.address &&
+                      *c.value == alice.identity.key.pub;
+  }
+  EXPECT_TRUE(removed_pre_key && stored_session && saved_identity) << changes.size() << " changes";
+  EXPECT_TRUE(journal->TakeJournal().empty());
+  apply(changes);
+
+  // A new store from what was persisted: the next message decrypts, the pre-key stays gone.
+  protocol.reset();
+  journal = std::make_unique<JournalStore>(bob_identity, persisted);
+  protocol = Protocol::Create(*context, *journal).value();
+  EXPECT_EQ(journal->pre_key_count(), 9u);
+  auto second = alice.protocol->Encrypt(bob.address, Pad(B("two"))).value();
+  ASSERT_EQ(Unpad(protocol->Decrypt(alice.address, second.type, second.bytes).value()).value(),
+            B("two"));
+  // A replay of the first message after the reload is still a duplicate.
+  EXPECT_FALSE(protocol->Decrypt(alice.address, first.type, first.bytes).ok());
 }
 
 TEST(Padding, WhatsAppsRandomPadding) {
