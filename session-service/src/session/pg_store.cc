@@ -369,6 +369,53 @@ END $$;
 CREATE TRIGGER session_events_number BEFORE INSERT ON session_events
   FOR EACH ROW EXECUTE FUNCTION session_events_number();
 )sql"},
+      // A linked device's Signal state (session-service/src/session/pg_signal_store.h): records
+      // holding private or chain keys sealed (seal_key names the sealing key), identities as
+      // they are; all of it goes with its session.
+      {6, "Signal state: pre-keys, sessions, identities, sender keys", R"sql(
+CREATE TABLE signal_pre_keys (
+  session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+  key_id integer NOT NULL,
+  seal_key text NOT NULL,
+  record bytea NOT NULL,
+  PRIMARY KEY (session_id, key_id)
+);
+CREATE TABLE signal_signed_pre_keys (
+  session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+  key_id integer NOT NULL,
+  seal_key text NOT NULL,
+  record bytea NOT NULL,
+  PRIMARY KEY (session_id, key_id)
+);
+CREATE TABLE signal_sessions (
+  session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+  peer text NOT NULL,
+  device integer NOT NULL,
+  seal_key text NOT NULL,
+  record bytea NOT NULL,
+  PRIMARY KEY (session_id, peer, device)
+);
+CREATE TABLE signal_identities (
+  session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+  peer text NOT NULL,
+  device integer NOT NULL,
+  identity bytea NOT NULL,
+  PRIMARY KEY (session_id, peer, device)
+);
+CREATE TABLE signal_sender_keys (
+  session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+  group_id text NOT NULL,
+  sender text NOT NULL,
+  device integer NOT NULL,
+  seal_key text NOT NULL,
+  record bytea NOT NULL,
+  PRIMARY KEY (session_id, group_id, sender, device)
+);
+CREATE TABLE signal_pre_key_ids (
+  session_id uuid PRIMARY KEY REFERENCES sessions (id) ON DELETE CASCADE,
+  next_id integer NOT NULL
+);
+)sql"},
   };
   return *migrations;
 }
@@ -583,11 +630,9 @@ const std::string& TransitionEventSql() {
 }
 
 absl::Status FencedError(const Transition& t) {
-  absl::Status st = absl::FailedPreconditionError(
-      absl::StrCat("session ", t.session_id, " is leased by another replica (fencing token ",
-                   t.lease_token, " is stale)"));
-  st.SetPayload(kFencedPayload, absl::Cord("1"));
-  return st;
+  return FencedStatus(absl::StrCat("session ", t.session_id,
+                                   " is leased by another replica (fencing token ", t.lease_token,
+                                   " is stale)"));
 }
 
 // One transition inside `w`: its event, NOT_FOUND or fenced. A statement that fails throws (and
@@ -764,6 +809,12 @@ absl::StatusOr<int64_t> PgSessionStore::PruneEventsBefore(absl::Time cutoff, int
 absl::StatusOr<absl::Duration> PgSessionStore::Ping() { return pool_.Ping(); }
 
 bool IsFenced(const absl::Status& status) { return status.GetPayload(kFencedPayload).has_value(); }
+
+absl::Status FencedStatus(std::string_view message) {
+  absl::Status st = absl::FailedPreconditionError(Sv(message));
+  st.SetPayload(kFencedPayload, absl::Cord("1"));
+  return st;
+}
 
 absl::StatusOr<int64_t> PgSessionStore::StartHolder(const ReplicaInfo& me, absl::Duration ttl) {
   if (ttl > absl::ZeroDuration()) lease_ttl_us_ = absl::ToInt64Microseconds(ttl);

@@ -315,5 +315,7 @@ class SessionStore : public TransitionStore {
 
 /// True for the status of a transition refused by fencing (another replica owns the session).
 bool IsFenced(const absl::Status& status);
+/// A FAILED_PRECONDITION that IsFenced recognises, with `message`.
+absl::Status FencedStatus(std::string_view message);
 
 }  // namespace wasentinel::session

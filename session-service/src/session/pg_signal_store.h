@@ -1,0 +1,43 @@
+// A linked device's Signal state in PostgreSQL (migration 6 of session-service/src/session/
+// pg_store.cc): one-time and signed pre-keys, sessions with other devices, their identities,
+// group sender keys, and the next pre-key id (ids are never reused). Every record that holds a
+// private or chain key is sealed like the credentials (common/include/wasentinel/common/
+// sealing.h); identities are public keys and stored as they are.
+//
+// The state is loaded whole when a session starts (LoadSignalImage) and kept in memory by a
+// JournalStore (session-service/src/e2ee/journal_store.h); what an operation changed is written
+// with WriteSignalChanges inside the caller's transaction, after checking the session's lease
+// still carries the caller's fencing token, so a replica that lost the lease never forks a
+// ratchet.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "e2ee/journal_store.h"
+#include "wasentinel/common/sealing.h"
+
+namespace pqxx {
+class transaction_base;
+}
+
+namespace wasentinel::session {
+
+/// The state of session `session_id`. DATA_LOSS or FAILED_PRECONDITION when a sealed record
+/// does not open (another key, tampering); INVALID_ARGUMENT for a malformed id.
+absl::StatusOr<signal::Image> LoadSignalImage(pqxx::transaction_base& tx, const Sealer& sealer,
+                                              const std::string& session_id);
+
+/// Writes `changes` for `session_id` in `tx`, first checking the session's lease carries
+/// `lease_token` (FAILED_PRECONDITION, IsFenced, when it does not: nothing is written).
+absl::Status WriteSignalChanges(pqxx::transaction_base& tx, const Sealer& sealer,
+                                const std::string& session_id, int64_t lease_token,
+                                const std::vector<signal::Change>& changes);
+
+/// Takes `count` pre-key ids for `session_id`, never handed out before: answers the first (ids
+/// run on from it, wrapping past 0xFFFFFF to 1). Same fencing as WriteSignalChanges.
+absl::StatusOr<uint32_t> TakePreKeyIds(pqxx::transaction_base& tx, const std::string& session_id,
+                                       int64_t lease_token, uint32_t count);
+
+}  // namespace wasentinel::session
