@@ -54,7 +54,7 @@ try {
   const record = stack.watch();
   await record.ready;
   await stack.session('Disconnect', { id: ids.Hamburg });
-  await sim.post(`/connections/${jids.Munich}/drop`, {});
+  await stack.drop(jids.Munich);
   await stack.loggedIn(jids.Munich);
   const hamburgRow = `.spacer .row[data-session="${ids.Hamburg}"]`;
   const whileHidden = await page.$eval(hamburgRow, (r) => r.children[1].textContent.trim());
@@ -182,10 +182,7 @@ try {
     await ok(page.locator('.actions button', { hasText: 'Reconnect' }).waitFor({ timeout: 10000 })));
 
   // Analytics: drops counted, and the exports hold what is shown.
-  for (let i = 0; i < 2; i += 1) {
-    await stack.loggedIn(jids.Berlin);
-    await sim.post(`/connections/${jids.Berlin}/drop`, {});
-  }
+  for (let i = 0; i < 2; i += 1) await stack.drop(jids.Berlin);
   await stack.loggedIn(jids.Berlin);
   await waitFor(async () => Number((await stack.monitor('GetHealthHistory', {})).drops) >= 3,
     { timeoutMs: 15000, what: 'the monitor to count three drops' }).catch(() => {});

@@ -16,10 +16,7 @@ const { base, ids, jids, sim } = stack;
 let exitCode = 1;
 try {
   // The bad day.
-  for (let i = 0; i < 2; i += 1) {
-    await stack.loggedIn(jids.Berlin);
-    await sim.post(`/connections/${jids.Berlin}/drop`, {});
-  }
+  for (let i = 0; i < 2; i += 1) await stack.drop(jids.Berlin);
   await stack.loggedIn(jids.Berlin);
   await sim.post(`/connections/${jids.Hamburg}/conflict`, {});
   await sim.post(`/connections/${jids.Munich}/stream-error`, { code: 401 });

@@ -92,6 +92,15 @@ export async function startStack({ sessions = ['Berlin', 'Hamburg', 'Munich'], a
       await page.click('button[type=submit]');
       await page.waitForSelector('.spacer .row', { timeout: 15000 });
     },
+    /// Drops `jid`'s logged-in socket at wa-sim, once there is one (a socket being replaced can
+    /// be gone between the look and the drop: then the next one is dropped).
+    drop: (jid) => waitFor(async () => {
+      try {
+        if (!(await sim.get('/connections')).connections.some((c) => c.jid === jid && c.logged_in === true)) return false;
+        await sim.post(`/connections/${jid}/drop`, {});
+        return true;
+      } catch { return false; }
+    }, { timeoutMs: 15000, what: `a socket of ${jid} to drop` }),
     /// wa-sim holds a logged-in socket of `jid` (user:device).
     loggedIn: (jid) => waitFor(async () => {
       try { return (await sim.get('/connections')).connections.some((c) => c.jid === jid && c.logged_in === true); } catch { return false; }

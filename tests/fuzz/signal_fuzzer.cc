@@ -1,11 +1,14 @@
 // libFuzzer target: what the network hands the Signal layer (session-service/src/e2ee/signal.h)
 // — a pkmsg or msg from a peer this device has a session with, an skmsg of a group whose sender
-// key it holds, a sender key distribution, and the padding of a decrypted plaintext. The first
-// byte picks the input; none may crash, whatever it is.
+// key it holds, a sender key distribution, the padding of a decrypted plaintext — and the key
+// stanzas (session-service/src/e2ee/prekey_stanzas.h) as frames: a bundle answer, a pre-key
+// upload and a bundle request (wa-sim reads the last two). The first byte picks the input; none
+// may crash, whatever it is.
 #include <cstdint>
 #include <memory>
 
 #include "e2ee/journal_store.h"
+#include "e2ee/prekey_stanzas.h"
 #include "e2ee/signal.h"
 
 namespace {
@@ -46,7 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static World w;
   if (size == 0) return 0;
   const ByteView rest(data + 1, size - 1);
-  switch (data[0] % 5) {
+  switch (data[0] % 8) {
     case 0:
       (void)w.b->Decrypt(w.alice, MessageType::kPreKey, rest);
       break;
