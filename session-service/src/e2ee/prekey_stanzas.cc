@@ -17,18 +17,7 @@ Bytes BigEndian(uint32_t v, int bytes) {
   return out;
 }
 
-absl::StatusOr<uint32_t> ReadBigEndian(const Node* n, size_t bytes, std::string_view what) {
-  if (!n) return absl::InvalidArgumentError(absl::StrCat("no <", Sv(what), ">"));
-  const ByteView b = n->ContentBytes();
-  if (b.size() != bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("<", Sv(what), "> must be ", bytes, " bytes, not ", b.size()));
-  }
-  uint32_t v = 0;
-  for (uint8_t c : b) v = (v << 8) | c;
-  return v;
-}
-
+// The bytes content of `n`, which must be `bytes` long.
 absl::StatusOr<Bytes> ReadKey(const Node* n, size_t bytes, std::string_view what) {
   if (!n) return absl::InvalidArgumentError(absl::StrCat("no <", Sv(what), ">"));
   const ByteView b = n->ContentBytes();
@@ -37,6 +26,15 @@ absl::StatusOr<Bytes> ReadKey(const Node* n, size_t bytes, std::string_view what
         absl::StrCat("<", Sv(what), "> must be ", bytes, " bytes, not ", b.size()));
   }
   return Bytes(b.begin(), b.end());
+}
+
+// A big-endian number of `bytes` bytes (key ids 3, registration ids 4).
+absl::StatusOr<uint32_t> ReadBigEndian(const Node* n, size_t bytes, std::string_view what) {
+  auto b = ReadKey(n, bytes, what);
+  if (!b.ok()) return b.status();
+  uint32_t v = 0;
+  for (uint8_t c : *b) v = (v << 8) | c;
+  return v;
 }
 
 Node KeyNode(uint32_t id, const Bytes& pub, const Bytes* signature) {
