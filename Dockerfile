@@ -22,7 +22,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config ca-certificates \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
-      libabsl-dev libpqxx-dev libsodium-dev libspdlog-dev libfmt-dev prometheus-cpp-dev \
+      libabsl-dev libpqxx-dev libsodium-dev libsignal-protocol-c-dev libspdlog-dev libfmt-dev prometheus-cpp-dev \
       libboost-dev libboost-system-dev libcurl4-openssl-dev libqrencode-dev libpng-dev \
       libssl-dev zlib1g-dev nlohmann-json3-dev libgtest-dev libgmock-dev libkainjow-mustache-dev \
       nodejs npm \
