@@ -20,19 +20,20 @@ int Random(uint8_t* data, size_t len, void*) {
 }
 
 struct Hmac {
-  EVP_MAC* mac = nullptr;
   EVP_MAC_CTX* ctx = nullptr;
-  ~Hmac() {
-    EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
-  }
+  ~Hmac() { EVP_MAC_CTX_free(ctx); }
 };
+
+// OpenSSL's HMAC, fetched from its provider once for the process (never freed).
+EVP_MAC* HmacAlgorithm() {
+  static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  return mac;
+}
 
 int HmacInit(void** context, const uint8_t* key, size_t key_len, void*) {
   auto h = std::make_unique<Hmac>();
-  h->mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  if (!h->mac) return SG_ERR_UNKNOWN;
-  h->ctx = EVP_MAC_CTX_new(h->mac);
+  if (!HmacAlgorithm()) return SG_ERR_UNKNOWN;
+  h->ctx = EVP_MAC_CTX_new(HmacAlgorithm());
   if (!h->ctx) return SG_ERR_NOMEM;
   char digest[] = "SHA256";
   OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
@@ -126,7 +127,8 @@ int Crypt(signal_buffer** output, int cipher, const uint8_t* key, size_t key_len
                   EVP_CipherUpdate(ctx, out.data(), &n, in, static_cast<int>(in_len)) == 1 &&
                   EVP_CipherFinal_ex(ctx, out.data() + n, &tail) == 1;
   EVP_CIPHER_CTX_free(ctx);
-  if (!ok) return SG_ERR_UNKNOWN;  // a bad PKCS#5 padding on decryption included
+  // A bad PKCS#5 padding after a MAC that verified: a malformed message from its sender.
+  if (!ok) return encrypt ? SG_ERR_UNKNOWN : SG_ERR_INVALID_MESSAGE;
   *output = signal_buffer_create(out.data(), static_cast<size_t>(n + tail));
   return *output ? 0 : SG_ERR_NOMEM;
 }

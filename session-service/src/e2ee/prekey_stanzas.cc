@@ -49,6 +49,7 @@ absl::StatusOr<PreKey> ReadPreKey(const Node* n) {
   if (!id.ok()) return id.status();
   auto pub = ReadKey(n->Child("value"), 32, "value");
   if (!pub.ok()) return pub.status();
+  if (*id == 0) return absl::InvalidArgumentError("<id> 0 is not a pre-key id");
   PreKey k;
   k.id = *id;
   k.key.pub = *std::move(pub);

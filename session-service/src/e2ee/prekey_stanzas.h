@@ -39,7 +39,8 @@ wa::Node PreKeyUploadIq(const PreKeyUpload& upload);
 /// wrong size, or for more than 2000 pre-keys.
 absl::StatusOr<PreKeyUpload> ParsePreKeyUploadIq(const wa::Node& iq);
 
-/// The bundle request for `jids` ("user:device@s.whatsapp.net"), at most 500.
+/// The bundle request for `jids` ("user:device@s.whatsapp.net"); the caller sends at most 500
+/// per request (the server's and ParseBundleRequestIq's limit).
 wa::Node BundleRequestIq(const std::vector<std::string>& jids);
 /// The JIDs a bundle request asks for (wa-sim). INVALID_ARGUMENT for a malformed request.
 absl::StatusOr<std::vector<std::string>> ParseBundleRequestIq(const wa::Node& iq);

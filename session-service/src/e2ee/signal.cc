@@ -223,8 +223,8 @@ absl::StatusOr<Identity> Context::GenerateIdentity() {
 
 absl::StatusOr<std::vector<PreKey>> Context::GeneratePreKeys(uint32_t first_id, uint32_t count) {
   if (count > 1000) return absl::InvalidArgumentError("at most 1000 pre-keys at once");
-  if (first_id == 0 || first_id > PRE_KEY_MEDIUM_MAX_VALUE) {
-    return absl::InvalidArgumentError("pre-key ids are 1..16777215");
+  if (first_id == 0 || first_id >= PRE_KEY_MEDIUM_MAX_VALUE) {
+    return absl::InvalidArgumentError("pre-key ids are 1..16777214");
   }
   std::vector<PreKey> out;
   out.reserve(count);
@@ -236,7 +236,7 @@ absl::StatusOr<std::vector<PreKey>> Context::GeneratePreKeys(uint32_t first_id, 
     }
     Ref<ec_key_pair> owned(pair);
     out.push_back({id, PairOf(pair)});
-    id = id == PRE_KEY_MEDIUM_MAX_VALUE ? 1 : id + 1;
+    id = id == PRE_KEY_MEDIUM_MAX_VALUE - 1 ? 1 : id + 1;
   }
   return out;
 }
@@ -366,7 +366,12 @@ const signal_protocol_session_store kSessionStore = {
       if (!p.Check(got)) return SG_ERR_UNKNOWN;
       signal_int_list* list = signal_int_list_alloc();
       if (!list) return SG_ERR_NOMEM;
-      for (int32_t d : *got) signal_int_list_push_back(list, d);
+      for (int32_t d : *got) {
+        if (signal_int_list_push_back(list, d) < 0) {
+          signal_int_list_free(list);
+          return SG_ERR_NOMEM;
+        }
+      }
       *sessions = list;
       return static_cast<int>(got->size());
     },
@@ -383,13 +388,22 @@ const signal_protocol_session_store kSessionStore = {
       if (!p.Check(got)) return SG_ERR_UNKNOWN;
       return got->has_value() ? 1 : 0;
     },
+    // 1 if a session was deleted, 0 if there was none.
     .delete_session_func = [](const signal_protocol_address* address, void* u) -> int {
       auto& p = Of(u);
+      auto had = p.store.LoadSession(AddressOf(address));
+      if (!p.Check(had)) return SG_ERR_UNKNOWN;
+      if (!*had) return 0;
       return p.Check(p.store.DeleteSession(AddressOf(address))) ? 1 : SG_ERR_UNKNOWN;
     },
+    // How many were deleted.
     .delete_all_sessions_func = [](const char* name, size_t name_len, void* u) -> int {
       auto& p = Of(u);
-      return p.Check(p.store.DeleteAllSessions(std::string(name, name_len))) ? 0 : SG_ERR_UNKNOWN;
+      const std::string user(name, name_len);
+      auto devices = p.store.SessionDevices(user);
+      if (!p.Check(devices)) return SG_ERR_UNKNOWN;
+      return p.Check(p.store.DeleteAllSessions(user)) ? static_cast<int>(devices->size())
+                                                      : SG_ERR_UNKNOWN;
     },
     .destroy_func = nullptr,
     .user_data = nullptr,
@@ -608,8 +622,8 @@ absl::StatusOr<Ciphertext> Protocol::Encrypt(const Address& address, ByteView pa
   ciphertext_message* message = nullptr;
   const int rc = session_cipher_encrypt(cipher, padded.data(), padded.size(), &message);
   session_cipher_free(cipher);
-  if (absl::Status st = impl_->Result(rc, "encrypting"); !st.ok()) return st;
   Ref<ciphertext_message> owned(message);
+  if (absl::Status st = impl_->Result(rc, "encrypting"); !st.ok()) return st;
   const int type = ciphertext_message_get_type(message);
   return Ciphertext{type == CIPHERTEXT_PREKEY_TYPE ? MessageType::kPreKey : MessageType::kWhisper,
                     ToBytes(ciphertext_message_get_serialized(message))};
@@ -658,10 +672,10 @@ absl::StatusOr<Bytes> Protocol::SenderKeyDistribution(const std::string& group,
   sender_key_distribution_message* message = nullptr;
   const int rc = group_session_builder_create_session(builder, &message, &name);
   group_session_builder_free(builder);
+  Ref<sender_key_distribution_message> owned(message);
   if (absl::Status st = impl_->Result(rc, "making a sender key distribution"); !st.ok()) {
     return st;
   }
-  Ref<sender_key_distribution_message> owned(message);
   return ToBytes(
       ciphertext_message_get_serialized(reinterpret_cast<const ciphertext_message*>(message)));
 }
@@ -696,8 +710,8 @@ absl::StatusOr<Bytes> Protocol::GroupEncrypt(const std::string& group, const Add
   ciphertext_message* message = nullptr;
   const int rc = group_cipher_encrypt(cipher, padded.data(), padded.size(), &message);
   group_cipher_free(cipher);
-  if (absl::Status st = impl_->Result(rc, "encrypting for a group"); !st.ok()) return st;
   Ref<ciphertext_message> owned(message);
+  if (absl::Status st = impl_->Result(rc, "encrypting for a group"); !st.ok()) return st;
   return ToBytes(ciphertext_message_get_serialized(message));
 }
 

@@ -46,7 +46,7 @@ struct Identity {
   uint32_t registration_id = 0;
 };
 
-/// A one-time pre-key: its id (1..0xFFFFFF, never reused) and key pair.
+/// A one-time pre-key: its id (1..0xFFFFFE, never reused) and key pair.
 struct PreKey {
   uint32_t id = 0;
   KeyPair key;
@@ -73,8 +73,9 @@ struct PreKeyBundle {
 
 /// What a device keeps: its identity, its pre-keys, sessions with others, others' identities
 /// and sender keys. Every method answers an error only when the storage itself fails
-/// (UNAVAILABLE, INTERNAL); "not found" is an empty optional. Called from libsignal with the
-/// Context's lock held.
+/// (UNAVAILABLE, INTERNAL); "not found" is an empty optional. Called from libsignal's
+/// operations, mostly under the Context's lock (not all: HasSession's lookup takes none), so a
+/// Store is used by one Protocol at a time.
 class Store {
  public:
   virtual ~Store() = default;
@@ -104,9 +105,9 @@ class Store {
                                       ByteView record) = 0;
 };
 
-/// libsignal's global context: the crypto provider (OpenSSL and libsodium) and a lock. One per
-/// thread that uses it at a time, or shared: every call into libsignal through it is serialised
-/// by its lock.
+/// libsignal's global context: the crypto provider (OpenSSL and libsodium, stateless) and the
+/// lock libsignal takes around its session and group operations. Shareable across threads; key
+/// generation and (de)serialisation take no lock and need none.
 class Context {
  public:
   /// INTERNAL if libsignal cannot be set up (out of memory).
@@ -119,8 +120,9 @@ class Context {
 
   /// A fresh identity key pair and registration id (1..16380, libsignal's range).
   absl::StatusOr<Identity> GenerateIdentity();
-  /// `count` one-time pre-keys with ids `first_id`, first_id + 1, … (wrapping past 0xFFFFFF to
-  /// 1, as libsignal's ids do). INVALID_ARGUMENT for a count over 1000 or a first id of 0.
+  /// `count` one-time pre-keys with ids `first_id`, first_id + 1, … wrapping past 0xFFFFFE to 1
+  /// (libsignal keeps a pre-key with id 0xFFFFFF after use, as a last-resort key, so that id is
+  /// never handed out). INVALID_ARGUMENT for a count over 1000 or a first id out of range.
   absl::StatusOr<std::vector<PreKey>> GeneratePreKeys(uint32_t first_id, uint32_t count);
   /// A signed pre-key with id `id`, signed by `identity`.
   absl::StatusOr<SignedPreKey> GenerateSignedPreKey(const Identity& identity, uint32_t id);

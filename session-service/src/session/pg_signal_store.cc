@@ -124,13 +124,27 @@ absl::Status WriteSignalChanges(pqxx::transaction_base& tx, const Sealer& sealer
         }
         break;
       case Change::Kind::kIdentity:
+        if (!c.value) {
+          tx.exec_params(
+              "DELETE FROM signal_identities WHERE session_id = $1::uuid AND peer = $2"
+              " AND device = $3",
+              session_id, c.address.name, c.address.device);
+          break;
+        }
         tx.exec_params(
             "INSERT INTO signal_identities (session_id, peer, device, identity) VALUES"
             " ($1::uuid, $2, $3, decode($4, 'hex')) ON CONFLICT (session_id, peer, device)"
             " DO UPDATE SET identity = EXCLUDED.identity",
-            session_id, c.address.name, c.address.device, HexEncode(c.value.value_or(Bytes{})));
+            session_id, c.address.name, c.address.device, HexEncode(*c.value));
         break;
       case Change::Kind::kSenderKey:
+        if (!sealed) {
+          tx.exec_params(
+              "DELETE FROM signal_sender_keys WHERE session_id = $1::uuid AND"
+              " group_id = $2 AND sender = $3 AND device = $4",
+              session_id, c.group, c.address.name, c.address.device);
+          break;
+        }
         tx.exec_params(
             "INSERT INTO signal_sender_keys (session_id, group_id, sender, device, seal_key,"
             " record) VALUES ($1::uuid, $2, $3, $4, $5, decode($6, 'hex')) ON CONFLICT"
@@ -149,12 +163,13 @@ absl::StatusOr<uint32_t> TakePreKeyIds(pqxx::transaction_base& tx, const std::st
   WAS_RETURN_IF_ERROR(CheckSessionId(session_id));
   if (count == 0 || count > 1000) return absl::InvalidArgumentError("1..1000 pre-key ids at once");
   WAS_RETURN_IF_ERROR(CheckLease(tx, session_id, lease_token));
-  // next_id runs over 1..0xFFFFFF; the row keeps the one after the last handed out.
+  // next_id runs over 1..0xFFFFFE (libsignal keeps a pre-key with id 0xFFFFFF after use: its
+  // last-resort key); the row keeps the one after the last handed out.
   auto r = tx.exec_params(
       "INSERT INTO signal_pre_key_ids (session_id, next_id) VALUES ($1::uuid, 1 + $2)"
       " ON CONFLICT (session_id) DO UPDATE SET next_id ="
-      " (signal_pre_key_ids.next_id - 1 + $2) % 16777215 + 1"
-      " RETURNING (next_id - 1 - $2 + 16777215) % 16777215 + 1",
+      " (signal_pre_key_ids.next_id - 1 + $2) % 16777214 + 1"
+      " RETURNING (next_id - 1 - $2 + 16777214) % 16777214 + 1",
       session_id, static_cast<int64_t>(count));
   return r[0][0].as<uint32_t>();
 }

@@ -36,7 +36,8 @@ absl::Status WriteSignalChanges(pqxx::transaction_base& tx, const Sealer& sealer
                                 const std::vector<signal::Change>& changes);
 
 /// Takes `count` pre-key ids for `session_id`, never handed out before: answers the first (ids
-/// run on from it, wrapping past 0xFFFFFF to 1). Same fencing as WriteSignalChanges.
+/// run on from it, wrapping past 0xFFFFFE to 1; libsignal never uses up a pre-key with id
+/// 0xFFFFFF, its last-resort key). Same fencing as WriteSignalChanges.
 absl::StatusOr<uint32_t> TakePreKeyIds(pqxx::transaction_base& tx, const std::string& session_id,
                                        int64_t lease_token, uint32_t count);
 

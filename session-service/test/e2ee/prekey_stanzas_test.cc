@@ -51,7 +51,8 @@ TEST_F(Keys, AnUploadReadsBackAsWritten) {
   EXPECT_EQ(back->signed_pre_key.signature, signed_key.signature);
   ASSERT_EQ(back->pre_keys.size(), 3u);
   EXPECT_EQ(back->pre_keys[0].id, 0xFFFFFEu);
-  EXPECT_EQ(back->pre_keys[2].id, 1u);
+  EXPECT_EQ(back->pre_keys[1].id, 1u);
+  EXPECT_EQ(back->pre_keys[2].id, 2u);
   EXPECT_EQ(back->pre_keys[1].key.pub, pre_keys[1].key.pub);
 
   wa::Node bad = iq;

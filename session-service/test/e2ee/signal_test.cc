@@ -65,9 +65,11 @@ TEST_F(Pair, KeysHaveWhatsAppsShapes) {
   ASSERT_EQ(alice.pre_keys.size(), 10u);
   EXPECT_EQ(alice.pre_keys.front().id, 1u);
   EXPECT_EQ(alice.pre_keys.back().id, 10u);
-  // Ids wrap past 0xFFFFFF to 1, never to 0.
-  auto wrapped = context->GeneratePreKeys(0xFFFFFF, 2).value();
+  // Ids wrap past 0xFFFFFE to 1, never to 0 or to libsignal's last-resort id 0xFFFFFF.
+  auto wrapped = context->GeneratePreKeys(0xFFFFFE, 2).value();
   EXPECT_EQ(wrapped[1].id, 1u);
+  EXPECT_EQ(context->GeneratePreKeys(0xFFFFFF, 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(context->GeneratePreKeys(0, 1).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(context->GeneratePreKeys(1, 1001).status().code(), absl::StatusCode::kInvalidArgument);
 }
