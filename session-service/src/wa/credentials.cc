@@ -3,6 +3,7 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "binary_node.h"
 #include "wasentinel/common/status_macros.h"
@@ -67,6 +68,27 @@ absl::StatusOr<KeyPair> ReadKeyPair(const nlohmann::json& parent, absl::string_v
 }
 
 }  // namespace
+
+absl::StatusOr<BaileysPreKey> ParseBaileysPreKeyFile(std::string_view file_name,
+                                                     std::string_view json) {
+  constexpr std::string_view kPrefix = "pre-key-", kSuffix = ".json";
+  uint32_t id = 0;
+  if (!file_name.starts_with(kPrefix) || !file_name.ends_with(kSuffix) ||
+      !absl::SimpleAtoi(
+          Sv(file_name.substr(kPrefix.size(), file_name.size() - kPrefix.size() - kSuffix.size())),
+          &id)) {
+    return Bad(absl::StrCat("\"", Sv(file_name), "\" is not pre-key-<id>.json"));
+  }
+  if (id == 0 || id >= 0xFFFFFF) return Bad(absl::StrCat("pre-key id ", id, " is out of range"));
+  auto parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    return Bad(absl::StrCat(Sv(file_name), " is not a JSON object"));
+  }
+  const std::string field = std::string(file_name);
+  nlohmann::json holder = {{field, std::move(parsed)}};
+  WAS_ASSIGN_OR_RETURN(KeyPair key, ReadKeyPair(holder, field));
+  return BaileysPreKey{id, key};
+}
 
 std::string DeviceCredentials::Jid() const {
   return absl::StrCat(phone, ":", device, "@s.whatsapp.net");
