@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "baileys_prekeys.h"
 #include "credentials.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

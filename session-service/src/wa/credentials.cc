@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "baileys_prekeys.h"
 #include "binary_node.h"
 #include "wasentinel/common/status_macros.h"
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "baileys_prekeys.h"
 #include "crypto.h"
 
 namespace wasentinel::wa {
