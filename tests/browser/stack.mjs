@@ -85,6 +85,11 @@ export async function startStack({ sessions = ['Berlin', 'Hamburg', 'Munich'], a
       page.on('pageerror', (e) => stack.pageErrors.push(String(e)));
       return page;
     },
+    /// Checks the pages printed no error (a failed resource load aside: the tests make some).
+    checkPageErrors() {
+      const errors = stack.pageErrors.filter((e) => !/Failed to load resource/.test(e));
+      return check('no errors in the page\'s console', errors.length === 0, errors.slice(0, 3).join(' | '));
+    },
     /// Signs in on the console's form and waits for the session table's first rows.
     async signIn(page, key = adminKey) {
       await page.goto(stack.base);

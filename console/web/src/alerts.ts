@@ -6,18 +6,17 @@
 import { LitElement, html, nothing } from 'lit';
 import { durationFromMs, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { can, describeError, type Api, type CallError, type Caller } from './api.js';
-import { ago, when } from './format.js';
+import { ago, when, words } from './format.js';
 import {
   Alert_Status, Delivery_Channel, Delivery_Kind, Delivery_Status, Severity,
   type Alert, type Delivery, type GetDeliveryStatsResponse, type Silence, type WebhookEndpoint,
 } from './gen/wasentinel/alert/v1/alert_pb.js';
-import { onLink, renderErrors } from './ui.js';
+import { actionButton, onLink, renderErrors, runAction } from './ui.js';
 
-const words = (name: string | undefined) => (name ?? 'unknown').toLowerCase().replaceAll('_', ' ');
 export const severityName = (s: Severity) => words(Severity[s]);
 export const channelName = (c: Delivery_Channel) => words(Delivery_Channel[c]);
 const alertStatusName = (s: Alert_Status) => words(Alert_Status[s]);
-const deliveryStatusName = (s: Delivery_Status) => words(Delivery_Status[s]);
+export const deliveryStatusName = (s: Delivery_Status) => words(Delivery_Status[s]);
 const kindName = (k: Delivery_Kind) => words(Delivery_Kind[k]);
 
 /// The event types the health-monitor raises (README "Architecture" › "Alerts").
@@ -106,29 +105,13 @@ class WaAlerts extends LitElement {
     this.load();
   }
 
-  /// Runs an action of this screen: its name shows a spinner, its result (or error) a line.
-  private async act(name: string, run: () => Promise<unknown>, confirmText?: string) {
-    if (confirmText && !window.confirm(confirmText)) return;
-    this.busy = name;
-    this.result = '';
-    try {
-      await run();
-      this.result = `${name}: done`;
-      await this.load();
-    } catch (e) {
-      const err = describeError('alert-service', e);
-      this.result = `${name} failed: ${err.codeName} ${err.message}`;
-    } finally {
-      this.busy = '';
-    }
+  private act(name: string, run: () => Promise<unknown>, confirmText?: string) {
+    return runAction(this, name, 'alert-service', run, () => this.load(), confirmText);
   }
 
   private button(name: string, scope: 'operate' | 'admin', run: () => Promise<unknown>, confirmText?: string, label = name) {
-    const allowed = can(this.caller, scope);
-    return html`<button class="plain" ?disabled=${!allowed || !!this.busy}
-        title=${allowed ? name : `This API key cannot do this (needs ${scope})`}
-        @click=${() => this.act(name, run, confirmText)}>
-      ${this.busy === name ? html`<span class="spin" aria-hidden="true"></span>` : nothing}${label}</button>`;
+    const denied = can(this.caller, scope) ? '' : `This API key cannot do this (needs ${scope})`;
+    return actionButton(this, name, label, denied, () => this.act(name, run, confirmText), 'plain');
   }
 
   render() {

@@ -5,7 +5,7 @@
 import { LitElement, html, nothing, svg } from 'lit';
 import { durationFromMs, timestampDate, timestampFromMs, type Duration, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { describeError, type Api, type CallError, type Caller, type ServiceName } from './api.js';
-import { channelName } from './alerts.js';
+import { channelName, deliveryStatusName } from './alerts.js';
 import { Delivery_Status, type GetDeliveryStatsResponse } from './gen/wasentinel/alert/v1/alert_pb.js';
 import type { GetHealthHistoryResponse, GetHealthHistoryResponse_Bucket } from './gen/wasentinel/monitor/v1/monitor_pb.js';
 import { download, renderErrors, toCsv } from './ui.js';
@@ -123,7 +123,7 @@ class WaAnalytics extends LitElement {
       },
       buckets: h.buckets.map((b) => Object.fromEntries(COLUMNS.map((c, i) => [c, rowOf(b)[i]]))),
       delivery: this.delivery?.rows.map((r) => ({
-        channel: channelName(r.channel), status: Delivery_Status[r.status]?.toLowerCase(), count: Number(r.count),
+        channel: channelName(r.channel), status: deliveryStatusName(r.status), count: Number(r.count),
         latency_p50_ms: ms(r.latencyP50), latency_p99_ms: ms(r.latencyP99),
       })) ?? [],
     };

@@ -14,7 +14,8 @@ export function dotOf(state: SessionState, level?: HealthLevel): DotColour {
   return 'red';
 }
 
-const words = (name: string | undefined) => (name ?? 'unknown').toLowerCase().replaceAll('_', ' ');
+/// An enum value's protobuf name as words: "SESSION_STATE_CONNECTED"'s "CONNECTED" → "connected".
+export const words = (name: string | undefined) => (name ?? 'unknown').toLowerCase().replaceAll('_', ' ');
 
 export const stateName = (s: SessionState) => words(SessionState[s]);
 export const reasonName = (r: StateReason) => words(StateReason[r]);

@@ -15,10 +15,10 @@ import { HealthLevel, type SessionHealth, type ListTransitionsResponse } from '.
 import { SessionState, type Session } from './gen/wasentinel/session/v1/session_pb.js';
 import { applyEvent, LiveEvents, type LinkState } from './live.js';
 import { defineStatusElements } from './status.js';
-import { navigate, onLink, renderErrors } from './ui.js';
+import { actionButton, navigate, onLink, renderErrors, runAction } from './ui.js';
 import { renderUptime } from './timeline.js';
-import { channelName } from './alerts.js';
-import { Alert_Status, Delivery_Status, type Alert } from './gen/wasentinel/alert/v1/alert_pb.js';
+import { channelName, deliveryStatusName } from './alerts.js';
+import { Alert_Status, type Alert } from './gen/wasentinel/alert/v1/alert_pb.js';
 import './alerts.js';
 import './analytics.js';
 
@@ -602,31 +602,14 @@ class WaSessionPage extends LitElement {
     if (error) this.errors = { ...this.errors, 'health-monitor': error };
   }
 
-  private async act(name: string, service: ServiceName, run: () => Promise<unknown>, confirmText?: string) {
-    if (confirmText && !window.confirm(confirmText)) return;
-    this.busy = name;
-    this.result = '';
-    try {
-      await run();
-      this.result = `${name}: done`;
-      await this.load();
-    } catch (e) {
-      const err = describeError(service, e);
-      this.result = `${name} failed: ${err.codeName} ${err.message}`;
-    } finally {
-      this.busy = '';
-    }
-  }
-
   render() {
     const s = this.session;
     const h = this.health;
     const id = this.sessionId;
     const op = can(this.caller, 'operate');
     const needs = op ? '' : 'This API key is read-only (needs operate)';
-    const button = (name: string, run: () => Promise<unknown>, confirmText?: string, service: ServiceName = 'session-service') => html`
-      <button ?disabled=${!op || !!this.busy} title=${needs || name} @click=${() => this.act(name, service, run, confirmText)}>
-        ${this.busy === name ? html`<span class="spin" aria-hidden="true"></span>` : nothing}${name}</button>`;
+    const button = (name: string, run: () => Promise<unknown>, confirmText?: string, service: ServiceName = 'session-service') =>
+      actionButton(this, name, name, needs, () => runAction(this, name, service, run, () => this.load(), confirmText));
     return html`
       ${renderErrors(this.errors)}
       <h1><wa-status-dot state=${s ? dotOf(s.state, h?.level) : 'grey'} label=${s ? stateName(s.state) : 'unknown'}></wa-status-dot>
@@ -652,7 +635,7 @@ class WaSessionPage extends LitElement {
         <h2 id="open-alerts-h">Open alerts</h2>
         ${this.alerts === null ? html`<p class="hint">—</p>` : this.alerts.length === 0 ? html`<p class="hint">None.</p>`
           : html`<ul class="timeline" data-testid="session-alerts">${this.alerts.map((a) => html`<li><time>${when(a.raisedAt)}</time>
-            <strong>${a.summary || a.eventType}</strong> <small>${a.eventType} · ${a.deliveries.map((d) => `${channelName(d.channel)} ${Delivery_Status[d.status]?.toLowerCase()}`).join(', ')}</small></li>`)}</ul>`}
+            <strong>${a.summary || a.eventType}</strong> <small>${a.eventType} · ${a.deliveries.map((d) => `${channelName(d.channel)} ${deliveryStatusName(d.status)}`).join(', ')}</small></li>`)}</ul>`}
         <p><a href="/alerts" @click=${onLink}>All alerts</a></p>
       </section>
       <section>

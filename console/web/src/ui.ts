@@ -1,7 +1,7 @@
 // What every screen of the console shares: in-app links, the per-service error lines, and
 // downloads of what a screen shows.
-import { html } from 'lit';
-import type { CallError, ServiceName } from './api.js';
+import { html, nothing } from 'lit';
+import { describeError, type CallError, type ServiceName } from './api.js';
 
 export function navigate(path: string) {
   history.pushState(null, '', path);
@@ -42,4 +42,38 @@ export function toCsv(header: string[], rows: (string | number)[][]): string {
     return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
   };
   return [header, ...rows].map((r) => r.map(field).join(',')).join('\r\n') + '\r\n';
+}
+
+/// A screen whose buttons run actions: the one under way, and what the last one answered.
+export interface ActionHost {
+  busy: string;
+  result: string;
+}
+
+/// Runs action `name` for `host` once `confirmText` (if any) is confirmed: the action's button
+/// spins while it runs, then the host's result line says "done" or what `service` answered, and
+/// `reload` shows its effect.
+export async function runAction(host: ActionHost, name: string, service: ServiceName,
+  run: () => Promise<unknown>, reload: () => Promise<unknown>, confirmText?: string) {
+  if (confirmText && !window.confirm(confirmText)) return;
+  host.busy = name;
+  host.result = '';
+  try {
+    await run();
+    host.result = `${name}: done`;
+    await reload();
+  } catch (e) {
+    const err = describeError(service, e);
+    host.result = `${name} failed: ${err.codeName} ${err.message}`;
+  } finally {
+    host.busy = '';
+  }
+}
+
+/// An action's button: disabled while any action runs, and when the key may not run it (then
+/// `denied` is its title, so the reason shows instead of an error later).
+export function actionButton(host: ActionHost, name: string, label: string, denied: string,
+  onClick: () => void, cls = '') {
+  return html`<button class=${cls} ?disabled=${!!denied || !!host.busy} title=${denied || name} @click=${onClick}>
+    ${host.busy === name ? html`<span class="spin" aria-hidden="true"></span>` : nothing}${label}</button>`;
 }
