@@ -40,7 +40,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates libabsl20220623 libcurl4 libfmt9 libgrpc++1.51 libgrpc29 libpng16-16 \
       libpqxx-6.4 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 \
-      libqrencode4 libsodium23 libspdlog1.10 libssl3 zlib1g \
+      libqrencode4 libsignal-protocol-c2.3.2 libsodium23 libspdlog1.10 libssl3 zlib1g \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin wasentinel
 COPY --from=build /opt/wasentinel/bin/was-health-probe /usr/local/bin/

@@ -59,7 +59,7 @@ export function sampleDoubleSockets(sim) {
 export async function startSim(args = [], {netns = null, host = '127.0.0.1'} = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'wa-sim-'));
   const ready = join(dir, 'ready.json');
-  const simArgs = ['--port=0', '--control_port=0', `--ready_file=${ready}`, '--log_level=warn',
+  const simArgs = ['--port=0', '--control_port=0', `--ready_file=${ready}`, `--log_level=${process.env.WA_SIM_LOG_LEVEL ?? 'warn'}`,
     `--host=${host}`, ...args];
   const proc = netns ?
       spawn('ip', ['netns', 'exec', netns, requiredEnv('WA_SIM'), ...simArgs],

@@ -23,7 +23,8 @@ ABSL_FLAG(std::string, ready_file, "",
           "write {ws_port, control_port, root_public_key} as JSON here once listening");
 ABSL_FLAG(std::string, root_key_file, "",
           "write the certificate root's public key (hex) here, for clients to trust");
-ABSL_FLAG(int, prekey_count, 50, "prekey count answered to clients");
+ABSL_FLAG(int, prekey_count, -1,
+          "pre-key count answered to every client instead of its real count (-1: the real one)");
 ABSL_FLAG(int, pairing_refs, 6, "refs (QR codes) sent to a registering client");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: also serve wss:// on --tls_port");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");

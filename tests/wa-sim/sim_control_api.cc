@@ -251,6 +251,17 @@ http::response<http::string_body> SimServer::State::Route(
                                     {"outdated_refused", counters.outdated_refused},
                                     {"offline_delivered", counters.offline_delivered},
                                     {"offline_batches", counters.offline_batches},
+                                    {"prekey_uploads", counters.prekey_uploads},
+                                    {"bundles_served", counters.bundles_served},
+                                    {"usync_queries", counters.usync_queries},
+                                    {"messages_routed", counters.messages_routed},
+                                    {"messages_refused", counters.messages_refused},
+                                    {"deliveries", counters.deliveries},
+                                    {"receipts_routed", counters.receipts_routed},
+                                    {"retries_routed", counters.retries_routed},
+                                    {"phone_received", counters.phone_received},
+                                    {"phone_undecryptable", counters.phone_undecryptable},
+                                    {"groups", groups.size()},
                                     {"version_page_reads", counters.version_page_reads},
                                     {"min_version", min_version},
                                     {"web_version", web_version}});
@@ -276,7 +287,11 @@ http::response<http::string_body> SimServer::State::Route(
         list.push_back({{"jid", k},
                         {"logged_out", d.logged_out},
                         {"logins", d.logins},
-                        {"offline_queued", d.offline.size()}});
+                        {"offline_queued", d.offline.size()},
+                        {"key_index", d.key_index},
+                        {"held", d.held},
+                        {"prekeys", d.keys ? json(d.keys->pre_keys.size()) : json(nullptr)},
+                        {"registration_id", d.keys ? d.keys->registration_id : 0}});
       }
       return reply(http::status::ok, {{"devices", list}});
     }
@@ -324,6 +339,39 @@ http::response<http::string_body> SimServer::State::Route(
       it->second.offline.push_back(std::move(stanza));
       return reply(http::status::ok, {{"id", id}, {"queued", it->second.offline.size()}});
     }
+    if (parts.size() == 3 && method == http::verb::post &&
+        (parts[2] == "hold" || parts[2] == "corrupt-next" || parts[2] == "drain-prekeys")) {
+      auto it = devices.find(DeviceKey(parts[1]));
+      if (it == devices.end()) return error(http::status::not_found, "no such device");
+      Device& d = it->second;
+      if (parts[2] == "corrupt-next") {
+        // The next message routed to the device arrives with its <enc> damaged.
+        d.corrupt_next = true;
+        return reply(http::status::ok, {{"jid", it->first}, {"corrupt_next", true}});
+      }
+      if (parts[2] == "drain-prekeys") {
+        // The server hands out every one-time pre-key it holds for the device and tells it.
+        const size_t drained = d.keys ? d.keys->pre_keys.size() : 0;
+        if (d.keys) d.keys->pre_keys.clear();
+        NotifyPreKeyCount(*this, it->first, 0);
+        return reply(http::status::ok, {{"jid", it->first}, {"drained", drained}});
+      }
+      // {"enabled": true}: what is routed to the device waits in its offline queue even while
+      // it is connected; {"enabled": false} delivers it to its live connection.
+      d.held = body.value("enabled", true);
+      size_t released = 0;
+      if (!d.held) {
+        if (auto conn = FindLive(it->first)) {
+          for (auto& o : std::exchange(d.offline, {})) {
+            if (o.stanza.tag == "message") o.stanza.attrs.emplace_back("offline", "0");
+            conn->Take(std::move(o));
+            ++released;
+          }
+        }
+      }
+      return reply(http::status::ok,
+                   {{"jid", it->first}, {"held", d.held}, {"released", released}});
+    }
     if (parts.size() == 3 && parts[2] == "fail-login" && method == http::verb::post) {
       // {"reason": 402, "code": 101, "expire": 3600, "message": "...", "count": 1}: the next
       // `count` logins of the device end in that <failure>.
@@ -353,6 +401,70 @@ http::response<http::string_body> SimServer::State::Route(
           LoginFailure{static_cast<int>(reason), static_cast<int>(code), expire,
                        body.value("message", std::string()), static_cast<int>(count)};
       return reply(http::status::ok, {{"jid", it->first}, {"reason", reason}, {"count", count}});
+    }
+  }
+  if (!parts.empty() && parts[0] == "accounts" && parts.size() == 3) {
+    const std::string& phone = parts[1];
+    if (DevicesOf(*this, phone).empty()) return error(http::status::not_found, "no such account");
+    if (parts[2] == "phone" && method == http::verb::get) {
+      // What the simulated phone (device 0) received.
+      Phone& p = PhoneOf(*this, phone);
+      return reply(http::status::ok, {{"received", p.received},
+                                      {"undecryptable", p.undecryptable},
+                                      {"prekeys", p.keys.pre_keys.size()},
+                                      {"inbox", json(p.inbox)}});
+    }
+    if (parts[2] == "reset-identity" && method == http::verb::post) {
+      auto told = ResetIdentity(*this, phone);
+      if (!told.ok())
+        return error(http::status::internal_server_error, std::string(told.status().message()));
+      return reply(http::status::ok, {{"phone", phone}, {"told", *told}});
+    }
+  }
+  if (!parts.empty() && parts[0] == "groups") {
+    if (parts.size() == 1 && method == http::verb::post) {
+      // {"subject": "…", "creator": PHONE, "participants": [PHONE, …]}: a group of those
+      // accounts (the creator is a member and its super-admin).
+      if (!body.contains("creator") || !body["creator"].is_string() ||
+          (body.contains("participants") && !body["participants"].is_array())) {
+        return error(http::status::bad_request,
+                     "give \"creator\" (a phone) and \"participants\" (phones)");
+      }
+      Group g;
+      g.creator = body["creator"];
+      g.subject = body.value("subject", std::string("Group"));
+      g.creation = absl::ToUnixSeconds(absl::Now());
+      g.participants.push_back(g.creator);
+      for (const auto& p : body.value("participants", json::array())) {
+        if (!p.is_string()) return error(http::status::bad_request, "participants are phones");
+        if (std::find(g.participants.begin(), g.participants.end(), p.get<std::string>()) ==
+            g.participants.end()) {
+          g.participants.push_back(p);
+        }
+      }
+      for (const auto& p : g.participants) {
+        if (DevicesOf(*this, p).empty()) {
+          return error(http::status::not_found, "no account " + p);
+        }
+      }
+      Bytes r(6);
+      wa::RandomBytes(r);
+      uint64_t n = 0;
+      for (uint8_t b : r) n = n * 256 + b;
+      const std::string id = absl::StrCat("120363", 100000000000ULL + n % 900000000000ULL);
+      groups[id] = g;
+      log_->info("group {} created with {} participants", id, g.participants.size());
+      return reply(http::status::created,
+                   {{"jid", id + "@g.us"}, {"participants", g.participants}});
+    }
+    if (parts.size() == 2 && method == http::verb::get) {
+      std::string id = parts[1].substr(0, parts[1].find('@'));
+      auto it = groups.find(id);
+      if (it == groups.end()) return error(http::status::not_found, "no such group");
+      return reply(http::status::ok, {{"jid", id + "@g.us"},
+                                      {"subject", it->second.subject},
+                                      {"creator", it->second.creator},
+                                      {"participants", it->second.participants}});
     }
   }
   if (!parts.empty() && parts[0] == "connections") {

@@ -5,6 +5,8 @@
 //                       handshake, its writes and its end
 //   sim_stanzas.cc      what a connection answers: login, pairing, iqs, stream errors, acks and
 //                       the offline queue
+//   sim_signal.cc       the Signal half: the key registry (pre-key uploads, counts, bundles),
+//                       usync device lists, message and receipt routing, groups, the phones
 //   sim_control_api.cc  the control API (HTTP/JSON) that tests drive the simulator with
 #pragma once
 
@@ -35,6 +37,8 @@
 #include "absl/time/time.h"
 #include "binary_node.h"
 #include "crypto.h"
+#include "e2ee/journal_store.h"
+#include "e2ee/signal.h"
 #include "handshake.h"
 #include "noise_channel.h"
 #include "pairing.h"
@@ -59,12 +63,44 @@ using wa::Node;
 using HttpRequest = http::request<http::string_body>;
 using HttpResponse = http::response<http::string_body>;
 
+// A device's Signal keys as its uploads left them at the server: what bundles are made of.
+// One-time pre-keys are handed out once each, lowest id first (whatsmeow prekeys.go: the server
+// answers a bundle without `<key>` once they are used up).
+struct DeviceKeys {
+  uint32_t registration_id = 0;
+  Bytes identity_pub;
+  signal::SignedPreKey signed_pre_key;  // the private half empty
+  std::map<uint32_t, std::array<uint8_t, 32>> pre_keys;
+};
+
+// The primary device (device 0) of an account, played by wa-sim: its Signal identity is the
+// account key that signs every linked device, as on a real phone; it publishes a bundle,
+// decrypts what is sent to it and answers with delivery receipts.
+struct Phone {
+  DeviceKeys keys;  // what it published
+  uint32_t next_pre_key = 1;
+  std::unique_ptr<signal::MemoryStore> store;
+  std::unique_ptr<signal::Protocol> protocol;
+  int64_t received = 0;       // messages it decrypted
+  int64_t undecryptable = 0;  // messages it could not decrypt
+  std::deque<json> inbox;     // the last 100 it decrypted: {id, from, type, bytes}
+};
+
 // The phone side of an account: its identity (account) key signs every linked device.
 struct Account {
   wa::KeyPair key = wa::KeyPair::Generate();
   std::string lid_user;
   uint32_t next_device = 1;
   uint32_t next_key_index = 1;
+  std::shared_ptr<Phone> phone;  // made when first needed (sim_signal.cc)
+};
+
+// A group (POST /groups): its subject and members by phone; the creator is a super-admin.
+struct Group {
+  std::string subject;
+  std::string creator;
+  std::vector<std::string> participants;  // phones, the creator first
+  int64_t creation = 0;
 };
 
 // A <failure> the next logins of a device meet (POST /devices/{jid}/fail-login).
@@ -92,6 +128,10 @@ struct Device {
   bool logged_out = false;
   int64_t logins = 0;
   std::optional<LoginFailure> fail_login;
+  uint32_t key_index = 0;          // the index its device identity was signed with
+  std::optional<DeviceKeys> keys;  // from its first pre-key upload
+  bool held = false;               // POST …/hold: routed stanzas wait in `offline`
+  bool corrupt_next = false;       // POST …/corrupt-next: the next routed <enc> is damaged
 };
 
 class SimConn;
@@ -139,8 +179,21 @@ class SimServer::State : public std::enable_shared_from_this<SimServer::State> {
         outdated_refused = 0,         // logins refused 405 under min_version
         version_page_reads = 0,
             offline_delivered = 0,  // stanzas delivered from a device's offline queue
-        offline_batches = 0;        // <ib><offline_batch> requests received
+        offline_batches = 0,        // <ib><offline_batch> requests received
+        prekey_uploads = 0,         // <iq xmlns="encrypt" type="set"> accepted
+        bundles_served = 0,         // device bundles answered (with or without a one-time key)
+        usync_queries = 0,          // device-list queries answered
+        messages_routed = 0,        // <message> stanzas clients sent, accepted
+        messages_refused = 0,       // <message> stanzas refused (malformed, unknown recipient)
+        deliveries = 0,             // per-device copies made of routed messages
+        receipts_routed = 0,        // receipts forwarded to the sender's devices
+        retries_routed = 0,         // of which retry receipts
+        phone_received = 0,         // messages the simulated phones decrypted
+        phone_undecryptable = 0;    // and could not
   } counters;
+  // Groups by JID user ("120363…"), and the Signal context the phones use.
+  std::map<std::string, sim_internal::Group> groups;
+  std::unique_ptr<signal::Context> signal_context;
   // The WhatsApp Web version policy (SimOptions::min_version, web_version; POST /version),
   // and the page's body when a test replaced it.
   uint32_t min_version = 0;
@@ -201,6 +254,13 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   // sim_stanzas.cc: what the client sends; login and registration.
   void Handle(const Node& node);
   void OnIq(const Node& iq);
+  // sim_signal.cc: pre-keys, usync, bundles and group metadata (true: answered), and the
+  // messages and receipts the client sends, routed to the devices they are for.
+  bool OnSignalIq(const Node& iq);
+  void OnMessage(const Node& message);
+  void OnReceipt(const Node& receipt);
+  // A stanza routed here: sent now, or after the offline queue being delivered.
+  void Take(OfflineStanza s);
   void OnClientPayload(const wa::ServerHandshake::ClientIdentity& id);
   void StartRegistration(const wa::ServerHandshake::ClientIdentity& id);
 
@@ -264,6 +324,7 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   std::string jid_;
   struct PendingPair {
     std::string iq_id, phone, device_key, lid, name;
+    uint32_t key_index = 0;
     std::array<uint8_t, 32> account_pub{};
     PairDone done;
   };
@@ -287,8 +348,10 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   std::vector<std::string> presences_;  // every presence this connection sent, in order
   int64_t pings_ = 0;
   int64_t acks_ = 0;
-  int64_t acks_matched_ = 0;     // acks of stanzas sent here, every attribute as expected
-  int64_t acks_mismatched_ = 0;  // acks with an unknown id or other attributes
+  int64_t acks_matched_ = 0;         // acks of stanzas sent here, every attribute as expected
+  int64_t acks_mismatched_ = 0;      // acks with an unknown id or other attributes
+  int64_t receipts_settled_ = 0;     // routed messages a receipt answered (clients send no ack)
+  std::deque<std::string> settled_;  // the last ids receipts settled (a later ack is no stray)
   std::map<std::string, OfflineStanza> awaiting_ack_;  // stanza id → it and its ack's attributes
   std::deque<OfflineStanza> offering_;  // the offline queue offered at login, until delivered
   std::unique_ptr<asio::steady_timer> offline_timer_;
@@ -302,6 +365,27 @@ class SimConn : public std::enable_shared_from_this<SimConn> {
   bool close_after_write_ = false;
   bool closed_ = false;
 };
+
+// sim_signal.cc: the server's Signal half, for connections and the control API alike.
+
+/// The account's simulated phone (device 0), made with its keys when first needed.
+Phone& PhoneOf(SimServer::State& server, const std::string& user);
+/// The devices usync lists for `user`: 0 (the phone) and every paired device not logged out;
+/// empty when there is no such account.
+std::vector<uint32_t> DevicesOf(SimServer::State& server, const std::string& user);
+/// Hands `s` to device `user:device`: its phone when device 0; else its live connection, or its
+/// offline queue while it has none or is held. A device that does not exist drops it.
+void Deliver(SimServer::State& server, const std::string& user, uint32_t device, OfflineStanza s);
+/// A stanza routed to a device and the ack it calls for (class, to = its from, participant,
+/// recipient; type except for messages).
+OfflineStanza Routed(Node stanza);
+/// `<notification type="encrypt" from="@s.whatsapp.net"><count value/>`: the device's one-time
+/// pre-keys at the server are running out (whatsmeow notification.go: under 5, upload more).
+void NotifyPreKeyCount(SimServer::State& server, const std::string& device_key, size_t count);
+/// The phone of `user` reinstalled: new identity and keys, and every device of other accounts
+/// told with `<notification type="encrypt" from="USER@s.whatsapp.net"><identity/>`. Answers
+/// how many devices were told.
+absl::StatusOr<int> ResetIdentity(SimServer::State& server, const std::string& user);
 
 }  // namespace sim_internal
 }  // namespace wasentinel::sim

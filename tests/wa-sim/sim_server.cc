@@ -45,6 +45,9 @@ absl::Status SimServer::State::Init() {
     root_ = *kp;
   }
   static_key_ = wa::KeyPair::Generate();
+  auto signal_ctx = signal::Context::Create();
+  if (!signal_ctx.ok()) return signal_ctx.status();
+  signal_context = *std::move(signal_ctx);
   const uint64_t now = absl::ToUnixSeconds(absl::Now());
   cert_chain_ = wa::MakeCertChain(root_, wa::KeyPair::Generate(), static_key_.pub, now - 86400,
                                   now + 365 * 86400);

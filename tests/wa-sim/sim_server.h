@@ -34,8 +34,10 @@ struct SimOptions {
   uint16_t control_port = 7081;  ///< 0: any free port
   /// The root key's private half; empty: a fresh random key each start.
   Bytes root_private_key;
-  /// Answered to `<iq xmlns="encrypt" type="get"><count/></iq>`; more than 5 means "no upload".
-  int prekey_count = 50;
+  /// Answered to `<iq xmlns="encrypt" type="get"><count/></iq>` instead of the device's real
+  /// count of unused one-time pre-keys (-1, the default). A load run sets it above 5 so that
+  /// clients do not upload pre-keys at every login.
+  int prekey_count = -1;
   /// Pause between the client's ClientFinish and the first node sent. Baileys 6.7.x switches to
   /// its transport keys in an un-awaited async step (whatsmeow, item 5), so a <success>
   /// sent at once can reach it still holding the handshake key.

@@ -33,10 +33,13 @@ void SimConn::Handle(const Node& node) {
   if (blackholed_) return;
   if (node.tag == "iq") {
     OnIq(node);
+  } else if (node.tag == "message") {
+    OnMessage(node);
   } else if (node.tag == "ack" || node.tag == "receipt") {
     ++acks_;
     ++server_->counters.acks_received;
     if (node.tag == "ack") OnAck(node);
+    if (node.tag == "receipt") OnReceipt(node);
   } else if (node.tag == "ib") {
     if (const Node* batch = node.Child("offline_batch")) {
       ++server_->counters.offline_batches;
@@ -77,12 +80,18 @@ void SimConn::OnIq(const Node& iq) {
     ++pings_;
     ++server_->counters.pings_answered;
     Send(MakeNode("iq", attrs));
-  } else if (xmlns == "encrypt" && type == "get" && iq.Child("count")) {
-    Send(MakeNode("iq", attrs,
-                  std::vector<Node>{MakeNode(
-                      "count", {{"value", std::to_string(server_->options().prekey_count)}})}));
+  } else if (xmlns == "privacy" && type == "get" && iq.Child("privacy")) {
+    // The account's privacy settings (Baileys reads them before sending read receipts).
+    std::vector<Node> categories;
+    for (const char* name :
+         {"last", "online", "profile", "status", "groupadd", "readreceipts", "calladd"}) {
+      categories.push_back(MakeNode("category", {{"name", name}, {"value", "all"}}));
+    }
+    Send(MakeNode("iq", attrs, std::vector<Node>{MakeNode("privacy", {}, std::move(categories))}));
+  } else if (OnSignalIq(iq)) {
+    // pre-keys, bundles, usync, group metadata (sim_signal.cc)
   } else if (type == "get" || type == "set") {
-    // passive/active, prekey upload, usync, props, ...: acknowledged with an empty result.
+    // passive/active, props, privacy, blocklist, ...: acknowledged with an empty result.
     Send(MakeNode("iq", attrs));
   }
 }
@@ -225,6 +234,7 @@ void SimConn::SendPairSuccess(const wa::ScannedQr& qr, const std::string& phone,
   p.device_key = absl::StrCat(phone, ":", device);
   p.lid = absl::StrCat(account.lid_user, ":", device, "@lid");
   p.name = opts.value("name", std::string());
+  p.key_index = po.key_index;
   p.account_pub = account.key.pub;
   p.done = std::move(done);
   std::vector<Node> children = {
@@ -341,6 +351,7 @@ void SimConn::OnPairAnswer(const Node& iq) {
   d.noise_pub = noise_pub_;
   d.lid = p.lid;
   d.name = p.name;
+  d.key_index = p.key_index;
   server_->devices[p.device_key] = d;
   ++server_->counters.pairings;
   registering_ = false;
@@ -374,7 +385,10 @@ void SimConn::SendStreamError(int code, std::optional<std::string> conflict) {
 void SimConn::OnAck(const Node& ack) {
   auto it = awaiting_ack_.find(ack.AttrOr("id"));
   if (it == awaiting_ack_.end()) {
-    ++acks_mismatched_;
+    // whatsmeow acks a message it could not decrypt after its retry receipt settled it.
+    if (std::find(settled_.begin(), settled_.end(), ack.AttrOr("id")) == settled_.end()) {
+      ++acks_mismatched_;
+    }
     return;
   }
   Node::Attrs got;
@@ -470,7 +484,14 @@ void SimConn::DeliverOffline() {
   if (offline_timer_) offline_timer_->cancel();
   const size_t n = offering_.size();
   server_->counters.offline_delivered += static_cast<int64_t>(n);
-  for (auto& o : offering_) Expect(std::move(o));
+  for (auto& o : offering_) {
+    // What the server kept for the device is marked so (Baileys reads `offline` to tell a
+    // backlog from live traffic).
+    if (o.stanza.tag == "message" && !o.stanza.Attr("offline")) {
+      o.stanza.attrs.emplace_back("offline", "0");
+    }
+    Expect(std::move(o));
+  }
   offering_.clear();
   Send(MakeNode("ib", {}, std::vector<Node>{MakeNode("offline", {{"count", std::to_string(n)}})}));
   server_->log().info("conn {}: {} offline stanzas delivered to {}", id_, n, jid_);

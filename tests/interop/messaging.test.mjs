@@ -1,0 +1,242 @@
+// Two unmodified Baileys clients, each paired with wa-sim as its phone and keeping its keys in
+// Baileys' own multi-file store, exchange end-to-end encrypted text through wa-sim: 1:1 both
+// ways with delivery and read receipts, one of them offline while a message is sent, a group
+// (sender keys), a forced retry, and pre-keys used up and topped up. wa-sim routes what they
+// send as WhatsApp's server does; nothing here decrypts for them.
+import makeWASocket, {useMultiFileAuthState} from 'baileys';
+import {WA_CERT_DETAILS} from 'baileys/lib/Defaults/index.js';
+import assert from 'node:assert/strict';
+import {mkdtempSync, readdirSync, rmSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {after, before, test} from 'node:test';
+import pino from 'pino';
+
+import {startSim, waitFor} from './harness.mjs';
+
+const sim = await startSim();
+WA_CERT_DETAILS.PUBLIC_KEY = sim.rootPublicKey;
+const root = mkdtempSync(join(tmpdir(), 'wa-messaging-'));
+const open = new Set();
+after(() => {
+  for (const c of open) c.sock.end(undefined);
+  sim.stop();
+  rmSync(root, {recursive: true, force: true});
+});
+
+const STATUS_DELIVERY_ACK = 3;
+const STATUS_READ = 4;
+const bare = (jid) => jid.replace(/:\d+@/, '@');
+const textOf = (m) => m.message?.conversation ?? m.message?.extendedTextMessage?.text;
+
+// A Baileys socket on the key store in `dir`; what it receives and the status updates of what
+// it sent are collected. `getMessage` answers retry receipts from what it sent.
+async function connect(dir, name) {
+  const auth = await useMultiFileAuthState(dir);
+  if (auth.state.creds.me && name) auth.state.creds.me.name = name;
+  const sent = new Map();
+  const c = {
+    dir, sent, received: [], statuses: [], groupReceipts: [], qrs: [], isOpen: false, closed: null,
+  };
+  c.sock = makeWASocket({
+    waWebSocketUrl: sim.url,
+    auth: auth.state,
+    logger: pino({level: process.env.BAILEYS_LOG_LEVEL ?? 'silent'}),
+    printQRInTerminal: false,
+    markOnlineOnConnect: true,
+    fireInitQueries: false,
+    syncFullHistory: false,
+    getMessage: async (key) => sent.get(key.id),
+  });
+  c.sock.ev.on('creds.update', auth.saveCreds);
+  c.sock.ev.on('connection.update', (u) => {
+    if (u.qr) c.qrs.push(u.qr);
+    if (u.connection === 'open') c.isOpen = true;
+    if (u.connection === 'close') c.closed = u.lastDisconnect?.error?.output?.statusCode ?? -1;
+  });
+  c.sock.ev.on('messages.upsert', ({messages}) => {
+    for (const m of messages) {
+      if (m.key.fromMe) {
+        sent.set(m.key.id, m.message);
+        // Receipts that came while the upsert was buffered are folded into it.
+        for (const receipt of m.userReceipt ?? []) c.groupReceipts.push({key: m.key, receipt});
+      } else {
+        c.received.push(m);
+      }
+    }
+  });
+  c.sock.ev.on('messages.update', (updates) => {
+    for (const u of updates) c.statuses.push({id: u.key.id, status: u.update.status});
+  });
+  c.sock.ev.on('message-receipt.update', (updates) => c.groupReceipts.push(...updates));
+  open.add(c);
+  return c;
+}
+
+// Sends text from `c`, kept for a retry receipt's getMessage (Baileys' own upsert of what it
+// sent may still be buffered when the retry comes).
+async function send(c, jid, text) {
+  const out = await c.sock.sendMessage(jid, {text});
+  c.sent.set(out.key.id, out.message);
+  return out;
+}
+
+function close(c) {
+  c.sock.end(undefined);
+  open.delete(c);
+}
+
+// Pairs a fresh Baileys store with wa-sim as the phone of `phone`, then opens it.
+async function pairAndOpen(phone, name) {
+  const dir = join(root, phone);
+  const first = await connect(dir);
+  await waitFor(() => first.qrs.length > 0, {what: 'a QR code'});
+  const result = await sim.post('/pair', {qr: first.qrs[0], phone});
+  assert.equal(result.result, 'paired', JSON.stringify(result));
+  await waitFor(() => first.closed !== null, {what: 'the 515 restart'});
+  close(first);
+  const c = await connect(dir, name);
+  await waitFor(() => c.isOpen || c.closed !== null, {what: `${name} open`});
+  assert.equal(c.closed, null);
+  c.jid = result.jid;
+  c.user = `${phone}@s.whatsapp.net`;
+  return c;
+}
+
+const received = (c, text) =>
+  waitFor(() => c.received.find((m) => textOf(m) === text),
+      {what: `"${text}" to arrive`, timeoutMs: 20000,
+        detail: () => JSON.stringify(c.received.map((m) => [m.key, textOf(m), m.messageStubType]))});
+const statusOf = (c, id, status) =>
+  waitFor(() => c.statuses.some((s) => s.id === id && s.status === status),
+      {what: `status ${status} of ${id}`, detail: () => JSON.stringify(c.statuses)});
+const deviceOf = async (jid) =>
+  (await sim.get('/devices')).devices.find((d) => `${d.jid}@s.whatsapp.net` === jid);
+
+const ALICE = '15557770101';
+const BOB = '15557770102';
+let alice;
+let bob;
+
+before(async () => {
+  alice = await pairAndOpen(ALICE, 'Alice');
+  bob = await pairAndOpen(BOB, 'Bob');
+});
+
+test('each client uploaded its pre-keys to wa-sim on its first login', async () => {
+  for (const c of [alice, bob]) {
+    const d = await deviceOf(c.jid);
+    assert.equal(d.prekeys, 30, 'Baileys uploads 30 when the server has fewer than 5');
+    assert.ok(d.key_index >= 1 && d.registration_id > 0);
+    // Baileys' own store holds them as pre-key-<id>.json next to creds.json.
+    assert.ok(readdirSync(c.dir).filter((f) => f.startsWith('pre-key-')).length >= 30);
+  }
+});
+
+test('1:1 both ways, with delivery and read receipts', async () => {
+  const out = await send(alice, bob.user, 'hello Bob');
+  const got = await received(bob, 'hello Bob');
+  assert.equal(bare(got.key.remoteJid), alice.user);
+  assert.equal(got.key.fromMe, false);
+  await statusOf(alice, out.key.id, STATUS_DELIVERY_ACK);
+  await bob.sock.readMessages([got.key]);
+  await statusOf(alice, out.key.id, STATUS_READ);
+
+  const reply = await send(bob, alice.user, 'hi Alice, got it');
+  const back = await received(alice, 'hi Alice, got it');
+  assert.equal(bare(back.key.remoteJid), bob.user);
+  await statusOf(bob, reply.key.id, STATUS_DELIVERY_ACK);
+
+  // A burst in order, each once.
+  const texts = Array.from({length: 20}, (_, i) => `burst ${i}`);
+  for (const t of texts) await send(alice, bob.user, t);
+  for (const t of texts) await received(bob, t);
+  const seen = bob.received.map(textOf).filter((t) => t?.startsWith('burst '));
+  assert.deepEqual(seen, texts);
+
+  // Each wrote to the other's phone too (device 0, played by wa-sim), which decrypted it.
+  const phone = await sim.get(`/accounts/${BOB}/phone`);
+  assert.ok(phone.received >= 21, JSON.stringify(phone));
+  assert.equal(phone.undecryptable, 0);
+  const stats = await sim.get('/stats');
+  assert.equal(stats.messages_refused, 0);
+});
+
+test('a message sent while the recipient is offline arrives when it logs in again', async () => {
+  close(bob);
+  await waitFor(async () => {
+    const {connections} = await sim.get('/connections');
+    return !connections.some((c) => c.logged_in && `${c.jid}@s.whatsapp.net` === bob.jid);
+  }, {what: 'Bob offline'});
+  const out = await send(alice, bob.user, 'while you were away');
+  await waitFor(async () => (await deviceOf(bob.jid)).offline_queued >= 1, {what: 'queued for Bob'});
+  assert.ok(!alice.statuses.some((s) => s.id === out.key.id && s.status === STATUS_DELIVERY_ACK));
+
+  const jid = bob.jid;
+  bob = await connect(bob.dir, 'Bob');
+  bob.jid = jid;
+  bob.user = `${BOB}@s.whatsapp.net`;
+  await waitFor(() => bob.isOpen, {what: 'Bob open again'});
+  // Bob decrypted it from the offline queue: its delivery receipt reaches Alice.
+  await statusOf(alice, out.key.id, STATUS_DELIVERY_ACK);
+  // Baileys 6.7.23 keeps the events of what it handled from the offline queue buffered until
+  // it handles a live stanza; the next message releases them, the offline one first.
+  await send(alice, bob.user, 'welcome back');
+  await received(bob, 'welcome back');
+  const order = bob.received.map(textOf);
+  assert.ok(order.indexOf('while you were away') >= 0, JSON.stringify(order));
+  assert.ok(order.indexOf('while you were away') < order.indexOf('welcome back'));
+  await waitFor(async () => (await deviceOf(bob.jid)).offline_queued === 0, {what: 'queue empty'});
+});
+
+test('a group: sender keys to every member device, messages both ways', async () => {
+  const group = await sim.post('/groups', {subject: 'Shop', creator: ALICE, participants: [BOB]});
+  const out = await send(alice, group.jid, 'hello group');
+  const got = await received(bob, 'hello group');
+  assert.equal(got.key.remoteJid, group.jid);
+  assert.equal(bare(got.key.participant), alice.user);
+  await waitFor(() => alice.groupReceipts.some((r) => r.key.id === out.key.id),
+      {what: 'a group receipt from Bob'});
+
+  await send(bob, group.jid, 'hello from Bob');
+  const back = await received(alice, 'hello from Bob');
+  assert.equal(back.key.remoteJid, group.jid);
+  // The second message reuses the sender key: no distribution needed.
+  await send(alice, group.jid, 'second to the group');
+  await received(bob, 'second to the group');
+});
+
+test('an undecryptable message is answered with a retry receipt and sent again', async () => {
+  const before = (await sim.get('/stats')).retries_routed;
+  await sim.post(`/devices/${bob.jid.split('@')[0]}/corrupt-next`);
+  await send(alice, bob.user, 'retry me');
+  // Baileys waits 5 s for the phone before asking for a retry.
+  await waitFor(() => bob.received.find((m) => textOf(m) === 'retry me'),
+      {what: 'the message after a retry', timeoutMs: 30000});
+  assert.ok((await sim.get('/stats')).retries_routed > before);
+});
+
+test('used-up pre-keys: the count notification makes the client upload more', async () => {
+  const bobDevice = bob.jid.split('@')[0];
+  const {drained} = await sim.post(`/devices/${bobDevice}/drain-prekeys`);
+  assert.ok(drained > 0);
+  await waitFor(async () => (await deviceOf(bob.jid)).prekeys === 30,
+      {what: 'Bob uploading 30 pre-keys after the notification'});
+  const {connections} = await sim.get('/connections');
+  const conn = connections.find((c) => c.logged_in && `${c.jid}@s.whatsapp.net` === bob.jid);
+  await waitFor(async () => {
+    const c = (await sim.get('/connections')).connections.find((x) => x.id === conn.id);
+    return c.unacked === 0;
+  }, {what: 'the notification acked'});
+});
+
+test('a phone that reset its identity is announced to the other devices', async () => {
+  const before = (await sim.get('/connections')).connections.find(
+      (c) => c.logged_in && `${c.jid}@s.whatsapp.net` === bob.jid);
+  const {told} = await sim.post(`/accounts/${ALICE}/reset-identity`);
+  assert.ok(told >= 1);
+  await waitFor(async () => {
+    const c = (await sim.get('/connections')).connections.find((x) => x.id === before.id);
+    return c.acks_matched > before.acks_matched && c.unacked === 0;
+  }, {what: 'Bob acking the identity notification'});
+});
