@@ -33,7 +33,8 @@ const n = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 10000);
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 const running = [];
 const start = (binary, argv) => { const p = spawn(binary, argv, { stdio: ['ignore', 'inherit', 'inherit'] }); running.push(p); return p; };
-const sim = await startSim();
+// Established devices: WhatsApp already holds their pre-keys (no 812-key upload per login).
+const sim = await startSim(['--prekey_count=50']);
 let browser = null;
 try {
   const [sessionPort, monitorPort, consolePort] = [await freePort(), await freePort(), await freePort()];

@@ -39,7 +39,8 @@ function start(binary, argv) {
   return proc;
 }
 
-const sim = await startSim();
+// Established devices: WhatsApp already holds their pre-keys (no 812-key upload per login).
+const sim = await startSim(['--prekey_count=50']);
 try {
   const dbUrl = requiredEnv('DATABASE_URL');
   const sessionPort = await freePort();

@@ -130,7 +130,8 @@ const pgCounters = (url) => {
   return { writes: Number(writes), wal: Number(wal), tables, at: Date.now() };
 };
 
-const sim = await startSim([`--tls_cert=${simCert}`, `--tls_key=${simKey}`, '--tls_port=0']);
+// Established devices: WhatsApp already holds their pre-keys (no 812-key upload per login).
+const sim = await startSim([`--tls_cert=${simCert}`, `--tls_key=${simKey}`, '--tls_port=0', '--prekey_count=50']);
 const key = randomBytes(32).toString('hex');
 try {
   // Baseline: an idle session-service with no sessions.

@@ -40,7 +40,8 @@ const nowMs = () => performance.timeOrigin + performance.now();
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const sim = await startSim();
+// Established devices: WhatsApp already holds their pre-keys (no 812-key upload per login).
+const sim = await startSim(['--prekey_count=50']);
 const port = await freePort();
 const proc = spawn(requiredEnv('SESSION_SERVICE'), [
   `--grpc_listen=127.0.0.1:${port}`, '--metrics_listen=', `--database_url=${requiredEnv('DATABASE_URL')}`,

@@ -10,6 +10,7 @@
 #include "event_bus.h"
 #include "event_listener.h"
 #include "pg_store.h"
+#include "prekey_supply.h"
 #include "session_service.h"
 #include "transition_writer.h"
 #include "wasentinel/common/grpc_tls.h"
@@ -36,6 +37,7 @@ class App::Impl {
   boost::asio::ssl::context tls{boost::asio::ssl::context::tls_client};
   std::unique_ptr<SessionMetrics> metrics;
   std::unique_ptr<VersionKeeper> versions;
+  std::unique_ptr<PgPreKeySupply> prekeys;  // outlives the manager, which calls it
   std::unique_ptr<SessionManager> manager;
   std::unique_ptr<SessionServiceImpl> service;
   std::unique_ptr<PeriodicThread> pruner;         // PruneEvents()
@@ -138,6 +140,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   ManagerOptions manager_options = options.manager;
   manager_options.replica_id = rt.replica();
   manager_options.versions = impl->versions.get();
+  WAS_ASSIGN_OR_RETURN(impl->prekeys, PgPreKeySupply::Create(rt.pool(), *impl->sealer));
+  manager_options.prekeys = impl->prekeys.get();
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
                                                    *impl->writer, manager_options, impl->log,
                                                    impl->metrics.get(), &rt.clock());

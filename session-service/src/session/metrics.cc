@@ -55,7 +55,12 @@ SessionMetrics::SessionMetrics(prometheus::Registry& registry)
                             .Name("wasentinel_watchers_cut_off_total")
                             .Help("Watches refused or ended RESOURCE_EXHAUSTED: fell behind, or "
                                   "over the key's limit")
-                            .Register(registry)) {
+                            .Register(registry)),
+      prekey_uploads_(prometheus::BuildCounter()
+                          .Name("wasentinel_prekey_uploads_total")
+                          .Help("One-time pre-key batches uploaded to WhatsApp, or failed")
+                          .Register(registry)) {
+  for (const char* result : {"uploaded", "failed"}) prekey_uploads_.Add({{"result", result}});
   for (const char* change : {"acquired", "lost"}) lease_changes_.Add({{"change", change}});
   for (const char* reason : {"behind", "limit"}) watchers_cut_off_.Add({{"reason", reason}});
   for (int s = v1::SessionState_MIN; s <= v1::SessionState_MAX; ++s) {

@@ -15,6 +15,10 @@
 //                                                           more than --watch_buffer events
 //                                                           behind), "limit" (a key's
 //                                                           --max_watches_per_key reached)
+//   wasentinel_prekey_uploads_total{result}                 counter: one-time pre-key batches
+//                                                           "uploaded" to WhatsApp, or "failed"
+//                                                           (made, stored or answered with an
+//                                                           error)
 //   wasentinel_grpc_calls_total{method,code}, wasentinel_grpc_calls_in_flight{method}
 //                                                           (common/grpc_metrics.h; the in-flight
 //                                                           WatchSessionEvents are the watchers)
@@ -51,6 +55,10 @@ class SessionMetrics {
     lease_changes_.Add({{"change", change}}).Increment();
   }
   void Forwarded(const std::string& method) { forwarded_.Add({{"method", method}}).Increment(); }
+  /// `result`: "uploaded" or "failed".
+  void PreKeyUpload(const std::string& result) {
+    prekey_uploads_.Add({{"result", result}}).Increment();
+  }
   /// `reason`: "behind" or "limit".
   void WatcherCutOff(const std::string& reason) {
     watchers_cut_off_.Add({{"reason", reason}}).Increment();
@@ -67,6 +75,7 @@ class SessionMetrics {
   prometheus::Family<prometheus::Counter>& lease_changes_;
   prometheus::Family<prometheus::Counter>& forwarded_;
   prometheus::Family<prometheus::Counter>& watchers_cut_off_;
+  prometheus::Family<prometheus::Counter>& prekey_uploads_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, prometheus::Counter*> transition_counters_ ABSL_GUARDED_BY(mu_);
 };

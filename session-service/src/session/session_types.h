@@ -17,6 +17,8 @@
 
 namespace wasentinel::session {
 
+class PreKeySupply;
+
 struct ManagerOptions {
   wa::ConnectionOptions connection;
   /// Delays before retries 1, 2, 3 after a drop (README "Configuration": 5 s, 15 s, 45 s).
@@ -36,6 +38,9 @@ struct ManagerOptions {
   /// after a 405 (not owned; version_keeper.h). Null: `connection.client.version`, and a 405
   /// is final.
   ClientVersions* versions = nullptr;
+  /// Makes the one-time pre-keys a session uploads when WhatsApp runs low (not owned;
+  /// prekey_supply.h). Null: none are uploaded.
+  PreKeySupply* prekeys = nullptr;
 };
 
 /// The replica holding the session a failed call was about, when that is why it failed

@@ -4,7 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "credentials.h"
+#include "e2ee/prekey_stanzas.h"
 #include "pg_store.h"
+#include "prekey_supply.h"
 #include "session_rules.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
@@ -57,6 +59,9 @@ class StateMachine::Observer final : public wa::ConnectionObserver {
   }
   void OnPaired(const wa::PairedDevice& device, const wa::DeviceCredentials& creds) override {
     if (auto sm = Touched()) sm->OnPaired(id_, generation_, device, creds);
+  }
+  void OnPreKeyCount(int64_t count) override {
+    if (auto sm = sm_.lock()) sm->OnPreKeyCount(id_, generation_, count);
   }
 
  private:
@@ -302,6 +307,69 @@ void StateMachine::OnPhoneSeen(const std::string& id, uint64_t generation, absl:
   if (seen && *seen >= at) return;
   seen = at;
   rt->phone_seen_unsaved = true;
+}
+
+// The server holds `count` of the device's one-time pre-keys: under the minimum, a batch is
+// made and stored (off this thread), then uploaded on the connection that asked, if it is
+// still up (docs/wa-protocol.md §11). One batch at a time per session.
+void StateMachine::OnPreKeyCount(const std::string& id, uint64_t generation, int64_t count) {
+  Runtime* rt = Find(id, generation);
+  if (!rt || !options_.prekeys || !rt->creds || !rt->creds->paired() ||
+      count >= signal::kMinServerPreKeys || rt->prekeys_in_flight) {
+    return;
+  }
+  rt->prekeys_in_flight = true;
+  log_->info("session {}: WhatsApp holds {} of its one-time pre-keys; making more", id, count);
+  options_.prekeys->Make(id, rt->lease_token,
+                         [weak = weak_from_this(), id, generation](auto keys) mutable {
+                           if (auto sm = weak.lock()) {
+                             sm->Post([sm, id, generation, keys = std::move(keys)]() mutable {
+                               sm->UploadPreKeys(id, generation, std::move(keys));
+                             });
+                           }
+                         });
+}
+
+void StateMachine::UploadPreKeys(const std::string& id, uint64_t generation,
+                                 absl::StatusOr<std::vector<signal::PreKey>> keys) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Runtime& rt = it->second;
+  rt.prekeys_in_flight = false;
+  auto failed = [&](const absl::Status& st) {
+    log_->warn("session {}: one-time pre-keys not uploaded: {}", id, st.message());
+    if (metrics_) metrics_->PreKeyUpload("failed");
+  };
+  if (!keys.ok()) return failed(keys.status());
+  if (rt.generation != generation || !rt.conn || !rt.creds) {
+    // Stored, not uploaded: the next login's count asks for another batch.
+    return failed(absl::UnavailableError("the connection ended before the upload"));
+  }
+  const wa::DeviceCredentials& c = *rt.creds;
+  signal::PreKeyUpload upload;
+  upload.registration_id = c.registration_id;
+  upload.identity_pub.assign(c.identity_key.pub.begin(), c.identity_key.pub.end());
+  upload.signed_pre_key.id = c.signed_pre_key_id;
+  upload.signed_pre_key.key.pub.assign(c.signed_pre_key.pub.begin(), c.signed_pre_key.pub.end());
+  upload.signed_pre_key.signature.assign(c.signed_pre_key_signature.begin(),
+                                         c.signed_pre_key_signature.end());
+  const size_t n = keys->size();
+  upload.pre_keys = *std::move(keys);
+  rt.conn->Query(
+      signal::PreKeyUploadIq(upload),
+      [weak = weak_from_this(), id, n](absl::StatusOr<wa::Node> answer) {
+        auto sm = weak.lock();
+        if (!sm) return;
+        if (!answer.ok()) {
+          sm->log_->warn("session {}: WhatsApp refused the upload of {} one-time pre-keys: {}", id,
+                         n, answer.status().message());
+          if (sm->metrics_) sm->metrics_->PreKeyUpload("failed");
+          return;
+        }
+        sm->log_->info("session {}: uploaded {} one-time pre-keys", id, n);
+        if (sm->metrics_) sm->metrics_->PreKeyUpload("uploaded");
+      },
+      absl::Seconds(60));
 }
 
 void StateMachine::OnQrCode(const std::string& id, uint64_t generation, const std::string& text,

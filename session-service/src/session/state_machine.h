@@ -28,6 +28,7 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/status/statusor.h"
 #include "connection_thread.h"
+#include "e2ee/signal.h"
 #include "metrics.h"
 #include "restore_pacer.h"
 #include "session_types.h"
@@ -186,6 +187,7 @@ class StateMachine : public std::enable_shared_from_this<StateMachine> {
     bool version_retried = false;     // a 405 already led to one more login with a newer version
     bool awaiting_version = false;    // after a 405: the version keeper is asked for a newer one
     bool phone_seen_unsaved = false;  // record.phone_last_seen_at is newer than the stored one
+    bool prekeys_in_flight = false;   // a batch of one-time pre-keys is being made
     std::shared_ptr<PairingFeed> pairing;  // a StartPairing stream waits for the outcome
     std::string pairing_phone;             // pairing by code for this number (empty: by QR code)
   };
@@ -210,6 +212,9 @@ class StateMachine : public std::enable_shared_from_this<StateMachine> {
   // Connection events (Observer), each for the connection of `generation` only.
   void OnLoggedIn(const std::string& id, uint64_t generation);
   void OnPhoneSeen(const std::string& id, uint64_t generation, absl::Time at);
+  void OnPreKeyCount(const std::string& id, uint64_t generation, int64_t count);
+  void UploadPreKeys(const std::string& id, uint64_t generation,
+                     absl::StatusOr<std::vector<signal::PreKey>> keys);
   void OnQrCode(const std::string& id, uint64_t generation, const std::string& text,
                 absl::Duration valid_for, int index, int total);
   void OnPairingCode(const std::string& id, uint64_t generation, const std::string& code,

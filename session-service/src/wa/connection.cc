@@ -226,6 +226,15 @@ void Connection::Impl::Probe(std::function<void(absl::StatusOr<absl::Duration>)>
       timeout);
 }
 
+void Connection::Impl::Query(Node iq, std::function<void(absl::StatusOr<Node>)> done,
+                             absl::Duration timeout) {
+  if (!logged_in_ || finished_ || closing_) {
+    done(absl::UnavailableError("the session is not logged in"));
+    return;
+  }
+  SendIq(std::move(iq), std::move(done), timeout);
+}
+
 void Connection::Impl::Logout(std::function<void(absl::Status)> done, absl::Duration timeout) {
   if (finished_ || closing_) {
     done(absl::UnavailableError("the connection is closed"));
@@ -501,6 +510,14 @@ void Connection::Logout(std::function<void(absl::Status)> done, absl::Duration t
   asio::post(impl_->Executor(), [impl = impl_, done = std::move(done), timeout]() mutable {
     impl->Logout(std::move(done), timeout);
   });
+}
+
+void Connection::Query(Node iq, std::function<void(absl::StatusOr<Node>)> done,
+                       absl::Duration timeout) {
+  asio::post(impl_->Executor(),
+             [impl = impl_, iq = std::move(iq), done = std::move(done), timeout]() mutable {
+               impl->Query(std::move(iq), std::move(done), timeout);
+             });
 }
 
 const ConnectionStats& Connection::stats() const { return impl_->stats; }

@@ -141,6 +141,9 @@ class ConnectionObserver {
   /// notification, dated `at` (the stanza's `t`, or now): the phone is alive. Source:
   /// mautrix-whatsapp's phone ping (receipts from own device 0), whatsmeow's IsFromMe.
   virtual void OnPhoneSeen(absl::Time at) {}
+  /// How many of this device's one-time pre-keys the server holds: answered to the count query
+  /// after login, and sent by the server when they run low (docs/wa-protocol.md §11).
+  virtual void OnPreKeyCount(int64_t count) {}
 };
 
 /// Figures of a live connection, readable from any thread.
@@ -172,6 +175,13 @@ class ConnectionHandle {
   /// gets the server's answer (UNAVAILABLE if the connection ends first, DEADLINE_EXCEEDED
   /// after `timeout` without an answer). The connection stays open: close it afterwards.
   virtual void Logout(std::function<void(absl::Status)> done, absl::Duration timeout) = 0;
+  /// Sends `iq` (its id assigned here) once logged in; `done` gets the server's result, or
+  /// FAILED_PRECONDITION with its <error>, UNAVAILABLE when not logged in or the connection
+  /// ends first, DEADLINE_EXCEEDED after `timeout`. The base answers UNIMPLEMENTED.
+  virtual void Query(Node iq, std::function<void(absl::StatusOr<Node>)> done,
+                     absl::Duration timeout) {
+    done(absl::UnimplementedError("this connection sends no queries"));
+  }
   virtual const ConnectionStats& stats() const = 0;
 };
 
@@ -192,6 +202,8 @@ class Connection final : public ConnectionHandle, public std::enable_shared_from
   void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done,
              absl::Duration timeout) override;
   void Logout(std::function<void(absl::Status)> done, absl::Duration timeout) override;
+  void Query(Node iq, std::function<void(absl::StatusOr<Node>)> done,
+             absl::Duration timeout) override;
   const ConnectionStats& stats() const override;
 
   class Impl;

@@ -182,6 +182,9 @@ void Connection::Impl::OnSuccess(const Node& node) {
            if (!reply.ok()) return;
            if (const Node* count = reply->Child("count")) {
              self->stats.prekey_count = CodeOf(*count, "value");
+             if (self->observer_ && !self->finished_) {
+               self->observer_->OnPreKeyCount(self->stats.prekey_count);
+             }
            }
          });
   Send(Presence(options_.presence_available ? "available" : "unavailable"));
@@ -357,6 +360,13 @@ void Connection::Impl::OnStanza(const Node& node) {
   }
   if (node.tag == "notification" && node.AttrOr("type") == "link_code_companion_reg") {
     OnPrimaryHello(node);
+  } else if (const Node* count = node.Child("count");
+             count && node.tag == "notification" && node.AttrOr("type") == "encrypt" &&
+             (node.AttrOr("from") == kServerJid || node.AttrOr("from") == kServerJid.substr(1))) {
+    // The server is running out of this device's one-time pre-keys (docs/wa-protocol.md §11).
+    const int64_t n = CodeOf(*count, "value");
+    stats.prekey_count = n;
+    if (observer_) observer_->OnPreKeyCount(n);
   } else if (node.tag == "message") {
     const absl::Time now = absl::Now();
     ++stats.inbound_messages;

@@ -2,6 +2,8 @@
 // App with its gRPC server on 127.0.0.1:0, and a gRPC client.
 #include <grpcpp/generic/generic_stub.h>
 
+#include <pqxx/pqxx>
+
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
 #include "session/stack.h"
@@ -424,6 +426,49 @@ TEST(SessionService, ThePhoneIsSeenByWhatItsDeviceZeroSends) {
   ASSERT_THAT(s.Get(session.id(), &got), IsOk());
   ASSERT_TRUE(got.has_phone_last_seen_at());
   EXPECT_EQ(FromProto(got.phone_last_seen_at()), absl::FromUnixSeconds(minute_ago));
+}
+
+// docs/wa-protocol.md §11: a device whose one-time pre-keys run out at the server cannot be
+// written to by anyone new; the session keeps them stocked.
+TEST(SessionService, UploadsOneTimePreKeysWhenWhatsAppRunsLow) {
+  Stack s;
+  Watcher w(*s.stub);
+  auto session = s.Create("keys", s.sim.Device(15550091001)).value();
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
+  auto at_server = [&]() -> int64_t {
+    auto devices = s.sim.control().Get("/devices");
+    if (!devices.ok()) return -2;
+    for (const auto& d : (*devices)["devices"]) {
+      if (d["jid"] == "15550091001:5")
+        return d["prekeys"].is_null() ? -1 : d["prekeys"].get<int64_t>();
+    }
+    return -2;
+  };
+  // The private halves, sealed in PostgreSQL, and the highest id handed out.
+  auto stored = [&] {
+    pqxx::connection c(s.db.url());
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_params(
+        "SELECT count(*), coalesce(max(key_id), 0) FROM signal_pre_keys WHERE session_id = "
+        "$1::uuid",
+        session.id());
+    return std::pair<int64_t, int64_t>(r[0][0].as<int64_t>(), r[0][1].as<int64_t>());
+  };
+  // The first login finds none at the server: the first batch is whatsmeow's 812.
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return at_server() == 812; })) << at_server();
+  EXPECT_EQ(stored(), std::make_pair(int64_t{812}, int64_t{812}));
+
+  // Bundles used them up: the count notification brings a top-up of 50, with fresh ids.
+  ASSERT_THAT(s.sim.control().Post("/devices/15550091001:5/drain-prekeys"), IsOk());
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return at_server() == 50; })) << at_server();
+  EXPECT_EQ(stored(), std::make_pair(int64_t{862}, int64_t{862}));
+
+  // A login that finds enough at the server uploads nothing.
+  ASSERT_THAT(s.sim.control().Post("/connections/15550091001:5/drop"), IsOk());
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_DISCONNECTED));
+  ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
+  EXPECT_EQ(at_server(), 50);
+  EXPECT_EQ(stored().first, 862);
 }
 
 }  // namespace
