@@ -2,7 +2,7 @@
 //
 //   wactl [flags] sessions list [--tenant=T] [--state=CONNECTED,...] [--page_size=N]
 //   wactl [flags] sessions get|connect|disconnect|reconnect|logout|delete|probe ID
-//   wactl [flags] sessions create --tenant=T [--creds=creds.json] [--name=primary]
+//   wactl [flags] sessions create --tenant=T [--creds=creds.json|FOLDER] [--name=primary]
 //                                 [--account=NAME] [--email=E] [--auto_connect=false]
 //   wactl [flags] pair --tenant=T [--name=primary] | pair --session=ID   [--png=qr.png]
 //                      [--phone=+NUMBER: a pairing code to type on that phone instead of QR]
@@ -20,10 +20,12 @@
 #include <qrencode.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <optional>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -44,7 +46,9 @@ ABSL_FLAG(std::string, tenant, "", "tenant id (create, list, pair, watch)");
 ABSL_FLAG(std::string, state, "", "comma-separated states to list, e.g. CONNECTED,DISCONNECTED");
 ABSL_FLAG(int, page_size, 0, "list page size (server default 100)");
 ABSL_FLAG(std::string, page_token, "", "list page token");
-ABSL_FLAG(std::string, creds, "", "create: path of a Baileys creds.json (none: pair it later)");
+ABSL_FLAG(std::string, creds, "",
+          "create: a Baileys creds.json, or the folder useMultiFileAuthState keeps (creds.json and "
+          "the pre-key-<id>.json files beside it); none: pair it later");
 ABSL_FLAG(std::string, name, "primary", "create, pair: session name");
 ABSL_FLAG(std::string, account, "", "create, pair: account name");
 ABSL_FLAG(std::string, email, "", "create, pair: owner e-mail");
@@ -322,15 +326,42 @@ class Cli {
     return 0;
   }
 
+  // The contents of `path`, or nullopt (said on stderr).
+  static std::optional<std::string> ReadFile(const std::filesystem::path& path) {
+    std::ifstream f(path);
+    if (!f) {
+      std::cerr << "wactl: cannot read " << path.string() << "\n";
+      return std::nullopt;
+    }
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+
   int Create() {
     v1::CreateSessionRequest req;
     if (const std::string path = absl::GetFlag(FLAGS_creds); !path.empty()) {
-      std::ifstream f(path);
-      if (!f) {
-        std::cerr << "wactl: cannot read " << path << "\n";
-        return 2;
+      std::error_code ec;
+      if (std::filesystem::is_directory(path, ec)) {
+        // Baileys' useMultiFileAuthState folder: creds.json and the one-time pre-keys the device
+        // uploaded (pre-key-<id>.json), which an imported session must keep.
+        auto creds = ReadFile(std::filesystem::path(path) / "creds.json");
+        if (!creds) return 2;
+        req.set_creds_json(*std::move(creds));
+        for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+          const std::string name = entry.path().filename().string();
+          if (!name.starts_with("pre-key-") || !name.ends_with(".json")) continue;
+          auto contents = ReadFile(entry.path());
+          if (!contents) return 2;
+          (*req.mutable_pre_key_files())[name] = *std::move(contents);
+        }
+        if (ec) {
+          std::cerr << "wactl: cannot list " << path << ": " << ec.message() << "\n";
+          return 2;
+        }
+      } else {
+        auto creds = ReadFile(path);
+        if (!creds) return 2;
+        req.set_creds_json(*std::move(creds));
       }
-      req.set_creds_json(std::string(std::istreambuf_iterator<char>(f), {}));
     }
     req.set_tenant_id(absl::GetFlag(FLAGS_tenant));
     req.set_session_name(absl::GetFlag(FLAGS_name));

@@ -56,6 +56,10 @@ try {
   await stack.session('Disconnect', { id: ids.Hamburg });
   await stack.drop(jids.Munich);
   await stack.loggedIn(jids.Munich);
+  // wa-sim sees the login before the service has written CONNECTED: wait for the stream to have
+  // it (Hamburg's DISCONNECTED, then Munich's DISCONNECTED, CONNECTING, CONNECTED).
+  await waitFor(() => record.events.some((e) => e.session_id === ids.Munich && e.to_state === 'SESSION_STATE_CONNECTED'),
+    { timeoutMs: 10000, what: 'Munich CONNECTED again in the stream', detail: () => `${record.events.length} events` });
   const hamburgRow = `.spacer .row[data-session="${ids.Hamburg}"]`;
   const whileHidden = await page.$eval(hamburgRow, (r) => r.children[1].textContent.trim());
   const hiddenCount = await page.$eval('[data-testid=live]', (e) => Number(e.dataset.events));

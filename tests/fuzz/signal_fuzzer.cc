@@ -2,12 +2,15 @@
 // — a pkmsg or msg from a peer this device has a session with, an skmsg of a group whose sender
 // key it holds, a sender key distribution, the padding of a decrypted plaintext — and the key
 // stanzas (session-service/src/e2ee/prekey_stanzas.h) as frames: a bundle answer, a pre-key
-// upload and a bundle request (wa-sim reads the last two). The first byte picks the input; none
-// may crash, whatever it is.
+// upload and a bundle request (wa-sim reads the last two) — and the Message protobuf of a
+// decrypted plaintext (session-service/src/e2ee/message_content.h). The first byte picks the
+// input; none may crash, whatever it is.
 #include <cstdint>
 #include <memory>
 
+#include "binary_node.h"
 #include "e2ee/journal_store.h"
+#include "e2ee/message_content.h"
 #include "e2ee/prekey_stanzas.h"
 #include "e2ee/signal.h"
 
@@ -64,6 +67,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 4:
       (void)Unpad(rest);
+      break;
+    case 5:
+      // A bundle answer, as the connection hands it over.
+      if (auto node = wa::DecodeNode(rest); node.ok()) (void)ParseBundleResultIq(*node);
+      break;
+    case 6:
+      // A pre-key upload and a bundle request (wa-sim reads them).
+      if (auto node = wa::DecodeNode(rest); node.ok()) {
+        (void)ParsePreKeyUploadIq(*node);
+        (void)ParseBundleRequestIq(*node);
+      }
+      break;
+    case 7:
+      // A decrypted plaintext's Message protobuf.
+      (void)ParseMessageContent(rest);
       break;
   }
   return 0;

@@ -189,6 +189,23 @@ test('a message sent while the recipient is offline arrives when it logs in agai
   await waitFor(async () => (await deviceOf(bob.jid)).offline_queued === 0, {what: 'queue empty'});
 });
 
+test('a held device gets nothing until it is released, then everything in order', async () => {
+  const bobDevice = bob.jid.split('@')[0];
+  await sim.post(`/devices/${bobDevice}/hold`, {enabled: true});
+  const first = await send(alice, bob.user, 'held 1');
+  await send(alice, bob.user, 'held 2');
+  await waitFor(async () => (await deviceOf(bob.jid)).offline_queued === 2, {what: 'two held'});
+  assert.ok(!alice.statuses.some((s) => s.id === first.key.id && s.status === STATUS_DELIVERY_ACK));
+  const {released} = await sim.post(`/devices/${bobDevice}/hold`, {enabled: false});
+  assert.equal(released, 2);
+  await statusOf(alice, first.key.id, STATUS_DELIVERY_ACK);
+  // Released stanzas are marked offline: their events wait for Bob's next live stanza.
+  await send(alice, bob.user, 'after the hold');
+  await received(bob, 'after the hold');
+  const order = bob.received.map(textOf).filter((t) => /^held|^after the hold/.test(t));
+  assert.deepEqual(order, ['held 1', 'held 2', 'after the hold']);
+});
+
 test('a group: sender keys to every member device, messages both ways', async () => {
   const group = await sim.post('/groups', {subject: 'Shop', creator: ALICE, participants: [BOB]});
   const out = await send(alice, group.jid, 'hello group');

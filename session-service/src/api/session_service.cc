@@ -78,6 +78,18 @@ grpc::Status CheckCreds(const std::string& creds, bool required) {
   return grpc::Status::OK;
 }
 
+// Baileys' pre-key-<id>.json files beside a creds.json (their contents are read by the manager).
+grpc::Status CheckPreKeyFiles(const google::protobuf::Map<std::string, std::string>& files,
+                              const std::string& creds) {
+  if (files.empty()) return grpc::Status::OK;
+  if (creds.empty()) return Invalid("pre_key_files come with the creds_json they belong to");
+  if (files.size() > 2000) return Invalid("at most 2000 pre_key_files");
+  for (const auto& [name, contents] : files) {
+    if (contents.size() > 4096) return Invalid(absl::StrCat(name, " is larger than 4 KiB"));
+  }
+  return grpc::Status::OK;
+}
+
 // The usual ending of a call that answers a session: the error, or the session in `resp`.
 template <class Resp>
 grpc::Status Answer(const absl::StatusOr<SessionView>& view, Resp* resp) {
@@ -268,6 +280,7 @@ grpc::Status SessionServiceImpl::CreateSession(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(CheckTenant(*tenant));
   WAS_GRPC_RETURN_IF_ERROR(CheckNames(req->session_name(), req->account_name()));
   WAS_GRPC_RETURN_IF_ERROR(CheckCreds(req->creds_json(), /*required=*/false));
+  WAS_GRPC_RETURN_IF_ERROR(CheckPreKeyFiles(req->pre_key_files(), req->creds_json()));
   WAS_GRPC_RETURN_IF_ERROR(CheckEmail(req->owner_email()));
   NewSession n;
   n.tenant_id = *tenant;
@@ -276,6 +289,7 @@ grpc::Status SessionServiceImpl::CreateSession(grpc::ServerContext* ctx,
   n.owner_email = req->owner_email();
   n.auto_connect = req->has_auto_connect() ? req->auto_connect() : true;
   n.creds_json = req->creds_json();
+  n.pre_key_files.insert(req->pre_key_files().begin(), req->pre_key_files().end());
   return Answer(manager_.Create(n), resp);
 }
 

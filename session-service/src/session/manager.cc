@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <future>
+#include <nlohmann/json.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "baileys_prekeys.h"
 #include "credentials.h"
+#include "prekey_supply.h"
 #include "session_rules.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/status_macros.h"
@@ -72,6 +75,13 @@ absl::StatusOr<SessionView> SessionManager::Create(const NewSession& req) {
     auto sealed = sealer_.Seal(AsBytes(req.creds_json));
     rec.credentials = SealedCredentials{sealed.key_id, std::move(sealed.blob)};
   }
+  std::optional<ImportedPreKeys> pre_keys;
+  if (!req.pre_key_files.empty()) {
+    if (req.creds_json.empty()) {
+      return absl::InvalidArgumentError("pre_key_files come with the creds_json they belong to");
+    }
+    WAS_ASSIGN_OR_RETURN(pre_keys, ImportPreKeys(req));
+  }
   // A session to pair later needs no runtime (nor lease) until StartPairing; one with
   // credentials is stored leased to this replica (under its lease holder).
   const bool leased = rec.credentials.has_value();
@@ -79,11 +89,43 @@ absl::StatusOr<SessionView> SessionManager::Create(const NewSession& req) {
   if (leased) {
     WAS_ASSIGN_OR_RETURN(holder, leases_->Holder());
   }
-  WAS_ASSIGN_OR_RETURN(
-      auto created, leased ? store_.Create(rec, options_.replica_id, holder) : store_.Create(rec));
+  WAS_ASSIGN_OR_RETURN(auto created, leased ? store_.Create(rec, options_.replica_id, holder,
+                                                            pre_keys ? &*pre_keys : nullptr)
+                                            : store_.Create(rec));
   if (!leased) return SessionView{created.first, std::nullopt};
   WAS_RETURN_IF_ERROR(leases_->HoldLease(created.first));
   return sessions_->OnIo([&] { return sessions_->Created(created.first); });
+}
+
+// Baileys' pre-key-<id>.json files beside the creds.json: the one-time pre-keys the device
+// uploaded, kept so that what senders encrypted to them still decrypts. Ids of the session's own
+// batches continue after creds.json's nextPreKeyId and every imported id.
+absl::StatusOr<ImportedPreKeys> SessionManager::ImportPreKeys(const NewSession& req) {
+  if (!options_.prekeys) {
+    return absl::FailedPreconditionError("this service keeps no Signal pre-keys");
+  }
+  std::vector<signal::PreKey> keys;
+  keys.reserve(req.pre_key_files.size());
+  for (const auto& [name, contents] : req.pre_key_files) {
+    auto k = wa::ParseBaileysPreKeyFile(name, contents);
+    if (!k.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("pre_key_files[", name, "]: ", k.status().message()));
+    }
+    signal::PreKey key;
+    key.id = k->id;
+    key.key.pub.assign(k->key.pub.begin(), k->key.pub.end());
+    key.key.priv.assign(k->key.priv.begin(), k->key.priv.end());
+    keys.push_back(std::move(key));
+  }
+  const auto creds = nlohmann::json::parse(req.creds_json, nullptr, false);
+  uint32_t next_id = 1;
+  if (creds.is_object() && creds.contains("nextPreKeyId") &&
+      creds["nextPreKeyId"].is_number_unsigned() &&
+      creds["nextPreKeyId"].get<uint64_t>() <= 0xFFFFFE) {
+    next_id = creds["nextPreKeyId"].get<uint32_t>();
+  }
+  return options_.prekeys->Import(keys, next_id);
 }
 
 absl::StatusOr<SessionView> SessionManager::StartPairing(const PairingRequest& req,

@@ -140,6 +140,8 @@ class SessionManager {
   void Leave();
 
  private:
+  absl::StatusOr<ImportedPreKeys> ImportPreKeys(const NewSession& req);
+
   const ManagerOptions options_;
   SessionStore& store_;
   const Sealer& sealer_;

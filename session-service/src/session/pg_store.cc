@@ -426,7 +426,8 @@ CREATE TABLE signal_pre_key_ids (
 constexpr const char* kEventOrderLock = "SELECT pg_advisory_xact_lock(2002875237, 1702261875)";
 
 absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
-    const SessionRecord& rec, const std::string& lease_owner, int64_t lease_holder) {
+    const SessionRecord& rec, const std::string& lease_owner, int64_t lease_holder,
+    const ImportedPreKeys* pre_keys) {
   std::pair<SessionRecord, EventRecord> out;
   const absl::Status created = pool_.Transact("create session", [&](pqxx::work& w) {
     w.exec(kEventOrderLock);
@@ -458,6 +459,16 @@ absl::StatusOr<std::pair<SessionRecord, EventRecord>> PgSessionStore::Create(
       w.exec_params(TakeLeasesSql("SELECT $3::uuid AS id", true), lease_owner, lease_holder,
                     out.first.id);
       out.first.owner = lease_owner;
+      if (pre_keys) {
+        for (const auto& [id, sealed] : pre_keys->keys) {
+          w.exec_params(
+              "INSERT INTO signal_pre_keys (session_id, key_id, seal_key, record)"
+              " VALUES ($1::uuid, $2, $3, decode($4, 'hex'))",
+              out.first.id, static_cast<int64_t>(id), sealed.key_id, HexEncode(sealed.blob));
+        }
+        w.exec_params("INSERT INTO signal_pre_key_ids (session_id, next_id) VALUES ($1::uuid, $2)",
+                      out.first.id, static_cast<int64_t>(pre_keys->next_id));
+      }
     }
   });
   if (absl::IsAlreadyExists(created)) {

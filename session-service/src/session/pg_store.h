@@ -21,9 +21,9 @@ class PgSessionStore final : public SessionStore {
   /// session-service's migrations (service name "session-service").
   static const std::vector<Migration>& Migrations();
 
-  absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(const SessionRecord& record,
-                                                               const std::string& lease_owner = "",
-                                                               int64_t lease_holder = 0) override;
+  absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
+      const SessionRecord& record, const std::string& lease_owner = "", int64_t lease_holder = 0,
+      const ImportedPreKeys* pre_keys = nullptr) override;
   absl::StatusOr<SessionRecord> Get(const std::string& id) override;
   absl::StatusOr<SessionRecord> GetByName(const std::string& tenant_id,
                                           const std::string& session_name) override;

@@ -1,5 +1,6 @@
 #include "prekey_supply.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <pqxx/pqxx>
 
@@ -64,6 +65,23 @@ absl::StatusOr<std::vector<signal::PreKey>> PgPreKeySupply::MakeNow(const std::s
   if (!refused.ok()) return refused;
   if (!committed.ok()) return committed;
   return made;
+}
+
+absl::StatusOr<ImportedPreKeys> PgPreKeySupply::Import(const std::vector<signal::PreKey>& keys,
+                                                       uint32_t next_id) {
+  ImportedPreKeys out;
+  out.next_id = std::max<uint32_t>(next_id, 1);
+  for (const auto& k : keys) {
+    if (k.id == 0 || k.id > 0xFFFFFE) {
+      return absl::InvalidArgumentError(absl::StrCat("pre-key id ", k.id, " is out of range"));
+    }
+    WAS_ASSIGN_OR_RETURN(Bytes record, context_->PreKeyRecord(k));
+    auto sealed = sealer_.Seal(record);
+    out.keys.emplace_back(k.id, SealedCredentials{sealed.key_id, std::move(sealed.blob)});
+    out.next_id = std::max(out.next_id, k.id + 1);
+  }
+  if (out.next_id > 0xFFFFFE) out.next_id = 1;  // the ids wrap (pg_signal_store.h)
+  return out;
 }
 
 }  // namespace wasentinel::session

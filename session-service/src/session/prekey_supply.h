@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "e2ee/signal.h"
+#include "store.h"
 #include "wasentinel/common/sealing.h"
 
 namespace wasentinel {
@@ -31,6 +32,11 @@ class PreKeySupply {
   /// FAILED_PRECONDITION (IsFenced) when the lease is another replica's, UNAVAILABLE while the
   /// database is down.
   virtual void Make(std::string session_id, int64_t lease_token, Done done) = 0;
+  /// The records a new session keeps for one-time pre-keys another client made and uploaded
+  /// (Baileys' pre-key-<id>.json files), sealed; its own batches start at `next_id` or after
+  /// the highest id given, whichever is later. INVALID_ARGUMENT for a key libsignal refuses.
+  virtual absl::StatusOr<ImportedPreKeys> Import(const std::vector<signal::PreKey>& keys,
+                                                 uint32_t next_id) = 0;
 };
 
 /// The supply over session-service's PostgreSQL tables (pg_signal_store.h): the ids, the keys
@@ -42,6 +48,8 @@ class PgPreKeySupply final : public PreKeySupply {
   ~PgPreKeySupply() override;  // waits for the batch under way
 
   void Make(std::string session_id, int64_t lease_token, Done done) override;
+  absl::StatusOr<ImportedPreKeys> Import(const std::vector<signal::PreKey>& keys,
+                                         uint32_t next_id) override;
   /// Make's work on the caller's thread.
   absl::StatusOr<std::vector<signal::PreKey>> MakeNow(const std::string& session_id,
                                                       int64_t lease_token);

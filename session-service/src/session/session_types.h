@@ -4,6 +4,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -80,6 +81,8 @@ struct NewSession {
   std::string owner_email;
   bool auto_connect = true;
   std::string creds_json;  ///< empty: a session to pair later
+  /// Baileys' pre-key-<id>.json files beside creds_json: file name → contents.
+  std::map<std::string, std::string> pre_key_files;
 };
 
 /// Where to pair: an existing session by id, or (tenant, session name) created on demand.

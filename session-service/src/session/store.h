@@ -24,6 +24,14 @@ struct SealedCredentials {
   Bytes blob;
 };
 
+/// One-time pre-keys a session is created with (another client made and uploaded them:
+/// Baileys' pre-key-<id>.json files): id → libsignal pre-key record, sealed like the
+/// credentials, and the id its own next batch starts from (pg_signal_store.h).
+struct ImportedPreKeys {
+  std::vector<std::pair<uint32_t, SealedCredentials>> keys;
+  uint32_t next_id = 1;
+};
+
 struct SessionRecord {
   std::string id;  ///< UUID
   std::string tenant_id;
@@ -180,10 +188,10 @@ class SessionStore : public TransitionStore {
   /// a `lease_owner`, the same transaction gives that replica the session's lease under
   /// `lease_holder` (StartHolder), so a session that wants a socket is never an orphan another
   /// replica claims between its insert and its lease. FAILED_PRECONDITION when that holder is
-  /// gone.
+  /// gone. `pre_keys` (with a lease owner): stored in the same transaction.
   virtual absl::StatusOr<std::pair<SessionRecord, EventRecord>> Create(
-      const SessionRecord& record, const std::string& lease_owner = "",
-      int64_t lease_holder = 0) = 0;
+      const SessionRecord& record, const std::string& lease_owner = "", int64_t lease_holder = 0,
+      const ImportedPreKeys* pre_keys = nullptr) = 0;
   virtual absl::StatusOr<SessionRecord> Get(const std::string& id) = 0;
   /// The session (tenant_id, session_name). NOT_FOUND when there is none.
   virtual absl::StatusOr<SessionRecord> GetByName(const std::string& tenant_id,

@@ -6,8 +6,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
+#include "e2ee/journal_store.h"
+#include "e2ee/signal.h"
+#include "pg_signal_store.h"
 #include "session/stack.h"
 #include "wasentinel/common/proto_time.h"
+#include "wasentinel/common/sealing.h"
 #include "wasentinel/testing/status_matchers.h"
 
 using ::wasentinel::testing::IsOk;
@@ -469,6 +473,88 @@ TEST(SessionService, UploadsOneTimePreKeysWhenWhatsAppRunsLow) {
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
   EXPECT_EQ(at_server(), 50);
   EXPECT_EQ(stored().first, 862);
+}
+
+// Baileys' useMultiFileAuthState folder imported whole (wactl sessions create --creds FOLDER):
+// the one-time pre-keys the device already uploaded are kept, so a sender who took one of them
+// from WhatsApp's server reaches the imported session; its own batches take later ids.
+TEST(SessionService, CreateKeepsTheImportedDevicesPreKeys) {
+  Stack s;
+  auto context = signal::Context::Create().value();
+  signal::Identity identity = context->GenerateIdentity().value();
+  const signal::SignedPreKey signed_key = context->GenerateSignedPreKey(identity, 7).value();
+  auto creds = nlohmann::json::parse(s.sim.Device(15550092001));
+  auto buffer = [](const Bytes& b) { return wasentinel::testing::BufferJson(b); };
+  creds["signedIdentityKey"] = {{"private", buffer(identity.key.priv)},
+                                {"public", buffer(identity.key.pub)}};
+  creds["registrationId"] = identity.registration_id;
+  creds["signedPreKey"] = {
+      {"keyPair",
+       {{"private", buffer(signed_key.key.priv)}, {"public", buffer(signed_key.key.pub)}}},
+      {"signature", buffer(signed_key.signature)},
+      {"keyId", signed_key.id}};
+  creds["nextPreKeyId"] = 31;
+  const auto pre_keys = context->GeneratePreKeys(3, 28).value();  // ids 3..30
+
+  v1::CreateSessionRequest req;
+  req.set_tenant_id("import");
+  req.set_creds_json(creds.dump());
+  req.set_auto_connect(false);
+  for (const auto& k : pre_keys) {
+    (*req.mutable_pre_key_files())["pre-key-" + std::to_string(k.id) + ".json"] =
+        nlohmann::json{{"private", buffer(k.key.priv)}, {"public", buffer(k.key.pub)}}.dump();
+  }
+  // A file that is not one is refused, naming it, and nothing is created.
+  {
+    v1::CreateSessionRequest bad = req;
+    (*bad.mutable_pre_key_files())["pre-key-40.json"] = "{}";
+    grpc::ClientContext ctx;
+    v1::CreateSessionResponse resp;
+    const grpc::Status st = s.stub->CreateSession(&ctx, bad, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(st.error_message(), ::testing::HasSubstr("pre-key-40.json"));
+  }
+  grpc::ClientContext ctx;
+  v1::CreateSessionResponse resp;
+  ASSERT_TRUE(s.stub->CreateSession(&ctx, req, &resp).ok());
+  const std::string id = resp.session().id();
+
+  // What the session keeps: the 28 keys sealed, and batches continuing at 31.
+  const Sealer sealer = Sealer::FromConfig(kKey).value();
+  pqxx::connection c(s.db.url());
+  pqxx::work w(c);
+  signal::Image image = LoadSignalImage(w, sealer, id).value();
+  EXPECT_EQ(image.pre_keys.size(), 28u);
+  EXPECT_EQ(w.exec_params("SELECT next_id FROM signal_pre_key_ids WHERE session_id = $1::uuid", id)
+                .at(0)
+                .at(0)
+                .as<int64_t>(),
+            31);
+  w.commit();
+
+  // A sender who fetched the device's bundle with pre-key 17 writes to it; the imported state
+  // (plus the signed pre-key of the credentials) decrypts it.
+  signal::MemoryStore sender_store(context->GenerateIdentity().value());
+  auto sender = signal::Protocol::Create(*context, sender_store).value();
+  signal::PreKeyBundle bundle;
+  bundle.registration_id = identity.registration_id;
+  bundle.device = 5;
+  bundle.pre_key = pre_keys[14];  // id 17
+  bundle.signed_pre_key_id = signed_key.id;
+  bundle.signed_pre_key_pub = signed_key.key.pub;
+  bundle.signed_pre_key_signature = signed_key.signature;
+  bundle.identity_pub = identity.key.pub;
+  ASSERT_TRUE(sender->ProcessBundle({"15550092001", 5}, bundle).ok());
+  const Bytes text = {'h', 'e', 'l', 'l', 'o'};
+  auto sent = sender->Encrypt({"15550092001", 5}, signal::Pad(text)).value();
+  ASSERT_EQ(sent.type, signal::MessageType::kPreKey);
+  image.signed_pre_keys[signed_key.id] =
+      context->SignedPreKeyRecord(signed_key, absl::ToUnixMillis(absl::Now())).value();
+  signal::JournalStore imported(identity, std::move(image));
+  auto receiver = signal::Protocol::Create(*context, imported).value();
+  auto got = receiver->Decrypt({"15550001234", 1}, sent.type, sent.bytes);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(signal::Unpad(*got).value(), text);
 }
 
 }  // namespace
