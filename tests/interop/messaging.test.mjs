@@ -36,7 +36,7 @@ async function connect(dir, name) {
   if (auth.state.creds.me && name) auth.state.creds.me.name = name;
   const sent = new Map();
   const c = {
-    dir, sent, received: [], statuses: [], groupReceipts: [], qrs: [], isOpen: false, closed: null,
+    dir, sent, received: [], ownCopies: [], statuses: [], groupReceipts: [], qrs: [], isOpen: false, closed: null,
   };
   c.sock = makeWASocket({
     waWebSocketUrl: sim.url,
@@ -58,6 +58,7 @@ async function connect(dir, name) {
     for (const m of messages) {
       if (m.key.fromMe) {
         sent.set(m.key.id, m.message);
+        c.ownCopies.push(m);
         // Receipts that came while the upsert was buffered are folded into it.
         for (const receipt of m.userReceipt ?? []) c.groupReceipts.push({key: m.key, receipt});
       } else {
@@ -204,6 +205,21 @@ test('a held device gets nothing until it is released, then everything in order'
   await received(bob, 'after the hold');
   const order = bob.received.map(textOf).filter((t) => /^held|^after the hold/.test(t));
   assert.deepEqual(order, ['held 1', 'held 2', 'after the hold']);
+});
+
+test('a phone (played by wa-sim) writes to Bob and to its own linked device', async () => {
+  // A contact with only a phone: its first message is a pkmsg from device 0.
+  const {id, copies} = await sim.post('/accounts/15557770199/send', {to: BOB, text: 'from a phone'});
+  assert.ok(copies >= 2, 'Bob\'s phone and Bob\'s linked device');
+  const got = await received(bob, 'from a phone');
+  assert.equal(got.key.id, id);
+  assert.equal(got.key.remoteJid, '15557770199@s.whatsapp.net');
+  // Alice's own phone writes to Bob: Alice's linked device gets the copy as a deviceSentMessage
+  // naming Bob as the chat, and takes it as her own.
+  await sim.post(`/accounts/${ALICE}/send`, {to: BOB, text: 'sent on Alice\'s phone'});
+  await received(bob, 'sent on Alice\'s phone');
+  await waitFor(() => alice.ownCopies.some((m) => textOf(m) === 'sent on Alice\'s phone' &&
+      bare(m.key.remoteJid) === bob.user), {what: 'Alice\'s copy of her phone\'s message'});
 });
 
 test('a group: sender keys to every member device, messages both ways', async () => {

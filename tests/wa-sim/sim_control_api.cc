@@ -405,7 +405,14 @@ http::response<http::string_body> SimServer::State::Route(
   }
   if (!parts.empty() && parts[0] == "accounts" && parts.size() == 3) {
     const std::string& phone = parts[1];
-    if (DevicesOf(*this, phone).empty()) return error(http::status::not_found, "no such account");
+    if (phone.empty() || phone.size() > 15 ||
+        phone.find_first_not_of("0123456789") != std::string::npos) {
+      return error(http::status::bad_request, "the account is its phone number (E.164 digits)");
+    }
+    // A phone that writes may be new (an account without linked devices); the rest need one.
+    if (parts[2] != "send" && DevicesOf(*this, phone).empty()) {
+      return error(http::status::not_found, "no such account");
+    }
     if (parts[2] == "phone" && method == http::verb::get) {
       // What the simulated phone (device 0) received.
       Phone& p = PhoneOf(*this, phone);
@@ -413,6 +420,20 @@ http::response<http::string_body> SimServer::State::Route(
                                       {"undecryptable", p.undecryptable},
                                       {"prekeys", p.keys.pre_keys.size()},
                                       {"inbox", json(p.inbox)}});
+    }
+    if (parts[2] == "send" && method == http::verb::post) {
+      // {"to": PHONE, "text": "…"}: this account's phone writes to `to`.
+      if (!body.contains("to") || !body["to"].is_string() || !body.contains("text") ||
+          !body["text"].is_string()) {
+        return error(http::status::bad_request, "give \"to\" (a phone) and \"text\"");
+      }
+      auto sent = PhoneSend(*this, phone, body["to"], body["text"]);
+      if (!sent.ok()) {
+        return error(absl::IsNotFound(sent.status()) ? http::status::not_found
+                                                     : http::status::internal_server_error,
+                     std::string(sent.status().message()));
+      }
+      return reply(http::status::ok, *sent);
     }
     if (parts[2] == "reset-identity" && method == http::verb::post) {
       auto told = ResetIdentity(*this, phone);

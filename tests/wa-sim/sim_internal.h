@@ -386,6 +386,12 @@ void NotifyPreKeyCount(SimServer::State& server, const std::string& device_key, 
 /// told with `<notification type="encrypt" from="USER@s.whatsapp.net"><identity/>`. Answers
 /// how many devices were told.
 absl::StatusOr<int> ResetIdentity(SimServer::State& server, const std::string& user);
+/// The phone of `from` (made if new: an account with no linked device) writes `text` to `to`,
+/// as WhatsApp's phone app does: a `conversation` encrypted to every device of `to` (starting
+/// sessions from bundles where it has none) and, as a deviceSentMessage with `recipient`, to
+/// its own linked devices. Answers {"id", "copies"}; NOT_FOUND when `to` has no account.
+absl::StatusOr<json> PhoneSend(SimServer::State& server, const std::string& from,
+                               const std::string& to, const std::string& text);
 
 }  // namespace sim_internal
 }  // namespace wasentinel::sim

@@ -17,9 +17,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "e2ee/message_content.h"
 #include "e2ee/prekey_stanzas.h"
 #include "sim_internal.h"
 #include "wasentinel/common/logging.h"
@@ -302,6 +304,64 @@ absl::StatusOr<int> ResetIdentity(SimServer::State& server, const std::string& u
   }
   server.log().info("phone {}: identity reset; {} devices told", wa::MaskPhone(user), told);
   return told;
+}
+
+absl::StatusOr<json> PhoneSend(SimServer::State& server, const std::string& from,
+                               const std::string& to, const std::string& text) {
+  if (DevicesOf(server, to).empty()) return absl::NotFoundError("no such account");
+  server.accounts[from];  // a phone-only account, if it is new
+  Phone& phone = PhoneOf(server, from);
+  if (!phone.protocol) return absl::InternalError("the phone has no keys");
+  Bytes id_bytes(8);
+  wa::RandomBytes(id_bytes);
+  std::string id = "3EB0" + HexEncode(id_bytes);
+  absl::AsciiStrToUpper(&id);
+  std::vector<DeviceAddress> targets;
+  for (uint32_t d : DevicesOf(server, to)) targets.push_back({to, d});
+  if (from != to) {
+    for (uint32_t d : DevicesOf(server, from)) {
+      if (d != 0) targets.push_back({from, d});
+    }
+  }
+  int copies = 0;
+  for (const DeviceAddress& t : targets) {
+    const signal::Address address{t.user, static_cast<int32_t>(t.device)};
+    auto has = phone.protocol->HasSession(address);
+    if (has.ok() && !*has) {
+      DeviceKeys* keys = KeysOf(server, t);
+      if (!keys) continue;  // a device that never uploaded keys cannot be written to
+      signal::PreKeyBundle bundle;
+      bundle.registration_id = keys->registration_id;
+      bundle.device = address.device;
+      bundle.pre_key = TakePreKey(*keys);
+      bundle.signed_pre_key_id = keys->signed_pre_key.id;
+      bundle.signed_pre_key_pub = keys->signed_pre_key.key.pub;
+      bundle.signed_pre_key_signature = keys->signed_pre_key.signature;
+      bundle.identity_pub = keys->identity_pub;
+      ++server.counters.bundles_served;
+      if (auto st = phone.protocol->ProcessBundle(address, bundle); !st.ok()) {
+        server.log().warn("phone {}: no session with {}:{}: {}", wa::MaskPhone(from),
+                          wa::MaskPhone(t.user), t.device, st.message());
+        continue;
+      }
+    }
+    const bool own = t.user == from && from != to;
+    const Bytes plain = signal::TextMessage(text, own ? DeviceJid(to, 0) : "");
+    auto sealed = phone.protocol->Encrypt(address, signal::Pad(plain));
+    if (!sealed.ok()) continue;
+    Node::Attrs attrs = {{"from", DeviceJid(from, 0)}, {"id", id}, {"t", Now()}, {"type", "text"}};
+    if (own) attrs.emplace_back("recipient", DeviceJid(to, 0));
+    Deliver(
+        server, t.user, t.device,
+        Routed(MakeNode("message", std::move(attrs),
+                        std::vector<Node>{MakeNode(
+                            "enc", {{"v", "2"}, {"type", signal::MessageTypeName(sealed->type)}},
+                            sealed->bytes)})));
+    ++copies;
+  }
+  ++server.counters.messages_routed;
+  server.counters.deliveries += copies;
+  return json{{"id", id}, {"copies", copies}};
 }
 
 void SimConn::Take(OfflineStanza s) {
