@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "event_bus.h"
 #include "event_listener.h"
+#include "message_receiver.h"
 #include "pg_store.h"
 #include "prekey_supply.h"
 #include "session_service.h"
@@ -37,7 +38,8 @@ class App::Impl {
   boost::asio::ssl::context tls{boost::asio::ssl::context::tls_client};
   std::unique_ptr<SessionMetrics> metrics;
   std::unique_ptr<VersionKeeper> versions;
-  std::unique_ptr<PgPreKeySupply> prekeys;  // outlives the manager, which calls it
+  std::unique_ptr<PgPreKeySupply> prekeys;    // outlives the manager, which calls it
+  std::unique_ptr<MessageReceiver> messages;  // the same
   std::unique_ptr<SessionManager> manager;
   std::unique_ptr<SessionServiceImpl> service;
   std::unique_ptr<PeriodicThread> pruner;         // PruneEvents()
@@ -142,6 +144,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   manager_options.versions = impl->versions.get();
   WAS_ASSIGN_OR_RETURN(impl->prekeys, PgPreKeySupply::Create(rt.pool(), *impl->sealer));
   manager_options.prekeys = impl->prekeys.get();
+  WAS_ASSIGN_OR_RETURN(impl->messages, MessageReceiver::Create(rt.pool(), *impl->sealer, impl->log,
+                                                               impl->metrics.get()));
+  manager_options.messages = impl->messages.get();
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
                                                    *impl->writer, manager_options, impl->log,
                                                    impl->metrics.get(), &rt.clock());

@@ -250,14 +250,17 @@ void Deliver(SimServer::State& server, const std::string& user, uint32_t device,
   if (it == server.devices.end() || it->second.logged_out) return;
   Device& d = it->second;
   if (d.corrupt_next && s.stanza.tag == "message") {
-    // The fault: the last byte of the first <enc> (inside its MAC or signature) is flipped,
-    // so the device cannot decrypt it and asks for a retry.
+    // The fault: a byte in the middle of the first <enc> is flipped — inside what the MAC
+    // covers, whether it is a msg or a pkmsg (whose last bytes are ids libsignal does not
+    // check) —, so the device cannot decrypt it and asks for a retry.
     if (auto* children = std::get_if<std::vector<Node>>(&s.stanza.content)) {
       for (Node& enc : *children) {
         if (auto* bytes = std::get_if<Bytes>(&enc.content);
             enc.tag == "enc" && bytes && !bytes->empty()) {
-          bytes->back() ^= 0x5a;
+          (*bytes)[bytes->size() / 2] ^= 0x5a;
           d.corrupt_next = false;
+          server.log().info("message {} to {}: its <enc> damaged, as asked", s.stanza.AttrOr("id"),
+                            MaskJid(key));
           break;
         }
       }

@@ -59,7 +59,14 @@ SessionMetrics::SessionMetrics(prometheus::Registry& registry)
       prekey_uploads_(prometheus::BuildCounter()
                           .Name("wasentinel_prekey_uploads_total")
                           .Help("One-time pre-key batches uploaded to WhatsApp, or failed")
-                          .Register(registry)) {
+                          .Register(registry)),
+      messages_received_(prometheus::BuildCounter()
+                             .Name("wasentinel_messages_received_total")
+                             .Help("End-to-end encrypted messages received, by outcome")
+                             .Register(registry)) {
+  for (const char* result : {"stored", "duplicate", "undecryptable", "failed"}) {
+    messages_received_.Add({{"result", result}});
+  }
   for (const char* result : {"uploaded", "failed"}) prekey_uploads_.Add({{"result", result}});
   for (const char* change : {"acquired", "lost"}) lease_changes_.Add({{"change", change}});
   for (const char* reason : {"behind", "limit"}) watchers_cut_off_.Add({{"reason", reason}});

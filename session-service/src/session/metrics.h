@@ -19,6 +19,11 @@
 //                                                           "uploaded" to WhatsApp, or "failed"
 //                                                           (made, stored or answered with an
 //                                                           error)
+//   wasentinel_messages_received_total{result}             counter: end-to-end encrypted
+//                                                           messages: "stored", "duplicate"
+//                                                           (delivered again), "undecryptable"
+//                                                           (a retry receipt sent), "failed"
+//                                                           (not stored: WhatsApp redelivers)
 //   wasentinel_grpc_calls_total{method,code}, wasentinel_grpc_calls_in_flight{method}
 //                                                           (common/grpc_metrics.h; the in-flight
 //                                                           WatchSessionEvents are the watchers)
@@ -59,6 +64,10 @@ class SessionMetrics {
   void PreKeyUpload(const std::string& result) {
     prekey_uploads_.Add({{"result", result}}).Increment();
   }
+  /// `result`: "stored", "duplicate", "undecryptable" or "failed".
+  void MessageReceived(const std::string& result) {
+    messages_received_.Add({{"result", result}}).Increment();
+  }
   /// `reason`: "behind" or "limit".
   void WatcherCutOff(const std::string& reason) {
     watchers_cut_off_.Add({{"reason", reason}}).Increment();
@@ -76,6 +85,7 @@ class SessionMetrics {
   prometheus::Family<prometheus::Counter>& forwarded_;
   prometheus::Family<prometheus::Counter>& watchers_cut_off_;
   prometheus::Family<prometheus::Counter>& prekey_uploads_;
+  prometheus::Family<prometheus::Counter>& messages_received_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, prometheus::Counter*> transition_counters_ ABSL_GUARDED_BY(mu_);
 };

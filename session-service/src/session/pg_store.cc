@@ -416,6 +416,25 @@ CREATE TABLE signal_pre_key_ids (
   next_id integer NOT NULL
 );
 )sql"},
+      {7, "messages: what a session received, stored before it is acknowledged", R"sql(
+CREATE SEQUENCE messages_order;
+CREATE TABLE messages (
+  session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+  sequence bigint NOT NULL DEFAULT nextval('messages_order'),
+  chat_jid text NOT NULL,
+  sender_jid text NOT NULL,
+  message_id text NOT NULL,
+  from_me boolean NOT NULL,
+  kind text NOT NULL,
+  sent_at timestamptz NOT NULL,
+  stored_at timestamptz NOT NULL DEFAULT now(),
+  seal_key text NOT NULL,
+  body bytea NOT NULL,
+  PRIMARY KEY (session_id, chat_jid, sender_jid, message_id)
+);
+CREATE INDEX messages_by_sequence ON messages (sequence);
+CREATE INDEX messages_by_chat ON messages (session_id, chat_jid, sent_at);
+)sql"},
   };
   return *migrations;
 }

@@ -18,6 +18,7 @@
 
 namespace wasentinel::session {
 
+class MessageReceiver;
 class PreKeySupply;
 
 struct ManagerOptions {
@@ -42,6 +43,9 @@ struct ManagerOptions {
   /// Makes the one-time pre-keys a session uploads when WhatsApp runs low (not owned;
   /// prekey_supply.h). Null: none are uploaded.
   PreKeySupply* prekeys = nullptr;
+  /// Decrypts and stores what the sessions receive before it is acknowledged (not owned;
+  /// message_receiver.h). Null: messages are acknowledged undecrypted.
+  MessageReceiver* messages = nullptr;
 };
 
 /// The replica holding the session a failed call was about, when that is why it failed

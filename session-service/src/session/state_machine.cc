@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "credentials.h"
 #include "e2ee/prekey_stanzas.h"
+#include "message_receiver.h"
 #include "pg_store.h"
 #include "prekey_supply.h"
 #include "session_rules.h"
@@ -62,6 +63,10 @@ class StateMachine::Observer final : public wa::ConnectionObserver {
   }
   void OnPreKeyCount(int64_t count) override {
     if (auto sm = sm_.lock()) sm->OnPreKeyCount(id_, generation_, count);
+  }
+  bool OnEncryptedMessage(const wa::Node& message) override {
+    auto sm = sm_.lock();
+    return sm && sm->OnEncryptedMessage(id_, generation_, message);
   }
 
  private:
@@ -328,6 +333,27 @@ void StateMachine::OnPreKeyCount(const std::string& id, uint64_t generation, int
                              });
                            }
                          });
+}
+
+// An encrypted message: decrypted and stored by the receiver, which then names the receipt (or
+// retry receipt) this connection sends, if it is still the session's.
+bool StateMachine::OnEncryptedMessage(const std::string& id, uint64_t generation,
+                                      const wa::Node& message) {
+  Runtime* rt = Find(id, generation);
+  if (!rt || !options_.messages || !rt->creds || !rt->creds->paired()) return false;
+  options_.messages->Receive(
+      id, rt->lease_token, *rt->creds, message,
+      [weak = weak_from_this(), id, generation](std::vector<wa::Node> replies) {
+        if (replies.empty()) return;
+        if (auto sm = weak.lock()) {
+          sm->Post([sm, id, generation, replies = std::move(replies)]() mutable {
+            Runtime* rt = sm->Find(id, generation);
+            if (!rt || !rt->conn) return;  // WhatsApp delivers it again to the next connection
+            for (auto& n : replies) rt->conn->Send(std::move(n));
+          });
+        }
+      });
+  return true;
 }
 
 void StateMachine::UploadPreKeys(const std::string& id, uint64_t generation,

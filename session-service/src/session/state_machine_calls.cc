@@ -1,6 +1,7 @@
 // StateMachine: what the API's calls, the lease keeper and the phone-sighting flush do on the
 // connection thread (state_machine.cc has the transitions, connection events and retries).
 #include "absl/strings/str_cat.h"
+#include "message_receiver.h"
 #include "session_rules.h"
 #include "state_machine.h"
 #include "wasentinel/common/logging.h"
@@ -308,6 +309,8 @@ void StateMachine::LoseLease(const std::string& id, int64_t token, const std::st
     SetState(rt, v1::SESSION_STATE_DISCONNECTED, v1::STATE_REASON_LEASE_LOST, {.error = why});
   }
   if (metrics_) metrics_->LeaseChange("lost");
+  // Its Signal state in memory is the new holder's to write now.
+  if (options_.messages) options_.messages->Forget(id);
   Forget(id);
 }
 

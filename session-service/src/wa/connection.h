@@ -144,6 +144,10 @@ class ConnectionObserver {
   /// How many of this device's one-time pre-keys the server holds: answered to the count query
   /// after login, and sent by the server when they run low (docs/wa-protocol.md §11).
   virtual void OnPreKeyCount(int64_t count) {}
+  /// An end-to-end encrypted <message> (one with <enc>). True: the observer took it and sends
+  /// its receipt or ack itself (ConnectionHandle::Send) once the message is safe; false: the
+  /// connection acks it at once, undecrypted.
+  virtual bool OnEncryptedMessage(const Node& message) { return false; }
 };
 
 /// Figures of a live connection, readable from any thread.
@@ -182,6 +186,8 @@ class ConnectionHandle {
                      absl::Duration timeout) {
     done(absl::UnimplementedError("this connection sends no queries"));
   }
+  /// Sends `node` (a receipt, an ack) if the connection is logged in; dropped otherwise.
+  virtual void Send(Node node) {}
   virtual const ConnectionStats& stats() const = 0;
 };
 
@@ -204,6 +210,7 @@ class Connection final : public ConnectionHandle, public std::enable_shared_from
   void Logout(std::function<void(absl::Status)> done, absl::Duration timeout) override;
   void Query(Node iq, std::function<void(absl::StatusOr<Node>)> done,
              absl::Duration timeout) override;
+  void Send(Node node) override;
   const ConnectionStats& stats() const override;
 
   class Impl;

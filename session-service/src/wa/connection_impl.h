@@ -62,6 +62,7 @@ class Connection::Impl : public std::enable_shared_from_this<Connection::Impl> {
   const boost::asio::any_io_executor& Executor() const { return executor_; }
   void Probe(std::function<void(absl::StatusOr<absl::Duration>)> done, absl::Duration timeout);
   void Query(Node iq, std::function<void(absl::StatusOr<Node>)> done, absl::Duration timeout);
+  void SendIfLoggedIn(const Node& node);
   void Logout(std::function<void(absl::Status)> done, absl::Duration timeout);
 
   ConnectionStats stats;

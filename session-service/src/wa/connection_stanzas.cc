@@ -1,6 +1,7 @@
 // What the server says and how a connection answers it: login success and failure (the failure
 // table), stream errors, <ib>, iqs, pairing, and the acks of inbound stanzas. The transport and
 // the connection's life are in connection.cc.
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <string>
@@ -340,7 +341,10 @@ void Connection::Impl::OnPairSuccess(const Node& iq) {
 void Connection::Impl::OnStanza(const Node& node) {
   const std::string* id = node.Attr("id");
   const std::string* from = node.Attr("from");
-  if (id && from) {
+  // An encrypted message the session decrypts and stores first: it sends the receipt itself.
+  const bool taken = node.tag == "message" && id && from && node.Child("enc") && observer_ &&
+                     observer_->OnEncryptedMessage(node);
+  if (id && from && !taken) {
     Node::Attrs attrs = {{"id", *id}, {"to", *from}, {"class", node.tag}};
     if (const std::string* p = node.Attr("participant")) attrs.emplace_back("participant", *p);
     if (const std::string* r = node.Attr("recipient")) attrs.emplace_back("recipient", *r);
@@ -405,6 +409,17 @@ Node Connection::Impl::Presence(const char* type) const {
   Node::Attrs attrs = {{"type", type}};
   if (!creds_.push_name.empty()) attrs.emplace_back("name", creds_.push_name);
   return MakeNode("presence", std::move(attrs));
+}
+
+// What the session sends about the stanzas it took (OnEncryptedMessage): their receipts and acks.
+// (Here rather than in connection.cc, which GCC 12 fails to compile once it grows.)
+void Connection::Send(Node node) {
+  boost::asio::post(impl_->Executor(),
+                    [impl = impl_, node = std::move(node)] { impl->SendIfLoggedIn(node); });
+}
+
+void Connection::Impl::SendIfLoggedIn(const Node& node) {
+  if (logged_in_ && !finished_ && !closing_) Send(node);
 }
 
 }  // namespace wasentinel::wa

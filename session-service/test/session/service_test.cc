@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
 #include "e2ee/journal_store.h"
+#include "e2ee/message_content.h"
 #include "e2ee/signal.h"
 #include "pg_signal_store.h"
 #include "session/stack.h"
@@ -473,6 +474,129 @@ TEST(SessionService, UploadsOneTimePreKeysWhenWhatsAppRunsLow) {
   ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_CONNECTED));
   EXPECT_EQ(at_server(), 50);
   EXPECT_EQ(stored().first, 862);
+}
+
+// A device's creds.json with a real Signal identity and signed pre-key (what pairing makes),
+// registered at wa-sim.
+std::string SignalCreds(Stack& s, uint64_t phone) {
+  auto context = signal::Context::Create().value();
+  const signal::Identity identity = context->GenerateIdentity().value();
+  const signal::SignedPreKey signed_key = context->GenerateSignedPreKey(identity, 1).value();
+  auto buffer = [](const Bytes& b) { return wasentinel::testing::BufferJson(b); };
+  auto creds = nlohmann::json::parse(
+      wasentinel::testing::BaileysCredsJson(wa::KeyPair::Generate(), phone, 5));
+  creds["signedIdentityKey"] = {{"private", buffer(identity.key.priv)},
+                                {"public", buffer(identity.key.pub)}};
+  creds["registrationId"] = identity.registration_id;
+  creds["signedPreKey"] = {
+      {"keyPair",
+       {{"private", buffer(signed_key.key.priv)}, {"public", buffer(signed_key.key.pub)}}},
+      {"signature", buffer(signed_key.signature)},
+      {"keyId", signed_key.id}};
+  EXPECT_THAT(s.sim.control().Post("/devices", {{"creds", creds}}), IsOk());
+  return creds.dump();
+}
+
+// docs/wa-protocol.md §11: what WhatsApp delivers is decrypted and stored (sealed, with the
+// Signal state it changed) before the receipt tells WhatsApp it may delete its copy.
+TEST(SessionService, StoresAnEncryptedMessageBeforeItsReceipt) {
+  Stack s;
+  Watcher w(*s.stub);
+  auto session = s.Create("inbox", SignalCreds(s, 15550094001)).value();
+  ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
+  // (The control API's answers are kept in locals: a range-for over a member of a temporary
+  // would read a destroyed object.)
+  auto conn = [&] {
+    const nlohmann::json all = s.sim.control().Get("/connections").value();
+    for (const auto& c : all["connections"]) {
+      if (c["jid"] == "15550094001:5" && c["logged_in"] == true) return c;
+    }
+    return nlohmann::json();
+  };
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    const nlohmann::json all = s.sim.control().Get("/devices").value();
+    for (const auto& d : all["devices"]) {
+      if (d["jid"] == "15550094001:5") return d["prekeys"] == 812;
+    }
+    return false;
+  })) << "the session's pre-keys uploaded";
+  const Sealer sealer = Sealer::FromConfig(kKey).value();
+  struct Row {
+    std::string chat, sender, kind, text;
+    bool from_me = false;
+  };
+  auto rows = [&] {
+    std::vector<Row> out;
+    pqxx::connection c(s.db.url());
+    pqxx::nontransaction tx(c);
+    for (const auto& r :
+         tx.exec_params("SELECT chat_jid, sender_jid, kind, from_me, seal_key, body FROM messages"
+                        " WHERE session_id = $1::uuid ORDER BY sequence",
+                        session.id())) {
+      pqxx::binarystring blob(r[5]);
+      auto body =
+          sealer.Open(r[4].as<std::string>(), Bytes(blob.data(), blob.data() + blob.size()));
+      EXPECT_TRUE(body.ok());
+      auto content = signal::ParseMessageContent(body.value_or(Bytes()));
+      out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
+                     content.ok() ? content->text.value_or("") : "", r[3].as<bool>()});
+    }
+    return out;
+  };
+
+  // A customer's phone writes to the shop: a pkmsg, then a msg on the same session.
+  ASSERT_THAT(s.sim.control().Post("/accounts/15550094999/send",
+                                   {{"to", "15550094001"}, {"text", "hello shop"}}),
+              IsOk());
+  ASSERT_THAT(s.sim.control().Post("/accounts/15550094999/send",
+                                   {{"to", "15550094001"}, {"text", "are you open?"}}),
+              IsOk());
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return rows().size() == 2; }));
+  auto got = rows();
+  EXPECT_EQ(got[0].text, "hello shop");
+  EXPECT_EQ(got[1].text, "are you open?");
+  EXPECT_EQ(got[0].chat, "15550094999@s.whatsapp.net");
+  EXPECT_EQ(got[0].sender, "15550094999@s.whatsapp.net");
+  EXPECT_EQ(got[0].kind, "conversation");
+  EXPECT_FALSE(got[0].from_me);
+  // Each was answered with a receipt, which WhatsApp takes as the device's acknowledgement.
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    auto c = conn();
+    return !c.is_null() && c["unacked"] == 0;
+  })) << conn().dump();
+  EXPECT_EQ(conn()["acks_mismatched"], 0);
+
+  // The shop's own phone writes to the customer: the copy is the shop's message in that chat.
+  ASSERT_THAT(s.sim.control().Post("/accounts/15550094001/send",
+                                   {{"to", "15550094999"}, {"text", "yes, until six"}}),
+              IsOk());
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return rows().size() == 3; }));
+  got = rows();
+  EXPECT_EQ(got[2].text, "yes, until six");
+  EXPECT_EQ(got[2].chat, "15550094999@s.whatsapp.net");
+  EXPECT_TRUE(got[2].from_me);
+
+  // A message damaged on the way is not stored: a retry receipt goes back to its sender.
+  const int64_t retries = s.sim.control().Get("/stats").value()["retries_routed"];
+  ASSERT_THAT(s.sim.control().Post("/devices/15550094001:5/corrupt-next"), IsOk());
+  ASSERT_THAT(s.sim.control().Post("/accounts/15550094999/send",
+                                   {{"to", "15550094001"}, {"text", "garbled"}}),
+              IsOk());
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] {
+    return s.sim.control().Get("/stats").value()["retries_routed"].get<int64_t>() > retries;
+  }));
+  EXPECT_EQ(rows().size(), 3u);
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return conn()["unacked"] == 0; }));
+
+  // After a restart the Signal state comes back from PostgreSQL: the session keeps decrypting.
+  s.Stop();
+  s.Start();
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return !conn().is_null(); }));
+  ASSERT_THAT(s.sim.control().Post("/accounts/15550094999/send",
+                                   {{"to", "15550094001"}, {"text", "still there?"}}),
+              IsOk());
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return rows().size() == 4; }));
+  EXPECT_EQ(rows()[3].text, "still there?");
 }
 
 // Baileys' useMultiFileAuthState folder imported whole (wactl sessions create --creds FOLDER):

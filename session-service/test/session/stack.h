@@ -31,7 +31,11 @@ class Sim {
     o.ws_port = 0;
     o.control_port = 0;
     if (tweak) tweak(o);
-    server_ = std::move(sim::SimServer::Create(io_, o, MakeLogger("wa-sim", "warn")).value());
+    server_ = std::move(
+        sim::SimServer::Create(
+            io_, o,
+            MakeLogger("wa-sim", std::getenv("WAS_SIM_LOG") ? std::getenv("WAS_SIM_LOG") : "warn"))
+            .value());
     thread_ = std::thread([this] { io_.run(); });
   }
   ~Sim() {

@@ -1,0 +1,235 @@
+#include "message_receiver.h"
+
+#include <boost/asio/post.hpp>
+#include <pqxx/pqxx>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "e2ee/message_content.h"
+#include "pg_message_store.h"
+#include "pg_signal_store.h"
+#include "store.h"
+#include "wasentinel/common/logging.h"
+#include "wasentinel/common/pg.h"
+#include "wasentinel/common/status_macros.h"
+
+namespace wasentinel::session {
+namespace {
+
+using wa::MakeNode;
+using wa::Node;
+
+Bytes BigEndian32(uint32_t v) {
+  return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+          static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+}
+
+// The attributes a receipt or ack of `message` copies: to = its from, participant, recipient.
+Node::Attrs AnswerAttrs(const Node& message) {
+  Node::Attrs attrs = {{"id", message.AttrOr("id")}, {"to", message.AttrOr("from")}};
+  for (const char* k : {"participant", "recipient"}) {
+    if (const std::string* v = message.Attr(k)) attrs.emplace_back(k, *v);
+  }
+  return attrs;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MessageReceiver>> MessageReceiver::Create(
+    PgPool& pool, const Sealer& sealer, std::shared_ptr<spdlog::logger> log,
+    SessionMetrics* metrics) {
+  WAS_ASSIGN_OR_RETURN(auto context, signal::Context::Create());
+  return std::unique_ptr<MessageReceiver>(
+      new MessageReceiver(pool, sealer, std::move(log), metrics, std::move(context)));
+}
+
+MessageReceiver::MessageReceiver(PgPool& pool, const Sealer& sealer,
+                                 std::shared_ptr<spdlog::logger> log, SessionMetrics* metrics,
+                                 std::unique_ptr<signal::Context> context)
+    : pool_(pool),
+      sealer_(sealer),
+      log_(std::move(log)),
+      metrics_(metrics),
+      context_(std::move(context)) {}
+
+MessageReceiver::~MessageReceiver() { thread_.join(); }
+
+void MessageReceiver::Receive(std::string session_id, int64_t lease_token,
+                              const wa::DeviceCredentials& creds, wa::Node message, Reply reply) {
+  boost::asio::post(
+      thread_, [this, id = std::move(session_id), lease_token, creds, message = std::move(message),
+                reply = std::move(reply)] { reply(Process(id, lease_token, creds, message)); });
+}
+
+void MessageReceiver::Forget(std::string session_id) {
+  boost::asio::post(thread_, [this, id = std::move(session_id)] { devices_.erase(id); });
+}
+
+absl::StatusOr<MessageReceiver::Device*> MessageReceiver::Load(const std::string& session_id,
+                                                               const wa::DeviceCredentials& creds) {
+  if (auto it = devices_.find(session_id); it != devices_.end()) return &it->second;
+  absl::StatusOr<signal::Image> image = absl::InternalError("not loaded");
+  WAS_RETURN_IF_ERROR(pool_.Transact("load signal state", [&](pqxx::work& w) {
+    image = LoadSignalImage(w, sealer_, session_id);
+  }));
+  if (!image.ok()) return image.status();
+  // The identity and the signed pre-key are the credentials' (what pairing registered).
+  signal::Identity identity;
+  identity.key.pub.assign(creds.identity_key.pub.begin(), creds.identity_key.pub.end());
+  identity.key.priv.assign(creds.identity_key.priv.begin(), creds.identity_key.priv.end());
+  identity.registration_id = creds.registration_id;
+  signal::SignedPreKey signed_key;
+  signed_key.id = creds.signed_pre_key_id;
+  signed_key.key.pub.assign(creds.signed_pre_key.pub.begin(), creds.signed_pre_key.pub.end());
+  signed_key.key.priv.assign(creds.signed_pre_key.priv.begin(), creds.signed_pre_key.priv.end());
+  signed_key.signature.assign(creds.signed_pre_key_signature.begin(),
+                              creds.signed_pre_key_signature.end());
+  WAS_ASSIGN_OR_RETURN(image->signed_pre_keys[signed_key.id],
+                       context_->SignedPreKeyRecord(signed_key, 0));
+  Device d;
+  d.store = std::make_unique<signal::JournalStore>(identity, *std::move(image));
+  WAS_ASSIGN_OR_RETURN(d.protocol, signal::Protocol::Create(*context_, *d.store));
+  return &devices_.emplace(session_id, std::move(d)).first->second;
+}
+
+std::vector<Node> MessageReceiver::Process(const std::string& session_id, int64_t lease_token,
+                                           const wa::DeviceCredentials& creds,
+                                           const Node& message) {
+  const std::string id = message.AttrOr("id");
+  const std::string from = message.AttrOr("from");
+  auto from_jid = wa::Jid::Parse(from);
+  const bool group = from_jid.ok() && from_jid->server == "g.us";
+  const std::string sender = group ? message.AttrOr("participant") : from;
+  auto sender_jid = wa::Jid::Parse(sender);
+  auto count = [&](const char* result) {
+    if (metrics_) metrics_->MessageReceived(result);
+  };
+  auto retry = [&](const absl::Status& why) {
+    count("undecryptable");
+    log_->warn("session {}: message {} from {} not decrypted: {}", session_id, id, MaskJid(sender),
+               why.message());
+    Node::Attrs attrs = AnswerAttrs(message);
+    attrs.emplace_back("type", "retry");
+    Node receipt = MakeNode(
+        "receipt", std::move(attrs),
+        std::vector<Node>{
+            MakeNode("retry", {{"count", "1"}, {"id", id}, {"t", message.AttrOr("t")}, {"v", "1"}}),
+            MakeNode("registration", {}, BigEndian32(creds.registration_id))});
+    Node::Attrs ack = AnswerAttrs(message);
+    ack.emplace_back("class", "message");
+    return std::vector<Node>{std::move(receipt), MakeNode("ack", std::move(ack))};
+  };
+  if (id.empty() || !from_jid.ok() || !sender_jid.ok() || sender_jid->user.empty()) {
+    return retry(absl::InvalidArgumentError("no id, or no sender device"));
+  }
+  const signal::Address address{sender_jid->user, std::max(sender_jid->device, 0)};
+  const std::string chat = group ? absl::StrCat(from_jid->user, "@g.us")
+                           : message.Attr("recipient")
+                               ? message.AttrOr("recipient")
+                               : absl::StrCat(from_jid->user, "@", from_jid->server);
+  auto device = Load(session_id, creds);
+  if (!device.ok()) {
+    count("failed");
+    log_->warn("session {}: Signal state not loaded ({}); message {} waits for redelivery",
+               session_id, device.status().message(), id);
+    return {};
+  }
+  signal::Protocol& protocol = *(*device)->protocol;
+  std::optional<signal::MessageContent> content;
+  bool duplicate = false;
+  absl::Status failure;
+  for (const Node& enc : message.Children()) {
+    if (enc.tag != "enc") continue;
+    const std::string type = enc.AttrOr("type");
+    absl::StatusOr<Bytes> padded = absl::InvalidArgumentError("unknown");
+    if (type == "pkmsg" || type == "msg") {
+      padded = protocol.Decrypt(
+          address, type == "pkmsg" ? signal::MessageType::kPreKey : signal::MessageType::kWhisper,
+          enc.ContentBytes());
+    } else if (type == "skmsg" && group) {
+      padded = protocol.GroupDecrypt(chat, address, enc.ContentBytes());
+    } else {
+      continue;  // another kind (bots' msmsg, …): not ours to read
+    }
+    if (absl::IsAlreadyExists(padded.status())) {
+      duplicate = true;
+      continue;
+    }
+    if (!padded.ok()) {
+      failure = padded.status();
+      break;
+    }
+    auto plain = signal::Unpad(*padded);
+    if (!plain.ok()) {
+      failure = plain.status();
+      break;
+    }
+    auto parsed = signal::ParseMessageContent(*plain);
+    if (!parsed.ok()) {
+      failure = parsed.status();
+      break;
+    }
+    if (parsed->sender_key && group) {
+      if (auto st =
+              protocol.ProcessSenderKeyDistribution(chat, address, parsed->sender_key->second);
+          !st.ok()) {
+        log_->warn("session {}: sender key of {} in {} refused: {}", session_id, MaskJid(sender),
+                   MaskJid(chat), st.message());
+      }
+    }
+    if (!content || !parsed->type.empty()) content = *std::move(parsed);
+  }
+  const auto journal = (*device)->store->TakeJournal();
+  std::optional<InboundMessage> inbound;
+  if (failure.ok() && content && !content->type.empty()) {
+    InboundMessage m;
+    m.id = id;
+    m.chat = content->device_sent_to ? *content->device_sent_to : chat;
+    m.sender = sender;
+    m.from_me = sender_jid->user == std::to_string(creds.phone);
+    m.kind = content->type;
+    int64_t t = 0;
+    m.sent_at = absl::SimpleAtoi(message.AttrOr("t"), &t) ? absl::FromUnixSeconds(t) : absl::Now();
+    m.body = std::move(content->raw);
+    inbound = std::move(m);
+  }
+  // What decryption changed, and the message, in one transaction under the lease.
+  bool stored = false;
+  absl::Status written;
+  const absl::Status committed = pool_.Transact("store a message", [&](pqxx::work& w) {
+    written = WriteSignalChanges(w, sealer_, session_id, lease_token, journal);
+    if (!written.ok()) throw std::runtime_error(std::string(written.message()));
+    if (inbound) {
+      auto inserted = InsertInboundMessage(w, sealer_, session_id, *inbound);
+      if (!inserted.ok()) {
+        written = inserted.status();
+        throw std::runtime_error(std::string(written.message()));
+      }
+      stored = *inserted;
+    }
+  });
+  if (!written.ok() || !committed.ok()) {
+    devices_.erase(session_id);  // memory is ahead of the database: load it again
+    count("failed");
+    log_->warn("session {}: message {} not stored ({}); it waits for redelivery", session_id, id,
+               (!written.ok() ? written : committed).message());
+    return {};
+  }
+  if (!failure.ok() || (!content && !duplicate)) {
+    return retry(failure.ok() ? absl::InvalidArgumentError("no <enc> this device can read")
+                              : failure);
+  }
+  count(stored ? "stored" : "duplicate");
+  if (stored) {
+    log_->debug("session {}: stored message {} ({}) in {}", session_id, id, inbound->kind,
+                MaskJid(inbound->chat));
+  }
+  // Delivered (also for a redelivery: WhatsApp did not get the first receipt). Our account's
+  // own messages get type "sender"; others a plain delivery receipt, as a business's primary
+  // client sends (whatsmeow sends "inactive" unless told to send active receipts).
+  Node::Attrs attrs = AnswerAttrs(message);
+  if (sender_jid->user == std::to_string(creds.phone)) attrs.emplace_back("type", "sender");
+  return {MakeNode("receipt", std::move(attrs))};
+}
+
+}  // namespace wasentinel::session
