@@ -1,6 +1,6 @@
 // Shared helpers of the interop tests: start wa-sim on free loopback ports, call its control
 // API, connect an unmodified Baileys client to it, run wa-node in batch mode.
-import makeWASocket from 'baileys';
+import makeWASocket, {useMultiFileAuthState} from 'baileys';
 import {spawn, spawnSync} from 'node:child_process';
 import {existsSync, mkdtempSync, readFileSync, rmSync} from 'node:fs';
 import {createServer} from 'node:net';
@@ -142,3 +142,80 @@ export function connectBaileys(sim, creds, extra = {}) {
   });
   return {sock, state};
 }
+
+const textOfMessage = (m) => m.message?.conversation ?? m.message?.extendedTextMessage?.text;
+
+// A Baileys socket on Baileys' own multi-file key store in `dir` (a real key store: sessions,
+// pre-keys, sender keys), marked online so its receipts are plain delivery receipts. What it
+// receives (`received`), its own messages (`ownCopies`), the status updates of what it sent
+// (`statuses`) and group receipts (`groupReceipts`) are collected; `send(jid, text)` keeps
+// what it sent for a retry receipt's getMessage (Baileys' own upsert of it may still be
+// buffered when the retry comes). `name`: the push name (needed to be marked online).
+export async function openBaileys(sim, dir, name) {
+  const auth = await useMultiFileAuthState(dir);
+  if (auth.state.creds.me && name) auth.state.creds.me.name = name;
+  const sent = new Map();
+  const c = {
+    dir, sent, received: [], ownCopies: [], statuses: [], groupReceipts: [], qrs: [],
+    isOpen: false, closed: null,
+  };
+  c.sock = makeWASocket({
+    waWebSocketUrl: sim.url,
+    auth: auth.state,
+    logger: pino({level: process.env.BAILEYS_LOG_LEVEL ?? 'silent'}),
+    printQRInTerminal: false,
+    markOnlineOnConnect: true,
+    fireInitQueries: false,
+    syncFullHistory: false,
+    getMessage: async (key) => sent.get(key.id),
+  });
+  c.sock.ev.on('creds.update', auth.saveCreds);
+  c.sock.ev.on('connection.update', (u) => {
+    if (u.qr) c.qrs.push(u.qr);
+    if (u.connection === 'open') c.isOpen = true;
+    if (u.connection === 'close') c.closed = u.lastDisconnect?.error?.output?.statusCode ?? -1;
+  });
+  c.sock.ev.on('messages.upsert', ({messages}) => {
+    for (const m of messages) {
+      if (m.key.fromMe) {
+        sent.set(m.key.id, m.message);
+        c.ownCopies.push(m);
+        // Receipts that came while the upsert was buffered are folded into it.
+        for (const receipt of m.userReceipt ?? []) c.groupReceipts.push({key: m.key, receipt});
+      } else {
+        c.received.push(m);
+      }
+    }
+  });
+  c.sock.ev.on('messages.update', (updates) => {
+    for (const u of updates) c.statuses.push({id: u.key.id, status: u.update.status});
+  });
+  c.sock.ev.on('message-receipt.update', (updates) => c.groupReceipts.push(...updates));
+  c.send = async (jid, text) => {
+    const out = await c.sock.sendMessage(jid, {text});
+    sent.set(out.key.id, out.message);
+    return out;
+  };
+  c.textsReceived = () => c.received.map(textOfMessage);
+  c.close = () => c.sock.end(undefined);
+  return c;
+}
+
+// Pairs a fresh Baileys store in `dir` with wa-sim as the phone of `phone`, then opens it
+// (openBaileys). Answers it with `jid` (its device) and `user` (the account's JID).
+export async function pairBaileys(sim, dir, phone, name) {
+  const first = await openBaileys(sim, dir);
+  await waitFor(() => first.qrs.length > 0, {what: 'a QR code'});
+  const result = await sim.post('/pair', {qr: first.qrs[0], phone});
+  if (result.result !== 'paired') throw new Error(`pairing ${phone}: ${JSON.stringify(result)}`);
+  await waitFor(() => first.closed !== null, {what: 'the 515 restart'});
+  first.close();
+  const c = await openBaileys(sim, dir, name);
+  await waitFor(() => c.isOpen || c.closed !== null, {what: `${name} open`});
+  if (c.closed !== null) throw new Error(`${name} closed with ${c.closed}`);
+  c.jid = result.jid;
+  c.user = `${phone}@s.whatsapp.net`;
+  return c;
+}
+
+export {textOfMessage};

@@ -3,16 +3,14 @@
 // ways with delivery and read receipts, one of them offline while a message is sent, a group
 // (sender keys), a forced retry, and pre-keys used up and topped up. wa-sim routes what they
 // send as WhatsApp's server does; nothing here decrypts for them.
-import makeWASocket, {useMultiFileAuthState} from 'baileys';
 import {WA_CERT_DETAILS} from 'baileys/lib/Defaults/index.js';
 import assert from 'node:assert/strict';
 import {mkdtempSync, readdirSync, rmSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {after, before, test} from 'node:test';
-import pino from 'pino';
 
-import {startSim, waitFor} from './harness.mjs';
+import {openBaileys, pairBaileys, startSim, textOfMessage as textOf, waitFor} from './harness.mjs';
 
 const sim = await startSim();
 WA_CERT_DETAILS.PUBLIC_KEY = sim.rootPublicKey;
@@ -27,80 +25,18 @@ after(() => {
 const STATUS_DELIVERY_ACK = 3;
 const STATUS_READ = 4;
 const bare = (jid) => jid.replace(/:\d+@/, '@');
-const textOf = (m) => m.message?.conversation ?? m.message?.extendedTextMessage?.text;
 
-// A Baileys socket on the key store in `dir`; what it receives and the status updates of what
-// it sent are collected. `getMessage` answers retry receipts from what it sent.
-async function connect(dir, name) {
-  const auth = await useMultiFileAuthState(dir);
-  if (auth.state.creds.me && name) auth.state.creds.me.name = name;
-  const sent = new Map();
-  const c = {
-    dir, sent, received: [], ownCopies: [], statuses: [], groupReceipts: [], qrs: [], isOpen: false, closed: null,
-  };
-  c.sock = makeWASocket({
-    waWebSocketUrl: sim.url,
-    auth: auth.state,
-    logger: pino({level: process.env.BAILEYS_LOG_LEVEL ?? 'silent'}),
-    printQRInTerminal: false,
-    markOnlineOnConnect: true,
-    fireInitQueries: false,
-    syncFullHistory: false,
-    getMessage: async (key) => sent.get(key.id),
-  });
-  c.sock.ev.on('creds.update', auth.saveCreds);
-  c.sock.ev.on('connection.update', (u) => {
-    if (u.qr) c.qrs.push(u.qr);
-    if (u.connection === 'open') c.isOpen = true;
-    if (u.connection === 'close') c.closed = u.lastDisconnect?.error?.output?.statusCode ?? -1;
-  });
-  c.sock.ev.on('messages.upsert', ({messages}) => {
-    for (const m of messages) {
-      if (m.key.fromMe) {
-        sent.set(m.key.id, m.message);
-        c.ownCopies.push(m);
-        // Receipts that came while the upsert was buffered are folded into it.
-        for (const receipt of m.userReceipt ?? []) c.groupReceipts.push({key: m.key, receipt});
-      } else {
-        c.received.push(m);
-      }
-    }
-  });
-  c.sock.ev.on('messages.update', (updates) => {
-    for (const u of updates) c.statuses.push({id: u.key.id, status: u.update.status});
-  });
-  c.sock.ev.on('message-receipt.update', (updates) => c.groupReceipts.push(...updates));
-  open.add(c);
-  return c;
-}
-
-// Sends text from `c`, kept for a retry receipt's getMessage (Baileys' own upsert of what it
-// sent may still be buffered when the retry comes).
-async function send(c, jid, text) {
-  const out = await c.sock.sendMessage(jid, {text});
-  c.sent.set(out.key.id, out.message);
-  return out;
-}
+const connect = (dir, name) => openBaileys(sim, dir, name);
+const send = (c, jid, text) => c.send(jid, text);
 
 function close(c) {
-  c.sock.end(undefined);
+  c.close();
   open.delete(c);
 }
 
-// Pairs a fresh Baileys store with wa-sim as the phone of `phone`, then opens it.
 async function pairAndOpen(phone, name) {
-  const dir = join(root, phone);
-  const first = await connect(dir);
-  await waitFor(() => first.qrs.length > 0, {what: 'a QR code'});
-  const result = await sim.post('/pair', {qr: first.qrs[0], phone});
-  assert.equal(result.result, 'paired', JSON.stringify(result));
-  await waitFor(() => first.closed !== null, {what: 'the 515 restart'});
-  close(first);
-  const c = await connect(dir, name);
-  await waitFor(() => c.isOpen || c.closed !== null, {what: `${name} open`});
-  assert.equal(c.closed, null);
-  c.jid = result.jid;
-  c.user = `${phone}@s.whatsapp.net`;
+  const c = await pairBaileys(sim, join(root, phone), phone, name);
+  open.add(c);
   return c;
 }
 
@@ -175,6 +111,7 @@ test('a message sent while the recipient is offline arrives when it logs in agai
 
   const jid = bob.jid;
   bob = await connect(bob.dir, 'Bob');
+  open.add(bob);
   bob.jid = jid;
   bob.user = `${BOB}@s.whatsapp.net`;
   await waitFor(() => bob.isOpen, {what: 'Bob open again'});

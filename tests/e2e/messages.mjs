@@ -1,0 +1,142 @@
+// Messages into session-service, with unmodified Baileys as the other party, through wa-sim:
+// a shop's device paired by Baileys is imported whole (creds.json and its pre-key-<id>.json
+// files) into session-service, which takes over the linked device; a customer's Baileys writes
+// to the shop, 1:1 (to a pre-key the shop's Baileys had uploaded) and in a group (sender keys),
+// and while session-service is down. Each must be decrypted and stored before the receipt,
+// which is what the customer sees as "delivered".
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import grpc from '@grpc/grpc-js';
+import { WA_CERT_DETAILS } from 'baileys/lib/Defaults/index.js';
+import { SessionService, unary } from './api.mjs';
+import { freePort, pairBaileys, requiredEnv, startSim, waitFor } from '../interop/harness.mjs';
+
+const checks = [];
+function check(name, ok, detail = '') {
+  checks.push({ name, ok });
+  console.log(`${ok ? 'ok' : 'not ok'} ${checks.length} - ${name}${detail ? ` # ${detail}` : ''}`);
+  return ok;
+}
+const passes = (p) => p.then(() => true, () => false);
+
+const SHOP = '15557780001';
+const CUSTOMER = '15557780002';
+const STATUS_DELIVERY_ACK = 3;
+const work = mkdtempSync(join(tmpdir(), 'was-messages-'));
+const sim = await startSim();
+WA_CERT_DETAILS.PUBLIC_KEY = sim.rootPublicKey;
+const sealingKey = randomBytes(32).toString('hex');
+const databaseUrl = requiredEnv('DATABASE_URL');
+const sql = (query) => execFileSync('psql', ['-At', '-F', '|', databaseUrl, '-c', query], { encoding: 'utf8' })
+  .trim().split('\n').filter((l) => l.length > 0);
+
+let service = null;
+let metricsPort = 0;
+async function startService() {
+  const port = await freePort();
+  metricsPort = await freePort();
+  const proc = spawn(requiredEnv('SESSION_SERVICE'), [
+    `--grpc_listen=127.0.0.1:${port}`, `--metrics_listen=127.0.0.1:${metricsPort}`,
+    `--database_url=${databaseUrl}`, `--auth_state_key=k1:${sealingKey}`,
+    `--wa_url=${sim.url}`, `--wa_version_url=${sim.versionUrl}`,
+    `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
+    '--restore_per_second=0', '--log_level=warn',
+  ], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  const call = unary(new SessionService(`127.0.0.1:${port}`, grpc.credentials.createInsecure()));
+  await waitFor(async () => { try { await call('GetHealth', {}); return true; } catch { return false; } },
+    { timeoutMs: 20000, what: 'session-service to answer' });
+  service = { proc, exited, call };
+}
+async function stopService() {
+  service.proc.kill('SIGTERM');
+  await service.exited;
+  service = null;
+}
+const stored = async () => {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const m = text.match(/wasentinel_messages_received_total\{result="stored"\} (\d+)/);
+  return m ? Number(m[1]) : 0;
+};
+
+const open = [];
+let exitCode = 1;
+try {
+  // The shop's device, as Baileys paired it: it uploaded 30 one-time pre-keys to WhatsApp.
+  const shopDir = join(work, 'shop');
+  const shopBaileys = await pairBaileys(sim, shopDir, SHOP, 'Shop');
+  const device = (await sim.get('/devices')).devices.find((d) => `${d.jid}@s.whatsapp.net` === shopBaileys.jid);
+  check('the shop\'s Baileys uploaded its pre-keys', device?.prekeys === 30, JSON.stringify(device));
+  shopBaileys.close();
+  await waitFor(async () => !(await sim.get('/connections')).connections.some((c) => c.logged_in && c.jid === device.jid),
+    { what: 'the shop\'s Baileys gone' });
+
+  // session-service takes the device over, with its keys.
+  await startService();
+  const preKeyFiles = {};
+  for (const f of readdirSync(shopDir).filter((n) => /^pre-key-\d+\.json$/.test(n))) {
+    preKeyFiles[f] = readFileSync(join(shopDir, f), 'utf8');
+  }
+  const { session } = await service.call('CreateSession', {
+    tenant_id: 'shop', account_name: 'The shop', creds_json: readFileSync(join(shopDir, 'creds.json'), 'utf8'),
+    pre_key_files: preKeyFiles,
+  });
+  check(`imported with its ${Object.keys(preKeyFiles).length} pre-key files`, Object.keys(preKeyFiles).length >= 30);
+  const connected = await passes(waitFor(async () => (await service.call('GetSession', { id: session.id })).session.state === 'SESSION_STATE_CONNECTED',
+    { timeoutMs: 15000, what: 'the shop CONNECTED' }));
+  check('the imported session is CONNECTED', connected);
+  const kept = sql(`SELECT count(*) FROM signal_pre_keys WHERE session_id = '${session.id}'`)[0];
+  check('its pre-keys are kept (sealed)', Number(kept) >= 30, kept);
+
+  // A customer writes: Baileys fetches the shop device's bundle, with a pre-key the shop's
+  // Baileys had uploaded, and encrypts to it.
+  const customer = await pairBaileys(sim, join(work, 'customer'), CUSTOMER, 'Customer');
+  open.push(customer);
+  const first = await customer.send(`${SHOP}@s.whatsapp.net`, 'hello, are you open today?');
+  const delivered = (c, id) => waitFor(() => c.statuses.some((s) => s.id === id && s.status === STATUS_DELIVERY_ACK),
+    { timeoutMs: 15000, what: `delivery of ${id}`, detail: () => JSON.stringify(c.statuses) });
+  check('1:1: the customer sees it delivered (session-service stored it, then sent the receipt)',
+    await passes(delivered(customer, first.key.id)));
+  const row = sql(`SELECT kind, chat_jid, sender_jid, from_me FROM messages WHERE message_id = '${first.key.id}'`);
+  // (Baileys 6.7 writes text as an extendedTextMessage.)
+  check('stored: a text in the customer\'s chat, from the customer\'s device',
+    row.length === 1 && row[0] === `extendedTextMessage|${CUSTOMER}@s.whatsapp.net|${customer.jid}|f`, row.join());
+  const second = await customer.send(`${SHOP}@s.whatsapp.net`, 'I need two loaves');
+  check('and the next message on the same Signal session', await passes(delivered(customer, second.key.id)));
+
+  // A group of the two: the customer's sender key comes inside a pkmsg, then the skmsg.
+  const group = await sim.post('/groups', { subject: 'Orders', creator: CUSTOMER, participants: [SHOP] });
+  const inGroup = await customer.send(group.jid, 'order for the group: six rolls');
+  const groupReceipt = await passes(waitFor(() => customer.groupReceipts.some((r) => r.key.id === inGroup.key.id),
+    { timeoutMs: 15000, what: 'a group receipt' }));
+  const groupRow = sql(`SELECT kind, chat_jid FROM messages WHERE message_id = '${inGroup.key.id}'`);
+  check('group: decrypted with the sender key and stored in the group\'s chat',
+    groupReceipt && groupRow.length === 1 && groupRow[0] === `extendedTextMessage|${group.jid}`, groupRow.join());
+
+  // While session-service is down, the customer writes; after the restart it arrives, once.
+  await stopService();
+  const whileDown = await customer.send(`${SHOP}@s.whatsapp.net`, 'are you there?');
+  await waitFor(async () => (await sim.get('/devices')).devices.find((d) => d.jid === device.jid).offline_queued >= 1,
+    { what: 'queued at wa-sim' });
+  await startService();
+  check('sent while down: delivered after the restart', await passes(delivered(customer, whileDown.key.id)));
+  const once = sql(`SELECT count(*) FROM messages WHERE message_id = '${whileDown.key.id}'`)[0];
+  check('and stored once', once === '1', once);
+  check('every message stored (metrics)', await passes(waitFor(async () => (await stored()) >= 1, { what: 'metrics' })));
+  const total = sql(`SELECT count(*) FROM messages WHERE session_id = '${session.id}'`)[0];
+  check('four messages in all', total === '4', total);
+
+  exitCode = checks.every((c) => c.ok) ? 0 : 1;
+} catch (e) {
+  console.error(e);
+} finally {
+  for (const c of open) c.close();
+  if (service) await stopService().catch(() => {});
+  sim.stop();
+  rmSync(work, { recursive: true, force: true });
+}
+console.log(`${checks.filter((c) => c.ok).length}/${checks.length} checks passed`);
+process.exit(exitCode);
