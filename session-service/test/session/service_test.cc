@@ -477,24 +477,25 @@ TEST(SessionService, UploadsOneTimePreKeysWhenWhatsAppRunsLow) {
 }
 
 // A device's creds.json with a real Signal identity and signed pre-key (what pairing makes),
-// registered at wa-sim.
-std::string SignalCreds(Stack& s, uint64_t phone) {
-  auto context = signal::Context::Create().value();
-  const signal::Identity identity = context->GenerateIdentity().value();
-  const signal::SignedPreKey signed_key = context->GenerateSignedPreKey(identity, 1).value();
+// registered at wa-sim; `identity` and `signed_key` say what they are.
+nlohmann::json SignalCreds(Stack& s, uint64_t phone, signal::Context& context,
+                           signal::Identity* identity = nullptr,
+                           signal::SignedPreKey* signed_key = nullptr) {
+  signal::Identity id = context.GenerateIdentity().value();
+  signal::SignedPreKey spk = context.GenerateSignedPreKey(id, 7).value();
   auto buffer = [](const Bytes& b) { return wasentinel::testing::BufferJson(b); };
   auto creds = nlohmann::json::parse(
       wasentinel::testing::BaileysCredsJson(wa::KeyPair::Generate(), phone, 5));
-  creds["signedIdentityKey"] = {{"private", buffer(identity.key.priv)},
-                                {"public", buffer(identity.key.pub)}};
-  creds["registrationId"] = identity.registration_id;
+  creds["signedIdentityKey"] = {{"private", buffer(id.key.priv)}, {"public", buffer(id.key.pub)}};
+  creds["registrationId"] = id.registration_id;
   creds["signedPreKey"] = {
-      {"keyPair",
-       {{"private", buffer(signed_key.key.priv)}, {"public", buffer(signed_key.key.pub)}}},
-      {"signature", buffer(signed_key.signature)},
-      {"keyId", signed_key.id}};
+      {"keyPair", {{"private", buffer(spk.key.priv)}, {"public", buffer(spk.key.pub)}}},
+      {"signature", buffer(spk.signature)},
+      {"keyId", spk.id}};
   EXPECT_THAT(s.sim.control().Post("/devices", {{"creds", creds}}), IsOk());
-  return creds.dump();
+  if (identity) *identity = id;
+  if (signed_key) *signed_key = spk;
+  return creds;
 }
 
 // docs/wa-protocol.md §11: what WhatsApp delivers is decrypted and stored (sealed, with the
@@ -502,7 +503,8 @@ std::string SignalCreds(Stack& s, uint64_t phone) {
 TEST(SessionService, StoresAnEncryptedMessageBeforeItsReceipt) {
   Stack s;
   Watcher w(*s.stub);
-  auto session = s.Create("inbox", SignalCreds(s, 15550094001)).value();
+  auto context = signal::Context::Create().value();
+  auto session = s.Create("inbox", SignalCreds(s, 15550094001, *context).dump()).value();
   ASSERT_TRUE(w.WaitFor(session.id(), v1::SESSION_STATE_CONNECTED));
   // (The control API's answers are kept in locals: a range-for over a member of a temporary
   // would read a destroyed object.)
@@ -605,18 +607,10 @@ TEST(SessionService, StoresAnEncryptedMessageBeforeItsReceipt) {
 TEST(SessionService, CreateKeepsTheImportedDevicesPreKeys) {
   Stack s;
   auto context = signal::Context::Create().value();
-  signal::Identity identity = context->GenerateIdentity().value();
-  const signal::SignedPreKey signed_key = context->GenerateSignedPreKey(identity, 7).value();
-  auto creds = nlohmann::json::parse(s.sim.Device(15550092001));
+  signal::Identity identity;
+  signal::SignedPreKey signed_key;
+  auto creds = SignalCreds(s, 15550092001, *context, &identity, &signed_key);
   auto buffer = [](const Bytes& b) { return wasentinel::testing::BufferJson(b); };
-  creds["signedIdentityKey"] = {{"private", buffer(identity.key.priv)},
-                                {"public", buffer(identity.key.pub)}};
-  creds["registrationId"] = identity.registration_id;
-  creds["signedPreKey"] = {
-      {"keyPair",
-       {{"private", buffer(signed_key.key.priv)}, {"public", buffer(signed_key.key.pub)}}},
-      {"signature", buffer(signed_key.signature)},
-      {"keyId", signed_key.id}};
   creds["nextPreKeyId"] = 31;
   const auto pre_keys = context->GeneratePreKeys(3, 28).value();  // ids 3..30
 
