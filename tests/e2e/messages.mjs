@@ -129,6 +129,34 @@ try {
   const total = sql(`SELECT count(*) FROM messages WHERE session_id = '${session.id}'`)[0];
   check('four messages in all', total === '4', total);
 
+  // A burst of 1000, and session-service SIGKILLed in the middle of it: what it had stored was
+  // acknowledged; the rest waits at WhatsApp and comes again after the restart. None lost, none
+  // stored twice.
+  const BURST = 1000;
+  const burst = [];
+  const sending = (async () => {
+    for (let i = 0; i < BURST; i += 1) burst.push((await customer.send(`${SHOP}@s.whatsapp.net`, `burst ${i}`)).key.id);
+  })();
+  const storedCount = () => Number(sql(`SELECT count(*) FROM messages WHERE session_id = '${session.id}' AND message_id IN (${
+    burst.map((id) => `'${id}'`).join(',') || "''"})`)[0]);
+  await waitFor(() => storedCount() >= 100, { timeoutMs: 30000, what: '100 of the burst stored' });
+  service.proc.kill('SIGKILL');
+  await service.exited;
+  service = null;
+  const atKill = storedCount();
+  await sending;
+  await startService();
+  const all = await passes(waitFor(() => storedCount() === BURST, { timeoutMs: 60000, what: 'the whole burst stored',
+    detail: () => `${storedCount()} of ${BURST}` }));
+  check(`SIGKILL mid-burst (${atKill} of ${BURST} stored at the kill): every message stored after the restart`, all,
+    `${storedCount()} stored`);
+  const twice = sql(`SELECT count(*) FROM (SELECT message_id FROM messages WHERE session_id = '${session.id}'
+    GROUP BY message_id HAVING count(*) > 1) d`)[0];
+  check('none stored twice', twice === '0', twice);
+  const deliveredAll = await passes(waitFor(() => burst.every((id) => customer.statuses.some((s) => s.id === id && s.status === STATUS_DELIVERY_ACK)),
+    { timeoutMs: 30000, what: 'every delivery receipt' }));
+  check('the customer sees every one delivered', deliveredAll);
+
   exitCode = checks.every((c) => c.ok) ? 0 : 1;
 } catch (e) {
   console.error(e);
