@@ -122,6 +122,16 @@ absl::Status JournalStore::DeleteAllSessions(const std::string& name) {
   return absl::OkStatus();
 }
 
+void JournalStore::ForgetPeer(const std::string& name) {
+  (void)DeleteAllSessions(name);
+  std::lock_guard lock(mu_);
+  for (auto it = image_.identities.lower_bound({name, INT32_MIN});
+       it != image_.identities.end() && it->first.first == name;) {
+    Record({Change::Kind::kIdentity, 0, {name, it->first.second}, {}, std::nullopt});
+    it = image_.identities.erase(it);
+  }
+}
+
 absl::StatusOr<std::optional<Bytes>> JournalStore::LoadSenderKey(const std::string& group,
                                                                  const Address& sender) {
   std::lock_guard lock(mu_);

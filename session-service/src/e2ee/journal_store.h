@@ -45,6 +45,10 @@ class JournalStore : public Store {
 
   /// The changes since the last call, oldest first (a key changed twice appears twice).
   std::vector<Change> TakeJournal();
+  /// Forgets `name`'s sessions and identities, on every device: what WhatsApp's identity-change
+  /// notification calls for (the contact reinstalled; the next message starts a new session
+  /// and its new identity is trusted on first use).
+  void ForgetPeer(const std::string& name);
   size_t pre_key_count() const;
 
   absl::StatusOr<Identity> LocalIdentity() override;

@@ -61,6 +61,26 @@ void MessageReceiver::Receive(std::string session_id, int64_t lease_token,
                 reply = std::move(reply)] { reply(Process(id, lease_token, creds, message)); });
 }
 
+void MessageReceiver::IdentityChanged(std::string session_id, int64_t lease_token,
+                                      const wa::DeviceCredentials& creds, std::string user) {
+  boost::asio::post(
+      thread_, [this, id = std::move(session_id), lease_token, creds, user = std::move(user)] {
+        auto device = Load(id, creds);
+        if (!device.ok())
+          return;  // nothing loaded: the next pkmsg from them is handled as it comes
+        (*device)->store->ForgetPeer(user);
+        const auto journal = (*device)->store->TakeJournal();
+        absl::Status written;
+        const absl::Status committed =
+            pool_.Transact("forget a contact's identity", [&](pqxx::work& w) {
+              written = WriteSignalChanges(w, sealer_, id, lease_token, journal);
+            });
+        if (!written.ok() || !committed.ok()) devices_.erase(id);
+        log_->info("session {}: {} reinstalled WhatsApp; its sessions and identity are forgotten",
+                   id, MaskPhone(user));
+      });
+}
+
 void MessageReceiver::Forget(std::string session_id) {
   boost::asio::post(thread_, [this, id = std::move(session_id)] { devices_.erase(id); });
 }
@@ -143,9 +163,17 @@ std::vector<Node> MessageReceiver::Process(const std::string& session_id, int64_
     const std::string type = enc.AttrOr("type");
     absl::StatusOr<Bytes> padded = absl::InvalidArgumentError("unknown");
     if (type == "pkmsg" || type == "msg") {
-      padded = protocol.Decrypt(
-          address, type == "pkmsg" ? signal::MessageType::kPreKey : signal::MessageType::kWhisper,
-          enc.ContentBytes());
+      const auto kind =
+          type == "pkmsg" ? signal::MessageType::kPreKey : signal::MessageType::kWhisper;
+      padded = protocol.Decrypt(address, kind, enc.ContentBytes());
+      if (type == "pkmsg" && absl::IsFailedPrecondition(padded.status())) {
+        // A new identity: the contact reinstalled WhatsApp (the notification may come later,
+        // or not at all). As whatsmeow does, forget the old one and decrypt again.
+        log_->info("session {}: {} has a new identity; its old sessions are dropped", session_id,
+                   MaskJid(sender));
+        (*device)->store->ForgetPeer(address.name);
+        padded = protocol.Decrypt(address, kind, enc.ContentBytes());
+      }
     } else if (type == "skmsg" && group) {
       padded = protocol.GroupDecrypt(chat, address, enc.ContentBytes());
     } else {

@@ -49,6 +49,11 @@ class MessageReceiver {
   /// device `creds` are); `reply` runs on the receiver's thread.
   void Receive(std::string session_id, int64_t lease_token, const wa::DeviceCredentials& creds,
                wa::Node message, Reply reply);
+  /// WhatsApp says `user` (the user part of a JID) changed its identity (<notification
+  /// type="encrypt"><identity/>): their sessions and identities are forgotten, in memory and in
+  /// PostgreSQL.
+  void IdentityChanged(std::string session_id, int64_t lease_token,
+                       const wa::DeviceCredentials& creds, std::string user);
   /// Drops what is kept in memory of the session (its lease went elsewhere, it logged out).
   void Forget(std::string session_id);
 

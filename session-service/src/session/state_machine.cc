@@ -64,6 +64,9 @@ class StateMachine::Observer final : public wa::ConnectionObserver {
   void OnPreKeyCount(int64_t count) override {
     if (auto sm = sm_.lock()) sm->OnPreKeyCount(id_, generation_, count);
   }
+  void OnIdentityChanged(const std::string& user) override {
+    if (auto sm = sm_.lock()) sm->OnIdentityChanged(id_, generation_, user);
+  }
   bool OnEncryptedMessage(const wa::Node& message) override {
     auto sm = sm_.lock();
     return sm && sm->OnEncryptedMessage(id_, generation_, message);
@@ -354,6 +357,13 @@ bool StateMachine::OnEncryptedMessage(const std::string& id, uint64_t generation
         }
       });
   return true;
+}
+
+void StateMachine::OnIdentityChanged(const std::string& id, uint64_t generation,
+                                     const std::string& user) {
+  Runtime* rt = Find(id, generation);
+  if (!rt || !options_.messages || !rt->creds || !rt->creds->paired()) return;
+  options_.messages->IdentityChanged(id, rt->lease_token, *rt->creds, user);
 }
 
 void StateMachine::UploadPreKeys(const std::string& id, uint64_t generation,

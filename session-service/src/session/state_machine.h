@@ -214,6 +214,7 @@ class StateMachine : public std::enable_shared_from_this<StateMachine> {
   void OnPhoneSeen(const std::string& id, uint64_t generation, absl::Time at);
   void OnPreKeyCount(const std::string& id, uint64_t generation, int64_t count);
   bool OnEncryptedMessage(const std::string& id, uint64_t generation, const wa::Node& message);
+  void OnIdentityChanged(const std::string& id, uint64_t generation, const std::string& user);
   void UploadPreKeys(const std::string& id, uint64_t generation,
                      absl::StatusOr<std::vector<signal::PreKey>> keys);
   void OnQrCode(const std::string& id, uint64_t generation, const std::string& text,

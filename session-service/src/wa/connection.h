@@ -148,6 +148,9 @@ class ConnectionObserver {
   /// its receipt or ack itself (ConnectionHandle::Send) once the message is safe; false: the
   /// connection acks it at once, undecrypted.
   virtual bool OnEncryptedMessage(const Node& message) { return false; }
+  /// A contact changed its identity (reinstalled WhatsApp): <notification type="encrypt"
+  /// from="USER@s.whatsapp.net"><identity/>. `user`: the user part of the JID.
+  virtual void OnIdentityChanged(const std::string& user) {}
 };
 
 /// Figures of a live connection, readable from any thread.

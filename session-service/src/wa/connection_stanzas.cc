@@ -371,6 +371,11 @@ void Connection::Impl::OnStanza(const Node& node) {
     const int64_t n = CodeOf(*count, "value");
     stats.prekey_count = n;
     if (observer_) observer_->OnPreKeyCount(n);
+  } else if (node.tag == "notification" && node.AttrOr("type") == "encrypt" &&
+             node.Child("identity")) {
+    const std::string who = node.AttrOr("from");
+    const std::string user = who.substr(0, who.find_first_of(":@"));
+    if (observer_ && !user.empty()) observer_->OnIdentityChanged(user);
   } else if (node.tag == "message") {
     const absl::Time now = absl::Now();
     ++stats.inbound_messages;

@@ -599,6 +599,16 @@ TEST(SessionService, StoresAnEncryptedMessageBeforeItsReceipt) {
               IsOk());
   ASSERT_TRUE(wasentinel::testing::Eventually([&] { return rows().size() == 4; }));
   EXPECT_EQ(rows()[3].text, "still there?");
+
+  // The customer reinstalls WhatsApp: a new identity, announced by WhatsApp; the next message
+  // starts a new session with it, and is stored like any other.
+  ASSERT_THAT(s.sim.control().Post("/accounts/15550094999/reset-identity"), IsOk());
+  ASSERT_THAT(s.sim.control().Post("/accounts/15550094999/send",
+                                   {{"to", "15550094001"}, {"text", "new phone, same me"}}),
+              IsOk());
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return rows().size() == 5; }));
+  EXPECT_EQ(rows()[4].text, "new phone, same me");
+  ASSERT_TRUE(wasentinel::testing::Eventually([&] { return conn()["unacked"] == 0; }));
 }
 
 // Baileys' useMultiFileAuthState folder imported whole (wactl sessions create --creds FOLDER):
