@@ -141,9 +141,9 @@ TEST(Connection, LogsInAndKeepsAlive) {
   ASSERT_TRUE(obs->WaitFor(Event::kPong, 3));
   EXPECT_GE(conn->stats().keepalive_rtt_us.load(), 0);
   EXPECT_GT(conn->stats().last_pong_unix_ms.load(), 0);
-  EXPECT_TRUE(
-      wasentinel::testing::Eventually([&] { return conn->stats().prekey_count.load() == 0; }))
-      << "the device uploaded no pre-keys to wa-sim, which answers its real count";
+  EXPECT_TRUE(wasentinel::testing::Eventually([&] {
+    return conn->stats().prekey_count.load() == 0;
+  })) << "the device uploaded no pre-keys to wa-sim, which answers its real count";
   auto conns = lb.control().Get("/connections").value();
   ASSERT_EQ(conns["connections"].size(), 1u);
   EXPECT_EQ(conns["connections"][0]["jid"], "15551234567:12");
