@@ -165,6 +165,20 @@ std::optional<signal::PreKey> TakePreKey(DeviceKeys& keys) {
   return k;
 }
 
+// A bundle of `keys` for `device`, handing out their next one-time pre-key (counted served).
+signal::PreKeyBundle HandOut(SimServer::State& server, DeviceKeys& keys, uint32_t device) {
+  signal::PreKeyBundle bundle;
+  bundle.registration_id = keys.registration_id;
+  bundle.device = static_cast<int32_t>(device);
+  bundle.pre_key = TakePreKey(keys);
+  bundle.signed_pre_key_id = keys.signed_pre_key.id;
+  bundle.signed_pre_key_pub = keys.signed_pre_key.key.pub;
+  bundle.signed_pre_key_signature = keys.signed_pre_key.signature;
+  bundle.identity_pub = keys.identity_pub;
+  ++server.counters.bundles_served;
+  return bundle;
+}
+
 // What the simulated phone does with a message for it: decrypts the 1:1 parts (group
 // messages' sender-key parts are counted, not read) and keeps the last 100 in its inbox.
 void PhoneReceive(SimServer::State& server, const std::string& user, const Node& stanza) {
@@ -333,16 +347,8 @@ absl::StatusOr<json> PhoneSend(SimServer::State& server, const std::string& from
     if (has.ok() && !*has) {
       DeviceKeys* keys = KeysOf(server, t);
       if (!keys) continue;  // a device that never uploaded keys cannot be written to
-      signal::PreKeyBundle bundle;
-      bundle.registration_id = keys->registration_id;
-      bundle.device = address.device;
-      bundle.pre_key = TakePreKey(*keys);
-      bundle.signed_pre_key_id = keys->signed_pre_key.id;
-      bundle.signed_pre_key_pub = keys->signed_pre_key.key.pub;
-      bundle.signed_pre_key_signature = keys->signed_pre_key.signature;
-      bundle.identity_pub = keys->identity_pub;
-      ++server.counters.bundles_served;
-      if (auto st = phone.protocol->ProcessBundle(address, bundle); !st.ok()) {
+      if (auto st = phone.protocol->ProcessBundle(address, HandOut(server, *keys, t.device));
+          !st.ok()) {
         server.log().warn("phone {}: no session with {}:{}: {}", wa::MaskPhone(from),
                           wa::MaskPhone(t.user), t.device, st.message());
         continue;
@@ -435,17 +441,8 @@ bool SimConn::OnSignalIq(const Node& iq) {
         answers.push_back(std::move(b));
         continue;
       }
-      signal::PreKeyBundle bundle;
-      bundle.registration_id = keys->registration_id;
-      bundle.device = static_cast<int32_t>(d->device);
-      bundle.pre_key = TakePreKey(*keys);
-      bundle.signed_pre_key_id = keys->signed_pre_key.id;
-      bundle.signed_pre_key_pub = keys->signed_pre_key.key.pub;
-      bundle.signed_pre_key_signature = keys->signed_pre_key.signature;
-      bundle.identity_pub = keys->identity_pub;
-      b.bundle = std::move(bundle);
+      b.bundle = HandOut(*server_, *keys, d->device);
       answers.push_back(std::move(b));
-      ++server_->counters.bundles_served;
       if (d->device == 0) {
         Phone& phone = PhoneOf(*server_, d->user);
         if (phone.keys.pre_keys.size() < signal::kMinServerPreKeys)
