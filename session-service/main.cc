@@ -35,6 +35,11 @@ ABSL_FLAG(int, restore_concurrency, 200,
           "start-up restores connecting at once at most, 0 = no bound [WAS_RESTORE_CONCURRENCY]");
 ABSL_FLAG(absl::Duration, event_retention, absl::Hours(720),
           "session events older than this are pruned [WAS_EVENT_RETENTION]");
+ABSL_FLAG(absl::Duration, message_retention, absl::Hours(168),
+          "messages sent and received are kept this long, then pruned [WAS_MESSAGE_RETENTION]");
+ABSL_FLAG(double, send_rate, 5,
+          "messages one session sends per second at most; more wait in its outbox, in order"
+          " [WAS_SEND_RATE]");
 ABSL_FLAG(std::string, advertise_address, "",
           "host:port other replicas reach this one's gRPC at, for forwarded calls; default"
           " hostname and the --grpc_listen port [WAS_ADVERTISE_ADDRESS]");
@@ -125,6 +130,10 @@ Options ReadFlags(RuntimeOptions runtime) {
   o.watch_limits.per_key = config::IntIn(FLAGS_max_watches_per_key, 1, 100000);
   o.event_retention =
       config::DurationIn(FLAGS_event_retention, absl::Hours(1), absl::Hours(24 * 3650));
+  o.message_retention =
+      config::DurationIn(FLAGS_message_retention, absl::Minutes(1), absl::Hours(24 * 3650));
+  o.messenger.sends_per_second = config::NonNegative(FLAGS_send_rate, 1000);
+  if (o.messenger.sends_per_second < 0.01) o.messenger.sends_per_second = 0.01;
   return o;
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
@@ -24,6 +25,12 @@ std::array<uint8_t, 32> Hash(std::string_view key) {
 
 std::string_view ScopeName(Scope scope) {
   switch (scope) {
+    case Scope::kNone:
+      return "none";
+    case Scope::kMessagesRead:
+      return "messages:read";
+    case Scope::kMessagesSend:
+      return "messages:send";
     case Scope::kRead:
       return "read";
     case Scope::kOperate:
@@ -34,17 +41,46 @@ std::string_view ScopeName(Scope scope) {
   return "unknown";
 }
 
+bool Caller::Has(Scope needed) const {
+  switch (needed) {
+    case Scope::kMessagesRead:
+      return messages_read || scope == Scope::kAdmin;
+    case Scope::kMessagesSend:
+      return messages_send || scope == Scope::kAdmin;
+    default:
+      return static_cast<int>(scope) >= static_cast<int>(needed);
+  }
+}
+
+std::string Caller::ScopesText() const {
+  std::vector<std::string> parts;
+  if (scope != Scope::kNone) parts.emplace_back(ScopeName(scope));
+  if (messages_read) parts.emplace_back("messages:read");
+  if (messages_send) parts.emplace_back("messages:send");
+  return parts.empty() ? "none" : absl::StrJoin(parts, "+");
+}
+
 absl::StatusOr<ApiKeys> ApiKeys::FromConfig(std::string_view config) {
   ApiKeys keys;
   int index = 0;
   for (absl::string_view raw : absl::StrSplit(Sv(config), ',', absl::SkipWhitespace())) {
     ++index;
     std::vector<std::string> parts = absl::StrSplit(absl::StripAsciiWhitespace(raw), ':');
+    // The scopes field may hold "messages:read" and "messages:send": join them back.
+    if (parts.size() >= 2) {
+      size_t i = 2;
+      while (i + 1 < parts.size() &&
+             (parts[1] == "messages" || absl::EndsWith(parts[1], "+messages"))) {
+        parts[1] += ":" + parts[i];
+        parts.erase(parts.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
     if ((parts.size() != 3 && parts.size() != 4) || parts[0].empty()) {
       for (auto& p : parts) OPENSSL_cleanse(p.data(), p.size());
-      return absl::InvalidArgumentError(absl::StrCat(
-          "API key entry ", index,
-          " is not NAME:SCOPE:KEY or NAME:SCOPE:TENANT:KEY (scope read, operate or admin)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("API key entry ", index,
+                       " is not NAME:SCOPES:KEY or NAME:SCOPES:TENANT:KEY (scopes read, operate or "
+                       "admin, and/or messages:read, messages:send, joined by '+')"));
     }
     std::string& secret = parts.back();
     Entry e;
@@ -53,16 +89,32 @@ absl::StatusOr<ApiKeys> ApiKeys::FromConfig(std::string_view config) {
       OPENSSL_cleanse(secret.data(), secret.size());
       return absl::InvalidArgumentError(absl::StrCat("API key entry ", index, ": ", st.message()));
     }
-    if (parts[1] == "read") {
-      e.scope = Scope::kRead;
-    } else if (parts[1] == "operate") {
-      e.scope = Scope::kOperate;
-    } else if (parts[1] == "admin") {
-      e.scope = Scope::kAdmin;
-    } else {
-      OPENSSL_cleanse(secret.data(), secret.size());
-      return absl::InvalidArgumentError(absl::StrCat("API key \"", e.name, "\": scope \"", parts[1],
-                                                     "\" is not read, operate or admin"));
+    e.scope = Scope::kNone;
+    bool level_given = false;
+    for (absl::string_view token : absl::StrSplit(parts[1], '+')) {
+      const bool level = token == "read" || token == "operate" || token == "admin";
+      if (level && level_given) {
+        OPENSSL_cleanse(secret.data(), secret.size());
+        return absl::InvalidArgumentError(
+            absl::StrCat("API key \"", e.name, "\": more than one of read, operate, admin"));
+      }
+      if (token == "read") {
+        e.scope = Scope::kRead;
+      } else if (token == "operate") {
+        e.scope = Scope::kOperate;
+      } else if (token == "admin") {
+        e.scope = Scope::kAdmin;
+      } else if (token == "messages:read") {
+        e.messages_read = true;
+      } else if (token == "messages:send") {
+        e.messages_send = true;
+      } else {
+        OPENSSL_cleanse(secret.data(), secret.size());
+        return absl::InvalidArgumentError(
+            absl::StrCat("API key \"", e.name, "\": scope \"", token,
+                         "\" is not read, operate, admin, messages:read or messages:send"));
+      }
+      level_given |= level;
     }
     if (parts.size() == 4) {
       e.tenant = parts[2];
@@ -114,12 +166,14 @@ absl::StatusOr<Caller> ApiKeys::Authorize(std::string_view x_api_key,
     if (CRYPTO_memcmp(e.hash.data(), hash.data(), hash.size()) == 0) match = &e;
   }
   if (!match) return absl::UnauthenticatedError("unknown API key");
-  if (static_cast<int>(match->scope) < static_cast<int>(needed)) {
+  Caller caller{match->name, match->scope, match->tenant, match->messages_read,
+                match->messages_send};
+  if (!caller.Has(needed)) {
     return absl::PermissionDeniedError(absl::StrCat("API key \"", match->name, "\" has scope ",
-                                                    Sv(ScopeName(match->scope)),
-                                                    "; this call needs ", Sv(ScopeName(needed))));
+                                                    caller.ScopesText(), "; this call needs ",
+                                                    Sv(ScopeName(needed))));
   }
-  return Caller{match->name, match->scope, match->tenant};
+  return caller;
 }
 
 absl::StatusOr<std::string> TenantFilter(const Caller& caller, std::string_view requested) {

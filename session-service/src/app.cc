@@ -9,7 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "event_bus.h"
 #include "event_listener.h"
-#include "message_receiver.h"
+#include "messenger.h"
 #include "pg_store.h"
 #include "prekey_supply.h"
 #include "session_service.h"
@@ -29,6 +29,8 @@ class App::Impl {
   std::shared_ptr<spdlog::logger> log;
   std::unique_ptr<PgSessionStore> store;
   std::unique_ptr<Sealer> sealer;
+  std::unique_ptr<PgMessageStore> message_store;
+  std::unique_ptr<MessageFeed> feed;  // wakes WatchMessages streams
   EventBus bus;
   std::unique_ptr<TransitionWriter> writer;
   std::unique_ptr<EventListener> listener;
@@ -38,8 +40,9 @@ class App::Impl {
   boost::asio::ssl::context tls{boost::asio::ssl::context::tls_client};
   std::unique_ptr<SessionMetrics> metrics;
   std::unique_ptr<VersionKeeper> versions;
-  std::unique_ptr<PgPreKeySupply> prekeys;    // outlives the manager, which calls it
-  std::unique_ptr<MessageReceiver> messages;  // the same
+  std::unique_ptr<PgPreKeySupply> prekeys;     // outlives the manager, which calls it
+  std::unique_ptr<Messenger> messages;         // the same
+  std::atomic<Messenger*> messenger{nullptr};  // for the listener, once made
   std::unique_ptr<SessionManager> manager;
   std::unique_ptr<SessionServiceImpl> service;
   std::unique_ptr<PeriodicThread> pruner;         // PruneEvents()
@@ -60,6 +63,21 @@ class App::Impl {
     if (total > 0) log->info("pruned {} session events older than {}", total, retention);
   }
 
+  // The same for messages.
+  void PruneMessages(absl::Duration retention) {
+    int64_t total = 0;
+    for (;;) {
+      auto n = message_store->Prune(rt->clock().Now() - retention, 1000);
+      if (!n.ok()) {
+        log->warn("pruning messages: {}", n.status());
+        break;
+      }
+      total += *n;
+      if (*n < 1000) break;
+    }
+    if (total > 0) log->info("pruned {} messages older than {}", total, retention);
+  }
+
   void FlushPhoneSightings() {
     if (auto st = manager->FlushPhoneSightings(); !st.ok()) {
       log->warn("storing when the phones were last seen: {}", st);
@@ -75,7 +93,7 @@ class App::Impl {
   ~Impl() {
     StopPeriodic();
     if (rt) rt->StopServer();
-    listener.reset();                // it calls into the manager
+    listener.reset();                // it calls into the manager and the messenger
     if (versions) versions->Stop();  // its callbacks post to the manager
     manager.reset();
     if (work) work.reset();
@@ -118,8 +136,18 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   impl->store = std::make_unique<PgSessionStore>(rt.pool());
   WAS_RETURN_IF_ERROR(CheckSealingKeys(*impl->store, *impl->sealer));
   impl->writer = std::make_unique<TransitionWriter>(*impl->store, impl->log);
+  impl->message_store = std::make_unique<PgMessageStore>(rt.pool(), *impl->sealer);
+  impl->feed = std::make_unique<MessageFeed>(*impl->message_store);
   impl->listener =
       std::make_unique<EventListener>(rt.database_url(), *impl->store, impl->bus, impl->log);
+  impl->listener->set_on_messages(
+      [i = impl.get()](int64_t newest, const std::vector<std::string>& sessions) {
+        i->feed->Notify(newest);
+        Messenger* m = i->messenger.load();
+        if (!m) return;
+        if (newest == 0) m->WakeAll();  // the listener reconnected: some may have been missed
+        for (const auto& id : sessions) m->Wake(id);
+      });
   WAS_RETURN_IF_ERROR(impl->listener->Start());
 
   impl->tls.set_default_verify_paths();
@@ -144,8 +172,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   manager_options.versions = impl->versions.get();
   WAS_ASSIGN_OR_RETURN(impl->prekeys, PgPreKeySupply::Create(rt.pool(), *impl->sealer));
   manager_options.prekeys = impl->prekeys.get();
-  WAS_ASSIGN_OR_RETURN(impl->messages, MessageReceiver::Create(rt.pool(), *impl->sealer, impl->log,
-                                                               impl->metrics.get()));
+  WAS_ASSIGN_OR_RETURN(impl->messages, Messenger::Create(rt.pool(), *impl->sealer, impl->log,
+                                                         impl->metrics.get(), options.messenger));
+  impl->messenger = impl->messages.get();
   manager_options.messages = impl->messages.get();
   impl->manager = std::make_unique<SessionManager>(impl->io, impl->tls, *impl->store, *impl->sealer,
                                                    *impl->writer, manager_options, impl->log,
@@ -160,6 +189,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
       *impl->manager, *impl->store, impl->bus, rt.keys(), rt.replica(), impl->log, std::move(peers),
       impl->metrics.get(), options.watch_limits);
   impl->service->set_versions(impl->versions.get());
+  impl->service->set_messages(impl->message_store.get(), impl->feed.get());
   WAS_RETURN_IF_ERROR(rt.Serve({impl->service.get()}, [](grpc::ServerBuilder& builder) {
     // Sync handlers block while the io thread answers: keep the threads that served a burst
     // polling instead of tearing them down and creating new ones for the next.
@@ -183,7 +213,10 @@ absl::Status App::Start() {
   i.versions->Start();  // the version to log in with, before the first login
   i.pruner = std::make_unique<PeriodicThread>(
       i.options.event_prune_interval,
-      [impl = &i, retention = i.options.event_retention] { impl->PruneEvents(retention); });
+      [impl = &i, retention = i.options.event_retention, messages = i.options.message_retention] {
+        impl->PruneEvents(retention);
+        impl->PruneMessages(messages);
+      });
   i.phone_flusher = std::make_unique<PeriodicThread>(i.options.phone_seen_flush_interval,
                                                      [impl = &i] { impl->FlushPhoneSightings(); });
   return i.manager->RestoreAll();

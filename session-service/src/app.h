@@ -28,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "manager.h"
+#include "messenger.h"
 #include "session_service.h"
 #include "version_keeper.h"
 #include "wasentinel/common/service_runtime.h"
@@ -48,6 +49,11 @@ struct Options {
   /// (README "Configuration": 30 days).
   absl::Duration event_retention = absl::Hours(24 * 30);
   absl::Duration event_prune_interval = absl::Minutes(10);
+  /// Messages (sent and received) stored longer than this are pruned on the same schedule
+  /// (README "Messages": 7 days); PENDING ones only once past their deadline.
+  absl::Duration message_retention = absl::Hours(24 * 7);
+  /// Sending: per-session rate limit, ack timeout (messenger.h).
+  MessengerOptions messenger;
   /// How often the phones' sightings (phone_last_seen_at) are written, in one statement.
   absl::Duration phone_seen_flush_interval = absl::Minutes(1);
   /// What WatchSessionEvents streams may cost: the events one may fall behind, the streams one

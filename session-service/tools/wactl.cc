@@ -8,6 +8,10 @@
 //                      [--phone=+NUMBER: a pairing code to type on that phone instead of QR]
 //   wactl [flags] watch [--after=SEQ] [--session=ID] [--tenant=T]
 //   wactl [flags] health [--deep]
+//   wactl [flags] send --session=ID --to=NUMBER --text=TEXT [--client_id=X]
+//   wactl [flags] messages watch [--after=SEQ] [--session=ID] [--tenant=T]
+//   wactl [flags] messages list --session=ID --chat=NUMBER|JID [--page_size=N]
+//   wactl [flags] messages read --session=ID --chat=NUMBER|JID MESSAGE_ID...
 // (`wactl list`, `wactl get ID`, ... work too.) Human tables by default; --json prints the
 // responses as protobuf JSON (watch and pair: one JSON object per line).
 //
@@ -33,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "wasentinel/common/config.h"
@@ -59,6 +64,10 @@ ABSL_FLAG(std::string, png, "", "pair: also write each QR code to this PNG file"
 ABSL_FLAG(std::string, phone, "",
           "pair: the account's phone number; pair by a code typed on that phone, not a QR code");
 ABSL_FLAG(bool, deep, false, "health: deep health (database latency, every session)");
+ABSL_FLAG(std::string, to, "", "send: the recipient's number (\"+1 555 123 4567\") or JID");
+ABSL_FLAG(std::string, text, "", "send: the text");
+ABSL_FLAG(std::string, client_id, "", "send: a client message id (a retried send sends once)");
+ABSL_FLAG(std::string, chat, "", "messages list|read: the chat (a number or a JID)");
 ABSL_FLAG(int, timeout_seconds, 30, "deadline of unary calls");
 
 namespace v1 = wasentinel::session::v1;
@@ -208,9 +217,11 @@ bool WritePng(const std::string& text, const std::string& path) {
 }
 
 int Usage() {
-  std::cerr << "usage: wactl [--addr=HOST:PORT] [--json] sessions list|get|create|connect|"
-               "disconnect|reconnect|logout|delete|probe [ID] | pair | watch | health [--deep]"
-               "  (--help for flags)\n";
+  std::cerr
+      << "usage: wactl [--addr=HOST:PORT] [--json] sessions list|get|create|connect|"
+         "disconnect|reconnect|logout|delete|probe [ID] | pair | watch | health [--deep] | send | "
+         "messages watch|list|read"
+         "  (--help for flags)\n";
   return 2;
 }
 
@@ -458,6 +469,95 @@ class Cli {
     return st.ok() ? 0 : Fail(st);
   }
 
+  // One message as a line: sequence, time, status, direction, chat, id, text.
+  void MessageLine(const v1::Message& m) {
+    std::string status = v1::MessageStatus_Name(m.status());
+    if (status.starts_with("MESSAGE_STATUS_")) status = status.substr(15);
+    std::cout << absl::StrFormat("%8d  %s  %-10s %s %s  %s  %s%s\n", m.sequence(),
+                                 When(m.sent_at()), status, m.from_me() ? "→" : "←", m.chat(),
+                                 m.message_id(), m.text().empty() ? "[" + m.kind() + "]" : m.text(),
+                                 m.failure().empty() ? "" : "  (" + m.failure() + ")")
+              << std::flush;
+  }
+
+  int Send() {
+    v1::SendMessageRequest req;
+    req.set_session_id(absl::GetFlag(FLAGS_session));
+    req.set_to(absl::GetFlag(FLAGS_to));
+    req.set_text(absl::GetFlag(FLAGS_text));
+    req.set_client_message_id(absl::GetFlag(FLAGS_client_id));
+    if (req.session_id().empty() || req.to().empty() || req.text().empty()) return Usage();
+    v1::SendMessageResponse resp;
+    auto ctx = Context();
+    grpc::Status st = stub_->SendMessage(ctx.get(), req, &resp);
+    if (!st.ok()) return Fail(st);
+    if (json_) {
+      std::cout << Json(resp, true);
+    } else {
+      MessageLine(resp.message());
+    }
+    return 0;
+  }
+
+  int Messages(const std::string& verb, const std::vector<std::string>& ids) {
+    if (verb == "watch") {
+      v1::WatchMessagesRequest req;
+      if (absl::GetFlag(FLAGS_after) >= 0) req.set_after_sequence(absl::GetFlag(FLAGS_after));
+      req.set_session_id(absl::GetFlag(FLAGS_session));
+      req.set_tenant_id(absl::GetFlag(FLAGS_tenant));
+      auto ctx = Context(/*deadline=*/false);
+      auto reader = stub_->WatchMessages(ctx.get(), req);
+      v1::Message m;
+      while (reader->Read(&m)) {
+        if (json_) {
+          std::cout << Json(m, false) << std::flush;
+        } else {
+          MessageLine(m);
+        }
+      }
+      grpc::Status st = reader->Finish();
+      return st.ok() ? 0 : Fail(st);
+    }
+    if (verb == "list") {
+      v1::ListMessagesRequest req;
+      req.set_session_id(absl::GetFlag(FLAGS_session));
+      req.set_chat(absl::GetFlag(FLAGS_chat));
+      req.set_page_size(absl::GetFlag(FLAGS_page_size));
+      req.set_page_token(absl::GetFlag(FLAGS_page_token));
+      v1::ListMessagesResponse resp;
+      auto ctx = Context();
+      grpc::Status st = stub_->ListMessages(ctx.get(), req, &resp);
+      if (!st.ok()) return Fail(st);
+      if (json_) {
+        std::cout << Json(resp, true);
+        return 0;
+      }
+      for (const auto& m : resp.messages()) MessageLine(m);
+      if (!resp.next_page_token().empty()) {
+        std::cout << "next page: --page_token=" << resp.next_page_token() << "\n";
+      }
+      return 0;
+    }
+    if (verb == "read") {
+      v1::MarkReadRequest req;
+      req.set_session_id(absl::GetFlag(FLAGS_session));
+      req.set_chat(absl::GetFlag(FLAGS_chat));
+      for (const auto& id : ids) req.add_message_ids(id);
+      v1::MarkReadResponse resp;
+      auto ctx = Context();
+      grpc::Status st = stub_->MarkRead(ctx.get(), req, &resp);
+      if (!st.ok()) return Fail(st);
+      if (json_) {
+        std::cout << Json(resp, true);
+      } else {
+        std::cout << "marked read: " << resp.marked_size()
+                  << "  not found: " << absl::StrJoin(resp.not_found(), " ") << "\n";
+      }
+      return 0;
+    }
+    return Usage();
+  }
+
   int Health() {
     auto ctx = Context();
     if (!absl::GetFlag(FLAGS_deep)) {
@@ -532,5 +632,10 @@ int main(int argc, char** argv) {
   if (cmd == "pair") return cli.Pair();
   if (cmd == "watch") return cli.Watch();
   if (cmd == "health") return cli.Health();
+  if (cmd == "send") return cli.Send();
+  if (cmd == "messages") {
+    if (words.size() < 2) return Usage();
+    return cli.Messages(words[1], std::vector<std::string>(words.begin() + 2, words.end()));
+  }
   return cli.Sessions(cmd, words.size() > 1 ? words[1] : "");  // `wactl list`, `wactl get ID`
 }

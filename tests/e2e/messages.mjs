@@ -3,7 +3,9 @@
 // files) into session-service, which takes over the linked device; a customer's Baileys writes
 // to the shop, 1:1 (to a pre-key the shop's Baileys had uploaded) and in a group (sender keys),
 // and while session-service is down. Each must be decrypted and stored before the receipt,
-// which is what the customer sees as "delivered".
+// which is what the customer sees as "delivered". The shop answers with SendMessage: the
+// customer decrypts it, the shop's own tablet gets the copy, receipts move its status; a
+// burst of 1000 with a SIGKILL in the middle is stored and watched once each.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -12,7 +14,7 @@ import { join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import { WA_CERT_DETAILS } from 'baileys/lib/Defaults/index.js';
 import { SessionService, unary } from './api.mjs';
-import { freePort, pairBaileys, requiredEnv, startSim, waitFor } from '../interop/harness.mjs';
+import { freePort, pairBaileys, requiredEnv, startSim, textOfMessage, waitFor } from '../interop/harness.mjs';
 
 const checks = [];
 function check(name, ok, detail = '') {
@@ -46,10 +48,11 @@ async function startService() {
     '--restore_per_second=0', '--log_level=warn',
   ], { stdio: ['ignore', 'inherit', 'inherit'] });
   const exited = new Promise((resolve) => proc.on('exit', resolve));
-  const call = unary(new SessionService(`127.0.0.1:${port}`, grpc.credentials.createInsecure()));
+  const client = new SessionService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const call = unary(client);
   await waitFor(async () => { try { await call('GetHealth', {}); return true; } catch { return false; } },
     { timeoutMs: 20000, what: 'session-service to answer' });
-  service = { proc, exited, call };
+  service = { proc, exited, call, client };
 }
 async function stopService() {
   service.proc.kill('SIGTERM');
@@ -116,6 +119,45 @@ try {
   check('group: decrypted with the sender key and stored in the group\'s chat',
     groupReceipt && groupRow.length === 1 && groupRow[0] === `extendedTextMessage|${group.jid}`, groupRow.join());
 
+  // The shop answers through the API. A tablet of the shop's own account (Baileys, linked to
+  // the same number) gets the copy as a deviceSentMessage; the customer's Baileys decrypts it
+  // and its receipts move the status to DELIVERED, then READ once the customer reads it.
+  const tablet = await pairBaileys(sim, join(work, 'tablet'), SHOP, 'Shop tablet');
+  open.push(tablet);
+  const answer = (await service.call('SendMessage', {
+    session_id: session.id, to: `+${CUSTOMER}`, text: 'yes, until six', client_message_id: 'e2e-answer-1',
+  })).message;
+  check('SendMessage queues it PENDING with a WhatsApp id',
+    answer.status === 'MESSAGE_STATUS_PENDING' && /^3EB0[0-9A-F]{18}$/.test(answer.message_id), JSON.stringify(answer));
+  const arrived = (c, text) => waitFor(() => c.received.some((m) => textOfMessage(m) === text),
+    { timeoutMs: 15000, what: `"${text}" to arrive`, detail: () => JSON.stringify(c.received.map(textOfMessage)) });
+  check('the customer\'s Baileys decrypts it', await passes(arrived(customer, 'yes, until six')));
+  const customerCopy = customer.received.find((m) => textOfMessage(m) === 'yes, until six');
+  check('as a message of the shop\'s, with the id SendMessage answered',
+    customerCopy?.key.id === answer.message_id && customerCopy?.key.remoteJid === `${SHOP}@s.whatsapp.net`,
+    JSON.stringify(customerCopy?.key));
+  const ownCopy = await passes(waitFor(() => tablet.ownCopies.some((m) => textOfMessage(m) === 'yes, until six'),
+    { timeoutMs: 15000, what: 'the tablet\'s copy', detail: () => JSON.stringify(tablet.ownCopies.map(textOfMessage)) }));
+  const copy = tablet.ownCopies.find((m) => textOfMessage(m) === 'yes, until six');
+  check('the shop\'s tablet gets it as its own message in the customer\'s chat (deviceSentMessage)',
+    ownCopy && copy?.key.remoteJid === `${CUSTOMER}@s.whatsapp.net`, JSON.stringify(copy?.key));
+  const statusIs = (status) => waitFor(async () => (await service.call('GetMessage', {
+    session_id: session.id, message_id: answer.message_id })).message.status === status,
+  { timeoutMs: 15000, what: status });
+  check('its status reaches DELIVERED (the customer\'s delivery receipt)', await passes(statusIs('MESSAGE_STATUS_DELIVERED')));
+  await customer.sock.readMessages([customerCopy.key]);
+  check('and READ once the customer reads it', await passes(statusIs('MESSAGE_STATUS_READ')));
+  const again = (await service.call('SendMessage', {
+    session_id: session.id, to: CUSTOMER, text: 'yes, until six', client_message_id: 'e2e-answer-1',
+  })).message;
+  check('the same client_message_id answers the same message', again.message_id === answer.message_id);
+  // The shop reads the customer's first message: the customer sees it read.
+  await service.call('MarkRead', { session_id: session.id, chat: CUSTOMER, message_ids: [first.key.id] });
+  check('MarkRead: the customer sees its message read', await passes(waitFor(
+    () => customer.statuses.some((st) => st.id === first.key.id && st.status === 4),
+    { timeoutMs: 15000, what: 'read', detail: () => JSON.stringify(customer.statuses) })));
+  tablet.close();
+
   // While session-service is down, the customer writes; after the restart it arrives, once.
   await stopService();
   const whileDown = await customer.send(`${SHOP}@s.whatsapp.net`, 'are you there?');
@@ -127,7 +169,7 @@ try {
   check('and stored once', once === '1', once);
   check('every message stored (metrics)', await passes(waitFor(async () => (await stored()) >= 1, { what: 'metrics' })));
   const total = sql(`SELECT count(*) FROM messages WHERE session_id = '${session.id}'`)[0];
-  check('four messages in all', total === '4', total);
+  check('five messages in all (four in, one out)', total === '5', total);
 
   // A burst of 1000, and session-service SIGKILLed in the middle of it: what it had stored was
   // acknowledged; the rest waits at WhatsApp and comes again after the restart. None lost, none
@@ -156,6 +198,23 @@ try {
   const deliveredAll = await passes(waitFor(() => burst.every((id) => customer.statuses.some((s) => s.id === id && s.status === STATUS_DELIVERY_ACK)),
     { timeoutMs: 30000, what: 'every delivery receipt' }));
   check('the customer sees every one delivered', deliveredAll);
+  // WatchMessages replays the log: every message of the burst once.
+  const seen = new Map();
+  await new Promise((resolve) => {
+    const stream = service.client.WatchMessages({ session_id: session.id, after_sequence: 0 },
+      { deadline: Date.now() + 30000 });
+    const ids = new Set(burst);
+    let got = 0;
+    stream.on('data', (m) => {
+      if (!ids.has(m.message_id)) return;
+      seen.set(m.message_id, (seen.get(m.message_id) ?? 0) + 1);
+      if (++got >= BURST) { stream.cancel(); }
+    });
+    stream.on('error', () => resolve());
+    stream.on('end', () => resolve());
+  });
+  check('WatchMessages replays each of the burst once', seen.size === BURST && [...seen.values()].every((n) => n === 1),
+    `${seen.size} seen`);
 
   exitCode = checks.every((c) => c.ok) ? 0 : 1;
 } catch (e) {

@@ -23,6 +23,8 @@ ABSL_FLAG(std::string, ready_file, "",
           "write {ws_port, control_port, root_public_key} as JSON here once listening");
 ABSL_FLAG(std::string, root_key_file, "",
           "write the certificate root's public key (hex) here, for clients to trust");
+ABSL_FLAG(bool, phone_receipts, false,
+          "the simulated phones send delivery receipts for what they decrypt");
 ABSL_FLAG(int, prekey_count, -1,
           "pre-key count answered to every client instead of its real count (-1: the real one)");
 ABSL_FLAG(int, pairing_refs, 6, "refs (QR codes) sent to a registering client");
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
   options.ws_port = absl::GetFlag(FLAGS_port);
   options.control_port = absl::GetFlag(FLAGS_control_port);
   options.prekey_count = absl::GetFlag(FLAGS_prekey_count);
+  options.phone_receipts = absl::GetFlag(FLAGS_phone_receipts);
   options.pairing_refs = std::clamp(absl::GetFlag(FLAGS_pairing_refs), 1, 20);
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);

@@ -38,6 +38,10 @@ struct SimOptions {
   /// count of unused one-time pre-keys (-1, the default). A load run sets it above 5 so that
   /// clients do not upload pre-keys at every login.
   int prekey_count = -1;
+  /// The simulated phones answer a message from another account with a delivery receipt to
+  /// its author's device, as phones do (off by default: the interop tests follow a linked
+  /// device's own receipts).
+  bool phone_receipts = false;
   /// Pause between the client's ClientFinish and the first node sent. Baileys 6.7.x switches to
   /// its transport keys in an un-awaited async step (whatsmeow, item 5), so a <success>
   /// sent at once can reach it still holding the handshake key.

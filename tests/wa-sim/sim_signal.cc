@@ -24,6 +24,7 @@
 #include "e2ee/message_content.h"
 #include "e2ee/prekey_stanzas.h"
 #include "sim_internal.h"
+#include "usync.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/status_macros.h"
 
@@ -73,23 +74,6 @@ void SetAttr(Node& node, const std::string& key, const std::string& value) {
     }
   }
   node.attrs.emplace_back(key, value);
-}
-
-// whatsmeow's participantListHashV2: "2:" + base64 (no padding) of the first 6 bytes of
-// SHA-256 over the devices' "user.agent:device@server" forms, sorted and concatenated.
-std::string ParticipantHash(std::vector<std::string> ad_strings) {
-  std::sort(ad_strings.begin(), ad_strings.end());
-  std::string all;
-  for (const auto& s : ad_strings) all += s;
-  const auto digest =
-      wa::Sha256({ByteView(reinterpret_cast<const uint8_t*>(all.data()), all.size())});
-  std::string b64 = Base64Encode(ByteView(digest.data(), 6));
-  while (!b64.empty() && b64.back() == '=') b64.pop_back();
-  return "2:" + b64;
-}
-
-std::string AdString(const std::string& user, uint32_t device) {
-  return absl::StrCat(user, ".0:", device, "@", kUserServer);
 }
 
 // An iq answer: result with `children`, or an <error code text>.
@@ -180,7 +164,9 @@ signal::PreKeyBundle HandOut(SimServer::State& server, DeviceKeys& keys, uint32_
 }
 
 // What the simulated phone does with a message for it: decrypts the 1:1 parts (group
-// messages' sender-key parts are counted, not read) and keeps the last 100 in its inbox.
+// messages' sender-key parts are counted, not read), keeps the last 100 in its inbox, and —
+// as a phone does, with --phone_receipts — sends the author's device a delivery receipt for a
+// message from another account.
 void PhoneReceive(SimServer::State& server, const std::string& user, const Node& stanza) {
   Phone& phone = PhoneOf(server, user);
   if (stanza.tag != "message" || !phone.protocol) return;
@@ -211,6 +197,15 @@ void PhoneReceive(SimServer::State& server, const std::string& user, const Node&
                            {"type", type},
                            {"plaintext", Base64Encode(*plain)}});
     if (phone.inbox.size() > 100) phone.inbox.pop_front();
+    if (server.options().phone_receipts && sender->user != user && sender->device != 0 &&
+        !stanza.Attr("participant")) {
+      Deliver(server, sender->user, sender->device,
+              Routed(MakeNode(
+                  "receipt",
+                  {{"from", DeviceJid(user, 0)}, {"id", stanza.AttrOr("id")}, {"t", Now()}})));
+      ++server.counters.receipts_routed;
+    }
+    break;  // one receipt per message
   }
 }
 
@@ -591,14 +586,14 @@ void SimConn::OnMessage(const Node& message) {
 
   // Who gets a copy, and who the server thinks takes part (for the participant hash).
   std::vector<DeviceAddress> targets;
-  std::vector<std::string> known;
+  std::vector<std::pair<std::string, uint32_t>> known;  // for the participant hash
   Node::Attrs base = {{"id", id}, {"t", Now()}};
   if (const std::string* type = message.Attr("type")) base.emplace_back("type", *type);
   for (const char* k : {"category", "edit"}) {
     if (const std::string* v = message.Attr(k)) base.emplace_back(k, *v);
   }
   auto add_known = [&](const std::string& user) {
-    for (uint32_t dev : DevicesOf(*server_, user)) known.push_back(AdString(user, dev));
+    for (uint32_t dev : DevicesOf(*server_, user)) known.emplace_back(user, dev);
   };
   if (group) {
     auto it = server_->groups.find(to_jid->user);
@@ -672,7 +667,7 @@ void SimConn::OnMessage(const Node& message) {
                         {"id", id},
                         {"from", to},
                         {"t", Now()},
-                        {"phash", ParticipantHash(std::move(known))}}));
+                        {"phash", wa::ParticipantHash(known)}}));
 }
 
 // A <receipt> from this device: it settles what it answers (clients send receipts, not acks,

@@ -501,9 +501,11 @@ grpc::Status SessionServiceImpl::GetHealth(grpc::ServerContext*, const v1::GetHe
 grpc::Status SessionServiceImpl::GetCaller(grpc::ServerContext* ctx, const v1::GetCallerRequest*,
                                            v1::GetCallerResponse* resp) {
   Caller caller;
-  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kRead, &caller));
+  WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kNone, &caller));
   resp->set_key_name(caller.key_name);
   resp->set_scope(std::string(ScopeName(caller.scope)));
+  if (caller.Has(Scope::kMessagesRead)) resp->add_message_scopes("messages:read");
+  if (caller.Has(Scope::kMessagesSend)) resp->add_message_scopes("messages:send");
   resp->set_tenant_id(caller.tenant);
   resp->set_authentication_enabled(keys_.enabled());
   return grpc::Status::OK;

@@ -20,7 +20,9 @@
 #include "absl/synchronization/mutex.h"
 #include "event_bus.h"
 #include "manager.h"
+#include "message_watch.h"
 #include "metrics.h"
+#include "pg_message_store.h"
 #include "version_keeper.h"
 #include "wasentinel/common/api_keys.h"
 #include "wasentinel/session/v1/session.grpc.pb.h"
@@ -39,7 +41,8 @@ struct WatchLimits {
 
 class SessionServiceImpl final
     : public v1::SessionService::WithCallbackMethod_GetSession<
-          v1::SessionService::WithCallbackMethod_WatchSessionEvents<v1::SessionService::Service>> {
+          v1::SessionService::WithCallbackMethod_WatchSessionEvents<
+              v1::SessionService::WithCallbackMethod_WatchMessages<v1::SessionService::Service>>> {
  public:
   /// `peers`: the channel credentials for calls to other replicas (forwarding).
   SessionServiceImpl(SessionManager& manager, SessionStore& store, EventBus& bus,
@@ -84,6 +87,26 @@ class SessionServiceImpl final
   grpc::Status GetDeepHealth(grpc::ServerContext*, const v1::GetDeepHealthRequest*,
                              v1::GetDeepHealthResponse*) override;
 
+  // Messages (message_calls.cc).
+  grpc::Status SendMessage(grpc::ServerContext*, const v1::SendMessageRequest*,
+                           v1::SendMessageResponse*) override;
+  grpc::Status GetMessage(grpc::ServerContext*, const v1::GetMessageRequest*,
+                          v1::GetMessageResponse*) override;
+  grpc::Status ListMessages(grpc::ServerContext*, const v1::ListMessagesRequest*,
+                            v1::ListMessagesResponse*) override;
+  grpc::Status MarkRead(grpc::ServerContext*, const v1::MarkReadRequest*,
+                        v1::MarkReadResponse*) override;
+  /// A callback stream over the message log (message_watch.h).
+  grpc::ServerWriteReactor<v1::Message>* WatchMessages(grpc::CallbackServerContext*,
+                                                       const v1::WatchMessagesRequest*) override;
+
+  /// The message calls read and queue through `messages` and watches wake from `feed` (not
+  /// owned). Unset: they answer UNIMPLEMENTED.
+  void set_messages(PgMessageStore* messages, MessageFeed* feed) {
+    messages_ = messages;
+    feed_ = feed;
+  }
+
   /// GetHealth names the WhatsApp Web version this keeper announces (not owned; may be unset).
   void set_versions(const VersionKeeper* versions) { versions_ = versions; }
 
@@ -91,6 +114,9 @@ class SessionServiceImpl final
   // UNAUTHENTICATED / PERMISSION_DENIED unless the call's key has `scope`; the caller in
   // `caller` when given.
   grpc::Status Authorize(grpc::ServerContextBase* ctx, Scope scope, Caller* caller = nullptr) const;
+  // The session a message call names, for `caller`: INVALID_ARGUMENT for a malformed id,
+  // NOT_FOUND (or, for a tenant key, PERMISSION_DENIED) when it is not there.
+  grpc::Status MessageSession(const Caller& caller, const std::string& id, SessionRecord* out);
   // A watch of `key` ended: its count goes down, and memory goes back now and then.
   void WatchEnded(const std::string& key);
   // For a tenant key: PERMISSION_DENIED unless session `id` exists and is its tenant's (the
@@ -128,6 +154,8 @@ class SessionServiceImpl final
   std::shared_ptr<spdlog::logger> log_;
   const absl::Time started_at_;
   const VersionKeeper* versions_ = nullptr;
+  PgMessageStore* messages_ = nullptr;
+  MessageFeed* feed_ = nullptr;
   std::shared_ptr<grpc::ChannelCredentials> peers_;
   SessionMetrics* metrics_;
   absl::Mutex peers_mu_;

@@ -188,4 +188,18 @@ Bytes TextMessage(const std::string& text, const std::string& device_sent_chat) 
   return Bytes(out.begin(), out.end());
 }
 
+absl::StatusOr<Bytes> DeviceSentCopy(ByteView message, const std::string& chat) {
+  e2e::Message inner;
+  if (!inner.ParseFromArray(message.data(), static_cast<int>(message.size()))) {
+    return absl::InvalidArgumentError("not a Message protobuf");
+  }
+  e2e::Message m;
+  auto* dsm = m.mutable_device_sent_message();
+  dsm->set_destination_jid(chat);
+  *dsm->mutable_message() = std::move(inner);
+  std::string out;
+  m.SerializeToString(&out);
+  return Bytes(out.begin(), out.end());
+}
+
 }  // namespace wasentinel::signal

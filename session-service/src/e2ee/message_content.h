@@ -39,4 +39,9 @@ absl::StatusOr<MessageContent> ParseMessageContent(ByteView plaintext);
 /// inside a deviceSentMessage naming `chat`.
 Bytes TextMessage(const std::string& text, const std::string& device_sent_chat = "");
 
+/// What our own other devices get of `message` (a Message protobuf) we sent to `chat`: a
+/// Message holding a deviceSentMessage (whatsmeow send.go marshalMessage). INVALID_ARGUMENT
+/// when `message` is not a Message protobuf.
+absl::StatusOr<Bytes> DeviceSentCopy(ByteView message, const std::string& chat);
+
 }  // namespace wasentinel::signal

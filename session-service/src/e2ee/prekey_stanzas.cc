@@ -211,4 +211,9 @@ absl::StatusOr<std::vector<DeviceBundle>> ParseBundleResultIq(const Node& iq) {
   return out;
 }
 
+absl::StatusOr<PreKeyBundle> ParseRetryReceiptKeys(const Node& receipt, int32_t device) {
+  if (!receipt.Child("keys")) return absl::InvalidArgumentError("a retry receipt without <keys>");
+  return ReadUser(receipt, device);
+}
+
 }  // namespace wasentinel::signal

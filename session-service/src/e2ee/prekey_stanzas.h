@@ -56,4 +56,9 @@ wa::Node BundleResultIq(const std::string& id, const std::vector<DeviceBundle>& 
 /// of the whole). INVALID_ARGUMENT when there is no `<list>`.
 absl::StatusOr<std::vector<DeviceBundle>> ParseBundleResultIq(const wa::Node& iq);
 
+/// The bundle a retry receipt carries from its second retry on (whatsmeow retry.go
+/// sendRetryReceipt): `<registration>` and `<keys>` (identity, one-time `key`, `skey`) of the
+/// device that asks, `device`. INVALID_ARGUMENT naming what is missing.
+absl::StatusOr<PreKeyBundle> ParseRetryReceiptKeys(const wa::Node& receipt, int32_t device);
+
 }  // namespace wasentinel::signal

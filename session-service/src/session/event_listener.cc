@@ -12,6 +12,9 @@
 namespace wasentinel::session {
 namespace {
 
+// pg_store.cc migration 8: "<sequence> <session id>" per message stored or changed.
+constexpr const char* kMessagesChannel = "session_messages";
+
 // Collects the payloads of one channel until the loop takes them.
 class Collector final : public pqxx::notification_receiver {
  public:
@@ -86,9 +89,10 @@ void EventListener::Loop() {
     }
     try {
       pqxx::connection c(PgConnInfo(url_));
-      std::vector<std::string> events, leases;
+      std::vector<std::string> events, leases, messages;
       Collector on_events(c, PgSessionStore::kEventsChannel, events);
       Collector on_leases(c, PgSessionStore::kLeasesChannel, leases);
+      Collector on_messages(c, kMessagesChannel, messages);
       c.get_notifs();  // the LISTENs are issued lazily on the first round trip
       if (!caught_up) {
         int64_t from;
@@ -109,6 +113,7 @@ void EventListener::Loop() {
         }
         log_->info("listening for session events again (caught up to {})", from);
         caught_up = true;
+        if (on_messages_) on_messages_(0, {});
       }
       {
         absl::MutexLock lock(&mu_);
@@ -133,6 +138,20 @@ void EventListener::Loop() {
         if (!leases.empty()) {
           leases.clear();
           if (on_leases_) on_leases_();
+        }
+        if (!messages.empty()) {
+          int64_t newest = 0;
+          absl::flat_hash_set<std::string> seen;
+          std::vector<std::string> sessions;
+          for (const auto& p : messages) {
+            const size_t space = p.find(' ');
+            int64_t s = 0;
+            if (space == std::string::npos || !absl::SimpleAtoi(p.substr(0, space), &s)) continue;
+            newest = std::max(newest, s);
+            if (seen.insert(p.substr(space + 1)).second) sessions.push_back(p.substr(space + 1));
+          }
+          messages.clear();
+          if (on_messages_ && newest > 0) on_messages_(newest, sessions);
         }
       }
     } catch (const std::exception& e) {

@@ -36,6 +36,12 @@ class EventListener {
   absl::Status Start(absl::Duration timeout = absl::Seconds(10));
   /// Called on the listener's thread when another replica gives leases up.
   void set_on_leases(std::function<void()> fn) { on_leases_ = std::move(fn); }
+  /// `session_messages` notifications (pg_message_store.h: a message stored, queued or changed
+  /// status): `fn` gets the newest sequence and the sessions concerned, after a reconnect also
+  /// (sequence 0, no sessions) to say that some may have been missed. Set before Start.
+  void set_on_messages(std::function<void(int64_t, const std::vector<std::string>&)> fn) {
+    on_messages_ = std::move(fn);
+  }
   /// Waits until every event up to `sequence` was published (false at `deadline`).
   bool WaitPublished(int64_t sequence, absl::Time deadline);
 
@@ -51,6 +57,7 @@ class EventListener {
   std::shared_ptr<spdlog::logger> log_;
   const absl::Duration retry_interval_;
   std::function<void()> on_leases_;
+  std::function<void(int64_t, const std::vector<std::string>&)> on_messages_;
   absl::Mutex mu_;
   bool listening_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

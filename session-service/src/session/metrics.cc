@@ -63,7 +63,14 @@ SessionMetrics::SessionMetrics(prometheus::Registry& registry)
       messages_received_(prometheus::BuildCounter()
                              .Name("wasentinel_messages_received_total")
                              .Help("End-to-end encrypted messages received, by outcome")
-                             .Register(registry)) {
+                             .Register(registry)),
+      messages_sent_(prometheus::BuildCounter()
+                         .Name("wasentinel_messages_sent_total")
+                         .Help("Messages sent, by outcome")
+                         .Register(registry)) {
+  for (const char* result : {"sent", "acked", "failed", "resent"}) {
+    messages_sent_.Add({{"result", result}});
+  }
   for (const char* result : {"stored", "duplicate", "undecryptable", "failed"}) {
     messages_received_.Add({{"result", result}});
   }

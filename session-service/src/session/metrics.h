@@ -24,6 +24,10 @@
 //                                                           (delivered again), "undecryptable"
 //                                                           (a retry receipt sent), "failed"
 //                                                           (not stored: WhatsApp redelivers)
+//   wasentinel_messages_sent_total{result}                 counter: messages sent: "sent" (a
+//                                                           stanza left), "acked" (the server
+//                                                           took it), "failed", "resent" (a
+//                                                           retry receipt answered)
 //   wasentinel_grpc_calls_total{method,code}, wasentinel_grpc_calls_in_flight{method}
 //                                                           (common/grpc_metrics.h; the in-flight
 //                                                           WatchSessionEvents are the watchers)
@@ -68,6 +72,10 @@ class SessionMetrics {
   void MessageReceived(const std::string& result) {
     messages_received_.Add({{"result", result}}).Increment();
   }
+  /// `result`: "sent", "acked", "failed" or "resent".
+  void MessageSent(const std::string& result) {
+    messages_sent_.Add({{"result", result}}).Increment();
+  }
   /// `reason`: "behind" or "limit".
   void WatcherCutOff(const std::string& reason) {
     watchers_cut_off_.Add({{"reason", reason}}).Increment();
@@ -86,6 +94,7 @@ class SessionMetrics {
   prometheus::Family<prometheus::Counter>& watchers_cut_off_;
   prometheus::Family<prometheus::Counter>& prekey_uploads_;
   prometheus::Family<prometheus::Counter>& messages_received_;
+  prometheus::Family<prometheus::Counter>& messages_sent_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, prometheus::Counter*> transition_counters_ ABSL_GUARDED_BY(mu_);
 };

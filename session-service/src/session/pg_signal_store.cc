@@ -27,6 +27,8 @@ absl::StatusOr<Bytes> Opened(const Sealer& sealer, const pqxx::row& row, int key
   return open;
 }
 
+}  // namespace
+
 absl::Status CheckLease(pqxx::transaction_base& tx, const std::string& session_id,
                         int64_t lease_token) {
   auto r = tx.exec_params("SELECT token FROM session_leases WHERE session_id = $1::uuid FOR SHARE",
@@ -34,12 +36,10 @@ absl::Status CheckLease(pqxx::transaction_base& tx, const std::string& session_i
   if (r.empty() || r[0][0].as<int64_t>() != lease_token) {
     return FencedStatus(absl::StrCat("session ", session_id,
                                      " is leased by another replica (fencing token ", lease_token,
-                                     " is stale): its Signal state is not written"));
+                                     " is stale): nothing is written"));
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::StatusOr<signal::Image> LoadSignalImage(pqxx::transaction_base& tx, const Sealer& sealer,
                                               const std::string& session_id) {

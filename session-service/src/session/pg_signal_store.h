@@ -24,6 +24,11 @@ class transaction_base;
 
 namespace wasentinel::session {
 
+/// FAILED_PRECONDITION (IsFenced) unless the lease of `session_id` carries `lease_token`; the
+/// lease row stays share-locked until `tx` ends, so it cannot move meanwhile.
+absl::Status CheckLease(pqxx::transaction_base& tx, const std::string& session_id,
+                        int64_t lease_token);
+
 /// The state of session `session_id`. DATA_LOSS or FAILED_PRECONDITION when a sealed record
 /// does not open (another key, tampering); INVALID_ARGUMENT for a malformed id.
 absl::StatusOr<signal::Image> LoadSignalImage(pqxx::transaction_base& tx, const Sealer& sealer,

@@ -435,6 +435,56 @@ CREATE TABLE messages (
 CREATE INDEX messages_by_sequence ON messages (sequence);
 CREATE INDEX messages_by_chat ON messages (session_id, chat_jid, sent_at);
 )sql"},
+      // Sent messages beside received ones, and a message log a watch can resume: the outbox
+      // is the rows still PENDING (or owing a read receipt), in `queued` order; every insert
+      // and every change of status (or of a read receipt owed) numbers the row again from
+      // messages_order, in commit order as session events are (migration 5, with a lock of
+      // its own, 'wase' 'msgs'), and notifies `session_messages` with "<sequence> <session>".
+      // A watcher resuming after a sequence thus sees every message that changed since, in
+      // its latest state. session-service/src/session/pg_message_store.h.
+      {8, "sent messages, statuses and the message log", R"sql(
+ALTER TABLE messages
+  ADD COLUMN status text NOT NULL DEFAULT 'RECEIVED',
+  ADD COLUMN status_at timestamptz NOT NULL DEFAULT now(),
+  ADD COLUMN failure text,
+  ADD COLUMN client_message_id text,
+  ADD COLUMN request_digest bytea,
+  ADD COLUMN deadline timestamptz,
+  ADD COLUMN read_receipt_due boolean NOT NULL DEFAULT false,
+  ADD COLUMN queued bigint NOT NULL DEFAULT nextval('messages_order');
+CREATE UNIQUE INDEX messages_by_client_id ON messages (session_id, client_message_id)
+  WHERE client_message_id IS NOT NULL;
+CREATE INDEX messages_outbox ON messages (session_id, queued)
+  WHERE status = 'PENDING' OR read_receipt_due;
+CREATE INDEX messages_by_id ON messages (session_id, message_id);
+CREATE INDEX messages_by_stored_at ON messages (stored_at);
+CREATE TABLE messages_pruned (
+  only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+  through bigint NOT NULL
+);
+CREATE FUNCTION messages_number() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.status IS NOT DISTINCT FROM OLD.status
+     AND NEW.read_receipt_due = OLD.read_receipt_due THEN
+    RETURN NEW;
+  END IF;
+  PERFORM pg_advisory_xact_lock(2002875237, 1836279667);
+  NEW.sequence := nextval('messages_order');
+  RETURN NEW;
+END $$;
+CREATE TRIGGER messages_number BEFORE INSERT OR UPDATE ON messages
+  FOR EACH ROW EXECUTE FUNCTION messages_number();
+CREATE FUNCTION messages_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('session_messages', NEW.sequence::text || ' ' || NEW.session_id::text);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER messages_notify_insert AFTER INSERT ON messages
+  FOR EACH ROW EXECUTE FUNCTION messages_notify();
+CREATE TRIGGER messages_notify_update AFTER UPDATE ON messages
+  FOR EACH ROW WHEN (OLD.sequence IS DISTINCT FROM NEW.sequence)
+  EXECUTE FUNCTION messages_notify();
+)sql"},
   };
   return *migrations;
 }

@@ -18,7 +18,7 @@
 
 namespace wasentinel::session {
 
-class MessageReceiver;
+class Messenger;
 class PreKeySupply;
 
 struct ManagerOptions {
@@ -44,8 +44,8 @@ struct ManagerOptions {
   /// prekey_supply.h). Null: none are uploaded.
   PreKeySupply* prekeys = nullptr;
   /// Decrypts and stores what the sessions receive before it is acknowledged (not owned;
-  /// message_receiver.h). Null: messages are acknowledged undecrypted.
-  MessageReceiver* messages = nullptr;
+  /// messenger.h). Null: messages are acknowledged undecrypted and none are sent.
+  Messenger* messages = nullptr;
 };
 
 /// The replica holding the session a failed call was about, when that is why it failed

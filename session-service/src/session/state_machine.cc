@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "credentials.h"
 #include "e2ee/prekey_stanzas.h"
-#include "message_receiver.h"
+#include "messenger.h"
 #include "pg_store.h"
 #include "prekey_supply.h"
 #include "session_rules.h"
@@ -27,6 +27,36 @@ std::string ClosingKey(const std::string& id, uint64_t generation) {
 }
 
 }  // namespace
+
+// The messenger's way out: the connection of one generation of a session, while it lasts.
+class StateMachine::Link final : public MessageLink {
+ public:
+  Link(std::weak_ptr<StateMachine> sm, std::string id, uint64_t generation)
+      : sm_(std::move(sm)), id_(std::move(id)), generation_(generation) {}
+  void Send(wa::Node node) override {
+    if (auto sm = sm_.lock()) {
+      sm->Post([sm, id = id_, generation = generation_, node = std::move(node)]() mutable {
+        if (Runtime* rt = sm->Find(id, generation); rt && rt->conn) rt->conn->Send(std::move(node));
+      });
+    }
+  }
+  void Query(wa::Node iq, std::function<void(absl::StatusOr<wa::Node>)> done,
+             absl::Duration timeout) override {
+    auto sm = sm_.lock();
+    if (!sm) return done(absl::UnavailableError("session-service is stopping"));
+    sm->Post([sm, id = id_, generation = generation_, iq = std::move(iq), done = std::move(done),
+              timeout]() mutable {
+      Runtime* rt = sm->Find(id, generation);
+      if (!rt || !rt->conn) return done(absl::UnavailableError("the connection ended"));
+      rt->conn->Query(std::move(iq), std::move(done), timeout);
+    });
+  }
+
+ private:
+  std::weak_ptr<StateMachine> sm_;
+  std::string id_;
+  uint64_t generation_;
+};
 
 // Hands a connection's events to the state machine's thread, tagged with the connection's
 // generation. Runs on the connection thread (wa::Connection calls its observer there).
@@ -70,6 +100,12 @@ class StateMachine::Observer final : public wa::ConnectionObserver {
   bool OnEncryptedMessage(const wa::Node& message) override {
     auto sm = sm_.lock();
     return sm && sm->OnEncryptedMessage(id_, generation_, message);
+  }
+  void OnMessageStanza(const wa::Node& stanza) override {
+    auto sm = sm_.lock();
+    if (sm && sm->options_.messages && sm->Find(id_, generation_)) {
+      sm->options_.messages->OnStanza(id_, stanza);
+    }
   }
 
  private:
@@ -296,6 +332,10 @@ void StateMachine::OnLoggedIn(const std::string& id, uint64_t generation) {
   rt->version_retried = false;
   if (metrics_) metrics_->Connected(clock_.Now() - rt->connecting_since);
   SetState(*rt, v1::SESSION_STATE_CONNECTED, v1::STATE_REASON_LOGIN_SUCCESS);
+  if (options_.messages && rt->creds && rt->creds->paired()) {
+    options_.messages->Online(id, rt->lease_token, *rt->creds,
+                              std::make_shared<Link>(weak_from_this(), id, generation));
+  }
   if (auto feed = std::exchange(rt->pairing, nullptr)) {
     PairingFeed::Update u;
     u.kind = PairingFeed::Update::Kind::kSuccess;
@@ -464,6 +504,7 @@ void StateMachine::OnClosed(const std::string& id, uint64_t generation, const wa
   if (!found) return;
   Runtime& rt = *found;
   rt.conn.reset();
+  if (rt.logged_in && options_.messages) options_.messages->Offline(id);
   rt.logged_in = false;
   WakePacer();
   const v1::StateReason reason = ReasonOf(info.cause);

@@ -169,6 +169,7 @@ class StateMachine : public std::enable_shared_from_this<StateMachine> {
 
  private:
   class Observer;
+  class Link;
   // What this replica keeps of a session it holds.
   struct Runtime {
     SessionRecord record;  // the stored row as this replica changed it (MirrorTransition)

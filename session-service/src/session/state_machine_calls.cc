@@ -1,7 +1,7 @@
 // StateMachine: what the API's calls, the lease keeper and the phone-sighting flush do on the
 // connection thread (state_machine.cc has the transitions, connection events and retries).
 #include "absl/strings/str_cat.h"
-#include "message_receiver.h"
+#include "messenger.h"
 #include "session_rules.h"
 #include "state_machine.h"
 #include "wasentinel/common/logging.h"

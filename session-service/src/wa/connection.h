@@ -148,6 +148,10 @@ class ConnectionObserver {
   /// its receipt or ack itself (ConnectionHandle::Send) once the message is safe; false: the
   /// connection acks it at once, undecrypted.
   virtual bool OnEncryptedMessage(const Node& message) { return false; }
+  /// A stanza about what this device sent, after the connection acked it as it acks every
+  /// stanza: a <receipt> (delivered, read, retry), the server's <ack class="message"> of a
+  /// message, or a <notification type="devices"> (a contact's device list changed).
+  virtual void OnMessageStanza(const Node& stanza) {}
   /// A contact changed its identity (reinstalled WhatsApp): <notification type="encrypt"
   /// from="USER@s.whatsapp.net"><identity/>. `user`: the user part of the JID.
   virtual void OnIdentityChanged(const std::string& user) {}

@@ -140,6 +140,8 @@ void Connection::Impl::Handle(const Node& node) {
     OnStanza(node);
   } else if (tag == "ib") {
     OnIb(node);
+  } else if (tag == "ack" && node.AttrOr("class") == "message") {
+    if (observer_) observer_->OnMessageStanza(node);  // the server took a message we sent
   }
 }
 
@@ -361,6 +363,10 @@ void Connection::Impl::OnStanza(const Node& node) {
       at = absl::FromUnixSeconds(t);
     }
     if (observer_) observer_->OnPhoneSeen(at);
+  }
+  if (observer_ &&
+      (node.tag == "receipt" || (node.tag == "notification" && node.AttrOr("type") == "devices"))) {
+    observer_->OnMessageStanza(node);
   }
   if (node.tag == "notification" && node.AttrOr("type") == "link_code_companion_reg") {
     OnPrimaryHello(node);

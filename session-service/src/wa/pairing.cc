@@ -489,4 +489,16 @@ absl::Status VerifyPairDeviceSign(const Node& reply_iq, ByteView companion_ident
   return absl::OkStatus();
 }
 
+Bytes SignedDeviceIdentity(const AccountIdentity& account) {
+  wire::ADVSignedDeviceIdentity identity;
+  identity.set_details(std::string(account.details.begin(), account.details.end()));
+  identity.set_account_signature_key(
+      std::string(account.account_signature_key.begin(), account.account_signature_key.end()));
+  identity.set_account_signature(
+      std::string(account.account_signature.begin(), account.account_signature.end()));
+  identity.set_device_signature(
+      std::string(account.device_signature.begin(), account.device_signature.end()));
+  return Serialize(identity);
+}
+
 }  // namespace wasentinel::wa

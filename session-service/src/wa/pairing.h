@@ -152,6 +152,11 @@ absl::StatusOr<ScannedQr> PhoneOpenCompanionFinish(const Node& finish_iq,
                                                    const PhoneLinkCode& hello,
                                                    const KeyPair& primary_identity);
 
+/// The `<device-identity>` a sender adds beside pre-key messages (whatsmeow send.go
+/// makeDeviceIdentityNode): the account's ADVSignedDeviceIdentity as pairing stored it, with
+/// the account signature key.
+Bytes SignedDeviceIdentity(const AccountIdentity& account);
+
 /// What the phone signs for a new companion (§8 step 5): an ADVSignedDeviceIdentityHMAC whose
 /// account signature is by `account_key` over 06 00 ‖ details ‖ companion identity, and whose
 /// HMAC is keyed by the adv secret read from the QR code.

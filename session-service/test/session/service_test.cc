@@ -476,28 +476,6 @@ TEST(SessionService, UploadsOneTimePreKeysWhenWhatsAppRunsLow) {
   EXPECT_EQ(stored().first, 862);
 }
 
-// A device's creds.json with a real Signal identity and signed pre-key (what pairing makes),
-// registered at wa-sim; `identity` and `signed_key` say what they are.
-nlohmann::json SignalCreds(Stack& s, uint64_t phone, signal::Context& context,
-                           signal::Identity* identity = nullptr,
-                           signal::SignedPreKey* signed_key = nullptr) {
-  signal::Identity id = context.GenerateIdentity().value();
-  signal::SignedPreKey spk = context.GenerateSignedPreKey(id, 7).value();
-  auto buffer = [](const Bytes& b) { return wasentinel::testing::BufferJson(b); };
-  auto creds = nlohmann::json::parse(
-      wasentinel::testing::BaileysCredsJson(wa::KeyPair::Generate(), phone, 5));
-  creds["signedIdentityKey"] = {{"private", buffer(id.key.priv)}, {"public", buffer(id.key.pub)}};
-  creds["registrationId"] = id.registration_id;
-  creds["signedPreKey"] = {
-      {"keyPair", {{"private", buffer(spk.key.priv)}, {"public", buffer(spk.key.pub)}}},
-      {"signature", buffer(spk.signature)},
-      {"keyId", spk.id}};
-  EXPECT_THAT(s.sim.control().Post("/devices", {{"creds", creds}}), IsOk());
-  if (identity) *identity = id;
-  if (signed_key) *signed_key = spk;
-  return creds;
-}
-
 // docs/wa-protocol.md §11: what WhatsApp delivers is decrypted and stored (sealed, with the
 // Signal state it changed) before the receipt tells WhatsApp it may delete its copy.
 TEST(SessionService, StoresAnEncryptedMessageBeforeItsReceipt) {

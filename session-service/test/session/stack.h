@@ -9,12 +9,14 @@
 #include <thread>
 
 #include "app.h"
+#include "e2ee/signal.h"
 #include "fake_creds.h"
 #include "sim_control.h"
 #include "sim_server.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/session/v1/session.grpc.pb.h"
 #include "wasentinel/testing/recorder.h"
+#include "wasentinel/testing/status_matchers.h"
 #include "wasentinel/testing/test_database.h"
 
 namespace wasentinel::session {
@@ -224,5 +226,27 @@ struct Stack {
     return st;
   }
 };
+
+// A device's creds.json with a real Signal identity and signed pre-key (what pairing makes),
+// registered at wa-sim; `identity` and `signed_key` say what they are.
+inline nlohmann::json SignalCreds(Stack& s, uint64_t phone, signal::Context& context,
+                                  signal::Identity* identity = nullptr,
+                                  signal::SignedPreKey* signed_key = nullptr) {
+  signal::Identity id = context.GenerateIdentity().value();
+  signal::SignedPreKey spk = context.GenerateSignedPreKey(id, 7).value();
+  auto buffer = [](const Bytes& b) { return wasentinel::testing::BufferJson(b); };
+  auto creds = nlohmann::json::parse(
+      wasentinel::testing::BaileysCredsJson(wa::KeyPair::Generate(), phone, 5));
+  creds["signedIdentityKey"] = {{"private", buffer(id.key.priv)}, {"public", buffer(id.key.pub)}};
+  creds["registrationId"] = id.registration_id;
+  creds["signedPreKey"] = {
+      {"keyPair", {{"private", buffer(spk.key.priv)}, {"public", buffer(spk.key.pub)}}},
+      {"signature", buffer(spk.signature)},
+      {"keyId", spk.id}};
+  EXPECT_THAT(s.sim.control().Post("/devices", {{"creds", creds}}), ::wasentinel::testing::IsOk());
+  if (identity) *identity = id;
+  if (signed_key) *signed_key = spk;
+  return creds;
+}
 
 }  // namespace wasentinel::session

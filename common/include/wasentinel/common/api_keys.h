@@ -4,7 +4,9 @@
 // A key travels in the `x-api-key` metadata or as `authorization: Bearer <key>`. Scopes:
 // `read` (get, list, watch, deep health), `operate` (connect, disconnect, reconnect, probe,
 // pairing an existing session, alerts), `admin` (create, delete, import, keys, webhook
-// endpoints); `admin` includes `operate`, which includes `read`.
+// endpoints); `admin` includes `operate`, which includes `read`. Message contents are apart:
+// `messages:read` (get, list, watch messages) and `messages:send` (send, mark read) are
+// granted by name, beside a level or alone, and only `admin` includes them.
 //
 // A key bound to a tenant sees and acts on that tenant's objects only: lists and watches are
 // narrowed to it, a call naming another tenant is PERMISSION_DENIED, and an object of another
@@ -26,15 +28,31 @@
 
 namespace wasentinel {
 
-enum class Scope { kRead = 1, kOperate = 2, kAdmin = 3 };
+/// Levels (kRead < kOperate < kAdmin; kNone: a key with message scopes only) and the two
+/// message scopes, which are not levels.
+enum class Scope {
+  kNone = 0,
+  kRead = 1,
+  kOperate = 2,
+  kAdmin = 3,
+  kMessagesRead = 10,
+  kMessagesSend = 11
+};
 
 std::string_view ScopeName(Scope scope);
 
 /// Who is calling: the key that authorised the call.
 struct Caller {
   std::string key_name = "anonymous";  ///< "anonymous" when no keys are configured
-  Scope scope = Scope::kAdmin;
-  std::string tenant;  ///< empty: every tenant (an operator's key)
+  Scope scope = Scope::kAdmin;         ///< the level
+  std::string tenant;                  ///< empty: every tenant (an operator's key)
+  bool messages_read = false;          ///< granted messages:read (admin has it anyway)
+  bool messages_send = false;          ///< granted messages:send (admin has it anyway)
+
+  /// Does the caller hold `needed` (a level, or a message scope)?
+  bool Has(Scope needed) const;
+  /// "admin", "read+messages:read", "messages:send", …
+  std::string ScopesText() const;
 
   bool all_tenants() const { return tenant.empty(); }
   /// May this caller see an object of `object_tenant`?
@@ -45,8 +63,9 @@ struct Caller {
 
 class ApiKeys {
  public:
-  /// Parses "ENTRY[,ENTRY...]" where ENTRY is "NAME:SCOPE:KEY" (every tenant) or
-  /// "NAME:SCOPE:TENANT:KEY" (that tenant only). SCOPE is read, operate or admin; TENANT a
+  /// Parses "ENTRY[,ENTRY...]" where ENTRY is "NAME:SCOPES:KEY" (every tenant) or
+  /// "NAME:SCOPES:TENANT:KEY" (that tenant only). SCOPES is one level (read, operate, admin)
+  /// and/or messages:read and messages:send, joined by '+' ("operate+messages:send"); TENANT a
   /// tenant id (CheckTenantId, common/validation.h); KEY at least 16 characters, no ',' or ':'.
   /// Empty: no keys, every call is allowed (`enabled()` is false). INVALID_ARGUMENT, naming the
   /// entry but never the key, for a malformed entry, a repeated name, or one key value listed
@@ -65,6 +84,8 @@ class ApiKeys {
   struct Entry {
     std::string name;
     Scope scope;
+    bool messages_read = false;
+    bool messages_send = false;
     std::string tenant;
     std::array<uint8_t, 32> hash;
   };

@@ -1,6 +1,7 @@
-#include "message_receiver.h"
+#include "messenger.h"
 
 #include <boost/asio/post.hpp>
+#include <future>
 #include <pqxx/pqxx>
 
 #include "absl/strings/numbers.h"
@@ -35,58 +36,93 @@ Node::Attrs AnswerAttrs(const Node& message) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MessageReceiver>> MessageReceiver::Create(
-    PgPool& pool, const Sealer& sealer, std::shared_ptr<spdlog::logger> log,
-    SessionMetrics* metrics) {
+absl::StatusOr<std::unique_ptr<Messenger>> Messenger::Create(PgPool& pool, const Sealer& sealer,
+                                                             std::shared_ptr<spdlog::logger> log,
+                                                             SessionMetrics* metrics,
+                                                             MessengerOptions options) {
   WAS_ASSIGN_OR_RETURN(auto context, signal::Context::Create());
-  return std::unique_ptr<MessageReceiver>(
-      new MessageReceiver(pool, sealer, std::move(log), metrics, std::move(context)));
+  return std::unique_ptr<Messenger>(
+      new Messenger(pool, sealer, std::move(log), metrics, options, std::move(context)));
 }
 
-MessageReceiver::MessageReceiver(PgPool& pool, const Sealer& sealer,
-                                 std::shared_ptr<spdlog::logger> log, SessionMetrics* metrics,
-                                 std::unique_ptr<signal::Context> context)
+Messenger::Messenger(PgPool& pool, const Sealer& sealer, std::shared_ptr<spdlog::logger> log,
+                     SessionMetrics* metrics, MessengerOptions options,
+                     std::unique_ptr<signal::Context> context)
     : pool_(pool),
       sealer_(sealer),
       log_(std::move(log)),
       metrics_(metrics),
-      context_(std::move(context)) {}
+      options_(options),
+      context_(std::move(context)),
+      store_(pool, sealer),
+      work_(io_.get_executor()),
+      thread_([this] { io_.run(); }) {}
 
-MessageReceiver::~MessageReceiver() { thread_.join(); }
-
-void MessageReceiver::Receive(std::string session_id, int64_t lease_token,
-                              const wa::DeviceCredentials& creds, wa::Node message, Reply reply) {
-  boost::asio::post(
-      thread_, [this, id = std::move(session_id), lease_token, creds, message = std::move(message),
-                reply = std::move(reply)] { reply(Process(id, lease_token, creds, message)); });
+Messenger::~Messenger() {
+  Post([this] {
+    senders_.clear();  // their timers go, so the loop runs out once the posted work is done
+    work_.reset();
+  });
+  thread_.join();
 }
 
-void MessageReceiver::IdentityChanged(std::string session_id, int64_t lease_token,
-                                      const wa::DeviceCredentials& creds, std::string user) {
-  boost::asio::post(
-      thread_, [this, id = std::move(session_id), lease_token, creds, user = std::move(user)] {
-        auto device = Load(id, creds);
-        if (!device.ok())
-          return;  // nothing loaded: the next pkmsg from them is handled as it comes
-        (*device)->store->ForgetPeer(user);
-        const auto journal = (*device)->store->TakeJournal();
-        absl::Status written;
-        const absl::Status committed =
-            pool_.Transact("forget a contact's identity", [&](pqxx::work& w) {
-              written = WriteSignalChanges(w, sealer_, id, lease_token, journal);
-            });
-        if (!written.ok() || !committed.ok()) devices_.erase(id);
-        log_->info("session {}: {} reinstalled WhatsApp; its sessions and identity are forgotten",
-                   id, MaskPhone(user));
-      });
+void Messenger::Post(std::function<void()> f) { boost::asio::post(io_, std::move(f)); }
+
+void Messenger::Flush() {
+  std::promise<void> done;
+  Post([&] { done.set_value(); });
+  done.get_future().wait();
 }
 
-void MessageReceiver::Forget(std::string session_id) {
-  boost::asio::post(thread_, [this, id = std::move(session_id)] { devices_.erase(id); });
+absl::Status Messenger::Persist(const std::string& session_id, int64_t lease_token,
+                                std::string_view what) {
+  auto it = devices_.find(session_id);
+  if (it == devices_.end()) return absl::OkStatus();
+  const auto journal = it->second.store->TakeJournal();
+  absl::Status written;
+  const absl::Status committed = pool_.Transact(what, [&](pqxx::work& w) {
+    written = WriteSignalChanges(w, sealer_, session_id, lease_token, journal);
+    if (!written.ok()) throw std::runtime_error(std::string(written.message()));
+  });
+  if (!written.ok() || !committed.ok()) {
+    devices_.erase(session_id);  // memory is ahead of the database: load it again
+    return !written.ok() ? written : committed;
+  }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<MessageReceiver::Device*> MessageReceiver::Load(const std::string& session_id,
-                                                               const wa::DeviceCredentials& creds) {
+void Messenger::Receive(std::string session_id, int64_t lease_token,
+                        const wa::DeviceCredentials& creds, wa::Node message, Reply reply) {
+  Post([this, id = std::move(session_id), lease_token, creds, message = std::move(message),
+        reply = std::move(reply)] { reply(Process(id, lease_token, creds, message)); });
+}
+
+void Messenger::IdentityChanged(std::string session_id, int64_t lease_token,
+                                const wa::DeviceCredentials& creds, std::string user) {
+  Post([this, id = std::move(session_id), lease_token, creds, user = std::move(user)] {
+    auto device = Load(id, creds);
+    if (!device.ok()) return;  // nothing loaded: the next pkmsg from them is handled as it comes
+    (*device)->store->ForgetPeer(user);
+    if (auto st = Persist(id, lease_token, "forget a contact's identity"); !st.ok()) {
+      log_->warn("session {}: the forgotten identity of {} not stored: {}", id, MaskPhone(user),
+                 st.message());
+    }
+    // Our cached device list of them is stale too.
+    if (auto it = senders_.find(id); it != senders_.end()) it->second.devices.erase(user);
+    log_->info("session {}: {} reinstalled WhatsApp; its sessions and identity are forgotten", id,
+               MaskPhone(user));
+  });
+}
+
+void Messenger::Forget(std::string session_id) {
+  Post([this, id = std::move(session_id)] {
+    devices_.erase(id);
+    senders_.erase(id);
+  });
+}
+
+absl::StatusOr<Messenger::Device*> Messenger::Load(const std::string& session_id,
+                                                   const wa::DeviceCredentials& creds) {
   if (auto it = devices_.find(session_id); it != devices_.end()) return &it->second;
   absl::StatusOr<signal::Image> image = absl::InternalError("not loaded");
   WAS_RETURN_IF_ERROR(pool_.Transact("load signal state", [&](pqxx::work& w) {
@@ -112,9 +148,8 @@ absl::StatusOr<MessageReceiver::Device*> MessageReceiver::Load(const std::string
   return &devices_.emplace(session_id, std::move(d)).first->second;
 }
 
-std::vector<Node> MessageReceiver::Process(const std::string& session_id, int64_t lease_token,
-                                           const wa::DeviceCredentials& creds,
-                                           const Node& message) {
+std::vector<Node> Messenger::Process(const std::string& session_id, int64_t lease_token,
+                                     const wa::DeviceCredentials& creds, const Node& message) {
   const std::string id = message.AttrOr("id");
   const std::string from = message.AttrOr("from");
   auto from_jid = wa::Jid::Parse(from);
