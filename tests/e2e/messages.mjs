@@ -171,6 +171,15 @@ try {
   const total = sql(`SELECT count(*) FROM messages WHERE session_id = '${session.id}'`)[0];
   check('five messages in all (four in, one out)', total === '5', total);
 
+  // A message damaged on the way: recorded UNDECRYPTABLE with the reason, a retry receipt goes
+  // to the customer's Baileys, which sends it again; the resend replaces the record.
+  await sim.post(`/devices/${device.jid}/corrupt-next`);
+  const garbled = await customer.send(`${SHOP}@s.whatsapp.net`, 'this one arrives damaged');
+  const statusOf = () => sql(`SELECT status || '|' || kind FROM messages WHERE message_id = '${garbled.key.id}'`)[0];
+  check('a damaged message is sent again on our retry receipt, and stored',
+    await passes(waitFor(() => statusOf() === 'RECEIVED|extendedTextMessage', { timeoutMs: 20000, what: 'the resend',
+      detail: () => statusOf() })), statusOf());
+
   // A burst of 1000, and session-service SIGKILLed in the middle of it: what it had stored was
   // acknowledged; the rest waits at WhatsApp and comes again after the restart. None lost, none
   // stored twice.

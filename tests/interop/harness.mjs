@@ -167,7 +167,12 @@ export async function openBaileys(sim, dir, name) {
     markOnlineOnConnect: true,
     fireInitQueries: false,
     syncFullHistory: false,
-    getMessage: async (key) => sent.get(key.id),
+    // A retry receipt can come back before sendMessage has resolved (loopback is fast): wait
+    // a moment for the message to be known, as a persistent store would already know it.
+    getMessage: async (key) => {
+      await waitFor(() => sent.has(key.id), {timeoutMs: 3000, what: `message ${key.id}`}).catch(() => {});
+      return sent.get(key.id);
+    },
   });
   c.sock.ev.on('creds.update', auth.saveCreds);
   c.sock.ev.on('connection.update', (u) => {

@@ -211,6 +211,18 @@ absl::StatusOr<std::vector<DeviceBundle>> ParseBundleResultIq(const Node& iq) {
   return out;
 }
 
+Node RetryReceiptKeys(ByteView identity_pub, const PreKey& one_time, const SignedPreKey& signed_key,
+                      ByteView device_identity) {
+  return MakeNode(
+      "keys", {},
+      std::vector<Node>{
+          MakeNode("type", {}, Bytes{0x05}),
+          MakeNode("identity", {}, Bytes(identity_pub.begin(), identity_pub.end())),
+          KeyNode(one_time.id, one_time.key.pub, nullptr),
+          KeyNode(signed_key.id, signed_key.key.pub, &signed_key.signature),
+          MakeNode("device-identity", {}, Bytes(device_identity.begin(), device_identity.end()))});
+}
+
 absl::StatusOr<PreKeyBundle> ParseRetryReceiptKeys(const Node& receipt, int32_t device) {
   if (!receipt.Child("keys")) return absl::InvalidArgumentError("a retry receipt without <keys>");
   return ReadUser(receipt, device);

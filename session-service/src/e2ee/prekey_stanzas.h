@@ -56,6 +56,12 @@ wa::Node BundleResultIq(const std::string& id, const std::vector<DeviceBundle>& 
 /// of the whole). INVALID_ARGUMENT when there is no `<list>`.
 absl::StatusOr<std::vector<DeviceBundle>> ParseBundleResultIq(const wa::Node& iq);
 
+/// The `<keys>` a device adds to its retry receipts from the second on (whatsmeow retry.go
+/// sendRetryReceipt): key type, identity, a fresh one-time pre-key, the signed pre-key and the
+/// account's signed device identity, so the sender can start a new session at once.
+wa::Node RetryReceiptKeys(ByteView identity_pub, const PreKey& one_time,
+                          const SignedPreKey& signed_key, ByteView device_identity);
+
 /// The bundle a retry receipt carries from its second retry on (whatsmeow retry.go
 /// sendRetryReceipt): `<registration>` and `<keys>` (identity, one-time `key`, `skey`) of the
 /// device that asks, `device`. INVALID_ARGUMENT naming what is missing.

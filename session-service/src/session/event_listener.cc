@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "pg_store.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/pg.h"
@@ -144,11 +145,14 @@ void EventListener::Loop() {
           absl::flat_hash_set<std::string> seen;
           std::vector<std::string> sessions;
           for (const auto& p : messages) {
-            const size_t space = p.find(' ');
+            // "<sequence> <session>[ outbox]"
+            std::vector<std::string> parts = absl::StrSplit(p, ' ');
             int64_t s = 0;
-            if (space == std::string::npos || !absl::SimpleAtoi(p.substr(0, space), &s)) continue;
+            if (parts.size() < 2 || !absl::SimpleAtoi(parts[0], &s)) continue;
             newest = std::max(newest, s);
-            if (seen.insert(p.substr(space + 1)).second) sessions.push_back(p.substr(space + 1));
+            if (parts.size() > 2 && parts[2] == "outbox" && seen.insert(parts[1]).second) {
+              sessions.push_back(parts[1]);
+            }
           }
           messages.clear();
           if (on_messages_ && newest > 0) on_messages_(newest, sessions);

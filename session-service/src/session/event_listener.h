@@ -37,8 +37,9 @@ class EventListener {
   /// Called on the listener's thread when another replica gives leases up.
   void set_on_leases(std::function<void()> fn) { on_leases_ = std::move(fn); }
   /// `session_messages` notifications (pg_message_store.h: a message stored, queued or changed
-  /// status): `fn` gets the newest sequence and the sessions concerned, after a reconnect also
-  /// (sequence 0, no sessions) to say that some may have been missed. Set before Start.
+  /// status): `fn` gets the newest sequence and the sessions whose outbox gained a row (a
+  /// message queued, a read receipt owed); after a reconnect also (sequence 0, no sessions) to
+  /// say that some may have been missed. Set before Start.
   void set_on_messages(std::function<void(int64_t, const std::vector<std::string>&)> fn) {
     on_messages_ = std::move(fn);
   }

@@ -1,12 +1,13 @@
 #include "messenger.h"
 
 #include <boost/asio/post.hpp>
-#include <future>
 #include <pqxx/pqxx>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "e2ee/message_content.h"
+#include "e2ee/prekey_stanzas.h"
+#include "pairing.h"
 #include "pg_message_store.h"
 #include "pg_signal_store.h"
 #include "store.h"
@@ -68,20 +69,18 @@ Messenger::~Messenger() {
 
 void Messenger::Post(std::function<void()> f) { boost::asio::post(io_, std::move(f)); }
 
-void Messenger::Flush() {
-  std::promise<void> done;
-  Post([&] { done.set_value(); });
-  done.get_future().wait();
-}
-
 absl::Status Messenger::Persist(const std::string& session_id, int64_t lease_token,
-                                std::string_view what) {
+                                std::string_view what, const std::vector<InboundMessage>& notes) {
   auto it = devices_.find(session_id);
   if (it == devices_.end()) return absl::OkStatus();
   const auto journal = it->second.store->TakeJournal();
   absl::Status written;
   const absl::Status committed = pool_.Transact(what, [&](pqxx::work& w) {
     written = WriteSignalChanges(w, sealer_, session_id, lease_token, journal);
+    for (const auto& note : notes) {
+      if (!written.ok()) break;
+      written = InsertInboundMessage(w, sealer_, session_id, note).status();
+    }
     if (!written.ok()) throw std::runtime_error(std::string(written.message()));
   });
   if (!written.ok() || !committed.ok()) {
@@ -103,7 +102,8 @@ void Messenger::IdentityChanged(std::string session_id, int64_t lease_token,
     auto device = Load(id, creds);
     if (!device.ok()) return;  // nothing loaded: the next pkmsg from them is handled as it comes
     (*device)->store->ForgetPeer(user);
-    if (auto st = Persist(id, lease_token, "forget a contact's identity"); !st.ok()) {
+    if (auto st = Persist(id, lease_token, "forget a contact's identity", {IdentityNotice(user)});
+        !st.ok()) {
       log_->warn("session {}: the forgotten identity of {} not stored: {}", id, MaskPhone(user),
                  st.message());
     }
@@ -119,6 +119,38 @@ void Messenger::Forget(std::string session_id) {
     devices_.erase(id);
     senders_.erase(id);
   });
+}
+
+InboundMessage Messenger::IdentityNotice(const std::string& user) {
+  InboundMessage m;
+  m.sent_at = absl::Now();
+  m.id = absl::StrCat("identity-", absl::ToUnixMicros(m.sent_at));
+  m.chat = absl::StrCat(user, "@s.whatsapp.net");
+  m.sender = m.chat;
+  m.kind = "identity_changed";
+  return m;
+}
+
+absl::StatusOr<Node> Messenger::RetryKeys(const std::string& session_id, int64_t lease_token,
+                                          const wa::DeviceCredentials& creds) {
+  WAS_ASSIGN_OR_RETURN(Device * device, Load(session_id, creds));
+  absl::StatusOr<uint32_t> first = absl::InternalError("no id");
+  WAS_RETURN_IF_ERROR(pool_.Transact("take a pre-key id", [&](pqxx::work& w) {
+    first = TakePreKeyIds(w, session_id, lease_token, 1);
+  }));
+  WAS_RETURN_IF_ERROR(first.status());
+  WAS_ASSIGN_OR_RETURN(auto keys, context_->GeneratePreKeys(*first, 1));
+  WAS_ASSIGN_OR_RETURN(Bytes record, context_->PreKeyRecord(keys.front()));
+  WAS_RETURN_IF_ERROR(device->store->StorePreKey(keys.front().id, record));
+  WAS_RETURN_IF_ERROR(Persist(session_id, lease_token, "store a retry receipt's pre-key"));
+  signal::SignedPreKey signed_key;
+  signed_key.id = creds.signed_pre_key_id;
+  signed_key.key.pub.assign(creds.signed_pre_key.pub.begin(), creds.signed_pre_key.pub.end());
+  signed_key.signature.assign(creds.signed_pre_key_signature.begin(),
+                              creds.signed_pre_key_signature.end());
+  return signal::RetryReceiptKeys(
+      ByteView(creds.identity_key.pub.data(), creds.identity_key.pub.size()), keys.front(),
+      signed_key, wa::SignedDeviceIdentity(*creds.account));
 }
 
 absl::StatusOr<Messenger::Device*> Messenger::Load(const std::string& session_id,
@@ -161,18 +193,33 @@ std::vector<Node> Messenger::Process(const std::string& session_id, int64_t leas
   };
   auto retry = [&](const absl::Status& why) {
     count("undecryptable");
-    log_->warn("session {}: message {} from {} not decrypted: {}", session_id, id, MaskJid(sender),
-               why.message());
-    Node::Attrs attrs = AnswerAttrs(message);
-    attrs.emplace_back("type", "retry");
-    Node receipt = MakeNode(
-        "receipt", std::move(attrs),
-        std::vector<Node>{
-            MakeNode("retry", {{"count", "1"}, {"id", id}, {"t", message.AttrOr("t")}, {"v", "1"}}),
-            MakeNode("registration", {}, BigEndian32(creds.registration_id))});
+    // Counted per message as whatsmeow does (retry.go sendRetryReceipt): from the second on
+    // the receipt carries our keys, so the sender can start a new session; after the fourth
+    // none is sent.
+    if (retry_counts_.size() > 10000) retry_counts_.clear();
+    const int n = ++retry_counts_[absl::StrCat(session_id, "/", id)];
+    log_->warn("session {}: message {} from {} not decrypted (retry {}): {}", session_id, id,
+               MaskJid(sender), n, why.message());
     Node::Attrs ack = AnswerAttrs(message);
     ack.emplace_back("class", "message");
-    return std::vector<Node>{std::move(receipt), MakeNode("ack", std::move(ack))};
+    if (n >= 5) return std::vector<Node>{MakeNode("ack", std::move(ack))};
+    Node::Attrs attrs = AnswerAttrs(message);
+    attrs.emplace_back("type", "retry");
+    std::vector<Node> children = {
+        MakeNode(
+            "retry",
+            {{"count", std::to_string(n)}, {"id", id}, {"t", message.AttrOr("t")}, {"v", "1"}}),
+        MakeNode("registration", {}, BigEndian32(creds.registration_id))};
+    if (n >= 2 && creds.account) {
+      if (auto keys = RetryKeys(session_id, lease_token, creds); keys.ok()) {
+        children.push_back(*std::move(keys));
+      } else {
+        log_->warn("session {}: retry receipt for {} without keys: {}", session_id, id,
+                   keys.status().message());
+      }
+    }
+    return std::vector<Node>{MakeNode("receipt", std::move(attrs), std::move(children)),
+                             MakeNode("ack", std::move(ack))};
   };
   if (id.empty() || !from_jid.ok() || !sender_jid.ok() || sender_jid->user.empty()) {
     return retry(absl::InvalidArgumentError("no id, or no sender device"));
@@ -192,6 +239,7 @@ std::vector<Node> Messenger::Process(const std::string& session_id, int64_t leas
   signal::Protocol& protocol = *(*device)->protocol;
   std::optional<signal::MessageContent> content;
   bool duplicate = false;
+  bool identity_changed = false;
   absl::Status failure;
   for (const Node& enc : message.Children()) {
     if (enc.tag != "enc") continue;
@@ -207,6 +255,7 @@ std::vector<Node> Messenger::Process(const std::string& session_id, int64_t leas
         log_->info("session {}: {} has a new identity; its old sessions are dropped", session_id,
                    MaskJid(sender));
         (*device)->store->ForgetPeer(address.name);
+        identity_changed = true;
         padded = protocol.Decrypt(address, kind, enc.ContentBytes());
       }
     } else if (type == "skmsg" && group) {
@@ -256,12 +305,34 @@ std::vector<Node> Messenger::Process(const std::string& session_id, int64_t leas
     m.body = std::move(content->raw);
     inbound = std::move(m);
   }
+  // What could not be decrypted is recorded in the chat with its reason (replaced by the
+  // message if a resend decrypts).
+  const bool unreadable = !failure.ok() || (!content && !duplicate);
+  if (unreadable) {
+    InboundMessage m;
+    m.id = id;
+    m.chat = chat;
+    m.sender = sender;
+    m.from_me = sender_jid->user == std::to_string(creds.phone);
+    m.kind = "undecryptable";
+    m.failure = failure.ok() ? "no <enc> this device can read" : std::string(failure.message());
+    int64_t t = 0;
+    m.sent_at = absl::SimpleAtoi(message.AttrOr("t"), &t) ? absl::FromUnixSeconds(t) : absl::Now();
+    inbound = std::move(m);
+  }
   // What decryption changed, and the message, in one transaction under the lease.
   bool stored = false;
   absl::Status written;
   const absl::Status committed = pool_.Transact("store a message", [&](pqxx::work& w) {
     written = WriteSignalChanges(w, sealer_, session_id, lease_token, journal);
     if (!written.ok()) throw std::runtime_error(std::string(written.message()));
+    if (identity_changed) {
+      auto noted = InsertInboundMessage(w, sealer_, session_id, IdentityNotice(sender_jid->user));
+      if (!noted.ok()) {
+        written = noted.status();
+        throw std::runtime_error(std::string(written.message()));
+      }
+    }
     if (inbound) {
       auto inserted = InsertInboundMessage(w, sealer_, session_id, *inbound);
       if (!inserted.ok()) {
@@ -278,10 +349,11 @@ std::vector<Node> Messenger::Process(const std::string& session_id, int64_t leas
                (!written.ok() ? written : committed).message());
     return {};
   }
-  if (!failure.ok() || (!content && !duplicate)) {
+  if (unreadable) {
     return retry(failure.ok() ? absl::InvalidArgumentError("no <enc> this device can read")
                               : failure);
   }
+  retry_counts_.erase(absl::StrCat(session_id, "/", id));
   count(stored ? "stored" : "duplicate");
   if (stored) {
     log_->debug("session {}: stored message {} ({}) in {}", session_id, id, inbound->kind,

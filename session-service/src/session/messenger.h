@@ -120,9 +120,6 @@ class Messenger {
   /// Drops what is kept in memory of the session (its lease went elsewhere, it logged out).
   void Forget(std::string session_id);
 
-  /// Returns once what was handed to the messenger before has been handled (tests).
-  void Flush();
-
  private:
   struct Device {
     std::unique_ptr<signal::JournalStore> store;
@@ -154,10 +151,19 @@ class Messenger {
             std::unique_ptr<signal::Context> context);
   void Post(std::function<void()> f);
   absl::StatusOr<Device*> Load(const std::string& session_id, const wa::DeviceCredentials& creds);
-  // Writes what `device`'s store changed, fenced; on failure forgets the session's state.
-  absl::Status Persist(const std::string& session_id, int64_t lease_token, std::string_view what);
+  // Writes what the session's Signal store changed, fenced, with `notes` for its message log;
+  // on failure forgets the session's state.
+  absl::Status Persist(const std::string& session_id, int64_t lease_token, std::string_view what,
+                       const std::vector<InboundMessage>& notes = {});
+  // The notice a chat gets when the contact `user` changed its identity (kind
+  // "identity_changed", WhatsApp's "security code changed").
+  static InboundMessage IdentityNotice(const std::string& user);
+  // The <keys> of a retry receipt: a fresh one-time pre-key (stored), identity, signed pre-key,
+  // device identity.
+  absl::StatusOr<wa::Node> RetryKeys(const std::string& session_id, int64_t lease_token,
+                                     const wa::DeviceCredentials& creds);
 
-  // Receiving (messenger_receive.cc).
+  // Receiving (messenger.cc).
   std::vector<wa::Node> Process(const std::string& session_id, int64_t lease_token,
                                 const wa::DeviceCredentials& creds, const wa::Node& message);
 
@@ -189,6 +195,7 @@ class Messenger {
   // Touched only on thread_:
   absl::flat_hash_map<std::string, Device> devices_;
   absl::flat_hash_map<std::string, Sender> senders_;
+  absl::flat_hash_map<std::string, int> retry_counts_;  // retry receipts sent, by "session/id"
   uint64_t next_epoch_ = 1;
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;

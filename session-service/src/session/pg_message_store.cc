@@ -94,12 +94,20 @@ absl::StatusOr<bool> InsertInboundMessage(pqxx::transaction_base& tx, const Seal
     return absl::InvalidArgumentError("a message id, chat, sender or kind out of bounds");
   }
   const auto sealed = sealer.Seal(m.body);
+  // A record of what was not decrypted gives way to the message (once it is); nothing else is
+  // written twice.
   auto r = tx.exec_params(
       "INSERT INTO messages (session_id, chat_jid, sender_jid, message_id, from_me, kind, sent_at,"
-      " seal_key, body) VALUES ($1::uuid, $2, $3, $4, $5, $6, to_timestamp($7), $8,"
-      " decode($9, 'hex')) ON CONFLICT DO NOTHING RETURNING 1",
+      " seal_key, body, status, failure) VALUES ($1::uuid, $2, $3, $4, $5, $6, to_timestamp($7),"
+      " $8, decode($9, 'hex'), $10, NULLIF($11, ''))"
+      " ON CONFLICT (session_id, chat_jid, sender_jid, message_id) DO UPDATE SET kind ="
+      " EXCLUDED.kind, seal_key = EXCLUDED.seal_key, body = EXCLUDED.body, status ="
+      " EXCLUDED.status, failure = EXCLUDED.failure, status_at = now(), stored_at = now()"
+      " WHERE messages.status = 'UNDECRYPTABLE' AND EXCLUDED.status <> 'UNDECRYPTABLE'"
+      " RETURNING 1",
       session_id, m.chat, m.sender, m.id, m.from_me, m.kind, Epoch(m.sent_at), sealed.key_id,
-      HexEncode(sealed.blob));
+      HexEncode(sealed.blob), m.failure.empty() ? kReceived : kUndecryptable,
+      m.failure.substr(0, 500));
   return !r.empty();
 }
 

@@ -37,6 +37,7 @@ inline constexpr const char* kDelivered = "DELIVERED";
 inline constexpr const char* kRead = "READ";
 inline constexpr const char* kFailed = "FAILED";
 inline constexpr const char* kReceived = "RECEIVED";
+inline constexpr const char* kUndecryptable = "UNDECRYPTABLE";
 
 struct InboundMessage {
   std::string id;        ///< WhatsApp's message id
@@ -45,7 +46,8 @@ struct InboundMessage {
   bool from_me = false;  ///< sent by the account's own phone or other linked device
   std::string kind;      ///< message_content.h MessageContent::type
   absl::Time sent_at;
-  Bytes body;  ///< the Message protobuf
+  Bytes body;           ///< the Message protobuf (empty for what was not decrypted)
+  std::string failure;  ///< not empty: it could not be decrypted (status UNDECRYPTABLE), why
 };
 
 /// A stored message, sent or received, its body opened.
@@ -70,8 +72,9 @@ struct StoredMessage {
 };
 
 /// Stores `m` for `session_id` in `tx`. Answers false when it was stored before (WhatsApp
-/// delivered it again: the receipt did not reach it). Call after WriteSignalChanges, which
-/// checks the lease in the same transaction.
+/// delivered it again: the receipt did not reach it); a message decrypted at last replaces its
+/// UNDECRYPTABLE record. Call after WriteSignalChanges, which checks the lease in the same
+/// transaction.
 absl::StatusOr<bool> InsertInboundMessage(pqxx::transaction_base& tx, const Sealer& sealer,
                                           const std::string& session_id, const InboundMessage& m);
 

@@ -441,7 +441,8 @@ CREATE INDEX messages_by_chat ON messages (session_id, chat_jid, sent_at);
       // messages_order, in commit order as session events are (migration 5, with a lock of
       // its own, 'wase' 'msgs'), and notifies `session_messages` with "<sequence> <session>".
       // A watcher resuming after a sequence thus sees every message that changed since, in
-      // its latest state. session-service/src/session/pg_message_store.h.
+      // its latest state. session-service/src/session/pg_message_store.h. The payload ends
+      // in " outbox" when the row is for the sender to act on (PENDING, or a read receipt owed).
       {8, "sent messages, statuses and the message log", R"sql(
 ALTER TABLE messages
   ADD COLUMN status text NOT NULL DEFAULT 'RECEIVED',
@@ -476,7 +477,8 @@ CREATE TRIGGER messages_number BEFORE INSERT OR UPDATE ON messages
   FOR EACH ROW EXECUTE FUNCTION messages_number();
 CREATE FUNCTION messages_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM pg_notify('session_messages', NEW.sequence::text || ' ' || NEW.session_id::text);
+  PERFORM pg_notify('session_messages', NEW.sequence::text || ' ' || NEW.session_id::text ||
+    CASE WHEN NEW.status = 'PENDING' OR NEW.read_receipt_due THEN ' outbox' ELSE '' END);
   RETURN NULL;
 END $$;
 CREATE TRIGGER messages_notify_insert AFTER INSERT ON messages

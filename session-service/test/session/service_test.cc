@@ -511,7 +511,8 @@ TEST(SessionService, StoresAnEncryptedMessageBeforeItsReceipt) {
     pqxx::nontransaction tx(c);
     for (const auto& r :
          tx.exec_params("SELECT chat_jid, sender_jid, kind, from_me, seal_key, body FROM messages"
-                        " WHERE session_id = $1::uuid ORDER BY sequence",
+                        " WHERE session_id = $1::uuid AND status IN ('RECEIVED', 'READ') AND"
+                        " kind <> 'identity_changed' ORDER BY queued",
                         session.id())) {
       pqxx::binarystring blob(r[5]);
       auto body =
@@ -566,6 +567,16 @@ TEST(SessionService, StoresAnEncryptedMessageBeforeItsReceipt) {
     return s.sim.control().Get("/stats").value()["retries_routed"].get<int64_t>() > retries;
   }));
   EXPECT_EQ(rows().size(), 3u);
+  auto notices = [&](const std::string& where) {
+    pqxx::connection c(s.db.url());
+    pqxx::nontransaction tx(c);
+    return tx
+        .exec_params1("SELECT count(*) FROM messages WHERE session_id = $1::uuid AND " + where,
+                      session.id())[0]
+        .as<int>();
+  };
+  // It is recorded, with the reason, as what could not be decrypted.
+  EXPECT_EQ(notices("status = 'UNDECRYPTABLE' AND failure IS NOT NULL"), 1);
   ASSERT_TRUE(wasentinel::testing::Eventually([&] { return conn()["unacked"] == 0; }));
 
   // After a restart the Signal state comes back from PostgreSQL: the session keeps decrypting.
@@ -586,6 +597,8 @@ TEST(SessionService, StoresAnEncryptedMessageBeforeItsReceipt) {
               IsOk());
   ASSERT_TRUE(wasentinel::testing::Eventually([&] { return rows().size() == 5; }));
   EXPECT_EQ(rows()[4].text, "new phone, same me");
+  // And the chat notes the changed security code.
+  EXPECT_GE(notices("kind = 'identity_changed' AND chat_jid = '15550094999@s.whatsapp.net'"), 1);
   ASSERT_TRUE(wasentinel::testing::Eventually([&] { return conn()["unacked"] == 0; }));
 }
 
