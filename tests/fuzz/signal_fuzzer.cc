@@ -2,7 +2,8 @@
 // — a pkmsg or msg from a peer this device has a session with, an skmsg of a group whose sender
 // key it holds, a sender key distribution, the padding of a decrypted plaintext — and the key
 // stanzas (session-service/src/e2ee/prekey_stanzas.h) as frames: a bundle answer, a pre-key
-// upload and a bundle request (wa-sim reads the last two) — and the Message protobuf of a
+// upload and a bundle request (wa-sim reads the last two), a usync device list
+// (session-service/src/wa/usync.h), a retry receipt's keys — and the Message protobuf of a
 // decrypted plaintext (session-service/src/e2ee/message_content.h). The first byte picks the
 // input; none may crash, whatever it is.
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include "e2ee/message_content.h"
 #include "e2ee/prekey_stanzas.h"
 #include "e2ee/signal.h"
+#include "usync.h"
 
 namespace {
 
@@ -70,7 +72,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 5:
       // A bundle answer, as the connection hands it over.
-      if (auto node = wa::DecodeNode(rest); node.ok()) (void)ParseBundleResultIq(*node);
+      // The same frame read as the other answers and stanzas of sending: a device list
+      // (usync), a retry receipt's keys.
+      if (auto node = wa::DecodeNode(rest); node.ok()) {
+        (void)ParseBundleResultIq(*node);
+        (void)wa::ParseDeviceLists(*node);
+        (void)ParseRetryReceiptKeys(*node, 3);
+      }
       break;
     case 6:
       // A pre-key upload and a bundle request (wa-sim reads them).
