@@ -71,5 +71,28 @@ TEST(ApiKeys, TenantRules) {
             absl::StatusCode::kNotFound);
 }
 
+// Message scopes are granted by name, beside a level or alone; only admin includes them.
+TEST(ApiKeys, MessageScopes) {
+  auto keys = ApiKeys::FromConfig(
+      "bot:messages:read+messages:send:bot-key-0123456789,"
+      "desk:operate+messages:send:acme:desk-key-0123456789,"
+      "ops:admin:ops-key-0123456789,dash:read:dash-key-0123456789");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  auto bot = keys->Authorize("bot-key-0123456789", "", Scope::kMessagesRead);
+  ASSERT_TRUE(bot.ok());
+  EXPECT_EQ(bot->ScopesText(), "messages:read+messages:send");
+  EXPECT_FALSE(bot->Has(Scope::kRead));
+  auto desk = keys->Authorize("desk-key-0123456789", "", Scope::kMessagesSend);
+  ASSERT_TRUE(desk.ok());
+  EXPECT_EQ(desk->tenant, "acme");
+  EXPECT_TRUE(desk->Has(Scope::kOperate));
+  EXPECT_FALSE(desk->Has(Scope::kMessagesRead));
+  EXPECT_TRUE(keys->Authorize("ops-key-0123456789", "", Scope::kMessagesRead).ok());
+  EXPECT_EQ(keys->Authorize("dash-key-0123456789", "", Scope::kMessagesRead).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(ApiKeys::FromConfig("x:messages:write:key-0123456789abcdef").ok());
+  EXPECT_FALSE(ApiKeys::FromConfig("x:read+admin:key-0123456789abcdef").ok());
+}
+
 }  // namespace
 }  // namespace wasentinel

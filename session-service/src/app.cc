@@ -45,37 +45,24 @@ class App::Impl {
   std::atomic<Messenger*> messenger{nullptr};  // for the listener, once made
   std::unique_ptr<SessionManager> manager;
   std::unique_ptr<SessionServiceImpl> service;
-  std::unique_ptr<PeriodicThread> pruner;         // PruneEvents()
+  std::unique_ptr<PeriodicThread> pruner;         // Prune() events and messages
   std::unique_ptr<PeriodicThread> phone_flusher;  // manager->FlushPhoneSightings()
 
-  // Deletes events past the retention in batches of 1000, so no statement holds locks long.
-  void PruneEvents(absl::Duration retention) {
+  // Deletes what `prune(cutoff, 1000)` deletes, batch after batch, so that no statement holds
+  // locks long: session events, then messages, past their retention.
+  void Prune(const char* what, absl::Duration retention,
+             const std::function<absl::StatusOr<int64_t>(absl::Time, int)>& prune) {
     int64_t total = 0;
     for (;;) {
-      auto n = store->PruneEventsBefore(rt->clock().Now() - retention, 1000);
+      auto n = prune(rt->clock().Now() - retention, 1000);
       if (!n.ok()) {
-        log->warn("pruning session events: {}", n.status());
+        log->warn("pruning {}: {}", what, n.status());
         break;
       }
       total += *n;
       if (*n < 1000) break;
     }
-    if (total > 0) log->info("pruned {} session events older than {}", total, retention);
-  }
-
-  // The same for messages.
-  void PruneMessages(absl::Duration retention) {
-    int64_t total = 0;
-    for (;;) {
-      auto n = message_store->Prune(rt->clock().Now() - retention, 1000);
-      if (!n.ok()) {
-        log->warn("pruning messages: {}", n.status());
-        break;
-      }
-      total += *n;
-      if (*n < 1000) break;
-    }
-    if (total > 0) log->info("pruned {} messages older than {}", total, retention);
+    if (total > 0) log->info("pruned {} {} older than {}", total, what, retention);
   }
 
   void FlushPhoneSightings() {
@@ -214,8 +201,12 @@ absl::Status App::Start() {
   i.pruner = std::make_unique<PeriodicThread>(
       i.options.event_prune_interval,
       [impl = &i, retention = i.options.event_retention, messages = i.options.message_retention] {
-        impl->PruneEvents(retention);
-        impl->PruneMessages(messages);
+        impl->Prune("session events", retention, [impl](absl::Time cutoff, int batch) {
+          return impl->store->PruneEventsBefore(cutoff, batch);
+        });
+        impl->Prune("messages", messages, [impl](absl::Time cutoff, int batch) {
+          return impl->message_store->Prune(cutoff, batch);
+        });
       });
   i.phone_flusher = std::make_unique<PeriodicThread>(i.options.phone_seen_flush_interval,
                                                      [impl = &i] { impl->FlushPhoneSightings(); });

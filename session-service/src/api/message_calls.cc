@@ -270,17 +270,7 @@ grpc::ServerWriteReactor<v1::Message>* SessionServiceImpl::WatchMessages(
                                   " were pruned; list the chats again and watch from now")});
     }
   }
-  {
-    absl::MutexLock lock(&watches_mu_);
-    int& open = watches_by_key_[caller.key_name];
-    if (open >= watch_limits_.per_key) {
-      if (metrics_) metrics_->WatcherCutOff("limit");
-      return refuse({grpc::StatusCode::RESOURCE_EXHAUSTED,
-                     absl::StrCat("API key \"", caller.key_name, "\" has ", open,
-                                  " watches open; the limit is ", watch_limits_.per_key)});
-    }
-    ++open;
-  }
+  if (auto st = WatchStarts(caller); !st.ok()) return refuse(st);
   ctx->AddInitialMetadata("x-watch-replica", replica_);
   return MessageWatch::Start(*feed_, *tenant, session_id, after,
                              [this, key = caller.key_name] { WatchEnded(key); });

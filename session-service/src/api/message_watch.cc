@@ -4,19 +4,12 @@
 
 #include "e2ee/message_content.h"
 #include "wasentinel/common/grpc_status.h"
+#include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::session {
 namespace {
 
 constexpr int kBatch = 100;
-
-google::protobuf::Timestamp Stamp(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t micros = absl::ToUnixMicros(t);
-  ts.set_seconds(micros / 1000000);
-  ts.set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
-  return ts;
-}
 
 v1::MessageStatus StatusOf(const std::string& s) {
   v1::MessageStatus out = v1::MESSAGE_STATUS_UNSPECIFIED;
@@ -42,9 +35,9 @@ v1::Message ToProto(const StoredMessage& m) {
   p.set_raw(std::string(m.body.begin(), m.body.end()));
   p.set_status(StatusOf(m.status));
   p.set_failure(m.failure);
-  *p.mutable_sent_at() = Stamp(m.sent_at);
-  *p.mutable_stored_at() = Stamp(m.stored_at);
-  *p.mutable_status_at() = Stamp(m.status_at);
+  *p.mutable_sent_at() = ::wasentinel::ToProto(m.sent_at);
+  *p.mutable_stored_at() = ::wasentinel::ToProto(m.stored_at);
+  *p.mutable_status_at() = ::wasentinel::ToProto(m.status_at);
   p.set_client_message_id(m.client_message_id);
   return p;
 }

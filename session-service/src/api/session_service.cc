@@ -261,6 +261,20 @@ grpc::Status SessionServiceImpl::Authorize(grpc::ServerContextBase* ctx, Scope s
   return st;
 }
 
+// At most `watches_per_key` open watches (of events and messages together) per API key.
+grpc::Status SessionServiceImpl::WatchStarts(const Caller& caller) {
+  absl::MutexLock lock(&watches_mu_);
+  int& open = watches_by_key_[caller.key_name];
+  if (open >= watch_limits_.per_key) {
+    if (metrics_) metrics_->WatcherCutOff("limit");
+    return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+            absl::StrCat("API key \"", caller.key_name, "\" has ", open,
+                         " watches open; the limit is ", watch_limits_.per_key)};
+  }
+  ++open;
+  return grpc::Status::OK;
+}
+
 grpc::Status SessionServiceImpl::CheckVisible(const Caller& caller, const std::string& id) {
   if (caller.all_tenants()) return grpc::Status::OK;
   // GetMany, not Get: looking must not restore another tenant's session.
@@ -420,18 +434,7 @@ grpc::ServerWriteReactor<v1::SessionEvent>* SessionServiceImpl::WatchSessionEven
                                   " were pruned; start again from the current state")});
     }
   }
-  // At most `watches_per_key` open watches per API key.
-  {
-    absl::MutexLock lock(&watches_mu_);
-    int& open = watches_by_key_[caller.key_name];
-    if (open >= watch_limits_.per_key) {
-      if (metrics_) metrics_->WatcherCutOff("limit");
-      return refuse({grpc::StatusCode::RESOURCE_EXHAUSTED,
-                     absl::StrCat("API key \"", caller.key_name, "\" has ", open,
-                                  " watches open; the limit is ", watch_limits_.per_key)});
-    }
-    ++open;
-  }
+  if (auto st = WatchStarts(caller); !st.ok()) return refuse(st);
   log_->debug("watch from sequence {} (session {}, tenant {})", after.value_or(-1),
               QuoteForLog(filter.session_id), QuoteForLog(filter.tenant_id));
   // Headers at once, so a client knows its watch is in place before the first event arrives;

@@ -117,6 +117,9 @@ class SessionServiceImpl final
   // The session a message call names, for `caller`: INVALID_ARGUMENT for a malformed id,
   // NOT_FOUND (or, for a tenant key, PERMISSION_DENIED) when it is not there.
   grpc::Status MessageSession(const Caller& caller, const std::string& id, SessionRecord* out);
+  // A watch of `caller`'s key starts: RESOURCE_EXHAUSTED when the key has its limit of
+  // watches open, else counted (WatchEnded counts it down).
+  grpc::Status WatchStarts(const Caller& caller);
   // A watch of `key` ended: its count goes down, and memory goes back now and then.
   void WatchEnded(const std::string& key);
   // For a tenant key: PERMISSION_DENIED unless session `id` exists and is its tenant's (the
