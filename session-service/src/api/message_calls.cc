@@ -264,6 +264,11 @@ grpc::ServerWriteReactor<v1::Message>* SessionServiceImpl::WatchMessages(
   if (req->has_after_sequence()) {
     after = req->after_sequence();
     if (after < 0) return refuse(Invalid("after_sequence must be 0 or more"));
+    if (after > bounds->first) {
+      return refuse({grpc::StatusCode::OUT_OF_RANGE,
+                     absl::StrCat("after_sequence ", after, " is past the log's end (",
+                                  bounds->first, "): not a sequence of this service")});
+    }
     if (after < bounds->second) {
       return refuse({grpc::StatusCode::OUT_OF_RANGE,
                      absl::StrCat("messages up to ", bounds->second,

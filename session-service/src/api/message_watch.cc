@@ -34,7 +34,7 @@ v1::Message ToProto(const StoredMessage& m) {
   }
   p.set_raw(std::string(m.body.begin(), m.body.end()));
   p.set_status(StatusOf(m.status));
-  p.set_failure(m.failure);
+  p.set_failure(m.failure.empty() ? m.sealed_body_error : m.failure);
   *p.mutable_sent_at() = ::wasentinel::ToProto(m.sent_at);
   *p.mutable_stored_at() = ::wasentinel::ToProto(m.stored_at);
   *p.mutable_status_at() = ::wasentinel::ToProto(m.status_at);
@@ -49,7 +49,7 @@ void MessageFeed::Notify(int64_t newest) {
   {
     absl::MutexLock lock(&mu_);
     newest_ = std::max(newest_, newest);
-    newest = newest_;
+    if (newest != 0) newest = newest_;  // 0 (look again) is passed on as it is
     for (auto& w : watches_) {
       if (auto s = w.lock()) live.push_back(std::move(s));
     }

@@ -144,6 +144,10 @@ class Messenger {
     std::unique_ptr<boost::asio::steady_timer> timer;  // rate limit, ack timeout, retry
     absl::flat_hash_map<std::string, std::vector<uint32_t>> devices;  // usync cache by user
     absl::flat_hash_map<std::string, int> retries;  // answered retry receipts by "device/id"
+    struct Unrecorded {
+      std::string id, status, failure;
+    };
+    std::deque<Unrecorded> unrecorded;  // statuses to write again (the database failed)
   };
 
   Messenger(PgPool& pool, const Sealer& sealer, std::shared_ptr<spdlog::logger> log,
@@ -192,12 +196,12 @@ class Messenger {
   const MessengerOptions options_;
   std::unique_ptr<signal::Context> context_;
   PgMessageStore store_;
+  boost::asio::io_context io_;  // before what its timers live in, so it is destroyed after
   // Touched only on thread_:
   absl::flat_hash_map<std::string, Device> devices_;
   absl::flat_hash_map<std::string, Sender> senders_;
   absl::flat_hash_map<std::string, int> retry_counts_;  // retry receipts sent, by "session/id"
   uint64_t next_epoch_ = 1;
-  boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::thread thread_;
 };

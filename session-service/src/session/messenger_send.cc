@@ -139,6 +139,8 @@ void Messenger::Advance(const std::string& session_id, Sender& s, const std::str
   if (!moved.ok()) {
     log_->warn("session {}: message {} not recorded {}: {}", session_id, id, status,
                moved.status().message());
+    // Recorded again before the next send (Pump), unless the lease went elsewhere.
+    if (!IsFenced(moved.status())) s.unrecorded.push_back({id, status, failure});
     return;
   }
   if (*moved && metrics_) {
@@ -158,6 +160,14 @@ void Messenger::Pump(const std::string& session_id) {
   if (it == senders_.end()) return;
   Sender& s = it->second;
   if (s.busy || s.in_flight) return;
+  // Statuses the database did not take a moment ago, first: a message acked must not stay
+  // PENDING, or the next outbox read would send it again.
+  while (!s.unrecorded.empty()) {
+    const auto [id, status, failure] = s.unrecorded.front();
+    auto moved = store_.Advance(session_id, s.lease_token, id, status, failure);
+    if (!moved.ok() && !IsFenced(moved.status())) return RetryLater(session_id, absl::Seconds(2));
+    s.unrecorded.pop_front();
+  }
   if (s.queue.empty() && s.reload) {
     s.reload = false;
     auto rows = store_.Outbox(session_id);
@@ -166,6 +176,8 @@ void Messenger::Pump(const std::string& session_id) {
       s.reload = true;
       return RetryLater(session_id, absl::Seconds(2));
     }
+    // Outbox reads 1000 rows at most: with more, it is read again once these are done.
+    s.reload = rows->size() >= 1000;
     for (auto& m : *rows) {
       if (s.queued.insert(QueueKey(m)).second) s.queue.push_back(std::move(m));
     }
@@ -183,6 +195,12 @@ void Messenger::Pump(const std::string& session_id) {
       continue;
     }
     if (m.status != kPending) {
+      s.queued.erase(QueueKey(m));
+      s.queue.pop_front();
+      continue;
+    }
+    if (!m.sealed_body_error.empty()) {
+      Advance(session_id, s, m.id, kFailed, m.sealed_body_error);
       s.queued.erase(QueueKey(m));
       s.queue.pop_front();
       continue;
@@ -277,9 +295,10 @@ void Messenger::ResolveDevices(const std::string& session_id, Sender& s,
             s->busy = false;
             return RetryLater(session_id, absl::Seconds(5));
           }
+          // A user missing from the answer (an error for that user) is not cached: asked again
+          // next time. One listed with no devices is not on WhatsApp.
           for (const auto& u : missing) {
-            auto it = lists->find(u);
-            s->devices[u] = it == lists->end() ? std::vector<uint32_t>{} : it->second;
+            if (auto it = lists->find(u); it != lists->end()) s->devices[u] = it->second;
           }
           then(*s, collect(*s));
         });
@@ -380,13 +399,22 @@ void Messenger::EncryptAndSend(const std::string& session_id, Sender& s,
   };
   if (to_recipient == 0) {
     (void)Persist(session_id, s.lease_token, "store the Signal state of a message not sent");
-    const bool listed = std::any_of(devices.begin(), devices.end(),
-                                    [&](const DeviceId& d) { return d.first == to_user; });
-    Advance(session_id, s, m.id, kFailed,
-            listed ? "no device of the recipient could be reached (no Signal session)"
-                   : "the number is not on WhatsApp (no devices)");
-    done_with_head();
-    return Pump(session_id);
+    auto cached = s.devices.find(to_user);
+    if (cached != s.devices.end() && cached->second.empty()) {
+      Advance(session_id, s, m.id, kFailed, "the number is not on WhatsApp (no devices)");
+      done_with_head();
+    } else {
+      // The device list was not answered, or no bundle was: asked again in a while; the
+      // message's deadline decides when to give up.
+      log_->warn("session {}: message {} reached no device of {}; trying again in 30 s", session_id,
+                 m.id, MaskJid(m.chat));
+      s.devices.erase(to_user);
+      s.busy = false;
+      return RetryLater(session_id, absl::Seconds(30));
+    }
+    // The next message in a moment, not in this call: a long run of failures must not nest.
+    Post([this, session_id] { Pump(session_id); });
+    return;
   }
   // The ratchet moved: stored before the stanza leaves, so a crash never reuses a message key.
   if (auto st = Persist(session_id, s.lease_token, "store the Signal state of a sent message");
@@ -413,9 +441,16 @@ void Messenger::EncryptAndSend(const std::string& session_id, Sender& s,
   s.timer->async_wait([this, session_id, epoch = s.epoch, id](boost::system::error_code ec) {
     Sender* s = FindSender(session_id, epoch);
     if (ec || !s || s->in_flight != id) return;
-    log_->warn("session {}: no server ack for message {} in {}; sending it again", session_id, id,
-               options_.ack_timeout);
     s->in_flight.reset();
+    // A receipt may have settled it meanwhile (the ack was lost): then it is not sent again.
+    auto row = store_.Get(session_id, id);
+    if (row.ok() && row->status != kPending && !s->queue.empty() && s->queue.front().id == id) {
+      s->queued.erase(QueueKey(s->queue.front()));
+      s->queue.pop_front();
+    } else {
+      log_->warn("session {}: no server ack for message {} in {}; sending it again", session_id, id,
+                 options_.ack_timeout);
+    }
     Pump(session_id);
   });
 }

@@ -45,9 +45,10 @@ absl::StatusOr<StoredMessage> RowToMessage(const Sealer& sealer, const pqxx::row
   pqxx::binarystring blob(r[17]);
   auto body = sealer.Open(r[16].as<std::string>(), Bytes(blob.data(), blob.data() + blob.size()));
   if (!body.ok()) {
-    return absl::Status(body.status().code(),
-                        absl::StrCat("message ", m.id, " of session ", m.session_id,
-                                     " does not open: ", body.status().message()));
+    // Kept in the answer without its body (a sealing key was removed?): one such row must not
+    // stop a watch, a page or the outbox behind it.
+    m.sealed_body_error = absl::StrCat("its body does not open: ", body.status().message());
+    return m;
   }
   m.body = *std::move(body);
   return m;
@@ -66,14 +67,20 @@ absl::StatusOr<std::vector<StoredMessage>> RowsToMessages(const Sealer& sealer,
 
 double Epoch(absl::Time t) { return static_cast<double>(absl::ToUnixMicros(t)) / 1e6; }
 
-// A status may only move forward: the statuses it may come from.
+// A status may only move forward: the statuses it may come from. A receipt also moves a
+// message that FAILED by its deadline while its ack was lost: WhatsApp had it after all.
 std::string FromStatuses(const std::string& to) {
   if (to == kServerAck) return "{PENDING}";
-  if (to == kDelivered) return "{PENDING,SERVER_ACK}";
-  if (to == kRead) return "{PENDING,SERVER_ACK,DELIVERED}";
+  if (to == kDelivered) return "{PENDING,SERVER_ACK,FAILED}";
+  if (to == kRead) return "{PENDING,SERVER_ACK,DELIVERED,FAILED}";
   if (to == kFailed) return "{PENDING}";
   return "{}";
 }
+
+// The message log's lock (migration 8's trigger takes it for each row it numbers), taken
+// first by a transaction that numbers several rows: its row locks then always come after it,
+// so two such transactions cannot deadlock on each other's rows.
+void TakeLogLock(pqxx::work& w) { w.exec("SELECT pg_advisory_xact_lock(2002875237, 1836279667)"); }
 
 // Runs `fn` in a transaction; a status it sets (in `out`) wins over the transaction's.
 absl::Status Transact(PgPool& pool, std::string_view what, absl::Status& out,
@@ -116,6 +123,7 @@ absl::StatusOr<StoredMessage> PgMessageStore::Queue(const std::string& session_i
   const auto sealed = sealer_.Seal(m.body);
   absl::StatusOr<StoredMessage> out = absl::InternalError("not queued");
   absl::Status refused;
+  bool raced = false;
   WAS_RETURN_IF_ERROR(Transact(pool_, "queue a message", refused, [&](pqxx::work& w) {
     // The client id's row, if any, first: the unique index would refuse the insert anyway,
     // but this answers what was queued under it.
@@ -140,13 +148,21 @@ absl::StatusOr<StoredMessage> PgMessageStore::Queue(const std::string& session_i
         return;
       }
     }
-    w.exec_params(
+    // A concurrent call with the same client id may have inserted it meanwhile: then nothing
+    // is inserted here, and Queue runs again to answer that one.
+    auto inserted = w.exec_params(
         "INSERT INTO messages (session_id, chat_jid, sender_jid, message_id, from_me, kind,"
         " sent_at, seal_key, body, status, client_message_id, request_digest, deadline)"
         " VALUES ($1::uuid, $2, $3, $4, true, $5, now(), $6, decode($7, 'hex'), 'PENDING',"
-        " NULLIF($8, ''), decode($9, 'hex'), to_timestamp($10))",
+        " NULLIF($8, ''), decode($9, 'hex'), to_timestamp($10))"
+        " ON CONFLICT (session_id, client_message_id) WHERE client_message_id IS NOT NULL"
+        " DO NOTHING RETURNING 1",
         session_id, m.chat, m.sender, m.id, m.kind, sealed.key_id, HexEncode(sealed.blob),
         m.client_message_id, HexEncode(m.request_digest), Epoch(m.deadline));
+    if (inserted.empty()) {
+      raced = true;
+      return;
+    }
     auto row = w.exec_params(
         absl::StrCat("SELECT ", kColumns,
                      " WHERE m.session_id = $1::uuid AND m.chat_jid = $2 AND m.sender_jid = $3"
@@ -154,6 +170,7 @@ absl::StatusOr<StoredMessage> PgMessageStore::Queue(const std::string& session_i
         session_id, m.chat, m.sender, m.id);
     out = RowToMessage(sealer_, PgOne(row));
   }));
+  if (raced) return Queue(session_id, m);  // the other call's row is there now: answer it
   return out;
 }
 
@@ -291,6 +308,7 @@ absl::StatusOr<std::vector<std::string>> PgMessageStore::MarkRead(
   std::vector<std::string> found;
   WAS_RETURN_IF_ERROR(pool_.Transact("mark messages read", [&](pqxx::work& w) {
     found.clear();
+    TakeLogLock(w);
     for (const auto& id : ids) {
       auto r = w.exec_params(
           "SELECT status FROM messages WHERE session_id = $1::uuid AND chat_jid = $2 AND"
@@ -313,7 +331,7 @@ absl::StatusOr<int64_t> PgMessageStore::Prune(absl::Time cutoff, int batch) {
   WAS_RETURN_IF_ERROR(pool_.Transact("prune messages", [&](pqxx::work& w) {
     auto r = w.exec_params(
         "WITH gone AS (DELETE FROM messages WHERE ctid IN (SELECT ctid FROM messages WHERE"
-        " stored_at < to_timestamp($1) AND (status <> 'PENDING' OR deadline < now()) LIMIT $2)"
+        " status_at < to_timestamp($1) AND (status <> 'PENDING' OR deadline < now()) LIMIT $2)"
         " RETURNING sequence) SELECT count(*), COALESCE(max(sequence), 0) FROM gone",
         Epoch(cutoff), batch);
     n = r[0][0].as<int64_t>();

@@ -69,6 +69,9 @@ struct StoredMessage {
   std::optional<absl::Time> deadline;  ///< PENDING: given up (FAILED) when not sent by then
   bool read_receipt_due = false;       ///< MarkRead asked for a read receipt not sent yet
   Bytes body;                          ///< the Message protobuf
+  /// Not empty when the stored body does not open (its sealing key is not configured): the
+  /// row is answered without it.
+  std::string sealed_body_error;
 };
 
 /// Stores `m` for `session_id` in `tx`. Answers false when it was stored before (WhatsApp
@@ -140,8 +143,8 @@ class PgMessageStore {
                                                     const std::string& chat,
                                                     const std::vector<std::string>& ids);
 
-  /// Deletes messages stored before `cutoff` (PENDING ones only once past their deadline),
-  /// at most `batch` rows; answers how many.
+  /// Deletes messages that last changed before `cutoff` (PENDING ones only once past their
+  /// deadline), at most `batch` rows; answers how many.
   absl::StatusOr<int64_t> Prune(absl::Time cutoff, int batch);
 
  private:

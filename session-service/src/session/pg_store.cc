@@ -437,7 +437,7 @@ CREATE INDEX messages_by_chat ON messages (session_id, chat_jid, sent_at);
 )sql"},
       // Sent messages beside received ones, and a message log a watch can resume: the outbox
       // is the rows still PENDING (or owing a read receipt), in `queued` order; every insert
-      // and every change of status (or of a read receipt owed) numbers the row again from
+      // and every change of status (status_at; pruning goes by it) numbers the row again from
       // messages_order, in commit order as session events are (migration 5, with a lock of
       // its own, 'wase' 'msgs'), and notifies `session_messages` with "<sequence> <session>".
       // A watcher resuming after a sequence thus sees every message that changed since, in
@@ -458,15 +458,14 @@ CREATE UNIQUE INDEX messages_by_client_id ON messages (session_id, client_messag
 CREATE INDEX messages_outbox ON messages (session_id, queued)
   WHERE status = 'PENDING' OR read_receipt_due;
 CREATE INDEX messages_by_id ON messages (session_id, message_id);
-CREATE INDEX messages_by_stored_at ON messages (stored_at);
+CREATE INDEX messages_by_status_at ON messages (status_at);
 CREATE TABLE messages_pruned (
   only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
   through bigint NOT NULL
 );
 CREATE FUNCTION messages_number() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_OP = 'UPDATE' AND NEW.status IS NOT DISTINCT FROM OLD.status
-     AND NEW.read_receipt_due = OLD.read_receipt_due THEN
+  IF TG_OP = 'UPDATE' AND NEW.status IS NOT DISTINCT FROM OLD.status THEN
     RETURN NEW;
   END IF;
   PERFORM pg_advisory_xact_lock(2002875237, 1836279667);

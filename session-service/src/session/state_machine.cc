@@ -476,6 +476,7 @@ void StateMachine::OnPaired(const std::string& id, uint64_t generation,
   Runtime* rt = Find(id, generation);
   if (!rt) return;
   rt->creds = creds;
+  ForgetMessages(*rt);  // a new identity: no Signal state of an older device may be used
   auto sealed = sealer_.Seal(AsBytes(creds.ToBaileysJson()));
   CredentialsUpdate update{SealedCredentials{sealed.key_id, std::move(sealed.blob)},
                            std::to_string(creds.phone), creds.Jid()};
@@ -537,6 +538,7 @@ void StateMachine::OnClosed(const std::string& id, uint64_t generation, const wa
     case wa::CloseCause::kLoggedOut:
       // 401, 403, 406: the device is gone at WhatsApp; its keys will never log in again.
       rt.creds.reset();
+      ForgetMessages(rt);
       SetEnded(rt, v1::SESSION_STATE_LOGGED_OUT, info, /*clear_credentials=*/true);
       return;
     case wa::CloseCause::kReplaced:
@@ -651,7 +653,13 @@ void StateMachine::AbortConnection(Runtime& rt) {
   if (rt.conn) rt.conn->Abort();
   rt.conn.reset();
   ++rt.generation;
+  // The connection's OnClosed will not find this generation: the messenger pauses now.
+  if (rt.logged_in && options_.messages) options_.messages->Offline(rt.record.id);
   rt.logged_in = false;
+}
+
+void StateMachine::ForgetMessages(Runtime& rt) {
+  if (options_.messages) options_.messages->Forget(rt.record.id);
 }
 
 void StateMachine::CloseConnection(Runtime& rt) {
@@ -664,6 +672,7 @@ void StateMachine::CloseConnection(Runtime& rt) {
     closing_[ClosingKey(rt.record.id, rt.generation)] = std::move(rt.conn);
   }
   ++rt.generation;
+  if (rt.logged_in && options_.messages) options_.messages->Offline(rt.record.id);
   rt.logged_in = false;
   rt.attempt = 0;
 }
@@ -694,6 +703,7 @@ void StateMachine::LogoutRuntime(const std::string& id, v1::StateReason final_re
     self->AbortConnection(rt);
     rt.attempt = 0;
     rt.creds.reset();
+    self->ForgetMessages(rt);
     std::string error;
     if (!at_whatsapp.ok()) {
       error = absl::StrCat("credentials forgotten, but WhatsApp was not told (",

@@ -233,6 +233,8 @@ class StateMachine : public std::enable_shared_from_this<StateMachine> {
   void ScheduleRetry(Runtime& rt);
   void ScheduleAt(Runtime& rt, absl::Duration delay, v1::StateReason reason);
   void AbortConnection(Runtime& rt);
+  // The messenger drops what it keeps of the session (its credentials changed or went).
+  void ForgetMessages(Runtime& rt);
   void CloseConnection(Runtime& rt);
   void DisconnectRuntime(Runtime& rt, v1::StateReason reason);
   void LogoutRuntime(const std::string& id, v1::StateReason reason,

@@ -158,6 +158,7 @@ absl::Status StateMachine::ImportCredentials(
   }
   CloseConnection(rt);
   rt.creds = creds;
+  ForgetMessages(rt);  // imported: another device's keys
   rt.record.credentials = update.sealed;
   rt.record.phone_number = update.phone_number;
   rt.record.device_jid = update.device_jid;
