@@ -44,9 +44,11 @@ const received = (c, text) =>
   waitFor(() => c.received.find((m) => textOf(m) === text),
       {what: `"${text}" to arrive`, timeoutMs: 20000,
         detail: () => JSON.stringify(c.received.map((m) => [m.key, textOf(m), m.messageStubType]))});
+// 20 s: a message Baileys cannot decrypt at once (its reopened store had not flushed the last
+// ratchet step) is settled by a retry, which Baileys sends only after waiting 5 s for its phone.
 const statusOf = (c, id, status) =>
   waitFor(() => c.statuses.some((s) => s.id === id && s.status === status),
-      {what: `status ${status} of ${id}`, detail: () => JSON.stringify(c.statuses)});
+      {what: `status ${status} of ${id}`, timeoutMs: 20000, detail: () => JSON.stringify(c.statuses)});
 const deviceOf = async (jid) =>
   (await sim.get('/devices')).devices.find((d) => `${d.jid}@s.whatsapp.net` === jid);
 
