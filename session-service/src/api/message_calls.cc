@@ -54,22 +54,9 @@ absl::StatusOr<std::string> ChatJid(std::string_view text, const char* field, bo
     return std::string(text);
   }
   if (text.ends_with("@s.whatsapp.net")) user = text.substr(0, text.size() - 15);
-  std::string digits;
-  for (char c : user) {
-    if (c >= '0' && c <= '9') {
-      digits += c;
-    } else if (c != '+' && c != ' ' && c != '-' && c != '(' && c != ')' && c != '.') {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field,
-                       " is not a phone number or a user JID (\"15551234567\", "
-                       "\"+1 555 123 4567\", \"15551234567@s.whatsapp.net\")"));
-    }
-  }
-  if (digits.size() < 7 || digits.size() > 15 || digits[0] == '0') {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " must be an international number: country code and number, 7 to 15 digits"));
-  }
-  return digits + "@s.whatsapp.net";
+  auto digits = PhoneDigits(user, field);
+  if (!digits.ok()) return digits.status();
+  return *digits + "@s.whatsapp.net";
 }
 
 // A new WhatsApp message id as whatsmeow makes them (send.go GenerateMessageID): "3EB0" and

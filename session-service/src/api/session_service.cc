@@ -53,25 +53,6 @@ grpc::Status CheckNames(const std::string& session_name, const std::string& acco
   return ToGrpc(CheckText("account_name", account_name, {.max_bytes = 256}));
 }
 
-// An E.164 number as people write it ("+49 151 2345-6789") → its digits. INVALID_ARGUMENT
-// unless 7 to 15 digits with no leading 0 remain.
-absl::StatusOr<std::string> PhoneDigits(std::string_view phone) {
-  std::string digits;
-  for (char c : phone) {
-    if (c >= '0' && c <= '9') {
-      digits += c;
-    } else if (c != '+' && c != ' ' && c != '-' && c != '(' && c != ')' && c != '.') {
-      return absl::InvalidArgumentError(
-          "phone_number may hold only digits, '+', spaces and dashes");
-    }
-  }
-  if (digits.size() < 7 || digits.size() > 15 || digits[0] == '0') {
-    return absl::InvalidArgumentError(
-        "phone_number must be an international number: country code and number, 7 to 15 digits");
-  }
-  return digits;
-}
-
 grpc::Status CheckCreds(const std::string& creds, bool required) {
   if (creds.empty() && required) return Invalid("creds_json is required (a Baileys creds.json)");
   if (creds.size() > kMaxCredsJson) return Invalid("creds_json is larger than 1 MiB");
@@ -259,6 +240,25 @@ grpc::Status SessionServiceImpl::Authorize(grpc::ServerContextBase* ctx, Scope s
   grpc::Status st = AuthorizeCall(keys_, ctx, scope, caller);
   if (!st.ok()) log_->debug("refused a call from {}: {}", ctx->peer(), st.error_message());
   return st;
+}
+
+// An E.164 number as people write it ("+49 151 2345-6789") → its digits. INVALID_ARGUMENT
+// unless 7 to 15 digits with no leading 0 remain.
+absl::StatusOr<std::string> PhoneDigits(std::string_view phone, std::string_view field) {
+  std::string digits;
+  for (char c : phone) {
+    if (c >= '0' && c <= '9') {
+      digits += c;
+    } else if (c != '+' && c != ' ' && c != '-' && c != '(' && c != ')' && c != '.') {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Sv(field), " may hold only digits, '+', spaces and dashes"));
+    }
+  }
+  if (digits.size() < 7 || digits.size() > 15 || digits[0] == '0') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Sv(field), " must be an international number: country code and number, 7 to 15 digits"));
+  }
+  return digits;
 }
 
 // At most `watches_per_key` open watches (of events and messages together) per API key.
@@ -567,7 +567,7 @@ grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
     p.owner_email = req->owner_email();
   }
   if (!req->phone_number().empty()) {
-    auto digits = PhoneDigits(req->phone_number());
+    auto digits = PhoneDigits(req->phone_number(), "phone_number");
     if (!digits.ok()) return ToGrpc(digits.status());
     p.phone_number = *std::move(digits);
   }

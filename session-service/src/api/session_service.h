@@ -173,6 +173,11 @@ class SessionServiceImpl final
   int watches_ended_since_trim_ ABSL_GUARDED_BY(watches_mu_) = 0;
 };
 
+/// An E.164 number as people write it ("+49 151 2345-6789") → its digits. INVALID_ARGUMENT,
+/// naming `field`, unless 7 to 15 digits with no leading 0 remain of digits, '+', spaces,
+/// dashes, dots and parentheses.
+absl::StatusOr<std::string> PhoneDigits(std::string_view phone, std::string_view field);
+
 /// The API form of a session: the stored row overlaid with what this process knows live.
 v1::Session ToProto(const SessionView& view);
 

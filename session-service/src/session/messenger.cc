@@ -37,6 +37,24 @@ Node::Attrs AnswerAttrs(const Node& message) {
 
 }  // namespace
 
+signal::Identity SignalIdentityOf(const wa::DeviceCredentials& creds) {
+  signal::Identity identity;
+  identity.key.pub.assign(creds.identity_key.pub.begin(), creds.identity_key.pub.end());
+  identity.key.priv.assign(creds.identity_key.priv.begin(), creds.identity_key.priv.end());
+  identity.registration_id = creds.registration_id;
+  return identity;
+}
+
+signal::SignedPreKey SignedPreKeyOf(const wa::DeviceCredentials& creds) {
+  signal::SignedPreKey key;
+  key.id = creds.signed_pre_key_id;
+  key.key.pub.assign(creds.signed_pre_key.pub.begin(), creds.signed_pre_key.pub.end());
+  key.key.priv.assign(creds.signed_pre_key.priv.begin(), creds.signed_pre_key.priv.end());
+  key.signature.assign(creds.signed_pre_key_signature.begin(),
+                       creds.signed_pre_key_signature.end());
+  return key;
+}
+
 absl::StatusOr<std::unique_ptr<Messenger>> Messenger::Create(PgPool& pool, const Sealer& sealer,
                                                              std::shared_ptr<spdlog::logger> log,
                                                              SessionMetrics* metrics,
@@ -143,11 +161,7 @@ absl::StatusOr<Node> Messenger::RetryKeys(const std::string& session_id, int64_t
   WAS_ASSIGN_OR_RETURN(Bytes record, context_->PreKeyRecord(keys.front()));
   WAS_RETURN_IF_ERROR(device->store->StorePreKey(keys.front().id, record));
   WAS_RETURN_IF_ERROR(Persist(session_id, lease_token, "store a retry receipt's pre-key"));
-  signal::SignedPreKey signed_key;
-  signed_key.id = creds.signed_pre_key_id;
-  signed_key.key.pub.assign(creds.signed_pre_key.pub.begin(), creds.signed_pre_key.pub.end());
-  signed_key.signature.assign(creds.signed_pre_key_signature.begin(),
-                              creds.signed_pre_key_signature.end());
+  const signal::SignedPreKey signed_key = SignedPreKeyOf(creds);
   return signal::RetryReceiptKeys(
       ByteView(creds.identity_key.pub.data(), creds.identity_key.pub.size()), keys.front(),
       signed_key, wa::SignedDeviceIdentity(*creds.account));
@@ -162,16 +176,8 @@ absl::StatusOr<Messenger::Device*> Messenger::Load(const std::string& session_id
   }));
   if (!image.ok()) return image.status();
   // The identity and the signed pre-key are the credentials' (what pairing registered).
-  signal::Identity identity;
-  identity.key.pub.assign(creds.identity_key.pub.begin(), creds.identity_key.pub.end());
-  identity.key.priv.assign(creds.identity_key.priv.begin(), creds.identity_key.priv.end());
-  identity.registration_id = creds.registration_id;
-  signal::SignedPreKey signed_key;
-  signed_key.id = creds.signed_pre_key_id;
-  signed_key.key.pub.assign(creds.signed_pre_key.pub.begin(), creds.signed_pre_key.pub.end());
-  signed_key.key.priv.assign(creds.signed_pre_key.priv.begin(), creds.signed_pre_key.priv.end());
-  signed_key.signature.assign(creds.signed_pre_key_signature.begin(),
-                              creds.signed_pre_key_signature.end());
+  const signal::Identity identity = SignalIdentityOf(creds);
+  const signal::SignedPreKey signed_key = SignedPreKeyOf(creds);
   WAS_ASSIGN_OR_RETURN(image->signed_pre_keys[signed_key.id],
                        context_->SignedPreKeyRecord(signed_key, 0));
   Device d;

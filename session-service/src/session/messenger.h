@@ -57,6 +57,11 @@ class PgPool;
 
 namespace wasentinel::session {
 
+/// The device's Signal identity (its identity key pair and registration id) and signed pre-key,
+/// as pairing registered them in the credentials.
+signal::Identity SignalIdentityOf(const wa::DeviceCredentials& creds);
+signal::SignedPreKey SignedPreKeyOf(const wa::DeviceCredentials& creds);
+
 /// The live connection a session's messages leave on (the state machine's, while it is the
 /// session's). Methods may be called from any thread.
 class MessageLink {

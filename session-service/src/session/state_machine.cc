@@ -425,10 +425,7 @@ void StateMachine::UploadPreKeys(const std::string& id, uint64_t generation,
   signal::PreKeyUpload upload;
   upload.registration_id = c.registration_id;
   upload.identity_pub.assign(c.identity_key.pub.begin(), c.identity_key.pub.end());
-  upload.signed_pre_key.id = c.signed_pre_key_id;
-  upload.signed_pre_key.key.pub.assign(c.signed_pre_key.pub.begin(), c.signed_pre_key.pub.end());
-  upload.signed_pre_key.signature.assign(c.signed_pre_key_signature.begin(),
-                                         c.signed_pre_key_signature.end());
+  upload.signed_pre_key = SignedPreKeyOf(c);  // the private half is not read by the upload
   const size_t n = keys->size();
   upload.pre_keys = *std::move(keys);
   rt.conn->Query(
