@@ -63,6 +63,20 @@ ABSL_FLAG(std::string, reconnect_url, "",
 ABSL_FLAG(std::string, template_dir, "",
           "alert.txt.mustache and alert.html.mustache from here; default the built-in ones"
           " [WAS_TEMPLATE_DIR]");
+ABSL_FLAG(std::string, session_service, "",
+          "session-service gRPC address whose messages become webhooks (message.received,"
+          " message.status); empty: message webhooks off [WAS_SESSION_SERVICE]");
+ABSL_FLAG(std::string, session_service_api_key, "",
+          "key for session-service (scope messages:read) [WAS_SESSION_SERVICE_API_KEY]");
+ABSL_FLAG(std::string, upstream_ca, "",
+          "CA (PEM file) for TLS to session-service, presenting --tls_cert and --tls_key as the"
+          " client certificate; empty: plaintext [WAS_UPSTREAM_CA]");
+ABSL_FLAG(absl::Duration, message_feed_lease, absl::Seconds(30),
+          "the message feed's hold: a standby replica takes over this long after the replica"
+          " following session-service's messages died [WAS_MESSAGE_FEED_LEASE]");
+ABSL_FLAG(absl::Duration, message_delivery_retention, absl::Hours(24 * 7),
+          "message webhooks sent or dead are deleted after this long"
+          " [WAS_MESSAGE_DELIVERY_RETENTION]");
 
 namespace wasentinel::alert {
 namespace {
@@ -119,6 +133,13 @@ Options ReadFlags(RuntimeOptions runtime) {
     config::Refuse(config::Handle(FLAGS_reminder_interval), "wants 0s (off) or at least 1m");
   }
   o.webhook_rate_per_second = config::NonNegative(FLAGS_webhook_rate_per_second, 1e6);
+  o.session_service = config::Address(FLAGS_session_service, /*empty_allowed=*/true);
+  o.session_service_api_key = absl::GetFlag(FLAGS_session_service_api_key);
+  o.upstream_ca_file = absl::GetFlag(FLAGS_upstream_ca);
+  o.message_feed_lease =
+      config::DurationIn(FLAGS_message_feed_lease, absl::Seconds(1), absl::Minutes(10));
+  o.message_delivery_retention =
+      config::DurationIn(FLAGS_message_delivery_retention, absl::Minutes(1), absl::Hours(24 * 365));
   return o;
 }
 

@@ -10,8 +10,11 @@
 #include "api/alert_service.h"
 #include "delivery/dispatcher.h"
 #include "delivery/metrics.h"
+#include "feed/message_feed.h"
 #include "outbox/pg_alert_store.h"
 #include "wasentinel/common/clock.h"
+#include "wasentinel/common/grpc_server.h"
+#include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/periodic.h"
 #include "wasentinel/common/proto_time.h"
@@ -29,8 +32,10 @@ class App::Impl {
   std::unique_ptr<AlertMetrics> metrics;
   std::unique_ptr<Dispatcher> dispatcher;
   std::unique_ptr<AlertServiceImpl> service;
+  std::unique_ptr<MessageFeed> feed;             // null: message webhooks off
   std::unique_ptr<PeriodicThread> housekeeping;  // Housekeeping()
   absl::Duration reminder_interval;
+  absl::Duration message_delivery_retention;
 
   // Every 5 s: reminders when due (when on), and the outbox gauges.
   void Housekeeping() {
@@ -48,6 +53,13 @@ class App::Impl {
     if (stats.ok()) {
       metrics->Outbox(stats->outbox_depth(), FromProto(stats->oldest_pending_age()));
     }
+    if (feed) metrics->Following(feed->following());
+    // Delivered message events, in batches, a few per round (the rest next round).
+    for (int round = 0; round < 10; ++round) {
+      auto pruned = store->PruneMessageDeliveries(now - message_delivery_retention, 1000);
+      if (!pruned.ok()) log->warn("pruning message deliveries: {}", pruned.status());
+      if (!pruned.ok() || *pruned < 1000) break;
+    }
   }
   void StopHousekeeping() {
     if (housekeeping) housekeeping->Stop();
@@ -56,6 +68,7 @@ class App::Impl {
   // Also after a failed Create, with later members still null.
   ~Impl() {
     StopHousekeeping();
+    if (feed) feed->Stop();
     if (rt) rt->StopServer();
     if (dispatcher) dispatcher->Stop();
   }
@@ -116,6 +129,29 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
       *impl->store, rt.keys(), rt.clock(), *impl->sealer, s,
       [dispatcher = impl->dispatcher.get()] { dispatcher->Wake(); });
   impl->reminder_interval = options.reminder_interval;
+  impl->message_delivery_retention = options.message_delivery_retention;
+  if (options.session_service.empty()) {
+    impl->log->info("message webhooks off (no --session_service)");
+  } else {
+    WAS_ASSIGN_OR_RETURN(auto upstream, GrpcChannelCredentials(options.upstream_ca_file,
+                                                               options.runtime.tls_cert_file,
+                                                               options.runtime.tls_key_file));
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+    SetClientKeepalive(args);  // an idle stream to a vanished session-service ends
+    MessageFeedOptions f;
+    f.replica = rt.replica();
+    f.api_key = options.session_service_api_key;
+    f.lease = options.message_feed_lease;
+    f.poll = std::min(absl::Seconds(5), options.message_feed_lease / 3);
+    impl->feed = std::make_unique<MessageFeed>(
+        *impl->store, grpc::CreateCustomChannel(options.session_service, upstream, args),
+        *impl->sealer, rt.clock(), f, impl->log,
+        [dispatcher = impl->dispatcher.get()] { dispatcher->Wake(); }, impl->metrics.get());
+    impl->log->info("message webhooks: following the messages of session-service at {}",
+                    options.session_service);
+  }
   WAS_RETURN_IF_ERROR(rt.Serve({impl->service.get()}));
   impl->log->info("{} dispatchers", options.dispatcher_threads);
   return std::unique_ptr<App>(new App(std::move(impl)));
@@ -123,6 +159,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
 
 absl::Status App::Start() {
   impl_->dispatcher->Start();
+  if (impl_->feed) impl_->feed->Start();
   impl_->housekeeping = std::make_unique<PeriodicThread>(
       absl::Seconds(5), [impl = impl_.get()] { impl->Housekeeping(); });
   return absl::OkStatus();
@@ -139,8 +176,9 @@ void App::Shutdown(absl::Duration drain) {
   i.rt->Shutdown(
       drain, [](absl::Time) {},
       [&i](absl::Time) {
-        i.dispatcher->Stop();  // sends under way finish; claims not yet sent expire
         i.StopHousekeeping();
+        if (i.feed) i.feed->Stop();  // lets the feed go: a standby takes it at its next poll
+        i.dispatcher->Stop();        // sends under way finish; claims not yet sent expire
       });
 }
 

@@ -6,7 +6,10 @@
 //   gRPC threads     the API (api/alert_service.h): alerts into the outbox, endpoints, silences
 //   dispatchers (N)  --dispatchers threads claiming and sending due deliveries
 //                    (delivery/dispatcher.h)
-//   housekeeping     a PeriodicThread every 5 s: reminders when due, the outbox gauges
+//   message feed     following session-service's messages into webhook events, on the replica
+//                    holding the feed (feed/message_feed.h), when --session_service is set
+//   housekeeping     a PeriodicThread every 5 s: reminders when due, the outbox gauges,
+//                    pruning delivered message events
 // Clock: `clock` (Create) for due times, backoff, reminders and rate limits.
 //
 // README "Architecture" › "Alerts" says what it does.
@@ -46,6 +49,18 @@ struct Options {
   absl::Duration reminder_interval = absl::ZeroDuration();
   /// Webhooks per second per endpoint unless the endpoint sets its own (0: no limit).
   double webhook_rate_per_second = 50;
+  /// session-service's address, to send its messages as webhooks (message.received,
+  /// message.status); empty: message webhooks are off.
+  std::string session_service;
+  /// session-service key with the messages:read scope.
+  std::string session_service_api_key;
+  /// CA (PEM) for TLS to session-service, presenting runtime's certificate; empty: plaintext.
+  std::string upstream_ca_file;
+  /// How long the replica following the messages holds the feed without renewing it: a standby
+  /// takes over this long after the follower died.
+  absl::Duration message_feed_lease = absl::Seconds(30);
+  /// Message deliveries sent or dead are deleted after this long.
+  absl::Duration message_delivery_retention = absl::Hours(24 * 7);
   int dispatcher_threads = 4;
   absl::Duration webhook_timeout = absl::Seconds(10);
   /// How long a dispatcher's claim on a delivery lasts: after a crash, its deliveries are sent

@@ -17,6 +17,7 @@
 #include "health/monitor.h"
 #include "health/pg_health_store.h"
 #include "health/rhythm.h"
+#include "wasentinel/common/grpc_server.h"
 #include "wasentinel/common/grpc_tls.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/status_macros.h"
@@ -244,6 +245,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   // Reconnect to a restarted session-service quickly; the light check's backoff paces alerts.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  SetClientKeepalive(args);  // the event watch on an idle stream notices a vanished peer
   impl->session_channel = grpc::CreateCustomChannel(options.session_service, upstream, args);
   impl->sessions = std::make_unique<GrpcSessionSource>(
       impl->session_channel, options.session_service_api_key, options.call_timeout);

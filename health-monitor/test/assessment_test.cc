@@ -209,6 +209,21 @@ TEST_F(AssessTest, ScoreFactorsAddUp) {
   EXPECT_EQ(BandOf(39), v1::QUALITY_BAND_CRITICAL);
 }
 
+TEST_F(AssessTest, MessagesInTroubleCostPointsButNoRecovery) {
+  memory.undecryptable_last_hour = 2;
+  memory.failed_sends_last_hour = 7;
+  auto a = Run(Connected());
+  // undecryptable 10, failed sends 15 (the most).
+  EXPECT_EQ(a.score, 75);
+  EXPECT_EQ(a.level, v1::HEALTH_LEVEL_HEALTHY) << "the socket is fine";
+  EXPECT_EQ(a.action, Action::kNone) << "reconnecting would not mend a broken Signal session";
+  ASSERT_EQ(a.factors.size(), 2u);
+  EXPECT_EQ(a.factors[0].name(), "undecryptable");
+  EXPECT_EQ(a.factors[0].detail(), "2 messages not decrypted in the last hour");
+  EXPECT_EQ(a.factors[1].name(), "failed_sends");
+  EXPECT_EQ(a.factors[1].penalty(), 15);
+}
+
 TEST(RecoveryLimiter, ThreePerSlidingHour) {
   testing::FakeClock clock;
   RecoveryLimiter limiter(3, absl::Hours(1));

@@ -23,15 +23,18 @@ export const unary = (client, timeoutMs = 10000) => (method, req = {}) => new Pr
 /// with the standardwebhooks package (an implementation we did not write) and answers 204.
 /// `onHook({ id, type, data, verified, headers, body, at })` sees every delivery as received.
 /// Answers { url(path), trust(secret), close() }; deliveries before trust() are not verified.
+/// trust() may be called for several endpoints' secrets: a delivery verifies under any of them.
 export async function startWebhookReceiver(onHook) {
-  let verifier = null;
+  const verifiers = [];
   const server = createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
       let verified = false;
-      try { verifier.verify(body, req.headers); verified = true; } catch { /* reported as verified: false */ }
+      for (const verifier of verifiers) {
+        try { verifier.verify(body, req.headers); verified = true; break; } catch { /* reported as verified: false */ }
+      }
       const { type, data } = JSON.parse(body);
       onHook({ id: req.headers['webhook-id'], type, data, verified, headers: req.headers, body, at: Date.now() });
       res.writeHead(204).end();
@@ -40,7 +43,7 @@ export async function startWebhookReceiver(onHook) {
   const port = await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
   return {
     url: (path = '/hooks/wa-sentinel') => `http://127.0.0.1:${port}${path}`,
-    trust: (secret) => { verifier = new Webhook(secret); },
+    trust: (secret) => { verifiers.push(new Webhook(secret)); },
     close: () => server.close(),
   };
 }

@@ -15,6 +15,9 @@
 //   5  WhatsApp bans Shop Berlin for 8 s (failure 402): the alert says until when, and the
 //      session comes back by itself when the ban ends; Shop Berlin's phone was last seen 7 s
 //      ago (the 12-day window shortened to 5 s): session.phone_inactive until it shows again
+//   7  a conversation: a customer (Baileys) writes to Café Lisboa, the message arrives as a
+//      verified message.received webhook, the shop answers with wactl send, the customer's
+//      Baileys decrypts it and reads it, and the read receipt comes back as message.status
 //
 // The levels are printed as the monitor changes them, every webhook as received with its
 // Standard Webhooks signature verified (the standardwebhooks npm package), every e-mail as the
@@ -36,7 +39,8 @@ import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import grpc from '@grpc/grpc-js';
 import { useMultiFileAuthState } from 'baileys';
-import { startSim, requiredEnv, waitFor, freePort } from '../interop/harness.mjs';
+import { WA_CERT_DETAILS } from 'baileys/lib/Defaults/index.js';
+import { startSim, requiredEnv, waitFor, freePort, pairBaileys, textOfMessage } from '../interop/harness.mjs';
 import { AlertService, MonitorService, SessionService, startWebhookReceiver, unary } from './api.mjs';
 
 const quiet = process.argv.includes('--quiet');
@@ -52,7 +56,7 @@ function check(name, ok, detail = '') {
   else console.log(`  ${stamp()} ${ok ? '✓' : '✗'} ${name}${detail ? ` (${detail})` : ''}`);
   return ok;
 }
-const STEPS = 8;
+const STEPS = 9;
 let step = 0;
 const section = (title) => { if (!quiet) console.log(`\n━━ ${++step}/${STEPS} ${title} ━━`); };
 
@@ -76,10 +80,15 @@ const answers = (call, method) => waitFor(async () => { try { await call(method)
   { timeoutMs: 20000, what: `${method} to answer` });
 
 // ── The webhook receiver: every delivery verified with the endpoint's secret ────────────────
-const hooks = [];  // { id, type, kind, dedup_key, severity, summary, verified, headers, body, at }
+const hooks = [];  // { id, type, kind, dedup_key, severity, summary, data, verified, headers, body, at }
 const receiver = await startWebhookReceiver(({ id, type, data, verified, headers, body, at }) => {
   hooks.push({ id, type, kind: data.kind, dedup_key: data.dedup_key, severity: data.severity,
-    summary: data.summary, verified, headers, body, at });
+    summary: data.summary, data, verified, headers, body, at });
+  if (type.startsWith('message.')) {
+    show(`webhook ← ${type} [${data.status}] ${data.from_me ? 'to' : 'from'} ${data.chat}` +
+      `${data.text ? ` "${data.text}"` : ''}  ${verified ? '(signature verified)' : '(BAD SIGNATURE)'}`);
+    return;
+  }
   show(`webhook ← ${data.kind === 'resolved' ? 'RESOLVED ' : ''}${type} [${data.severity}] ` +
     `${data.kind === 'resolved' ? data.dedup_key : data.summary}  ${verified ? '(signature verified)' : '(BAD SIGNATURE)'}`);
 });
@@ -148,6 +157,7 @@ try {
   start('alert-service', requiredEnv('ALERT_SERVICE'), [
     '--replica_id=alert-1', `--grpc_listen=127.0.0.1:${alertPort}`, `--metrics_listen=127.0.0.1:${metricsPorts['alert-service']}`,
     `--database_url=${db}`, `--secret_key=${sealingKey}`, '--allow_private_targets', '--dispatchers=2',
+    `--session_service=127.0.0.1:${sessionPort}`,
     `--smtp_url=smtp://127.0.0.1:${smtpPort}`, '--smtp_from=WA Sentinel <alerts@sentinel.example>',
     '--alert_recipients=oncall@sentinel.example', `--reconnect_url=${consoleUrl}/sessions/{session_id}`,
     `--log_level=${logLevel}`,
@@ -437,7 +447,42 @@ try {
     { timeoutMs: 15000, what: 'the phone alert resolved' }).catch(() => null);
   check('… the phone seen: the alert resolved', !!phoneBack?.verified);
 
-  // ── 7. Summary ───────────────────────────────────────────────────────────────────────────
+  // ── 7. A conversation ────────────────────────────────────────────────────────────────────
+  section('a customer writes to Café Lisboa; the shop answers with wactl send');
+  const shopNumber = scan.jid.split(':')[0].split('@')[0];
+  const messageEndpoint = await alerts('CreateWebhookEndpoint', {
+    url: receiver.url('/hooks/messages'), event_types: ['message.received', 'message.status'],
+    description: 'the shop\'s messages',
+  });
+  receiver.trust(messageEndpoint.secret);
+  show(`webhook endpoint ${messageEndpoint.endpoint.id} → ${receiver.url('/hooks/messages')} (message.received, message.status)`);
+  WA_CERT_DETAILS.PUBLIC_KEY = sim.rootPublicKey;
+  const customer = await pairBaileys(sim, join(work, 'customer'), '351210000077', 'Customer');
+  const question = 'Olá! Do you have a table for two tonight?';
+  show(`a customer (Baileys) writes to Café Lisboa: "${question}"`);
+  const asked = await customer.send(`${shopNumber}@s.whatsapp.net`, question);
+  const messageHook = (type, id, status) => hooks.find((h) => h.type === type && h.data.message_id === id &&
+    (!status || h.data.status === status));
+  const receivedHook = await waitFor(() => messageHook('message.received', asked.key.id),
+    { timeoutMs: 15000, what: 'the message.received webhook' }).catch(() => null);
+  check('the message arrives as a verified message.received webhook, with its text',
+    receivedHook?.verified && receivedHook.data.text === question && receivedHook.data.session_id === lisboa);
+  const answerText = 'Sim — at 8 pm, see you then!';
+  const sent = spawnSync(requiredEnv('WACTL'), [...wactlArgs, '--json', 'send', `--session=${lisboa}`,
+    '--to=+351210000077', `--text=${answerText}`, '--client_id=demo-answer-1'], { encoding: 'utf8' });
+  const answerId = sent.status === 0 ? JSON.parse(sent.stdout).message?.message_id : null;
+  show(`wactl send --session=… --to=+351210000077 --text="${answerText}" → ${answerId ?? sent.stderr.trim()}`);
+  const got = await waitFor(() => customer.received.find((m) => textOfMessage(m) === answerText),
+    { timeoutMs: 15000, what: 'the answer at the customer' }).catch(() => null);
+  check('the customer\'s Baileys decrypts the answer wactl sent', !!answerId && got?.key.id === answerId);
+  if (got) await customer.sock.readMessages([got.key]);
+  const readHook = await waitFor(() => messageHook('message.status', answerId, 'read'),
+    { timeoutMs: 15000, what: 'the read receipt as a webhook' }).catch(() => null);
+  check('the customer reads it: the read receipt comes back (message.status read)',
+    readHook?.verified && readHook.data.client_message_id === 'demo-answer-1');
+  customer.close();
+
+  // ── 8. Summary ───────────────────────────────────────────────────────────────────────────
   section('summary');
   await pollLevels();
   const final = (await monitor('ListSessionHealth', { page_size: 100 })).sessions;

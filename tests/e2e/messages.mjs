@@ -5,7 +5,10 @@
 // and while session-service is down. Each must be decrypted and stored before the receipt,
 // which is what the customer sees as "delivered". The shop answers with SendMessage: the
 // customer decrypts it, the shop's own tablet gets the copy, receipts move its status; a
-// burst of 1000 with a SIGKILL in the middle is stored and watched once each.
+// burst of 1000 with a SIGKILL in the middle is stored and watched once each. Two alert-service
+// replicas follow the messages into signed webhooks (message.received, message.status); the
+// one following is SIGKILLed mid-burst too, and the other takes over: every message of the
+// burst arrives as one webhook.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import { WA_CERT_DETAILS } from 'baileys/lib/Defaults/index.js';
-import { SessionService, unary } from './api.mjs';
+import { AlertService, SessionService, startWebhookReceiver, unary } from './api.mjs';
 import { freePort, pairBaileys, requiredEnv, startSim, textOfMessage, waitFor } from '../interop/harness.mjs';
 
 const checks = [];
@@ -37,8 +40,8 @@ const sql = (query) => execFileSync('psql', ['-At', '-F', '|', databaseUrl, '-c'
 
 let service = null;
 let metricsPort = 0;
+const port = await freePort();  // the same over restarts: alert-service follows it there
 async function startService() {
-  const port = await freePort();
   metricsPort = await freePort();
   const proc = spawn(requiredEnv('SESSION_SERVICE'), [
     `--grpc_listen=127.0.0.1:${port}`, `--metrics_listen=127.0.0.1:${metricsPort}`,
@@ -64,6 +67,29 @@ const stored = async () => {
   const m = text.match(/wasentinel_messages_received_total\{result="stored"\} (\d+)/);
   return m ? Number(m[1]) : 0;
 };
+
+// alert-service replicas following the messages into webhooks, and the receiver.
+const hooks = [];
+const receiver = await startWebhookReceiver((h) => hooks.push(h));
+const alertReplicas = {};
+const alertSecret = randomBytes(32).toString('hex');
+async function startAlertService(name) {
+  const alertPort = await freePort();
+  const proc = spawn(requiredEnv('ALERT_SERVICE'), [
+    `--replica_id=${name}`, `--grpc_listen=127.0.0.1:${alertPort}`, `--metrics_listen=127.0.0.1:${await freePort()}`,
+    `--database_url=${databaseUrl}`, `--secret_key=${alertSecret}`, `--session_service=127.0.0.1:${port}`,
+    '--message_feed_lease=3s', '--allow_private_targets', '--webhook_rate_per_second=0',
+    '--dispatchers=2', '--delivery_backoff=500ms,1s,1s', '--webhook_timeout=2s', '--claim_lease=3s',
+    '--log_level=warn',
+  ], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  const call = unary(new AlertService(`127.0.0.1:${alertPort}`, grpc.credentials.createInsecure()));
+  await waitFor(async () => { try { await call('ListWebhookEndpoints'); return true; } catch { return false; } },
+    { timeoutMs: 20000, what: `alert-service ${name} to answer` });
+  alertReplicas[name] = { proc, exited, call };
+  return alertReplicas[name];
+}
+const hooksOf = (type, id) => hooks.filter((h) => h.type === type && h.data.message_id === id);
 
 const open = [];
 let exitCode = 1;
@@ -94,6 +120,14 @@ try {
   const kept = sql(`SELECT count(*) FROM signal_pre_keys WHERE session_id = '${session.id}'`)[0];
   check('its pre-keys are kept (sealed)', Number(kept) >= 30, kept);
 
+  // Message webhooks: an endpoint that names both message events, two replicas following.
+  const a1 = await startAlertService('a1');
+  await startAlertService('a2');
+  const endpoint = await a1.call('CreateWebhookEndpoint', {
+    url: receiver.url(), event_types: ['message.received', 'message.status'], description: 'messages e2e',
+  });
+  receiver.trust(endpoint.secret);
+
   // A customer writes: Baileys fetches the shop device's bundle, with a pre-key the shop's
   // Baileys had uploaded, and encrypts to it.
   const customer = await pairBaileys(sim, join(work, 'customer'), CUSTOMER, 'Customer');
@@ -107,6 +141,13 @@ try {
   // (Baileys 6.7 writes text as an extendedTextMessage.)
   check('stored: a text in the customer\'s chat, from the customer\'s device',
     row.length === 1 && row[0] === `extendedTextMessage|${CUSTOMER}@s.whatsapp.net|${customer.jid}|f`, row.join());
+  const receivedHook = await passes(waitFor(() => hooksOf('message.received', first.key.id).length > 0,
+    { timeoutMs: 15000, what: 'the message.received webhook', detail: () => JSON.stringify(hooks.map((h) => h.type)) }));
+  const hook = hooksOf('message.received', first.key.id)[0];
+  check('webhook message.received: signed, with the text, the chat and the session',
+    receivedHook && hook.verified && hook.data.text === 'hello, are you open today?'
+      && hook.data.chat === `${CUSTOMER}@s.whatsapp.net` && hook.data.session_id === session.id
+      && hook.data.status === 'received' && hook.data.from_me === false, JSON.stringify(hook?.data));
   const second = await customer.send(`${SHOP}@s.whatsapp.net`, 'I need two loaves');
   check('and the next message on the same Signal session', await passes(delivered(customer, second.key.id)));
 
@@ -147,6 +188,17 @@ try {
   check('its status reaches DELIVERED (the customer\'s delivery receipt)', await passes(statusIs('MESSAGE_STATUS_DELIVERED')));
   await customer.sock.readMessages([customerCopy.key]);
   check('and READ once the customer reads it', await passes(statusIs('MESSAGE_STATUS_READ')));
+  const readHook = await passes(waitFor(() => hooksOf('message.status', answer.message_id).some((h) => h.data.status === 'read'),
+    { timeoutMs: 15000, what: 'the read webhook' }));
+  // Each status is a delivery of its own (they may arrive in any order); the log's sequence
+  // orders them.
+  const statusHooks = hooksOf('message.status', answer.message_id).sort((a, b) => a.data.sequence - b.data.sequence);
+  const statuses = statusHooks.map((h) => h.data.status);
+  check('webhooks message.status follow it to read, signed, once per status, in the log\'s order',
+    readHook && statusHooks.every((h) => h.verified && h.data.client_message_id === 'e2e-answer-1')
+      && new Set(statuses).size === statuses.length && statuses.at(-1) === 'read'
+      && statuses.every((st) => ['server_ack', 'delivered', 'read'].includes(st)),
+    statuses.join(','));
   const again = (await service.call('SendMessage', {
     session_id: session.id, to: CUSTOMER, text: 'yes, until six', client_message_id: 'e2e-answer-1',
   })).message;
@@ -191,6 +243,13 @@ try {
   const storedCount = () => Number(sql(`SELECT count(*) FROM messages WHERE session_id = '${session.id}' AND message_id IN (${
     burst.map((id) => `'${id}'`).join(',') || "''"})`)[0]);
   await waitFor(() => storedCount() >= 100, { timeoutMs: 30000, what: '100 of the burst stored' });
+  // The alert-service replica following the messages dies too; the other takes the feed.
+  const holder = () => sql("SELECT coalesce(holder, '') FROM alert_feeds WHERE name = 'messages' AND held_until > now()")[0];
+  await waitFor(() => alertReplicas[holder()], { what: 'a replica following the messages' });
+  const follower = holder();
+  alertReplicas[follower].proc.kill('SIGKILL');
+  await alertReplicas[follower].exited;
+  delete alertReplicas[follower];
   service.proc.kill('SIGKILL');
   await service.exited;
   service = null;
@@ -207,6 +266,24 @@ try {
   const deliveredAll = await passes(waitFor(() => burst.every((id) => customer.statuses.some((s) => s.id === id && s.status === STATUS_DELIVERY_ACK)),
     { timeoutMs: 30000, what: 'every delivery receipt' }));
   check('the customer sees every one delivered', deliveredAll);
+  // Every message of the burst as one message.received webhook (a retry after a crash keeps
+  // its webhook-id), sent by the replica that took the feed over.
+  const inBurst = new Set(burst);
+  const burstHooks = () => {
+    const ids = new Map();
+    for (const h of hooks) {
+      if (h.type !== 'message.received' || h.data.status !== 'received' || !inBurst.has(h.data.message_id)) continue;
+      ids.set(h.data.message_id, (ids.get(h.data.message_id) ?? new Set()).add(h.id));
+    }
+    return ids;
+  };
+  const allHooks = await passes(waitFor(() => burstHooks().size === BURST, { timeoutMs: 60000, intervalMs: 250,
+    what: 'every webhook of the burst', detail: () => `${burstHooks().size} of ${BURST}` }));
+  const taken = holder();
+  check(`webhooks: the follower (${follower}) SIGKILLed mid-burst, ${taken} took over: every message once`,
+    allHooks && taken !== follower && [...burstHooks().values()].every((s) => s.size === 1)
+      && hooks.every((h) => h.verified), `${burstHooks().size} of ${BURST}`);
+
   // WatchMessages replays the log: every message of the burst once.
   const seen = new Map();
   await new Promise((resolve) => {
@@ -231,6 +308,8 @@ try {
 } finally {
   for (const c of open) c.close();
   if (service) await stopService().catch(() => {});
+  for (const r of Object.values(alertReplicas)) { r.proc.kill('SIGTERM'); await r.exited; }
+  receiver.close();
   sim.stop();
   rmSync(work, { recursive: true, force: true });
 }

@@ -422,17 +422,30 @@ http::response<http::string_body> SimServer::State::Route(
                                       {"inbox", json(p.inbox)}});
     }
     if (parts[2] == "send" && method == http::verb::post) {
-      // {"to": PHONE, "text": "…"}: this account's phone writes to `to`.
+      // {"to": PHONE, "text": "…"[, "count": N]}: this account's phone writes to `to` (N
+      // messages "… 0", "… 1", …, for benchmarks: {"ids": [...]}).
       if (!body.contains("to") || !body["to"].is_string() || !body.contains("text") ||
           !body["text"].is_string()) {
         return error(http::status::bad_request, "give \"to\" (a phone) and \"text\"");
       }
-      auto sent = PhoneSend(*this, phone, body["to"], body["text"]);
-      if (!sent.ok()) {
-        return error(absl::IsNotFound(sent.status()) ? http::status::not_found
-                                                     : http::status::internal_server_error,
-                     std::string(sent.status().message()));
+      const json count = body.value("count", json(1));
+      if (!count.is_number_integer() || count.get<int64_t>() < 1 || count.get<int64_t>() > 10000) {
+        return error(http::status::bad_request, "\"count\" is 1..10000");
       }
+      const int64_t n = count.get<int64_t>();
+      json ids = json::array();
+      absl::StatusOr<json> sent;
+      for (int64_t i = 0; i < n; ++i) {
+        const std::string text = body["text"].get<std::string>();
+        sent = PhoneSend(*this, phone, body["to"], n == 1 ? text : absl::StrCat(text, " ", i));
+        if (!sent.ok()) {
+          return error(absl::IsNotFound(sent.status()) ? http::status::not_found
+                                                       : http::status::internal_server_error,
+                       std::string(sent.status().message()));
+        }
+        ids.push_back((*sent)["id"]);
+      }
+      if (n > 1) (*sent)["ids"] = std::move(ids);
       return reply(http::status::ok, *sent);
     }
     if (parts[2] == "reset-identity" && method == http::verb::post) {

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "delivery/webhook.h"
 #include "wasentinel/common/bytes.h"
+#include "wasentinel/common/event_types.h"
 #include "wasentinel/common/grpc_status.h"
 #include "wasentinel/common/proto_time.h"
 #include "wasentinel/common/validation.h"
@@ -114,6 +115,11 @@ grpc::Status AlertServiceImpl::RaiseAlert(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(CheckDedupKey(req->dedup_key()));
   WAS_GRPC_RETURN_IF_ERROR(CheckDedupScope(caller, req->dedup_key()));
   WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckEventType("event_type", req->event_type())));
+  if (absl::StartsWith(req->event_type(), event_types::kMessagePrefix)) {
+    return Invalid(absl::StrCat("event_type ", req->event_type(),
+                                ": message.* events are message webhooks, sent by the message "
+                                "feed, not alerts"));
+  }
   WAS_GRPC_RETURN_IF_ERROR(
       ToGrpc(CheckText("summary", req->summary(), {.max_bytes = 4096, .multiline = true})));
   WAS_GRPC_RETURN_IF_ERROR(CheckSessionFacts(req->session()));

@@ -58,6 +58,17 @@ std::string WebhookBody(const v1::Alert& a, v1::Delivery::Kind kind, absl::Time 
       .dump();
 }
 
+std::optional<std::string> MessageWebhookBody(const std::string& type, std::string_view data,
+                                              absl::Time now) {
+  nlohmann::json parsed = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return std::nullopt;
+  return nlohmann::json{
+      {"type", type},
+      {"timestamp", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now, absl::UTCTimeZone())},
+      {"data", std::move(parsed)}}
+      .dump();
+}
+
 Dispatcher::Dispatcher(DeliveryStore& store, const Sealer& sealer, Clock& clock,
                        DispatcherOptions options, std::shared_ptr<spdlog::logger> log,
                        AlertMetrics* metrics)
@@ -185,7 +196,21 @@ AttemptResult Dispatcher::SendWebhook(WebhookNotifier& sender, const ClaimedDeli
   req.url = e.endpoint.url();
   req.id = absl::StrCat("msg_", c.delivery.id());
   req.timestamp = absl::ToUnixSeconds(now);
-  req.body = WebhookBody(c.alert, c.delivery.kind(), now);
+  if (c.delivery.kind() == v1::Delivery::KIND_MESSAGE) {
+    auto data = sealer_.Open(c.payload_key_id, AsBytes(c.sealed_payload));
+    if (!data.ok()) {
+      dead.error = absl::StrCat("the message event does not open: ", data.status().message());
+      return dead;
+    }
+    auto body = MessageWebhookBody(c.delivery.event_type(), ToString(*data), now);
+    if (!body) {
+      dead.error = "the message event is not JSON";
+      return dead;
+    }
+    req.body = *std::move(body);
+  } else {
+    req.body = WebhookBody(c.alert, c.delivery.kind(), now);
+  }
   auto sign = [&](const std::string& key_id, const std::string& sealed) -> absl::Status {
     auto secret = sealer_.Open(
         key_id, ByteView(reinterpret_cast<const uint8_t*>(sealed.data()), sealed.size()));

@@ -25,6 +25,7 @@
 #include <atomic>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -133,5 +134,9 @@ class Dispatcher {
 
 /// The JSON body of a delivery: {"type", "timestamp", "data": {alert fields, "kind"}}.
 std::string WebhookBody(const v1::Alert& alert, v1::Delivery::Kind kind, absl::Time now);
+/// The JSON body of a message event: {"type", "timestamp", "data": `data`, the JSON the message
+/// feed wrote (feed/message_feed.h, MessageEventData)}; nullopt when `data` is not JSON.
+std::optional<std::string> MessageWebhookBody(const std::string& type, std::string_view data,
+                                              absl::Time now);
 
 }  // namespace wasentinel::alert

@@ -26,7 +26,25 @@ AlertMetrics::AlertMetrics(prometheus::Registry& registry)
       alerts_(prometheus::BuildCounter()
                   .Name("wasentinel_alert_alerts_total")
                   .Help("RaiseAlert calls by event type and outcome")
-                  .Register(registry)) {
+                  .Register(registry)),
+      message_events_(prometheus::BuildCounter()
+                          .Name("wasentinel_alert_message_events_total")
+                          .Help("Message events read from session-service, by type")
+                          .Register(registry)),
+      message_deliveries_(prometheus::BuildCounter()
+                              .Name("wasentinel_alert_message_deliveries_total")
+                              .Help("Webhook deliveries of message events enqueued, by type")
+                              .Register(registry)),
+      following_(prometheus::BuildGauge()
+                     .Name("wasentinel_alert_message_feed_following")
+                     .Help("1 while this replica follows session-service's messages")
+                     .Register(registry)
+                     .Add({})),
+      skipped_(prometheus::BuildCounter()
+                   .Name("wasentinel_alert_message_events_skipped_total")
+                   .Help("Messages the outbox refused three times, passed over without event")
+                   .Register(registry)
+                   .Add({})) {
   // Every series the alert rules and the dashboard query exists from the start, at 0, so that
   // increase() counts the first dead letter after a restart too.
   for (const char* channel : {"email", "webhook"}) {
@@ -34,6 +52,10 @@ AlertMetrics::AlertMetrics(prometheus::Registry& registry)
       deliveries_.Add({{"channel", channel}, {"result", result}});
     }
     Latency(channel);
+  }
+  for (const char* type : {event_types::kMessageReceived, event_types::kMessageStatus}) {
+    message_events_.Add({{"type", type}});
+    message_deliveries_.Add({{"type", type}});
   }
 }
 
@@ -58,5 +80,18 @@ void AlertMetrics::Raised(const std::string& event_type, const std::string& outc
   alerts_.Add({{"event_type", event_types::MetricLabel(event_type)}, {"outcome", outcome}})
       .Increment();
 }
+
+}  // namespace wasentinel::alert
+
+namespace wasentinel::alert {
+
+void AlertMetrics::MessageEvent(const std::string& type, int deliveries) {
+  message_events_.Add({{"type", type}}).Increment();
+  message_deliveries_.Add({{"type", type}}).Increment(deliveries);
+}
+
+void AlertMetrics::Following(bool following) { following_.Set(following ? 1 : 0); }
+
+void AlertMetrics::MessageSkipped() { skipped_.Increment(); }
 
 }  // namespace wasentinel::alert

@@ -40,8 +40,11 @@ struct ClaimedDelivery {
   /// As stored: `id` (decimal digits), `channel`, `kind`, `target` (the e-mail address, or the
   /// webhook endpoint id), `attempts` made so far (0 before the first), `created_at`.
   v1::Delivery delivery;
-  v1::Alert alert;                         ///< without its deliveries
+  v1::Alert alert;                         ///< without its deliveries; empty for KIND_MESSAGE
   std::optional<EndpointRecord> endpoint;  ///< webhooks; unset when the endpoint was deleted
+  /// KIND_MESSAGE: the event's JSON "data", sealed (Sealer blob under `payload_key_id`).
+  std::string payload_key_id;
+  std::string sealed_payload;
 };
 
 /// What became of one attempt.

@@ -23,9 +23,10 @@ const std::string& AlertColumns() {
 
 const std::string& DeliveryColumns() {
   static const std::string* cols = new std::string(absl::StrCat(
-      "id::text, alert_id::text, channel, kind, target, status, attempts, last_error, ",
+      "id::text, coalesce(alert_id::text, ''), channel, kind, target, status, attempts,"
+      " last_error, ",
       PgEpochMicros("next_attempt_at"), ", ", PgEpochMicros("created_at"), ", ",
-      PgEpochMicros("sent_at")));
+      PgEpochMicros("sent_at"), ", event_type"));
   return *cols;
 }
 
@@ -65,6 +66,7 @@ v1::Delivery ToDelivery(const pqxx::row& r) {
   *d.mutable_next_attempt_at() = TimeOf(r[8]);
   *d.mutable_created_at() = TimeOf(r[9]);
   if (!r[10].is_null()) *d.mutable_sent_at() = TimeOf(r[10]);
+  d.set_event_type(r[11].as<std::string>());
   return d;
 }
 
@@ -189,6 +191,45 @@ CREATE INDEX alert_alerts_remind ON alert_alerts (last_notified_at)
 -- '' : every tenant's alerts (an operator's endpoint); else only that tenant's.
 ALTER TABLE alert_endpoints ADD COLUMN tenant_id text NOT NULL DEFAULT '';
 CREATE INDEX alert_alerts_tenant ON alert_alerts (tenant_id, raised_at);
+)sql"},
+      {4, "message events in the outbox, and the cursor of the message feed", R"sql(
+-- A message delivery (kind KIND_MESSAGE) belongs to no alert: it carries its event type and
+-- its JSON "data", sealed, and the tenant of its session. event_key names the event
+-- ("<type> <session> <chat> <message id> <status>"): one delivery per endpoint and event.
+ALTER TABLE alert_deliveries ALTER COLUMN alert_id DROP NOT NULL;
+ALTER TABLE alert_deliveries ADD COLUMN event_type text NOT NULL DEFAULT '';
+ALTER TABLE alert_deliveries ADD COLUMN tenant_id text NOT NULL DEFAULT '';
+ALTER TABLE alert_deliveries ADD COLUMN event_key text;
+ALTER TABLE alert_deliveries ADD COLUMN payload_key_id text;
+ALTER TABLE alert_deliveries ADD COLUMN payload bytea;
+UPDATE alert_deliveries d SET tenant_id = a.tenant_id FROM alert_alerts a
+  WHERE a.id = d.alert_id AND a.tenant_id <> '';
+-- A replica of the previous version (a rolling upgrade) inserts alert deliveries without the
+-- tenant: it is taken from the alert.
+CREATE FUNCTION alert_deliveries_tenant() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.tenant_id = '' AND NEW.alert_id IS NOT NULL THEN
+    SELECT a.tenant_id INTO NEW.tenant_id FROM alert_alerts a WHERE a.id = NEW.alert_id;
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER alert_deliveries_tenant BEFORE INSERT ON alert_deliveries
+  FOR EACH ROW EXECUTE FUNCTION alert_deliveries_tenant();
+CREATE UNIQUE INDEX alert_deliveries_event ON alert_deliveries (target, event_key)
+  WHERE event_key IS NOT NULL;
+CREATE INDEX alert_deliveries_tenant ON alert_deliveries (tenant_id, id);
+CREATE INDEX alert_deliveries_messages_done ON alert_deliveries (created_at)
+  WHERE kind = 'KIND_MESSAGE' AND status IN ('STATUS_SENT', 'STATUS_DEAD');
+
+-- Followed streams of session-service: the last sequence handled (NULL: none yet) and the
+-- replica following it until held_until (a lease; the cursor is its fencing token).
+CREATE TABLE alert_feeds (
+  name text PRIMARY KEY,
+  after_sequence bigint,
+  holder text,
+  held_until timestamptz
+);
+INSERT INTO alert_feeds (name) VALUES ('messages');
 )sql"},
   };
   return *migrations;

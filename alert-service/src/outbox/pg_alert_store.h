@@ -44,6 +44,22 @@ struct RaiseOutcome {
   bool escalated = false;
 };
 
+/// A message event (README "Message webhooks"), ready for the outbox.
+struct MessageEvent {
+  std::string type;            ///< "message.received" | "message.status"
+  std::string key;             ///< names the event: each endpoint gets one delivery per key
+  std::string tenant_id;       ///< the session's tenant: endpoints of another tenant do not get it
+  absl::Time at;               ///< the message's change: endpoints created after it do not get it
+  std::string payload_key_id;  ///< the Sealer key of `sealed_payload`
+  std::string sealed_payload;  ///< Sealer blob of the JSON "data" (webhooks' body)
+};
+
+/// A replica's hold on a followed feed (alert_feeds): whether it holds it, and the cursor.
+struct FeedHold {
+  bool held = false;
+  std::optional<int64_t> after_sequence;  ///< the last sequence handled; unset: none yet
+};
+
 struct AlertFilter {
   std::vector<v1::Alert::Status> statuses;  ///< empty: any
   std::string session_id;
@@ -121,6 +137,25 @@ class PgAlertStore final : public DeliveryStore {
   /// `since`; the outbox depth (PENDING + FAILED) and the age of its oldest.
   absl::StatusOr<v1::GetDeliveryStatsResponse> DeliveryStats(absl::Time since, absl::Time now,
                                                              const std::string& tenant = "");
+
+  /// Takes feed `feed` ("messages") for `holder` until now + `lease` when it is free (never
+  /// held, released, or its hold expired), or renews it when `holder` holds it already.
+  absl::StatusOr<FeedHold> HoldFeed(const std::string& feed, const std::string& holder,
+                                    absl::Time now, absl::Duration lease);
+  /// Lets the feed go at once (shutdown), if `holder` holds it.
+  absl::Status ReleaseFeed(const std::string& feed, const std::string& holder);
+  /// In one transaction: moves the cursor of `feed` from `from` to `to` and renews the hold —
+  /// only if `holder` holds it with the cursor still at `from` (the cursor is the fencing token:
+  /// a replica whose hold was taken over writes nothing) — and, when `event` is given, writes a
+  /// delivery of it to every enabled webhook endpoint that names event->type, of no tenant or
+  /// the event's, created by event->at, that has not had one of that key. Answers how many
+  /// deliveries were written; ABORTED when the hold is lost.
+  absl::StatusOr<int> AdvanceFeed(const std::string& feed, const std::string& holder,
+                                  std::optional<int64_t> from, int64_t to,
+                                  const MessageEvent* event, absl::Time now, absl::Duration lease);
+  /// Deletes up to `limit` message deliveries SENT or DEAD and created before `before`; answers
+  /// how many.
+  absl::StatusOr<int> PruneMessageDeliveries(absl::Time before, int limit);
 
   /// Claims up to `limit` due deliveries (PENDING or FAILED, next attempt due, not claimed by
   /// a live claim) for `worker` until now + `lease`, oldest first, with FOR UPDATE SKIP LOCKED:

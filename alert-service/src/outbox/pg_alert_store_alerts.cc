@@ -37,29 +37,29 @@ v1::Alert LoadAlert(Tx& tx, const std::string& id) {
   return a;
 }
 
-void AddDelivery(pqxx::work& w, const std::string& alert_id, v1::Delivery::Channel channel,
+void AddDelivery(pqxx::work& w, const v1::Alert& alert, v1::Delivery::Channel channel,
                  v1::Delivery::Kind kind, const std::string& target, absl::Time now) {
   w.exec_params(
       absl::StrCat("INSERT INTO alert_deliveries (alert_id, channel, kind, target, status,"
-                   " next_attempt_at, created_at) VALUES ($1::uuid, $2, $3, $4,"
+                   " next_attempt_at, created_at, tenant_id) VALUES ($1::uuid, $2, $3, $4,"
                    " 'STATUS_PENDING', ",
-                   PgTime(5), ", ", PgTime(5), ")"),
-      alert_id, v1::Delivery::Channel_Name(channel), v1::Delivery::Kind_Name(kind), target,
-      absl::ToUnixMicros(now));
+                   PgTime(5), ", ", PgTime(5), ", $6)"),
+      alert.id(), v1::Delivery::Channel_Name(channel), v1::Delivery::Kind_Name(kind), target,
+      absl::ToUnixMicros(now), alert.session().tenant_id());
 }
 
 // Notifications of `alert` (kind) to every recipient and every endpoint that takes its type.
 void Notify(pqxx::work& w, const v1::Alert& alert, v1::Delivery::Kind kind,
             const std::vector<std::string>& emails, absl::Time now) {
   for (const auto& email : emails) {
-    AddDelivery(w, alert.id(), v1::Delivery::CHANNEL_EMAIL, kind, email, now);
+    AddDelivery(w, alert, v1::Delivery::CHANNEL_EMAIL, kind, email, now);
   }
   for (const auto& row :
        w.exec_params("SELECT id::text FROM alert_endpoints WHERE enabled AND"
                      " (cardinality(event_types) = 0 OR $1 = ANY(event_types))"
                      " AND (tenant_id = '' OR tenant_id = $2) ORDER BY created_at",
                      alert.event_type(), alert.session().tenant_id())) {
-    AddDelivery(w, alert.id(), v1::Delivery::CHANNEL_WEBHOOK, kind, row[0].as<std::string>(), now);
+    AddDelivery(w, alert, v1::Delivery::CHANNEL_WEBHOOK, kind, row[0].as<std::string>(), now);
   }
 }
 
@@ -216,10 +216,10 @@ absl::StatusOr<v1::Alert> PgAlertStore::Resolve(const std::string& dedup_key,
       // The resolved notice goes wherever the alert was notified.
       w.exec_params(
           absl::StrCat("INSERT INTO alert_deliveries (alert_id, channel, kind, target, status,"
-                       " next_attempt_at, created_at)"
+                       " next_attempt_at, created_at, tenant_id)"
                        " SELECT DISTINCT alert_id, channel, 'KIND_RESOLVED', target,"
                        " 'STATUS_PENDING', ",
-                       PgTime(2), ", ", PgTime(2),
+                       PgTime(2), ", ", PgTime(2), ", tenant_id",
                        " FROM alert_deliveries WHERE alert_id = $1::uuid AND kind = 'KIND_NOTIFY'"),
           current.id(), absl::ToUnixMicros(now));
     }
@@ -298,10 +298,10 @@ absl::StatusOr<int> PgAlertStore::Remind(absl::Duration interval, absl::Time now
       const std::string id = row[0].as<std::string>();
       w.exec_params(
           absl::StrCat("INSERT INTO alert_deliveries (alert_id, channel, kind, target, status,"
-                       " next_attempt_at, created_at)"
+                       " next_attempt_at, created_at, tenant_id)"
                        " SELECT DISTINCT alert_id, channel, 'KIND_REMINDER', target,"
                        " 'STATUS_PENDING', ",
-                       PgTime(2), ", ", PgTime(2),
+                       PgTime(2), ", ", PgTime(2), ", tenant_id",
                        " FROM alert_deliveries WHERE alert_id = $1::uuid AND kind = 'KIND_NOTIFY'"),
           id, absl::ToUnixMicros(now));
       w.exec_params(absl::StrCat("UPDATE alert_alerts SET last_notified_at = ", PgTime(2),

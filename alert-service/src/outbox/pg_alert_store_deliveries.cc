@@ -39,20 +39,25 @@ absl::StatusOr<std::vector<ClaimedDelivery>> PgAlertStore::Claim(const std::stri
                      PgTime(2), " AND (claimed_until IS NULL OR claimed_until <= ", PgTime(2),
                      ") ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
                      " RETURNING ",
-                     DeliveryColumns()),
+                     DeliveryColumns(), ", coalesce(payload_key_id, ''), payload"),
         worker, absl::ToUnixMicros(now), absl::ToUnixMicros(now + lease), limit);
     absl::flat_hash_map<std::string, v1::Alert> alerts;
     absl::flat_hash_map<std::string, std::optional<EndpointRecord>> endpoints;
     for (const auto& row : rows) {
       ClaimedDelivery c;
       c.delivery = ToDelivery(row);
-      auto [a, fresh] = alerts.try_emplace(c.delivery.alert_id());
-      if (fresh) {
-        a->second = ToAlert(PgOne(w.exec_params(
-            absl::StrCat("SELECT ", AlertColumns(), " FROM alert_alerts WHERE id = $1::uuid"),
-            c.delivery.alert_id())));
+      if (c.delivery.kind() == v1::Delivery::KIND_MESSAGE) {
+        c.payload_key_id = row[12].as<std::string>();
+        if (!row[13].is_null()) c.sealed_payload = pqxx::binarystring(row[13]).str();
+      } else {
+        auto [a, fresh] = alerts.try_emplace(c.delivery.alert_id());
+        if (fresh) {
+          a->second = ToAlert(PgOne(w.exec_params(
+              absl::StrCat("SELECT ", AlertColumns(), " FROM alert_alerts WHERE id = $1::uuid"),
+              c.delivery.alert_id())));
+        }
+        c.alert = a->second;
       }
-      c.alert = a->second;
       if (c.delivery.channel() == v1::Delivery::CHANNEL_WEBHOOK) {
         auto [e, new_endpoint] = endpoints.try_emplace(c.delivery.target());
         if (new_endpoint && IsUuid(c.delivery.target())) {
@@ -158,8 +163,7 @@ absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> PgAlertStore::
                                    " FROM alert_deliveries WHERE ($1 = '' OR channel = $1)"
                                    " AND ($2 = '' OR status = ANY(string_to_array($2, ',')))"
                                    " AND ($3 = '' OR alert_id = NULLIF($3, '')::uuid)"
-                                   " AND ($4 = 0 OR id < $4) AND ($6 = '' OR alert_id IN"
-                                   " (SELECT id FROM alert_alerts WHERE tenant_id = $6))"
+                                   " AND ($4 = 0 OR id < $4) AND ($6 = '' OR tenant_id = $6)"
                                    " ORDER BY id DESC LIMIT $5"),
                       req.channel() == v1::Delivery::CHANNEL_UNSPECIFIED
                           ? std::string()
@@ -183,9 +187,8 @@ absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl
   bool exists = false;
   WAS_RETURN_IF_ERROR(pool_.Transact("redeliver", [&](pqxx::work& w) {
     exists = !w.exec_params(
-                   "SELECT 1 FROM alert_deliveries d JOIN alert_alerts a"
-                   " ON a.id = d.alert_id WHERE d.id = $1 AND ($2 = '' OR"
-                   " a.tenant_id = $2)",
+                   "SELECT 1 FROM alert_deliveries WHERE id = $1 AND ($2 = '' OR"
+                   " tenant_id = $2)",
                    numeric, tenant)
                   .empty();
     if (!exists) return;
@@ -223,7 +226,7 @@ absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(
                  " sent_at - created_at)) * 1000000)::bigint, 0)"
                  " FROM alert_deliveries WHERE created_at >= ",
                  PgTime(1),
-                 " AND ($2 = '' OR alert_id IN (SELECT id FROM alert_alerts WHERE tenant_id = $2))"
+                 " AND ($2 = '' OR tenant_id = $2)"
                  " GROUP BY channel, status ORDER BY channel, status"),
              absl::ToUnixMicros(since), tenant)) {
       auto* row = out.add_rows();
@@ -238,8 +241,7 @@ absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(
     auto depth = n.exec_params(
         absl::StrCat("SELECT count(*), ", PgEpochMicros("min(created_at)"),
                      " FROM alert_deliveries WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED')"
-                     " AND ($1 = '' OR alert_id IN"
-                     " (SELECT id FROM alert_alerts WHERE tenant_id = $1))"),
+                     " AND ($1 = '' OR tenant_id = $1)"),
         tenant)[0];
     out.set_outbox_depth(depth[0].as<int64_t>());
     if (!depth[1].is_null()) {

@@ -49,6 +49,14 @@ class UnparsableRequestInterceptorFactory final
 
 }  // namespace
 
+void SetClientKeepalive(grpc::ChannelArguments& args) {
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(kClientKeepalive)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(kClientKeepalive / 2)));
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // an idle stream is pinged for ever
+}
+
 absl::StatusOr<StartedServer> StartGrpcServer(
     const std::string& listen, std::shared_ptr<grpc::ServerCredentials> credentials,
     const std::vector<grpc::Service*>& services, prometheus::Registry& registry,
@@ -59,6 +67,10 @@ absl::StatusOr<StartedServer> StartGrpcServer(
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, std::move(credentials), &out.port);
   for (auto* s : services) builder.RegisterService(s);
+  // Followers of the watch streams ping an idle stream to find a dead peer (kClientKeepalive):
+  // allow pings that often while a call is open (gRPC's default answers them with GOAWAY).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(kClientKeepalive / 2)));
   if (tune) tune(builder);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   // In this order, so that the metrics count the status the client gets.

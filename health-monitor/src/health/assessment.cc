@@ -165,6 +165,16 @@ Assessment Assess(const sv1::Session& s, const SessionMemory& memory, absl::Time
                 absl::StrCat(memory.reconnects_last_hour, " reconnects in the last hour"));
   score.Penalty("errors", std::min(15, 5 * memory.drops_last_hour),
                 absl::StrCat(memory.drops_last_hour, " drops in the last hour"));
+  if (memory.undecryptable_last_hour > 0) {
+    score.Penalty(
+        "undecryptable", std::min(15, 5 * memory.undecryptable_last_hour),
+        absl::StrCat(memory.undecryptable_last_hour, " messages not decrypted in the last hour"));
+  }
+  if (memory.failed_sends_last_hour > 0) {
+    score.Penalty(
+        "failed_sends", std::min(15, 5 * memory.failed_sends_last_hour),
+        absl::StrCat(memory.failed_sends_last_hour, " messages failed to send in the last hour"));
+  }
   std::optional<absl::Time> alive_proof = memory.last_proof_of_life;
   if (auto inbound = Opt(s.has_last_inbound_message_at(), s.last_inbound_message_at());
       inbound && (!alive_proof || *inbound > *alive_proof)) {

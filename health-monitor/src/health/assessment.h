@@ -24,6 +24,9 @@
 //   reconnects       5 per reconnect in the last hour, at most 20
 //   errors           5 per drop (an error ending a connection) in the last hour, at most 15
 //   inbound_silence  5 after 30 min without inbound traffic while connected, 10 after 2 h
+//   undecryptable    5 per message received in the last hour that could not be decrypted,
+//                    at most 15 (its Signal sessions may be broken: the senders cannot reach it)
+//   failed_sends     5 per message that failed to send in the last hour, at most 15
 //   recovery         30 while manual intervention is required
 // Bands: excellent ≥ 90, good ≥ 70, poor ≥ 40, critical below.
 #pragma once
@@ -80,6 +83,10 @@ struct SessionMemory {
   std::optional<absl::Time> last_recovery_at;  ///< the last Reconnect the monitor made
   int reconnects_last_hour = 0;                ///< CONNECTING transitions seen in the last hour
   int drops_last_hour = 0;                     ///< connections ended by an error in the last hour
+  /// Messages received but not decrypted, and sends FAILED, in the last hour (session-service's
+  /// Session.undecryptable_last_hour and failed_sends_last_hour at the last deep check).
+  int undecryptable_last_hour = 0;
+  int failed_sends_last_hour = 0;
   /// Since when the live facts show a dead socket under a stored CONNECTED (unset: they do not).
   std::optional<absl::Time> socket_dead_since;
   bool manual_intervention = false;

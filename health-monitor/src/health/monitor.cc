@@ -114,6 +114,8 @@ SessionMemory Monitor::MemoryOf(Watched& w) {
   if (h.has_last_recovery_at()) m.last_recovery_at = FromProto(h.last_recovery_at());
   m.reconnects_last_hour = static_cast<int>(w.reconnects.size());
   m.drops_last_hour = static_cast<int>(w.drops.size());
+  m.undecryptable_last_hour = w.undecryptable_last_hour;
+  m.failed_sends_last_hour = w.failed_sends_last_hour;
   m.socket_dead_since = w.socket_dead_since;
   m.manual_intervention = h.manual_intervention_required();
   m.manual_intervention_reason = h.manual_intervention_reason();
@@ -254,7 +256,10 @@ v1::JobResult Monitor::DeepCheck() {
   for (const auto& s : deep->sessions()) {
     seen.insert(s.id());
     ids.push_back(s.id());
-    Adopt(s).facts_are_live = true;
+    Watched& w = Adopt(s);
+    w.facts_are_live = true;
+    w.undecryptable_last_hour = s.undecryptable_last_hour();
+    w.failed_sends_last_hour = s.failed_sends_last_hour();
   }
   EvaluateAll(ids, "deep check", tally);
   std::vector<std::string> gone;

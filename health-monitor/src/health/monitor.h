@@ -129,6 +129,9 @@ class Monitor {
     bool facts_are_live = false;                  // facts from a deep check, not only from events
     absl::Time saved_at = absl::InfinitePast();   // when the store last got this session
     std::optional<absl::Time> socket_dead_since;  // live facts: CONNECTED with a dead socket
+    // Messages in trouble in the last hour, as the last deep check counted them.
+    int undecryptable_last_hour = 0;
+    int failed_sends_last_hour = 0;
   };
   struct Tally {
     int64_t reconnected = 0;

@@ -251,6 +251,12 @@ grpc::ServerWriteReactor<v1::Message>* SessionServiceImpl::WatchMessages(
   if (req->has_after_sequence()) {
     after = req->after_sequence();
     if (after < 0) return refuse(Invalid("after_sequence must be 0 or more"));
+    // Where a follower that cannot have what it asked for may go on from without a gap.
+    if (after > bounds->first || after < bounds->second) {
+      ctx->AddTrailingMetadata(
+          "x-watch-resume-after",
+          absl::StrCat(after > bounds->first ? bounds->first : bounds->second));
+    }
     if (after > bounds->first) {
       return refuse({grpc::StatusCode::OUT_OF_RANGE,
                      absl::StrCat("after_sequence ", after, " is past the log's end (",
@@ -264,6 +270,7 @@ grpc::ServerWriteReactor<v1::Message>* SessionServiceImpl::WatchMessages(
   }
   if (auto st = WatchStarts(caller); !st.ok()) return refuse(st);
   ctx->AddInitialMetadata("x-watch-replica", replica_);
+  ctx->AddInitialMetadata("x-watch-after", absl::StrCat(after));
   return MessageWatch::Start(*feed_, *tenant, session_id, after,
                              [this, key = caller.key_name] { WatchEnded(key); });
 }

@@ -538,7 +538,25 @@ grpc::Status SessionServiceImpl::BulkGetSessions(grpc::ServerContext* ctx,
       resp->add_not_found(id);
     }
   }
+  AddMessageTrouble(*resp->mutable_sessions(), ids);
   return grpc::Status::OK;
+}
+
+void SessionServiceImpl::AddMessageTrouble(
+    google::protobuf::RepeatedPtrField<v1::Session>& sessions,
+    const std::vector<std::string>& ids) {
+  if (!messages_ || sessions.empty()) return;
+  auto trouble = messages_->TroubleSince(absl::Now() - absl::Hours(1), ids);
+  if (!trouble.ok()) {
+    log_->warn("counting messages in trouble: {}", trouble.status());
+    return;
+  }
+  for (auto& s : sessions) {
+    if (auto it = trouble->find(s.id()); it != trouble->end()) {
+      s.set_undecryptable_last_hour(it->second.undecryptable);
+      s.set_failed_sends_last_hour(it->second.failed_sends);
+    }
+  }
 }
 
 grpc::Status SessionServiceImpl::StartPairing(grpc::ServerContext* ctx,
@@ -812,6 +830,8 @@ grpc::Status SessionServiceImpl::GetDeepHealth(grpc::ServerContext* ctx,
       }
     }
   }
+  // Counted once, by the replica asked first, over every session.
+  if (Metadata(ctx, kForwardedBy).empty()) AddMessageTrouble(*resp->mutable_sessions());
   int64_t connected = 0;
   for (const auto& s : resp->sessions()) connected += s.state() == v1::SESSION_STATE_CONNECTED;
   resp->set_status(OverallOf(resp->sessions_size(), connected));

@@ -126,6 +126,10 @@ class SessionServiceImpl final
   // same answer either way: api_keys.h NotVisible).
   grpc::Status CheckVisible(const Caller& caller, const std::string& id);
 
+  // Sets each session's undecryptable_last_hour and failed_sends_last_hour (of `ids`; empty:
+  // counted over every session). Logged and left at 0 when the database does not answer.
+  void AddMessageTrouble(google::protobuf::RepeatedPtrField<v1::Session>& sessions,
+                         const std::vector<std::string>& ids = {});
   // The stub of replica `id` (its address from the replica set). UNAVAILABLE when unknown.
   absl::StatusOr<v1::SessionService::Stub*> Peer(const std::string& id);
   // A client context for a call forwarded on behalf of `ctx`: its API key, its deadline (at

@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "pg_signal_store.h"
 #include "wasentinel/common/pg.h"
@@ -260,6 +261,26 @@ absl::StatusOr<std::pair<int64_t, int64_t>> PgMessageStore::Bounds() {
         PgOne(w.exec("SELECT COALESCE((SELECT max(sequence) FROM messages), 0),"
                      " COALESCE((SELECT through FROM messages_pruned), 0)"));
     out = {r[0].as<int64_t>(), r[1].as<int64_t>()};
+  }));
+  return out;
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, PgMessageStore::Trouble>>
+PgMessageStore::TroubleSince(absl::Time since, const std::vector<std::string>& session_ids) {
+  absl::flat_hash_map<std::string, Trouble> out;
+  WAS_RETURN_IF_ERROR(pool_.Run("count messages in trouble", [&](pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    for (const auto& r : n.exec_params(
+             absl::StrCat("SELECT session_id::text, count(*) FILTER (WHERE status = "
+                          "'UNDECRYPTABLE'), count(*) FILTER (WHERE status = 'FAILED')"
+                          " FROM messages WHERE status IN ('UNDECRYPTABLE', 'FAILED')"
+                          " AND status_at >= ",
+                          PgTime(1),
+                          " AND ($2 = '' OR session_id = ANY(string_to_array($2, ',')::uuid[]))"
+                          " GROUP BY session_id"),
+             absl::ToUnixMicros(since), absl::StrJoin(session_ids, ","))) {
+      out[r[0].as<std::string>()] = {r[1].as<int32_t>(), r[2].as<int32_t>()};
+    }
   }));
   return out;
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "wasentinel/common/bytes.h"
@@ -142,6 +143,16 @@ class PgMessageStore {
   absl::StatusOr<std::vector<std::string>> MarkRead(const std::string& session_id,
                                                     const std::string& chat,
                                                     const std::vector<std::string>& ids);
+
+  /// Messages in trouble per session since `since`: received but not decrypted (UNDECRYPTABLE),
+  /// and sent but FAILED, counted by when they became so. Of `session_ids` (empty: every
+  /// session); sessions with none are absent.
+  struct Trouble {
+    int32_t undecryptable = 0;
+    int32_t failed_sends = 0;
+  };
+  absl::StatusOr<absl::flat_hash_map<std::string, Trouble>> TroubleSince(
+      absl::Time since, const std::vector<std::string>& session_ids = {});
 
   /// Deletes messages that last changed before `cutoff` (PENDING ones only once past their
   /// deadline), at most `batch` rows; answers how many.

@@ -486,6 +486,10 @@ CREATE TRIGGER messages_notify_update AFTER UPDATE ON messages
   FOR EACH ROW WHEN (OLD.sequence IS DISTINCT FROM NEW.sequence)
   EXECUTE FUNCTION messages_notify();
 )sql"},
+      {9, "messages in trouble: undecryptable, failed sends", R"sql(
+CREATE INDEX messages_trouble ON messages (status_at, session_id)
+  WHERE status IN ('UNDECRYPTABLE', 'FAILED');
+)sql"},
   };
   return *migrations;
 }

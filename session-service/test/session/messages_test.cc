@@ -134,6 +134,17 @@ TEST(Messages, SendQueueStatusesAndTheLog) {
   }));
   EXPECT_THAT(Get(s, session.id(), nobody.message.message_id()).failure(),
               ::testing::HasSubstr("not on WhatsApp"));
+  // The failed send counts as trouble in the session's facts (health-monitor scores it).
+  {
+    grpc::ClientContext ctx;
+    v1::BulkGetSessionsRequest req;
+    req.add_ids(session.id());
+    v1::BulkGetSessionsResponse resp;
+    ASSERT_TRUE(s.stub->BulkGetSessions(&ctx, req, &resp).ok());
+    ASSERT_EQ(resp.sessions_size(), 1);
+    EXPECT_EQ(resp.sessions(0).failed_sends_last_hour(), 1);
+    EXPECT_EQ(resp.sessions(0).undecryptable_last_hour(), 0);
+  }
 
   // Sent while the session is down: queued, then sent in order once it is back.
   {

@@ -577,6 +577,17 @@ TEST(SessionService, StoresAnEncryptedMessageBeforeItsReceipt) {
   };
   // It is recorded, with the reason, as what could not be decrypted.
   EXPECT_EQ(notices("status = 'UNDECRYPTABLE' AND failure IS NOT NULL"), 1);
+  // And counted in the session's facts for health-monitor's score.
+  {
+    grpc::ClientContext ctx;
+    v1::GetDeepHealthResponse deep;
+    ASSERT_TRUE(s.stub->GetDeepHealth(&ctx, v1::GetDeepHealthRequest(), &deep).ok());
+    int counted = -1;
+    for (const auto& one : deep.sessions()) {
+      if (one.id() == session.id()) counted = one.undecryptable_last_hour();
+    }
+    EXPECT_EQ(counted, 1);
+  }
   ASSERT_TRUE(wasentinel::testing::Eventually([&] { return conn()["unacked"] == 0; }));
 
   // After a restart the Signal state comes back from PostgreSQL: the session keeps decrypting.

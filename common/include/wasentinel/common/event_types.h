@@ -27,6 +27,12 @@ inline constexpr std::array<const char*, 8> kAll = {
     kWarning,        kCritical,      kLoggedOut,          kTemporarilyBanned,
     kClientOutdated, kPhoneInactive, kManualIntervention, kUnreachable};
 
+/// Message webhooks (alert-service's message feed, README "Message webhooks"): not alerts, so
+/// not in kAll, and RaiseAlert refuses them. An endpoint gets them only when it names them.
+inline constexpr char kMessageReceived[] = "message.received";
+inline constexpr char kMessageStatus[] = "message.status";
+inline constexpr char kMessagePrefix[] = "message.";
+
 /// The dedup-key kind of one outage's offline alert: warning, escalated to critical, one key.
 inline constexpr char kOfflineKind[] = "session.offline";
 

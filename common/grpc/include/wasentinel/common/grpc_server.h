@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace wasentinel {
 
@@ -20,6 +21,14 @@ struct StartedServer {
   std::unique_ptr<grpc::Server> server;
   int port = 0;  ///< the bound port (useful with ":0")
 };
+
+/// How often a client following a stream (alert-service's message feed, health-monitor's event
+/// watcher) pings its channel; a server that does not answer within half of it ends the call
+/// (UNAVAILABLE), so a vanished server or a dead network path is noticed on an idle stream.
+/// Servers started here accept pings that often.
+inline constexpr absl::Duration kClientKeepalive = absl::Seconds(20);
+/// Sets kClientKeepalive's arguments on a client channel's `args`.
+void SetClientKeepalive(grpc::ChannelArguments& args);
 
 /// Builds and starts the server on `listen`. `tune` may set builder options. UNAVAILABLE when
 /// the address cannot be bound.
