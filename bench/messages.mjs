@@ -13,8 +13,10 @@
 //                        ack (SERVER_ACK seen on the stream) — the sustained rate per replica
 //   delivered_latency_ms SendMessage → DELIVERED (the customer's phone's receipt, seen on the
 //                        stream), p50/p99/max, at an offered `rate` per second for `seconds`
-//   memory               RSS per session: connected without Signal state, and after every
-//                        session decrypted and encrypted (Signal sessions, sender keys aside)
+//   memory               RSS connected without Signal state, and after each session received
+//                        and sent one message (its Signal state loaded: 812 one-time pre-keys,
+//                        one session with its customer), per session; and RSS after all the
+//                        traffic above (the allocator's high-water mark, not state kept)
 //
 // Environment: WA_SIM, SESSION_SERVICE, PROTO_DIR, DATABASE_URL (an empty database).
 // Usage: node bench/messages.mjs [--sessions=20] [--inbound=4000] [--sends=4000] [--rate=50]
@@ -57,7 +59,7 @@ try {
     `--grpc_listen=127.0.0.1:${port}`, `--metrics_listen=127.0.0.1:${await freePort()}`,
     `--database_url=${requiredEnv('DATABASE_URL')}`, `--auth_state_key=${randomBytes(32).toString('hex')}`,
     `--wa_url=${sim.tlsUrl}`, `--wa_version_url=${sim.versionUrl}`, `--wa_root_key=${sim.rootPublicKey.toString('hex')}`,
-    '--restore_per_second=0', '--send_rate=100000', '--log_level=warn',
+    '--restore_per_second=0', '--send_rate=1000', '--log_level=warn',
   ], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, SSL_CERT_FILE: simCert } });
   const exited = new Promise((r) => proc.on('exit', r));
   const client = new SessionService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -93,6 +95,12 @@ try {
   // Each customer writes first (its account and Signal session with the shop), then the burst.
   await Promise.all(Array.from({ length: S }, (_, i) => sim.post(`/accounts/${customer(i)}/send`, { to: shop(i), text: 'hello' })));
   await waitFor(() => count('MESSAGE_STATUS_RECEIVED') >= S, { timeoutMs: 60000, what: 'the first messages' });
+  // And each shop answers once: every session has loaded its Signal state and used it both ways.
+  const hellos = await Promise.all(sessions.map((id, i) => call('SendMessage', { session_id: id, to: customer(i), text: 'welcome' })));
+  await waitFor(() => hellos.every((r) => seen.has(`MESSAGE_STATUS_DELIVERED ${r.message.message_id}`)),
+    { timeoutMs: 60000, what: 'the answers delivered' });
+  await sleep(12000);
+  const rssSignal = rss(proc.pid);
   const per = Math.ceil(INBOUND / S);
   const inboundStart = nowMs();
   await Promise.all(Array.from({ length: S }, (_, i) =>
@@ -121,8 +129,6 @@ try {
   const ackTimes = ids.map((id) => Math.min(...['SERVER_ACK', 'DELIVERED', 'READ']
     .map((s) => seen.get(`MESSAGE_STATUS_${s} ${id}`) ?? Infinity)));
   const sendsMs = Math.max(...ackTimes) - sendStart;
-  await sleep(12000);
-  const rssSignal = rss(proc.pid);
 
   // SendMessage → DELIVERED at RATE per second.
   const sentAt = new Map();
@@ -143,6 +149,8 @@ try {
     detail: () => `${[...sentAt.keys()].filter(deliveredAt).length} of ${sentAt.size}` });
   const latencies = [...sentAt].map(([id, t0]) => deliveredAt(id) - t0).sort((a, b) => a - b);
   watch.cancel();
+  await sleep(12000);
+  const rssAfter = rss(proc.pid);
 
   console.log(JSON.stringify({
     benchmark: 'messages', transport: 'wss', sessions: S,
@@ -162,6 +170,7 @@ try {
     memory: {
       rss_bytes_connected: rssConnected, rss_bytes_with_signal_state: rssSignal,
       signal_state_bytes_per_session: Math.round((rssSignal - rssConnected) / S),
+      rss_bytes_after_traffic: rssAfter,
     },
   }));
   client.close();

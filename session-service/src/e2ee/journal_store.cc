@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "wasentinel/common/status_macros.h"
+
 namespace wasentinel::signal {
 namespace {
 
@@ -52,9 +54,18 @@ absl::StatusOr<bool> JournalStore::IsTrustedIdentity(const Address& a, ByteView 
   return it == image_.identities.end() || it->second == Copy(pub);
 }
 
+void JournalStore::set_pre_key_loader(PreKeyLoader loader) {
+  std::lock_guard lock(mu_);
+  pre_key_loader_ = std::move(loader);
+}
+
 absl::StatusOr<std::optional<Bytes>> JournalStore::LoadPreKey(uint32_t id) {
   std::lock_guard lock(mu_);
-  return Find(image_.pre_keys, id);
+  std::optional<Bytes> found = Find(image_.pre_keys, id);
+  if (found || !pre_key_loader_) return found;
+  WAS_ASSIGN_OR_RETURN(found, pre_key_loader_(id));
+  if (found) image_.pre_keys[id] = *found;
+  return found;
 }
 
 absl::Status JournalStore::StorePreKey(uint32_t id, ByteView record) {
@@ -66,7 +77,10 @@ absl::Status JournalStore::StorePreKey(uint32_t id, ByteView record) {
 
 absl::Status JournalStore::RemovePreKey(uint32_t id) {
   std::lock_guard lock(mu_);
-  if (image_.pre_keys.erase(id)) Record({Change::Kind::kPreKey, id, {}, {}, std::nullopt});
+  // With a loader the key may be stored without ever having been in memory.
+  if (image_.pre_keys.erase(id) || pre_key_loader_) {
+    Record({Change::Kind::kPreKey, id, {}, {}, std::nullopt});
+  }
   return absl::OkStatus();
 }
 

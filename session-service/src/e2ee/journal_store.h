@@ -5,6 +5,7 @@
 // transaction fails, the caller drops this store and loads the image again.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -49,7 +50,13 @@ class JournalStore : public Store {
   /// notification calls for (the contact reinstalled; the next message starts a new session
   /// and its new identity is trusted on first use).
   void ForgetPeer(const std::string& name);
+  /// One-time pre-keys in memory.
   size_t pre_key_count() const;
+  /// Where a one-time pre-key not in the image is read from (the image was loaded without
+  /// them); its answer is kept until the key is removed. An error fails the decryption that
+  /// asked (the sender is asked to send again).
+  using PreKeyLoader = std::function<absl::StatusOr<std::optional<Bytes>>(uint32_t id)>;
+  void set_pre_key_loader(PreKeyLoader loader);
 
   absl::StatusOr<Identity> LocalIdentity() override;
   absl::StatusOr<bool> SaveIdentity(const Address& address, ByteView identity_pub) override;
@@ -76,6 +83,7 @@ class JournalStore : public Store {
   const Identity identity_;
   const bool journaling_;
   Image image_;
+  PreKeyLoader pre_key_loader_;
   std::vector<Change> journal_;
 };
 

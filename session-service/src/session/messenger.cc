@@ -75,14 +75,38 @@ Messenger::Messenger(PgPool& pool, const Sealer& sealer, std::shared_ptr<spdlog:
       context_(std::move(context)),
       store_(pool, sealer),
       work_(io_.get_executor()),
-      thread_([this] { io_.run(); }) {}
+      thread_([this] { io_.run(); }) {
+  Post([this] { EvictIdle(); });
+}
 
 Messenger::~Messenger() {
   Post([this] {
     senders_.clear();  // their timers go, so the loop runs out once the posted work is done
+    evictor_.cancel();
     work_.reset();
   });
   thread_.join();
+}
+
+void Messenger::EvictIdle() {
+  const absl::Time cutoff = absl::Now() - options_.idle_state;
+  size_t evicted = 0;
+  // Between two handlers no operation is under way and every journal is written (Persist), so
+  // a state dropped here is whole in PostgreSQL.
+  absl::erase_if(devices_, [&](const auto& entry) {
+    const bool idle = entry.second.used_at < cutoff;
+    evicted += idle;
+    return idle;
+  });
+  if (evicted > 0) {
+    log_->debug("Signal state of {} idle sessions dropped from memory; {} kept", evicted,
+                devices_.size());
+  }
+  evictor_.expires_after(
+      absl::ToChronoMilliseconds(std::min(absl::Minutes(1), options_.idle_state)));
+  evictor_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) EvictIdle();
+  });
 }
 
 void Messenger::Post(std::function<void()> f) { boost::asio::post(io_, std::move(f)); }
@@ -169,10 +193,14 @@ absl::StatusOr<Node> Messenger::RetryKeys(const std::string& session_id, int64_t
 
 absl::StatusOr<Messenger::Device*> Messenger::Load(const std::string& session_id,
                                                    const wa::DeviceCredentials& creds) {
-  if (auto it = devices_.find(session_id); it != devices_.end()) return &it->second;
+  if (auto it = devices_.find(session_id); it != devices_.end()) {
+    it->second.used_at = absl::Now();
+    return &it->second;
+  }
   absl::StatusOr<signal::Image> image = absl::InternalError("not loaded");
+  // Without the one-time pre-keys (hundreds, each used once): read one when a pkmsg names it.
   WAS_RETURN_IF_ERROR(pool_.Transact("load signal state", [&](pqxx::work& w) {
-    image = LoadSignalImage(w, sealer_, session_id);
+    image = LoadSignalImage(w, sealer_, session_id, /*with_pre_keys=*/false);
   }));
   if (!image.ok()) return image.status();
   // The identity and the signed pre-key are the credentials' (what pairing registered).
@@ -182,6 +210,14 @@ absl::StatusOr<Messenger::Device*> Messenger::Load(const std::string& session_id
                        context_->SignedPreKeyRecord(signed_key, 0));
   Device d;
   d.store = std::make_unique<signal::JournalStore>(identity, *std::move(image));
+  d.store->set_pre_key_loader([this, session_id](uint32_t id) {
+    absl::StatusOr<std::optional<Bytes>> key = absl::InternalError("not read");
+    const absl::Status read = pool_.Transact("load a one-time pre-key", [&](pqxx::work& w) {
+      key = LoadSignalPreKey(w, sealer_, session_id, id);
+    });
+    return read.ok() ? key : absl::StatusOr<std::optional<Bytes>>(read);
+  });
+  d.used_at = absl::Now();
   WAS_ASSIGN_OR_RETURN(d.protocol, signal::Protocol::Create(*context_, *d.store));
   return &devices_.emplace(session_id, std::move(d)).first->second;
 }

@@ -81,6 +81,9 @@ struct MessengerOptions {
   double sends_per_second = 5;
   /// How long a sent message waits for the server's ack before it is sent again.
   absl::Duration ack_timeout = absl::Seconds(30);
+  /// A session's Signal state unused this long leaves memory (read again from PostgreSQL
+  /// when the next message comes); looked at every minute (or every idle_state if shorter).
+  absl::Duration idle_state = absl::Minutes(10);
 };
 
 class Messenger {
@@ -129,7 +132,10 @@ class Messenger {
   struct Device {
     std::unique_ptr<signal::JournalStore> store;
     std::unique_ptr<signal::Protocol> protocol;
+    absl::Time used_at;  // the last Load
   };
+  // Drops the Signal state of sessions idle for options_.idle_state, then again in a minute.
+  void EvictIdle();
   // One device of a contact (or of ours): its user part and device id.
   using DeviceId = std::pair<std::string, uint32_t>;
   // A session's sending side, while it is online.
@@ -207,6 +213,7 @@ class Messenger {
   absl::flat_hash_map<std::string, Sender> senders_;
   absl::flat_hash_map<std::string, int> retry_counts_;  // retry receipts sent, by "session/id"
   uint64_t next_epoch_ = 1;
+  boost::asio::steady_timer evictor_{io_};  // EvictIdle
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::thread thread_;
 };

@@ -41,13 +41,27 @@ absl::Status CheckLease(pqxx::transaction_base& tx, const std::string& session_i
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::optional<Bytes>> LoadSignalPreKey(pqxx::transaction_base& tx,
+                                                      const Sealer& sealer,
+                                                      const std::string& session_id, uint32_t id) {
+  WAS_RETURN_IF_ERROR(CheckSessionId(session_id));
+  auto r = tx.exec_params(
+      "SELECT key_id, seal_key, record FROM signal_pre_keys WHERE session_id = $1::uuid"
+      " AND key_id = $2",
+      session_id, static_cast<int64_t>(id));
+  if (r.empty()) return std::nullopt;
+  WAS_ASSIGN_OR_RETURN(Bytes record, Opened(sealer, r[0], 1, 2, "pre-key"));
+  return record;
+}
+
 absl::StatusOr<signal::Image> LoadSignalImage(pqxx::transaction_base& tx, const Sealer& sealer,
-                                              const std::string& session_id) {
+                                              const std::string& session_id, bool with_pre_keys) {
   WAS_RETURN_IF_ERROR(CheckSessionId(session_id));
   signal::Image image;
   for (const auto& row : tx.exec_params(
-           "SELECT key_id, seal_key, record FROM signal_pre_keys WHERE session_id = $1::uuid",
-           session_id)) {
+           "SELECT key_id, seal_key, record FROM signal_pre_keys WHERE session_id = $1::uuid"
+           " AND $2",
+           session_id, with_pre_keys)) {
     WAS_ASSIGN_OR_RETURN(image.pre_keys[row[0].as<uint32_t>()],
                          Opened(sealer, row, 1, 2, "pre-key"));
   }

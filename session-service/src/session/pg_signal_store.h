@@ -4,8 +4,10 @@
 // private or chain key is sealed like the credentials (common/include/wasentinel/common/
 // sealing.h); identities are public keys and stored as they are.
 //
-// The state is loaded whole when a session starts (LoadSignalImage) and kept in memory by a
-// JournalStore (session-service/src/e2ee/journal_store.h); what an operation changed is written
+// The state is loaded when a session first needs it (LoadSignalImage; its one-time pre-keys,
+// hundreds of them and used once each, are read one by one as a message names one:
+// LoadSignalPreKey) and kept in memory by a JournalStore (session-service/src/e2ee/
+// journal_store.h) while the session uses it; what an operation changed is written
 // with WriteSignalChanges inside the caller's transaction, after checking the session's lease
 // still carries the caller's fencing token, so a replica that lost the lease never forks a
 // ratchet.
@@ -31,8 +33,14 @@ absl::Status CheckLease(pqxx::transaction_base& tx, const std::string& session_i
 
 /// The state of session `session_id`. DATA_LOSS or FAILED_PRECONDITION when a sealed record
 /// does not open (another key, tampering); INVALID_ARGUMENT for a malformed id.
+/// `with_pre_keys` false: without the one-time pre-keys.
 absl::StatusOr<signal::Image> LoadSignalImage(pqxx::transaction_base& tx, const Sealer& sealer,
-                                              const std::string& session_id);
+                                              const std::string& session_id,
+                                              bool with_pre_keys = true);
+/// One-time pre-key `id` of `session_id` (nullopt: none, used already). Errors as above.
+absl::StatusOr<std::optional<Bytes>> LoadSignalPreKey(pqxx::transaction_base& tx,
+                                                      const Sealer& sealer,
+                                                      const std::string& session_id, uint32_t id);
 
 /// Writes `changes` for `session_id` in `tx`, first checking the session's lease carries
 /// `lease_token` (FAILED_PRECONDITION, IsFenced, when it does not: nothing is written).

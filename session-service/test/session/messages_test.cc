@@ -64,7 +64,10 @@ bool Has(const std::vector<std::string>& texts, const std::string& text) {
 }
 
 TEST(Messages, SendQueueStatusesAndTheLog) {
-  Stack s(nullptr, [](sim::SimOptions& o) { o.phone_receipts = true; });
+  // Signal state leaves memory after 300 ms idle: everything below also holds when it is read
+  // again from PostgreSQL between messages.
+  Stack s([](Options& o) { o.messenger.idle_state = absl::Milliseconds(300); },
+          [](sim::SimOptions& o) { o.phone_receipts = true; });
   Watcher w(*s.stub);
   auto context = signal::Context::Create().value();
   auto session = s.Create("shop", SignalCreds(s, 15550096001, *context).dump()).value();

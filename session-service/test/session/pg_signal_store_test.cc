@@ -117,6 +117,62 @@ TEST(PgSignalStore, AConversationsStateIsWrittenUnderTheLeaseAndLoadsBack) {
   EXPECT_THAT(raw, IsOk());
 }
 
+TEST(PgSignalStore, OneTimePreKeysAreReadOnlyWhenAMessageNamesOne) {
+  Fixture f;
+  const std::string id = f.NewSession();
+  const int64_t token = f.Lease(id);
+  auto context = signal::Context::Create().value();
+  const signal::Identity me = context->GenerateIdentity().value();
+  signal::JournalStore publisher(me);
+  const auto pre_keys = context->GeneratePreKeys(1, 3).value();
+  for (const auto& k : pre_keys)
+    ASSERT_THAT(publisher.StorePreKey(k.id, context->PreKeyRecord(k).value()), IsOk());
+  const auto signed_key = context->GenerateSignedPreKey(me, 1).value();
+  ASSERT_THAT(publisher.StoreSignedPreKey(1, context->SignedPreKeyRecord(signed_key, 0).value()),
+              IsOk());
+  ASSERT_THAT(f.Write(id, token, publisher.TakeJournal()), IsOk());
+
+  // The image without them, and a store that reads the one a message names.
+  absl::StatusOr<signal::Image> image = absl::InternalError("not read");
+  ASSERT_THAT(f.pool->Transact("load",
+                               [&](pqxx::work& w) {
+                                 image = LoadSignalImage(w, f.sealer, id, /*with_pre_keys=*/false);
+                               }),
+              IsOk());
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_TRUE(image->pre_keys.empty());
+  auto read_key = [&](uint32_t key) {
+    absl::StatusOr<std::optional<Bytes>> out = absl::InternalError("not read");
+    EXPECT_THAT(
+        f.pool->Transact("load a pre-key",
+                         [&](pqxx::work& w) { out = LoadSignalPreKey(w, f.sealer, id, key); }),
+        IsOk());
+    return out;
+  };
+  signal::JournalStore store(me, *image);
+  std::vector<uint32_t> asked;
+  store.set_pre_key_loader([&](uint32_t key) {
+    asked.push_back(key);
+    return read_key(key);
+  });
+  auto protocol = signal::Protocol::Create(*context, store).value();
+  const signal::Address peer{"15550002222", 0}, self{"15550001111", 4};
+  signal::MemoryStore peer_store(context->GenerateIdentity().value());
+  auto peer_protocol = signal::Protocol::Create(*context, peer_store).value();
+  signal::PreKeyBundle bundle{me.registration_id, self.device,          pre_keys[1], signed_key.id,
+                              signed_key.key.pub, signed_key.signature, me.key.pub};
+  ASSERT_THAT(peer_protocol->ProcessBundle(self, bundle), IsOk());
+  auto one = peer_protocol->Encrypt(self, signal::Pad(Bytes{'1'})).value();
+  auto plain = protocol->Decrypt(peer, one.type, one.bytes);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(asked, std::vector<uint32_t>{pre_keys[1].id}) << "only the key the message names";
+  ASSERT_THAT(f.Write(id, token, store.TakeJournal()), IsOk());
+  // Used up in PostgreSQL too; the others are still there.
+  EXPECT_FALSE(read_key(pre_keys[1].id)->has_value());
+  EXPECT_TRUE(read_key(pre_keys[2].id)->has_value());
+  EXPECT_FALSE(read_key(999)->has_value()) << "one never made";
+}
+
 TEST(PgSignalStore, AStaleTokenWritesNothing) {
   Fixture f;
   const std::string id = f.NewSession();
