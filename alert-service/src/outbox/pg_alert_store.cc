@@ -21,6 +21,18 @@ const std::string& AlertColumns() {
   return *cols;
 }
 
+const std::string& DeliveryTables() {
+  static const std::string* tables = [] {
+    const char* columns =
+        "id, alert_id, channel, kind, target, status, attempts, last_error, next_attempt_at,"
+        " created_at, sent_at, event_type, tenant_id";
+    return new std::string(absl::StrCat("(SELECT ", columns,
+                                        " FROM alert_deliveries UNION ALL SELECT ", columns,
+                                        " FROM alert_message_deliveries) AS deliveries"));
+  }();
+  return *tables;
+}
+
 const std::string& DeliveryColumns() {
   static const std::string* cols = new std::string(absl::StrCat(
       "id::text, coalesce(alert_id::text, ''), channel, kind, target, status, attempts,"
@@ -193,15 +205,9 @@ ALTER TABLE alert_endpoints ADD COLUMN tenant_id text NOT NULL DEFAULT '';
 CREATE INDEX alert_alerts_tenant ON alert_alerts (tenant_id, raised_at);
 )sql"},
       {4, "message events in the outbox, and the cursor of the message feed", R"sql(
--- A message delivery (kind KIND_MESSAGE) belongs to no alert: it carries its event type and
--- its JSON "data", sealed, and the tenant of its session. event_key names the event
--- ("<type> <session> <chat> <message id> <status>"): one delivery per endpoint and event.
-ALTER TABLE alert_deliveries ALTER COLUMN alert_id DROP NOT NULL;
+-- Deliveries carry their tenant (tenant-scoped listing without a join) and event type.
 ALTER TABLE alert_deliveries ADD COLUMN event_type text NOT NULL DEFAULT '';
 ALTER TABLE alert_deliveries ADD COLUMN tenant_id text NOT NULL DEFAULT '';
-ALTER TABLE alert_deliveries ADD COLUMN event_key text;
-ALTER TABLE alert_deliveries ADD COLUMN payload_key_id text;
-ALTER TABLE alert_deliveries ADD COLUMN payload bytea;
 UPDATE alert_deliveries d SET tenant_id = a.tenant_id FROM alert_alerts a
   WHERE a.id = d.alert_id AND a.tenant_id <> '';
 -- A replica of the previous version (a rolling upgrade) inserts alert deliveries without the
@@ -215,11 +221,39 @@ BEGIN
 END $$;
 CREATE TRIGGER alert_deliveries_tenant BEFORE INSERT ON alert_deliveries
   FOR EACH ROW EXECUTE FUNCTION alert_deliveries_tenant();
-CREATE UNIQUE INDEX alert_deliveries_event ON alert_deliveries (target, event_key)
-  WHERE event_key IS NOT NULL;
 CREATE INDEX alert_deliveries_tenant ON alert_deliveries (tenant_id, id);
-CREATE INDEX alert_deliveries_messages_done ON alert_deliveries (created_at)
-  WHERE kind = 'KIND_MESSAGE' AND status IN ('STATUS_SENT', 'STATUS_DEAD');
+
+-- The outbox's second table: deliveries of message events (kind KIND_MESSAGE), which belong to
+-- no alert. The same columns as alert_deliveries (alert_id always NULL) and ids from the same
+-- sequence, so a delivery id names one row of either and one reader serves both; besides, the
+-- event's key ("<type> <session> <chat> <message id> [<status>]": one delivery per endpoint and
+-- key) and its JSON "data", sealed. Replicas of the previous version never see these rows.
+CREATE TABLE alert_message_deliveries (
+  id bigint PRIMARY KEY DEFAULT nextval('alert_deliveries_id_seq'),
+  alert_id uuid,
+  channel text NOT NULL,
+  kind text NOT NULL,
+  target text NOT NULL,                -- the webhook endpoint id
+  status text NOT NULL,
+  attempts integer NOT NULL DEFAULT 0,
+  last_error text NOT NULL DEFAULT '',
+  next_attempt_at timestamptz NOT NULL,
+  created_at timestamptz NOT NULL,
+  sent_at timestamptz,
+  claimed_by text,
+  claimed_until timestamptz,
+  event_type text NOT NULL,
+  tenant_id text NOT NULL DEFAULT '',
+  event_key text NOT NULL,
+  payload_key_id text NOT NULL,
+  payload bytea NOT NULL
+);
+CREATE UNIQUE INDEX alert_message_deliveries_event ON alert_message_deliveries (target, event_key);
+CREATE INDEX alert_message_deliveries_due ON alert_message_deliveries (next_attempt_at)
+  WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED');
+CREATE INDEX alert_message_deliveries_done ON alert_message_deliveries (created_at)
+  WHERE status IN ('STATUS_SENT', 'STATUS_DEAD');
+CREATE INDEX alert_message_deliveries_tenant ON alert_message_deliveries (tenant_id, id);
 
 -- Followed streams of session-service: the last sequence handled (NULL: none yet) and the
 -- replica following it until held_until (a lease; the cursor is its fencing token).

@@ -19,11 +19,52 @@ namespace {
 using internal::AlertColumns;
 using internal::CheckUuid;
 using internal::DeliveryColumns;
+using internal::DeliveryTables;
 using internal::EndpointColumns;
 using internal::EnumOf;
+using internal::kDeliveryTables;
 using internal::ToAlert;
 using internal::ToDelivery;
 using internal::ToEndpoint;
+
+// Complete's update of delivery `numeric` in `table` (one of the outbox's two).
+void Record(pqxx::nontransaction& n, const char* table, int64_t numeric,
+            const AttemptResult& result, absl::Time now) {
+  switch (result.kind) {
+    case AttemptResult::kSent:
+      n.exec_params(absl::StrCat("UPDATE ", table,
+                                 " SET status = 'STATUS_SENT',"
+                                 " attempts = attempts + 1, last_error = '', sent_at = ",
+                                 PgTime(2),
+                                 ", claimed_by = NULL, claimed_until = NULL"
+                                 " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+                    numeric, absl::ToUnixMicros(now));
+      return;
+    case AttemptResult::kRetry:
+      n.exec_params(absl::StrCat("UPDATE ", table,
+                                 " SET status = 'STATUS_FAILED',"
+                                 " attempts = attempts + 1, last_error = $2, next_attempt_at = ",
+                                 PgTime(3),
+                                 ", claimed_by = NULL, claimed_until = NULL"
+                                 " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+                    numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
+      return;
+    case AttemptResult::kDefer:
+      n.exec_params(
+          absl::StrCat("UPDATE ", table, " SET last_error = $2, next_attempt_at = ", PgTime(3),
+                       ", claimed_by = NULL, claimed_until = NULL"
+                       " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+          numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
+      return;
+    case AttemptResult::kDead:
+      n.exec_params(absl::StrCat("UPDATE ", table,
+                                 " SET status = 'STATUS_DEAD',"
+                                 " attempts = attempts + 1, last_error = $2, claimed_by = NULL,"
+                                 " claimed_until = NULL WHERE id = $1 AND status <> 'STATUS_SENT'"),
+                    numeric, result.error);
+      return;
+  }
+}
 
 }  // namespace
 
@@ -32,15 +73,26 @@ absl::StatusOr<std::vector<ClaimedDelivery>> PgAlertStore::Claim(const std::stri
                                                                  absl::Duration lease, int limit) {
   std::vector<ClaimedDelivery> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("claim deliveries", [&](pqxx::work& w) {
-    auto rows = w.exec_params(
-        absl::StrCat("UPDATE alert_deliveries SET claimed_by = $1, claimed_until = ", PgTime(3),
-                     " WHERE id IN (SELECT id FROM alert_deliveries"
-                     " WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED') AND next_attempt_at <= ",
-                     PgTime(2), " AND (claimed_until IS NULL OR claimed_until <= ", PgTime(2),
-                     ") ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
-                     " RETURNING ",
-                     DeliveryColumns(), ", coalesce(payload_key_id, ''), payload"),
-        worker, absl::ToUnixMicros(now), absl::ToUnixMicros(now + lease), limit);
+    // Alerts first; message events take the rest of the batch, and at least half of it, so
+    // neither kind starves the other.
+    auto claim = [&](const char* table, const char* payload, int n) {
+      return w.exec_params(
+          absl::StrCat(
+              "UPDATE ", table, " SET claimed_by = $1, claimed_until = ", PgTime(3),
+              " WHERE id IN (SELECT id FROM ", table,
+              " WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED') AND next_attempt_at <= ",
+              PgTime(2), " AND (claimed_until IS NULL OR claimed_until <= ", PgTime(2),
+              ") ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+              " RETURNING ",
+              DeliveryColumns(), ", ", payload),
+          worker, absl::ToUnixMicros(now), absl::ToUnixMicros(now + lease), n);
+    };
+    std::vector<pqxx::row> rows;
+    for (const auto& row : claim("alert_deliveries", "'', NULL::bytea", limit)) rows.push_back(row);
+    const int rest = std::max(limit - static_cast<int>(rows.size()), (limit + 1) / 2);
+    for (const auto& row : claim("alert_message_deliveries", "payload_key_id, payload", rest)) {
+      rows.push_back(row);
+    }
     absl::flat_hash_map<std::string, v1::Alert> alerts;
     absl::flat_hash_map<std::string, std::optional<EndpointRecord>> endpoints;
     for (const auto& row : rows) {
@@ -86,12 +138,15 @@ absl::StatusOr<bool> PgAlertStore::Renew(const std::string& id, const std::strin
   bool held = false;
   WAS_RETURN_IF_ERROR(pool_.Run("renew a delivery claim", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    held = !n.exec_params(absl::StrCat("UPDATE alert_deliveries SET claimed_until = ", PgTime(3),
-                                       " WHERE id = $1 AND claimed_by = $2"
-                                       " AND status IN ('STATUS_PENDING', 'STATUS_FAILED')"
-                                       " RETURNING id"),
-                          numeric, claimer, absl::ToUnixMicros(now + lease))
-                .empty();
+    for (const char* table : kDeliveryTables) {
+      held =
+          held || !n.exec_params(absl::StrCat("UPDATE ", table, " SET claimed_until = ", PgTime(3),
+                                              " WHERE id = $1 AND claimed_by = $2"
+                                              " AND status IN ('STATUS_PENDING', 'STATUS_FAILED')"
+                                              " RETURNING id"),
+                                 numeric, claimer, absl::ToUnixMicros(now + lease))
+                       .empty();
+    }
   }));
   return held;
 }
@@ -104,39 +159,7 @@ absl::Status PgAlertStore::Complete(const std::string& id, const AttemptResult& 
   }
   return pool_.Run("record a delivery attempt", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    switch (result.kind) {
-      case AttemptResult::kSent:
-        n.exec_params(absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_SENT',"
-                                   " attempts = attempts + 1, last_error = '', sent_at = ",
-                                   PgTime(2),
-                                   ", claimed_by = NULL, claimed_until = NULL"
-                                   " WHERE id = $1 AND status <> 'STATUS_SENT'"),
-                      numeric, absl::ToUnixMicros(now));
-        return;
-      case AttemptResult::kRetry:
-        n.exec_params(absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_FAILED',"
-                                   " attempts = attempts + 1, last_error = $2, next_attempt_at = ",
-                                   PgTime(3),
-                                   ", claimed_by = NULL, claimed_until = NULL"
-                                   " WHERE id = $1 AND status <> 'STATUS_SENT'"),
-                      numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
-        return;
-      case AttemptResult::kDefer:
-        n.exec_params(
-            absl::StrCat(
-                "UPDATE alert_deliveries SET last_error = $2, next_attempt_at = ", PgTime(3),
-                ", claimed_by = NULL, claimed_until = NULL"
-                " WHERE id = $1 AND status <> 'STATUS_SENT'"),
-            numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
-        return;
-      case AttemptResult::kDead:
-        n.exec_params(
-            "UPDATE alert_deliveries SET status = 'STATUS_DEAD',"
-            " attempts = attempts + 1, last_error = $2, claimed_by = NULL,"
-            " claimed_until = NULL WHERE id = $1 AND status <> 'STATUS_SENT'",
-            numeric, result.error);
-        return;
-    }
+    for (const char* table : kDeliveryTables) Record(n, table, numeric, result, now);
   });
 }
 
@@ -159,8 +182,8 @@ absl::StatusOr<std::pair<std::vector<v1::Delivery>, std::string>> PgAlertStore::
   WAS_RETURN_IF_ERROR(pool_.Run("list deliveries", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
     auto rows =
-        n.exec_params(absl::StrCat("SELECT ", DeliveryColumns(),
-                                   " FROM alert_deliveries WHERE ($1 = '' OR channel = $1)"
+        n.exec_params(absl::StrCat("SELECT ", DeliveryColumns(), " FROM ", DeliveryTables(),
+                                   " WHERE ($1 = '' OR channel = $1)"
                                    " AND ($2 = '' OR status = ANY(string_to_array($2, ',')))"
                                    " AND ($3 = '' OR alert_id = NULLIF($3, '')::uuid)"
                                    " AND ($4 = 0 OR id < $4) AND ($6 = '' OR tenant_id = $6)"
@@ -186,21 +209,22 @@ absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl
   std::optional<v1::Delivery> out;
   bool exists = false;
   WAS_RETURN_IF_ERROR(pool_.Transact("redeliver", [&](pqxx::work& w) {
-    exists = !w.exec_params(
-                   "SELECT 1 FROM alert_deliveries WHERE id = $1 AND ($2 = '' OR"
-                   " tenant_id = $2)",
-                   numeric, tenant)
+    exists = !w.exec_params(absl::StrCat("SELECT 1 FROM ", DeliveryTables(),
+                                         " WHERE id = $1 AND ($2 = '' OR tenant_id = $2)"),
+                            numeric, tenant)
                   .empty();
     if (!exists) return;
-    auto r = w.exec_params(
-        absl::StrCat("UPDATE alert_deliveries SET status = 'STATUS_PENDING', attempts = 0,"
-                     " next_attempt_at = ",
-                     PgTime(2),
-                     ", claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status IN"
-                     " ('STATUS_DEAD', 'STATUS_FAILED') RETURNING ",
-                     DeliveryColumns()),
-        numeric, absl::ToUnixMicros(now));
-    if (!r.empty()) out = ToDelivery(r[0]);
+    for (const char* table : kDeliveryTables) {
+      auto r = w.exec_params(
+          absl::StrCat(
+              "UPDATE ", table,
+              " SET status = 'STATUS_PENDING', attempts = 0, next_attempt_at = ", PgTime(2),
+              ", claimed_by = NULL, claimed_until = NULL WHERE id = $1 AND status IN"
+              " ('STATUS_DEAD', 'STATUS_FAILED') RETURNING ",
+              DeliveryColumns()),
+          numeric, absl::ToUnixMicros(now));
+      if (!r.empty()) out = ToDelivery(r[0]);
+    }
   }));
   if (!exists) return absl::NotFoundError(absl::StrCat("no delivery ", id));
   if (!out) {
@@ -224,8 +248,8 @@ absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(
                  " sent_at - created_at)) * 1000000)::bigint, 0),"
                  " coalesce((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch from"
                  " sent_at - created_at)) * 1000000)::bigint, 0)"
-                 " FROM alert_deliveries WHERE created_at >= ",
-                 PgTime(1),
+                 " FROM ",
+                 DeliveryTables(), " WHERE created_at >= ", PgTime(1),
                  " AND ($2 = '' OR tenant_id = $2)"
                  " GROUP BY channel, status ORDER BY channel, status"),
              absl::ToUnixMicros(since), tenant)) {
@@ -238,11 +262,11 @@ absl::StatusOr<v1::GetDeliveryStatsResponse> PgAlertStore::DeliveryStats(
         *row->mutable_latency_p99() = ToProto(absl::Microseconds(r[4].as<int64_t>()));
       }
     }
-    auto depth = n.exec_params(
-        absl::StrCat("SELECT count(*), ", PgEpochMicros("min(created_at)"),
-                     " FROM alert_deliveries WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED')"
-                     " AND ($1 = '' OR tenant_id = $1)"),
-        tenant)[0];
+    auto depth = n.exec_params(absl::StrCat("SELECT count(*), ", PgEpochMicros("min(created_at)"),
+                                            " FROM ", DeliveryTables(),
+                                            " WHERE status IN ('STATUS_PENDING', 'STATUS_FAILED')"
+                                            " AND ($1 = '' OR tenant_id = $1)"),
+                               tenant)[0];
     out.set_outbox_depth(depth[0].as<int64_t>());
     if (!depth[1].is_null()) {
       *out.mutable_oldest_pending_age() =

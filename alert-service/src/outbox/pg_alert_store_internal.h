@@ -15,6 +15,11 @@ namespace wasentinel::alert::internal {
 // proto names.
 
 const std::string& AlertColumns();
+/// Both tables of the outbox as one, for reading: alert_deliveries and
+/// alert_message_deliveries (message events), ids from one sequence.
+const std::string& DeliveryTables();
+/// The outbox's tables, for writes that name a delivery by id only.
+inline constexpr const char* kDeliveryTables[] = {"alert_deliveries", "alert_message_deliveries"};
 const std::string& DeliveryColumns();
 const std::string& EndpointColumns();
 

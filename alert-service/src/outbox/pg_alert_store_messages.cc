@@ -55,7 +55,8 @@ absl::StatusOr<int> PgAlertStore::AdvanceFeed(const std::string& feed, const std
     written = static_cast<int>(
         w.exec_params(
              absl::StrCat(
-                 "INSERT INTO alert_deliveries (channel, kind, target, status, next_attempt_at,"
+                 "INSERT INTO alert_message_deliveries (channel, kind, target, status,"
+                 " next_attempt_at,"
                  " created_at, tenant_id, event_type, event_key, payload_key_id, payload)"
                  " SELECT 'CHANNEL_WEBHOOK', 'KIND_MESSAGE', id::text, 'STATUS_PENDING', ",
                  PgTime(1), ", ", PgTime(1),
@@ -64,7 +65,7 @@ absl::StatusOr<int> PgAlertStore::AdvanceFeed(const std::string& feed, const std
                  " AND created_at <= ",
                  PgTime(7),
                  " ORDER BY created_at"
-                 " ON CONFLICT (target, event_key) WHERE event_key IS NOT NULL DO NOTHING"
+                 " ON CONFLICT (target, event_key) DO NOTHING"
                  " RETURNING id"),
              absl::ToUnixMicros(now), event->tenant_id, event->type, event->key,
              event->payload_key_id, PgHex(event->sealed_payload), absl::ToUnixMicros(event->at))
@@ -82,8 +83,8 @@ absl::StatusOr<int> PgAlertStore::PruneMessageDeliveries(absl::Time before, int 
   WAS_RETURN_IF_ERROR(pool_.Run("prune message deliveries", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
     pruned = static_cast<int>(
-        n.exec_params(absl::StrCat("DELETE FROM alert_deliveries WHERE id IN (SELECT id FROM"
-                                   " alert_deliveries WHERE kind = 'KIND_MESSAGE' AND status IN"
+        n.exec_params(absl::StrCat("DELETE FROM alert_message_deliveries WHERE id IN (SELECT id"
+                                   " FROM alert_message_deliveries WHERE status IN"
                                    " ('STATUS_SENT', 'STATUS_DEAD') AND created_at < ",
                                    PgTime(1), " LIMIT $2) RETURNING id"),
                       absl::ToUnixMicros(before), limit)
