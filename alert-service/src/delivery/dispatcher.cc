@@ -12,31 +12,17 @@
 #include "wasentinel/common/validation.h"
 
 namespace wasentinel::alert {
-namespace {
-
-std::string Iso(const google::protobuf::Timestamp& t) {
-  if (t.seconds() == 0 && t.nanos() == 0) return "";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", FromProto(t), absl::UTCTimeZone());
-}
-
-std::string Lower(std::string name, std::string_view prefix) {
-  if (absl::StartsWith(name, Sv(prefix))) name = name.substr(prefix.size());
-  for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return name;
-}
-
-}  // namespace
 
 std::string WebhookBody(const v1::Alert& a, v1::Delivery::Kind kind, absl::Time now) {
   const auto& s = a.session();
   nlohmann::json data = {
       {"alert_id", a.id()},
       {"dedup_key", a.dedup_key()},
-      {"kind", Lower(v1::Delivery::Kind_Name(kind), "KIND_")},
-      {"severity", Lower(v1::Severity_Name(a.severity()), "SEVERITY_")},
-      {"status", Lower(v1::Alert::Status_Name(a.status()), "STATUS_")},
+      {"kind", WebhookWord(v1::Delivery::Kind_Name(kind), "KIND_")},
+      {"severity", WebhookWord(v1::Severity_Name(a.severity()), "SEVERITY_")},
+      {"status", WebhookWord(v1::Alert::Status_Name(a.status()), "STATUS_")},
       {"summary", a.summary()},
-      {"raised_at", Iso(a.raised_at())},
+      {"raised_at", WebhookTime(a.raised_at())},
       {"raise_count", a.raise_count()},
       {"session",
        {{"session_id", s.session_id()},
@@ -45,16 +31,13 @@ std::string WebhookBody(const v1::Alert& a, v1::Delivery::Kind kind, absl::Time 
         {"phone_number_masked", s.phone_number_masked()},
         {"state", s.state()},
         {"reason", s.reason()},
-        {"offline_since", Iso(s.offline_since())},
-        {"last_connected_at", Iso(s.last_connected_at())}}},
+        {"offline_since", WebhookTime(s.offline_since())},
+        {"last_connected_at", WebhookTime(s.last_connected_at())}}},
   };
-  if (a.has_resolved_at()) data["resolved_at"] = Iso(a.resolved_at());
+  if (a.has_resolved_at()) data["resolved_at"] = WebhookTime(a.resolved_at());
   const std::string type =
       kind == v1::Delivery::KIND_RESOLVED ? "session.recovered" : a.event_type();
-  return nlohmann::json{
-      {"type", type},
-      {"timestamp", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now, absl::UTCTimeZone())},
-      {"data", std::move(data)}}
+  return nlohmann::json{{"type", type}, {"timestamp", WebhookTime(now)}, {"data", std::move(data)}}
       .dump();
 }
 
@@ -63,9 +46,7 @@ std::optional<std::string> MessageWebhookBody(const std::string& type, std::stri
   nlohmann::json parsed = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) return std::nullopt;
   return nlohmann::json{
-      {"type", type},
-      {"timestamp", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now, absl::UTCTimeZone())},
-      {"data", std::move(parsed)}}
+      {"type", type}, {"timestamp", WebhookTime(now)}, {"data", std::move(parsed)}}
       .dump();
 }
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 #include "delivery/curl_headers.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/logging.h"
+#include "wasentinel/common/proto_time.h"
 
 namespace wasentinel::alert {
 namespace {
@@ -54,6 +56,21 @@ curl_socket_t OpenSocket(void* guard_ptr, curlsocktype, curl_sockaddr* address) 
 }
 
 }  // namespace
+
+std::string WebhookTime(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
+std::string WebhookTime(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "";
+  return WebhookTime(FromProto(t));
+}
+
+std::string WebhookWord(std::string name, std::string_view prefix) {
+  if (absl::StartsWith(name, Sv(prefix))) name = name.substr(prefix.size());
+  for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
 
 std::string NewWebhookSecret() {
   static const int sodium = sodium_init();  // idempotent; needed before randombytes

@@ -17,9 +17,18 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "google/protobuf/timestamp.pb.h"
 #include "wasentinel/common/ip_address.h"
 
 namespace wasentinel::alert {
+
+/// A time in webhook bodies: RFC 3339, UTC, milliseconds ("2026-12-07T10:15:02.118Z"); "" for
+/// an unset Timestamp.
+std::string WebhookTime(absl::Time t);
+std::string WebhookTime(const google::protobuf::Timestamp& t);
+/// An enum value's name in webhook bodies: `name` without `prefix`, in lower case
+/// ("STATUS_OPEN", "STATUS_" → "open").
+std::string WebhookWord(std::string name, std::string_view prefix);
 
 /// A new secret: "whsec_" + base64 of 24 random bytes.
 std::string NewWebhookSecret();

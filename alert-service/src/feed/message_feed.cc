@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "delivery/metrics.h"
+#include "delivery/webhook.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/event_types.h"
 #include "wasentinel/common/logging.h"
@@ -19,16 +20,9 @@ namespace {
 
 namespace sv1 = wasentinel::session::v1;
 
-std::string Iso(const google::protobuf::Timestamp& t) {
-  if (t.seconds() == 0 && t.nanos() == 0) return "";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", FromProto(t), absl::UTCTimeZone());
-}
-
 // "MESSAGE_STATUS_SERVER_ACK" → "server_ack".
 std::string StatusName(sv1::MessageStatus s) {
-  std::string name = sv1::MessageStatus_Name(s).substr(sizeof("MESSAGE_STATUS_") - 1);
-  for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return name;
+  return WebhookWord(sv1::MessageStatus_Name(s), "MESSAGE_STATUS_");
 }
 
 }  // namespace
@@ -46,9 +40,9 @@ std::string MessageEventData(const sv1::Message& m) {
       {"text", m.text()},
       {"status", StatusName(m.status())},
       {"failure", m.failure()},
-      {"sent_at", Iso(m.sent_at())},
-      {"stored_at", Iso(m.stored_at())},
-      {"status_at", Iso(m.status_at())},
+      {"sent_at", WebhookTime(m.sent_at())},
+      {"stored_at", WebhookTime(m.stored_at())},
+      {"status_at", WebhookTime(m.status_at())},
       {"client_message_id", m.client_message_id()},
   };
   // A plain text says all in `text`; anything else (replies, link previews, media) keeps its

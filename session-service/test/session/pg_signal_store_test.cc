@@ -41,6 +41,24 @@ struct Fixture : wasentinel::testing::MigratedDatabase<PgSessionStore> {
     });
     return committed.ok() ? written : committed;
   }
+  // What a device publishes, in `store` and written for session `id`: one-time pre-keys 1..3
+  // and signed pre-key 1.
+  struct Published {
+    std::vector<signal::PreKey> pre_keys;
+    signal::SignedPreKey signed_key;
+  };
+  Published Publish(signal::Context& context, const signal::Identity& me,
+                    signal::JournalStore& store, const std::string& id, int64_t token) {
+    Published out{context.GeneratePreKeys(1, 3).value(),
+                  context.GenerateSignedPreKey(me, 1).value()};
+    for (const auto& k : out.pre_keys) {
+      EXPECT_THAT(store.StorePreKey(k.id, context.PreKeyRecord(k).value()), IsOk());
+    }
+    EXPECT_THAT(store.StoreSignedPreKey(1, context.SignedPreKeyRecord(out.signed_key, 0).value()),
+                IsOk());
+    EXPECT_THAT(Write(id, token, store.TakeJournal()), IsOk());
+    return out;
+  }
   absl::StatusOr<signal::Image> Load(const std::string& id) {
     absl::StatusOr<signal::Image> out = absl::InternalError("not read");
     auto st = pool->Transact("load signal state",
@@ -63,13 +81,7 @@ TEST(PgSignalStore, AConversationsStateIsWrittenUnderTheLeaseAndLoadsBack) {
   // This device publishes pre-keys; a peer starts a session and writes twice, then a group.
   signal::JournalStore store(me);
   auto protocol = signal::Protocol::Create(*context, store).value();
-  const auto pre_keys = context->GeneratePreKeys(1, 3).value();
-  for (const auto& k : pre_keys)
-    ASSERT_THAT(store.StorePreKey(k.id, context->PreKeyRecord(k).value()), IsOk());
-  const auto signed_key = context->GenerateSignedPreKey(me, 1).value();
-  ASSERT_THAT(store.StoreSignedPreKey(1, context->SignedPreKeyRecord(signed_key, 0).value()),
-              IsOk());
-  ASSERT_THAT(f.Write(id, token, store.TakeJournal()), IsOk());
+  const auto [pre_keys, signed_key] = f.Publish(*context, me, store, id, token);
 
   const signal::Address peer{"15550002222", 0}, self{"15550001111", 4};
   signal::MemoryStore peer_store(context->GenerateIdentity().value());
@@ -124,13 +136,7 @@ TEST(PgSignalStore, OneTimePreKeysAreReadOnlyWhenAMessageNamesOne) {
   auto context = signal::Context::Create().value();
   const signal::Identity me = context->GenerateIdentity().value();
   signal::JournalStore publisher(me);
-  const auto pre_keys = context->GeneratePreKeys(1, 3).value();
-  for (const auto& k : pre_keys)
-    ASSERT_THAT(publisher.StorePreKey(k.id, context->PreKeyRecord(k).value()), IsOk());
-  const auto signed_key = context->GenerateSignedPreKey(me, 1).value();
-  ASSERT_THAT(publisher.StoreSignedPreKey(1, context->SignedPreKeyRecord(signed_key, 0).value()),
-              IsOk());
-  ASSERT_THAT(f.Write(id, token, publisher.TakeJournal()), IsOk());
+  const auto [pre_keys, signed_key] = f.Publish(*context, me, publisher, id, token);
 
   // The image without them, and a store that reads the one a message names.
   absl::StatusOr<signal::Image> image = absl::InternalError("not read");
