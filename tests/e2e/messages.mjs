@@ -10,14 +10,16 @@
 // one following is SIGKILLed mid-burst too, and the other takes over: every message of the
 // burst arrives as one webhook.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import { WA_CERT_DETAILS } from 'baileys/lib/Defaults/index.js';
 import { AlertService, SessionService, startWebhookReceiver, unary } from './api.mjs';
-import { freePort, pairBaileys, requiredEnv, startSim, textOfMessage, waitFor } from '../interop/harness.mjs';
+import {
+  baileysDeviceToImport, freePort, pairBaileys, requiredEnv, startSim, textOfMessage, waitFor,
+} from '../interop/harness.mjs';
 
 const checks = [];
 function check(name, ok, detail = '') {
@@ -95,24 +97,16 @@ const open = [];
 let exitCode = 1;
 try {
   // The shop's device, as Baileys paired it: it uploaded 30 one-time pre-keys to WhatsApp.
-  const shopDir = join(work, 'shop');
-  const shopBaileys = await pairBaileys(sim, shopDir, SHOP, 'Shop');
-  const device = (await sim.get('/devices')).devices.find((d) => `${d.jid}@s.whatsapp.net` === shopBaileys.jid);
+  const shop = await baileysDeviceToImport(sim, join(work, 'shop'), SHOP, 'Shop');
+  const { device } = shop;
   check('the shop\'s Baileys uploaded its pre-keys', device?.prekeys === 30, JSON.stringify(device));
-  shopBaileys.close();
-  await waitFor(async () => !(await sim.get('/connections')).connections.some((c) => c.logged_in && c.jid === device.jid),
-    { what: 'the shop\'s Baileys gone' });
 
   // session-service takes the device over, with its keys.
   await startService();
-  const preKeyFiles = {};
-  for (const f of readdirSync(shopDir).filter((n) => /^pre-key-\d+\.json$/.test(n))) {
-    preKeyFiles[f] = readFileSync(join(shopDir, f), 'utf8');
-  }
   const { session } = await service.call('CreateSession', {
-    tenant_id: 'shop', account_name: 'The shop', creds_json: readFileSync(join(shopDir, 'creds.json'), 'utf8'),
-    pre_key_files: preKeyFiles,
+    tenant_id: 'shop', account_name: 'The shop', creds_json: shop.creds_json, pre_key_files: shop.pre_key_files,
   });
+  const preKeyFiles = shop.pre_key_files;
   check(`imported with its ${Object.keys(preKeyFiles).length} pre-key files`, Object.keys(preKeyFiles).length >= 30);
   const connected = await passes(waitFor(async () => (await service.call('GetSession', { id: session.id })).session.state === 'SESSION_STATE_CONNECTED',
     { timeoutMs: 15000, what: 'the shop CONNECTED' }));

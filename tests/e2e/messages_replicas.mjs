@@ -11,14 +11,16 @@
 // Environment: WA_SIM, SESSION_SERVICE, DATABASE_URL, PROTO_DIR. TAP-like lines; exit code 0
 // only if every step was seen.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import grpc from '@grpc/grpc-js';
 import { WA_CERT_DETAILS } from 'baileys/lib/Defaults/index.js';
 import { SessionService, unary } from './api.mjs';
-import { freePort, pairBaileys, requiredEnv, startSim, textOfMessage, waitFor } from '../interop/harness.mjs';
+import {
+  baileysDeviceToImport, freePort, pairBaileys, requiredEnv, startSim, textOfMessage, waitFor,
+} from '../interop/harness.mjs';
 
 const LEASE_TTL_S = 3;
 const SEND_RATE = 2;  // per session per second: the flood below is 10 s of it
@@ -65,21 +67,11 @@ const open = [];
 let exitCode = 1;
 try {
   // The shop's device, paired by Baileys, then imported into session-service with its keys.
-  const shopDir = join(work, 'shop');
-  const shopBaileys = await pairBaileys(sim, shopDir, SHOP, 'Shop');
-  const device = (await sim.get('/devices')).devices.find((d) => `${d.jid}@s.whatsapp.net` === shopBaileys.jid);
-  shopBaileys.close();
-  await waitFor(async () => !(await sim.get('/connections')).connections.some((c) => c.logged_in && c.jid === device.jid),
-    { what: 'the shop\'s Baileys gone' });
+  const shop = await baileysDeviceToImport(sim, join(work, 'shop'), SHOP, 'Shop');
   const r1 = await startReplica('r1');
   await startReplica('r2');
-  const preKeyFiles = {};
-  for (const f of readdirSync(shopDir).filter((n) => /^pre-key-\d+\.json$/.test(n))) {
-    preKeyFiles[f] = readFileSync(join(shopDir, f), 'utf8');
-  }
   const { session } = await r1.call('CreateSession', {
-    tenant_id: 'shop', account_name: 'The shop', creds_json: readFileSync(join(shopDir, 'creds.json'), 'utf8'),
-    pre_key_files: preKeyFiles,
+    tenant_id: 'shop', account_name: 'The shop', creds_json: shop.creds_json, pre_key_files: shop.pre_key_files,
   });
   // The replica holding the shop while it is CONNECTED (null meanwhile: a call forwarded to a
   // holder that just died fails).

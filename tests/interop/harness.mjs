@@ -2,7 +2,7 @@
 // API, connect an unmodified Baileys client to it, run wa-node in batch mode.
 import makeWASocket, {useMultiFileAuthState} from 'baileys';
 import {spawn, spawnSync} from 'node:child_process';
-import {existsSync, mkdtempSync, readFileSync, rmSync} from 'node:fs';
+import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs';
 import {createServer} from 'node:net';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
@@ -224,3 +224,20 @@ export async function pairBaileys(sim, dir, phone, name) {
 }
 
 export {textOfMessage};
+
+// A linked device as Baileys pairs it, handed over to be imported (CreateSession's creds_json
+// and pre_key_files): Baileys pairs `phone` in `dir` (uploading its one-time pre-keys to
+// WhatsApp), then closes, and this waits until wa-sim no longer has it logged in. Answers
+// { device (wa-sim's record), creds_json, pre_key_files }.
+export async function baileysDeviceToImport(sim, dir, phone, name) {
+  const paired = await pairBaileys(sim, dir, phone, name);
+  const device = (await sim.get('/devices')).devices.find((d) => `${d.jid}@s.whatsapp.net` === paired.jid);
+  paired.close();
+  await waitFor(async () => !(await sim.get('/connections')).connections.some((c) => c.logged_in && c.jid === device.jid),
+    {what: `${name}'s Baileys gone`});
+  const pre_key_files = {};
+  for (const f of readdirSync(dir).filter((n) => /^pre-key-\d+\.json$/.test(n))) {
+    pre_key_files[f] = readFileSync(join(dir, f), 'utf8');
+  }
+  return {device, creds_json: readFileSync(join(dir, 'creds.json'), 'utf8'), pre_key_files};
+}
