@@ -73,8 +73,8 @@ absl::StatusOr<std::vector<ClaimedDelivery>> PgAlertStore::Claim(const std::stri
                                                                  absl::Duration lease, int limit) {
   std::vector<ClaimedDelivery> out;
   WAS_RETURN_IF_ERROR(pool_.Transact("claim deliveries", [&](pqxx::work& w) {
-    // Alerts first; message events take the rest of the batch, and at least half of it, so
-    // neither kind starves the other.
+    // Up to half the batch for alerts, then message events, then alerts again in what is left:
+    // neither kind starves the other, and the batch is at most `limit`.
     auto claim = [&](const char* table, const char* payload, int n) {
       return w.exec_params(
           absl::StrCat(
@@ -88,11 +88,14 @@ absl::StatusOr<std::vector<ClaimedDelivery>> PgAlertStore::Claim(const std::stri
           worker, absl::ToUnixMicros(now), absl::ToUnixMicros(now + lease), n);
     };
     std::vector<pqxx::row> rows;
-    for (const auto& row : claim("alert_deliveries", "'', NULL::bytea", limit)) rows.push_back(row);
-    const int rest = std::max(limit - static_cast<int>(rows.size()), (limit + 1) / 2);
-    for (const auto& row : claim("alert_message_deliveries", "payload_key_id, payload", rest)) {
-      rows.push_back(row);
-    }
+    auto add = [&](const char* table, const char* payload, int n) {
+      if (n <= 0) return;
+      for (const auto& row : claim(table, payload, n)) rows.push_back(row);
+    };
+    add("alert_deliveries", "'', NULL::bytea", limit - limit / 2);
+    add("alert_message_deliveries", "payload_key_id, payload",
+        limit - static_cast<int>(rows.size()));
+    add("alert_deliveries", "'', NULL::bytea", limit - static_cast<int>(rows.size()));
     absl::flat_hash_map<std::string, v1::Alert> alerts;
     absl::flat_hash_map<std::string, std::optional<EndpointRecord>> endpoints;
     for (const auto& row : rows) {

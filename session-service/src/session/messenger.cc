@@ -1,5 +1,6 @@
 #include "messenger.h"
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <pqxx/pqxx>
 
@@ -82,6 +83,7 @@ Messenger::Messenger(PgPool& pool, const Sealer& sealer, std::shared_ptr<spdlog:
 Messenger::~Messenger() {
   Post([this] {
     senders_.clear();  // their timers go, so the loop runs out once the posted work is done
+    stopping_ = true;  // an evictor already due does not wait again
     evictor_.cancel();
     work_.reset();
   });
@@ -91,8 +93,9 @@ Messenger::~Messenger() {
 void Messenger::EvictIdle() {
   const absl::Time cutoff = absl::Now() - options_.idle_state;
   size_t evicted = 0;
-  // Between two handlers no operation is under way and every journal is written (Persist), so
-  // a state dropped here is whole in PostgreSQL.
+  // Between two handlers no operation is under way; what a journal still holds then was never
+  // written because nothing derived from it was sent (an encryption that failed), so dropping
+  // it forks no ratchet.
   absl::erase_if(devices_, [&](const auto& entry) {
     const bool idle = entry.second.used_at < cutoff;
     evicted += idle;
@@ -102,10 +105,10 @@ void Messenger::EvictIdle() {
     log_->debug("Signal state of {} idle sessions dropped from memory; {} kept", evicted,
                 devices_.size());
   }
-  evictor_.expires_after(
-      absl::ToChronoMilliseconds(std::min(absl::Minutes(1), options_.idle_state)));
+  evictor_.expires_after(absl::ToChronoMilliseconds(
+      std::clamp(options_.idle_state, absl::Milliseconds(100), absl::Minutes(1))));
   evictor_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) EvictIdle();
+    if (!ec && !stopping_) EvictIdle();
   });
 }
 
@@ -215,7 +218,9 @@ absl::StatusOr<Messenger::Device*> Messenger::Load(const std::string& session_id
     const absl::Status read = pool_.Transact("load a one-time pre-key", [&](pqxx::work& w) {
       key = LoadSignalPreKey(w, sealer_, session_id, id);
     });
-    return read.ok() ? key : absl::StatusOr<std::optional<Bytes>>(read);
+    if (!read.ok()) key = read;
+    if (!key.ok()) pre_key_unreadable_ = key.status();  // Process tells it from a bad message
+    return key;
   });
   d.used_at = absl::Now();
   WAS_ASSIGN_OR_RETURN(d.protocol, signal::Protocol::Create(*context_, *d.store));
@@ -290,7 +295,19 @@ std::vector<Node> Messenger::Process(const std::string& session_id, int64_t leas
     if (type == "pkmsg" || type == "msg") {
       const auto kind =
           type == "pkmsg" ? signal::MessageType::kPreKey : signal::MessageType::kWhisper;
+      pre_key_unreadable_.reset();
       padded = protocol.Decrypt(address, kind, enc.ContentBytes());
+      if (pre_key_unreadable_) {
+        // Our store failed, not the message: unanswered, WhatsApp delivers it again (and the
+        // state in memory, which libsignal may have half changed, is read again then).
+        count("failed");
+        log_->warn(
+            "session {}: message {}: a one-time pre-key not read ({}); it waits for "
+            "redelivery",
+            session_id, id, pre_key_unreadable_->message());
+        devices_.erase(session_id);
+        return {};
+      }
       if (type == "pkmsg" && absl::IsFailedPrecondition(padded.status())) {
         // A new identity: the contact reinstalled WhatsApp (the notification may come later,
         // or not at all). As whatsmeow does, forget the old one and decrypt again.

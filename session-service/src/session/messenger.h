@@ -22,7 +22,11 @@
 // never dropped); a message still unsent at its deadline is FAILED.
 //
 // Each session's Signal state is loaded from PostgreSQL on first use and kept in memory (a
-// JournalStore); a failed transaction drops it, to be loaded again.
+// JournalStore) while it is used: without its one-time pre-keys (hundreds, each used once),
+// which are read one by one when a pre-key message names one, and dropped after
+// MessengerOptions::idle_state unused. A failed transaction drops it too, to be loaded again; a
+// pre-key that cannot be read leaves the message unanswered (WhatsApp delivers it again), never
+// taken for a bad message.
 #pragma once
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -213,6 +217,9 @@ class Messenger {
   absl::flat_hash_map<std::string, Sender> senders_;
   absl::flat_hash_map<std::string, int> retry_counts_;  // retry receipts sent, by "session/id"
   uint64_t next_epoch_ = 1;
+  // Why the last one-time pre-key read failed (set by the store's loader during a Decrypt).
+  std::optional<absl::Status> pre_key_unreadable_;
+  bool stopping_ = false;
   boost::asio::steady_timer evictor_{io_};  // EvictIdle
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::thread thread_;

@@ -257,6 +257,28 @@ TEST(Messages, SendQueueStatusesAndTheLog) {
   while (!seen && reader->Read(&m)) seen = m.message_id() == live.message.message_id();
   EXPECT_TRUE(seen);
   watch_ctx.TryCancel();
+
+  // Logged out, the session has no linked device to send from: refused, nothing queued.
+  {
+    grpc::ClientContext ctx;
+    v1::LogoutRequest req;
+    req.set_id(session.id());
+    v1::LogoutResponse resp;
+    ASSERT_TRUE(s.stub->Logout(&ctx, req, &resp).ok());
+  }
+  ASSERT_TRUE(w.WaitForLatest(session.id(), v1::SESSION_STATE_LOGGED_OUT));
+  auto stored = [&] {
+    pqxx::connection c(s.db.url());
+    pqxx::nontransaction tx(c);
+    return tx
+        .exec_params1("SELECT count(*) FROM messages WHERE session_id = $1::uuid", session.id())[0]
+        .as<int>();
+  };
+  const int before = stored();
+  Sent after_logout = Send(s, session.id(), "15550096999", "anyone there?");
+  EXPECT_EQ(after_logout.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(after_logout.status.error_message(), ::testing::HasSubstr("pair it first"));
+  EXPECT_EQ(stored(), before) << "nothing queued";
 }
 
 TEST(Messages, MessageScopesAreGrantedByName) {
