@@ -87,6 +87,10 @@ TEST(MessageEvents, EachMessageIsTheEventItsStatusSays) {
   EXPECT_EQ(received->tenant_id, "acme");
   EXPECT_EQ(received->at, t);
 
+  sv1::Message notice = Inbound("identity-1", sv1::MESSAGE_STATUS_RECEIVED, t);
+  notice.set_kind("identity_changed");
+  EXPECT_EQ(MessageEventOf(notice, sealer)->type, "session.identity_changed");
+
   std::set<std::string> keys;
   for (auto s : {sv1::MESSAGE_STATUS_SERVER_ACK, sv1::MESSAGE_STATUS_DELIVERED,
                  sv1::MESSAGE_STATUS_READ, sv1::MESSAGE_STATUS_FAILED}) {

@@ -53,7 +53,8 @@ AlertMetrics::AlertMetrics(prometheus::Registry& registry)
     }
     Latency(channel);
   }
-  for (const char* type : {event_types::kMessageReceived, event_types::kMessageStatus}) {
+  for (const char* type : {event_types::kMessageReceived, event_types::kMessageStatus,
+                           event_types::kIdentityChanged}) {
     message_events_.Add({{"type", type}});
     message_deliveries_.Add({{"type", type}});
   }

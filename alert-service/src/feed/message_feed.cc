@@ -58,7 +58,9 @@ std::optional<MessageEvent> MessageEventOf(const sv1::Message& m, const Sealer& 
   const std::string id = absl::StrCat(m.session_id(), " ", m.chat(), " ", m.message_id());
   switch (m.status()) {
     case sv1::MESSAGE_STATUS_RECEIVED:
-      e.type = event_types::kMessageReceived;
+      // The chat's notice that a contact's security code changed is news of its own.
+      e.type = m.kind() == "identity_changed" ? event_types::kIdentityChanged
+                                              : event_types::kMessageReceived;
       e.key = absl::StrCat(e.type, " ", id);
       break;
     case sv1::MESSAGE_STATUS_UNDECRYPTABLE:
@@ -84,8 +86,8 @@ std::optional<MessageEvent> MessageEventOf(const sv1::Message& m, const Sealer& 
   e.tenant_id = m.tenant_id();
   // Arrival for what was received (marking it read later does not make it news to an endpoint
   // created since); the change of status for the rest.
-  e.at = e.type == event_types::kMessageReceived || !m.has_status_at() ? FromProto(m.stored_at())
-                                                                       : FromProto(m.status_at());
+  e.at = e.type != event_types::kMessageStatus || !m.has_status_at() ? FromProto(m.stored_at())
+                                                                     : FromProto(m.status_at());
   const std::string data = MessageEventData(m);
   Sealer::Sealed sealed = sealer.Seal(AsBytes(data));
   e.payload_key_id = std::move(sealed.key_id);

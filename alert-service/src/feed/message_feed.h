@@ -15,7 +15,8 @@
 // the resume point session-service names, logged as an error with the sequences lost. A message
 // refused three times for a reason that will not pass is skipped, logged and counted.
 //
-// Events: a message received (text or not, and what did not decrypt) is "message.received";
+// Events: a message received (text or not, and what did not decrypt) is "message.received"
+// (the chat's notice that a contact's security code changed: "session.identity_changed");
 // a message this service sent is "message.status" at SERVER_ACK, DELIVERED, READ and FAILED.
 // The log gives each message once in its latest state when the feed catches up, so a feed that
 // was behind sends the latest status only. Endpoints get only events of messages that arrived
