@@ -54,11 +54,9 @@ class App::Impl {
       metrics->Outbox(stats->outbox_depth(), FromProto(stats->oldest_pending_age()));
     }
     if (feed) metrics->Following(feed->following());
-    // Delivered message events, in batches, a few per round (the rest next round).
-    for (int round = 0; round < 10; ++round) {
-      auto pruned = store->PruneMessageDeliveries(now - message_delivery_retention, 1000);
-      if (!pruned.ok()) log->warn("pruning message deliveries: {}", pruned.status());
-      if (!pruned.ok() || *pruned < 1000) break;
+    if (auto pruned = store->PruneMessageDeliveries(now - message_delivery_retention);
+        !pruned.ok()) {
+      log->warn("pruning message deliveries: {}", pruned.status());
     }
   }
   void StopHousekeeping() {
@@ -136,17 +134,14 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
     WAS_ASSIGN_OR_RETURN(auto upstream, GrpcChannelCredentials(options.upstream_ca_file,
                                                                options.runtime.tls_cert_file,
                                                                options.runtime.tls_key_file));
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
-    SetClientKeepalive(args);  // an idle stream to a vanished session-service ends
     MessageFeedOptions f;
     f.replica = rt.replica();
     f.api_key = options.session_service_api_key;
     f.lease = options.message_feed_lease;
     f.poll = std::min(absl::Seconds(5), options.message_feed_lease / 3);
     impl->feed = std::make_unique<MessageFeed>(
-        *impl->store, grpc::CreateCustomChannel(options.session_service, upstream, args),
+        *impl->store,
+        grpc::CreateCustomChannel(options.session_service, upstream, UpstreamChannelArguments()),
         *impl->sealer, rt.clock(), f, impl->log,
         [dispatcher = impl->dispatcher.get()] { dispatcher->Wake(); }, impl->metrics.get());
     impl->log->info("message webhooks: following the messages of session-service at {}",

@@ -241,11 +241,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(const Options& options, Clock* 
   impl->replica = rt.replica();
   impl->store = std::make_unique<PgHealthStore>(rt.pool());
 
-  grpc::ChannelArguments args;
-  // Reconnect to a restarted session-service quickly; the light check's backoff paces alerts.
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
-  SetClientKeepalive(args);  // the event watch on an idle stream notices a vanished peer
+  // Reconnected quickly (the light check's backoff paces alerts); the event watch on an idle
+  // stream notices a vanished peer.
+  const grpc::ChannelArguments args = UpstreamChannelArguments();
   impl->session_channel = grpc::CreateCustomChannel(options.session_service, upstream, args);
   impl->sessions = std::make_unique<GrpcSessionSource>(
       impl->session_channel, options.session_service_api_key, options.call_timeout);

@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <memory>
@@ -101,6 +102,10 @@ std::string State(int s) {
 std::string Reason(int r) {
   std::string n = v1::StateReason_Name(static_cast<v1::StateReason>(r));
   return n.substr(std::string("STATE_REASON_").size());
+}
+std::string MessageStatus(int m) {
+  std::string n = v1::MessageStatus_Name(static_cast<v1::MessageStatus>(m));
+  return n.substr(std::string("MESSAGE_STATUS_").size());
 }
 std::string When(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
@@ -447,35 +452,52 @@ class Cli {
     return rc;
   }
 
-  int Watch() {
-    v1::WatchSessionEventsRequest req;
+  // A watch request of the flags --after, --session and --tenant.
+  template <class Request>
+  Request WatchRequest() const {
+    Request req;
     if (absl::GetFlag(FLAGS_after) >= 0) req.set_after_sequence(absl::GetFlag(FLAGS_after));
     req.set_session_id(absl::GetFlag(FLAGS_session));
     req.set_tenant_id(absl::GetFlag(FLAGS_tenant));
+    return req;
+  }
+
+  // Follows a watch stream until it ends: each item a JSON line (--json) or `line`.
+  template <class Request, class Item>
+  int Follow(std::unique_ptr<grpc::ClientReader<Item>> (v1::SessionService::Stub::*watch)(
+                 grpc::ClientContext*, const Request&),
+             const std::function<void(const Item&)>& line) {
     auto ctx = Context(/*deadline=*/false);
-    auto reader = stub_->WatchSessionEvents(ctx.get(), req);
-    v1::SessionEvent e;
-    while (reader->Read(&e)) {
+    auto reader = ((*stub_).*watch)(ctx.get(), WatchRequest<Request>());
+    Item item;
+    while (reader->Read(&item)) {
       if (json_) {
-        std::cout << Json(e, false) << std::flush;
+        std::cout << Json(item, false) << std::flush;
       } else {
-        std::cout << absl::StrFormat("%8d  %s  %s  %s → %s (%s)%s\n", e.sequence(), When(e.at()),
-                                     e.session_id(), State(e.from_state()), State(e.to_state()),
-                                     Reason(e.reason()), e.error().empty() ? "" : ": " + e.error())
-                  << std::flush;
+        line(item);
       }
     }
     grpc::Status st = reader->Finish();
     return st.ok() ? 0 : Fail(st);
   }
 
+  int Watch() {
+    return Follow<v1::WatchSessionEventsRequest, v1::SessionEvent>(
+        &v1::SessionService::Stub::WatchSessionEvents, [this](const v1::SessionEvent& e) {
+          std::cout << absl::StrFormat("%8d  %s  %s  %s → %s (%s)%s\n", e.sequence(), When(e.at()),
+                                       e.session_id(), State(e.from_state()), State(e.to_state()),
+                                       Reason(e.reason()),
+                                       e.error().empty() ? "" : ": " + e.error())
+                    << std::flush;
+        });
+  }
+
   // One message as a line: sequence, time, status, direction, chat, id, text.
   void MessageLine(const v1::Message& m) {
-    std::string status = v1::MessageStatus_Name(m.status());
-    if (status.starts_with("MESSAGE_STATUS_")) status = status.substr(15);
     std::cout << absl::StrFormat("%8d  %s  %-10s %s %s  %s  %s%s\n", m.sequence(),
-                                 When(m.sent_at()), status, m.from_me() ? "→" : "←", m.chat(),
-                                 m.message_id(), m.text().empty() ? "[" + m.kind() + "]" : m.text(),
+                                 When(m.sent_at()), MessageStatus(m.status()),
+                                 m.from_me() ? "→" : "←", m.chat(), m.message_id(),
+                                 m.text().empty() ? "[" + m.kind() + "]" : m.text(),
                                  m.failure().empty() ? "" : "  (" + m.failure() + ")")
               << std::flush;
   }
@@ -501,22 +523,9 @@ class Cli {
 
   int Messages(const std::string& verb, const std::vector<std::string>& ids) {
     if (verb == "watch") {
-      v1::WatchMessagesRequest req;
-      if (absl::GetFlag(FLAGS_after) >= 0) req.set_after_sequence(absl::GetFlag(FLAGS_after));
-      req.set_session_id(absl::GetFlag(FLAGS_session));
-      req.set_tenant_id(absl::GetFlag(FLAGS_tenant));
-      auto ctx = Context(/*deadline=*/false);
-      auto reader = stub_->WatchMessages(ctx.get(), req);
-      v1::Message m;
-      while (reader->Read(&m)) {
-        if (json_) {
-          std::cout << Json(m, false) << std::flush;
-        } else {
-          MessageLine(m);
-        }
-      }
-      grpc::Status st = reader->Finish();
-      return st.ok() ? 0 : Fail(st);
+      return Follow<v1::WatchMessagesRequest, v1::Message>(
+          &v1::SessionService::Stub::WatchMessages,
+          [this](const v1::Message& m) { MessageLine(m); });
     }
     if (verb == "list") {
       v1::ListMessagesRequest req;

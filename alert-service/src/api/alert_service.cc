@@ -115,10 +115,9 @@ grpc::Status AlertServiceImpl::RaiseAlert(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(CheckDedupKey(req->dedup_key()));
   WAS_GRPC_RETURN_IF_ERROR(CheckDedupScope(caller, req->dedup_key()));
   WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckEventType("event_type", req->event_type())));
-  if (absl::StartsWith(req->event_type(), event_types::kMessagePrefix)) {
+  if (event_types::IsFeedEvent(req->event_type())) {
     return Invalid(absl::StrCat("event_type ", req->event_type(),
-                                ": message.* events are message webhooks, sent by the message "
-                                "feed, not alerts"));
+                                " is a message webhook, sent by the message feed, not an alert"));
   }
   WAS_GRPC_RETURN_IF_ERROR(
       ToGrpc(CheckText("summary", req->summary(), {.max_bytes = 4096, .multiline = true})));

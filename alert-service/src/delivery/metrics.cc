@@ -53,8 +53,7 @@ AlertMetrics::AlertMetrics(prometheus::Registry& registry)
     }
     Latency(channel);
   }
-  for (const char* type : {event_types::kMessageReceived, event_types::kMessageStatus,
-                           event_types::kIdentityChanged}) {
+  for (const char* type : event_types::kFeedEvents) {
     message_events_.Add({{"type", type}});
     message_deliveries_.Add({{"type", type}});
   }

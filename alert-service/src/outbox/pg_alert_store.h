@@ -153,9 +153,9 @@ class PgAlertStore final : public DeliveryStore {
   absl::StatusOr<int> AdvanceFeed(const std::string& feed, const std::string& holder,
                                   std::optional<int64_t> from, int64_t to,
                                   const MessageEvent* event, absl::Time now, absl::Duration lease);
-  /// Deletes up to `limit` message deliveries SENT or DEAD and created before `before`; answers
-  /// how many.
-  absl::StatusOr<int> PruneMessageDeliveries(absl::Time before, int limit);
+  /// Deletes the message deliveries SENT or DEAD and created before `before`, `batch` rows a
+  /// statement; answers how many.
+  absl::StatusOr<int> PruneMessageDeliveries(absl::Time before, int batch = 1000);
 
   /// Claims up to `limit` due deliveries (PENDING or FAILED, next attempt due, not claimed by
   /// a live claim) for `worker` until now + `lease`, oldest first, with FOR UPDATE SKIP LOCKED:

@@ -27,43 +27,48 @@ using internal::ToAlert;
 using internal::ToDelivery;
 using internal::ToEndpoint;
 
-// Complete's update of delivery `numeric` in `table` (one of the outbox's two).
-void Record(pqxx::nontransaction& n, const char* table, int64_t numeric,
+// Complete's update of delivery `numeric` in `table` (one of the outbox's two); answers whether
+// it changed a row there.
+bool Record(pqxx::nontransaction& n, const char* table, int64_t numeric,
             const AttemptResult& result, absl::Time now) {
+  pqxx::result r;
   switch (result.kind) {
     case AttemptResult::kSent:
-      n.exec_params(absl::StrCat("UPDATE ", table,
-                                 " SET status = 'STATUS_SENT',"
-                                 " attempts = attempts + 1, last_error = '', sent_at = ",
-                                 PgTime(2),
-                                 ", claimed_by = NULL, claimed_until = NULL"
-                                 " WHERE id = $1 AND status <> 'STATUS_SENT'"),
-                    numeric, absl::ToUnixMicros(now));
-      return;
+      r = n.exec_params(absl::StrCat("UPDATE ", table,
+                                     " SET status = 'STATUS_SENT',"
+                                     " attempts = attempts + 1, last_error = '', sent_at = ",
+                                     PgTime(2),
+                                     ", claimed_by = NULL, claimed_until = NULL"
+                                     " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+                        numeric, absl::ToUnixMicros(now));
+      break;
     case AttemptResult::kRetry:
-      n.exec_params(absl::StrCat("UPDATE ", table,
-                                 " SET status = 'STATUS_FAILED',"
-                                 " attempts = attempts + 1, last_error = $2, next_attempt_at = ",
-                                 PgTime(3),
-                                 ", claimed_by = NULL, claimed_until = NULL"
-                                 " WHERE id = $1 AND status <> 'STATUS_SENT'"),
-                    numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
-      return;
+      r = n.exec_params(
+          absl::StrCat("UPDATE ", table,
+                       " SET status = 'STATUS_FAILED',"
+                       " attempts = attempts + 1, last_error = $2, next_attempt_at = ",
+                       PgTime(3),
+                       ", claimed_by = NULL, claimed_until = NULL"
+                       " WHERE id = $1 AND status <> 'STATUS_SENT'"),
+          numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
+      break;
     case AttemptResult::kDefer:
-      n.exec_params(
+      r = n.exec_params(
           absl::StrCat("UPDATE ", table, " SET last_error = $2, next_attempt_at = ", PgTime(3),
                        ", claimed_by = NULL, claimed_until = NULL"
                        " WHERE id = $1 AND status <> 'STATUS_SENT'"),
           numeric, result.error, absl::ToUnixMicros(result.next_attempt_at));
-      return;
+      break;
     case AttemptResult::kDead:
-      n.exec_params(absl::StrCat("UPDATE ", table,
-                                 " SET status = 'STATUS_DEAD',"
-                                 " attempts = attempts + 1, last_error = $2, claimed_by = NULL,"
-                                 " claimed_until = NULL WHERE id = $1 AND status <> 'STATUS_SENT'"),
-                    numeric, result.error);
-      return;
+      r = n.exec_params(
+          absl::StrCat("UPDATE ", table,
+                       " SET status = 'STATUS_DEAD',"
+                       " attempts = attempts + 1, last_error = $2, claimed_by = NULL,"
+                       " claimed_until = NULL WHERE id = $1 AND status <> 'STATUS_SENT'"),
+          numeric, result.error);
+      break;
   }
+  return r.affected_rows() > 0;
 }
 
 }  // namespace
@@ -162,7 +167,9 @@ absl::Status PgAlertStore::Complete(const std::string& id, const AttemptResult& 
   }
   return pool_.Run("record a delivery attempt", [&](pqxx::connection& c) {
     pqxx::nontransaction n(c);
-    for (const char* table : kDeliveryTables) Record(n, table, numeric, result, now);
+    for (const char* table : kDeliveryTables) {
+      if (Record(n, table, numeric, result, now)) break;
+    }
   });
 }
 
@@ -226,7 +233,10 @@ absl::StatusOr<v1::Delivery> PgAlertStore::Redeliver(const std::string& id, absl
               " ('STATUS_DEAD', 'STATUS_FAILED') RETURNING ",
               DeliveryColumns()),
           numeric, absl::ToUnixMicros(now));
-      if (!r.empty()) out = ToDelivery(r[0]);
+      if (!r.empty()) {
+        out = ToDelivery(r[0]);
+        break;
+      }
     }
   }));
   if (!exists) return absl::NotFoundError(absl::StrCat("no delivery ", id));

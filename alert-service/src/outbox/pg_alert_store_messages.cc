@@ -78,19 +78,23 @@ absl::StatusOr<int> PgAlertStore::AdvanceFeed(const std::string& feed, const std
   return written;
 }
 
-absl::StatusOr<int> PgAlertStore::PruneMessageDeliveries(absl::Time before, int limit) {
+absl::StatusOr<int> PgAlertStore::PruneMessageDeliveries(absl::Time before, int batch) {
   int pruned = 0;
-  WAS_RETURN_IF_ERROR(pool_.Run("prune message deliveries", [&](pqxx::connection& c) {
-    pqxx::nontransaction n(c);
-    pruned = static_cast<int>(
-        n.exec_params(absl::StrCat("DELETE FROM alert_message_deliveries WHERE id IN (SELECT id"
-                                   " FROM alert_message_deliveries WHERE status IN"
-                                   " ('STATUS_SENT', 'STATUS_DEAD') AND created_at < ",
-                                   PgTime(1), " LIMIT $2) RETURNING id"),
-                      absl::ToUnixMicros(before), limit)
-            .size());
-  }));
-  return pruned;
+  for (;;) {
+    int n = 0;
+    WAS_RETURN_IF_ERROR(pool_.Run("prune message deliveries", [&](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);
+      n = static_cast<int>(
+          tx.exec_params(absl::StrCat("DELETE FROM alert_message_deliveries WHERE id IN (SELECT id"
+                                      " FROM alert_message_deliveries WHERE status IN"
+                                      " ('STATUS_SENT', 'STATUS_DEAD') AND created_at < ",
+                                      PgTime(1), " LIMIT $2)"),
+                         absl::ToUnixMicros(before), batch)
+              .affected_rows());
+    }));
+    pruned += n;
+    if (n < batch) return pruned;
+  }
 }
 
 }  // namespace wasentinel::alert

@@ -49,12 +49,16 @@ class UnparsableRequestInterceptorFactory final
 
 }  // namespace
 
-void SetClientKeepalive(grpc::ChannelArguments& args) {
+grpc::ChannelArguments UpstreamChannelArguments() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS,
               static_cast<int>(absl::ToInt64Milliseconds(kClientKeepalive)));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
               static_cast<int>(absl::ToInt64Milliseconds(kClientKeepalive / 2)));
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // an idle stream is pinged for ever
+  return args;
 }
 
 absl::StatusOr<StartedServer> StartGrpcServer(

@@ -10,6 +10,7 @@
 #include "crypto.h"
 #include "e2ee/message_content.h"
 #include "message_watch.h"
+#include "request_checks.h"
 #include "session_service.h"
 #include "wasentinel/common/bytes.h"
 #include "wasentinel/common/grpc_status.h"
@@ -21,21 +22,8 @@ namespace wasentinel::session {
 namespace {
 
 constexpr size_t kMaxText = 65536;
-constexpr int kMaxPage = 500;
-constexpr int kDefaultPage = 100;
 constexpr absl::Duration kDefaultDeadline = absl::Hours(24);
 constexpr absl::Duration kMaxDeadline = absl::Hours(24 * 7);
-
-grpc::Status Invalid(const std::string& message) {
-  return {grpc::StatusCode::INVALID_ARGUMENT, message};
-}
-
-grpc::Status CheckUuid(const std::string& id, const char* field) {
-  if (id.empty()) return Invalid(absl::StrCat(field, " is required"));
-  if (!IsUuid(id))
-    return Invalid(absl::StrCat(field, " \"", QuoteForLog(id, 64), "\" is not a UUID"));
-  return grpc::Status::OK;
-}
 
 // A 1:1 chat as WhatsApp names it: "+1 555 123-4567", "15551234567" or
 // "15551234567@s.whatsapp.net" → "15551234567@s.whatsapp.net". Groups ("…@g.us") are taken
@@ -83,8 +71,9 @@ grpc::Status SessionServiceImpl::MessageSession(const Caller& caller, const std:
   if (!messages_) {
     return {grpc::StatusCode::UNIMPLEMENTED, "messages are not enabled on this replica"};
   }
-  WAS_GRPC_RETURN_IF_ERROR(CheckUuid(id, "session_id"));
+  WAS_GRPC_RETURN_IF_ERROR(CheckSessionId(id, "session_id"));
   auto rec = store_.Get(id);
+  if (absl::IsInvalidArgument(rec.status())) return ToGrpc(rec.status());  // not a UUID
   if (!rec.ok() || !caller.Sees(rec->tenant_id)) {
     return ToGrpc(
         NotVisible(caller, "session", id, rec.ok() ? absl::NotFoundError("") : rec.status()));
@@ -100,22 +89,19 @@ grpc::Status SessionServiceImpl::SendMessage(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kMessagesSend, &caller));
   auto to = ChatJid(req->to(), "to", /*groups=*/false);
   if (!to.ok()) return ToGrpc(to.status());
-  if (req->text().empty()) return Invalid("text is empty");
-  if (req->text().size() > kMaxText) {
-    return Invalid(absl::StrCat("text is ", req->text().size(), " bytes; at most ", kMaxText));
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckText(
+      "text", req->text(), {.max_bytes = kMaxText, .required = true, .multiline = true})));
+  if (!req->client_message_id().empty()) {
+    WAS_GRPC_RETURN_IF_ERROR(
+        ToGrpc(CheckIdentifier("client_message_id", req->client_message_id(), 128)));
   }
-  if (auto st = CheckText("text", req->text(), {.max_bytes = kMaxText, .multiline = true});
-      !st.ok()) {
-    return ToGrpc(st);
-  }
-  if (req->client_message_id().size() > 128)
-    return Invalid("client_message_id is over 128 characters");
   absl::Duration deadline = kDefaultDeadline;
   if (req->has_deadline()) {
+    WAS_GRPC_RETURN_IF_ERROR(
+        ToGrpc(CheckDuration("deadline", req->deadline().seconds(), req->deadline().nanos(),
+                             absl::ToInt64Seconds(kMaxDeadline))));
     deadline = FromProto(req->deadline());
-    if (deadline <= absl::ZeroDuration() || deadline > kMaxDeadline) {
-      return Invalid("deadline must be more than 0 and at most 7 days");
-    }
+    if (deadline == absl::ZeroDuration()) return Invalid("deadline must be more than 0");
   }
   SessionRecord rec;
   WAS_GRPC_RETURN_IF_ERROR(MessageSession(caller, req->session_id(), &rec));
@@ -148,9 +134,7 @@ grpc::Status SessionServiceImpl::GetMessage(grpc::ServerContext* ctx,
                                             v1::GetMessageResponse* resp) {
   Caller caller;
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kMessagesRead, &caller));
-  if (req->message_id().empty() || req->message_id().size() > 128) {
-    return Invalid("message_id must be 1 to 128 characters");
-  }
+  WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckIdentifier("message_id", req->message_id(), 128)));
   std::string chat;
   if (!req->chat().empty()) {
     auto jid = ChatJid(req->chat(), "chat", /*groups=*/true);
@@ -172,11 +156,12 @@ grpc::Status SessionServiceImpl::ListMessages(grpc::ServerContext* ctx,
   WAS_GRPC_RETURN_IF_ERROR(Authorize(ctx, Scope::kMessagesRead, &caller));
   auto chat = ChatJid(req->chat(), "chat", /*groups=*/true);
   if (!chat.ok()) return ToGrpc(chat.status());
-  if (req->page_size() < 0 || req->page_size() > kMaxPage) {
-    return Invalid(absl::StrCat("page_size must be 0 (default ", kDefaultPage, ") to ", kMaxPage));
+  if (req->page_size() < 0 || req->page_size() > kMaxPageSize) {
+    return Invalid(
+        absl::StrCat("page_size must be 0 (default ", kDefaultPageSize, ") to ", kMaxPageSize));
   }
-  const int size = req->page_size() == 0 ? kDefaultPage : req->page_size();
-  if (req->page_token().size() > 512) return Invalid("page_token is not one this service gave");
+  const int size = req->page_size() == 0 ? kDefaultPageSize : req->page_size();
+  WAS_GRPC_RETURN_IF_ERROR(CheckPageToken(req->page_token()));
   SessionRecord rec;
   WAS_GRPC_RETURN_IF_ERROR(MessageSession(caller, req->session_id(), &rec));
   auto page = messages_->List(rec.id, *chat, size + 1, req->page_token());
@@ -201,7 +186,7 @@ grpc::Status SessionServiceImpl::MarkRead(grpc::ServerContext* ctx, const v1::Ma
   }
   std::vector<std::string> ids;
   for (const auto& id : req->message_ids()) {
-    if (id.empty() || id.size() > 128) return Invalid("a message id must be 1 to 128 characters");
+    WAS_GRPC_RETURN_IF_ERROR(ToGrpc(CheckIdentifier("message_ids", id, 128)));
     ids.push_back(id);
   }
   SessionRecord rec;
@@ -221,12 +206,7 @@ grpc::Status SessionServiceImpl::MarkRead(grpc::ServerContext* ctx, const v1::Ma
 
 grpc::ServerWriteReactor<v1::Message>* SessionServiceImpl::WatchMessages(
     grpc::CallbackServerContext* ctx, const v1::WatchMessagesRequest* req) {
-  class Refusal final : public grpc::ServerWriteReactor<v1::Message> {
-   public:
-    explicit Refusal(const grpc::Status& st) { Finish(st); }
-    void OnDone() override { delete this; }
-  };
-  auto refuse = [](const grpc::Status& st) { return new Refusal(st); };
+  auto refuse = [](const grpc::Status& st) { return Refuse<v1::Message>(st); };
   Caller caller;
   if (auto st = Authorize(ctx, Scope::kMessagesRead, &caller); !st.ok()) return refuse(st);
   if (!messages_ || !feed_) {
@@ -238,11 +218,7 @@ grpc::ServerWriteReactor<v1::Message>* SessionServiceImpl::WatchMessages(
     if (auto st = MessageSession(caller, req->session_id(), &rec); !st.ok()) return refuse(st);
     session_id = rec.id;
   }
-  if (!req->tenant_id().empty()) {
-    if (auto st = ToGrpc(CheckTenantId("tenant_id", req->tenant_id())); !st.ok()) {
-      return refuse(st);
-    }
-  }
+  if (auto st = CheckTenantFilter(req->tenant_id()); !st.ok()) return refuse(st);
   auto tenant = TenantFilter(caller, req->tenant_id());
   if (!tenant.ok()) return refuse(ToGrpc(tenant.status()));
   auto bounds = messages_->Bounds();

@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "event_watch.h"
+#include "request_checks.h"
 #include "wasentinel/common/grpc_status.h"
 #include "wasentinel/common/logging.h"
 #include "wasentinel/common/proto_time.h"
@@ -18,34 +19,11 @@ using ::wasentinel::ToProto;
 
 namespace {
 
-constexpr int kMaxPageSize = 500;
-constexpr int kDefaultPageSize = 100;
 constexpr size_t kMaxCredsJson = 1 << 20;
-
-grpc::Status Invalid(const std::string& message) {
-  return {grpc::StatusCode::INVALID_ARGUMENT, message};
-}
 
 // owner_email: empty (no owner) or an SMTP mailbox; it becomes an alert's RCPT TO.
 grpc::Status CheckEmail(const std::string& email) {
   return email.empty() ? grpc::Status::OK : ToGrpc(CheckMailbox("owner_email", email));
-}
-
-grpc::Status CheckTenant(const std::string& tenant) {
-  return ToGrpc(CheckTenantId("tenant_id", tenant));
-}
-
-// A tenant filter: empty (every tenant the key may see) or a tenant id.
-grpc::Status CheckTenantFilter(const std::string& tenant) {
-  return tenant.empty() ? grpc::Status::OK : CheckTenant(tenant);
-}
-
-grpc::Status CheckSessionId(const std::string& id, const char* field = "id") {
-  return ToGrpc(CheckIdentifier(field, id, 128));
-}
-
-grpc::Status CheckPageToken(const std::string& token) {
-  return token.empty() ? grpc::Status::OK : ToGrpc(CheckIdentifier("page_token", token, 512));
 }
 
 grpc::Status CheckNames(const std::string& session_name, const std::string& account_name) {
@@ -401,15 +379,7 @@ grpc::Status SessionServiceImpl::Disconnect(grpc::ServerContext* ctx,
 
 grpc::ServerWriteReactor<v1::SessionEvent>* SessionServiceImpl::WatchSessionEvents(
     grpc::CallbackServerContext* ctx, const v1::WatchSessionEventsRequest* req) {
-  auto refuse = [](const grpc::Status& st) {
-    // A reactor that only finishes, for refusals before the watch starts.
-    class Refusal final : public grpc::ServerWriteReactor<v1::SessionEvent> {
-     public:
-      explicit Refusal(const grpc::Status& st) { Finish(st); }
-      void OnDone() override { delete this; }
-    };
-    return new Refusal(st);
-  };
+  auto refuse = [](const grpc::Status& st) { return Refuse<v1::SessionEvent>(st); };
   Caller caller;
   if (auto st = Authorize(ctx, Scope::kRead, &caller); !st.ok()) return refuse(st);
   SessionFilter filter;

@@ -54,8 +54,7 @@ class JournalStore : public Store {
   size_t pre_key_count() const;
   /// Where a one-time pre-key not in the image is read from (the image was loaded without
   /// them); its answer is kept until the key is removed. An error fails the decryption that
-  /// asked; the loader itself tells its caller (session-service's messenger leaves such a
-  /// message unanswered, to be delivered again, rather than take it for a bad one).
+  /// asked, marked as the store's (IsStoreError, signal.h), not taken for a bad message.
   using PreKeyLoader = std::function<absl::StatusOr<std::optional<Bytes>>(uint32_t id)>;
   void set_pre_key_loader(PreKeyLoader loader);
 

@@ -17,6 +17,7 @@
 #include <tuple>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "crypto_provider.h"
 
@@ -303,6 +304,14 @@ absl::StatusOr<Bytes> Context::SignedPreKeyRecord(const SignedPreKey& key, uint6
 
 // ── Protocol ────────────────────────────────────────────────────────────────────────────────
 
+namespace {
+constexpr char kStoreErrorPayload[] = "type.wasentinel/signal-store";
+}  // namespace
+
+bool IsStoreError(const absl::Status& status) {
+  return status.GetPayload(kStoreErrorPayload).has_value();
+}
+
 struct Protocol::Impl {
   Context& context;
   Store& store;
@@ -334,6 +343,7 @@ struct Protocol::Impl {
     if (store_error) {
       absl::Status st = *std::move(store_error);
       store_error.reset();
+      st.SetPayload(kStoreErrorPayload, absl::Cord("1"));
       return st;
     }
     return rc < 0 ? SignalStatus(rc, doing) : absl::OkStatus();

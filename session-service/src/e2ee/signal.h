@@ -157,7 +157,7 @@ struct Ciphertext {
 /// bundle whose signature does not verify; DATA_LOSS where libsignal names a bad MAC;
 /// ALREADY_EXISTS a message already decrypted (a duplicate); NOT_FOUND no session, or a pre-key id
 /// this device does not have; FAILED_PRECONDITION an identity that differs from the one known
-/// (untrusted); the Store's own errors as they are.
+/// (untrusted); the Store's own errors as they are, marked (IsStoreError).
 class Protocol {
  public:
   static absl::StatusOr<std::unique_ptr<Protocol>> Create(Context& context, Store& store);
@@ -193,6 +193,10 @@ class Protocol {
   explicit Protocol(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+/// A Protocol call failed because its Store did (a database that did not answer, a record that
+/// does not open), not because of the message: the caller may try the same message again.
+bool IsStoreError(const absl::Status& status);
 
 /// WhatsApp's padding of a plaintext before encryption: n bytes of value n, n random in
 /// 1..15 (whatsmeow send.go padMessage). `pad` (1..255) fixes n, for tests.

@@ -115,16 +115,20 @@ void Messenger::EvictIdle() {
 void Messenger::Post(std::function<void()> f) { boost::asio::post(io_, std::move(f)); }
 
 absl::Status Messenger::Persist(const std::string& session_id, int64_t lease_token,
-                                std::string_view what, const std::vector<InboundMessage>& notes) {
+                                std::string_view what, const std::vector<InboundMessage>& notes,
+                                bool* stored) {
   auto it = devices_.find(session_id);
   if (it == devices_.end()) return absl::OkStatus();
   const auto journal = it->second.store->TakeJournal();
   absl::Status written;
+  bool last_new = false;
   const absl::Status committed = pool_.Transact(what, [&](pqxx::work& w) {
     written = WriteSignalChanges(w, sealer_, session_id, lease_token, journal);
     for (const auto& note : notes) {
       if (!written.ok()) break;
-      written = InsertInboundMessage(w, sealer_, session_id, note).status();
+      auto inserted = InsertInboundMessage(w, sealer_, session_id, note);
+      written = inserted.status();
+      if (inserted.ok()) last_new = *inserted;
     }
     if (!written.ok()) throw std::runtime_error(std::string(written.message()));
   });
@@ -132,6 +136,7 @@ absl::Status Messenger::Persist(const std::string& session_id, int64_t lease_tok
     devices_.erase(session_id);  // memory is ahead of the database: load it again
     return !written.ok() ? written : committed;
   }
+  if (stored) *stored = last_new;
   return absl::OkStatus();
 }
 
@@ -219,7 +224,6 @@ absl::StatusOr<Messenger::Device*> Messenger::Load(const std::string& session_id
       key = LoadSignalPreKey(w, sealer_, session_id, id);
     });
     if (!read.ok()) key = read;
-    if (!key.ok()) pre_key_unreadable_ = key.status();  // Process tells it from a bad message
     return key;
   });
   d.used_at = absl::Now();
@@ -295,16 +299,14 @@ std::vector<Node> Messenger::Process(const std::string& session_id, int64_t leas
     if (type == "pkmsg" || type == "msg") {
       const auto kind =
           type == "pkmsg" ? signal::MessageType::kPreKey : signal::MessageType::kWhisper;
-      pre_key_unreadable_.reset();
       padded = protocol.Decrypt(address, kind, enc.ContentBytes());
-      if (pre_key_unreadable_) {
-        // Our store failed, not the message: unanswered, WhatsApp delivers it again (and the
-        // state in memory, which libsignal may have half changed, is read again then).
+      if (signal::IsStoreError(padded.status())) {
+        // Our store failed (a one-time pre-key not read), not the message: unanswered, WhatsApp
+        // delivers it again (and the state in memory, which libsignal may have half changed,
+        // is read again then).
         count("failed");
-        log_->warn(
-            "session {}: message {}: a one-time pre-key not read ({}); it waits for "
-            "redelivery",
-            session_id, id, pre_key_unreadable_->message());
+        log_->warn("session {}: message {}: Signal state not read ({}); it waits for redelivery",
+                   session_id, id, padded.status().message());
         devices_.erase(session_id);
         return {};
       }
@@ -350,64 +352,40 @@ std::vector<Node> Messenger::Process(const std::string& session_id, int64_t leas
     }
     if (!content || !parsed->type.empty()) content = *std::move(parsed);
   }
-  const auto journal = (*device)->store->TakeJournal();
+  // What arrived, for the chat: the message, or what could not be decrypted with its reason
+  // (replaced by the message if a resend decrypts).
   std::optional<InboundMessage> inbound;
-  if (failure.ok() && content && !content->type.empty()) {
-    InboundMessage m;
-    m.id = id;
-    m.chat = content->device_sent_to ? *content->device_sent_to : chat;
-    m.sender = sender;
-    m.from_me = sender_jid->user == std::to_string(creds.phone);
-    m.kind = content->type;
-    int64_t t = 0;
-    m.sent_at = absl::SimpleAtoi(message.AttrOr("t"), &t) ? absl::FromUnixSeconds(t) : absl::Now();
-    m.body = std::move(content->raw);
-    inbound = std::move(m);
-  }
-  // What could not be decrypted is recorded in the chat with its reason (replaced by the
-  // message if a resend decrypts).
   const bool unreadable = !failure.ok() || (!content && !duplicate);
-  if (unreadable) {
+  if (unreadable || (content && !content->type.empty())) {
     InboundMessage m;
     m.id = id;
     m.chat = chat;
     m.sender = sender;
     m.from_me = sender_jid->user == std::to_string(creds.phone);
-    m.kind = "undecryptable";
-    m.failure = failure.ok() ? "no <enc> this device can read" : std::string(failure.message());
     int64_t t = 0;
     m.sent_at = absl::SimpleAtoi(message.AttrOr("t"), &t) ? absl::FromUnixSeconds(t) : absl::Now();
+    if (unreadable) {
+      m.kind = "undecryptable";
+      m.failure = failure.ok() ? "no <enc> this device can read" : std::string(failure.message());
+    } else {
+      if (content->device_sent_to) m.chat = *content->device_sent_to;
+      m.kind = content->type;
+      m.body = std::move(content->raw);
+    }
     inbound = std::move(m);
   }
   // What decryption changed, and the message, in one transaction under the lease.
+  std::vector<InboundMessage> notes;
+  if (identity_changed) notes.push_back(IdentityNotice(sender_jid->user));
+  if (inbound) notes.push_back(*inbound);
   bool stored = false;
-  absl::Status written;
-  const absl::Status committed = pool_.Transact("store a message", [&](pqxx::work& w) {
-    written = WriteSignalChanges(w, sealer_, session_id, lease_token, journal);
-    if (!written.ok()) throw std::runtime_error(std::string(written.message()));
-    if (identity_changed) {
-      auto noted = InsertInboundMessage(w, sealer_, session_id, IdentityNotice(sender_jid->user));
-      if (!noted.ok()) {
-        written = noted.status();
-        throw std::runtime_error(std::string(written.message()));
-      }
-    }
-    if (inbound) {
-      auto inserted = InsertInboundMessage(w, sealer_, session_id, *inbound);
-      if (!inserted.ok()) {
-        written = inserted.status();
-        throw std::runtime_error(std::string(written.message()));
-      }
-      stored = *inserted;
-    }
-  });
-  if (!written.ok() || !committed.ok()) {
-    devices_.erase(session_id);  // memory is ahead of the database: load it again
+  if (auto st = Persist(session_id, lease_token, "store a message", notes, &stored); !st.ok()) {
     count("failed");
     log_->warn("session {}: message {} not stored ({}); it waits for redelivery", session_id, id,
-               (!written.ok() ? written : committed).message());
+               st.message());
     return {};
   }
+  stored = stored && inbound.has_value();
   if (unreadable) {
     return retry(failure.ok() ? absl::InvalidArgumentError("no <enc> this device can read")
                               : failure);

@@ -171,9 +171,10 @@ class Messenger {
   void Post(std::function<void()> f);
   absl::StatusOr<Device*> Load(const std::string& session_id, const wa::DeviceCredentials& creds);
   // Writes what the session's Signal store changed, fenced, with `notes` for its message log;
-  // on failure forgets the session's state.
+  // on failure forgets the session's state. `stored`: whether the last note was new (not a
+  // message stored before).
   absl::Status Persist(const std::string& session_id, int64_t lease_token, std::string_view what,
-                       const std::vector<InboundMessage>& notes = {});
+                       const std::vector<InboundMessage>& notes = {}, bool* stored = nullptr);
   // The notice a chat gets when the contact `user` changed its identity (kind
   // "identity_changed", WhatsApp's "security code changed").
   static InboundMessage IdentityNotice(const std::string& user);
@@ -217,8 +218,6 @@ class Messenger {
   absl::flat_hash_map<std::string, Sender> senders_;
   absl::flat_hash_map<std::string, int> retry_counts_;  // retry receipts sent, by "session/id"
   uint64_t next_epoch_ = 1;
-  // Why the last one-time pre-key read failed (set by the store's loader during a Decrypt).
-  std::optional<absl::Status> pre_key_unreadable_;
   bool stopping_ = false;
   boost::asio::steady_timer evictor_{io_};  // EvictIdle
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;

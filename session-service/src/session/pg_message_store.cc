@@ -181,23 +181,7 @@ absl::StatusOr<std::vector<StoredMessage>> PgMessageStore::Select(
   absl::StatusOr<std::vector<StoredMessage>> out = std::vector<StoredMessage>{};
   WAS_RETURN_IF_ERROR(pool_.Transact("read messages", [&](pqxx::work& w) {
     const std::string sql = absl::StrCat("SELECT ", kColumns, " WHERE ", where_sql, " ", tail_sql);
-    pqxx::result rows;
-    switch (params.size()) {
-      case 1:
-        rows = w.exec_params(sql, params[0]);
-        break;
-      case 2:
-        rows = w.exec_params(sql, params[0], params[1]);
-        break;
-      case 3:
-        rows = w.exec_params(sql, params[0], params[1], params[2]);
-        break;
-      case 4:
-        rows = w.exec_params(sql, params[0], params[1], params[2], params[3]);
-        break;
-      default:
-        rows = w.exec_params(sql, params[0], params[1], params[2], params[3], params[4]);
-    }
+    const pqxx::result rows = w.exec_params(sql, pqxx::prepare::make_dynamic_params(params));
     out = RowsToMessages(sealer_, rows);
   }));
   return out;

@@ -58,12 +58,13 @@ absl::StatusOr<signal::Image> LoadSignalImage(pqxx::transaction_base& tx, const 
                                               const std::string& session_id, bool with_pre_keys) {
   WAS_RETURN_IF_ERROR(CheckSessionId(session_id));
   signal::Image image;
-  for (const auto& row : tx.exec_params(
-           "SELECT key_id, seal_key, record FROM signal_pre_keys WHERE session_id = $1::uuid"
-           " AND $2",
-           session_id, with_pre_keys)) {
-    WAS_ASSIGN_OR_RETURN(image.pre_keys[row[0].as<uint32_t>()],
-                         Opened(sealer, row, 1, 2, "pre-key"));
+  if (with_pre_keys) {
+    for (const auto& row : tx.exec_params(
+             "SELECT key_id, seal_key, record FROM signal_pre_keys WHERE session_id = $1::uuid",
+             session_id)) {
+      WAS_ASSIGN_OR_RETURN(image.pre_keys[row[0].as<uint32_t>()],
+                           Opened(sealer, row, 1, 2, "pre-key"));
+    }
   }
   for (const auto& row : tx.exec_params("SELECT key_id, seal_key, record FROM"
                                         " signal_signed_pre_keys WHERE session_id = $1::uuid",

@@ -177,6 +177,22 @@ TEST(PgSignalStore, OneTimePreKeysAreReadOnlyWhenAMessageNamesOne) {
   EXPECT_FALSE(read_key(pre_keys[1].id)->has_value());
   EXPECT_TRUE(read_key(pre_keys[2].id)->has_value());
   EXPECT_FALSE(read_key(999)->has_value()) << "one never made";
+
+  // A key that cannot be read fails the decryption as the store's error, not the message's.
+  signal::JournalStore broken(me, *image);
+  broken.set_pre_key_loader([](uint32_t) -> absl::StatusOr<std::optional<Bytes>> {
+    return absl::UnavailableError("down");
+  });
+  auto broken_protocol = signal::Protocol::Create(*context, broken).value();
+  signal::MemoryStore other_store(context->GenerateIdentity().value());
+  auto other = signal::Protocol::Create(*context, other_store).value();
+  signal::PreKeyBundle bundle3{me.registration_id, self.device,          pre_keys[2], signed_key.id,
+                               signed_key.key.pub, signed_key.signature, me.key.pub};
+  ASSERT_THAT(other->ProcessBundle(self, bundle3), IsOk());
+  auto three = other->Encrypt(self, signal::Pad(Bytes{'3'})).value();
+  auto failed = broken_protocol->Decrypt({"15550003333", 0}, three.type, three.bytes);
+  EXPECT_TRUE(signal::IsStoreError(failed.status())) << failed.status();
+  EXPECT_FALSE(signal::IsStoreError(absl::FailedPreconditionError("untrusted identity")));
 }
 
 TEST(PgSignalStore, AStaleTokenWritesNothing) {

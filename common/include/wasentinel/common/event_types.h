@@ -28,14 +28,22 @@ inline constexpr std::array<const char*, 8> kAll = {
     kClientOutdated, kPhoneInactive, kManualIntervention, kUnreachable};
 
 /// Message webhooks (alert-service's message feed, README "Message webhooks"): not alerts, so
-/// not in kAll, and RaiseAlert refuses the message.* ones. An endpoint gets them only when it
-/// names them.
+/// not in kAll, and RaiseAlert refuses them. An endpoint gets them only when it names them.
 inline constexpr char kMessageReceived[] = "message.received";
 inline constexpr char kMessageStatus[] = "message.status";
 /// A contact of a session reinstalled WhatsApp (its security code changed): the chat's notice,
 /// sent by the message feed like the message events.
 inline constexpr char kIdentityChanged[] = "session.identity_changed";
-inline constexpr char kMessagePrefix[] = "message.";
+/// Every event the message feed sends.
+inline constexpr std::array<const char*, 3> kFeedEvents = {kMessageReceived, kMessageStatus,
+                                                           kIdentityChanged};
+/// `type` is one of kFeedEvents.
+inline bool IsFeedEvent(std::string_view type) {
+  for (const char* feed : kFeedEvents) {
+    if (type == feed) return true;
+  }
+  return false;
+}
 
 /// The dedup-key kind of one outage's offline alert: warning, escalated to critical, one key.
 inline constexpr char kOfflineKind[] = "session.offline";
